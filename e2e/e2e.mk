@@ -1,0 +1,32 @@
+# e2e: a real local Kubernetes cluster built from upstream sources (see e2e/README.md).
+# Included by the root Makefile. Needs root.
+E2E_DIR := $(dir $(lastword $(MAKEFILE_LIST)))
+E2E_CACHE ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/strata
+E2E_TARGET ?= $(E2E_CACHE)/target
+STRATA_BIN ?= $(E2E_TARGET)/debug/strata
+export STRATA_BIN
+
+.PHONY: e2e-setup e2e-build-kube e2e-images e2e-up e2e-down e2e-test e2e-env
+
+e2e-setup: ## apt packages + kube binaries (idempotent)
+	$(E2E_DIR)ci-setup.sh
+
+e2e-build-kube: ## build kube-apiserver/controller-manager/scheduler/kubelet/kubectl + etcd (cached)
+	$(E2E_DIR)scripts/build-kube.sh
+
+e2e-images: ## build the local images (pause, os-base, builder if the strata binary exists)
+	$(E2E_DIR)scripts/build-images.sh
+
+e2e-up: ## start the cluster in the background; writes e2e/.state/env
+	@if [ -f $(E2E_DIR).state/env ]; then echo "e2e: cluster already up (e2e/.state/env); make e2e-down first"; \
+	else $(E2E_DIR)scripts/cluster-up.sh; fi
+	@echo "e2e: run  . $(E2E_DIR).state/env"
+
+e2e-down: ## stop the cluster, remove its processes, mounts, veth/bridge, CNI state
+	$(E2E_DIR)scripts/cluster-down.sh
+
+e2e-env:
+	@cat $(E2E_DIR).state/env
+
+e2e-test: ## run the e2e tests against a real cluster (started and stopped around the tests if not up)
+	$(E2E_DIR)scripts/run-e2e-tests.sh

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Build the e2e images locally from Debian packages (nothing is pulled from a container registry):
+#   pause    scratch + Debian's static catatonit, written to an archive for `ctr images import`
+#   os-base  busybox-static root filesystem with /bin/sh, stands in for RHCOS (usable as FROM with RUN)
+#   builder  Debian bookworm minbase (mmdebstrap) + buildah + the `strata` binary (builder-image/local/)
+# Usage: build-images.sh [--push REGISTRY]   (REGISTRY = host:port, plain HTTP)
+#   STRATA_BIN=path/to/strata (or first positional arg) — builder image is skipped when absent.
+#   STRATA_REBUILD_IMAGES=1 forces a rebuild.
+# After --push, writes $STRATA_IMAGES_OUT (default e2e/.state/images.env) with digest-pinned references.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+log() { echo "build-images: $*" >&2; }
+PUSH=""
+while (($#)); do
+  case "$1" in
+    --push) PUSH="$2"; shift 2 ;;
+    *) STRATA_BIN="$1"; shift ;;
+  esac
+done
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/strata"
+STRATA_BIN="${STRATA_BIN:-$CACHE/target/debug/strata}"
+IMGDIR="$CACHE/images"
+mkdir -p "$IMGDIR"
+BUILDAH=(buildah --root "$CACHE/buildah/root" --runroot /run/strata-buildah --storage-driver vfs)
+exists() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
+label() { "${BUILDAH[@]}" inspect --type image --format "{{index .ImageAnnotations \"$2\"}}{{index .OCIv1.Config.Labels \"$2\"}}" "$1" 2>/dev/null || true; }
+TS=(--timestamp 0)
+
+# --- pause -----------------------------------------------------------------------------------
+PAUSE_TAR="$IMGDIR/pause.tar"
+if [[ -n "${STRATA_REBUILD_IMAGES:-}" || ! -s "$PAUSE_TAR" ]]; then
+  log "building pause image (scratch + /usr/bin/catatonit)…"
+  c=$("${BUILDAH[@]}" from scratch)
+  "${BUILDAH[@]}" copy "$c" /usr/bin/catatonit /catatonit >/dev/null
+  "${BUILDAH[@]}" config --entrypoint '["/catatonit","-P"]' --os linux --arch amd64 "$c"
+  "${BUILDAH[@]}" commit -q "${TS[@]}" --rm "$c" localhost/strata/pause:catatonit >/dev/null
+  rm -f "$PAUSE_TAR"
+  "${BUILDAH[@]}" push -q localhost/strata/pause:catatonit "docker-archive:$PAUSE_TAR:localhost/strata/pause:catatonit"
+fi
+
+# --- os-base ---------------------------------------------------------------------------------
+if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || ! exists localhost/strata-test/os-base:latest; then
+  log "building os-base image (busybox-static root filesystem)…"
+  R=$(mktemp -d); trap 'rm -rf "$R"' EXIT
+  mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,var/tmp,root,proc,sys,dev,run,home}
+  chmod 1777 "$R/tmp" "$R/var/tmp"
+  cp /bin/busybox "$R/bin/busybox"
+  for a in $("$R/bin/busybox" --list); do [[ -e "$R/bin/$a" ]] || ln -s busybox "$R/bin/$a"; done
+  cat > "$R/etc/os-release" <<'OS'
+NAME="Strata test OS"
+ID=strata-test
+ID_LIKE="rhel fedora"
+VERSION_ID=1
+PRETTY_NAME="Strata test OS (busybox; stands in for RHCOS in e2e tests)"
+OS
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$R/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\n' > "$R/etc/group"
+  tar -C "$R" --numeric-owner --owner=0 --group=0 -cf "$IMGDIR/os-base-rootfs.tar" .
+  rm -rf "$R"; trap - EXIT
+  c=$("${BUILDAH[@]}" from scratch)
+  "${BUILDAH[@]}" add "$c" "$IMGDIR/os-base-rootfs.tar" / >/dev/null
+  "${BUILDAH[@]}" config --os linux --arch amd64 --cmd /bin/sh --env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+    --label org.opencontainers.image.title=strata-test-os-base --label ostree.linux=strata-test "$c"
+  "${BUILDAH[@]}" commit -q "${TS[@]}" --rm "$c" localhost/strata-test/os-base:latest >/dev/null
+fi
+
+# --- builder ---------------------------------------------------------------------------------
+BUILDER=0
+if [[ -x "$STRATA_BIN" ]]; then
+  BUILDER=1
+  SUM=$(sha256sum "$STRATA_BIN" "$ROOT/builder-image/local/"* | sha256sum | cut -c1-64)
+  ROOTFS="$IMGDIR/builder-rootfs.tar"
+  PKGS=$(grep -v '^#' "$ROOT/builder-image/local/packages.txt" | paste -sd, -)
+  if [[ -n "${STRATA_REBUILD_IMAGES:-}" || ! -s "$ROOTFS" || "$(cat "$ROOTFS.pkgs" 2>/dev/null)" != "$PKGS" ]]; then
+    log "building builder root filesystem: mmdebstrap bookworm minbase + $PKGS (~2 min)…"
+    mmdebstrap --quiet --variant=minbase --include="$PKGS" \
+      --dpkgopt='path-exclude=/usr/share/{doc,man,locale}/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
+      --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
+      bookworm "${ROOTFS%.tar}.new.tar" http://deb.debian.org/debian
+    mv "${ROOTFS%.tar}.new.tar" "$ROOTFS"; echo "$PKGS" > "$ROOTFS.pkgs"
+  fi
+  if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || [[ "$(label localhost/strata/builder:local strata.dev/inputs-sha256)" != *"$SUM"* ]]; then
+    log "building builder image (buildah + strata from $STRATA_BIN)…"
+    c=$("${BUILDAH[@]}" from scratch)
+    "${BUILDAH[@]}" add "$c" "$ROOTFS" / >/dev/null
+    "${BUILDAH[@]}" copy --chmod 0755 "$c" "$STRATA_BIN" /usr/local/bin/strata >/dev/null
+    "${BUILDAH[@]}" copy "$c" "$ROOT/builder-image/local/storage.conf" /etc/containers/storage.conf >/dev/null
+    "${BUILDAH[@]}" config --os linux --arch amd64 --entrypoint '["/usr/local/bin/strata"]' --cmd build \
+      --env BUILDAH_ISOLATION=chroot --env STORAGE_DRIVER=vfs --workingdir / \
+      --label strata.dev/inputs-sha256="$SUM" "$c"
+    "${BUILDAH[@]}" commit -q "${TS[@]}" --rm "$c" localhost/strata/builder:local >/dev/null
+  fi
+else
+  log "SKIPPING the builder image: no strata binary at '$STRATA_BIN'"
+  log "  (build it with: CARGO_TARGET_DIR=$CACHE/target cargo build -p strata-controller --bin strata, or set STRATA_BIN)"
+fi
+
+# --- push ------------------------------------------------------------------------------------
+if [[ -n "$PUSH" ]]; then
+  OUT="${STRATA_IMAGES_OUT:-$ROOT/e2e/.state/images.env}"
+  mkdir -p "$(dirname "$OUT")"
+  push() { # push <local> <repo> -> prints repo@digest
+    local df; df=$(mktemp)
+    "${BUILDAH[@]}" push -q --tls-verify=false --digestfile "$df" "$1" "docker://$PUSH/$2:latest" >&2
+    echo "$PUSH/$2@$(cat "$df")"; rm -f "$df"
+  }
+  log "pushing images to $PUSH…"
+  {
+    echo "STRATA_OS_BASE_IMAGE=$(push localhost/strata-test/os-base:latest strata-test/os-base)"
+    if ((BUILDER)); then echo "STRATA_BUILDER_IMAGE=$(push localhost/strata/builder:local strata/builder)"; fi
+  } > "$OUT.tmp"
+  mv "$OUT.tmp" "$OUT"
+  cat "$OUT" >&2
+fi
+echo "PAUSE_TAR=$PAUSE_TAR"

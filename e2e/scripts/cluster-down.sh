@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Stop the cluster started by cluster-up.sh: pods, kubelet, containerd (and its shims), control plane,
+# registry; unmount everything under the cluster dir, remove CNI netns/veth/bridge/host-local state,
+# kubelet cgroups, and the temp dir. Idempotent.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+STATE="${STRATA_E2E_STATE:-$ROOT/e2e/.state}"
+log() { echo "cluster-down: $*" >&2; }
+BRIDGE=strata0
+CNI_NET=strata-e2e
+
+mkdir -p "$STATE"
+exec 9>"$STATE/lock"
+flock -w 300 9 || { log "timed out waiting for $STATE/lock"; exit 1; }
+D="${1:-$(cat "$STATE/cluster-dir" 2>/dev/null || true)}"
+if [[ -z "$D" || ! -d "$D" ]]; then
+  log "no cluster recorded in $STATE"; rm -f "$STATE/env" "$STATE/cluster-dir"; exit 0
+fi
+case "$D" in /tmp/strata-e2e.*) ;; *) log "refusing to tear down unexpected dir '$D'"; exit 1 ;; esac
+rm -f "$STATE/env"
+CSOCK="$D/containerd/containerd.sock"
+pid() { cat "$D/pids/$1" 2>/dev/null || true; }
+stop() { # stop <name> [timeout]: SIGTERM the process group, then SIGKILL
+  local p; p=$(pid "$1"); [[ -n "$p" ]] || return 0
+  kill -0 "$p" 2>/dev/null || return 0
+  kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+  for _ in $(seq $(( ${2:-10} * 5 ))); do kill -0 "$p" 2>/dev/null || { log "stopped $1"; return 0; }; sleep 0.2; done
+  kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+  log "killed $1"
+}
+ctrk() { ctr --address "$CSOCK" -n k8s.io "$@"; }
+
+# 1. let the kubelet tear pods down properly (CNI DEL, volume unmounts) while everything still runs
+KUBECTL="$(cat "$D/bin-dir" 2>/dev/null || echo /nonexistent)/kubectl"
+if [[ -f "$D/admin.kubeconfig" && -x "$KUBECTL" ]] && kill -0 "$(pid kubelet)" 2>/dev/null; then
+  "$KUBECTL" --kubeconfig "$D/admin.kubeconfig" --request-timeout=10s \
+    delete pods --all -A --grace-period=1 --wait=false >/dev/null 2>&1 || true
+  for _ in $(seq 150); do
+    [[ "$(ctrk tasks ls -q 2>/dev/null | wc -l)" == 0 ]] && break; sleep 0.2
+  done
+fi
+stop kubelet 15
+# 2. whatever is left in containerd: kill tasks, remove containers
+if [[ -S "$CSOCK" ]]; then
+  for t in $(ctrk tasks ls -q 2>/dev/null); do ctrk tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true; done
+  sleep 0.5
+  for t in $(ctrk tasks ls -q 2>/dev/null); do ctrk tasks delete -f "$t" >/dev/null 2>&1 || true; done
+  for c in $(ctrk containers ls -q 2>/dev/null); do ctrk containers delete "$c" >/dev/null 2>&1 || true; done
+fi
+stop containerd 15
+# shims belonging to this containerd
+for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CSOCK" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
+# 3. control plane + registry, reverse start order
+for n in $(tac "$D/pids/order" 2>/dev/null); do stop "$n" 10; done
+# 4. mounts under the cluster dir and the pods' network namespaces
+for i in 1 2 3; do
+  mapfile -t ms < <(awk -v d="$D" 'index($2, d)==1 {print $2}' /proc/self/mounts | sort -r)
+  ((${#ms[@]})) || break
+  for m in "${ms[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+done
+for ns in $({ grep -l "$CNI_NET" /var/lib/cni/results/* 2>/dev/null || true; } | xargs -r -n1 jq -r '.netns // empty' 2>/dev/null || true); do
+  [[ -e "$ns" ]] && { umount "$ns" 2>/dev/null || true; rm -f "$ns"; }
+done
+# 5. CNI leftovers: bridge (+ veths), host-local IPs, cached results, masquerade rules
+ip link del "$BRIDGE" 2>/dev/null && log "removed bridge $BRIDGE" || true
+rm -rf "/var/lib/cni/networks/$CNI_NET"
+{ grep -l "\"$CNI_NET\"" /var/lib/cni/results/* 2>/dev/null || true; } | xargs -r rm -f
+for tbl in nat; do
+  { iptables -t "$tbl" -S POSTROUTING 2>/dev/null || true; } | { grep -- "name: \"$CNI_NET\"" || true; } | sed 's/^-A/-D/' |
+    while read -r rule; do eval "iptables -t $tbl $rule" 2>/dev/null || true; done
+done
+# 6. kubelet cgroups (cgroupfs driver, v1 hierarchies and unified)
+for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods /sys/fs/cgroup/kubepods; do
+  [[ -d "$h" ]] && find "$h" -depth -type d -exec rmdir {} + 2>/dev/null || true
+done
+# 7. the dir itself
+if awk -v d="$D" 'index($2, d)==1 {f=1} END {exit !f}' /proc/self/mounts; then
+  log "WARNING: mounts left under $D:"; awk -v d="$D" 'index($2, d)==1 {print "  " $2}' /proc/self/mounts >&2
+else
+  rm -rf "$D"
+fi
+rm -f "$STATE/cluster-dir" "$STATE/images.env"
+log "cluster at $D is down"

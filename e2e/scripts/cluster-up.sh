@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# Start a real single-node Kubernetes cluster from locally built upstream binaries:
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (Debian) + runc + CNI bridge,
+# kubelet, docker-registry (Debian); images built locally (build-images.sh), OpenShift stand-ins applied.
+# Everything lives in a fresh temp dir; processes run in the background. Needs root.
+# Writes $STRATA_E2E_STATE/env (default e2e/.state/env). Stop with cluster-down.sh.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+STATE="${STRATA_E2E_STATE:-$ROOT/e2e/.state}"
+T0=$(date +%s.%N)
+log() { printf 'cluster-up [%5.1fs]: %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+[[ $(id -u) == 0 ]] || die "must run as root (kubelet, containerd, CNI)"
+mkdir -p "$STATE"
+exec 9>"$STATE/lock"   # serialises with a cluster-down.sh still in progress
+flock -w 300 9 || die "timed out waiting for $STATE/lock"
+if [[ -f "$STATE/cluster-dir" ]] && [[ -d "$(cat "$STATE/cluster-dir")" ]]; then
+  die "a cluster is already recorded in $STATE (dir $(cat "$STATE/cluster-dir")); run cluster-down.sh first"
+fi
+for t in containerd runc ctr docker-registry openssl curl buildah mmdebstrap catatonit busybox iptables bc; do
+  command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages)"
+done
+[[ -x /usr/lib/cni/bridge ]] || die "missing /usr/lib/cni/bridge (apt: containernetworking-plugins)"
+
+BIN=$("$HERE/build-kube.sh" | tail -1)
+log "kube binaries: $BIN"
+export PATH="$BIN:$PATH"
+
+NODE_IP="${STRATA_NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for(i=1;i<=NF;i++) if($i=="src"){print $(i+1); exit}}')}"
+[[ -n "$NODE_IP" ]] || NODE_IP=$(hostname -I | awk '{print $1}')
+[[ -n "$NODE_IP" ]] || die "cannot determine node IP (set STRATA_NODE_IP)"
+NODE_NAME="${STRATA_NODE_NAME:-strata-node}"
+POD_CIDR="${STRATA_POD_CIDR:-10.244.0.0/24}"
+SVC_CIDR="10.0.0.0/24"
+BRIDGE=strata0
+CNI_NET=strata-e2e
+
+mkdir -p "$STATE"
+D=$(mktemp -d /tmp/strata-e2e.XXXXXX)
+chmod 755 "$D"
+echo "$D" > "$STATE/cluster-dir"
+echo "$BIN" > "$D/bin-dir"
+mkdir -p "$D"/{pki,logs,pids,etcd,containerd,cni,certs.d,kubelet,pod-logs,registry}
+UP_OK=0
+on_exit() {
+  ((UP_OK)) && return 0
+  log "FAILED — tearing down (logs kept in $STATE/failed-logs)"
+  rm -rf "$STATE/failed-logs"; cp -r "$D/logs" "$STATE/failed-logs" 2>/dev/null || true
+  flock -u 9; "$HERE/cluster-down.sh" >&2 || true
+}
+trap on_exit EXIT
+
+# --- free ports ------------------------------------------------------------------------------
+read -r EP PP AP KP SP RP KLP < <(python3 - <<'PY'
+import socket
+ss=[socket.socket() for _ in range(7)]
+for s in ss: s.bind(("0.0.0.0",0))
+print(*[s.getsockname()[1] for s in ss])
+PY
+)
+log "dir $D, node IP $NODE_IP, ports etcd=$EP apiserver=$AP registry=$RP kubelet=$KLP"
+
+# --- PKI -------------------------------------------------------------------------------------
+P="$D/pki"
+ossl() { openssl "$@" 2>/dev/null; }
+ec() { echo "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"; }
+ossl req -x509 $(ec) -days 7 -subj /CN=strata-e2e-ca -keyout "$P/ca.key" -out "$P/ca.crt"
+cert() { # cert <name> <subject> <ext>
+  ossl req $(ec) -subj "$2" -keyout "$P/$1.key" -out "$P/$1.csr"
+  ossl x509 -req -in "$P/$1.csr" -CA "$P/ca.crt" -CAkey "$P/ca.key" -CAcreateserial -days 7 -out "$P/$1.crt" -extfile <(printf '%b' "$3")
+}
+cert apiserver /CN=kube-apiserver "subjectAltName=IP:127.0.0.1,IP:$NODE_IP,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\nkeyUsage=digitalSignature,keyEncipherment"
+cert admin "/O=system:masters/CN=strata-e2e-admin" "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature"
+cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extendedKeyUsage=clientAuth\nkeyUsage=digitalSignature"
+ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$P/sa.key"
+ossl pkey -in "$P/sa.key" -pubout -out "$P/sa.pub"
+KUBECONFIG="$D/admin.kubeconfig"
+b64() { base64 -w0 < "$1"; }
+cat > "$KUBECONFIG" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: strata-e2e
+  cluster: {server: "https://$NODE_IP:$AP", certificate-authority-data: $(b64 "$P/ca.crt")}
+users:
+- name: admin
+  user: {client-certificate-data: $(b64 "$P/admin.crt"), client-key-data: $(b64 "$P/admin.key")}
+contexts:
+- name: strata-e2e
+  context: {cluster: strata-e2e, user: admin}
+current-context: strata-e2e
+KC
+export KUBECONFIG
+
+start() { # start <name> <cmd...>  — own session, logs + pid in $D
+  local n=$1; shift
+  setsid "$@" > "$D/logs/$n.log" 2>&1 < /dev/null 9>&- &
+  echo $! > "$D/pids/$n"
+  echo "$n" >> "$D/pids/order"
+}
+alive() { kill -0 "$(cat "$D/pids/$1")" 2>/dev/null || die "$1 exited; last log lines:$(echo; tail -20 "$D/logs/$1.log")"; }
+wait_for() { # wait_for <what> <timeout s> <proc> <cmd...>
+  local what=$1 to=$2 proc=$3; shift 3
+  local end=$(( $(date +%s) + to ))
+  until "$@" >/dev/null 2>&1; do
+    [[ $proc == - ]] || alive "$proc"
+    (( $(date +%s) < end )) || die "timed out after ${to}s waiting for $what"
+    sleep 0.2
+  done
+  log "$what ready"
+}
+CURL=(curl -sf --max-time 5 --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key")
+
+# --- images (cached; quick when warm) -----------------------------------------------------------
+PAUSE_TAR=$("$HERE/build-images.sh" ${STRATA_BIN:+"$STRATA_BIN"} | sed -n 's/^PAUSE_TAR=//p')
+
+# --- etcd ------------------------------------------------------------------------------------
+start etcd etcd --name strata --data-dir "$D/etcd" \
+  --listen-client-urls "http://127.0.0.1:$EP" --advertise-client-urls "http://127.0.0.1:$EP" \
+  --listen-peer-urls "http://127.0.0.1:$PP" --initial-advertise-peer-urls "http://127.0.0.1:$PP" \
+  --initial-cluster "strata=http://127.0.0.1:$PP" --unsafe-no-fsync --log-level warn
+wait_for etcd 30 etcd curl -sf "http://127.0.0.1:$EP/health"
+
+# --- registry --------------------------------------------------------------------------------
+cat > "$D/registry.yml" <<RC
+version: 0.1
+log: {level: warn}
+storage:
+  filesystem: {rootdirectory: $D/registry}
+  delete: {enabled: true}
+http:
+  addr: 0.0.0.0:$RP
+RC
+start registry docker-registry serve "$D/registry.yml"
+
+# --- kube-apiserver --------------------------------------------------------------------------
+start kube-apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$EP" \
+  --bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port="$AP" \
+  --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
+  --kubelet-client-certificate="$P/kubelet-client.crt" --kubelet-client-key="$P/kubelet-client.key" \
+  --kubelet-preferred-address-types=InternalIP \
+  --service-cluster-ip-range="$SVC_CIDR" --allow-privileged=true --authorization-mode=Node,RBAC \
+  --service-account-issuer="https://$NODE_IP:$AP" --service-account-key-file="$P/sa.pub" \
+  --service-account-signing-key-file="$P/sa.key" --profiling=false --v=1
+wait_for "kube-apiserver /readyz" 120 kube-apiserver "${CURL[@]}" "https://127.0.0.1:$AP/readyz"
+wait_for "namespace default" 30 kube-apiserver "${CURL[@]}" "https://127.0.0.1:$AP/api/v1/namespaces/default"
+
+# --- controller-manager, scheduler -----------------------------------------------------------
+start kube-controller-manager kube-controller-manager --kubeconfig="$KUBECONFIG" --leader-elect=false \
+  --controllers='*' --use-service-account-credentials \
+  --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" \
+  --cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key" \
+  --bind-address=127.0.0.1 --secure-port="$KP" --v=1
+start kube-scheduler kube-scheduler --kubeconfig="$KUBECONFIG" --leader-elect=false \
+  --bind-address=127.0.0.1 --secure-port="$SP" --v=1
+
+# --- containerd + CNI ------------------------------------------------------------------------
+sysctl -qw net.ipv4.ip_forward=1
+cat > "$D/cni/10-$CNI_NET.conflist" <<CNI
+{"cniVersion":"1.0.0","name":"$CNI_NET","plugins":[
+ {"type":"bridge","bridge":"$BRIDGE","isGateway":true,"ipMasq":true,"hairpinMode":true,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":"$POD_CIDR"}]],"routes":[{"dst":"0.0.0.0/0"}]}},
+ {"type":"portmap","capabilities":{"portMappings":true}}]}
+CNI
+mkdir -p "$D/certs.d/$NODE_IP:$RP"
+cat > "$D/certs.d/$NODE_IP:$RP/hosts.toml" <<HT
+server = "http://$NODE_IP:$RP"
+[host."http://$NODE_IP:$RP"]
+  capabilities = ["pull", "resolve", "push"]
+  skip_verify = true
+HT
+CSOCK="$D/containerd/containerd.sock"
+cat > "$D/containerd/config.toml" <<CT
+version = 2
+root = "$D/containerd/root"
+state = "$D/containerd/state"
+disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs"]
+[grpc]
+  address = "$CSOCK"
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$D/containerd/opt"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "localhost/strata/pause:catatonit"
+  # This machine's root lacks CAP_SYS_RESOURCE (CapBnd 0x1fffeffffff, bit 24 clear), so runc cannot
+  # lower oom_score_adj below 0 (kubelet asks -998 for sandboxes): "nsexec: failed to update
+  # /proc/self/oom_score_adj: Permission denied". This containerd option clamps it to our own value.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$D/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$D/cni"
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "$D/certs.d"
+CT
+start containerd containerd --config "$D/containerd/config.toml"
+wait_for containerd 30 containerd ctr --address "$CSOCK" version
+ctr --address "$CSOCK" -n k8s.io images import --no-unpack=false "$PAUSE_TAR" >/dev/null
+ctr --address "$CSOCK" -n k8s.io images label localhost/strata/pause:catatonit io.cri-containerd.pinned=pinned >/dev/null || true
+
+# --- kubelet ---------------------------------------------------------------------------------
+cat > "$D/kubelet.yaml" <<KL
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+address: $NODE_IP
+port: $KLP
+readOnlyPort: 0
+healthzPort: 0
+containerRuntimeEndpoint: unix://$CSOCK
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+resolvConf: /etc/resolv.conf
+registerNode: true
+serializeImagePulls: false
+podLogsDir: $D/pod-logs
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $P/ca.crt}
+authorization: {mode: Webhook}
+evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+maxPods: 50
+KL
+start kubelet kubelet --config="$D/kubelet.yaml" --kubeconfig="$KUBECONFIG" --hostname-override="$NODE_NAME" \
+  --node-ip="$NODE_IP" --root-dir="$D/kubelet" --v=1
+
+# --- wait for the rest -----------------------------------------------------------------------
+wait_for registry 30 registry curl -sf "http://$NODE_IP:$RP/v2/"
+wait_for "kube-controller-manager /healthz" 60 kube-controller-manager curl -skf "https://127.0.0.1:$KP/healthz"
+wait_for "kube-scheduler /healthz" 60 kube-scheduler curl -skf "https://127.0.0.1:$SP/healthz"
+wait_for "ServiceAccount default/default" 60 kube-controller-manager kubectl get serviceaccount default -n default
+wait_for "node $NODE_NAME Ready" 120 kubelet sh -c "kubectl get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+
+# --- images + OpenShift stand-ins ------------------------------------------------------------
+STRATA_IMAGES_OUT="$D/images.env" "$HERE/build-images.sh" --push "$NODE_IP:$RP" ${STRATA_BIN:+"$STRATA_BIN"} >/dev/null
+# shellcheck disable=SC1091
+source "$D/images.env"
+kubectl apply -f "$ROOT/e2e/openshift/crds.yaml" >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/machineconfigs.machineconfiguration.openshift.io crd/machineconfigpools.machineconfiguration.openshift.io >/dev/null
+kubectl apply -f "$ROOT/e2e/openshift/objects.yaml" >/dev/null
+NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+for pool in worker infra; do # no MCO here: give the pools the status an idle, up-to-date pool would have
+  kubectl patch mcp "$pool" --subresource=status --type=merge -p "{\"status\":{\"observedGeneration\":1,\"machineCount\":1,\"readyMachineCount\":1,\"updatedMachineCount\":1,\"unavailableMachineCount\":0,\"degradedMachineCount\":0,\"configuration\":{\"name\":\"rendered-$pool-0\"},\"conditions\":[{\"type\":\"Updated\",\"status\":\"True\",\"reason\":\"\",\"message\":\"\",\"lastTransitionTime\":\"$NOW\"},{\"type\":\"Updating\",\"status\":\"False\",\"reason\":\"\",\"message\":\"\",\"lastTransitionTime\":\"$NOW\"},{\"type\":\"Degraded\",\"status\":\"False\",\"reason\":\"\",\"message\":\"\",\"lastTransitionTime\":\"$NOW\"}]}}" >/dev/null
+done
+kubectl create configmap machine-config-osimageurl -n openshift-machine-config-operator \
+  --from-literal=baseOSContainerImage="$STRATA_OS_BASE_IMAGE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+log "OpenShift stand-ins applied; base image $STRATA_OS_BASE_IMAGE"
+
+cat > "$STATE/env.tmp" <<ENV
+export KUBECONFIG=$KUBECONFIG
+export PATH=$BIN:\$PATH
+export STRATA_REGISTRY=$NODE_IP:$RP
+export STRATA_OS_BASE_IMAGE=$STRATA_OS_BASE_IMAGE
+export STRATA_BUILDER_IMAGE=${STRATA_BUILDER_IMAGE:-}
+export STRATA_E2E_NODE_IP=$NODE_IP
+export STRATA_E2E_APISERVER=https://$NODE_IP:$AP
+export STRATA_E2E_DIR=$D
+ENV
+mv "$STATE/env.tmp" "$STATE/env"
+UP_OK=1
+log "cluster up: source $STATE/env (kubectl, KUBECONFIG, STRATA_REGISTRY=$NODE_IP:$RP)"

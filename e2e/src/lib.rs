@@ -1,0 +1,223 @@
+//! Test support for the local real cluster (see `e2e/README.md`).
+//!
+//! [`Cluster::shared`] gives every test in a test binary the same cluster: it reuses the one recorded
+//! in `e2e/.state/env` (started by `make e2e-up`), or starts one with `e2e/scripts/cluster-up.sh`.
+//! A cluster started here is stopped when the test process exits, however it exits (normal end,
+//! a panicking test, a signal, even SIGKILL): the scripts run inside a watchdog shell in its own
+//! session that waits for EOF on a pipe whose write end only this process holds, then runs
+//! `cluster-down.sh`. No `unsafe`, no `atexit`.
+//!
+//! Tests that need a cluster call [`Cluster::shared_or_skip`], which returns `None` (after printing
+//! why) unless `STRATA_E2E` is set, so `cargo test --workspace` passes on machines without one.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// A running cluster: how to reach it and what was pushed into its registry.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// Admin (system:masters) kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// Directory holding kubectl, kube-apiserver, … (prepend to PATH for kubectl).
+    pub bin_dir: PathBuf,
+    /// `host:port` of the plain-HTTP registry, reachable from the host and from pods.
+    pub registry: String,
+    /// The test OS base image, digest-pinned (`<registry>/strata-test/os-base@sha256:…`).
+    pub os_base_image: String,
+    /// The builder image (buildah + strata), digest-pinned, when the strata binary was available.
+    pub builder_image: Option<String>,
+    /// The node's IP; pods reach the registry and the API server through it (no kube-proxy).
+    pub node_ip: String,
+    /// `https://<node IP>:<port>` of the API server.
+    pub apiserver: String,
+    /// The cluster's temp dir (logs in `logs/`).
+    pub dir: PathBuf,
+    /// Whether this process started the cluster (and will stop it at exit).
+    pub owned: bool,
+}
+
+static SHARED: OnceLock<std::result::Result<Cluster, String>> = OnceLock::new();
+/// Write end of the watchdog's stdin; never closed before process exit.
+static WATCHDOG: OnceLock<Mutex<ChildStdin>> = OnceLock::new();
+
+/// The repository root (parent of the `e2e` crate).
+pub fn repo_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// `../shared` relative to the repository root (fixtures that must not be copied into the repo).
+pub fn shared_dir() -> PathBuf {
+    std::env::var_os("STRATA_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared"))
+}
+
+/// The state dir written by `cluster-up.sh` (`e2e/.state`, or `STRATA_E2E_STATE`).
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("STRATA_E2E_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("e2e/.state"))
+}
+
+/// True when end-to-end tests should run (`STRATA_E2E` set to anything but `""`/`0`).
+pub fn e2e_enabled() -> bool {
+    std::env::var("STRATA_E2E").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// Parse the `export K=V` lines of an env file.
+pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+impl Cluster {
+    /// The cluster for this test binary, or `None` with a printed skip message when `STRATA_E2E`
+    /// is unset. Panics if the cluster cannot be started (the error includes where the logs are).
+    pub fn shared_or_skip(test: &str) -> Option<&'static Cluster> {
+        if !e2e_enabled() {
+            eprintln!(
+                "SKIPPED {test}: needs a real cluster; set STRATA_E2E=1 (as root) or run `make e2e-test`"
+            );
+            return None;
+        }
+        Some(Self::shared())
+    }
+
+    /// The cluster for this test binary: reused from `e2e/.state/env`, or started (once) and
+    /// stopped at process exit.
+    pub fn shared() -> &'static Cluster {
+        let r = SHARED.get_or_init(|| Self::reuse_or_start().map_err(|e| format!("{e:#}")));
+        match r {
+            Ok(c) => c,
+            Err(e) => panic!("e2e cluster unavailable: {e}"),
+        }
+    }
+
+    /// Read a running cluster from an env file written by `cluster-up.sh`.
+    pub fn from_env_file(path: &Path, owned: bool) -> Result<Cluster> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let env = parse_env_file(&text);
+        let get = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("{} lacks {k}", path.display()));
+        let path_var = get("PATH")?;
+        let bin_dir = path_var.split(':').next().unwrap_or_default();
+        Ok(Cluster {
+            kubeconfig: get("KUBECONFIG")?.into(),
+            bin_dir: bin_dir.into(),
+            registry: get("STRATA_REGISTRY")?,
+            os_base_image: get("STRATA_OS_BASE_IMAGE")?,
+            builder_image: env.get("STRATA_BUILDER_IMAGE").filter(|s| !s.is_empty()).cloned(),
+            node_ip: get("STRATA_E2E_NODE_IP")?,
+            apiserver: get("STRATA_E2E_APISERVER")?,
+            dir: get("STRATA_E2E_DIR")?.into(),
+            owned,
+        })
+    }
+
+    fn reuse_or_start() -> Result<Cluster> {
+        let env = state_dir().join("env");
+        if env.exists() {
+            let c = Self::from_env_file(&env, false)?;
+            if c.kubeconfig.exists() {
+                eprintln!("e2e: reusing the running cluster from {}", env.display());
+                return Ok(c);
+            }
+            bail!(
+                "{} points at a missing cluster ({}); run `make e2e-down`",
+                env.display(),
+                c.kubeconfig.display()
+            );
+        }
+        let scripts = repo_root().join("e2e/scripts");
+        let up = scripts.join("cluster-up.sh");
+        let down = scripts.join("cluster-down.sh");
+        eprintln!("e2e: starting a cluster for this test binary ({})", up.display());
+        // The watchdog: start the cluster, report, then block on stdin; EOF (this process gone,
+        // however it ended) stops the cluster. `setsid` keeps it out of our process group so a
+        // Ctrl-C to the test run does not kill it before it has cleaned up.
+        let script = format!(
+            "trap '' INT HUP TERM PIPE; if '{up}' >&2; then echo STRATA_E2E_READY; cat >/dev/null; fi; '{down}' >&2",
+            up = up.display(),
+            down = down.display()
+        );
+        let mut child = Command::new("setsid")
+            .args(["bash", "-c", &script])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning the cluster watchdog (setsid bash)")?;
+        let stdin = child.stdin.take().context("watchdog stdin")?;
+        let _ = WATCHDOG.set(Mutex::new(stdin));
+        let stdout = child.stdout.take().context("watchdog stdout")?;
+        let mut ready = false;
+        for line in BufReader::new(stdout).lines() {
+            if line.context("reading watchdog output")?.trim() == "STRATA_E2E_READY" {
+                ready = true;
+                break;
+            }
+        }
+        if !ready {
+            let _ = child.wait();
+            bail!("cluster-up.sh failed (see its output above)");
+        }
+        Self::from_env_file(&env, true)
+    }
+
+    /// A fresh kube client (admin). Create one per test: a client belongs to the tokio runtime
+    /// it was first used on, and every `#[tokio::test]` has its own.
+    pub async fn client(&self) -> Result<kube::Client> {
+        let config = self.config().await?;
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// The admin client configuration (modify `auth_info` to act as someone else).
+    pub async fn config(&self) -> Result<kube::Config> {
+        let kc = Kubeconfig::read_from(&self.kubeconfig)?;
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        config.read_timeout = Some(Duration::from_secs(60));
+        Ok(config)
+    }
+
+    /// A client that authenticates with a bearer token instead of the admin certificate.
+    pub async fn client_with_token(&self, token: &str) -> Result<kube::Client> {
+        let mut config = self.config().await?;
+        config.auth_info = kube::config::AuthInfo {
+            token: Some(token.to_string().into()),
+            ..Default::default()
+        };
+        Ok(kube::Client::try_from(config)?)
+    }
+
+    /// `kubectl` with this cluster's admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut c = Command::new(self.bin_dir.join("kubectl"));
+        c.env("KUBECONFIG", &self.kubeconfig);
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_env_file() {
+        let env = parse_env_file(
+            "export KUBECONFIG=/tmp/x/admin.kubeconfig\nexport PATH=/b:$PATH\nexport STRATA_REGISTRY=1.2.3.4:5\n",
+        );
+        assert_eq!(env.get("KUBECONFIG").map(String::as_str), Some("/tmp/x/admin.kubeconfig"));
+        assert_eq!(env.get("PATH").map(String::as_str), Some("/b:$PATH"));
+        assert_eq!(env.get("STRATA_REGISTRY").map(String::as_str), Some("1.2.3.4:5"));
+    }
+}
