@@ -37,12 +37,17 @@ if [[ -f "$D/admin.kubeconfig" && -x "$KUBECTL" ]] && kill -0 "$(pid kubelet)" 2
   "$KUBECTL" --kubeconfig "$D/admin.kubeconfig" --request-timeout=10s \
     delete pods --all -A --grace-period=1 --wait=false >/dev/null 2>&1 || true
   for _ in $(seq 150); do
-    [[ "$(ctrk tasks ls -q 2>/dev/null | wc -l)" == 0 ]] && break; sleep 0.2
+    if [[ "$(ctrk tasks ls -q 2>/dev/null | wc -l)" == 0 ]]; then break; fi; sleep 0.2
   done
 fi
 stop kubelet 15
-# 2. whatever is left in containerd: kill tasks, remove containers
+# 2. whatever is left in containerd: kill tasks, remove containers (remember their netns)
+NETNS=()
 if [[ -S "$CSOCK" ]]; then
+  for c in $(ctrk containers ls -q 2>/dev/null); do
+    ns=$(ctrk containers info "$c" 2>/dev/null | jq -r '.Spec.linux.namespaces[]? | select(.type=="network") | .path // empty' 2>/dev/null || true)
+    if [[ "$ns" == /var/run/netns/* || "$ns" == /run/netns/* ]]; then NETNS+=("$ns"); fi
+  done
   for t in $(ctrk tasks ls -q 2>/dev/null); do ctrk tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true; done
   sleep 0.5
   for t in $(ctrk tasks ls -q 2>/dev/null); do ctrk tasks delete -f "$t" >/dev/null 2>&1 || true; done
@@ -59,8 +64,8 @@ for i in 1 2 3; do
   ((${#ms[@]})) || break
   for m in "${ms[@]}"; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
 done
-for ns in $({ grep -l "$CNI_NET" /var/lib/cni/results/* 2>/dev/null || true; } | xargs -r -n1 jq -r '.netns // empty' 2>/dev/null || true); do
-  [[ -e "$ns" ]] && { umount "$ns" 2>/dev/null || true; rm -f "$ns"; }
+for ns in "${NETNS[@]}" $({ grep -l "$CNI_NET" /var/lib/cni/results/* 2>/dev/null || true; } | xargs -r -n1 jq -r '.netns // empty' 2>/dev/null || true); do
+  if [[ -e "$ns" ]]; then umount "$ns" 2>/dev/null || true; rm -f "$ns"; fi
 done
 # 5. CNI leftovers: bridge (+ veths), host-local IPs, cached results, masquerade rules
 ip link del "$BRIDGE" 2>/dev/null && log "removed bridge $BRIDGE" || true

@@ -10,6 +10,8 @@
 //! Tests that need a cluster call [`Cluster::shared_or_skip`], which returns `None` (after printing
 //! why) unless `STRATA_E2E` is set, so `cargo test --workspace` passes on machines without one.
 
+pub mod util;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -72,6 +74,13 @@ pub fn e2e_enabled() -> bool {
     std::env::var("STRATA_E2E").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
+/// Print a skip message that `cargo test` shows even without `--nocapture` (written to the real
+/// stderr, not through the test harness's captured `eprintln!`).
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
 /// Parse the `export K=V` lines of an env file.
 pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -86,9 +95,7 @@ impl Cluster {
     /// is unset. Panics if the cluster cannot be started (the error includes where the logs are).
     pub fn shared_or_skip(test: &str) -> Option<&'static Cluster> {
         if !e2e_enabled() {
-            eprintln!(
-                "SKIPPED {test}: needs a real cluster; set STRATA_E2E=1 (as root) or run `make e2e-test`"
-            );
+            skip(test, "needs a real cluster; set STRATA_E2E=1 (as root) or run `make e2e-test`");
             return None;
         }
         Some(Self::shared())

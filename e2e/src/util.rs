@@ -1,0 +1,148 @@
+//! Small helpers for tests against the real cluster.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::Value;
+
+/// Poll `f` every 250 ms until it returns `Ok(Some(t))`, or fail after `timeout` with the last
+/// error / state.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("no result yet");
+    loop {
+        match f().await {
+            Ok(Some(t)) => return Ok(t),
+            Ok(None) => {}
+            Err(e) => last = format!("{e:#}"),
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?} waiting for {what} (last error: {last})");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Create a namespace with a unique name derived from `prefix`; delete it with
+/// [`delete_namespace`].
+pub async fn test_namespace(client: &kube::Client, prefix: &str) -> Result<String> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let name = format!("{prefix}-{:x}{:x}", std::process::id(), nanos);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}
+    }))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .with_context(|| format!("creating namespace {name}"))?;
+    // The ServiceAccount admission plugin rejects pods until the SA controller made `default`.
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
+    wait_for("ServiceAccount default", Duration::from_secs(30), || async {
+        Ok(sas.get_opt("default").await?.map(|_| ()))
+    })
+    .await?;
+    Ok(name)
+}
+
+/// Delete a namespace (background; the namespace controller finishes it).
+pub async fn delete_namespace(client: &kube::Client, name: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(name, &DeleteParams::background())
+        .await;
+}
+
+/// Parse a (multi-document) YAML string into JSON values, skipping empty documents.
+pub fn yaml_docs(text: &str) -> Result<Vec<Value>> {
+    let docs: Vec<Value> = serde_saphyr::from_str_multiple(text).context("parsing YAML")?;
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// The message of an API error (`kube::Error::Api`), or the error's display form.
+pub fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The HTTP status code of an API error, if it is one.
+pub fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// Apply RFC 6902 `add` / `remove` / `replace` operations (what OpenShift's test suites use in
+/// `initialCRDPatches`) to a JSON value.
+pub fn json_patch(target: &mut Value, ops: &[Value]) -> Result<()> {
+    for op in ops {
+        let kind = op.get("op").and_then(Value::as_str).context("patch op without 'op'")?;
+        let path = op.get("path").and_then(Value::as_str).context("patch op without 'path'")?;
+        let (parent, last) = path.rsplit_once('/').context("patch path without '/'")?;
+        let last = last.replace("~1", "/").replace("~0", "~");
+        let parent_v = target
+            .pointer_mut(parent)
+            .with_context(|| format!("patch path {path}: parent not found"))?;
+        match (kind, parent_v) {
+            ("remove", Value::Object(m)) => {
+                m.remove(&last).with_context(|| format!("patch remove {path}: not found"))?;
+            }
+            ("remove", Value::Array(a)) => {
+                let i: usize = last.parse()?;
+                if i >= a.len() {
+                    bail!("patch remove {path}: index out of range");
+                }
+                a.remove(i);
+            }
+            ("add" | "replace", Value::Object(m)) => {
+                let v = op.get("value").cloned().context("patch add without value")?;
+                m.insert(last, v);
+            }
+            ("add", Value::Array(a)) => {
+                let v = op.get("value").cloned().context("patch add without value")?;
+                if last == "-" {
+                    a.push(v);
+                } else {
+                    a.insert(last.parse()?, v);
+                }
+            }
+            ("replace", Value::Array(a)) => {
+                let v = op.get("value").cloned().context("patch replace without value")?;
+                let i: usize = last.parse()?;
+                *a.get_mut(i).context("patch replace: index out of range")? = v;
+            }
+            (k, _) => bail!("unsupported patch op {k} at {path}"),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_patch_remove_and_add() -> Result<()> {
+        let mut v = serde_json::json!({"spec": {"versions": [{"schema": {"x": 1, "y": 2}}]}});
+        json_patch(
+            &mut v,
+            &[
+                serde_json::json!({"op": "remove", "path": "/spec/versions/0/schema/x"}),
+                serde_json::json!({"op": "add", "path": "/spec/versions/0/schema/z", "value": 3}),
+            ],
+        )?;
+        assert_eq!(v, serde_json::json!({"spec": {"versions": [{"schema": {"y": 2, "z": 3}}]}}));
+        Ok(())
+    }
+}
