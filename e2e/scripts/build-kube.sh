@@ -29,7 +29,8 @@ mkdir -p "$BIN" "$GOMODCACHE" "$GOCACHE"
 
 have() { # have <binary> <expected substring of --version>
   local v=(--version); [[ $1 == kubectl ]] && v=(version --client)
-  [[ -x "$BIN/$1" ]] && "$BIN/$1" "${v[@]}" 2>/dev/null | grep -qF "$2"
+  local out
+  [[ -x "$BIN/$1" ]] && out=$("$BIN/$1" "${v[@]}" 2>/dev/null) && [[ $out == *"$2"* ]]
 }
 
 MAJOR=${K8S%%.*}; MINOR=${K8S#*.}; MINOR=${MINOR%%.*}

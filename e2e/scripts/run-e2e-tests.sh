@@ -18,4 +18,4 @@ if [[ -z "${STRATA_BIN:-}" ]]; then
   fi
 fi
 "$HERE/build-kube.sh" >/dev/null
-exec cargo test -p strata-e2e "$@" -- --test-threads=2
+exec cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2

@@ -55,7 +55,14 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
         strata_e2e::skip(test, &format!("needs root and the built binaries; set STRATA_E2E=1 or run `make e2e-test`"));
         return Ok(());
     }
-    let env = strata_e2e::state_dir().join("env");
+    // A previous test binary's cluster may still be stopping (its watchdog runs cluster-down.sh
+    // once that process has exited): give it a moment to take the lock, then wait for the lock.
+    let state = strata_e2e::state_dir();
+    std::fs::create_dir_all(&state)?;
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let lock = state.join("lock");
+    let _ = Command::new("flock").arg("-w").arg("300").arg(&lock).arg("true").status();
+    let env = state.join("env");
     if env.exists() {
         strata_e2e::skip(test, &format!("a cluster is already up ({}); this test needs to start and stop its own", env.display()));
         return Ok(());
