@@ -95,7 +95,10 @@ impl Cluster {
     /// is unset. Panics if the cluster cannot be started (the error includes where the logs are).
     pub fn shared_or_skip(test: &str) -> Option<&'static Cluster> {
         if !e2e_enabled() {
-            skip(test, "needs a real cluster; set STRATA_E2E=1 (as root) or run `make e2e-test`");
+            skip(
+                test,
+                "needs a real cluster; set STRATA_E2E=1 (as root) or run `make e2e-test`",
+            );
             return None;
         }
         Some(Self::shared())
@@ -113,9 +116,14 @@ impl Cluster {
 
     /// Read a running cluster from an env file written by `cluster-up.sh`.
     pub fn from_env_file(path: &Path, owned: bool) -> Result<Cluster> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let env = parse_env_file(&text);
-        let get = |k: &str| env.get(k).cloned().ok_or_else(|| anyhow!("{} lacks {k}", path.display()));
+        let get = |k: &str| {
+            env.get(k)
+                .cloned()
+                .ok_or_else(|| anyhow!("{} lacks {k}", path.display()))
+        };
         let path_var = get("PATH")?;
         let bin_dir = path_var.split(':').next().unwrap_or_default();
         Ok(Cluster {
@@ -123,7 +131,10 @@ impl Cluster {
             bin_dir: bin_dir.into(),
             registry: get("STRATA_REGISTRY")?,
             os_base_image: get("STRATA_OS_BASE_IMAGE")?,
-            builder_image: env.get("STRATA_BUILDER_IMAGE").filter(|s| !s.is_empty()).cloned(),
+            builder_image: env
+                .get("STRATA_BUILDER_IMAGE")
+                .filter(|s| !s.is_empty())
+                .cloned(),
             node_ip: get("STRATA_E2E_NODE_IP")?,
             apiserver: get("STRATA_E2E_APISERVER")?,
             dir: get("STRATA_E2E_DIR")?.into(),
@@ -148,7 +159,10 @@ impl Cluster {
         let scripts = repo_root().join("e2e/scripts");
         let up = scripts.join("cluster-up.sh");
         let down = scripts.join("cluster-down.sh");
-        eprintln!("e2e: starting a cluster for this test binary ({})", up.display());
+        eprintln!(
+            "e2e: starting a cluster for this test binary ({})",
+            up.display()
+        );
         // The watchdog: start the cluster, report, then block on stdin; EOF (this process gone,
         // however it ended) stops the cluster. `setsid` keeps it out of our process group so a
         // Ctrl-C to the test run does not kill it before it has cleaned up.
@@ -191,7 +205,8 @@ impl Cluster {
     /// The admin client configuration (modify `auth_info` to act as someone else).
     pub async fn config(&self) -> Result<kube::Config> {
         let kc = Kubeconfig::read_from(&self.kubeconfig)?;
-        let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+        let mut config =
+            kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
         config.read_timeout = Some(Duration::from_secs(60));
         Ok(config)
     }
@@ -223,8 +238,14 @@ mod tests {
         let env = parse_env_file(
             "export KUBECONFIG=/tmp/x/admin.kubeconfig\nexport PATH=/b:$PATH\nexport STRATA_REGISTRY=1.2.3.4:5\n",
         );
-        assert_eq!(env.get("KUBECONFIG").map(String::as_str), Some("/tmp/x/admin.kubeconfig"));
+        assert_eq!(
+            env.get("KUBECONFIG").map(String::as_str),
+            Some("/tmp/x/admin.kubeconfig")
+        );
         assert_eq!(env.get("PATH").map(String::as_str), Some("/b:$PATH"));
-        assert_eq!(env.get("STRATA_REGISTRY").map(String::as_str), Some("1.2.3.4:5"));
+        assert_eq!(
+            env.get("STRATA_REGISTRY").map(String::as_str),
+            Some("1.2.3.4:5")
+        );
     }
 }

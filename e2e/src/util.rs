@@ -46,10 +46,13 @@ pub async fn test_namespace(client: &kube::Client, prefix: &str) -> Result<Strin
         .await
         .with_context(|| format!("creating namespace {name}"))?;
     // The ServiceAccount admission plugin rejects pods until the SA controller made `default`.
-    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
-    wait_for("ServiceAccount default", Duration::from_secs(30), || async {
-        Ok(sas.get_opt("default").await?.map(|_| ()))
-    })
+    let sas: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &name);
+    wait_for(
+        "ServiceAccount default",
+        Duration::from_secs(30),
+        || async { Ok(sas.get_opt("default").await?.map(|_| ())) },
+    )
     .await?;
     Ok(name)
 }
@@ -87,8 +90,14 @@ pub fn api_code(e: &kube::Error) -> Option<u16> {
 /// `initialCRDPatches`) to a JSON value.
 pub fn json_patch(target: &mut Value, ops: &[Value]) -> Result<()> {
     for op in ops {
-        let kind = op.get("op").and_then(Value::as_str).context("patch op without 'op'")?;
-        let path = op.get("path").and_then(Value::as_str).context("patch op without 'path'")?;
+        let kind = op
+            .get("op")
+            .and_then(Value::as_str)
+            .context("patch op without 'op'")?;
+        let path = op
+            .get("path")
+            .and_then(Value::as_str)
+            .context("patch op without 'path'")?;
         let (parent, last) = path.rsplit_once('/').context("patch path without '/'")?;
         let last = last.replace("~1", "/").replace("~0", "~");
         let parent_v = target
@@ -96,7 +105,8 @@ pub fn json_patch(target: &mut Value, ops: &[Value]) -> Result<()> {
             .with_context(|| format!("patch path {path}: parent not found"))?;
         match (kind, parent_v) {
             ("remove", Value::Object(m)) => {
-                m.remove(&last).with_context(|| format!("patch remove {path}: not found"))?;
+                m.remove(&last)
+                    .with_context(|| format!("patch remove {path}: not found"))?;
             }
             ("remove", Value::Array(a)) => {
                 let i: usize = last.parse()?;
@@ -106,11 +116,17 @@ pub fn json_patch(target: &mut Value, ops: &[Value]) -> Result<()> {
                 a.remove(i);
             }
             ("add" | "replace", Value::Object(m)) => {
-                let v = op.get("value").cloned().context("patch add without value")?;
+                let v = op
+                    .get("value")
+                    .cloned()
+                    .context("patch add without value")?;
                 m.insert(last, v);
             }
             ("add", Value::Array(a)) => {
-                let v = op.get("value").cloned().context("patch add without value")?;
+                let v = op
+                    .get("value")
+                    .cloned()
+                    .context("patch add without value")?;
                 if last == "-" {
                     a.push(v);
                 } else {
@@ -118,7 +134,10 @@ pub fn json_patch(target: &mut Value, ops: &[Value]) -> Result<()> {
                 }
             }
             ("replace", Value::Array(a)) => {
-                let v = op.get("value").cloned().context("patch replace without value")?;
+                let v = op
+                    .get("value")
+                    .cloned()
+                    .context("patch replace without value")?;
                 let i: usize = last.parse()?;
                 *a.get_mut(i).context("patch replace: index out of range")? = v;
             }
@@ -142,7 +161,10 @@ mod tests {
                 serde_json::json!({"op": "add", "path": "/spec/versions/0/schema/z", "value": 3}),
             ],
         )?;
-        assert_eq!(v, serde_json::json!({"spec": {"versions": [{"schema": {"y": 2, "z": 3}}]}}));
+        assert_eq!(
+            v,
+            serde_json::json!({"spec": {"versions": [{"schema": {"y": 2, "z": 3}}]}})
+        );
         Ok(())
     }
 }

@@ -2,7 +2,6 @@
 //! server, a Job run by the real kubelet, an image pulled from the local registry, RBAC denials.
 //! They need root and the built binaries; without `STRATA_E2E` they print a skip message and pass.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -11,13 +10,18 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, LogParams, Patch,
+    PatchParams, PostParams,
+};
 use serde_json::{Value, json};
 use strata_e2e::Cluster;
-use strata_e2e::util::{api_code, api_message, delete_namespace, json_patch, test_namespace, wait_for, yaml_docs};
+use strata_e2e::util::{
+    api_code, api_message, delete_namespace, json_patch, test_namespace, wait_for, yaml_docs,
+};
 
 /// Tests that change the cluster-scoped MachineOSConfig CRD or objects run one at a time.
-static CRD_LOCK: Mutex<()> = Mutex::new(());
+static CRD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn mosc_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -40,17 +44,30 @@ async fn install_strata_crds(client: &kube::Client) -> Result<Vec<String>> {
     for doc in yaml_docs(&text)? {
         let crd: CustomResourceDefinition = serde_json::from_value(doc)?;
         let name = crd.metadata.name.clone().context("CRD without a name")?;
-        crds.patch(&name, &PatchParams::apply("strata-e2e").force(), &Patch::Apply(&crd))
-            .await
-            .with_context(|| format!("applying CRD {name}"))?;
+        crds.patch(
+            &name,
+            &PatchParams::apply("strata-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying CRD {name}"))?;
         names.push(name);
     }
     for name in &names {
-        wait_for(&format!("CRD {name} Established"), Duration::from_secs(30), || async {
-            let crd = crds.get(name).await?;
-            let ok = crd.status.and_then(|s| s.conditions).unwrap_or_default().iter().any(|c| c.type_ == "Established" && c.status == "True");
-            Ok(ok.then_some(()))
-        })
+        wait_for(
+            &format!("CRD {name} Established"),
+            Duration::from_secs(30),
+            || async {
+                let crd = crds.get(name).await?;
+                let ok = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(ok.then_some(()))
+            },
+        )
         .await?;
     }
     Ok(names)
@@ -58,9 +75,11 @@ async fn install_strata_crds(client: &kube::Client) -> Result<Vec<String>> {
 
 async fn delete_and_wait(api: &Api<DynamicObject>, name: &str) -> Result<()> {
     let _ = api.delete(name, &DeleteParams::default()).await;
-    wait_for(&format!("{name} deleted"), Duration::from_secs(30), || async {
-        Ok(api.get_opt(name).await?.is_none().then_some(()))
-    })
+    wait_for(
+        &format!("{name} deleted"),
+        Duration::from_secs(30),
+        || async { Ok(api.get_opt(name).await?.is_none().then_some(())) },
+    )
     .await
 }
 
@@ -79,19 +98,27 @@ fn mosc(name: &str, pool: &str, push_spec: &str) -> Result<DynamicObject> {
 
 #[tokio::test]
 async fn strata_crds_enforce_cel_rules_with_their_messages() -> Result<()> {
-    let Some(cluster) = Cluster::shared_or_skip("strata_crds_enforce_cel_rules_with_their_messages") else {
+    let Some(cluster) =
+        Cluster::shared_or_skip("strata_crds_enforce_cel_rules_with_their_messages")
+    else {
         return Ok(());
     };
-    let _guard = CRD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = CRD_LOCK.lock().await;
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &mosc_resource());
-    let pp = PostParams { dry_run: true, ..Default::default() };
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
 
     // Valid object is accepted (dry run: nothing persists).
-    api.create(&pp, &mosc("worker", "worker", "registry.example.com/os/worker:latest")?)
-        .await
-        .context("a valid MachineOSConfig was rejected")?;
+    api.create(
+        &pp,
+        &mosc("worker", "worker", "registry.example.com/os/worker:latest")?,
+    )
+    .await
+    .context("a valid MachineOSConfig was rejected")?;
 
     let cases: [(&str, DynamicObject, &str); 3] = [
         (
@@ -117,25 +144,40 @@ async fn strata_crds_enforce_cel_rules_with_their_messages() -> Result<()> {
     let mut failures = Vec::new();
     for (what, obj, want) in cases {
         match api.create(&pp, &obj).await {
-            Ok(_) => failures.push(format!("{what}: accepted, expected rejection with '{want}'")),
+            Ok(_) => failures.push(format!(
+                "{what}: accepted, expected rejection with '{want}'"
+            )),
             Err(e) if api_code(&e) == Some(422) && api_message(&e).contains(want) => {
                 eprintln!("ok: {what}: {}", api_message(&e));
             }
-            Err(e) => failures.push(format!("{what}: wrong error: {e}; expected 422 with '{want}'")),
+            Err(e) => failures.push(format!(
+                "{what}: wrong error: {e}; expected 422 with '{want}'"
+            )),
         }
     }
-    ensure!(failures.is_empty(), "CEL rules not enforced as expected:\n{}", failures.join("\n"));
+    ensure!(
+        failures.is_empty(),
+        "CEL rules not enforced as expected:\n{}",
+        failures.join("\n")
+    );
     Ok(())
 }
 
 /// Replace the `apiVersion` of an OpenShift MachineOSConfig with ours.
 fn to_strata(yaml: &str) -> Result<Value> {
-    let mut v = yaml_docs(yaml)?.into_iter().next().context("empty object in fixture")?;
+    let mut v = yaml_docs(yaml)?
+        .into_iter()
+        .next()
+        .context("empty object in fixture")?;
     v["apiVersion"] = json!("strata.dev/v1alpha1");
     Ok(v)
 }
 
-async fn set_crd_spec(crds: &Api<CustomResourceDefinition>, name: &str, spec: &Value) -> Result<()> {
+async fn set_crd_spec(
+    crds: &Api<CustomResourceDefinition>,
+    name: &str,
+    spec: &Value,
+) -> Result<()> {
     for _ in 0..10 {
         let mut cur = serde_json::to_value(crds.get(name).await?)?;
         cur["spec"] = spec.clone();
@@ -160,7 +202,8 @@ fn error_matches(msg: &str, want: &str) -> bool {
             let head = format!("{before}Invalid value: ");
             msg.match_indices(&head).any(|(i, _)| {
                 let rest = &msg[i + head.len()..];
-                rest.find(&format!(": {after}")).is_some_and(|j| !rest[..j].contains('\n'))
+                rest.find(&format!(": {after}"))
+                    .is_some_and(|j| !rest[..j].contains('\n'))
             })
         }
     }
@@ -177,10 +220,17 @@ async fn run_case(
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &mosc_resource());
     let initial = to_strata(case["initial"].as_str().context("case without 'initial'")?)?;
-    let name = initial["metadata"]["name"].as_str().context("initial without a name")?.to_string();
+    let name = initial["metadata"]["name"]
+        .as_str()
+        .context("initial without a name")?
+        .to_string();
     delete_and_wait(&api, &name).await?;
 
-    let patches = case.get("initialCRDPatches").and_then(Value::as_array).cloned().unwrap_or_default();
+    let patches = case
+        .get("initialCRDPatches")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     if !patches.is_empty() {
         let mut crd = json!({"spec": original_spec.clone()});
         json_patch(&mut crd, &patches).context("applying initialCRDPatches")?;
@@ -189,12 +239,20 @@ async fn run_case(
         // (invalid under the original rules) passes a dry-run create.
         let probe: DynamicObject = serde_json::from_value(initial.clone())?;
         wait_for("patched CRD in effect", Duration::from_secs(30), || async {
-            let pp = PostParams { dry_run: true, ..Default::default() };
+            let pp = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
             Ok(api.create(&pp, &probe).await.ok().map(|_| ()))
         })
         .await?;
     }
-    let created = api.create(&PostParams::default(), &serde_json::from_value(initial.clone())?).await;
+    let created = api
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(initial.clone())?,
+        )
+        .await;
     if !patches.is_empty() {
         set_crd_spec(&crds, crd_name, original_spec).await?;
         tokio::time::sleep(Duration::from_secs(3)).await; // let the original validators come back
@@ -203,7 +261,11 @@ async fn run_case(
     let expected_error = case.get("expectedError").and_then(Value::as_str);
     let result = if on_update {
         created.context("creating 'initial'")?;
-        let updated = to_strata(case["updated"].as_str().context("onUpdate case without 'updated'")?)?;
+        let updated = to_strata(
+            case["updated"]
+                .as_str()
+                .context("onUpdate case without 'updated'")?,
+        )?;
         let cur = api.get(&name).await?;
         let mut obj: DynamicObject = serde_json::from_value(updated)?;
         obj.metadata.resource_version = cur.metadata.resource_version;
@@ -213,10 +275,16 @@ async fn run_case(
     };
 
     let outcome = match (result, expected_error) {
-        (Ok(_), Some(want)) => Err(anyhow::anyhow!("accepted, expected error containing: {want}")),
+        (Ok(_), Some(want)) => Err(anyhow::anyhow!(
+            "accepted, expected error containing: {want}"
+        )),
         (Err(e), Some(want)) => {
             let msg = api_message(&e);
-            if error_matches(&msg, want) { Ok(()) } else { Err(anyhow::anyhow!("error '{msg}' does not contain '{want}'")) }
+            if error_matches(&msg, want) {
+                Ok(())
+            } else {
+                Err(anyhow::anyhow!("error '{msg}' does not contain '{want}'"))
+            }
         }
         (Err(e), None) => Err(anyhow::anyhow!("rejected: {}", api_message(&e))),
         (Ok(got), None) => match case.get("expected").and_then(Value::as_str) {
@@ -226,7 +294,11 @@ async fn run_case(
                 if exp["spec"] == got["spec"] {
                     Ok(())
                 } else {
-                    Err(anyhow::anyhow!("spec differs:\n expected {}\n got      {}", exp["spec"], got["spec"]))
+                    Err(anyhow::anyhow!(
+                        "spec differs:\n expected {}\n got      {}",
+                        exp["spec"],
+                        got["spec"]
+                    ))
                 }
             }
             None => Ok(()),
@@ -239,24 +311,39 @@ async fn run_case(
 #[tokio::test]
 async fn openshift_machineosconfig_validation_suite_passes_on_strata_crd() -> Result<()> {
     let test = "openshift_machineosconfig_validation_suite_passes_on_strata_crd";
-    let Some(cluster) = Cluster::shared_or_skip(test) else { return Ok(()) };
+    let Some(cluster) = Cluster::shared_or_skip(test) else {
+        return Ok(());
+    };
     let suite = strata_e2e::shared_dir().join("fixtures/openshift-api/tests/machineosconfigs.yaml");
     if !suite.exists() {
-        strata_e2e::skip(test, &format!("{} not found (the shared fixtures are not on this machine)", suite.display()));
+        strata_e2e::skip(
+            test,
+            &format!(
+                "{} not found (the shared fixtures are not on this machine)",
+                suite.display()
+            ),
+        );
         return Ok(());
     }
-    let _guard = CRD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = CRD_LOCK.lock().await;
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
     let crd_name = "machineosconfigs.strata.dev";
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let original_spec = serde_json::to_value(crds.get(crd_name).await?)?["spec"].clone();
 
-    let doc = yaml_docs(&std::fs::read_to_string(&suite)?)?.into_iter().next().context("empty suite")?;
+    let doc = yaml_docs(&std::fs::read_to_string(&suite)?)?
+        .into_iter()
+        .next()
+        .context("empty suite")?;
     let mut failures = Vec::new();
     let mut ran = 0;
     for (section, on_update) in [("onCreate", false), ("onUpdate", true)] {
-        for case in doc["tests"][section].as_array().cloned().unwrap_or_default() {
+        for case in doc["tests"][section]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
             let name = case["name"].as_str().unwrap_or("?").to_string();
             ran += 1;
             match run_case(&client, crd_name, &original_spec, &case, on_update).await {
@@ -271,7 +358,12 @@ async fn openshift_machineosconfig_validation_suite_passes_on_strata_crd() -> Re
     // Leave the CRD as installed, whatever happened.
     set_crd_spec(&crds, crd_name, &original_spec).await?;
     ensure!(ran > 0, "no cases found in {}", suite.display());
-    ensure!(failures.is_empty(), "{} of {ran} OpenShift MachineOSConfig cases failed:\n{}", failures.len(), failures.join("\n"));
+    ensure!(
+        failures.is_empty(),
+        "{} of {ran} OpenShift MachineOSConfig cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     Ok(())
 }
 
@@ -295,20 +387,43 @@ async fn job_pod_runs_on_the_kubelet_and_completes() -> Result<()> {
     wait_for("Job hello Complete", Duration::from_secs(180), || async {
         let j = jobs.get("hello").await?;
         let conds = j.status.and_then(|s| s.conditions).unwrap_or_default();
-        if conds.iter().any(|c| c.type_ == "Failed" && c.status == "True") {
+        if conds
+            .iter()
+            .any(|c| c.type_ == "Failed" && c.status == "True")
+        {
             bail!("Job failed: {conds:?}");
         }
-        Ok(conds.iter().any(|c| c.type_ == "Complete" && c.status == "True").then_some(()))
+        Ok(conds
+            .iter()
+            .any(|c| c.type_ == "Complete" && c.status == "True")
+            .then_some(()))
     })
     .await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let list = pods.list(&ListParams::default().labels("job-name=hello")).await?;
+    let list = pods
+        .list(&ListParams::default().labels("job-name=hello"))
+        .await?;
     let pod = list.items.first().context("the Job's pod is gone")?;
-    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
     ensure!(!node.is_empty(), "pod was not bound to a node");
-    let logs = pods.logs(pod.metadata.name.as_deref().unwrap_or_default(), &LogParams::default()).await?;
-    ensure!(logs.contains("job-ran-on-hello-"), "unexpected logs: {logs}");
-    ensure!(logs.contains("Strata test OS"), "pod did not run the test OS image: {logs}");
+    let logs = pods
+        .logs(
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            &LogParams::default(),
+        )
+        .await?;
+    ensure!(
+        logs.contains("job-ran-on-hello-"),
+        "unexpected logs: {logs}"
+    );
+    ensure!(
+        logs.contains("Strata test OS"),
+        "pod did not run the test OS image: {logs}"
+    );
     eprintln!("ok: Job pod ran on node {node}: {}", logs.trim());
     delete_namespace(&client, &ns).await;
     Ok(())
@@ -334,20 +449,43 @@ async fn pod_pulls_image_from_the_local_registry() -> Result<()> {
     pods.create(&PostParams::default(), &pod).await?;
     let done = wait_for("pod pull Succeeded", Duration::from_secs(120), || async {
         let p = pods.get("pull").await?;
-        let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+        let phase = p
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
         if phase == "Failed" {
             bail!("pod failed: {:?}", p.status);
         }
         Ok((phase == "Succeeded").then_some(p))
     })
     .await?;
-    let digest = cluster.os_base_image.split('@').nth(1).context("base image not pinned")?;
-    let status = done.status.and_then(|s| s.container_statuses).unwrap_or_default();
-    let image_id = status.first().map(|c| c.image_id.clone()).unwrap_or_default();
-    ensure!(image_id.contains(digest), "imageID {image_id} does not carry digest {digest}");
+    let digest = cluster
+        .os_base_image
+        .split('@')
+        .nth(1)
+        .context("base image not pinned")?;
+    let status = done
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default();
+    let image_id = status
+        .first()
+        .map(|c| c.image_id.clone())
+        .unwrap_or_default();
+    ensure!(
+        image_id.contains(digest),
+        "imageID {image_id} does not carry digest {digest}"
+    );
     let logs = pods.logs("pull", &LogParams::default()).await?;
-    ensure!(logs.contains("strata-test/os-base"), "registry catalog not seen from the pod: {logs}");
-    eprintln!("ok: pulled {image_id}; catalog from the pod: {}", logs.trim());
+    ensure!(
+        logs.contains("strata-test/os-base"),
+        "registry catalog not seen from the pod: {logs}"
+    );
+    eprintln!(
+        "ok: pulled {image_id}; catalog from the pod: {}",
+        logs.trim()
+    );
     delete_namespace(&client, &ns).await;
     Ok(())
 }
@@ -360,8 +498,11 @@ async fn restricted_service_account_gets_403() -> Result<()> {
     let client = cluster.client().await?;
     let ns = test_namespace(&client, "e2e-rbac").await?;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-    sas.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "limited"}}))?)
-        .await?;
+    sas.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "limited"}}))?,
+    )
+    .await?;
     let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
     roles
         .create(&PostParams::default(), &serde_json::from_value(json!({
@@ -376,23 +517,56 @@ async fn restricted_service_account_gets_403() -> Result<()> {
             "subjects": [{"kind": "ServiceAccount", "name": "limited", "namespace": ns}]
         }))?)
         .await?;
-    let tr: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}}))?;
-    let tr = sas.create_token_request("limited", &PostParams::default(), &tr).await?;
+    let tr: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 600}}))?;
+    let tr = sas
+        .create_token_request("limited", &PostParams::default(), &tr)
+        .await?;
     let token = tr.status.context("TokenRequest without status")?.token;
     let limited = cluster.client_with_token(&token).await?;
 
     // Allowed: read configmaps in its namespace (kube-root-ca.crt is always there).
     wait_for("RBAC grant in effect", Duration::from_secs(10), || async {
-        Ok(Api::<ConfigMap>::namespaced(limited.clone(), &ns).list(&ListParams::default()).await.ok().map(|_| ()))
+        Ok(Api::<ConfigMap>::namespaced(limited.clone(), &ns)
+            .list(&ListParams::default())
+            .await
+            .ok()
+            .map(|_| ()))
     })
     .await?;
     // Denied: secrets in its namespace, configmaps elsewhere, CRDs, creating configmaps.
     let denied: Vec<(&str, kube::Result<()>)> = vec![
-        ("list secrets", Api::<Secret>::namespaced(limited.clone(), &ns).list(&ListParams::default()).await.map(|_| ())),
-        ("list configmaps in kube-system", Api::<ConfigMap>::namespaced(limited.clone(), "kube-system").list(&ListParams::default()).await.map(|_| ())),
-        ("list CRDs", Api::<CustomResourceDefinition>::all(limited.clone()).list(&ListParams::default()).await.map(|_| ())),
-        ("create configmap", Api::<ConfigMap>::namespaced(limited.clone(), &ns)
-            .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "x"}}))?).await.map(|_| ())),
+        (
+            "list secrets",
+            Api::<Secret>::namespaced(limited.clone(), &ns)
+                .list(&ListParams::default())
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "list configmaps in kube-system",
+            Api::<ConfigMap>::namespaced(limited.clone(), "kube-system")
+                .list(&ListParams::default())
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "list CRDs",
+            Api::<CustomResourceDefinition>::all(limited.clone())
+                .list(&ListParams::default())
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "create configmap",
+            Api::<ConfigMap>::namespaced(limited.clone(), &ns)
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({"metadata": {"name": "x"}}))?,
+                )
+                .await
+                .map(|_| ()),
+        ),
     ];
     let mut failures = Vec::new();
     for (what, r) in denied {
@@ -415,17 +589,36 @@ async fn openshift_standins_are_installed() -> Result<()> {
     let client = cluster.client().await?;
     let cm: Api<ConfigMap> = Api::namespaced(client.clone(), "openshift-machine-config-operator");
     let cm = cm.get("machine-config-osimageurl").await?;
-    let base = cm.data.unwrap_or_default().get("baseOSContainerImage").cloned().unwrap_or_default();
-    ensure!(base == cluster.os_base_image, "baseOSContainerImage {base} != {}", cluster.os_base_image);
-    ensure!(base.contains("/strata-test/os-base@sha256:"), "base image not pinned by digest: {base}");
+    let base = cm
+        .data
+        .unwrap_or_default()
+        .get("baseOSContainerImage")
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        base == cluster.os_base_image,
+        "baseOSContainerImage {base} != {}",
+        cluster.os_base_image
+    );
+    ensure!(
+        base.contains("/strata-test/os-base@sha256:"),
+        "base image not pinned by digest: {base}"
+    );
     let mcp = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("machineconfiguration.openshift.io", "v1", "MachineConfigPool"),
+        &GroupVersionKind::gvk(
+            "machineconfiguration.openshift.io",
+            "v1",
+            "MachineConfigPool",
+        ),
         "machineconfigpools",
     );
     let pools: Api<DynamicObject> = Api::all_with(client.clone(), &mcp);
     for p in ["worker", "infra"] {
         let pool = pools.get(p).await.with_context(|| format!("pool {p}"))?;
-        ensure!(pool.data["spec"]["machineConfigSelector"].is_object(), "pool {p} has no selector");
+        ensure!(
+            pool.data["spec"]["machineConfigSelector"].is_object(),
+            "pool {p} has no selector"
+        );
     }
     // A MachineConfig with an osImageURL round-trips; unknown Ignition content is preserved.
     let mcr = ApiResource::from_gvk_with_plural(
@@ -438,18 +631,29 @@ async fn openshift_standins_are_installed() -> Result<()> {
         "metadata": {"name": "99-e2e-probe", "labels": {"machineconfiguration.openshift.io/role": "worker"}},
         "spec": {"osImageURL": base, "config": {"ignition": {"version": "3.5.0"}, "storage": {"files": []}}}
     }))?;
-    let pp = PostParams { dry_run: true, ..Default::default() };
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
     let got = mcs.create(&pp, &mc).await?;
-    ensure!(got.data["spec"]["config"]["ignition"]["version"] == "3.5.0", "Ignition config not preserved");
+    ensure!(
+        got.data["spec"]["config"]["ignition"]["version"] == "3.5.0",
+        "Ignition config not preserved"
+    );
     Ok(())
 }
 
 #[tokio::test]
 async fn builder_image_builds_and_pushes_from_an_unprivileged_pod() -> Result<()> {
     let test = "builder_image_builds_and_pushes_from_an_unprivileged_pod";
-    let Some(cluster) = Cluster::shared_or_skip(test) else { return Ok(()) };
+    let Some(cluster) = Cluster::shared_or_skip(test) else {
+        return Ok(());
+    };
     let Some(builder) = cluster.builder_image.clone() else {
-        strata_e2e::skip(test, "no builder image in this cluster (the strata binary was not built when it started)");
+        strata_e2e::skip(
+            test,
+            "no builder image in this cluster (the strata binary was not built when it started)",
+        );
         return Ok(());
     };
     let client = cluster.client().await?;
@@ -471,25 +675,57 @@ async fn builder_image_builds_and_pushes_from_an_unprivileged_pod() -> Result<()
         }]}
     }))?;
     pods.create(&PostParams::default(), &pod).await?;
-    wait_for("buildah pod Succeeded", Duration::from_secs(300), || async {
-        let p = pods.get("buildah").await?;
-        match p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default().as_str() {
-            "Succeeded" => Ok(Some(())),
-            "Failed" => bail!("buildah pod failed: {}", pods.logs("buildah", &LogParams::default()).await.unwrap_or_default()),
-            _ => Ok(None),
-        }
-    })
+    wait_for(
+        "buildah pod Succeeded",
+        Duration::from_secs(300),
+        || async {
+            let p = pods.get("buildah").await?;
+            match p
+                .status
+                .as_ref()
+                .and_then(|s| s.phase.clone())
+                .unwrap_or_default()
+                .as_str()
+            {
+                "Succeeded" => Ok(Some(())),
+                "Failed" => bail!(
+                    "buildah pod failed: {}",
+                    pods.logs("buildah", &LogParams::default())
+                        .await
+                        .unwrap_or_default()
+                ),
+                _ => Ok(None),
+            }
+        },
+    )
     .await?;
     let logs = pods.logs("buildah", &LogParams::default()).await?;
-    let digest = logs.lines().find_map(|l| l.strip_prefix("DIGEST=")).context("no digest in the logs")?;
-    ensure!(digest.starts_with("sha256:") && digest.len() == 71, "bad digest {digest}");
+    let digest = logs
+        .lines()
+        .find_map(|l| l.strip_prefix("DIGEST="))
+        .context("no digest in the logs")?;
+    ensure!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "bad digest {digest}"
+    );
     // The pushed manifest is in the registry under that digest.
     let url = format!("http://{registry}/v2/strata-test/e2e-probe/manifests/{digest}");
     let st = std::process::Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", "-H", "Accept: application/vnd.oci.image.manifest.v1+json", "-H",
-               "Accept: application/vnd.docker.distribution.manifest.v2+json", &url])
+        .args([
+            "-sf",
+            "-o",
+            "/dev/null",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+            &url,
+        ])
         .status()?;
-    ensure!(st.success(), "manifest {digest} not found in the registry ({url})");
+    ensure!(
+        st.success(),
+        "manifest {digest} not found in the registry ({url})"
+    );
     eprintln!("ok: buildah in a pod built and pushed {registry}/strata-test/e2e-probe@{digest}");
     delete_namespace(&client, &ns).await;
     Ok(())
@@ -498,9 +734,21 @@ async fn builder_image_builds_and_pushes_from_an_unprivileged_pod() -> Result<()
 #[test]
 fn openshift_error_placeholder_matches_any_value() {
     let want = r#"spec.x: Invalid value: "string": must be valid"#;
-    assert!(error_matches(r#"Foo "w" is invalid: spec.x: Invalid value: "foo.bar": must be valid"#, want));
-    assert!(error_matches(r#"Foo "w" is invalid: spec.x: Invalid value: "string": must be valid"#, want));
-    assert!(!error_matches(r#"Foo "w" is invalid: spec.y: Invalid value: "foo": must be valid"#, want));
-    assert!(!error_matches(r#"spec.x: Invalid value: "foo": other"#, want));
+    assert!(error_matches(
+        r#"Foo "w" is invalid: spec.x: Invalid value: "foo.bar": must be valid"#,
+        want
+    ));
+    assert!(error_matches(
+        r#"Foo "w" is invalid: spec.x: Invalid value: "string": must be valid"#,
+        want
+    ));
+    assert!(!error_matches(
+        r#"Foo "w" is invalid: spec.y: Invalid value: "foo": must be valid"#,
+        want
+    ));
+    assert!(!error_matches(
+        r#"spec.x: Invalid value: "foo": other"#,
+        want
+    ));
     assert!(error_matches("abc name must match", "name must match"));
 }

@@ -10,14 +10,25 @@ use strata_e2e::util::yaml_docs;
 
 /// field path -> type ("string", "integer", "int-or-string", "object(preserve-unknown)", …)
 fn field_types(schema: &Value, path: &str, out: &mut BTreeMap<String, String>) {
-    let mut ty = schema.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+    let mut ty = schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
     if schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         ty = "int-or-string".into();
     }
     if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
         ty = format!("{ty}(preserve-unknown)");
     }
-    out.insert(if path.is_empty() { ".".into() } else { path.to_string() }, ty);
+    out.insert(
+        if path.is_empty() {
+            ".".into()
+        } else {
+            path.to_string()
+        },
+        ty,
+    );
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (k, v) in props {
             field_types(v, &format!("{path}.{k}"), out);
@@ -42,25 +53,39 @@ fn crds_by_name(docs: Vec<Value>) -> BTreeMap<String, Value> {
 fn standin_crds_are_a_subset_of_openshift_crds() -> Result<()> {
     let theirs_dir = strata_e2e::shared_dir().join("fixtures/openshift-api/crds");
     if !theirs_dir.is_dir() {
-        strata_e2e::skip("standin_crds_are_a_subset_of_openshift_crds", &format!("{} not found", theirs_dir.display()));
+        strata_e2e::skip(
+            "standin_crds_are_a_subset_of_openshift_crds",
+            &format!("{} not found", theirs_dir.display()),
+        );
         return Ok(());
     }
     let ours = crds_by_name(yaml_docs(&std::fs::read_to_string(
         strata_e2e::repo_root().join("e2e/openshift/crds.yaml"),
     )?)?);
-    ensure!(ours.len() == 2, "expected 2 stand-in CRDs, found {:?}", ours.keys());
+    ensure!(
+        ours.len() == 2,
+        "expected 2 stand-in CRDs, found {:?}",
+        ours.keys()
+    );
     let mut theirs = BTreeMap::new();
     for e in std::fs::read_dir(&theirs_dir)?.flatten() {
         if e.path().extension().is_some_and(|x| x == "yaml") {
-            theirs.extend(crds_by_name(yaml_docs(&std::fs::read_to_string(e.path())?)?));
+            theirs.extend(crds_by_name(yaml_docs(&std::fs::read_to_string(
+                e.path(),
+            )?)?));
         }
     }
     let mut problems = Vec::new();
     for (name, our) in &ours {
-        let their = theirs.get(name).with_context(|| format!("OpenShift has no CRD {name}"))?;
+        let their = theirs
+            .get(name)
+            .with_context(|| format!("OpenShift has no CRD {name}"))?;
         for key in ["group", "scope"] {
             if our["spec"][key] != their["spec"][key] {
-                problems.push(format!("{name}: spec.{key} {} != {}", our["spec"][key], their["spec"][key]));
+                problems.push(format!(
+                    "{name}: spec.{key} {} != {}",
+                    our["spec"][key], their["spec"][key]
+                ));
             }
         }
         for key in ["kind", "plural", "singular", "listKind"] {
@@ -68,9 +93,15 @@ fn standin_crds_are_a_subset_of_openshift_crds() -> Result<()> {
                 problems.push(format!("{name}: names.{key} differs"));
             }
         }
-        for ov in our["spec"]["versions"].as_array().cloned().unwrap_or_default() {
+        for ov in our["spec"]["versions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
             let vname = ov["name"].as_str().unwrap_or_default();
-            let Some(tv) = their["spec"]["versions"].as_array().and_then(|vs| vs.iter().find(|v| v["name"] == vname))
+            let Some(tv) = their["spec"]["versions"]
+                .as_array()
+                .and_then(|vs| vs.iter().find(|v| v["name"] == vname))
             else {
                 problems.push(format!("{name}: OpenShift has no version {vname}"));
                 continue;
@@ -83,14 +114,26 @@ fn standin_crds_are_a_subset_of_openshift_crds() -> Result<()> {
             field_types(&tv["schema"]["openAPIV3Schema"], "", &mut t);
             for (path, ty) in &o {
                 match t.get(path) {
-                    None => problems.push(format!("{name}/{vname}: {path} does not exist in OpenShift's CRD")),
-                    Some(tt) if tt != ty => problems.push(format!("{name}/{vname}: {path} is {ty}, OpenShift has {tt}")),
+                    None => problems.push(format!(
+                        "{name}/{vname}: {path} does not exist in OpenShift's CRD"
+                    )),
+                    Some(tt) if tt != ty => problems.push(format!(
+                        "{name}/{vname}: {path} is {ty}, OpenShift has {tt}"
+                    )),
                     Some(_) => {}
                 }
             }
-            eprintln!("{name}/{vname}: {} of OpenShift's {} field paths, all matching", o.len(), t.len());
+            eprintln!(
+                "{name}/{vname}: {} of OpenShift's {} field paths, all matching",
+                o.len(),
+                t.len()
+            );
         }
     }
-    ensure!(problems.is_empty(), "stand-in CRDs diverge from OpenShift's:\n{}", problems.join("\n"));
+    ensure!(
+        problems.is_empty(),
+        "stand-in CRDs diverge from OpenShift's:\n{}",
+        problems.join("\n")
+    );
     Ok(())
 }

@@ -9,7 +9,9 @@ use anyhow::{Context, Result, ensure};
 
 fn run(script: &str) -> Result<()> {
     let path = strata_e2e::repo_root().join("e2e/scripts").join(script);
-    let st = Command::new(&path).status().with_context(|| format!("running {}", path.display()))?;
+    let st = Command::new(&path)
+        .status()
+        .with_context(|| format!("running {}", path.display()))?;
     ensure!(st.success(), "{script} failed: {st}");
     Ok(())
 }
@@ -17,7 +19,9 @@ fn run(script: &str) -> Result<()> {
 /// Processes whose command line or cwd mentions `dir`.
 fn processes_using(dir: &str) -> Vec<String> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
     for e in entries.flatten() {
         let pid = e.file_name().to_string_lossy().to_string();
         if !pid.chars().all(|c| c.is_ascii_digit()) || pid == std::process::id().to_string() {
@@ -44,7 +48,11 @@ fn mounts_under(dir: &str) -> Vec<String> {
 
 fn netns() -> Vec<String> {
     std::fs::read_dir("/run/netns")
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -52,7 +60,10 @@ fn netns() -> Vec<String> {
 fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     let test = "cluster_down_leaves_no_process_mount_or_network_state";
     if !strata_e2e::e2e_enabled() {
-        strata_e2e::skip(test, &format!("needs root and the built binaries; set STRATA_E2E=1 or run `make e2e-test`"));
+        strata_e2e::skip(
+            test,
+            "needs root and the built binaries; set STRATA_E2E=1 or run `make e2e-test`",
+        );
         return Ok(());
     }
     // A previous test binary's cluster may still be stopping (its watchdog runs cluster-down.sh
@@ -61,10 +72,21 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     std::fs::create_dir_all(&state)?;
     std::thread::sleep(std::time::Duration::from_secs(2));
     let lock = state.join("lock");
-    let _ = Command::new("flock").arg("-w").arg("300").arg(&lock).arg("true").status();
+    let _ = Command::new("flock")
+        .arg("-w")
+        .arg("300")
+        .arg(&lock)
+        .arg("true")
+        .status();
     let env = state.join("env");
     if env.exists() {
-        strata_e2e::skip(test, &format!("a cluster is already up ({}); this test needs to start and stop its own", env.display()));
+        strata_e2e::skip(
+            test,
+            &format!(
+                "a cluster is already up ({}); this test needs to start and stop its own",
+                env.display()
+            ),
+        );
         return Ok(());
     }
     let netns_before = netns();
@@ -74,38 +96,84 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     // Something for the kubelet/CNI to clean up: a running pod with a volume and a veth.
     let st = cluster
         .kubectl()
-        .args(["run", "sleeper", "--image", &cluster.os_base_image, "--restart=Never", "--", "sleep", "3600"])
+        .args([
+            "run",
+            "sleeper",
+            "--image",
+            &cluster.os_base_image,
+            "--restart=Never",
+            "--",
+            "sleep",
+            "3600",
+        ])
         .status()?;
     ensure!(st.success(), "kubectl run failed");
     let st = cluster
         .kubectl()
-        .args(["wait", "--for=condition=Ready", "pod/sleeper", "--timeout=120s"])
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "pod/sleeper",
+            "--timeout=120s",
+        ])
         .status()?;
     let before_procs = processes_using(&dir);
     let before_mounts = mounts_under(&dir);
     let down = run("cluster-down.sh");
     ensure!(st.success(), "pod sleeper never became Ready");
     down?;
-    ensure!(before_procs.len() >= 6, "expected the cluster's processes before teardown: {before_procs:?}");
-    ensure!(!before_mounts.is_empty(), "expected pod mounts before teardown");
+    ensure!(
+        before_procs.len() >= 6,
+        "expected the cluster's processes before teardown: {before_procs:?}"
+    );
+    ensure!(
+        !before_mounts.is_empty(),
+        "expected pod mounts before teardown"
+    );
 
     let procs = processes_using(&dir);
-    ensure!(procs.is_empty(), "processes left behind:\n{}", procs.join("\n"));
+    ensure!(
+        procs.is_empty(),
+        "processes left behind:\n{}",
+        procs.join("\n")
+    );
     let mounts = mounts_under(&dir);
-    ensure!(mounts.is_empty(), "mounts left behind:\n{}", mounts.join("\n"));
+    ensure!(
+        mounts.is_empty(),
+        "mounts left behind:\n{}",
+        mounts.join("\n")
+    );
     ensure!(!Path::new(&dir).exists(), "cluster dir {dir} still exists");
-    ensure!(!Path::new("/sys/class/net/strata0").exists(), "bridge strata0 still exists");
-    ensure!(!Path::new("/var/lib/cni/networks/strata-e2e").exists(), "host-local IPAM state left behind");
+    ensure!(
+        !Path::new("/sys/class/net/strata0").exists(),
+        "bridge strata0 still exists"
+    );
+    ensure!(
+        !Path::new("/var/lib/cni/networks/strata-e2e").exists(),
+        "host-local IPAM state left behind"
+    );
     let veths: Vec<String> = std::fs::read_dir("/sys/class/net/")?
         .flatten()
         .filter(|e| e.path().join("brport/bridge").exists())
-        .filter(|e| std::fs::read_link(e.path().join("master")).is_ok_and(|m| m.ends_with("strata0")))
+        .filter(|e| {
+            std::fs::read_link(e.path().join("master")).is_ok_and(|m| m.ends_with("strata0"))
+        })
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     ensure!(veths.is_empty(), "veths left on strata0: {veths:?}");
-    let new_netns: Vec<String> = netns().into_iter().filter(|n| !netns_before.contains(n)).collect();
-    ensure!(new_netns.is_empty(), "network namespaces left behind: {new_netns:?}");
+    let new_netns: Vec<String> = netns()
+        .into_iter()
+        .filter(|n| !netns_before.contains(n))
+        .collect();
+    ensure!(
+        new_netns.is_empty(),
+        "network namespaces left behind: {new_netns:?}"
+    );
     ensure!(!env.exists(), "{} still exists", env.display());
-    eprintln!("ok: {} processes and {} mounts before teardown; none after", before_procs.len(), before_mounts.len());
+    eprintln!(
+        "ok: {} processes and {} mounts before teardown; none after",
+        before_procs.len(),
+        before_mounts.len()
+    );
     Ok(())
 }
