@@ -46,7 +46,7 @@ for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
   have "$b" "v$K8S" || todo_static+=("k8s.io/kubernetes/cmd/$b")
 done
 if ((${#todo_static[@]})); then
-  log "building ${todo_static[*]##*/} v$K8S into $BIN (cold build took ~5 min here on 2 cores; warm: seconds)…"
+  log "building ${todo_static[*]##*/} v$K8S into $BIN (cold: ~5 min on 2 cores, ~7.5 min with kubelet+etcd; warm GOCACHE: ~10 s)…"
   t0=$(date +%s)
   (cd "$KB/k8s" && CGO_ENABLED=0 go build -p "$JOBS" -trimpath -tags "$TAGS" -ldflags "$LDF" -o "$BIN/" "${todo_static[@]}")
   log "  done in $(( $(date +%s) - t0 ))s"
