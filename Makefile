@@ -1,0 +1,38 @@
+# Strata — the two commands that matter: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+CACHE_DIR ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/strata
+# cargo's target dir lives outside the clone so that fresh clones (CI) reuse the build.
+export CARGO_TARGET_DIR ?= $(CACHE_DIR)/target
+CARGO ?= cargo
+STRATA := $(CARGO_TARGET_DIR)/debug/strata
+
+.PHONY: all build test check fmt-check clippy crds crds-check unit-test e2e-test demo help
+all: build
+
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build the strata binary (debug)
+	$(CARGO) build -p strata-controller --bin strata
+
+test: check unit-test e2e-test ## everything CI runs: format, lints, CRD drift, unit tests, e2e on a real cluster
+	@echo "make test: all green"
+
+check: fmt-check clippy crds-check ## static checks
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+crds: build ## regenerate crds/crds.yaml from the Rust types
+	$(STRATA) crds > crds/crds.yaml
+
+crds-check: build ## fail when crds/crds.yaml differs from `strata crds`
+	@$(STRATA) crds | diff -u crds/crds.yaml - || { echo "crds/crds.yaml is stale: run 'make crds' and commit it" >&2; exit 1; }
+
+unit-test: ## unit, snapshot, property and fixture tests (no cluster)
+	CI=true INSTA_UPDATE=no $(CARGO) test --workspace --locked
+
+include e2e/e2e.mk

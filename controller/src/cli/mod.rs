@@ -1,0 +1,46 @@
+//! The `strata` command line: one binary, four subcommands.
+
+mod crds;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for invalid input (bad YAML, a fragment error, a base image given by tag).
+pub const EXIT_INVALID_INPUT: u8 = 2;
+
+/// strata — on-cluster OS image builds for CoreOS pools.
+///
+/// Apply a MachineOSConfig (strata.dev/v1alpha1) naming a MachineConfigPool and Containerfile
+/// fragments; Strata builds the image in the cluster, pushes it, and pins the pool to it by digest.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller (watches MachineOSConfigs, runs builds, pins pools). Not built yet.
+    Controller,
+    /// Print the Containerfile (or JSON) the controller would build for a MachineOSConfig.
+    Render(render::RenderArgs),
+    /// Build and push one image inside a builder pod (the builder contract). Not built yet.
+    Build,
+    /// Print the CustomResourceDefinitions of MachineOSConfig and MachineOSBuild as YAML.
+    Crds,
+}
+
+/// Runs one subcommand; errors are printed here, once, to stderr.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Render(args) => render::run(&args),
+        Command::Crds => crds::run(),
+        Command::Controller | Command::Build => {
+            eprintln!("strata: this subcommand is not implemented yet in this release");
+            ExitCode::FAILURE
+        }
+    }
+}

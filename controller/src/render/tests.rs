@@ -1,0 +1,342 @@
+use proptest::prelude::*;
+use strata_crds::{ContainerfileArch, ContainerfileEntry, MachineOSConfig};
+
+use super::*;
+
+const BASE: &str = "registry.example.com/rhcos@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+fn config(fragments: &[(ContainerfileArch, &str)]) -> MachineOSConfig {
+    let yaml = r#"
+apiVersion: strata.dev/v1alpha1
+kind: MachineOSConfig
+metadata:
+  name: worker
+spec:
+  machineConfigPool: {name: worker}
+  imageBuilder: {imageBuilderType: Job}
+  renderedImagePushSecret: {name: push}
+  renderedImagePushSpec: registry.example.com/strata/os:latest
+"#;
+    let mut config: MachineOSConfig = serde_saphyr::from_str(yaml).expect("valid test YAML");
+    config.spec.container_file = fragments
+        .iter()
+        .map(|(arch, content)| ContainerfileEntry {
+            containerfile_arch: *arch,
+            content: content.to_string(),
+        })
+        .collect();
+    config
+}
+
+fn render_fragment(content: &str) -> Result<Rendered, RenderError> {
+    render(&BuildInputs::from_config(
+        &config(&[(ContainerfileArch::NoArch, content)]),
+        BASE,
+    ))
+}
+
+#[test]
+fn fragment_without_from_snapshot() {
+    let rendered = render_fragment(
+        "RUN echo 'hello' > /etc/motd\nCOPY --chmod=0644 <<EOF /etc/strata.conf\nkey=value\nEOF\n",
+    )
+    .unwrap();
+    insta::assert_snapshot!(rendered.containerfile);
+}
+
+#[test]
+fn no_fragment_retags_the_base_snapshot() {
+    let rendered = render(&BuildInputs::from_config(&config(&[]), BASE)).unwrap();
+    insta::assert_snapshot!(rendered.containerfile);
+}
+
+#[test]
+fn mco_style_fragment_snapshot() {
+    let rendered = render_fragment(
+        "FROM configs AS final\nRUN rpm-ostree install htop && \\\n    ostree container commit\n",
+    )
+    .unwrap();
+    insta::assert_snapshot!(rendered.containerfile);
+}
+
+#[test]
+fn multi_stage_with_directives_and_global_args_snapshot() {
+    let fragment = "# syntax=docker/dockerfile:1\n# escape=\\\nARG VERSION=1.2\n\nFROM registry.fedoraproject.org/fedora:40 AS build\nARG VERSION\nRUN [\"/bin/sh\", \"-c\", \"echo $VERSION > /version\"]\n\nFROM base\nCOPY --from=build /version /usr/share/tool/version\n";
+    let rendered = render_fragment(fragment).unwrap();
+    insta::assert_snapshot!(rendered.containerfile);
+}
+
+#[test]
+fn rendered_json_snapshot() {
+    let rendered = render_fragment("RUN true\n").unwrap();
+    insta::assert_json_snapshot!(rendered);
+}
+
+#[test]
+fn amd64_entry_wins_over_noarch() {
+    let cfg = config(&[
+        (ContainerfileArch::NoArch, "RUN echo noarch\n"),
+        (ContainerfileArch::AMD64, "RUN echo amd64\n"),
+    ]);
+    let rendered = render(&BuildInputs::from_config(&cfg, BASE)).unwrap();
+    assert!(rendered.containerfile.contains("RUN echo amd64"));
+    assert!(!rendered.containerfile.contains("RUN echo noarch"));
+}
+
+#[test]
+fn base_override_replaces_the_release_base() {
+    let mut cfg = config(&[]);
+    let other = format!("quay.io/custom/os@sha256:{}", "2".repeat(64));
+    cfg.spec.base_image = Some(other.clone());
+    let rendered = render(&BuildInputs::from_config(&cfg, BASE)).unwrap();
+    assert!(
+        rendered
+            .containerfile
+            .contains(&format!("FROM {other} AS base"))
+    );
+    assert!(!rendered.containerfile.contains(BASE));
+}
+
+#[test]
+fn base_by_tag_is_rejected_with_the_field() {
+    let err = render(&BuildInputs::from_config(
+        &config(&[]),
+        "quay.io/fedora/fedora-coreos:stable",
+    ))
+    .unwrap_err();
+    assert!(err.to_string().starts_with("baseImage: "), "{err}");
+}
+
+#[test]
+fn fragment_errors_name_line_and_field() {
+    let err = render_fragment("RUN true\n\nFROM quay.io/fedora/fedora-coreos:stable\nRUN true\n")
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("line 1: "), "{text}");
+    let err =
+        render_fragment("FROM base AS a\nRUN true\n\nFROM quay.io/fedora/fedora-coreos:stable\n")
+            .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("line 4: the final stage must descend"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("(in spec.containerFile[0].content)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn labels_are_on_the_final_stage() {
+    let rendered = render_fragment("FROM base AS a\nFROM a\nRUN true\n").unwrap();
+    let last_from = rendered.containerfile.rfind("\nFROM ").unwrap();
+    let label = rendered
+        .containerfile
+        .find("LABEL strata.dev/base-image=")
+        .unwrap();
+    assert!(label > last_from);
+    assert!(rendered.containerfile.contains(&format!(
+        "strata.dev/inputs-hash=\"{}\"",
+        rendered.inputs_hash
+    )));
+    assert!(
+        rendered
+            .containerfile
+            .contains("strata.dev/machine-os-config=\"worker\"")
+    );
+}
+
+#[test]
+fn rendered_output_parses_and_ends_from_base() {
+    let rendered = render_fragment("FROM configs AS final\nRUN true\n").unwrap();
+    let parsed = parse(&rendered.containerfile).unwrap();
+    let froms: Vec<&str> = parsed
+        .instructions
+        .iter()
+        .filter(|i| i.keyword == "FROM")
+        .map(|i| i.args.as_str())
+        .collect();
+    assert_eq!(
+        froms,
+        vec![
+            format!("{BASE} AS base").as_str(),
+            "base AS configs",
+            "configs AS final"
+        ]
+    );
+}
+
+#[test]
+fn build_name_is_prefixed_and_bounded() {
+    let inputs = BuildInputs::from_config(&config(&[]), BASE);
+    let name = inputs.build_name();
+    assert_eq!(name, format!("worker-{}", &inputs.hash()[..12]));
+    let mut long = inputs.clone();
+    long.machine_os_config = "a".repeat(253);
+    assert_eq!(long.build_name().len(), 253);
+}
+
+#[test]
+fn metadata_edits_do_not_change_the_name() {
+    let cfg = config(&[(ContainerfileArch::NoArch, "RUN true\n")]);
+    let mut edited = cfg.clone();
+    edited.metadata.labels = Some([("team".to_string(), "infra".to_string())].into());
+    edited.metadata.annotations = Some([("note".to_string(), "x".to_string())].into());
+    edited.metadata.resource_version = Some("42".into());
+    edited.metadata.generation = Some(7);
+    assert_eq!(
+        BuildInputs::from_config(&cfg, BASE).build_name(),
+        BuildInputs::from_config(&edited, BASE).build_name()
+    );
+}
+
+#[test]
+fn fragment_order_in_the_list_does_not_change_the_name() {
+    let a = config(&[
+        (ContainerfileArch::NoArch, "RUN a\n"),
+        (ContainerfileArch::ARM64, "RUN b\n"),
+    ]);
+    let b = config(&[
+        (ContainerfileArch::ARM64, "RUN b\n"),
+        (ContainerfileArch::NoArch, "RUN a\n"),
+    ]);
+    assert_eq!(
+        BuildInputs::from_config(&a, BASE).hash(),
+        BuildInputs::from_config(&b, BASE).hash()
+    );
+}
+
+fn arch() -> impl Strategy<Value = ContainerfileArch> {
+    prop_oneof![
+        Just(ContainerfileArch::NoArch),
+        Just(ContainerfileArch::AMD64),
+        Just(ContainerfileArch::ARM64)
+    ]
+}
+
+fn instruction_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z /._-]{0,30}".prop_map(|s| format!("RUN echo {s}")),
+        "[a-z]{1,8}".prop_map(|s| format!("ENV {s}=1")),
+        "[a-z]{1,8}".prop_map(|s| format!("LABEL x={s}")),
+        Just("# a comment".to_string()),
+        Just(String::new()),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn rendering_is_deterministic_and_any_input_change_renames(
+        lines in prop::collection::vec(instruction_line(), 0..12),
+        arch in arch(),
+        change in 0usize..5,
+        suffix in "[a-z]{1,6}",
+    ) {
+        let content = lines.join("\n");
+        let cfg = config(&[(arch, &content)]);
+        let inputs = BuildInputs::from_config(&cfg, BASE);
+        let first = render(&inputs).unwrap();
+        prop_assert_eq!(&first, &render(&inputs).unwrap());
+
+        let mut changed = inputs.clone();
+        match change {
+            0 => changed.container_file[0].content.push_str(&format!("\nRUN echo {suffix}")),
+            1 => changed.base_image = format!("registry.example.com/rhcos@sha256:{}", "3".repeat(64)),
+            2 => changed.rendered_image_push_spec = format!("registry.example.com/strata/{suffix}:latest"),
+            3 => changed.base_image_override = Some(format!("registry.example.com/{suffix}@sha256:{}", "4".repeat(64))),
+            _ => changed.container_file[0].containerfile_arch = if arch == ContainerfileArch::S390X { ContainerfileArch::NoArch } else { ContainerfileArch::S390X },
+        }
+        prop_assert_ne!(inputs.build_name(), changed.build_name());
+    }
+
+    #[test]
+    fn parser_never_panics_and_lines_stay_in_range(text in "(RUN|FROM|COPY|#|<<EOF|EOF|\\\\|\n| |x|\\[|\"){0,60}") {
+        match parse(&text) {
+            Ok(cf) => for i in &cf.instructions {
+                prop_assert!(i.line >= 1 && i.line <= i.end_line && i.end_line <= text.split('\n').count());
+            },
+            Err(e) => prop_assert!(e.line >= 1 && e.line <= text.split('\n').count()),
+        }
+    }
+}
+
+/// The real-world layering Containerfiles in ../shared/fixtures: every one parses; as written
+/// (FROM the full OS image by tag) each is rejected at its final FROM line; with that line's image
+/// replaced by `base`, as a Strata user would write it, each renders.
+#[test]
+fn layering_examples_from_fixtures() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/layering-examples");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        eprintln!(
+            "SKIPPED layering_examples_from_fixtures: {} is absent",
+            dir.display()
+        );
+        return;
+    };
+    let mut checked = 0;
+    for entry in entries {
+        let path = entry.unwrap().path().join("Containerfile");
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let parsed = parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let last_from = parsed
+            .instructions
+            .iter()
+            .rfind(|i| i.keyword == "FROM")
+            .unwrap();
+
+        let err = render_fragment(&text).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "line {}: the final stage must descend",
+                last_from.line
+            )),
+            "{}: {err}",
+            path.display()
+        );
+
+        let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+        let image = last_from
+            .args
+            .split_whitespace()
+            .find(|w| !w.starts_with("--"))
+            .unwrap()
+            .to_string();
+        lines[last_from.line - 1] = lines[last_from.line - 1].replacen(&image, "base", 1);
+        let converted = lines.join("\n");
+        let rendered =
+            render_fragment(&converted).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(
+            rendered
+                .containerfile
+                .contains(&format!("FROM {BASE} AS base"))
+        );
+        checked += 1;
+    }
+    assert!(
+        checked >= 20,
+        "only {checked} examples found in {}",
+        dir.display()
+    );
+}
+
+#[test]
+fn backtick_escape_fragment_still_gets_one_label_instruction() {
+    let rendered = render_fragment("# escape=`\nRUN echo a `\n    b\n").unwrap();
+    assert!(rendered.containerfile.starts_with("# escape=`\n"));
+    let parsed = parse(&rendered.containerfile).unwrap();
+    let last = parsed.instructions.last().unwrap();
+    assert_eq!(last.keyword, "LABEL");
+    assert!(last.args.contains("strata.dev/inputs-hash="));
+    assert_eq!(
+        parsed
+            .instructions
+            .iter()
+            .filter(|i| i.keyword == "RUN")
+            .count(),
+        1
+    );
+}

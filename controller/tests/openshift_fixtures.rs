@@ -1,0 +1,82 @@
+//! OpenShift's own MachineOSConfig validation suite (../shared/fixtures) against our API: every
+//! object OpenShift accepts on create is accepted by our CRD's OpenAPI schema and by our copy of
+//! its CEL rules (`validate_config`, which `strata render` and the controller run); every object
+//! it rejects is rejected, with the same message. The suite's update cases need CEL ratcheting and
+//! run against the real API server in strata-e2e.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use strata_crds::MachineOSConfig;
+
+fn fixture_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/fixtures/openshift-api/tests/machineosconfigs.yaml")
+}
+
+fn our_schema() -> Value {
+    let crd = strata_crds::all_crds().remove(0);
+    let schema = crd.spec.versions[0]
+        .schema
+        .clone()
+        .unwrap()
+        .open_api_v3_schema
+        .unwrap();
+    serde_json::to_value(schema).unwrap()
+}
+
+#[test]
+fn openshift_machineosconfig_create_suite_holds_for_our_schema() {
+    let path = fixture_path();
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("SKIPPED: {} is absent", path.display());
+        return;
+    };
+    let suite: Value = serde_saphyr::from_str(&text).unwrap();
+    let validator = jsonschema::validator_for(&our_schema()).unwrap();
+    let cases = suite["tests"]["onCreate"].as_array().unwrap();
+    assert!(
+        cases.len() >= 6,
+        "the suite shrank: {} create cases",
+        cases.len()
+    );
+
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let initial = case["initial"].as_str().unwrap().replace(
+            "apiVersion: machineconfiguration.openshift.io/v1",
+            "apiVersion: strata.dev/v1alpha1",
+        );
+        let object: Value = serde_saphyr::from_str(&initial).unwrap();
+        let schema_errors: Vec<String> = validator
+            .iter_errors(&object)
+            .map(|e| e.to_string())
+            .collect();
+        let rule_error = serde_json::from_value::<MachineOSConfig>(object.clone())
+            .map_err(|e| e.to_string())
+            .and_then(|config| strata::render::validate_config(&config).map_err(|e| e.to_string()))
+            .err();
+
+        match case["expectedError"].as_str() {
+            None => {
+                assert!(
+                    schema_errors.is_empty(),
+                    "{name}: our schema rejects it: {schema_errors:?}"
+                );
+                assert_eq!(rule_error, None, "{name}: our rules reject it");
+            }
+            Some(expected) => {
+                // OpenShift's message, without the field path and type prefix the API server adds.
+                let message = expected.rsplit(": ").next().unwrap();
+                let ours =
+                    rule_error.unwrap_or_else(|| panic!("{name}: accepted, expected: {expected}"));
+                assert!(
+                    ours.contains(message),
+                    "{name}: we said '{ours}', OpenShift says '{expected}'"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The `strata.dev/v1alpha1` API: [`MachineOSConfig`] (a user's intent for one pool) and
+//! [`MachineOSBuild`] (the immutable record of one build).
+//!
+//! These Rust types are the source of truth; `strata crds` prints the CRD YAML generated from them
+//! and `crds/crds.yaml` is that output, committed.
+//!
+//! The shapes mirror OpenShift's `machineconfiguration.openshift.io/v1` kinds field for field, so a
+//! MachineOSConfig written for OpenShift converts by changing `apiVersion` only.
+
+mod common;
+mod crd_yaml;
+mod machineosbuild;
+mod machineosconfig;
+
+pub use common::{
+    ContainerfileArch, ContainerfileEntry, ImageBuilder, ImageBuilderType, LocalObjectName,
+    ObjectReference, condition_types,
+};
+pub use crd_yaml::{all_crds, crds_yaml};
+pub use machineosbuild::{
+    BuildFailure, BuildPhase, BuilderReference, MachineOSBuild, MachineOSBuildSpec,
+    MachineOSBuildStatus,
+};
+pub use machineosconfig::{MachineOSConfig, MachineOSConfigSpec, MachineOSConfigStatus};
+
+/// The API group of both kinds.
+pub const GROUP: &str = "strata.dev";
+/// The API version of both kinds.
+pub const VERSION: &str = "v1alpha1";
+/// Annotation on a MachineOSConfig that requests a rebuild of the current inputs; the controller
+/// removes it once the new build has started.
+pub const REBUILD_ANNOTATION: &str = "strata.dev/rebuild";
+/// Largest Containerfile fragment we accept (OpenShift allows 4 KiB).
+pub const MAX_CONTAINERFILE_BYTES: usize = 32 * 1024;
+
+/// CEL and schema fragments shared by both kinds, kept identical to OpenShift's so that objects
+/// are accepted and rejected the same way.
+pub mod rules {
+    /// Push spec: `host[:port][/namespace…]/name:tag`, the host containing a dot (OpenShift's rule).
+    pub const PUSH_SPEC_RULE: &str = r"self.matches('^([a-zA-Z0-9-]+\\.)+[a-zA-Z0-9-]+(:[0-9]{2,5})?(/[a-zA-Z0-9-_]{1,61})*/[a-zA-Z0-9-_.]+:[a-zA-Z0-9._-]+$')";
+    pub const PUSH_SPEC_MESSAGE: &str = "the OCI Image name should follow the host[:port][/namespace]/name format, resembling a valid URL without the scheme. Or it must be a valid .svc followed by a port, repository, image name, and tag.";
+    /// A digest-pinned reference `repo@sha256:<64 lowercase hex>`.
+    pub const DIGEST_RULE: &str =
+        r"self.split('@').size() == 2 && self.split('@')[1].matches('^sha256:[a-f0-9]{64}$')";
+    pub const DIGEST_MESSAGE: &str = "the OCI Image reference must end with a valid '@sha256:<digest>' suffix, where '<digest>' is 64 characters long";
+    /// MachineOSConfig name == pool name, ratcheted: an object stored before the rule existed may
+    /// keep its mismatch as long as the pool name does not change.
+    pub const NAME_MATCHES_POOL_RULE: &str = "self.metadata.name == self.spec.machineConfigPool.name || (oldSelf.hasValue() && oldSelf.value().spec.machineConfigPool.name == self.spec.machineConfigPool.name)";
+    pub const NAME_MATCHES_POOL_MESSAGE: &str = "MachineOSConfig name must match the referenced MachineConfigPool name; can only have one MachineOSConfig per MachineConfigPool";
+    pub const DNS1123_SUBDOMAIN_RULE: &str = "!format.dns1123Subdomain().validate(self).hasValue()";
+    pub const DNS1123_SUBDOMAIN_MESSAGE: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character.";
+}

@@ -1,0 +1,110 @@
+//! MachineOSConfig: the administrator's intent for one MachineConfigPool.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{ContainerfileEntry, ImageBuilder, LocalObjectName, ObjectReference};
+use crate::rules::{
+    DIGEST_MESSAGE, DIGEST_RULE, NAME_MATCHES_POOL_MESSAGE, NAME_MATCHES_POOL_RULE,
+    PUSH_SPEC_MESSAGE, PUSH_SPEC_RULE,
+};
+
+/// spec is the administrator's intent: the pool, its Containerfile fragments, where to push the
+/// built image and with which credentials.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[kube(
+    group = "strata.dev",
+    version = "v1alpha1",
+    kind = "MachineOSConfig",
+    plural = "machineosconfigs",
+    shortname = "mosc",
+    category = "strata",
+    status = "MachineOSConfigStatus",
+    derive = "PartialEq",
+    doc = "MachineOSConfig describes how the OS image of one MachineConfigPool differs from the release's stock image: Containerfile fragments, where to push the result and with which credentials. Strata builds the image in the cluster, pushes it, and points the pool at it by digest. There is at most one MachineOSConfig per pool: its name must equal the pool's name.",
+    printcolumn = r#"{"name":"Pool","type":"string","jsonPath":".spec.machineConfigPool.name"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Building","type":"string","jsonPath":".status.conditions[?(@.type==\"Building\")].status"}"#,
+    printcolumn = r#"{"name":"Current Build","type":"string","jsonPath":".status.machineOSBuild.name"}"#,
+    printcolumn = r#"{"name":"Image","type":"string","jsonPath":".status.currentImagePullSpec"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = kube::core::Rule::new(NAME_MATCHES_POOL_RULE)
+        .message(NAME_MATCHES_POOL_MESSAGE)
+        .optional_old_self(true),
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineOSConfigSpec {
+    /// machineConfigPool is the pool whose machines run the built image. The MachineOSConfig's own
+    /// name must equal this name.
+    pub machine_config_pool: LocalObjectName,
+
+    /// imageBuilder selects the builder backend; only `Job` exists.
+    pub image_builder: ImageBuilder,
+
+    /// containerFile holds the Containerfile fragments, at most one per architecture. Without any,
+    /// the pool gets the release base image re-tagged and pinned by digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["containerfileArch"]))]
+    pub container_file: Vec<ContainerfileEntry>,
+
+    /// baseImagePullSecret names a Secret (type kubernetes.io/dockerconfigjson or
+    /// kubernetes.io/dockercfg) in the controller's namespace used to pull the base image and any
+    /// image a fragment names. Optional: anonymous pulls when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image_pull_secret: Option<LocalObjectName>,
+
+    /// renderedImagePushSecret names a Secret (kubernetes.io/dockerconfigjson or
+    /// kubernetes.io/dockercfg) in the controller's namespace with push rights on
+    /// renderedImagePushSpec's repository.
+    pub rendered_image_push_secret: LocalObjectName,
+
+    /// renderedImagePushSpec is where built images are pushed, as host[:port][/namespace]/name:tag
+    /// (the host must contain a dot, as an IP address or FQDN does). The tag is replaced by the
+    /// build's name; pools always receive the image by digest.
+    #[schemars(length(min = 1, max = 447))]
+    #[x_kube(validation = kube::core::Rule::new(PUSH_SPEC_RULE).message(PUSH_SPEC_MESSAGE))]
+    pub rendered_image_push_spec: String,
+
+    /// baseImage optionally overrides the release's OS base image (Strata addition). It must be
+    /// pinned by digest: repo@sha256:<64 hex>. When omitted the base comes from the release
+    /// ConfigMap (openshift-machine-config-operator/machine-config-osimageurl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 447))]
+    #[x_kube(validation = kube::core::Rule::new(DIGEST_RULE).message(DIGEST_MESSAGE))]
+    pub base_image: Option<String>,
+}
+
+/// The observed state of a MachineOSConfig.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineOSConfigStatus {
+    /// conditions: Ready (the pool points at an image built from the current inputs), Building
+    /// (a build is running), Degraded (administrator action needed; the message says what), and
+    /// PoolUpdated (the pool's machines run the current image). Each carries observedGeneration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// observedGeneration is the metadata.generation the status was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    #[x_kube(validation = kube::core::Rule::new("self >= oldSelf").message("observedGeneration must not move backwards"))]
+    pub observed_generation: Option<i64>,
+
+    /// currentImagePullSpec is the image the pool is pointed at, always by digest
+    /// (repo@sha256:<64 hex>). It is not cleared when a later build fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 447))]
+    #[x_kube(validation = kube::core::Rule::new(DIGEST_RULE).message(DIGEST_MESSAGE))]
+    pub current_image_pull_spec: Option<String>,
+
+    /// machineOSBuild references the MachineOSBuild of the current inputs.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "machineOSBuild"
+    )]
+    pub machine_os_build: Option<ObjectReference>,
+}
