@@ -18,8 +18,7 @@ e2e-images: ## build the local images (pause, os-base, builder if the strata bin
 	$(E2E_DIR)scripts/build-images.sh
 
 e2e-up: ## start the cluster in the background; writes e2e/.state/env
-	@if [ -f $(E2E_DIR).state/env ]; then echo "e2e: cluster already up (e2e/.state/env); make e2e-down first"; \
-	else $(E2E_DIR)scripts/cluster-up.sh; fi
+	$(E2E_DIR)scripts/cluster-up.sh
 	@echo "e2e: run  . $(E2E_DIR).state/env"
 
 e2e-down: ## stop the cluster, remove its processes, mounts, veth/bridge, CNI state

@@ -67,6 +67,15 @@ done
 for ns in "${NETNS[@]}" $({ grep -l "$CNI_NET" /var/lib/cni/results/* 2>/dev/null || true; } | xargs -r -n1 jq -r '.netns // empty' 2>/dev/null || true); do
   if [[ -e "$ns" ]]; then umount "$ns" 2>/dev/null || true; rm -f "$ns"; fi
 done
+# orphaned pod netns (containerd died before tearing them down): address in our pod CIDR, no process
+CIDR_PREFIX=$(sed -n 's|.*"subnet":"\([0-9]*\.[0-9]*\.[0-9]*\.\)[0-9]*/.*|\1|p' "$D"/cni/*.conflist 2>/dev/null | head -1)
+if [[ -n "$CIDR_PREFIX" ]]; then
+  for ns in $(ls /run/netns 2>/dev/null | grep '^cni-' || true); do
+    if [[ -z "$(ip netns pids "$ns" 2>/dev/null)" ]] && ip -n "$ns" -4 -o addr show 2>/dev/null | grep -qF " inet $CIDR_PREFIX"; then
+      ip netns delete "$ns" 2>/dev/null && log "removed orphaned netns $ns" || true
+    fi
+  done
+fi
 # 5. CNI leftovers: bridge (+ veths), host-local IPs, cached results, masquerade rules
 ip link del "$BRIDGE" 2>/dev/null && log "removed bridge $BRIDGE" || true
 rm -rf "/var/lib/cni/networks/$CNI_NET"
@@ -75,10 +84,23 @@ for tbl in nat; do
   { iptables -t "$tbl" -S POSTROUTING 2>/dev/null || true; } | { grep -- "name: \"$CNI_NET\"" || true; } | sed 's/^-A/-D/' |
     while read -r rule; do eval "iptables -t $tbl $rule" 2>/dev/null || true; done
 done
+# 6. kubelet cgroups (cgroupfs driver, v1 hierarchies and unified): first kill anything still in them
+#    (container processes orphaned when containerd or its shims died without cleaning up)
+for _ in 1 2 3; do
+  pids=$(cat /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
+    /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u)
+  [[ -z "$pids" ]] && break
+  log "killing orphaned pod processes: $(echo $pids)"
+  kill -KILL $pids 2>/dev/null || true; sleep 0.5
+done
 # 6. kubelet cgroups (cgroupfs driver, v1 hierarchies and unified)
 for h in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods /sys/fs/cgroup/kubepods; do
   [[ -d "$h" ]] && find "$h" -depth -type d -exec rmdir {} + 2>/dev/null || true
 done
+# 7. paths the kubelet/containerd use outside their configured dirs (hard-coded upstream)
+find /var/log/containers -maxdepth 1 -type l -lname "$D/*" -delete 2>/dev/null || true
+if ! pgrep -x kubelet >/dev/null; then rm -f /var/lib/kubelet/device-plugins/kubelet.sock; fi
+rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers /run/containerd/s 2>/dev/null || true
 # 7. the dir itself
 if awk -v d="$D" 'index($2, d)==1 {f=1} END {exit !f}' /proc/self/mounts; then
   log "WARNING: mounts left under $D:"; awk -v d="$D" 'index($2, d)==1 {print "  " $2}' /proc/self/mounts >&2

@@ -17,7 +17,12 @@ mkdir -p "$STATE"
 exec 9>"$STATE/lock"   # serialises with a cluster-down.sh still in progress
 flock -w 300 9 || die "timed out waiting for $STATE/lock"
 if [[ -f "$STATE/cluster-dir" ]] && [[ -d "$(cat "$STATE/cluster-dir")" ]]; then
-  die "a cluster is already recorded in $STATE (dir $(cat "$STATE/cluster-dir")); run cluster-down.sh first"
+  OLD=$(cat "$STATE/cluster-dir")
+  if kill -0 "$(cat "$OLD/pids/kube-apiserver" 2>/dev/null || echo 0)" 2>/dev/null; then
+    die "a cluster is already running in $OLD; run cluster-down.sh (make e2e-down) first"
+  fi
+  log "cleaning up a stale cluster record ($OLD)"
+  flock -u 9; "$HERE/cluster-down.sh" >&2; flock -w 300 9
 fi
 for t in containerd runc ctr docker-registry openssl curl buildah mmdebstrap catatonit busybox iptables bc; do
   command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages)"
@@ -233,7 +238,7 @@ imageGCLowThresholdPercent: 99
 maxPods: 50
 KL
 start kubelet kubelet --config="$D/kubelet.yaml" --kubeconfig="$KUBECONFIG" --hostname-override="$NODE_NAME" \
-  --node-ip="$NODE_IP" --root-dir="$D/kubelet" --v=1
+  --node-ip="$NODE_IP" --root-dir="$D/kubelet" --cert-dir="$D/kubelet/pki" --v=1
 
 # --- wait for the rest -----------------------------------------------------------------------
 wait_for registry 30 registry curl -sf "http://$NODE_IP:$RP/v2/"
