@@ -3,5 +3,6 @@
 //! One binary, `strata`, with the subcommands in [`cli`]. [`render`] turns a MachineOSConfig and a
 //! digest-pinned base into the Containerfile the builder runs.
 
+pub mod builder;
 pub mod cli;
 pub mod render;

@@ -752,3 +752,124 @@ fn openshift_error_placeholder_matches_any_value() {
     ));
     assert!(error_matches("abc name must match", "name must match"));
 }
+
+/// MachineOSBuild's rules on a real API server: immutable spec, immutable buildStart, buildEnd
+/// after buildStart, frozen conditions once terminal, digest format.
+#[tokio::test]
+async fn machineosbuild_rules_are_enforced_by_the_api_server() -> Result<()> {
+    let Some(cluster) =
+        Cluster::shared_or_skip("machineosbuild_rules_are_enforced_by_the_api_server")
+    else {
+        return Ok(());
+    };
+    let _guard = CRD_LOCK.lock().await;
+    let client = cluster.client().await?;
+    install_strata_crds(&client).await?;
+    let api: Api<strata_crds::MachineOSBuild> = Api::all(client.clone());
+    let name = format!("cel-{}", std::process::id());
+    let build: strata_crds::MachineOSBuild = serde_json::from_value(json!({
+        "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
+        "metadata": {"name": name},
+        "spec": {
+            "machineOSConfig": {"name": "worker"},
+            "machineConfigPool": {"name": "worker"},
+            "baseImage": format!("registry.example.com/os@sha256:{}", "a".repeat(64)),
+            "containerFile": [{"containerfileArch": "NoArch", "content": "RUN true\n"}],
+            "renderedImagePushSpec": "registry.example.com/os/worker:latest",
+        }
+    }))?;
+    let _ = api.delete(&name, &DeleteParams::default()).await;
+    api.create(&PostParams::default(), &build)
+        .await
+        .context("creating a valid MachineOSBuild")?;
+
+    let condition = |type_: &str, status: &str| json!({"type": type_, "status": status, "reason": "Test", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"});
+    let status = |body: Value| Patch::Merge(json!({"status": body}));
+    let pp = PatchParams::default();
+    let mut failures = Vec::new();
+    let mut expect = |what: &str,
+                      result: kube::Result<strata_crds::MachineOSBuild>,
+                      want: Option<&str>| match (result, want) {
+        (Ok(_), None) => eprintln!("ok: {what}: accepted"),
+        (Err(e), Some(want)) if api_code(&e) == Some(422) && api_message(&e).contains(want) => {
+            eprintln!("ok: {what}: {}", api_message(&e))
+        }
+        (Ok(_), Some(want)) => failures.push(format!("{what}: accepted, expected '{want}'")),
+        (Err(e), want) => failures.push(format!("{what}: {e}; expected {want:?}")),
+    };
+
+    let r = api
+        .patch(
+            &name,
+            &pp,
+            &Patch::Merge(
+                json!({"spec": {"renderedImagePushSpec": "registry.example.com/os/other:latest"}}),
+            ),
+        )
+        .await;
+    expect(
+        "spec change",
+        r,
+        Some("machineOSBuildSpec is immutable once set"),
+    );
+    let r = api
+        .patch_status(&name, &pp, &status(json!({"conditions": [condition("Building", "True")], "buildStart": "2026-01-01T00:00:10Z"})))
+        .await;
+    expect("start building", r, None);
+    let r = api
+        .patch_status(
+            &name,
+            &pp,
+            &status(json!({"buildStart": "2026-01-01T00:00:20Z"})),
+        )
+        .await;
+    expect(
+        "move buildStart",
+        r,
+        Some("buildStart is immutable once set"),
+    );
+    let r = api
+        .patch_status(
+            &name,
+            &pp,
+            &status(json!({"buildEnd": "2026-01-01T00:00:05Z"})),
+        )
+        .await;
+    expect(
+        "buildEnd before buildStart",
+        r,
+        Some("buildEnd must be after buildStart"),
+    );
+    let r = api
+        .patch_status(
+            &name,
+            &pp,
+            &status(json!({"digestedImagePushSpec": "registry.example.com/os/worker:latest"})),
+        )
+        .await;
+    expect(
+        "digest by tag",
+        r,
+        Some("must end with a valid '@sha256:<digest>' suffix"),
+    );
+    let r = api
+        .patch_status(&name, &pp, &status(json!({"conditions": [condition("Building", "False"), condition("Failed", "True")], "buildEnd": "2026-01-01T00:01:00Z"})))
+        .await;
+    expect("fail the build", r, None);
+    let r = api
+        .patch_status(&name, &pp, &status(json!({"conditions": [condition("Building", "False"), condition("Failed", "False"), condition("Succeeded", "True")]})))
+        .await;
+    expect(
+        "revive a failed build",
+        r,
+        Some("once a Failed condition is set, conditions are immutable"),
+    );
+
+    api.delete(&name, &DeleteParams::default()).await?;
+    ensure!(
+        failures.is_empty(),
+        "MachineOSBuild rules not enforced:\n{}",
+        failures.join("\n")
+    );
+    Ok(())
+}

@@ -1,7 +1,7 @@
 //! The `strata` command line: one binary, four subcommands.
 
 mod crds;
-mod render;
+pub mod render;
 
 use std::process::ExitCode;
 
@@ -27,8 +27,8 @@ pub enum Command {
     Controller,
     /// Print the Containerfile (or JSON) the controller would build for a MachineOSConfig.
     Render(render::RenderArgs),
-    /// Build and push one image inside a builder pod (the builder contract). Not built yet.
-    Build,
+    /// Build and push one image inside a builder pod (the builder contract: builder-image/README.md).
+    Build(crate::builder::BuildArgs),
     /// Print the CustomResourceDefinitions of MachineOSConfig and MachineOSBuild as YAML.
     Crds,
 }
@@ -38,7 +38,19 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => render::run(&args),
         Command::Crds => crds::run(),
-        Command::Controller | Command::Build => {
+        Command::Build(args) => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => {
+                ExitCode::from(runtime.block_on(crate::builder::run(&args)).clamp(0, 255) as u8)
+            }
+            Err(err) => {
+                eprintln!("strata build: cannot start the async runtime: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Controller => {
             eprintln!("strata: this subcommand is not implemented yet in this release");
             ExitCode::FAILURE
         }
