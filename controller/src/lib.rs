@@ -5,4 +5,5 @@
 
 pub mod builder;
 pub mod cli;
+pub mod controller;
 pub mod render;
