@@ -23,8 +23,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the controller (watches MachineOSConfigs, runs builds, pins pools). Not built yet.
-    Controller,
+    /// Run the controller: watch MachineOSConfigs, run builds, pin pools by digest.
+    Controller(crate::controller::Settings),
     /// Print the Containerfile (or JSON) the controller would build for a MachineOSConfig.
     Render(render::RenderArgs),
     /// Build and push one image inside a builder pod (the builder contract: builder-image/README.md).
@@ -50,8 +50,32 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Controller => {
-            eprintln!("strata: this subcommand is not implemented yet in this release");
+        Command::Controller(settings) => run_controller(settings),
+    }
+}
+
+fn run_controller(settings: crate::controller::Settings) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("strata controller: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(crate::controller::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("strata controller: {err:#}");
             ExitCode::FAILURE
         }
     }

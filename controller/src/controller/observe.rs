@@ -1,0 +1,230 @@
+//! Observe: read what the planner needs about one MachineOSConfig from the cluster and the
+//! registry. Reads only.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
+
+use super::Context;
+use super::error::Error;
+use super::objects::{self, BUILDER_CONTAINER, CONFIG_LABEL, canonical_auth, fit_63};
+use super::plan::{BuildAuth, JobObservation, Observed};
+use crate::builder::TerminationMessage;
+use crate::render::BuildInputs;
+
+pub fn pool_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(
+            "machineconfiguration.openshift.io",
+            "v1",
+            "MachineConfigPool",
+        ),
+        "machineconfigpools",
+    )
+}
+
+pub fn machine_config_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("machineconfiguration.openshift.io", "v1", "MachineConfig"),
+        "machineconfigs",
+    )
+}
+
+pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed, Error> {
+    let name = config.metadata.name.clone().unwrap_or_default();
+    let pools: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &pool_resource());
+    let pool = pools.get_opt(&config.spec.machine_config_pool.name).await?;
+    let pool = pool.map(serde_json::to_value).transpose()?;
+
+    let auth = read_auth(ctx, config).await?;
+    let base_auth = auth.as_ref().ok().and_then(|a| a.base.clone());
+    let base = match &config.spec.base_image {
+        Some(base) => ctx.registry.resolve(base, base_auth.as_deref()).await,
+        None => match release_base(ctx).await? {
+            Ok(base) => ctx.registry.resolve(&base, base_auth.as_deref()).await,
+            Err(why) => Err(why),
+        },
+    };
+
+    let builds: Api<MachineOSBuild> = Api::all(ctx.client.clone());
+    let builds = builds
+        .list(&ListParams::default().labels(&format!("{CONFIG_LABEL}={}", fit_63(&name))))
+        .await?;
+    let builds: Vec<MachineOSBuild> = builds
+        .items
+        .into_iter()
+        .filter(|b| b.spec.machine_os_config.name == name)
+        .collect();
+
+    let current_name = base
+        .as_ref()
+        .ok()
+        .map(|b| BuildInputs::from_config(config, b).build_name());
+    let current = current_name
+        .as_ref()
+        .and_then(|n| builds.iter().find(|b| b.metadata.name.as_ref() == Some(n)));
+    let job = match current_name.as_deref() {
+        Some(build) if current.is_some_and(|b| b.phase().is_none_or(|p| !p.is_terminal())) => {
+            observe_job(ctx, &objects::job_name(build)).await?
+        }
+        _ => JobObservation::Missing,
+    };
+
+    let push_auth = auth.as_ref().ok().map(|a| a.push.clone());
+    let image_to_check = match (&job, current) {
+        (
+            JobObservation::Succeeded {
+                message: Some(TerminationMessage::Success { digest, .. }),
+                ..
+            },
+            Some(build),
+        ) => Some(format!(
+            "{}@{digest}",
+            objects::repository(&build.spec.rendered_image_push_spec)
+        )),
+        (_, Some(build)) if build.phase() == Some(BuildPhase::Succeeded) => build
+            .status
+            .as_ref()
+            .and_then(|s| s.digested_image_push_spec.clone()),
+        _ => None,
+    };
+    let image_check = match image_to_check {
+        Some(image) => Some(ctx.registry.check(&image, push_auth.as_deref()).await),
+        None => None,
+    };
+    Ok(Observed {
+        config: config.clone(),
+        pool,
+        base,
+        builds,
+        job,
+        auth,
+        image_check,
+        now: k8s_openapi::jiff::Timestamp::now(),
+    })
+}
+
+/// The release's OS base image from the release ConfigMap.
+async fn release_base(ctx: &Context) -> Result<Result<String, String>, Error> {
+    let s = &ctx.settings;
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &s.release_configmap_namespace);
+    let where_ = format!(
+        "ConfigMap {}/{} key {}",
+        s.release_configmap_namespace, s.release_configmap, s.release_configmap_key
+    );
+    Ok(match api.get_opt(&s.release_configmap).await? {
+        None => Err(format!("{where_}: the ConfigMap does not exist")),
+        Some(cm) => match cm
+            .data
+            .and_then(|d| d.get(&s.release_configmap_key).cloned())
+        {
+            Some(base) if !base.trim().is_empty() => Ok(base.trim().to_string()),
+            _ => Err(format!("{where_}: the key is missing or empty")),
+        },
+    })
+}
+
+/// Canonical push and pull auth from the Secrets the MachineOSConfig names.
+async fn read_auth(
+    ctx: &Context,
+    config: &MachineOSConfig,
+) -> Result<Result<BuildAuth, String>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    let read = |name: String| {
+        let api = api.clone();
+        let ns = ctx.settings.namespace.clone();
+        async move {
+            Ok::<_, Error>(match api.get_opt(&name).await? {
+                None => Err(format!("Secret {ns}/{name} does not exist")),
+                Some(secret) => canonical_auth(&secret.data.unwrap_or_default())
+                    .map_err(|e| format!("Secret {ns}/{name} {e}")),
+            })
+        }
+    };
+    let push = match read(config.spec.rendered_image_push_secret.name.clone()).await? {
+        Ok(push) => push,
+        Err(why) => return Ok(Err(format!("renderedImagePushSecret: {why}"))),
+    };
+    let base = match &config.spec.base_image_pull_secret {
+        Some(secret) => match read(secret.name.clone()).await? {
+            Ok(base) => Some(base),
+            Err(why) => return Ok(Err(format!("baseImagePullSecret: {why}"))),
+        },
+        None => None,
+    };
+    Ok(Ok(BuildAuth { push, base }))
+}
+
+/// The Job's state and, when it ended, the builder's termination message.
+async fn observe_job(ctx: &Context, job_name: &str) -> Result<JobObservation, Error> {
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    let Some(job) = jobs.get_opt(job_name).await? else {
+        return Ok(JobObservation::Missing);
+    };
+    let status = job.status.unwrap_or_default();
+    let attempts =
+        status.active.unwrap_or(0) + status.failed.unwrap_or(0) + status.succeeded.unwrap_or(0);
+    let condition = |ty: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == ty && c.status == "True")
+            .cloned()
+    };
+    let complete = condition("Complete");
+    let failed = condition("Failed");
+    if complete.is_none() && failed.is_none() {
+        return Ok(JobObservation::Running {
+            attempts: attempts.max(1),
+        });
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+    let pods = pods
+        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}")))
+        .await?;
+    let mut ended: Vec<(String, i32, Option<String>)> = pods
+        .items
+        .iter()
+        .filter_map(|pod| {
+            let status = pod
+                .status
+                .as_ref()?
+                .container_statuses
+                .as_ref()?
+                .iter()
+                .find(|c| c.name == BUILDER_CONTAINER)?;
+            let terminated = status.state.as_ref()?.terminated.as_ref()?;
+            let finished = terminated
+                .finished_at
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default();
+            Some((finished, terminated.exit_code, terminated.message.clone()))
+        })
+        .collect();
+    ended.sort();
+    if complete.is_some() {
+        let message = ended
+            .iter()
+            .rev()
+            .find(|(_, code, _)| *code == 0)
+            .and_then(|(_, _, m)| m.as_deref());
+        return Ok(JobObservation::Succeeded {
+            attempts,
+            message: message.and_then(TerminationMessage::parse),
+        });
+    }
+    let failed = failed.unwrap_or_default();
+    let termination = ended
+        .iter()
+        .rev()
+        .find_map(|(_, _, m)| m.as_deref().and_then(TerminationMessage::parse));
+    Ok(JobObservation::Failed {
+        attempts,
+        reason: failed.reason.unwrap_or_else(|| "JobFailed".into()),
+        message: failed.message.unwrap_or_default(),
+        termination,
+    })
+}
