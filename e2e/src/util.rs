@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
 
 /// Poll `f` every 250 ms until it returns `Ok(Some(t))`, or fail after `timeout` with the last
@@ -145,6 +146,49 @@ pub fn json_patch(target: &mut Value, ops: &[Value]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Install `crds/crds.yaml` (server-side apply) and wait until every CRD is Established.
+pub async fn install_strata_crds(client: &kube::Client) -> Result<Vec<String>> {
+    let path = crate::repo_root().join("crds/crds.yaml");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (generate it with `cargo run -p strata-controller --bin strata -- crds > crds/crds.yaml`)",
+            path.display()
+        )
+    })?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let mut names = Vec::new();
+    for doc in yaml_docs(&text)? {
+        let crd: CustomResourceDefinition = serde_json::from_value(doc)?;
+        let name = crd.metadata.name.clone().context("CRD without a name")?;
+        crds.patch(
+            &name,
+            &PatchParams::apply("strata-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("applying CRD {name}"))?;
+        names.push(name);
+    }
+    for name in &names {
+        wait_for(
+            &format!("CRD {name} Established"),
+            Duration::from_secs(30),
+            || async {
+                let crd = crds.get(name).await?;
+                let ok = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                Ok(ok.then_some(()))
+            },
+        )
+        .await?;
+    }
+    Ok(names)
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use kube::api::{
 use serde_json::{Value, json};
 use strata_e2e::Cluster;
 use strata_e2e::util::{
-    api_code, api_message, delete_namespace, json_patch, test_namespace, wait_for, yaml_docs,
+    api_code, api_message, delete_namespace, install_strata_crds, json_patch, test_namespace,
+    wait_for, yaml_docs,
 };
 
 /// Tests that change the cluster-scoped MachineOSConfig CRD or objects run one at a time.
@@ -28,49 +29,6 @@ fn mosc_resource() -> ApiResource {
         &GroupVersionKind::gvk("strata.dev", "v1alpha1", "MachineOSConfig"),
         "machineosconfigs",
     )
-}
-
-/// Install `crds/crds.yaml` (server-side apply) and wait until every CRD is Established.
-async fn install_strata_crds(client: &kube::Client) -> Result<Vec<String>> {
-    let path = strata_e2e::repo_root().join("crds/crds.yaml");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {} (generate it with `cargo run -p strata-controller --bin strata -- crds > crds/crds.yaml`)",
-            path.display()
-        )
-    })?;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let mut names = Vec::new();
-    for doc in yaml_docs(&text)? {
-        let crd: CustomResourceDefinition = serde_json::from_value(doc)?;
-        let name = crd.metadata.name.clone().context("CRD without a name")?;
-        crds.patch(
-            &name,
-            &PatchParams::apply("strata-e2e").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .with_context(|| format!("applying CRD {name}"))?;
-        names.push(name);
-    }
-    for name in &names {
-        wait_for(
-            &format!("CRD {name} Established"),
-            Duration::from_secs(30),
-            || async {
-                let crd = crds.get(name).await?;
-                let ok = crd
-                    .status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                Ok(ok.then_some(()))
-            },
-        )
-        .await?;
-    }
-    Ok(names)
 }
 
 async fn delete_and_wait(api: &Api<DynamicObject>, name: &str) -> Result<()> {
