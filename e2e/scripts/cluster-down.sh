@@ -87,8 +87,8 @@ done
 # 6. kubelet cgroups (cgroupfs driver, v1 hierarchies and unified): first kill anything still in them
 #    (container processes orphaned when containerd or its shims died without cleaning up)
 for _ in 1 2 3; do
-  pids=$(cat /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
-    /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u)
+  pids=$({ cat /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
+    /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs 2>/dev/null || true; } | sort -u)
   [[ -z "$pids" ]] && break
   log "killing orphaned pod processes: $(echo $pids)"
   kill -KILL $pids 2>/dev/null || true; sleep 0.5

@@ -266,7 +266,7 @@ async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
     );
     ensure!(failure.reason == "StepFailed", "failure {failure:?}");
     ensure!(
-        failure.message.contains("RUN false") && failure.message.contains("line"),
+        failure.message.contains("RUN false") && failure.message.contains("fragment line 2"),
         "failure {failure:?}"
     );
     let mc = mcs.get("zz-strata-1-worker").await?;

@@ -177,10 +177,13 @@ async fn build_and_push(args: &BuildArgs) -> Result<TerminationMessage, Terminat
     let output = run_buildah(args, &registries_conf, &bud).await?;
     if !output.success {
         let (class, reason, message) = message::classify(Stage::Build, &output.tail);
-        let message = match message::failed_step(&output.tail)
-            .and_then(|step| step_line(&containerfile, &step))
-        {
-            Some(line) => format!("{message} (Containerfile line {line})"),
+        let line =
+            message::failed_step(&output.tail).and_then(|step| step_line(&containerfile, &step));
+        let message = match line.map(|l| (l, crate::render::fragment_line(&containerfile, l))) {
+            Some((line, Some(fragment))) => {
+                format!("{message} (fragment line {fragment}, Containerfile line {line})")
+            }
+            Some((line, None)) => format!("{message} (Containerfile line {line})"),
             None => message,
         };
         return Err(failure(class, reason, message, output.tail));

@@ -20,6 +20,8 @@ pub struct FragmentLayout {
     pub body: String,
     /// Whether the fragment has its own FROM lines.
     pub multi_stage: bool,
+    /// The fragment's 1-based line number of the body's first line.
+    pub body_first_line: usize,
 }
 
 /// One FROM line: `FROM [--flag=…] image [AS name]`.
@@ -45,6 +47,7 @@ pub fn analyse(text: &str) -> Result<FragmentLayout, FragmentError> {
             preamble: String::new(),
             body: slice(directive_lines, lines.len()),
             multi_stage: false,
+            body_first_line: first_kept_line(&lines, directive_lines),
         });
     };
     if let Some(early) = parsed.instructions[..first_from]
@@ -74,7 +77,13 @@ pub fn analyse(text: &str) -> Result<FragmentLayout, FragmentError> {
         preamble: slice(directive_lines, from_line),
         body: slice(from_line, lines.len()),
         multi_stage: true,
+        body_first_line: first_kept_line(&lines, from_line),
     })
+}
+
+/// 1-based number of the first line [`join_lines`] keeps from `lines[from..]`.
+fn first_kept_line(lines: &[&str], from: usize) -> usize {
+    from + lines.iter().skip(from).take_while(|l| l.is_empty()).count() + 1
 }
 
 fn join_lines(lines: &[&str]) -> String {
@@ -201,6 +210,7 @@ mod tests {
     fn fragment_without_from_is_the_whole_body() -> Result<(), FragmentError> {
         let layout = analyse("\n# drop-in\nRUN echo hi > /etc/motd\n\n")?;
         assert!(!layout.multi_stage);
+        assert_eq!(layout.body_first_line, 2);
         assert_eq!(layout.body, "# drop-in\nRUN echo hi > /etc/motd\n");
         assert_eq!(layout.preamble, "");
         Ok(())
@@ -223,6 +233,7 @@ mod tests {
         assert_eq!(layout.directives, "# syntax=docker/dockerfile:1\n");
         assert_eq!(layout.preamble, "ARG GO=1.22\n");
         assert!(layout.body.starts_with("FROM golang:${GO} AS build\n"));
+        assert_eq!(layout.body_first_line, 3);
         Ok(())
     }
 

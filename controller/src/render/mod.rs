@@ -22,6 +22,29 @@ const NAME_HASH_LEN: usize = 12;
 /// Longest object name Kubernetes allows.
 const MAX_NAME_LEN: usize = 253;
 const TEMPLATE: &str = include_str!("Containerfile.tera");
+/// Comment the template puts before the fragment's body: `<marker><fragment line>` tells the
+/// builder which fragment line a failing step came from.
+pub const FRAGMENT_MARKER: &str = "# strata: fragment line ";
+
+/// The fragment line of `rendered_line` (1-based) of a rendered Containerfile, when it lies in
+/// the fragment's body.
+pub fn fragment_line(containerfile: &str, rendered_line: usize) -> Option<usize> {
+    let lines: Vec<&str> = containerfile
+        .lines()
+        .take(rendered_line.saturating_sub(1))
+        .collect();
+    let (index, marker) = lines
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(_, l)| l.starts_with(FRAGMENT_MARKER))?;
+    let first: usize = marker[FRAGMENT_MARKER.len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(first + rendered_line - (index + 1) - 1)
+}
 
 /// A problem in a fragment at a 1-based line of that fragment.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -181,6 +204,8 @@ pub fn render(inputs: &BuildInputs) -> Result<Rendered, RenderError> {
     context.insert("directives", &layout.directives);
     context.insert("preamble", &layout.preamble);
     context.insert("body", &layout.body);
+    context.insert("body_first_line", &layout.body_first_line);
+    context.insert("fragment_marker", FRAGMENT_MARKER);
     context.insert("multi_stage", &layout.multi_stage);
     context.insert("base_image", &inputs.base_image);
     context.insert("config", &inputs.machine_os_config);

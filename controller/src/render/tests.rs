@@ -340,3 +340,34 @@ fn backtick_escape_fragment_still_gets_one_label_instruction() {
         1
     );
 }
+
+#[test]
+fn rendered_lines_map_back_to_fragment_lines() {
+    let fragment = "\n# comment\nRUN true\nRUN false\n";
+    let rendered = render_fragment(fragment).unwrap();
+    let parsed = parse(&rendered.containerfile).unwrap();
+    let failing = parsed
+        .instructions
+        .iter()
+        .find(|i| i.args == "false")
+        .unwrap();
+    assert_eq!(
+        fragment_line(&rendered.containerfile, failing.line),
+        Some(4)
+    );
+
+    let multi = "ARG X=1\n\nFROM base AS a\nRUN true\nFROM a\nRUN false\n";
+    let rendered = render_fragment(multi).unwrap();
+    let parsed = parse(&rendered.containerfile).unwrap();
+    let failing = parsed
+        .instructions
+        .iter()
+        .find(|i| i.args == "false")
+        .unwrap();
+    assert_eq!(
+        fragment_line(&rendered.containerfile, failing.line),
+        Some(6)
+    );
+    // Lines of the template itself are not in the fragment.
+    assert_eq!(fragment_line(&rendered.containerfile, 1), None);
+}
