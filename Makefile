@@ -36,3 +36,6 @@ unit-test: ## unit, snapshot, property and fixture tests (no cluster)
 	CI=true INSTA_UPDATE=no $(CARGO) test --workspace --locked
 
 include e2e/e2e.mk
+
+demo: ## build, start the local cluster, deploy the controller from manifests/, build an example, print the pinned MachineConfig
+	e2e/scripts/demo.sh

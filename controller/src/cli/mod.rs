@@ -56,6 +56,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn run_controller(settings: crate::controller::Settings) -> ExitCode {
     tracing_subscriber::fmt()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,kube=warn".into()),
