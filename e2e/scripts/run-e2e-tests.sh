@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run the e2e tests against a real cluster (needs root). If `make e2e-up` already started one, the
-# tests reuse it; otherwise each test binary starts its own and stops it when it exits (see
-# e2e/src/lib.rs), and tests/teardown.rs checks that cluster-down leaves nothing behind.
+# tests reuse it and it stays up. Otherwise this script starts one cluster for all test binaries
+# (one binary's cluster tearing down while the next binary reuses it would race), stops it at the
+# end, and then runs tests/teardown.rs, which starts its own cluster and checks that cluster-down
+# leaves nothing behind.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -18,4 +20,16 @@ if [[ -z "${STRATA_BIN:-}" ]]; then
   fi
 fi
 "$HERE/build-kube.sh" >/dev/null
-exec cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2
+cargo test --no-run -q -p strata-e2e
+
+if [[ -f "$ROOT/e2e/.state/env" ]]; then
+  echo "run-e2e-tests: using the running cluster (e2e/.state/env); it stays up" >&2
+  exec cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2
+fi
+
+"$HERE/cluster-up.sh"
+status=0
+cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2 --skip cluster_down_leaves_no_process_mount_or_network_state || status=$?
+"$HERE/cluster-down.sh" || status=$?
+cargo test -p strata-e2e --test teardown "$@" || status=$?
+exit $status

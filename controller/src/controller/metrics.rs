@@ -31,6 +31,7 @@ pub struct Metrics {
     queue_duration: HistogramFamily,
     phase: Family<Labels, Gauge>,
     active_builds: Gauge,
+    pool_updated: Family<Labels, Gauge>,
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<Labels, Counter>,
@@ -55,6 +56,7 @@ impl Default for Metrics {
             queue_duration: Family::new_with_constructor(build_histogram),
             phase: Family::default(),
             active_builds: Gauge::default(),
+            pool_updated: Family::default(),
             last_success: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
             reconcile_errors: Family::default(),
@@ -87,6 +89,11 @@ impl Default for Metrics {
             "active_builds",
             "Builds Prepared or Building",
             m.active_builds.clone(),
+        );
+        registry.register(
+            "pool_updated",
+            "1 when the MCO reports the pool updated (PoolUpdated condition)",
+            m.pool_updated.clone(),
         );
         registry.register(
             "last_success_timestamp_seconds",
@@ -166,6 +173,12 @@ impl Metrics {
         }
     }
 
+    pub fn set_pool_updated(&self, pool: &str, updated: bool) {
+        self.pool_updated
+            .get_or_create(&labels(&[("pool", pool)]))
+            .set(i64::from(updated));
+    }
+
     pub fn build_started(&self, pool: &str, queued_seconds: f64) {
         self.queue_duration
             .get_or_create(&labels(&[("pool", pool)]))
@@ -206,11 +219,13 @@ mod tests {
         m.set_phase("worker", Some(BuildPhase::Building));
         m.build_ended("worker", BuildPhase::Succeeded, Some(42.0), 1.0);
         m.reconcile_failed("kube");
+        m.set_pool_updated("worker", false);
         let text = m.encode();
         for name in [
             "strata_builds_total{pool=\"worker\",result=\"Succeeded\"} 1",
             "strata_build_phase{pool=\"worker\",phase=\"Building\"} 1",
             "strata_active_builds 1",
+            "strata_pool_updated{pool=\"worker\"} 0",
             "strata_build_duration_seconds_bucket{le=\"60.0\",pool=\"worker\",result=\"Succeeded\"} 1",
             "strata_reconcile_errors_total{kind=\"kube\"} 1",
             "strata_process_resident_memory_bytes",
