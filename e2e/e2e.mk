@@ -2,7 +2,7 @@
 # Included by the root Makefile. Needs root.
 E2E_DIR := $(dir $(lastword $(MAKEFILE_LIST)))
 E2E_CACHE ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/strata
-E2E_TARGET ?= $(E2E_CACHE)/target
+E2E_TARGET ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(shell $(E2E_DIR)scripts/target-dir.sh))
 STRATA_BIN ?= $(E2E_TARGET)/debug/strata
 export STRATA_BIN
 

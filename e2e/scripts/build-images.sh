@@ -19,7 +19,7 @@ while (($#)); do
   esac
 done
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/strata"
-STRATA_BIN="${STRATA_BIN:-$CACHE/target/debug/strata}"
+STRATA_BIN="${STRATA_BIN:-${CARGO_TARGET_DIR:-$("$HERE/target-dir.sh")}/debug/strata}"
 IMGDIR="$CACHE/images"
 mkdir -p "$IMGDIR"
 BUILDAH=(buildah --root "$CACHE/buildah/root" --runroot /run/strata-buildah --storage-driver vfs)
@@ -93,7 +93,7 @@ if [[ -x "$STRATA_BIN" ]]; then
   fi
 else
   log "SKIPPING the builder image: no strata binary at '$STRATA_BIN'"
-  log "  (build it with: CARGO_TARGET_DIR=$CACHE/target cargo build -p strata-controller --bin strata, or set STRATA_BIN)"
+  log "  (build it with: CARGO_TARGET_DIR=$("$HERE/target-dir.sh") cargo build -p strata-controller --bin strata, or set STRATA_BIN)"
 fi
 
 # --- push ------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
@@ -228,6 +228,125 @@ async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
     )
     .await?;
     eprintln!("ok: worker pinned to {pinned} by build {build_name}");
+
+    // 1b. The rebuild annotation builds the same inputs again, under the same name, and goes away.
+    let before = build
+        .metadata
+        .creation_timestamp
+        .clone()
+        .context("no creationTimestamp")?;
+    configs
+        .patch(
+            "worker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"strata.dev/rebuild": "e2e"}}})),
+        )
+        .await?;
+    wait_for(
+        "the rebuild to finish",
+        Duration::from_secs(300),
+        || async {
+            let config = configs.get("worker").await?;
+            let annotated = config
+                .metadata
+                .annotations
+                .unwrap_or_default()
+                .contains_key("strata.dev/rebuild");
+            let Some(b) = build_phase(&builds, &build_name).await? else {
+                return Ok(None);
+            };
+            let newer = b
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .is_some_and(|t| t.0 > before.0);
+            Ok((newer && !annotated && b.phase() == Some(BuildPhase::Succeeded)).then_some(()))
+        },
+    )
+    .await?;
+    eprintln!("ok: rebuild annotation rebuilt {build_name} and was removed");
+
+    // 1c. A new release base rebuilds the pool on it. The builder image (Debian) stands in for it.
+    let release: Api<ConfigMap> =
+        Api::namespaced(client.clone(), "openshift-machine-config-operator");
+    let set_base = |image: String| {
+        let release = release.clone();
+        async move {
+            release
+                .patch(
+                    "machine-config-osimageurl",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"data": {"baseOSContainerImage": image}})),
+                )
+                .await
+        }
+    };
+    set_base(builder.clone()).await?;
+    let rebased = wait_for(
+        "a build on the new base",
+        Duration::from_secs(300),
+        || async {
+            let c = configs.get("worker").await?;
+            let name = c
+                .status
+                .and_then(|s| s.machine_os_build)
+                .map(|b| b.name)
+                .unwrap_or_default();
+            if name == build_name || name.is_empty() {
+                return Ok(None);
+            }
+            build_phase(&builds, &name).await
+        },
+    )
+    .await;
+    set_base(cluster.os_base_image.clone()).await?;
+    let rebased = rebased?;
+    ensure!(
+        rebased.phase() == Some(BuildPhase::Succeeded),
+        "build on the new base: {:?}",
+        rebased.status
+    );
+    ensure!(
+        rebased.spec.base_image == builder,
+        "base {}",
+        rebased.spec.base_image
+    );
+    let new_image = rebased
+        .status
+        .as_ref()
+        .and_then(|s| s.digested_image_push_spec.clone())
+        .context("no image")?;
+    wait_for(
+        "MachineConfig on the new image",
+        Duration::from_secs(60),
+        || async {
+            let mc = mcs.get("zz-strata-1-worker").await?;
+            Ok((mc.data["spec"]["osImageURL"] == Value::String(new_image.clone())).then_some(()))
+        },
+    )
+    .await?;
+    eprintln!("ok: base image change rebuilt the pool: {new_image}");
+    // Back on the original base: the first build's inputs again, reused without building.
+    wait_for(
+        "back on the first build",
+        Duration::from_secs(120),
+        || async {
+            let c = configs.get("worker").await?.status.unwrap_or_default();
+            Ok(
+                (c.machine_os_build.map(|b| b.name) == Some(build_name.clone())
+                    && c.current_image_pull_spec.is_some_and(|i| i != new_image))
+                .then_some(()),
+            )
+        },
+    )
+    .await?;
+    let pinned = configs
+        .get("worker")
+        .await?
+        .status
+        .and_then(|s| s.current_image_pull_spec)
+        .context("no image")?;
+    eprintln!("ok: back on the release base, build {build_name} reused");
 
     // 2. A failing step → Failed with the step and its line; the MachineConfig is untouched.
     configs

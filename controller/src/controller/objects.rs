@@ -62,8 +62,23 @@ pub fn push_secret_name(build: &str) -> String {
 pub fn base_secret_name(build: &str) -> String {
     short_name("base", build)
 }
-pub fn job_name(build: &str) -> String {
-    short_name("build", build)
+/// The Job of one incarnation of a build: a rebuild deletes and recreates the MachineOSBuild
+/// under the same name, so the Job name carries the build's uid to never meet the old Job.
+pub fn job_name(build: &MachineOSBuild) -> String {
+    let name = build.metadata.name.clone().unwrap_or_default();
+    let uid: String = build
+        .metadata
+        .uid
+        .as_deref()
+        .unwrap_or_default()
+        .chars()
+        .take(5)
+        .collect();
+    if uid.is_empty() {
+        short_name("build", &name)
+    } else {
+        fit_63(&format!("build-{name}-{uid}"))
+    }
 }
 
 /// The push spec's repository with the tag replaced by the build's name.
@@ -187,7 +202,7 @@ fn builder_job(build: &MachineOSBuild, has_base_auth: bool, settings: &Settings)
     let job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": meta(job_name(&name), settings, build),
+        "metadata": meta(job_name(build), settings, build),
         "spec": {
             "backoffLimit": settings.backoff_limit,
             "activeDeadlineSeconds": settings.build_deadline_seconds,
@@ -319,10 +334,10 @@ mod tests {
     #[test]
     fn names_fit_in_63_characters_and_keep_the_hash() {
         let long = format!("{}-0123456789ab", "p".repeat(240));
-        let name = job_name(&long);
+        let name = short_name("build", &long);
         assert!(name.len() <= 63, "{name}");
         assert!(name.ends_with("-0123456789ab"));
-        assert_eq!(job_name("worker-0123456789ab"), "build-worker-0123456789ab");
+        assert_eq!(job_name(&build()), "build-worker-0123456789ab-11111");
     }
 
     #[test]

@@ -64,8 +64,8 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
     let current = current_name
         .as_ref()
         .and_then(|n| builds.iter().find(|b| b.metadata.name.as_ref() == Some(n)));
-    let job = match current_name.as_deref() {
-        Some(build) if current.is_some_and(|b| b.phase().is_none_or(|p| !p.is_terminal())) => {
+    let job = match current {
+        Some(build) if build.phase().is_none_or(|p| !p.is_terminal()) => {
             observe_job(ctx, &objects::job_name(build)).await?
         }
         _ => JobObservation::Missing,

@@ -99,6 +99,8 @@ pub struct Plan {
     pub delete_secrets_of: Vec<String>,
     /// A build to delete so that the same inputs build again (rebuild, image gone, interrupted).
     pub delete_build: Option<String>,
+    /// Old ended builds beyond the history limit.
+    pub prune_builds: Vec<String>,
     /// The MachineConfig pinning the pool.
     pub machine_config: Option<Value>,
     pub config_status: MachineOSConfigStatus,
@@ -228,6 +230,13 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
         }
     }
 
+    plan.prune_builds = prune(
+        &observed.builds,
+        &build_name,
+        &plan.config_status,
+        settings.build_history,
+    );
+
     let rebuild = config
         .metadata
         .annotations
@@ -253,12 +262,11 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
             }
         };
         plan.create_build = Some(new_build(config, &inputs, &build_name));
-        let mut initial = prepared(
+        let initial = prepared(
             &MachineOSBuildStatus::default(),
             &rendered.containerfile_sha256(),
             now,
         );
-        initial.builder = Some(builder_reference(&settings.namespace, &build_name));
         plan.build_status.push((build_name.clone(), initial));
         plan.build_objects = Some(BuildObjectsRequest {
             build: build_name.clone(),
@@ -279,6 +287,7 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
             format!("build {build_name} is starting"),
         );
         status(&mut plan, ct::DEGRADED, false, "AsExpected", String::new());
+        not_ready_while_building(&mut plan, &build_name, generation, now);
         if rebuild {
             plan.remove_rebuild_annotation = true;
         }
@@ -324,7 +333,7 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
     let mut next = next;
     let next_phase = next.phase().unwrap_or(BuildPhase::Prepared);
     if next.builder.is_none() && !next_phase.is_terminal() {
-        next.builder = Some(builder_reference(&settings.namespace, &build_name));
+        next.builder = Some(builder_reference(&settings.namespace, current));
     }
     if next != old_status {
         plan.build_status.push((build_name.clone(), next.clone()));
@@ -397,23 +406,64 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
                 format!("build {build_name} is {next_phase}"),
             );
             status(&mut plan, ct::DEGRADED, false, "AsExpected", String::new());
-            if !plan
-                .config_status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == ct::READY)
-            {
-                status(
-                    &mut plan,
-                    ct::READY,
-                    false,
-                    "Building",
-                    "the first build is running".into(),
-                );
-            }
+            not_ready_while_building(&mut plan, &build_name, generation, now);
         }
     }
     plan
+}
+
+/// While a build runs the pool does not run the current inputs yet: Ready is False, and says
+/// which image the pool keeps meanwhile.
+fn not_ready_while_building(plan: &mut Plan, build: &str, generation: Option<i64>, now: Timestamp) {
+    let message = match &plan.config_status.current_image_pull_spec {
+        Some(image) => format!("the pool keeps {image} until build {build} succeeds"),
+        None => format!("waiting for the first build, {build}"),
+    };
+    set(
+        &mut plan.config_status.conditions,
+        ct::READY,
+        false,
+        "Building",
+        message,
+        generation,
+        now,
+    );
+}
+
+/// Ended builds beyond the newest `keep`, except any a pool uses or the status names.
+fn prune(
+    builds: &[MachineOSBuild],
+    current: &str,
+    status: &MachineOSConfigStatus,
+    keep: usize,
+) -> Vec<String> {
+    let in_use = |b: &MachineOSBuild| {
+        let name = b.metadata.name.as_deref().unwrap_or_default();
+        name == current
+            || status
+                .machine_os_build
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+            || (status.current_image_pull_spec.is_some()
+                && b.status
+                    .as_ref()
+                    .and_then(|s| s.digested_image_push_spec.as_ref())
+                    == status.current_image_pull_spec.as_ref())
+    };
+    let mut ended: Vec<&MachineOSBuild> = builds
+        .iter()
+        .filter(|b| b.phase().is_some_and(BuildPhase::is_terminal) && !in_use(b))
+        .collect();
+    ended.sort_by(|a, b| {
+        b.metadata
+            .creation_timestamp
+            .cmp(&a.metadata.creation_timestamp)
+    });
+    ended
+        .into_iter()
+        .skip(keep)
+        .filter_map(|b| b.metadata.name.clone())
+        .collect()
 }
 
 /// The next status of a build whose Job runs or ended.
@@ -682,7 +732,7 @@ fn new_build(config: &MachineOSConfig, inputs: &BuildInputs, name: &str) -> Mach
 }
 
 /// Job reference recorded in the build's status.
-pub fn builder_reference(namespace: &str, build: &str) -> BuilderReference {
+pub fn builder_reference(namespace: &str, build: &MachineOSBuild) -> BuilderReference {
     BuilderReference {
         image_builder_type: ImageBuilderType::Job,
         job: Some(ObjectReference {

@@ -27,6 +27,9 @@ pub struct Settings {
     /// A build running longer than this fails (the Job's activeDeadlineSeconds).
     #[arg(long, env = "STRATA_BUILD_DEADLINE_SECONDS", default_value_t = 7200)]
     pub build_deadline_seconds: i64,
+    /// Ended MachineOSBuilds kept per MachineOSConfig (besides the one its pool uses).
+    #[arg(long, env = "STRATA_BUILD_HISTORY", default_value_t = 5)]
+    pub build_history: usize,
     /// PersistentVolumeClaim mounted as the builder's layer cache (an emptyDir when unset).
     #[arg(long, env = "STRATA_BUILD_CACHE_CLAIM")]
     pub cache_claim: Option<String>,
@@ -70,6 +73,7 @@ impl Settings {
             backoff_limit: 3,
             build_deadline_seconds: 7200,
             cache_claim: None,
+            build_history: 2,
             release_configmap_namespace: "openshift-machine-config-operator".into(),
             release_configmap: "machine-config-osimageurl".into(),
             release_configmap_key: "baseOSContainerImage".into(),

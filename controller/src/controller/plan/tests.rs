@@ -78,7 +78,6 @@ fn new_config_creates_a_prepared_build_with_its_objects() {
         "MachineOSConfig"
     );
     assert_eq!(p.build_status[0].1.phase(), Some(BuildPhase::Prepared));
-    assert!(p.build_status[0].1.builder.as_ref().unwrap().job.is_some());
     assert!(
         p.build_objects
             .as_ref()
@@ -142,6 +141,7 @@ fn running_job_moves_the_build_to_building() {
     let status = &p.build_status[0].1;
     assert_eq!(status.phase(), Some(BuildPhase::Building));
     assert_eq!(status.attempts, Some(2));
+    assert!(status.builder.as_ref().unwrap().job.is_some());
     assert_eq!(p.events[0].reason, "BuildStarted");
 }
 
@@ -318,4 +318,65 @@ fn rebuild_annotation_or_a_vanished_image_rebuilds_the_same_inputs() {
     );
     asked.builds.clear();
     assert!(plan(&asked, &Settings::for_tests()).remove_rebuild_annotation);
+}
+
+#[test]
+fn building_new_inputs_is_not_ready_and_says_what_the_pool_keeps() {
+    let mut cfg = config("RUN echo two\n");
+    let previous = format!("registry.example.com/strata/os@{DIGEST}");
+    cfg.status = Some(MachineOSConfigStatus {
+        current_image_pull_spec: Some(previous.clone()),
+        ..Default::default()
+    });
+    let p = plan(&observed(cfg), &Settings::for_tests());
+    let ready = cond(&p.config_status, ct::READY);
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains(&previous), "{}", ready.message);
+}
+
+#[test]
+fn history_keeps_the_newest_ended_builds_and_the_one_in_use() {
+    let mut o = observed(config("RUN echo current\n"));
+    let in_use = format!("registry.example.com/strata/os@{DIGEST}");
+    let mut old = Vec::new();
+    for i in 0..5 {
+        let mut b = created(&observed(config(&format!("RUN echo {i}\n"))));
+        b.metadata.creation_timestamp =
+            Some(Time(Timestamp::from_second(1_700_000_000 + i).unwrap()));
+        let mut status = b.status.clone().unwrap();
+        status.conditions.iter_mut().for_each(|c| {
+            c.status = if c.type_ == "Failed" {
+                "True".into()
+            } else {
+                "False".into()
+            }
+        });
+        if i == 0 {
+            status.conditions.iter_mut().for_each(|c| {
+                c.status = if c.type_ == "Succeeded" {
+                    "True".into()
+                } else {
+                    "False".into()
+                }
+            });
+            status.digested_image_push_spec = Some(in_use.clone());
+        }
+        b.status = Some(status);
+        old.push(b);
+    }
+    o.config.status = Some(MachineOSConfigStatus {
+        current_image_pull_spec: Some(in_use),
+        ..Default::default()
+    });
+    o.builds = old.clone();
+    let p = plan(&o, &Settings::for_tests());
+    // Keep 2 newest (4, 3) and the one in use (0); prune 2 and 1.
+    let mut pruned = p.prune_builds.clone();
+    pruned.sort();
+    let mut expected = vec![
+        old[1].metadata.name.clone().unwrap(),
+        old[2].metadata.name.clone().unwrap(),
+    ];
+    expected.sort();
+    assert_eq!(pruned, expected);
 }
