@@ -376,18 +376,41 @@ async fn run_buildah(
     })
 }
 
-/// The built image's size as buildah reports it.
+/// The built image's size: config plus layers (uncompressed), from its manifest in local storage.
 async fn image_size(args: &BuildArgs, registries_conf: &Path) -> Option<u64> {
     let out = Command::new(&args.buildah)
         .arg("--storage-driver=vfs")
         .arg(format!("--root={}", args.cache_dir.display()))
-        .args(["images", "--json", &args.image])
+        .args([
+            "inspect",
+            "--type",
+            "image",
+            "--format",
+            "{{.Manifest}}",
+            &args.image,
+        ])
         .env("CONTAINERS_REGISTRIES_CONF", registries_conf)
         .output()
         .await
         .ok()?;
-    let images: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    images.get(0)?.get("size")?.as_u64()
+    manifest_size(&out.stdout)
+}
+
+fn manifest_size(manifest: &[u8]) -> Option<u64> {
+    let manifest: serde_json::Value = serde_json::from_slice(manifest).ok()?;
+    let layers = manifest
+        .get("layers")?
+        .as_array()?
+        .iter()
+        .filter_map(|l| l.get("size")?.as_u64())
+        .sum::<u64>();
+    Some(
+        layers
+            + manifest
+                .pointer("/config/size")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
+    )
 }
 
 #[cfg(test)]
@@ -399,6 +422,13 @@ mod tests {
         let text = registries_conf_text(&["10.0.0.1:5000".into(), " ".into()]);
         assert_eq!(text.matches("[[registry]]").count(), 1);
         assert!(text.contains("location = \"10.0.0.1:5000\"\ninsecure = true"));
+    }
+
+    #[test]
+    fn size_from_the_manifest() {
+        let m = br#"{"config":{"size":453},"layers":[{"size":2131968},{"size":10}]}"#;
+        assert_eq!(manifest_size(m), Some(2_132_431));
+        assert_eq!(manifest_size(b"not json"), None);
     }
 
     #[test]

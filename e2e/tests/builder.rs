@@ -1,0 +1,396 @@
+//! `strata build` on the host with real buildah and a real registry (Debian's docker-registry on a
+//! free port), no cluster: success with the digest the registry serves, a failing RUN step
+//! (terminal, with the step and line), the push registry down (transient), a secret that never
+//! reaches a layer, the log or the message, and SIGTERM mid-build. Needs root; STRATA_E2E=1.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+use strata_e2e::{e2e_enabled, skip};
+
+struct Registry {
+    child: Child,
+    address: String,
+    storage: PathBuf,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn start_registry(dir: &Path) -> Result<Registry> {
+    let port = free_port()?;
+    let storage = dir.join("registry");
+    std::fs::create_dir_all(&storage)?;
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            storage.display()
+        ),
+    )?;
+    let child = Command::new("docker-registry")
+        .args(["serve", &config.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting docker-registry")?;
+    let address = format!("127.0.0.1:{port}");
+    let registry = Registry {
+        child,
+        address,
+        storage,
+    };
+    let started = Instant::now();
+    while !curl_ok(&format!("http://{}/v2/", registry.address)) {
+        ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "registry did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(registry)
+}
+
+fn curl_ok(url: &str) -> bool {
+    Command::new("curl")
+        .args(["-sf", "-o", "/dev/null", url])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn run(cmd: &mut Command) -> Result<Output> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    ensure!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(out)
+}
+
+/// A busybox image pushed to the registry, returned by digest.
+fn push_base(dir: &Path, registry: &Registry) -> Result<String> {
+    let buildah = |args: &[&str]| {
+        let mut cmd = Command::new("buildah");
+        cmd.args(["--storage-driver=vfs", "--root"])
+            .arg(dir.join("base-storage"))
+            .arg("--runroot")
+            .arg(dir.join("base-run"));
+        cmd.args(args);
+        run(&mut cmd)
+    };
+    let c = String::from_utf8(buildah(&["from", "scratch"])?.stdout)?
+        .trim()
+        .to_string();
+    buildah(&["copy", &c, "/bin/busybox", "/bin/busybox"])?;
+    buildah(&["copy", &c, "/bin/busybox", "/bin/sh"])?;
+    buildah(&[
+        "run",
+        "--isolation=chroot",
+        &c,
+        "--",
+        "/bin/busybox",
+        "--install",
+        "-s",
+        "/bin",
+    ])?;
+    buildah(&[
+        "commit",
+        "-q",
+        &c,
+        "localhost/strata-builder-test/base:latest",
+    ])?;
+    let digestfile = dir.join("base.digest");
+    let target = format!("docker://{}/builder-test/base:latest", registry.address);
+    buildah(&[
+        "push",
+        "--tls-verify=false",
+        "--digestfile",
+        &digestfile.display().to_string(),
+        "localhost/strata-builder-test/base:latest",
+        &target,
+    ])?;
+    let digest = std::fs::read_to_string(&digestfile)?;
+    Ok(format!(
+        "{}/builder-test/base@{}",
+        registry.address,
+        digest.trim()
+    ))
+}
+
+struct Build {
+    status: Option<i32>,
+    log: String,
+    message: Value,
+}
+
+fn strata_build(
+    dir: &Path,
+    name: &str,
+    containerfile: &str,
+    image: &str,
+    insecure: &str,
+    authfile: Option<&Path>,
+) -> Result<Build> {
+    let child = spawn_build(dir, name, containerfile, image, insecure, authfile)?;
+    finish(dir, name, child)
+}
+
+fn spawn_build(
+    dir: &Path,
+    name: &str,
+    containerfile: &str,
+    image: &str,
+    insecure: &str,
+    authfile: Option<&Path>,
+) -> Result<Child> {
+    let bin = std::env::var("STRATA_BIN")
+        .context("STRATA_BIN is not set (run through `make e2e-test`)")?;
+    let file = dir.join(format!("{name}.Containerfile"));
+    std::fs::write(&file, containerfile)?;
+    let missing = dir.join("no-such-authfile");
+    let mut cmd = Command::new(bin);
+    cmd.args(["build", "--image", image, "--insecure-registry", insecure])
+        .arg("--containerfile")
+        .arg(&file)
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .arg("--termination-log")
+        .arg(dir.join(format!("{name}.message")))
+        .arg("--push-authfile")
+        .arg(authfile.unwrap_or(&missing))
+        .arg("--base-authfile")
+        .arg(authfile.unwrap_or(&missing))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(cmd.spawn()?)
+}
+
+fn finish(dir: &Path, name: &str, child: Child) -> Result<Build> {
+    let out = child.wait_with_output()?;
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(dir.join(format!("{name}.message")))
+        .with_context(|| format!("no termination message; log:\n{log}"))?;
+    ensure!(
+        text.trim().lines().count() == 1 && text.len() <= 4097,
+        "message is not one line of ≤ 4 KiB: {text}"
+    );
+    Ok(Build {
+        status: out.status.code(),
+        log,
+        message: serde_json::from_str(text.trim())?,
+    })
+}
+
+fn manifest_digest(registry: &str, repo: &str, tag: &str) -> Result<String> {
+    let out = run(Command::new("curl").args([
+        "-sfI",
+        "-H",
+        "Accept: application/vnd.oci.image.manifest.v1+json",
+        &format!("http://{registry}/v2/{repo}/manifests/{tag}"),
+    ]))?;
+    String::from_utf8(out.stdout)?
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("docker-content-digest:")
+                .then(|| l[22..].trim().to_string())
+        })
+        .context("no Docker-Content-Digest header")
+}
+
+#[test]
+fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
+    let test = "strata_build_on_the_host_with_buildah_and_a_registry";
+    if !e2e_enabled() {
+        skip(
+            test,
+            "needs root, buildah and docker-registry; set STRATA_E2E=1 or run `make e2e-test`",
+        );
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("strata-builder-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let registry = start_registry(&dir)?;
+    let base = push_base(&dir, &registry)?;
+    let reg = registry.address.clone();
+
+    // Success: the digest in the message is the one the registry serves for the tag.
+    let secret = "s3cr3t-VALUE-that-must-not-leak";
+    let auth = dir.join("auth.json");
+    let encoded = Command::new("base64")
+        .arg("-w0")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let encoded = {
+        use std::io::Write;
+        let mut encoded = encoded;
+        encoded
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(format!("user:{secret}").as_bytes())?;
+        String::from_utf8(encoded.wait_with_output()?.stdout)?
+    };
+    std::fs::write(
+        &auth,
+        format!(r#"{{"auths":{{"{reg}":{{"auth":"{encoded}"}}}}}}"#),
+    )?;
+    let ok = strata_build(
+        &dir,
+        "ok",
+        &format!("FROM {base}\nRUN echo layered > /etc/layered\n"),
+        &format!("{reg}/builder-test/out:ok"),
+        &reg,
+        Some(&auth),
+    )?;
+    ensure!(
+        ok.status == Some(0),
+        "exit {:?}: {}\n{}",
+        ok.status,
+        ok.message,
+        ok.log
+    );
+    let digest = ok.message["digest"]
+        .as_str()
+        .context("no digest")?
+        .to_string();
+    ensure!(
+        digest == manifest_digest(&reg, "builder-test/out", "ok")?,
+        "digest {digest} differs from the registry's"
+    );
+    ensure!(
+        ok.log.contains("STEP 2/2: RUN echo layered"),
+        "no step progress in the log:\n{}",
+        ok.log
+    );
+    eprintln!(
+        "ok: built and pushed {digest} ({} bytes)",
+        ok.message["sizeBytes"]
+    );
+
+    // The secret is nowhere: log, message, any blob in the registry (layers decompressed).
+    ensure!(
+        !ok.log.contains(secret) && !ok.message.to_string().contains(secret),
+        "secret in the log or message"
+    );
+    let blobs = run(Command::new("sh").arg("-c").arg(format!(
+        "find '{}' -name data -path '*blobs*' -exec sh -c 'zcat -f \"$1\" 2>/dev/null | grep -a -c {secret} || true' _ {{}} \\;",
+        registry.storage.display()
+    )))?;
+    let hits: u32 = String::from_utf8(blobs.stdout)?
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .sum();
+    ensure!(
+        hits == 0,
+        "the secret is in {hits} place(s) of the pushed blobs"
+    );
+    eprintln!("ok: the credential appears in no layer, log or message");
+
+    // A failing step: terminal (exit 3), StepFailed, the step and its line.
+    let failed = strata_build(
+        &dir,
+        "fail",
+        &format!("FROM {base}\nRUN true\nRUN false\n"),
+        &format!("{reg}/builder-test/out:fail"),
+        &reg,
+        None,
+    )?;
+    ensure!(
+        failed.status == Some(3),
+        "exit {:?}: {}",
+        failed.status,
+        failed.message
+    );
+    ensure!(
+        failed.message["class"] == "terminal" && failed.message["reason"] == "StepFailed",
+        "{}",
+        failed.message
+    );
+    let message = failed.message["message"].as_str().unwrap_or_default();
+    ensure!(
+        message.contains("RUN false") && message.contains("line 3"),
+        "{message}"
+    );
+    eprintln!("ok: failing step → {message}");
+
+    // The push registry is down: transient (exit 4).
+    let closed = free_port()?;
+    let down = strata_build(
+        &dir,
+        "down",
+        &format!("FROM {base}\nRUN echo x > /x\n"),
+        &format!("127.0.0.1:{closed}/builder-test/out:down"),
+        &format!("{reg},127.0.0.1:{closed}"),
+        None,
+    )?;
+    ensure!(
+        down.status == Some(4),
+        "exit {:?}: {}",
+        down.status,
+        down.message
+    );
+    ensure!(
+        down.message["class"] == "transient" && down.message["reason"] == "RegistryUnavailable",
+        "{}",
+        down.message
+    );
+    eprintln!("ok: registry down → {}", down.message["message"]);
+
+    // SIGTERM mid-build: buildah stops, a transient message is still written.
+    let child = spawn_build(
+        &dir,
+        "term",
+        &format!("FROM {base}\nRUN sleep 60\n"),
+        &format!("{reg}/builder-test/out:term"),
+        &reg,
+        None,
+    )?;
+    std::thread::sleep(Duration::from_secs(4));
+    run(Command::new("kill").args(["-TERM", &child.id().to_string()]))?;
+    let started = Instant::now();
+    let term = finish(&dir, "term", child)?;
+    ensure!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?} to stop",
+        started.elapsed()
+    );
+    ensure!(
+        term.status == Some(4) && term.message["reason"] == "Terminated",
+        "exit {:?}: {}",
+        term.status,
+        term.message
+    );
+    if term.log.contains("sleep 60") && !term.log.contains("SIGTERM received") {
+        bail!("no stop line in the log:\n{}", term.log);
+    }
+    eprintln!(
+        "ok: SIGTERM → {} in {:?}",
+        term.message["reason"],
+        started.elapsed()
+    );
+
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
