@@ -263,6 +263,19 @@ pub fn machine_config(pool: &str, image: &str, config_name: &str) -> Value {
     })
 }
 
+/// Whether `current` already carries every label and the osImageURL of `desired`.
+pub fn machine_config_matches(current: Option<&Value>, desired: &Value) -> bool {
+    let Some(current) = current else { return false };
+    let labels_match = desired["metadata"]["labels"]
+        .as_object()
+        .is_some_and(|labels| {
+            labels
+                .iter()
+                .all(|(k, v)| &current["metadata"]["labels"][k] == v)
+        });
+    labels_match && current["spec"]["osImageURL"] == desired["spec"]["osImageURL"]
+}
+
 /// Canonical auth: only `auths.<registry>.{auth|username|password|identitytoken}` survive, from a
 /// `.dockerconfigjson` (`{"auths": …}`) or a legacy `.dockercfg` (the map itself). Credential
 /// helpers and other client settings are dropped: the builder has none.

@@ -93,8 +93,18 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         Some(image) => Some(ctx.registry.check(&image, push_auth.as_deref()).await),
         None => None,
     };
+    let machine_configs: Api<DynamicObject> =
+        Api::all_with(ctx.client.clone(), &machine_config_resource());
+    let machine_config = machine_configs
+        .get_opt(&objects::machine_config_name(
+            &config.spec.machine_config_pool.name,
+        ))
+        .await?
+        .map(serde_json::to_value)
+        .transpose()?;
     Ok(Observed {
         config: config.clone(),
+        machine_config,
         pool,
         base,
         builds,

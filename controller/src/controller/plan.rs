@@ -67,6 +67,8 @@ pub struct Observed {
     pub auth: Result<BuildAuth, String>,
     /// Registry check of the current build's image (its digest from the builder or its status).
     pub image_check: Option<ImageCheck>,
+    /// The pool's pinning MachineConfig as it is now (None when absent).
+    pub machine_config: Option<Value>,
     pub now: Timestamp,
 }
 
@@ -355,7 +357,11 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
                     format!("MachineConfigPool {pool_name} now uses {image}"),
                 );
             }
-            plan.machine_config = Some(objects::machine_config(pool_name, &image, &name));
+            let desired = objects::machine_config(pool_name, &image, &name);
+            // Steady state writes nothing: apply only when what we own differs.
+            if !objects::machine_config_matches(observed.machine_config.as_ref(), &desired) {
+                plan.machine_config = Some(desired);
+            }
             plan.config_status.current_image_pull_spec = Some(image.clone());
             plan.config_status.machine_os_build = Some(build_ref(&build_name));
             status(

@@ -41,6 +41,7 @@ fn observed(config: MachineOSConfig) -> Observed {
             base: None,
         }),
         image_check: None,
+        machine_config: None,
         now: Timestamp::from_second(1_800_000_000).unwrap(),
     }
 }
@@ -289,6 +290,21 @@ fn identical_inputs_reuse_a_succeeded_build_with_no_writes_to_it() {
             && again.build_status.is_empty()
     );
     assert_eq!(again.machine_config, first.machine_config);
+    // Once the MachineConfig and the status are in place, a resync plans no write at all.
+    o.machine_config = first.machine_config.clone();
+    o.config.status = Some(again.config_status.clone());
+    let steady = plan(&o, &Settings::for_tests());
+    assert!(
+        steady.machine_config.is_none()
+            && steady.build_status.is_empty()
+            && steady.events.is_empty()
+    );
+    assert_eq!(Some(&steady.config_status), o.config.status.as_ref());
+    assert!(
+        steady.delete_secrets_of.is_empty()
+            && steady.prune_builds.is_empty()
+            && !steady.remove_rebuild_annotation
+    );
 }
 
 #[test]
