@@ -110,6 +110,8 @@ pub struct Plan {
     pub events: Vec<PlannedEvent>,
     /// Look again after this many seconds (waiting on something that sends no event).
     pub requeue_after_secs: Option<u64>,
+    /// Why the pushed digest is not verified yet (the registry could not be asked).
+    pub verifying: Option<String>,
     /// The build of the current inputs and its phase after this plan, for metrics.
     pub current_build: Option<(String, BuildPhase)>,
 }
@@ -404,13 +406,11 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
         BuildPhase::Interrupted => {}
         BuildPhase::Prepared | BuildPhase::Building => {
             plan.config_status.machine_os_build = Some(build_ref(&build_name));
-            status(
-                &mut plan,
-                ct::BUILDING,
-                true,
-                "Building",
-                format!("build {build_name} is {next_phase}"),
-            );
+            let (reason, message) = match plan.verifying.clone() {
+                Some(why) => ("VerifyingDigest", why),
+                None => ("Building", format!("build {build_name} is {next_phase}")),
+            };
+            status(&mut plan, ct::BUILDING, true, reason, message);
             status(&mut plan, ct::DEGRADED, false, "AsExpected", String::new());
             not_ready_while_building(&mut plan, &build_name, generation, now);
         }
@@ -573,7 +573,14 @@ fn follow_job(
                     "",
                     now,
                 ),
-                Some(ImageCheck::Unknown(_)) | None => {
+                Some(ImageCheck::Unknown(why)) => {
+                    plan.requeue_after_secs = Some(15);
+                    plan.verifying = Some(format!(
+                        "pushed {image}; cannot verify it in the registry yet, retrying: {why}"
+                    ));
+                    old.clone()
+                }
+                None => {
                     plan.requeue_after_secs = Some(15);
                     old.clone()
                 }

@@ -197,6 +197,13 @@ fn unverified_digest_waits_and_missing_digest_fails_without_touching_the_pool() 
     let p = plan(&o, &Settings::for_tests());
     assert!(p.machine_config.is_none());
     assert_eq!(p.requeue_after_secs, Some(15));
+    let building = cond(&p.config_status, ct::BUILDING);
+    assert_eq!(building.reason, "VerifyingDigest");
+    assert!(
+        building.message.contains("registry timeout"),
+        "{}",
+        building.message
+    );
 
     o.image_check = Some(ImageCheck::Missing);
     let p = plan(&o, &Settings::for_tests());
