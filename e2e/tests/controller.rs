@@ -98,13 +98,6 @@ async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
     Api::<ServiceAccount>::namespaced(client.clone(), &ns)
         .create(&PostParams::default(), &sa)
         .await?;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "push"}, "type": "kubernetes.io/dockerconfigjson",
-        "stringData": {".dockerconfigjson": "{\"auths\":{}}"}
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await?;
 
     let log = cluster.dir.join(format!("logs/controller-{ns}.log"));
     let _controller = start_controller(cluster, &ns, &builder, &log)?;
@@ -142,6 +135,46 @@ async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
         )
         .await?;
     ensure!(applied.metadata.name.as_deref() == Some("worker"));
+    // 0. Without its push Secret: Degraded/SecretUnavailable and no build; the Secret starts it.
+    wait_for(
+        "Degraded SecretUnavailable",
+        Duration::from_secs(60),
+        || async {
+            let status = configs.get("worker").await?.status.unwrap_or_default();
+            Ok(status
+                .conditions
+                .iter()
+                .any(|c| {
+                    c.type_ == "Degraded" && c.status == "True" && c.reason == "SecretUnavailable"
+                })
+                .then_some(()))
+        },
+    )
+    .await?;
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
+    ensure!(
+        jobs.list(&Default::default()).await?.items.is_empty(),
+        "a Job exists without a push Secret"
+    );
+    ensure!(
+        builds
+            .list(&Default::default())
+            .await?
+            .items
+            .iter()
+            .all(|b| b.spec.machine_os_config.name != "worker"),
+        "a build exists without a push Secret"
+    );
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "push"}, "type": "kubernetes.io/dockercfg",
+        "stringData": {".dockercfg": "{}"}
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    eprintln!(
+        "ok: no push Secret → Degraded/SecretUnavailable, no build; legacy .dockercfg Secret created"
+    );
     let pinned = wait_for(
         "MachineOSConfig worker Ready with an image",
         Duration::from_secs(420),

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
@@ -174,6 +174,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     )
     .touched_objects()
     .map(|_| ());
+    // Users' Secrets (not the per-build ones): a push secret created after its MachineOSConfig
+    // starts the build at once instead of at the next retry.
+    let secrets = watcher(
+        Api::<Secret>::namespaced(client.clone(), &settings.namespace),
+        watcher::Config::default().labels("app.kubernetes.io/managed-by!=strata"),
+    )
+    .touched_objects()
+    .map(|_| ());
     let controller = Controller::new(
         Api::<MachineOSConfig>::all(client.clone()),
         watcher::Config::default(),
@@ -201,6 +209,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         |pool| Some(ObjectRef::new(&pool.name_any())),
     )
     .reconcile_all_on(release)
+    .reconcile_all_on(secrets)
     .shutdown_on_signal()
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {
