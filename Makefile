@@ -1,6 +1,5 @@
 # Strata — the two commands that matter: `make demo` and `make test` (see README.md).
 SHELL := /bin/bash
-CACHE_DIR ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/strata
 # cargo's target dir lives outside the clone, one per checkout path (see e2e/scripts/target-dir.sh).
 ifeq ($(origin CARGO_TARGET_DIR),undefined)
 CARGO_TARGET_DIR := $(shell e2e/scripts/target-dir.sh)

@@ -1,7 +1,6 @@
 # e2e: a real local Kubernetes cluster built from upstream sources (see e2e/README.md).
 # Included by the root Makefile. Needs root.
 E2E_DIR := $(dir $(lastword $(MAKEFILE_LIST)))
-E2E_CACHE ?= $(if $(XDG_CACHE_HOME),$(XDG_CACHE_HOME),$(HOME)/.cache)/strata
 E2E_TARGET ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(shell $(E2E_DIR)scripts/target-dir.sh))
 STRATA_BIN ?= $(E2E_TARGET)/debug/strata
 export STRATA_BIN

@@ -5,7 +5,6 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/strata"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$("$HERE/target-dir.sh")}"
 START=$(date +%s)
 say() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - START ))" "$*"; }

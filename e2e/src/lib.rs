@@ -91,6 +91,22 @@ pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
 }
 
 impl Cluster {
+    /// The shared cluster and its builder image, or `None` with a printed skip message when
+    /// `STRATA_E2E` is unset or the cluster has no builder image (no strata binary at start).
+    pub fn with_builder_or_skip(test: &str) -> Option<(&'static Cluster, String)> {
+        let cluster = Self::shared_or_skip(test)?;
+        match cluster.builder_image.clone() {
+            Some(builder) => Some((cluster, builder)),
+            None => {
+                skip(
+                    test,
+                    "no builder image in this cluster (the strata binary was not built when it started)",
+                );
+                None
+            }
+        }
+    }
+
     /// The cluster for this test binary, or `None` with a printed skip message when `STRATA_E2E`
     /// is unset. Panics if the cluster cannot be started (the error includes where the logs are).
     pub fn shared_or_skip(test: &str) -> Option<&'static Cluster> {

@@ -164,7 +164,7 @@ fn spawn_build(
     std::fs::write(&file, containerfile)?;
     let missing = dir.join("no-such-authfile");
     let mut cmd = Command::new(bin);
-    cmd.args(["build", "--image", image, "--insecure-registry", insecure])
+    cmd.args(["build", "--image", image, "--insecure-registries", insecure])
         .arg("--containerfile")
         .arg(&file)
         .arg("--cache-dir")

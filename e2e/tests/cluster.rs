@@ -604,14 +604,7 @@ async fn openshift_standins_are_installed() -> Result<()> {
 #[tokio::test]
 async fn builder_image_builds_and_pushes_from_an_unprivileged_pod() -> Result<()> {
     let test = "builder_image_builds_and_pushes_from_an_unprivileged_pod";
-    let Some(cluster) = Cluster::shared_or_skip(test) else {
-        return Ok(());
-    };
-    let Some(builder) = cluster.builder_image.clone() else {
-        strata_e2e::skip(
-            test,
-            "no builder image in this cluster (the strata binary was not built when it started)",
-        );
+    let Some((cluster, builder)) = Cluster::with_builder_or_skip(test) else {
         return Ok(());
     };
     let client = cluster.client().await?;

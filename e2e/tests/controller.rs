@@ -77,17 +77,27 @@ async fn build_phase(api: &Api<MachineOSBuild>, name: &str) -> Result<Option<Mac
         .filter(|b| b.phase().is_some_and(BuildPhase::is_terminal)))
 }
 
+/// The first build of the "worker" MachineOSConfig other than `previous`, once it has ended.
+async fn next_ended_build(
+    configs: &Api<MachineOSConfig>,
+    builds: &Api<MachineOSBuild>,
+    previous: &str,
+    what: &str,
+) -> Result<MachineOSBuild> {
+    wait_for(what, Duration::from_secs(300), || async {
+        let status = configs.get("worker").await?.status.unwrap_or_default();
+        match status.machine_os_build.map(|b| b.name) {
+            Some(name) if name != previous => build_phase(builds, &name).await,
+            _ => Ok(None),
+        }
+    })
+    .await
+}
+
 #[tokio::test]
 async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
     let test = "machineosconfig_to_pinned_pool_and_back";
-    let Some(cluster) = Cluster::shared_or_skip(test) else {
-        return Ok(());
-    };
-    let Some(builder) = cluster.builder_image.clone() else {
-        strata_e2e::skip(
-            test,
-            "no builder image (the strata binary was not built when the cluster started)",
-        );
+    let Some((cluster, builder)) = Cluster::with_builder_or_skip(test) else {
         return Ok(());
     };
     let client = cluster.client().await?;
@@ -315,23 +325,7 @@ async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
         }
     };
     set_base(builder.clone()).await?;
-    let rebased = wait_for(
-        "a build on the new base",
-        Duration::from_secs(300),
-        || async {
-            let c = configs.get("worker").await?;
-            let name = c
-                .status
-                .and_then(|s| s.machine_os_build)
-                .map(|b| b.name)
-                .unwrap_or_default();
-            if name == build_name || name.is_empty() {
-                return Ok(None);
-            }
-            build_phase(&builds, &name).await
-        },
-    )
-    .await;
+    let rebased = next_ended_build(&configs, &builds, &build_name, "a build on the new base").await;
     set_base(cluster.os_base_image.clone()).await?;
     let rebased = rebased?;
     ensure!(
@@ -389,23 +383,8 @@ async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
             &Patch::Apply(&mosc("RUN true\nRUN false\n")?),
         )
         .await?;
-    let failed = wait_for(
-        "the failing build to end",
-        Duration::from_secs(300),
-        || async {
-            let c = configs.get("worker").await?;
-            let name = c
-                .status
-                .and_then(|s| s.machine_os_build)
-                .map(|b| b.name)
-                .unwrap_or_default();
-            if name == build_name || name.is_empty() {
-                return Ok(None);
-            }
-            build_phase(&builds, &name).await
-        },
-    )
-    .await?;
+    let failed =
+        next_ended_build(&configs, &builds, &build_name, "the failing build to end").await?;
     let failure = failed
         .status
         .as_ref()

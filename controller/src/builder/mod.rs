@@ -50,7 +50,7 @@ pub struct BuildArgs {
     /// Registries (host[:port]) reached over plain HTTP or with unverified TLS; comma-separated.
     /// Only these: TLS stays on for every other registry.
     #[arg(long, env = "STRATA_INSECURE_REGISTRIES", value_delimiter = ',')]
-    pub insecure_registry: Vec<String>,
+    pub insecure_registries: Vec<String>,
     /// Directory of extra CA certificates (`<host:port>/ca.crt`, as buildah's --cert-dir expects).
     #[arg(long, env = "STRATA_CERT_DIR")]
     pub cert_dir: Option<PathBuf>,
@@ -133,7 +133,7 @@ async fn build_and_push(args: &BuildArgs) -> Result<TerminationMessage, Terminat
     let registries_conf = work.join("registries.conf");
     std::fs::write(
         &registries_conf,
-        registries_conf_text(&args.insecure_registry),
+        registries_conf_text(&args.insecure_registries),
     )
     .map_err(|e| {
         failure(
@@ -277,6 +277,29 @@ struct BuildahOutput {
     tail: String,
 }
 
+/// buildah with Strata's storage (vfs under the cache dir) and registry settings.
+fn buildah(args: &BuildArgs, registries_conf: &Path) -> Command {
+    let mut cmd = Command::new(&args.buildah);
+    cmd.arg("--storage-driver=vfs")
+        .arg(format!("--root={}", args.cache_dir.display()))
+        .env("CONTAINERS_REGISTRIES_CONF", registries_conf)
+        .env("BUILDAH_ISOLATION", "chroot");
+    cmd
+}
+
+/// Sends each line of `reader` to `tx` until it closes.
+fn forward_lines(
+    reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+}
+
 /// Runs buildah with the storage and registry settings, streaming its output to stdout (for
 /// `kubectl logs`) and keeping the tail. SIGTERM stops buildah and reports a transient failure.
 async fn run_buildah(
@@ -284,12 +307,8 @@ async fn run_buildah(
     registries_conf: &Path,
     command: &[String],
 ) -> Result<BuildahOutput, TerminationMessage> {
-    let mut cmd = Command::new(&args.buildah);
-    cmd.arg("--storage-driver=vfs")
-        .arg(format!("--root={}", args.cache_dir.display()))
-        .args(command)
-        .env("CONTAINERS_REGISTRIES_CONF", registries_conf)
-        .env("BUILDAH_ISOLATION", "chroot")
+    let mut cmd = buildah(args, registries_conf);
+    cmd.args(command)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -304,22 +323,10 @@ async fn run_buildah(
     })?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     if let Some(out) = child.stdout.take() {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(out).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = tx.send(line);
-            }
-        });
+        forward_lines(out, tx.clone());
     }
     if let Some(err) = child.stderr.take() {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                let _ = tx.send(line);
-            }
-        });
+        forward_lines(err, tx.clone());
     }
     drop(tx);
     let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
@@ -378,9 +385,7 @@ async fn run_buildah(
 
 /// The built image's size: config plus layers (uncompressed), from its manifest in local storage.
 async fn image_size(args: &BuildArgs, registries_conf: &Path) -> Option<u64> {
-    let out = Command::new(&args.buildah)
-        .arg("--storage-driver=vfs")
-        .arg(format!("--root={}", args.cache_dir.display()))
+    let out = buildah(args, registries_conf)
         .args([
             "inspect",
             "--type",
@@ -389,7 +394,6 @@ async fn image_size(args: &BuildArgs, registries_conf: &Path) -> Option<u64> {
             "{{.Manifest}}",
             &args.image,
         ])
-        .env("CONTAINERS_REGISTRIES_CONF", registries_conf)
         .output()
         .await
         .ok()?;

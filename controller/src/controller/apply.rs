@@ -24,6 +24,13 @@ fn ssa() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+fn create_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+}
+
 fn ignore_not_found<T>(result: kube::Result<T>) -> kube::Result<()> {
     match result {
         Ok(_) => Ok(()),
@@ -44,24 +51,13 @@ pub async fn apply(
 
     let mut created = None;
     if let Some(build) = &plan.create_build {
-        created = Some(
-            match build_api
-                .create(
-                    &PostParams {
-                        field_manager: Some(FIELD_MANAGER.into()),
-                        ..Default::default()
-                    },
-                    build,
-                )
-                .await
-            {
-                Ok(build) => build,
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    build_api.get(&build.name_any()).await?
-                }
-                Err(err) => return Err(err.into()),
-            },
-        );
+        created = Some(match build_api.create(&create_params(), build).await {
+            Ok(build) => build,
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                build_api.get(&build.name_any()).await?
+            }
+            Err(err) => return Err(err.into()),
+        });
     }
     for (name, status) in &plan.build_status {
         let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild", "status": status});
@@ -100,16 +96,7 @@ pub async fn apply(
                 .await?;
         }
         let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-        match jobs
-            .create(
-                &PostParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                },
-                &objects.job,
-            )
-            .await
-        {
+        match jobs.create(&create_params(), &objects.job).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(err) => return Err(err.into()),

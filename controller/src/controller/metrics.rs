@@ -49,8 +49,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("strata");
-        let m = Metrics {
+        let mut m = Metrics {
             builds: Family::default(),
             build_duration: Family::new_with_constructor(build_histogram),
             queue_duration: Family::new_with_constructor(build_histogram),
@@ -63,64 +62,64 @@ impl Default for Metrics {
             resident_memory: Gauge::default(),
             cpu_seconds: Gauge::default(),
             phases: Mutex::default(),
-            registry: Registry::default(),
+            registry: Registry::with_prefix("strata"),
         };
-        registry.register(
+        m.registry.register(
             "builds",
             "Builds that ended, by pool and result",
             m.builds.clone(),
         );
-        registry.register(
+        m.registry.register(
             "build_duration_seconds",
             "Build time from start to end, by pool and result",
             m.build_duration.clone(),
         );
-        registry.register(
+        m.registry.register(
             "build_queue_seconds",
             "Time from a build's creation to its builder pod running",
             m.queue_duration.clone(),
         );
-        registry.register(
+        m.registry.register(
             "build_phase",
             "1 for the phase of each pool's current build",
             m.phase.clone(),
         );
-        registry.register(
+        m.registry.register(
             "active_builds",
             "Builds Prepared or Building",
             m.active_builds.clone(),
         );
-        registry.register(
+        m.registry.register(
             "pool_updated",
             "1 when the MCO reports the pool updated (PoolUpdated condition)",
             m.pool_updated.clone(),
         );
-        registry.register(
+        m.registry.register(
             "last_success_timestamp_seconds",
             "When each pool last got a new image",
             m.last_success.clone(),
         );
-        registry.register(
+        m.registry.register(
             "reconcile_duration_seconds",
             "Time per reconcile",
             m.reconcile_duration.clone(),
         );
-        registry.register(
+        m.registry.register(
             "reconcile_errors",
             "Failed reconciles, by error kind",
             m.reconcile_errors.clone(),
         );
-        registry.register(
+        m.registry.register(
             "process_resident_memory_bytes",
             "Resident memory of the controller",
             m.resident_memory.clone(),
         );
-        registry.register(
+        m.registry.register(
             "process_cpu_seconds",
             "CPU time of the controller (user + system)",
             m.cpu_seconds.clone(),
         );
-        Metrics { registry, ..m }
+        m
     }
 }
 
