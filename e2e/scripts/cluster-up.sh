@@ -141,6 +141,16 @@ RC
 start registry docker-registry serve "$D/registry.yml"
 
 # --- kube-apiserver --------------------------------------------------------------------------
+# Audit log of what Strata's ServiceAccounts do (the e2e tests check it for 403s); nothing else.
+cat > "$D/audit-policy.yaml" <<AP
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  userGroups: [system:serviceaccounts:strata-system]
+- level: None
+AP
 start kube-apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$EP" \
   --bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port="$AP" \
   --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
@@ -148,7 +158,8 @@ start kube-apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$EP" \
   --kubelet-preferred-address-types=InternalIP \
   --service-cluster-ip-range="$SVC_CIDR" --allow-privileged=true --authorization-mode=Node,RBAC \
   --service-account-issuer="https://$NODE_IP:$AP" --service-account-key-file="$P/sa.pub" \
-  --service-account-signing-key-file="$P/sa.key" --profiling=false --v=1
+  --service-account-signing-key-file="$P/sa.key" --profiling=false --v=1 \
+  --audit-policy-file="$D/audit-policy.yaml" --audit-log-path="$D/logs/audit.log" --audit-log-maxsize=200
 wait_for "kube-apiserver /readyz" 120 kube-apiserver "${CURL[@]}" "https://127.0.0.1:$AP/readyz"
 wait_for "namespace default" 30 kube-apiserver "${CURL[@]}" "https://127.0.0.1:$AP/api/v1/namespaces/default"
 
