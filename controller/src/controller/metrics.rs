@@ -31,6 +31,7 @@ pub struct Metrics {
     queue_duration: HistogramFamily,
     phase: Family<Labels, Gauge>,
     active_builds: Gauge,
+    leader: Gauge,
     pool_updated: Family<Labels, Gauge>,
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     reconcile_duration: Histogram,
@@ -55,6 +56,7 @@ impl Default for Metrics {
             queue_duration: Family::new_with_constructor(build_histogram),
             phase: Family::default(),
             active_builds: Gauge::default(),
+            leader: Gauge::default(),
             pool_updated: Family::default(),
             last_success: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
@@ -88,6 +90,11 @@ impl Default for Metrics {
             "active_builds",
             "Builds Prepared or Building",
             m.active_builds.clone(),
+        );
+        m.registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease and reconciles, 0 while it waits",
+            m.leader.clone(),
         );
         m.registry.register(
             "pool_updated",
@@ -124,6 +131,10 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
+    }
+
     pub fn reconciled(&self, seconds: f64) {
         self.reconcile_duration.observe(seconds);
     }
@@ -219,11 +230,13 @@ mod tests {
         m.build_ended("worker", BuildPhase::Succeeded, Some(42.0), 1.0);
         m.reconcile_failed("kube");
         m.set_pool_updated("worker", false);
+        m.set_leader(true);
         let text = m.encode();
         for name in [
             "strata_builds_total{pool=\"worker\",result=\"Succeeded\"} 1",
             "strata_build_phase{pool=\"worker\",phase=\"Building\"} 1",
             "strata_active_builds 1",
+            "strata_leader 1",
             "strata_pool_updated{pool=\"worker\"} 0",
             "strata_build_duration_seconds_bucket{le=\"60.0\",pool=\"worker\",result=\"Succeeded\"} 1",
             "strata_reconcile_errors_total{kind=\"kube\"} 1",

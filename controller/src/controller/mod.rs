@@ -153,6 +153,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         leader.changed().await?;
     }
     tracing::info!(%identity, "leading: starting the controller");
+    metrics.set_leader(true);
 
     let ctx = Arc::new(Context {
         client: client.clone(),

@@ -195,6 +195,9 @@ fn builder_job(build: &MachineOSBuild, has_base_auth: bool, settings: &Settings)
         );
     }
     let mut env = vec![json!({"name": "STRATA_IMAGE", "value": image})];
+    if let Some(cache) = &settings.registry_cache {
+        env.push(json!({"name": "STRATA_REGISTRY_CACHE", "value": cache}));
+    }
     if !settings.insecure_registries.is_empty() {
         env.push(json!({"name": "STRATA_INSECURE_REGISTRIES", "value": settings.insecure_registries.join(",")}));
     }
@@ -342,6 +345,27 @@ mod tests {
             &settings,
         );
         insta::assert_yaml_snapshot!(objects.job);
+    }
+
+    #[test]
+    fn registry_cache_reaches_the_builder_only_when_set() {
+        let env_of = |settings: &Settings| {
+            let objects = build_objects(&build(), "FROM x AS base\n", "{}", None, settings);
+            let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+            pod.containers[0].env.clone().unwrap_or_default()
+        };
+        let cache = |env: &[k8s_openapi::api::core::v1::EnvVar]| {
+            env.iter()
+                .find(|e| e.name == "STRATA_REGISTRY_CACHE")
+                .and_then(|e| e.value.clone())
+        };
+        let mut settings = Settings::for_tests();
+        assert_eq!(cache(&env_of(&settings)), None);
+        settings.registry_cache = Some("10.0.0.1:5000/strata/cache".into());
+        assert_eq!(
+            cache(&env_of(&settings)).as_deref(),
+            Some("10.0.0.1:5000/strata/cache")
+        );
     }
 
     #[test]

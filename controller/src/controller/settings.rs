@@ -33,6 +33,11 @@ pub struct Settings {
     /// PersistentVolumeClaim mounted as the builder's layer cache (an emptyDir when unset).
     #[arg(long, env = "STRATA_BUILD_CACHE_CLAIM")]
     pub cache_claim: Option<String>,
+    /// Registry repository for the builder's layer cache (buildah --cache-from/--cache-to), shared
+    /// by every builder pod, so a rebuild reuses the layers of unchanged fragments. Off when unset.
+    /// The builder reaches it with the base pull secret's credentials, or anonymously.
+    #[arg(long, env = "STRATA_BUILD_REGISTRY_CACHE")]
+    pub registry_cache: Option<String>,
     /// Namespace of the release ConfigMap naming the OS base image.
     #[arg(
         long,
@@ -73,6 +78,7 @@ impl Settings {
             backoff_limit: 3,
             build_deadline_seconds: 7200,
             cache_claim: None,
+            registry_cache: None,
             build_history: 2,
             release_configmap_namespace: "openshift-machine-config-operator".into(),
             release_configmap: "machine-config-osimageurl".into(),
