@@ -11,7 +11,7 @@ use super::error::Error;
 use super::objects::{self, BUILDER_CONTAINER, CONFIG_LABEL, canonical_auth, fit_63};
 use super::plan::{BuildAuth, JobObservation, Observed};
 use crate::builder::TerminationMessage;
-use crate::render::BuildInputs;
+use crate::render::{BuildInputs, is_digest_pinned};
 
 pub fn pool_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -39,14 +39,6 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
 
     let auth = read_auth(ctx, config).await?;
     let base_auth = auth.as_ref().ok().and_then(|a| a.base.clone());
-    let base = match &config.spec.base_image {
-        Some(base) => ctx.registry.resolve(base, base_auth.as_deref()).await,
-        None => match release_base(ctx).await? {
-            Ok(base) => ctx.registry.resolve(&base, base_auth.as_deref()).await,
-            Err(why) => Err(why),
-        },
-    };
-
     let builds: Api<MachineOSBuild> = Api::all(ctx.client.clone());
     let builds = builds
         .list(&ListParams::default().labels(&format!("{CONFIG_LABEL}={}", fit_63(&name))))
@@ -56,6 +48,16 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         .into_iter()
         .filter(|b| b.spec.machine_os_config.name == name)
         .collect();
+
+    let base = match &config.spec.base_image {
+        Some(base) => Ok(base.clone()),
+        None => release_base(ctx).await?,
+    };
+    let base = match base {
+        Ok(base) if already_built_on(&base, &builds) => Ok(base),
+        Ok(base) => ctx.registry.resolve(&base, base_auth.as_deref()).await,
+        Err(why) => Err(why),
+    };
 
     let current_name = base
         .as_ref()
@@ -237,4 +239,42 @@ async fn observe_job(ctx: &Context, job_name: &str) -> Result<JobObservation, Er
         message: failed.message.unwrap_or_default(),
         termination,
     })
+}
+
+/// Whether `base` is pinned by a digest some build of this config was already made from. That digest
+/// was checked when the build was created and cannot change: asking the registry again on every
+/// reconcile would cost a round trip per resync, and a registry outage would stop Strata from
+/// following the build in flight.
+fn already_built_on(base: &str, builds: &[MachineOSBuild]) -> bool {
+    is_digest_pinned(base) && builds.iter().any(|b| b.spec.base_image == base)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_digest_already_built_on_is_not_asked_again() {
+        let base = format!("r.example.com/os@sha256:{}", "a".repeat(64));
+        let build: MachineOSBuild = serde_json::from_value(serde_json::json!({
+            "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
+            "metadata": {"name": "worker-0123456789ab"},
+            "spec": {
+                "machineOSConfig": {"name": "worker"},
+                "machineConfigPool": {"name": "worker"},
+                "baseImage": base,
+                "renderedImagePushSpec": "r.example.com/os:latest",
+                "containerFile": [],
+            }
+        }))
+        .unwrap();
+        assert!(already_built_on(&base, std::slice::from_ref(&build)));
+        assert!(!already_built_on(&base, &[]));
+        let other = format!("r.example.com/os@sha256:{}", "b".repeat(64));
+        assert!(!already_built_on(&other, std::slice::from_ref(&build)));
+        // A tag can move: it is always resolved.
+        let mut tagged = build.clone();
+        tagged.spec.base_image = "r.example.com/os:latest".into();
+        assert!(!already_built_on("r.example.com/os:latest", &[tagged]));
+    }
 }
