@@ -1,250 +1,205 @@
-//! The controller against the real cluster: a MachineOSConfig becomes a builder pod running
-//! buildah on the real kubelet, an image in the real registry, and a MachineConfig pinning the
-//! pool by digest; a bad step fails without touching the pool; deleting the MachineOSConfig
-//! removes the MachineConfig. The controller runs as a host process with the admin kubeconfig
-//! (the in-cluster deployment is tested with the manifests).
+//! The controller as users run it — deployed in the cluster from `manifests/`, as its own
+//! ServiceAccount — against the real cluster: a MachineOSConfig becomes a builder pod running
+//! buildah on the real kubelet, an image in the real registry and a MachineConfig pinning the pool
+//! by digest. A fragment change builds a new digest; the rebuild annotation rebuilds; a new release
+//! base rebuilds every pool, and the old base again reuses the old builds without building; a bad
+//! step fails without touching the pool; deleting the MachineOSConfig removes the MachineConfig.
+//! Each step checks the exact conditions, Events and objects. One test: the release base is
+//! cluster-wide, so nothing else may build while it changes.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
-};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::Cluster;
-use strata_e2e::util::{delete_namespace, install_strata_crds, test_namespace, wait_for};
+use strata_e2e::deployed::{
+    NAMESPACE, apply_config, assert_no_forbidden_requests, create_pool, create_push_secret,
+    current_build, delete_config, delete_pool, ended_build, expect_event, machine_configs,
+    machine_os_config,
+};
+use strata_e2e::util::{install_strata_crds, wait_for};
 
-/// The controller process; killed when dropped.
-struct Controller(Child);
+const POOL: &str = "e2e-flow";
+const SIDE_POOL: &str = "e2e-side";
+const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn strata_bin() -> Result<String> {
-    std::env::var("STRATA_BIN").context("STRATA_BIN is not set (run through `make e2e-test`)")
-}
-
-fn start_controller(
-    cluster: &Cluster,
-    namespace: &str,
-    builder: &str,
-    log: &std::path::Path,
-) -> Result<Controller> {
-    let log = std::fs::File::create(log)?;
-    let child = Command::new(strata_bin()?)
-        .args([
-            "controller",
-            "--namespace",
-            namespace,
-            "--builder-image",
-            builder,
-        ])
-        .args([
-            "--builder-service-account",
-            "strata-builder",
-            "--insecure-registries",
-            &cluster.registry,
-        ])
-        .args(["--http-address", "127.0.0.1:0", "--lease-name", namespace])
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .env("RUST_LOG", "info,strata=debug,kube=warn")
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .context("starting strata controller")?;
-    Ok(Controller(child))
-}
-
-fn machine_configs(client: &kube::Client) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("machineconfiguration.openshift.io", "v1", "MachineConfig"),
-        "machineconfigs",
-    );
-    Api::all_with(client.clone(), &ar)
-}
-
-async fn build_phase(api: &Api<MachineOSBuild>, name: &str) -> Result<Option<MachineOSBuild>> {
-    Ok(api
-        .get_opt(name)
-        .await?
-        .filter(|b| b.phase().is_some_and(BuildPhase::is_terminal)))
-}
-
-/// The first build of the "worker" MachineOSConfig other than `previous`, once it has ended.
-async fn next_ended_build(
+/// `(status, reason, message)` of condition `ty` on the MachineOSConfig.
+async fn condition(
     configs: &Api<MachineOSConfig>,
-    builds: &Api<MachineOSBuild>,
-    previous: &str,
-    what: &str,
-) -> Result<MachineOSBuild> {
-    wait_for(what, Duration::from_secs(300), || async {
-        let status = configs.get("worker").await?.status.unwrap_or_default();
-        match status.machine_os_build.map(|b| b.name) {
-            Some(name) if name != previous => build_phase(builds, &name).await,
-            _ => Ok(None),
-        }
-    })
-    .await
+    name: &str,
+    ty: &str,
+) -> Result<(String, String, String)> {
+    let status = configs.get(name).await?.status.unwrap_or_default();
+    let c = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ty)
+        .with_context(|| format!("{name} has no {ty} condition"))?;
+    Ok((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Wait until the config's current build is `build` and it succeeded and the pool is pinned to
+/// its image; returns the image.
+async fn pinned_by(client: &kube::Client, name: &str, build: &str) -> Result<String> {
+    let built = ended_build(client, build, BUILD_TIMEOUT).await?;
+    ensure!(
+        built.phase() == Some(BuildPhase::Succeeded),
+        "build {build} ended {:?}: {:?}",
+        built.phase(),
+        built.status.and_then(|s| s.failure)
+    );
+    let image = built
+        .status
+        .and_then(|s| s.digested_image_push_spec)
+        .context("no digestedImagePushSpec")?;
+    let configs: Api<MachineOSConfig> = Api::all(client.clone());
+    let mcs = machine_configs(client);
+    let mc_name = format!("zz-strata-2-{name}");
+    wait_for(
+        &format!("{name} pinned to {image}"),
+        Duration::from_secs(60),
+        || async {
+            let status = configs.get(name).await?.status.unwrap_or_default();
+            let mc = mcs.get_opt(&mc_name).await?;
+            let pinned = status.current_image_pull_spec.as_deref() == Some(image.as_str())
+                && mc.is_some_and(|mc| {
+                    mc.data["spec"]["osImageURL"] == Value::String(image.clone())
+                });
+            Ok(pinned.then_some(()))
+        },
+    )
+    .await?;
+    Ok(image)
+}
+
+fn jobs_of(client: &kube::Client) -> Api<Job> {
+    Api::namespaced(client.clone(), NAMESPACE)
+}
+
+async fn job_count(client: &kube::Client, build: &str) -> Result<usize> {
+    let selector = format!("strata.dev/machine-os-build={build}");
+    Ok(jobs_of(client)
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .len())
 }
 
 #[tokio::test]
-async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
-    let test = "machineosconfig_to_pinned_pool_and_back";
-    let Some((cluster, builder)) = Cluster::with_builder_or_skip(test) else {
+async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> {
+    let test = "deployed_controller_builds_pins_rebuilds_and_cleans_up";
+    let Some((cluster, builder)) = Cluster::with_deployed_controller_or_skip(test) else {
         return Ok(());
     };
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
-    let ns = test_namespace(&client, "strata-ctl").await?;
-    let sa: ServiceAccount =
-        serde_json::from_value(json!({"metadata": {"name": "strata-builder"}}))?;
-    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &sa)
-        .await?;
-
-    let log = cluster.dir.join(format!("logs/controller-{ns}.log"));
-    let _controller = start_controller(cluster, &ns, &builder, &log)?;
     let configs: Api<MachineOSConfig> = Api::all(client.clone());
     let builds: Api<MachineOSBuild> = Api::all(client.clone());
     let mcs = machine_configs(&client);
-    let _ = configs.delete("worker", &DeleteParams::default()).await;
-    wait_for(
-        "old worker MachineOSConfig gone",
-        Duration::from_secs(60),
-        || async { Ok(configs.get_opt("worker").await?.is_none().then_some(())) },
+    let push_secret = format!("{POOL}-push");
+    for name in [POOL, SIDE_POOL] {
+        delete_config(&client, name).await?;
+        create_pool(&client, name).await?;
+    }
+    let _ = Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .delete(&push_secret, &Default::default())
+        .await;
+
+    // 0. Without its push Secret: Degraded/SecretUnavailable, no build and no Job; creating the
+    //    Secret (a legacy .dockercfg one) starts the build at once.
+    let fragment_v1 = "RUN echo layered-by-strata > /etc/strata-e2e\n";
+    apply_config(
+        &client,
+        &machine_os_config(cluster, POOL, &push_secret, fragment_v1)?,
     )
     .await?;
-
-    let mosc = |fragment: &str| -> Result<MachineOSConfig> {
-        Ok(serde_json::from_value(json!({
-            "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
-            "metadata": {"name": "worker"},
-            "spec": {
-                "machineConfigPool": {"name": "worker"},
-                "imageBuilder": {"imageBuilderType": "Job"},
-                "renderedImagePushSecret": {"name": "push"},
-                "renderedImagePushSpec": format!("{}/strata-e2e/worker:latest", cluster.registry),
-                "containerFile": [{"containerfileArch": "NoArch", "content": fragment}],
-            }
-        }))?)
-    };
-
-    // 1. Apply → build → digest verified → MachineConfig pinned.
-    let applied = configs
-        .patch(
-            "worker",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&mosc("RUN echo layered-by-strata > /etc/strata-e2e\n")?),
-        )
-        .await?;
-    ensure!(applied.metadata.name.as_deref() == Some("worker"));
-    // 0. Without its push Secret: Degraded/SecretUnavailable and no build; the Secret starts it.
     wait_for(
         "Degraded SecretUnavailable",
         Duration::from_secs(60),
         || async {
-            let status = configs.get("worker").await?.status.unwrap_or_default();
-            Ok(status
-                .conditions
-                .iter()
-                .any(|c| {
-                    c.type_ == "Degraded" && c.status == "True" && c.reason == "SecretUnavailable"
-                })
-                .then_some(()))
-        },
-    )
-    .await?;
-    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
-    ensure!(
-        jobs.list(&Default::default()).await?.items.is_empty(),
-        "a Job exists without a push Secret"
-    );
-    ensure!(
-        builds
-            .list(&Default::default())
-            .await?
-            .items
-            .iter()
-            .all(|b| b.spec.machine_os_config.name != "worker"),
-        "a build exists without a push Secret"
-    );
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "push"}, "type": "kubernetes.io/dockercfg",
-        "stringData": {".dockercfg": "{}"}
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), &ns)
-        .create(&PostParams::default(), &secret)
-        .await?;
-    eprintln!(
-        "ok: no push Secret → Degraded/SecretUnavailable, no build; legacy .dockercfg Secret created"
-    );
-    let pinned = wait_for(
-        "MachineOSConfig worker Ready with an image",
-        Duration::from_secs(420),
-        || async {
-            let c = configs.get("worker").await?;
-            let status = c.status.unwrap_or_default();
-            let degraded = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Degraded" && c.status == "True");
-            if let Some(d) = degraded {
-                anyhow::bail!("Degraded: {} {}", d.reason, d.message);
-            }
-            Ok(status.current_image_pull_spec)
+            let (status, reason, message) = condition(&configs, POOL, "Degraded").await?;
+            Ok((status == "True" && reason == "SecretUnavailable").then_some(message))
         },
     )
     .await
-    .with_context(|| format!("controller log: {}", log.display()))?;
+    .map(|m| eprintln!("ok: no push Secret → Degraded/SecretUnavailable: {m}"))?;
+    let mine = format!("strata.dev/machine-os-config={POOL}");
     ensure!(
-        pinned.contains("/strata-e2e/worker@sha256:"),
-        "pinned {pinned}"
+        builds
+            .list(&ListParams::default().labels(&mine))
+            .await?
+            .items
+            .is_empty(),
+        "a build exists without a push Secret"
     );
-    let mc = mcs.get("zz-strata-1-worker").await?;
     ensure!(
-        mc.data["spec"]["osImageURL"] == Value::String(pinned.clone()),
-        "MachineConfig: {:?}",
-        mc.data
+        jobs_of(&client)
+            .list(&ListParams::default().labels(&mine))
+            .await?
+            .items
+            .is_empty(),
+        "a Job exists without a push Secret"
     );
+    create_push_secret(&client, &push_secret).await?;
+
+    // 1. Build → digest verified → MachineConfig zz-strata-2-<pool> pins the pool by digest.
+    let first = current_build(&client, POOL, None).await?;
+    let image_v1 = pinned_by(&client, POOL, &first).await?;
     ensure!(
-        mc.metadata
-            .labels
-            .unwrap_or_default()
+        image_v1.starts_with(&format!("{}/strata-e2e/{POOL}@sha256:", cluster.registry)),
+        "pinned {image_v1}"
+    );
+    let mc = mcs.get(&format!("zz-strata-2-{POOL}")).await?;
+    let labels = mc.metadata.labels.unwrap_or_default();
+    ensure!(
+        labels
             .get("machineconfiguration.openshift.io/role")
             .map(String::as_str)
-            == Some("worker")
-    );
-    let config = configs.get("worker").await?;
-    let build_name = config
-        .status
-        .and_then(|s| s.machine_os_build)
-        .map(|b| b.name)
-        .context("no build reference")?;
-    let build = builds.get(&build_name).await?;
-    ensure!(
-        build.phase() == Some(BuildPhase::Succeeded),
-        "build {build_name} is {:?}",
-        build.phase()
+            == Some(POOL)
     );
     ensure!(
-        build
-            .status
-            .as_ref()
-            .and_then(|s| s.digested_image_push_spec.as_deref())
-            == Some(pinned.as_str())
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str)
+            == Some("strata")
     );
+    for (ty, status, reason) in [
+        ("Ready", "True", "BuildSucceeded"),
+        ("Building", "False", "BuildSucceeded"),
+        ("Degraded", "False", "AsExpected"),
+    ] {
+        let got = condition(&configs, POOL, ty).await?;
+        ensure!(got.0 == status && got.1 == reason, "{ty}: {got:?}");
+    }
+    let (_, _, ready) = condition(&configs, POOL, "Ready").await?;
+    ensure!(
+        ready == format!("pool {POOL} is pinned to {image_v1}"),
+        "Ready message {ready:?}"
+    );
+    for (reason, needle) in [
+        ("BuildCreated", format!("build {first} created")),
+        (
+            "BuildStarted",
+            format!("build {first}: builder pod started"),
+        ),
+        ("BuildSucceeded", format!("build {first} pushed {image_v1}")),
+        (
+            "PoolPinned",
+            format!("MachineConfigPool {POOL} now uses {image_v1}"),
+        ),
+    ] {
+        expect_event(&client, POOL, reason, &needle).await?;
+    }
     // The registry serves that digest.
-    let (repo, digest) = pinned.split_once('@').context("no digest")?;
+    let (repo, digest) = image_v1.split_once('@').context("no digest")?;
     let path = repo.split_once('/').map(|x| x.1).unwrap_or_default();
     let url = format!("http://{}/v2/{path}/manifests/{digest}", cluster.registry);
-    let ok = Command::new("curl")
+    let served = Command::new("curl")
         .args([
             "-sf",
             "-o",
@@ -255,61 +210,109 @@ async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
         ])
         .status()?
         .success();
-    ensure!(ok, "{url} not served");
-    // The per-build Secrets are gone once the build ended; the Containerfile ConfigMap is kept.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    ensure!(served, "{url} not served");
+    // Per-build Secrets are gone once the build ended; the Containerfile ConfigMap is kept.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     wait_for(
         "per-build push Secret deleted",
         Duration::from_secs(30),
         || async {
             Ok(secrets
-                .get_opt(&format!("push-{build_name}"))
+                .get_opt(&format!("push-{first}"))
                 .await?
                 .is_none()
                 .then_some(()))
         },
     )
     .await?;
-    eprintln!("ok: worker pinned to {pinned} by build {build_name}");
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
+        .get(&format!("containerfile-{first}"))
+        .await?;
+    let containerfile = cm
+        .data
+        .unwrap_or_default()
+        .into_values()
+        .collect::<String>();
+    ensure!(
+        containerfile.contains("layered-by-strata"),
+        "ConfigMap: {containerfile}"
+    );
+    eprintln!("ok: {POOL} pinned to {image_v1} by {first}, with its Events and conditions");
 
-    // 1b. The rebuild annotation builds the same inputs again, under the same name, and goes away.
-    let before = build
+    // 2. A fragment change → a new build, a new digest, the MachineConfig follows.
+    let fragment_v2 = "RUN echo layered-by-strata-v2 > /etc/strata-e2e\n";
+    apply_config(
+        &client,
+        &machine_os_config(cluster, POOL, &push_secret, fragment_v2)?,
+    )
+    .await?;
+    let second = current_build(&client, POOL, Some(&first)).await?;
+    let image_v2 = pinned_by(&client, POOL, &second).await?;
+    ensure!(
+        image_v2 != image_v1,
+        "a new fragment kept the digest {image_v1}"
+    );
+    eprintln!("ok: fragment change → {second} → {image_v2}");
+
+    // 3. The rebuild annotation builds the same inputs again under the same name, then goes.
+    let before = builds
+        .get(&second)
+        .await?
         .metadata
         .creation_timestamp
-        .clone()
         .context("no creationTimestamp")?;
     configs
         .patch(
-            "worker",
+            POOL,
             &PatchParams::default(),
             &Patch::Merge(json!({"metadata": {"annotations": {"strata.dev/rebuild": "e2e"}}})),
         )
         .await?;
-    wait_for(
-        "the rebuild to finish",
-        Duration::from_secs(300),
-        || async {
-            let config = configs.get("worker").await?;
-            let annotated = config
-                .metadata
-                .annotations
-                .unwrap_or_default()
-                .contains_key("strata.dev/rebuild");
-            let Some(b) = build_phase(&builds, &build_name).await? else {
-                return Ok(None);
-            };
-            let newer = b
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .is_some_and(|t| t.0 > before.0);
-            Ok((newer && !annotated && b.phase() == Some(BuildPhase::Succeeded)).then_some(()))
-        },
+    wait_for("the rebuild to succeed", BUILD_TIMEOUT, || async {
+        let config = configs.get(POOL).await?;
+        let annotated = config
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("strata.dev/rebuild");
+        let Some(b) = builds.get_opt(&second).await? else {
+            return Ok(None);
+        };
+        let newer = b
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .is_some_and(|t| t.0 > before.0);
+        Ok((newer && !annotated && b.phase() == Some(BuildPhase::Succeeded)).then_some(()))
+    })
+    .await?;
+    expect_event(
+        &client,
+        POOL,
+        "Rebuilding",
+        &format!("building {second} again: rebuild requested"),
     )
     .await?;
-    eprintln!("ok: rebuild annotation rebuilt {build_name} and was removed");
+    eprintln!("ok: rebuild annotation rebuilt {second} and was removed");
+    let image_v2 = pinned_by(&client, POOL, &second).await?;
 
-    // 1c. A new release base rebuilds the pool on it. The builder image (Debian) stands in for it.
+    // 4. A new release base rebuilds every pool; the old base again reuses the old builds.
+    apply_config(
+        &client,
+        &machine_os_config(
+            cluster,
+            SIDE_POOL,
+            &push_secret,
+            "RUN echo side > /etc/side\n",
+        )?,
+    )
+    .await?;
+    let side_first = current_build(&client, SIDE_POOL, None).await?;
+    pinned_by(&client, SIDE_POOL, &side_first).await?;
+    let jobs_before = (
+        job_count(&client, &second).await?,
+        job_count(&client, &side_first).await?,
+    );
     let release: Api<ConfigMap> =
         Api::namespaced(client.clone(), "openshift-machine-config-operator");
     let set_base = |image: String| {
@@ -324,104 +327,131 @@ async fn machineosconfig_to_pinned_pool_and_back() -> Result<()> {
                 .await
         }
     };
+    // The builder image (Debian) stands in for a new release's OS image.
     set_base(builder.clone()).await?;
-    let rebased = next_ended_build(&configs, &builds, &build_name, "a build on the new base").await;
+    let rebased = async {
+        let mut out = Vec::new();
+        for (name, previous) in [(POOL, &second), (SIDE_POOL, &side_first)] {
+            let build = current_build(&client, name, Some(previous)).await?;
+            let image = pinned_by(&client, name, &build).await?;
+            let spec = builds.get(&build).await?.spec;
+            ensure!(
+                spec.base_image == builder,
+                "{build} built on {}",
+                spec.base_image
+            );
+            out.push(image);
+        }
+        Ok::<_, anyhow::Error>(out)
+    }
+    .await;
     set_base(cluster.os_base_image.clone()).await?;
     let rebased = rebased?;
-    ensure!(
-        rebased.phase() == Some(BuildPhase::Succeeded),
-        "build on the new base: {:?}",
-        rebased.status
-    );
-    ensure!(
-        rebased.spec.base_image == builder,
-        "base {}",
-        rebased.spec.base_image
-    );
-    let new_image = rebased
-        .status
-        .as_ref()
-        .and_then(|s| s.digested_image_push_spec.clone())
-        .context("no image")?;
-    wait_for(
-        "MachineConfig on the new image",
-        Duration::from_secs(60),
-        || async {
-            let mc = mcs.get("zz-strata-1-worker").await?;
-            Ok((mc.data["spec"]["osImageURL"] == Value::String(new_image.clone())).then_some(()))
-        },
-    )
-    .await?;
-    eprintln!("ok: base image change rebuilt the pool: {new_image}");
-    // Back on the original base: the first build's inputs again, reused without building.
-    wait_for(
-        "back on the first build",
-        Duration::from_secs(120),
-        || async {
-            let c = configs.get("worker").await?.status.unwrap_or_default();
-            Ok(
-                (c.machine_os_build.map(|b| b.name) == Some(build_name.clone())
-                    && c.current_image_pull_spec.is_some_and(|i| i != new_image))
-                .then_some(()),
-            )
-        },
-    )
-    .await?;
-    let pinned = configs
-        .get("worker")
-        .await?
-        .status
-        .and_then(|s| s.current_image_pull_spec)
-        .context("no image")?;
-    eprintln!("ok: back on the release base, build {build_name} reused");
-
-    // 2. A failing step → Failed with the step and its line; the MachineConfig is untouched.
-    configs
-        .patch(
-            "worker",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&mosc("RUN true\nRUN false\n")?),
+    eprintln!("ok: a new release base rebuilt both pools: {rebased:?}");
+    for (name, build, image) in [
+        (POOL, &second, &image_v2),
+        (SIDE_POOL, &side_first, &String::new()),
+    ] {
+        wait_for(
+            &format!("{name} back on {build}"),
+            Duration::from_secs(120),
+            || async {
+                let status = configs.get(name).await?.status.unwrap_or_default();
+                let back = status.machine_os_build.map(|b| b.name).as_deref()
+                    == Some(build.as_str())
+                    && status
+                        .current_image_pull_spec
+                        .is_some_and(|i| image.is_empty() || i == *image);
+                Ok(back.then_some(()))
+            },
         )
         .await?;
-    let failed =
-        next_ended_build(&configs, &builds, &build_name, "the failing build to end").await?;
-    let failure = failed
-        .status
-        .as_ref()
-        .and_then(|s| s.failure.clone())
-        .context("no failure recorded")?;
+    }
+    let jobs_after = (
+        job_count(&client, &second).await?,
+        job_count(&client, &side_first).await?,
+    );
+    ensure!(
+        jobs_after == jobs_before,
+        "identical inputs built again: Jobs {jobs_before:?} → {jobs_after:?}"
+    );
+    pinned_by(&client, POOL, &second).await?;
+    eprintln!("ok: back on the release base, {second} and {side_first} reused without a new Job");
+
+    // 5. A failing step → Failed with the step and its fragment line; the pool keeps its image.
+    apply_config(
+        &client,
+        &machine_os_config(cluster, POOL, &push_secret, "RUN true\nRUN false\n")?,
+    )
+    .await?;
+    let failing = current_build(&client, POOL, Some(&second)).await?;
+    let failed = ended_build(&client, &failing, BUILD_TIMEOUT).await?;
     ensure!(
         failed.phase() == Some(BuildPhase::Failed),
         "phase {:?}",
         failed.phase()
     );
+    let failure = failed
+        .status
+        .and_then(|s| s.failure)
+        .context("no failure recorded")?;
     ensure!(failure.reason == "StepFailed", "failure {failure:?}");
     ensure!(
         failure.message.contains("RUN false") && failure.message.contains("fragment line 2"),
         "failure {failure:?}"
     );
-    let mc = mcs.get("zz-strata-1-worker").await?;
+    wait_for("Degraded BuildFailed", Duration::from_secs(30), || async {
+        let (status, reason, message) = condition(&configs, POOL, "Degraded").await?;
+        Ok(
+            (status == "True" && reason == "BuildFailed" && message.contains(&failing))
+                .then_some(()),
+        )
+    })
+    .await?;
+    let (_, _, ready) = condition(&configs, POOL, "Ready").await?;
     ensure!(
-        mc.data["spec"]["osImageURL"] == Value::String(pinned.clone()),
-        "MachineConfig changed by a failed build"
+        ready.ends_with(&format!("; the pool keeps {image_v2}")),
+        "Ready message {ready:?}"
     );
-    let config = configs.get("worker").await?;
-    ensure!(config.status.and_then(|s| s.current_image_pull_spec) == Some(pinned.clone()));
+    expect_event(&client, POOL, "BuildFailed", &failing).await?;
+    let mc = mcs.get(&format!("zz-strata-2-{POOL}")).await?;
+    ensure!(
+        mc.data["spec"]["osImageURL"] == Value::String(image_v2.clone()),
+        "a failed build changed the MachineConfig"
+    );
+    let status = configs.get(POOL).await?.status.unwrap_or_default();
+    ensure!(status.current_image_pull_spec.as_deref() == Some(image_v2.as_str()));
     eprintln!("ok: failing step → {}: {}", failure.reason, failure.message);
 
-    // 3. Delete the MachineOSConfig → MachineConfig and builds gone.
-    configs.delete("worker", &DeleteParams::default()).await?;
+    // 6. Deleting the MachineOSConfigs removes their MachineConfigs and builds.
+    for name in [POOL, SIDE_POOL] {
+        delete_config(&client, name).await?;
+        ensure!(
+            mcs.get_opt(&format!("zz-strata-2-{name}")).await?.is_none(),
+            "MachineConfig of {name} left behind"
+        );
+        delete_pool(&client, name).await;
+    }
     wait_for(
-        "MachineConfig and MachineOSConfig gone",
+        "builds gone with their configs",
         Duration::from_secs(60),
         || async {
-            let gone = mcs.get_opt("zz-strata-1-worker").await?.is_none()
-                && configs.get_opt("worker").await?.is_none();
-            Ok(gone.then_some(()))
+            Ok(builds
+                .list(&ListParams::default().labels(&mine))
+                .await?
+                .items
+                .is_empty()
+                .then_some(()))
         },
     )
     .await?;
-    eprintln!("ok: deleting the MachineOSConfig removed its MachineConfig");
-    delete_namespace(&client, &ns).await;
+    eprintln!("ok: deleting the MachineOSConfigs removed their MachineConfigs and builds");
+
+    let checked = assert_no_forbidden_requests(cluster)?;
+    ensure!(
+        checked > 0,
+        "the audit log has no request of Strata's ServiceAccounts"
+    );
+    eprintln!("ok: {checked} requests of Strata's ServiceAccounts in the audit log, none refused");
     Ok(())
 }

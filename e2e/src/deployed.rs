@@ -1,0 +1,415 @@
+//! The controller as users run it: deployed in the cluster from `manifests/` by
+//! `e2e/scripts/deploy-controller.sh` (its own image, ServiceAccount and RBAC, two replicas with
+//! leader election), and what the tests need around it: pools, push Secrets, MachineOSConfigs,
+//! the leader, its metrics, its Events and the API server's audit log of its requests.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use serde_json::{Value, json};
+use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
+
+use crate::util::wait_for;
+use crate::{Cluster, repo_root, skip};
+
+/// Where the controller runs and builds.
+pub const NAMESPACE: &str = "strata-system";
+const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/name=strata-controller";
+/// Prefix of the API server's username for Strata's ServiceAccounts.
+pub const SERVICE_ACCOUNT_USER: &str = "system:serviceaccount:strata-system:";
+
+static DEPLOYED: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+
+impl Cluster {
+    /// The cluster with the controller deployed from `manifests/` (once per test binary), and the
+    /// builder image; `None` with a printed skip message when there is no cluster or no builder.
+    pub fn with_deployed_controller_or_skip(test: &str) -> Option<(&'static Cluster, String)> {
+        let (cluster, _) = Self::with_builder_or_skip(test)?;
+        let deployed =
+            DEPLOYED.get_or_init(|| cluster.deploy_controller().map_err(|e| format!("{e:#}")));
+        match deployed {
+            Ok(builder) => Some((cluster, builder.clone())),
+            Err(e) => {
+                skip(test, "the controller could not be deployed");
+                panic!("deploying the controller: {e}")
+            }
+        }
+    }
+
+    fn deploy_controller(&self) -> Result<String> {
+        let script = repo_root().join("e2e/scripts/deploy-controller.sh");
+        let out = Command::new(&script)
+            .env("PATH", path_with(&self.bin_dir))
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        ensure!(
+            out.status.success(),
+            "{} failed:\n{}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let builder = stdout.lines().last().unwrap_or_default().trim().to_string();
+        ensure!(
+            builder.contains("@sha256:"),
+            "deploy-controller.sh printed {stdout:?}"
+        );
+        Ok(builder)
+    }
+}
+
+fn path_with(dir: &std::path::Path) -> String {
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// A MachineConfigPool stand-in named `name`, with the status of an idle, up-to-date pool.
+pub async fn create_pool(client: &kube::Client, name: &str) -> Result<()> {
+    let api = pools(client);
+    let pool = json!({
+        "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
+        "metadata": {"name": name},
+        "spec": {"machineConfigSelector": {"matchLabels": {"machineconfiguration.openshift.io/role": name}}},
+    });
+    api.patch(
+        name,
+        &PatchParams::apply("e2e").force(),
+        &Patch::Apply(&pool),
+    )
+    .await?;
+    let now = chrono_now();
+    let condition = |ty: &str, status: &str| json!({"type": ty, "status": status, "reason": "", "message": "", "lastTransitionTime": now});
+    let status = json!({"status": {
+        "observedGeneration": 1, "machineCount": 1, "readyMachineCount": 1,
+        "updatedMachineCount": 1, "unavailableMachineCount": 0, "degradedMachineCount": 0,
+        "configuration": {"name": format!("rendered-{name}-0")},
+        "conditions": [condition("Updated", "True"), condition("Updating", "False"), condition("Degraded", "False")],
+    }});
+    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_pool(client: &kube::Client, name: &str) {
+    let _ = pools(client).delete(name, &DeleteParams::default()).await;
+}
+
+fn pools(client: &kube::Client) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(
+            "machineconfiguration.openshift.io",
+            "v1",
+            "MachineConfigPool",
+        ),
+        "machineconfigpools",
+    );
+    Api::all_with(client.clone(), &ar)
+}
+
+pub fn machine_configs(client: &kube::Client) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("machineconfiguration.openshift.io", "v1", "MachineConfig"),
+        "machineconfigs",
+    );
+    Api::all_with(client.clone(), &ar)
+}
+
+/// RFC 3339 "now" without a date crate: the API server's clock is the host's.
+fn chrono_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if out.is_empty() {
+        "1970-01-01T00:00:00Z".into()
+    } else {
+        out
+    }
+}
+
+/// A push Secret (legacy `.dockercfg`: the local registry needs no credentials) in the
+/// controller's namespace.
+pub async fn create_push_secret(client: &kube::Client, name: &str) -> Result<()> {
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "type": "kubernetes.io/dockercfg",
+        "stringData": {".dockercfg": "{}"}
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .patch(
+            name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&secret),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A MachineOSConfig for pool `name` pushing to `<registry>/strata-e2e/<name>`.
+pub fn machine_os_config(
+    cluster: &Cluster,
+    name: &str,
+    push_secret: &str,
+    fragment: &str,
+) -> Result<MachineOSConfig> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
+        "metadata": {"name": name},
+        "spec": {
+            "machineConfigPool": {"name": name},
+            "imageBuilder": {"imageBuilderType": "Job"},
+            "renderedImagePushSecret": {"name": push_secret},
+            "renderedImagePushSpec": format!("{}/strata-e2e/{name}:latest", cluster.registry),
+            "containerFile": [{"containerfileArch": "NoArch", "content": fragment}],
+        }
+    }))?)
+}
+
+/// Server-side apply `config` as the test's field manager.
+pub async fn apply_config(client: &kube::Client, config: &MachineOSConfig) -> Result<()> {
+    let name = config.metadata.name.clone().unwrap_or_default();
+    Api::<MachineOSConfig>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(config),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Delete the MachineOSConfig `name` and wait until it is gone (the finalizer ran).
+pub async fn delete_config(client: &kube::Client, name: &str) -> Result<()> {
+    let api: Api<MachineOSConfig> = Api::all(client.clone());
+    let _ = api.delete(name, &DeleteParams::default()).await;
+    wait_for(
+        &format!("MachineOSConfig {name} gone"),
+        Duration::from_secs(60),
+        || async { Ok(api.get_opt(name).await?.is_none().then_some(())) },
+    )
+    .await
+}
+
+/// The name of the config's current build once it is set and differs from `previous`.
+pub async fn current_build(
+    client: &kube::Client,
+    config: &str,
+    previous: Option<&str>,
+) -> Result<String> {
+    let api: Api<MachineOSConfig> = Api::all(client.clone());
+    wait_for(
+        &format!("a new build of {config}"),
+        Duration::from_secs(120),
+        || async {
+            let status = api.get(config).await?.status.unwrap_or_default();
+            Ok(status
+                .machine_os_build
+                .map(|b| b.name)
+                .filter(|n| Some(n.as_str()) != previous))
+        },
+    )
+    .await
+}
+
+/// Wait until build `name` has ended; returns it.
+pub async fn ended_build(
+    client: &kube::Client,
+    name: &str,
+    timeout: Duration,
+) -> Result<MachineOSBuild> {
+    let api: Api<MachineOSBuild> = Api::all(client.clone());
+    wait_for(&format!("build {name} to end"), timeout, || async {
+        Ok(api
+            .get_opt(name)
+            .await?
+            .filter(|b| b.phase().is_some_and(BuildPhase::is_terminal)))
+    })
+    .await
+}
+
+/// The builder pod of build `build` once it runs its container (the build is under way).
+pub async fn running_builder_pod(client: &kube::Client, build: &str) -> Result<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    // Build names (`<config>-<12 hex>`) of the tests' short configs fit in a label value as is.
+    let selector = format!("strata.dev/machine-os-build={build}");
+    wait_for(
+        &format!("a running builder pod of {build}"),
+        Duration::from_secs(120),
+        || async {
+            let list = pods.list(&ListParams::default().labels(&selector)).await?;
+            Ok(list.items.into_iter().find(|p| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.container_statuses.as_ref())
+                    .is_some_and(|cs| {
+                        cs.iter()
+                            .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                    })
+            }))
+        },
+    )
+    .await
+}
+
+/// `kubectl logs` of a pod in the controller's namespace (empty when not available).
+pub fn pod_logs(cluster: &Cluster, pod: &str) -> String {
+    cluster
+        .kubectl()
+        .args(["-n", NAMESPACE, "logs", pod])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The controller pods that are running, with their IPs.
+pub async fn controller_pods(client: &kube::Client) -> Result<Vec<(String, String)>> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let list = pods
+        .list(&ListParams::default().labels(CONTROLLER_SELECTOR))
+        .await?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| {
+            let status = p.status?;
+            let ready = status
+                .conditions
+                .iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            ready.then_some((p.metadata.name?, status.pod_ip?))
+        })
+        .collect())
+}
+
+/// The holder of the controller's leader Lease.
+pub async fn lease_holder(client: &kube::Client) -> Result<Option<String>> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+    Ok(leases
+        .get_opt("strata-controller")
+        .await?
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity))
+}
+
+/// The `/metrics` text of a controller pod (pod IPs are routable from the node).
+pub fn scrape(pod_ip: &str) -> Result<String> {
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "--max-time",
+            "5",
+            &format!("http://{pod_ip}:8080/metrics"),
+        ])
+        .output()?;
+    ensure!(
+        out.status.success(),
+        "GET http://{pod_ip}:8080/metrics failed"
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The value of an unlabelled sample `name` in a Prometheus exposition.
+pub fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `(type, reason, note)` of the Events about the MachineOSConfig `config`, oldest first.
+pub async fn config_events(
+    client: &kube::Client,
+    config: &str,
+) -> Result<Vec<(String, String, String)>> {
+    let events: Api<Event> = Api::all(client.clone());
+    let list = events.list(&ListParams::default()).await?;
+    let mut items: Vec<Event> = list
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("MachineOSConfig") && r.name.as_deref() == Some(config)
+            })
+        })
+        .collect();
+    items.sort_by_key(|e| e.metadata.creation_timestamp.clone().map(|t| t.0));
+    Ok(items
+        .into_iter()
+        .map(|e| {
+            (
+                e.type_.unwrap_or_default(),
+                e.reason.unwrap_or_default(),
+                e.note.unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// Wait until an Event with `reason` about `config` exists whose note contains `needle`.
+pub async fn expect_event(
+    client: &kube::Client,
+    config: &str,
+    reason: &str,
+    needle: &str,
+) -> Result<()> {
+    wait_for(
+        &format!("Event {reason} ({needle}) on MachineOSConfig {config}"),
+        Duration::from_secs(30),
+        || async {
+            let events = config_events(client, config).await?;
+            Ok(events
+                .iter()
+                .any(|(_, r, note)| r == reason && note.contains(needle))
+                .then_some(()))
+        },
+    )
+    .await
+}
+
+/// The API server's audit log records every request by Strata's ServiceAccounts (see
+/// cluster-up.sh): none may have been refused with 403. Returns how many requests were checked,
+/// so a caller can tell an empty log (nothing checked) from a clean one.
+pub fn assert_no_forbidden_requests(cluster: &Cluster) -> Result<usize> {
+    let path = cluster.dir.join("logs/audit.log");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading the audit log {}", path.display()))?;
+    let mut checked = 0;
+    let mut forbidden = Vec::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let user = entry["user"]["username"].as_str().unwrap_or_default();
+        if !user.starts_with(SERVICE_ACCOUNT_USER) {
+            continue;
+        }
+        checked += 1;
+        if entry["responseStatus"]["code"] == 403 {
+            forbidden.push(format!(
+                "{user} {} {}",
+                entry["verb"].as_str().unwrap_or_default(),
+                entry["requestURI"].as_str().unwrap_or_default()
+            ));
+        }
+    }
+    if !forbidden.is_empty() {
+        bail!(
+            "Strata's ServiceAccounts got 403 Forbidden:\n{}",
+            forbidden.join("\n")
+        );
+    }
+    Ok(checked)
+}
