@@ -17,7 +17,7 @@ help: ## list the targets
 build: ## build the strata binary (debug)
 	$(CARGO) build -p strata-controller --bin strata
 
-test: check unit-test e2e-test ## everything CI runs: format, lints, CRD drift, unit tests, e2e on a real cluster
+test: check unit-test console-test e2e-test ## everything CI runs: format, lints, CRD drift, unit tests, console plugin, e2e on a real cluster
 	@echo "make test: all green"
 
 check: fmt-check clippy crds-check ## static checks
@@ -38,6 +38,7 @@ unit-test: ## unit, snapshot, property and fixture tests (no cluster)
 	CI=true INSTA_UPDATE=no $(CARGO) test --workspace --locked
 
 include e2e/e2e.mk
+include console-plugin/console.mk
 
 demo: ## build, start the local cluster, deploy the controller from manifests/, build an example, print the pinned MachineConfig
 	e2e/scripts/demo.sh

@@ -1,0 +1,46 @@
+/* eslint-env node */
+// The browser-test harness: the plugin's components + harness/sdk.tsx (in place of the console's
+// SDK) + PatternFly's CSS, as a static page for `kubectl proxy --www=harness/dist --www-prefix=/ui/`.
+import * as path from 'path';
+import HtmlWebpackPlugin from 'html-webpack-plugin';
+import type { Configuration } from 'webpack';
+
+const root = path.resolve(__dirname, '..');
+
+const config: Configuration = {
+  mode: 'development',
+  context: root,
+  entry: { harness: './harness/index.tsx' },
+  output: { path: path.resolve(__dirname, 'dist'), filename: '[name].js', publicPath: './', clean: true },
+  resolve: {
+    extensions: ['.ts', '.tsx', '.js', '.jsx'],
+    alias: { '@openshift-console/dynamic-plugin-sdk$': path.resolve(__dirname, 'sdk.tsx') },
+  },
+  module: {
+    rules: [
+      {
+        test: /\.(jsx?|tsx?)$/,
+        exclude: /node_modules/,
+        use: {
+          loader: 'swc-loader',
+          options: {
+            jsc: {
+              parser: { syntax: 'typescript', tsx: true },
+              transform: { react: { runtime: 'automatic' } },
+              target: 'es2021',
+            },
+          },
+        },
+      },
+      { test: /\.css$/, use: ['style-loader', 'css-loader'] },
+      { test: /\.(png|jpg|jpeg|gif|svg|woff2?|ttf|eot|otf)(\?.*$|$)/, type: 'asset/resource' },
+      { test: /\.m?js/, resolve: { fullySpecified: false } },
+    ],
+  },
+  plugins: [new HtmlWebpackPlugin({ title: 'Strata console plugin harness', templateContent: '<!doctype html><html><head><meta charset="utf-8"><title>Strata console plugin harness</title></head><body><div id="root"></div></body></html>' })],
+  devtool: false,
+  performance: { hints: false },
+  stats: 'errors-warnings',
+};
+
+export default config;

@@ -1,0 +1,92 @@
+// MachineOSBuild helpers for the build views. Pure.
+import type { Patch } from '@openshift-console/dynamic-plugin-sdk';
+import {
+  CONTROLLER_NAMESPACE,
+  REBUILD_ANNOTATION,
+  type MachineOSBuildKind,
+  type MachineOSConfigKind,
+} from '../models';
+
+/** Exactly one of these is True once a build started; the terminal ones never change again. */
+export const PHASES = ['Interrupted', 'Failed', 'Succeeded', 'Building', 'Prepared'] as const;
+export type Phase = (typeof PHASES)[number] | 'Pending';
+
+export function buildPhase(b: MachineOSBuildKind | undefined): Phase {
+  const conds = b?.status?.conditions ?? [];
+  for (const p of PHASES) if (conds.some((c) => c.type === p && c.status === 'True')) return p;
+  return 'Pending';
+}
+
+export const isTerminal = (p: Phase): boolean => p === 'Succeeded' || p === 'Failed' || p === 'Interrupted';
+
+/** The True phase condition (its reason/message explain the phase). */
+export const phaseCondition = (b: MachineOSBuildKind | undefined) =>
+  b?.status?.conditions?.find((c) => c.type === buildPhase(b) && c.status === 'True');
+
+/** "45s", "3m 05s", "1h 02m". */
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const sec = s % 60;
+  if (h > 0) return `${h}h ${String(m).padStart(2, '0')}m`;
+  if (m > 0) return `${m}m ${String(sec).padStart(2, '0')}s`;
+  return `${sec}s`;
+}
+
+/** Build duration: start to end, or start to `now` while running; undefined before the start. */
+export function buildDuration(b: MachineOSBuildKind | undefined, now: number = Date.now()): string | undefined {
+  const start = b?.status?.buildStart ? Date.parse(b.status.buildStart) : NaN;
+  if (Number.isNaN(start)) return undefined;
+  const end = b?.status?.buildEnd ? Date.parse(b.status.buildEnd) : now;
+  return formatDuration(end - start);
+}
+
+/** `sha256:…` of the pushed image. */
+export const buildDigest = (b: MachineOSBuildKind | undefined): string | undefined =>
+  b?.status?.digestedImagePushSpec?.split('@')[1];
+
+/** The controller's name shortening (objects.rs `fit_63`): names and label values of at most 63
+ * characters, keeping the last `-` segment (the build's hash) so shortened names stay unique. */
+export function fit63(name: string): string {
+  const MAX = 63;
+  if (name.length <= MAX) return name;
+  const segs = name.split('-');
+  let hash = segs[segs.length - 1];
+  hash = hash.slice(0, Math.min(hash.length, Math.floor(MAX / 2)));
+  const head = name.slice(0, MAX - hash.length - 1).replace(/[-.]+$/, '');
+  return `${head}-${hash}`;
+}
+
+/** The ConfigMap `containerfile-<build>` (in the controller namespace) holding the rendered Containerfile. */
+export const containerfileConfigMapName = (build: string): string => fit63(`containerfile-${build}`);
+
+/** The label selector of the build's pods (and ConfigMap): `strata.dev/machine-os-build=<fit63(build)>`. */
+export const buildLabelValue = (build: string): string => fit63(build);
+
+/** Where the console shows a pod's logs, and a Job's pods. */
+export const podLogsHref = (pod: string, ns = CONTROLLER_NAMESPACE): string =>
+  `/k8s/ns/${encodeURIComponent(ns)}/pods/${encodeURIComponent(pod)}/logs`;
+export const jobPodsHref = (job: string, ns = CONTROLLER_NAMESPACE): string =>
+  `/k8s/ns/${encodeURIComponent(ns)}/jobs/${encodeURIComponent(job)}/pods`;
+
+/** The builds of one MachineOSConfig, newest first. */
+export function buildsOf(builds: MachineOSBuildKind[], config: string): MachineOSBuildKind[] {
+  return builds
+    .filter((b) => b.spec?.machineOSConfig?.name === config)
+    .sort((a, b) =>
+      (b.metadata?.creationTimestamp ?? '').localeCompare(a.metadata?.creationTimestamp ?? '') ||
+      (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''),
+    );
+}
+
+/** JSON patch that sets the rebuild annotation (its presence is what counts; the value records when). */
+export function rebuildPatch(config: MachineOSConfigKind, now: Date = new Date()): Patch[] {
+  const value = now.toISOString();
+  if (config.metadata?.annotations)
+    return [{ op: 'add', path: `/metadata/annotations/${REBUILD_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`, value }];
+  return [{ op: 'add', path: '/metadata/annotations', value: { [REBUILD_ANNOTATION]: value } }];
+}
+
+export const rebuildRequested = (config: MachineOSConfigKind | undefined): boolean =>
+  !!config?.metadata?.annotations && REBUILD_ANNOTATION in config.metadata.annotations;
