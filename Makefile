@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 STRATA := $(CARGO_TARGET_DIR)/debug/strata
 
-.PHONY: all build test check fmt-check clippy crds crds-check unit-test e2e-test demo help
+.PHONY: all build test check fmt-check clippy crds crds-check unit-test e2e-test demo help bench
 all: build
 
 help: ## list the targets
@@ -42,3 +42,6 @@ include console-plugin/console.mk
 
 demo: ## build, start the local cluster, deploy the controller from manifests/, build an example, print the pinned MachineConfig
 	e2e/scripts/demo.sh
+
+bench: ## measured benchmarks on the local real cluster (reused or started), written to bench/RESULTS.md
+	bench/run.sh

@@ -6,6 +6,8 @@
 #   STRATA_BIN        the strata binary to put in the image (default: the workspace's debug build)
 #   STRATA_REPLICAS   controller replicas (default: the manifests' 2)
 #   STRATA_CONTROLLER_ARGS  extra controller flags, space-separated (e.g. "--build-history=3")
+#   STRATA_BUILDER_IMAGE_OVERRIDE  image the builder Jobs run (default: the controller's own image);
+#                     `make bench` sets a no-op builder here for its 500-pool scale run
 # Prints the builder image reference (digest-pinned) as its last line.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,7 +53,7 @@ patches:
           - name: controller
             args: $ARGS
             env:
-            - {name: STRATA_BUILDER_IMAGE, value: "$BUILDER"}
+            - {name: STRATA_BUILDER_IMAGE, value: "${STRATA_BUILDER_IMAGE_OVERRIDE:-$BUILDER}"}
             - {name: STRATA_INSECURE_REGISTRIES, value: "$STRATA_REGISTRY"}
             # No kube-proxy in the local cluster: pods reach the API server on the node's address.
             - {name: KUBERNETES_SERVICE_HOST, value: "$STRATA_E2E_NODE_IP"}
