@@ -14,6 +14,8 @@ case "${1:-}" in
     kill -9 "$pid" 2>/dev/null || true ;;
   start)
     kill -0 "$pid" 2>/dev/null && exit 0
+    # The daemon must not inherit our descriptors (a caller's `flock` lock would live on in it).
+    for fd in /proc/$$/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null; done
     setsid docker-registry serve "$D/registry.yml" >> "$D/logs/registry.log" 2>&1 < /dev/null &
     echo $! > "$D/pids/registry"
     for _ in $(seq 1 100); do curl -sf "http://$STRATA_REGISTRY/v2/" >/dev/null && exit 0; sleep 0.1; done
