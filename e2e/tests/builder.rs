@@ -31,14 +31,27 @@ fn free_port() -> Result<u16> {
 }
 
 fn start_registry(dir: &Path) -> Result<Registry> {
+    start_registry_named(dir, "registry", None)
+}
+
+/// A registry under `dir/<name>`; with `htpasswd`, it asks for basic auth (bcrypt htpasswd file).
+fn start_registry_named(dir: &Path, name: &str, htpasswd: Option<&Path>) -> Result<Registry> {
     let port = free_port()?;
-    let storage = dir.join("registry");
+    let storage = dir.join(name);
     std::fs::create_dir_all(&storage)?;
-    let config = dir.join("registry.yml");
+    let config = dir.join(format!("{name}.yml"));
+    let auth = htpasswd
+        .map(|p| {
+            format!(
+                "auth: {{htpasswd: {{realm: strata-test, path: {}}}}}\n",
+                p.display()
+            )
+        })
+        .unwrap_or_default();
     std::fs::write(
         &config,
         format!(
-            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n",
+            "version: 0.1\nlog: {{level: warn}}\nstorage: {{filesystem: {{rootdirectory: {}}}}}\nhttp: {{addr: 127.0.0.1:{port}}}\n{auth}",
             storage.display()
         ),
     )?;
@@ -55,7 +68,11 @@ fn start_registry(dir: &Path) -> Result<Registry> {
         storage,
     };
     let started = Instant::now();
-    while !curl_ok(&format!("http://{}/v2/", registry.address)) {
+    // An htpasswd registry answers 401 when it is up.
+    while !curl_ok(&format!("http://{}/v2/", registry.address))
+        && !(htpasswd.is_some()
+            && curl_status(&format!("http://{}/v2/", registry.address)) == "401")
+    {
         ensure!(
             started.elapsed() < Duration::from_secs(20),
             "registry did not start"
@@ -70,6 +87,29 @@ fn curl_ok(url: &str) -> bool {
         .args(["-sf", "-o", "/dev/null", url])
         .status()
         .is_ok_and(|s| s.success())
+}
+
+fn curl_status(url: &str) -> String {
+    Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// A `.dockerconfigjson` for `registry` with `user:password`.
+fn auth_file(path: &Path, registry: &str, user_password: &str) -> Result<()> {
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg("printf %s \"$1\" | base64 -w0")
+        .arg("_")
+        .arg(user_password))?;
+    let encoded = String::from_utf8(out.stdout)?;
+    std::fs::write(
+        path,
+        format!(r#"{{"auths":{{"{registry}":{{"auth":"{encoded}"}}}}}}"#),
+    )?;
+    Ok(())
 }
 
 fn run(cmd: &mut Command) -> Result<Output> {
@@ -390,6 +430,187 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         started.elapsed()
     );
 
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The test dir, or `None` (skipped) without STRATA_E2E.
+fn test_dir(test: &str) -> Option<PathBuf> {
+    if !e2e_enabled() {
+        skip(
+            test,
+            "needs root, buildah and docker-registry; set STRATA_E2E=1 or run `make e2e-test`",
+        );
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
+}
+
+#[test]
+fn wrong_push_credentials_are_terminal_with_a_clear_message() -> Result<()> {
+    let Some(dir) = test_dir("wrong_push_credentials_are_terminal_with_a_clear_message") else {
+        return Ok(());
+    };
+    let open = start_registry(&dir)?;
+    let base = push_base(&dir, &open)?;
+    // The push registry asks for user:right (bcrypt, as docker-registry's htpasswd wants it).
+    let hash = run(Command::new("python3").args([
+        "-W",
+        "ignore",
+        "-c",
+        "import crypt; print(crypt.crypt('right', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+    ]))
+    .context("bcrypt for htpasswd (python3's crypt module)")?;
+    let htpasswd = dir.join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("user:{}", String::from_utf8(hash.stdout)?.trim()),
+    )?;
+    let locked = start_registry_named(&dir, "locked", Some(&htpasswd))?;
+    let reg = locked.address.clone();
+    let insecure = format!("{},{reg}", open.address);
+    let containerfile = format!("FROM {base}\nRUN echo x > /x\n");
+
+    let wrong = dir.join("wrong.json");
+    auth_file(&wrong, &reg, "user:Wr0ng-Passw0rd")?;
+    let refused = strata_build(
+        &dir,
+        "wrong",
+        &containerfile,
+        &format!("{reg}/t/out:wrong"),
+        &insecure,
+        Some(&wrong),
+    )?;
+    ensure!(
+        refused.status == Some(3),
+        "exit {:?}: {}\n{}",
+        refused.status,
+        refused.message,
+        refused.log
+    );
+    ensure!(
+        refused.message["class"] == "terminal" && refused.message["reason"] == "AuthFailed",
+        "{}",
+        refused.message
+    );
+    let message = refused.message["message"].as_str().unwrap_or_default();
+    ensure!(
+        message.contains(&reg) || message.contains("t/out"),
+        "the message does not say where: {message}"
+    );
+    ensure!(
+        !refused.log.contains("Wr0ng-Passw0rd") && !message.contains("Wr0ng-Passw0rd"),
+        "the credential leaked"
+    );
+    eprintln!("ok: wrong credentials → exit 3 AuthFailed: {message}");
+
+    // The same build with the right credentials pushes: the refusal was the credentials'.
+    let right = dir.join("right.json");
+    auth_file(&right, &reg, "user:right")?;
+    let ok = strata_build(
+        &dir,
+        "right",
+        &containerfile,
+        &format!("{reg}/t/out:right"),
+        &insecure,
+        Some(&right),
+    )?;
+    ensure!(
+        ok.status == Some(0),
+        "exit {:?}: {}\n{}",
+        ok.status,
+        ok.message,
+        ok.log
+    );
+    eprintln!("ok: right credentials → pushed {}", ok.message["digest"]);
+    drop((open, locked));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+#[test]
+fn registry_cache_reuses_unchanged_layers_on_fresh_storage() -> Result<()> {
+    let Some(dir) = test_dir("registry_cache_reuses_unchanged_layers_on_fresh_storage") else {
+        return Ok(());
+    };
+    let registry = start_registry(&dir)?;
+    let base = push_base(&dir, &registry)?;
+    let reg = registry.address.clone();
+    let cache = format!("{reg}/t/cache");
+    let build = |name: &str, last: &str| -> Result<Build> {
+        let containerfile =
+            format!("FROM {base}\nRUN echo first-fragment > /first\nRUN echo {last} > /last\n");
+        let bin = std::env::var("STRATA_BIN").context("STRATA_BIN is not set")?;
+        let file = dir.join(format!("{name}.Containerfile"));
+        std::fs::write(&file, containerfile)?;
+        let missing = dir.join("no-such-authfile");
+        // A fresh layer store each time, as a new builder pod has.
+        let child = Command::new(bin)
+            .args([
+                "build",
+                "--image",
+                &format!("{reg}/t/out:{name}"),
+                "--insecure-registries",
+                &reg,
+            ])
+            .args(["--registry-cache", &cache])
+            .arg("--containerfile")
+            .arg(&file)
+            .arg("--cache-dir")
+            .arg(dir.join(format!("storage-{name}")))
+            .arg("--termination-log")
+            .arg(dir.join(format!("{name}.message")))
+            .arg("--push-authfile")
+            .arg(&missing)
+            .arg("--base-authfile")
+            .arg(&missing)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        finish(&dir, name, child)
+    };
+    let cold = build("cold", "one")?;
+    ensure!(
+        cold.status == Some(0),
+        "exit {:?}: {}\n{}",
+        cold.status,
+        cold.message,
+        cold.log
+    );
+    let warm = build("warm", "two")?;
+    ensure!(
+        warm.status == Some(0),
+        "exit {:?}: {}\n{}",
+        warm.status,
+        warm.message,
+        warm.log
+    );
+    // buildah says where each step came from: the unchanged RUN from the registry cache, the
+    // changed one built.
+    let step = |log: &str, needle: &str| -> String {
+        let mut lines = log.lines().skip_while(|l| !l.contains(needle));
+        lines.nth(1).unwrap_or_default().to_string()
+    };
+    let first = step(&warm.log, "RUN echo first-fragment");
+    ensure!(
+        first.contains("Cache pulled from remote"),
+        "unchanged step not from the cache: {first:?}\n{}",
+        warm.log
+    );
+    ensure!(
+        !step(&warm.log, "RUN echo two").contains("Cache pulled"),
+        "changed step from the cache:\n{}",
+        warm.log
+    );
+    ensure!(
+        !step(&cold.log, "RUN echo first-fragment").contains("Cache pulled"),
+        "cold build hit a cache:\n{}",
+        cold.log
+    );
+    eprintln!("ok: on fresh storage the unchanged step came from {cache}: {first}");
     drop(registry);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
