@@ -1,7 +1,9 @@
 //! `strata build` on the host with real buildah and a real registry (Debian's docker-registry on a
 //! free port), no cluster: success with the digest the registry serves, a failing RUN step
 //! (terminal, with the step and line), the push registry down (transient), a secret that never
-//! reaches a layer, the log or the message, and SIGTERM mid-build. Needs root; STRATA_E2E=1.
+//! reaches a layer, the log or the message, and SIGTERM mid-build; wrong push credentials against
+//! an htpasswd registry (terminal, AuthFailed); the registry layer cache reused by a build on fresh
+//! storage, as a new pod has. Needs root; STRATA_E2E=1.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
