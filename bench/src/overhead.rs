@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -24,6 +25,10 @@ pub struct ClusterRun {
     pub apply_to_pod: f64,
     /// Builder container terminated → MachineConfig with the new osImageURL.
     pub terminated_to_pinned: f64,
+    /// Builder container terminated → its Job `Complete` (Kubernetes' Job controller).
+    pub terminated_to_job_complete: f64,
+    /// Job `Complete` → MachineConfig pinned (Strata: read the message, check the registry, apply).
+    pub job_complete_to_pinned: f64,
     /// Applied → MachineConfig pinned: the full Strata path.
     pub apply_to_pinned: f64,
     /// Builder pod ADDED → builder container terminated (the build in the pod).
@@ -37,6 +42,7 @@ pub struct ClusterRun {
 pub struct Watches {
     pods: UnboundedReceiver<Seen<Pod>>,
     mcs: UnboundedReceiver<Seen<DynamicObject>>,
+    jobs: UnboundedReceiver<Seen<Job>>,
     known_pods: HashSet<String>,
 }
 
@@ -53,9 +59,15 @@ impl Watches {
             watcher::Config::default().fields(&format!("metadata.name=zz-strata-2-{CONFIG}")),
         )
         .await?;
+        let jobs = cluster::watch(
+            Api::<Job>::namespaced(client.clone(), NAMESPACE),
+            watcher::Config::default().labels(&label),
+        )
+        .await?;
         Ok(Self {
             pods,
             mcs,
+            jobs,
             known_pods: HashSet::new(),
         })
     }
@@ -67,6 +79,7 @@ impl Watches {
                 .insert(seen.object.uid().unwrap_or_default());
         }
         while self.mcs.try_recv().is_ok() {}
+        while self.jobs.try_recv().is_ok() {}
     }
 }
 
@@ -100,6 +113,7 @@ pub async fn cluster_run(
     let mut message = serde_json::Value::Null;
     let mut digest: Option<String> = None;
     let mut mc_events: Vec<(Instant, String)> = Vec::new();
+    let mut job_complete: Vec<(Instant, String)> = Vec::new();
     let pinned = loop {
         if let Some(d) = &digest
             && let Some((at, _)) = mc_events.iter().find(|(_, url)| url.ends_with(d.as_str()))
@@ -128,6 +142,15 @@ pub async fn cluster_run(
                     digest = message["digest"].as_str().map(String::from);
                 }
             }
+            seen = watches.jobs.recv() => {
+                let seen = seen.context("Job watch ended")?;
+                let complete = seen.object.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+                    c.iter().any(|c| c.type_ == "Complete" && c.status == "True")
+                });
+                if complete {
+                    job_complete.push((seen.at, seen.object.labels().get("strata.dev/machine-os-build").cloned().unwrap_or_default()));
+                }
+            }
             seen = watches.mcs.recv() => {
                 let seen = seen.context("MachineConfig watch ended")?;
                 let url = seen.object.data["spec"]["osImageURL"].as_str().unwrap_or_default().to_string();
@@ -152,6 +175,11 @@ pub async fn cluster_run(
         .get("strata.dev/machine-os-build")
         .cloned()
         .context("builder pod without build label")?;
+    let complete = job_complete
+        .iter()
+        .find(|(_, b)| *b == build)
+        .map(|(at, _)| *at)
+        .context("the build's Job was not seen Complete")?;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     let containerfile = cms
         .list(&ListParams::default().labels(&format!("strata.dev/machine-os-build={build}")))
@@ -163,6 +191,8 @@ pub async fn cluster_run(
     Ok(ClusterRun {
         apply_to_pod: (added - t0).as_secs_f64(),
         terminated_to_pinned: pinned.saturating_duration_since(terminated).as_secs_f64(),
+        terminated_to_job_complete: complete.saturating_duration_since(terminated).as_secs_f64(),
+        job_complete_to_pinned: pinned.saturating_duration_since(complete).as_secs_f64(),
         apply_to_pinned: (pinned - t0).as_secs_f64(),
         pod_to_terminated: (terminated - added).as_secs_f64(),
         builder_build: message["buildSeconds"].as_f64().unwrap_or(0.0),

@@ -16,6 +16,8 @@ pub const CONTROLLER_USER: &str = "system:serviceaccount:strata-system:strata-co
 
 pub struct ScaleResult {
     pub configs: usize,
+    /// MachineOSConfigs in the cluster at the restart (the bench's and any others').
+    pub total_configs: usize,
     pub all_pinned_seconds: f64,
     pub build_phase_cpu_seconds: f64,
     pub rss_after_builds_mib: f64,
@@ -202,11 +204,13 @@ pub async fn run(
         CONTROLLER_USER,
         &stats::audit_timestamp(window_start),
         &stats::audit_timestamp(window_end),
+        &["strata-controller", "machine-config-osimageurl"],
     );
     let resync_hist = stats::histogram_delta(&after_resync.histogram, &standby_before.histogram);
     let _ = last_move;
     Ok(ScaleResult {
         configs: count,
+        total_configs,
         all_pinned_seconds,
         build_phase_cpu_seconds: after_builds.cpu - before.cpu,
         rss_after_builds_mib: after_builds.rss_mib,

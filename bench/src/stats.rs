@@ -111,6 +111,9 @@ pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditCounts {
     pub by_verb: BTreeMap<String, u64>,
+    /// Requests naming an object that is neither the bench's (`bench` in its name) nor shared
+    /// (`shared`): other people's objects in a shared cluster; kept out of `by_verb`.
+    pub foreign: BTreeMap<String, u64>,
 }
 
 pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
@@ -118,8 +121,9 @@ pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "dele
 impl AuditCounts {
     /// Counts the requests of `user` received in `[from, to]` (RFC 3339 strings compare in order
     /// when both are UTC with the same precision; the audit log writes microseconds with `Z`).
-    pub fn from_log(text: &str, user: &str, from: &str, to: &str) -> Self {
+    pub fn from_log(text: &str, user: &str, from: &str, to: &str, shared: &[&str]) -> Self {
         let mut by_verb = BTreeMap::new();
+        let mut foreign = BTreeMap::new();
         for line in text.lines() {
             let Ok(event) = serde_json::from_str::<Value>(line) else {
                 continue;
@@ -135,9 +139,15 @@ impl AuditCounts {
             }
             let verb = event["verb"].as_str().unwrap_or("?");
             let resource = event["objectRef"]["resource"].as_str().unwrap_or("?");
-            *by_verb.entry(format!("{verb} {resource}")).or_insert(0) += 1;
+            let key = format!("{verb} {resource}");
+            match event["objectRef"]["name"].as_str() {
+                Some(name) if !name.contains("bench") && !shared.contains(&name) => {
+                    *foreign.entry(format!("{key} {name}")).or_insert(0) += 1;
+                }
+                _ => *by_verb.entry(key).or_insert(0) += 1,
+            }
         }
-        Self { by_verb }
+        Self { by_verb, foreign }
     }
 
     pub fn total(&self) -> u64 {
@@ -159,11 +169,21 @@ impl AuditCounts {
     }
 
     pub fn describe(&self) -> String {
-        self.by_verb
-            .iter()
-            .map(|(k, v)| format!("{k}: {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        let list = |m: &BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.foreign.is_empty() {
+            list(&self.by_verb)
+        } else {
+            format!(
+                "{}; left out, naming objects that others left in the shared cluster: {}",
+                list(&self.by_verb),
+                list(&self.foreign)
+            )
+        }
     }
 }
 
@@ -249,6 +269,10 @@ mod tests {
                 "pods",
                 "2026-01-01T00:00:09.000000Z",
             ),
+            serde_json::json!({"stage": "ResponseComplete", "verb": "patch", "user": {"username": user},
+                "objectRef": {"resource": "machineconfigs", "name": "zz-strata-2-someone-else"},
+                "requestReceivedTimestamp": "2026-01-01T00:00:04.000000Z"})
+            .to_string(),
             "not json".to_string(),
         ]
         .join("\n");
@@ -257,8 +281,10 @@ mod tests {
             user,
             "2026-01-01T00:00:00.000000Z",
             "2026-01-01T00:00:05.000000Z",
+            &[],
         );
         assert_eq!(c.total(), 3);
+        assert_eq!(c.foreign.len(), 1);
         assert_eq!(c.writes_excluding_leases(), 1);
         assert_eq!(c.by_verb["get machineosbuilds"], 1);
     }
