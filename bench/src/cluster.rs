@@ -202,6 +202,39 @@ pub async fn cleanup(client: &kube::Client) -> Result<()> {
     }
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     let _ = secrets.delete(PUSH_SECRET, &DeleteParams::default()).await;
+    // The garbage collector removes the builds' Jobs, pods and ConfigMaps; leave the namespace
+    // as it was before handing the cluster back.
+    let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), NAMESPACE);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < deadline {
+        let builds = |names: Vec<Option<String>>| {
+            names
+                .into_iter()
+                .flatten()
+                .filter(|n| n.starts_with("build-bench-"))
+                .count()
+        };
+        let left = builds(
+            jobs.list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .map(|j| j.metadata.name)
+                .collect(),
+        ) + builds(
+            pods.list(&ListParams::default())
+                .await?
+                .items
+                .into_iter()
+                .map(|p| p.metadata.name)
+                .collect(),
+        );
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     Ok(())
 }
 

@@ -313,10 +313,14 @@ pub async fn machine(strata: &str, root: &Path) -> Vec<(String, String)> {
     )
     .await
     .map(|s| {
-        if s.trim().is_empty() {
-            ""
+        let files: Vec<&str> = s.lines().filter_map(|l| l.get(3..)).collect();
+        if files.is_empty() {
+            String::new()
         } else {
-            " (+ uncommitted changes in the checkout)"
+            format!(
+                " + uncommitted changes in the checkout, built in: {}",
+                files.join(", ")
+            )
         }
     })
     .unwrap_or_default();
