@@ -66,4 +66,12 @@ kubectl wait --for=condition=Established crd/machineosconfigs.strata.dev crd/mac
 kubectl -n strata-system create secret docker-registry push-secret --docker-server="$STRATA_REGISTRY" \
   --docker-username=demo --docker-password=demo --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
 kubectl -n strata-system rollout status deployment/strata-controller --timeout=180s >&2
+# `rollout status` is done while replaced pods still terminate, and a replaced leader reconciles
+# with its old settings until it exits: wait until only the new pods are left.
+want=${STRATA_REPLICAS:-2}
+for _ in $(seq 1 120); do
+  have=$(kubectl -n strata-system get pods -l app.kubernetes.io/name=strata-controller -o name | wc -l)
+  ((have == want)) && break
+  sleep 0.5
+done
 echo "$BUILDER"

@@ -74,13 +74,20 @@ fn path_with(dir: &std::path::Path) -> String {
     )
 }
 
-/// A MachineConfigPool stand-in named `name`, with the status of an idle, up-to-date pool.
+/// A MachineConfigPool stand-in named `name`, with the status of an idle, up-to-date pool. It
+/// selects MachineConfigs by the role label, or — a name too long for a label value — by
+/// `e2e.strata.dev/pool: long`.
 pub async fn create_pool(client: &kube::Client, name: &str) -> Result<()> {
     let api = pools(client);
+    let selector = if name.len() <= 63 {
+        json!({"machineconfiguration.openshift.io/role": name})
+    } else {
+        json!({"e2e.strata.dev/pool": "long"})
+    };
     let pool = json!({
         "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
         "metadata": {"name": name},
-        "spec": {"machineConfigSelector": {"matchLabels": {"machineconfiguration.openshift.io/role": name}}},
+        "spec": {"machineConfigSelector": {"matchLabels": selector}},
     });
     api.patch(
         name,
@@ -191,14 +198,25 @@ pub async fn apply_config(client: &kube::Client, config: &MachineOSConfig) -> Re
     Ok(())
 }
 
-/// Delete the MachineOSConfig `name` and wait until it is gone (the finalizer ran).
+/// Delete the MachineOSConfig `name` and wait until it and its builds are gone (the finalizer ran,
+/// the garbage collector removed the builds).
 pub async fn delete_config(client: &kube::Client, name: &str) -> Result<()> {
     let api: Api<MachineOSConfig> = Api::all(client.clone());
+    let builds: Api<MachineOSBuild> = Api::all(client.clone());
     let _ = api.delete(name, &DeleteParams::default()).await;
     wait_for(
-        &format!("MachineOSConfig {name} gone"),
-        Duration::from_secs(60),
-        || async { Ok(api.get_opt(name).await?.is_none().then_some(())) },
+        &format!("MachineOSConfig {name} and its builds gone"),
+        Duration::from_secs(90),
+        || async {
+            let config_gone = api.get_opt(name).await?.is_none();
+            let builds_gone = builds
+                .list(&ListParams::default())
+                .await?
+                .items
+                .iter()
+                .all(|b| b.spec.machine_os_config.name != name);
+            Ok((config_gone && builds_gone).then_some(()))
+        },
     )
     .await
 }

@@ -25,7 +25,9 @@ use strata_e2e::deployed::{
 use strata_e2e::util::{install_strata_crds, wait_for};
 
 const POOL: &str = "e2e-flow";
-const SIDE_POOL: &str = "e2e-side";
+/// Longer than a label value may be (63): the controller must map its objects back by annotation,
+/// and label the MachineConfig with the pool's selector rather than the role.
+const SIDE_POOL: &str = "e2e-side-pool-whose-name-is-longer-than-any-label-value-may-be-0123456789";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// `(status, reason, message)` of condition `ty` on the MachineOSConfig.
@@ -81,13 +83,21 @@ fn jobs_of(client: &kube::Client) -> Api<Job> {
     Api::namespaced(client.clone(), NAMESPACE)
 }
 
+/// The Jobs made for build `build` (owned by it; its label value may be cut to 63 characters).
 async fn job_count(client: &kube::Client, build: &str) -> Result<usize> {
-    let selector = format!("strata.dev/machine-os-build={build}");
     Ok(jobs_of(client)
-        .list(&ListParams::default().labels(&selector))
+        .list(&ListParams::default())
         .await?
         .items
-        .len())
+        .iter()
+        .filter(|j| {
+            j.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.name == build)
+        })
+        .count())
 }
 
 #[tokio::test]
@@ -309,6 +319,12 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     .await?;
     let side_first = current_build(&client, SIDE_POOL, None).await?;
     pinned_by(&client, SIDE_POOL, &side_first).await?;
+    let side_mc = mcs.get(&format!("zz-strata-2-{SIDE_POOL}")).await?;
+    let side_labels = side_mc.metadata.labels.unwrap_or_default();
+    ensure!(
+        side_labels.get("e2e.strata.dev/pool").map(String::as_str) == Some("long"),
+        "MachineConfig of the long-named pool lacks its selector label: {side_labels:?}"
+    );
     let jobs_before = (
         job_count(&client, &second).await?,
         job_count(&client, &side_first).await?,

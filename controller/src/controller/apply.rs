@@ -54,7 +54,17 @@ pub async fn apply(
         created = Some(match build_api.create(&create_params(), build).await {
             Ok(build) => build,
             Err(kube::Error::Api(status)) if status.code == 409 => {
-                build_api.get(&build.name_any()).await?
+                let existing = build_api.get(&build.name_any()).await?;
+                let ours = existing
+                    .owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == config.metadata.uid.as_ref());
+                if !ours {
+                    // Left by a deleted MachineOSConfig of the same name: wait for the garbage
+                    // collector rather than take over its status.
+                    return Err(Error::Kube(kube::Error::Api(status)));
+                }
+                existing
             }
             Err(err) => return Err(err.into()),
         });

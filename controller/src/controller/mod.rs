@@ -119,11 +119,18 @@ fn error_policy(_config: Arc<MachineOSConfig>, error: &Error, ctx: Arc<Context>)
     Action::requeue(error.retry_after())
 }
 
-/// Maps an object carrying the MachineOSConfig label to that MachineOSConfig.
-fn by_config_label<K: ResourceExt>(obj: K) -> Option<ObjectRef<MachineOSConfig>> {
-    obj.labels()
-        .get(CONFIG_LABEL)
+/// Maps a build's Job or Pod to its MachineOSConfig: by the annotation holding the full name,
+/// else by the label (cut to 63 characters for long names, so only a fallback).
+fn by_config_annotation<K: ResourceExt>(obj: K) -> Option<ObjectRef<MachineOSConfig>> {
+    obj.annotations()
+        .get(objects::CONFIG_ANNOTATION)
+        .or_else(|| obj.labels().get(CONFIG_LABEL))
         .map(|name| ObjectRef::new(name))
+}
+
+/// Maps a MachineOSBuild to the MachineOSConfig its spec names.
+fn by_config_of_build(build: MachineOSBuild) -> Option<ObjectRef<MachineOSConfig>> {
+    Some(ObjectRef::new(&build.spec.machine_os_config.name))
 }
 
 /// Runs the controller: metrics/health server at once, reconciling only while leader.
@@ -149,8 +156,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (mut leader, lease_task) = leases.watch().await;
     tracing::info!(%identity, lease = %settings.lease_name, "waiting for leadership");
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    while !*leader.borrow_and_update() {
-        leader.changed().await?;
+    let leading = async {
+        while !*leader.borrow_and_update() {
+            leader.changed().await?;
+        }
+        anyhow::Ok(())
+    };
+    // A replica told to stop while it waits (a rollout) goes at once instead of at the kill.
+    tokio::select! {
+        result = leading => result?,
+        _ = terminated() => {
+            tracing::info!(%identity, "stopping before leading");
+            server.abort();
+            return Ok(());
+        }
     }
     tracing::info!(%identity, "leading: starting the controller");
     metrics.set_leader(true);
@@ -190,17 +209,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     .watches(
         Api::<MachineOSBuild>::all(client.clone()),
         watcher::Config::default(),
-        by_config_label,
+        by_config_of_build,
     )
     .watches(
         Api::<Job>::namespaced(client.clone(), &settings.namespace),
         ours.clone(),
-        by_config_label,
+        by_config_annotation,
     )
     .watches(
         Api::<Pod>::namespaced(client.clone(), &settings.namespace),
         ours,
-        by_config_label,
+        by_config_annotation,
     )
     .watches_with(
         Api::<DynamicObject>::all_with(client.clone(), &observe::pool_resource()),
@@ -225,7 +244,60 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             anyhow::bail!("lost leadership");
         }
     }
-    lease_task.abort();
+    // Closing the channel makes the lease task release the Lease, so the other replica takes
+    // over now rather than when the Lease expires (15 s).
+    drop(leader);
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Ok(_))) => tracing::info!("released the leader Lease"),
+        Ok(Ok(Err(err))) => tracing::warn!(%err, "could not release the leader Lease"),
+        Ok(Err(err)) => tracing::warn!(%err, "lease task failed"),
+        Err(_) => tracing::warn!("timed out releasing the leader Lease"),
+    }
     server.abort();
     Ok(())
+}
+
+/// SIGTERM (what the kubelet sends) or Ctrl-C.
+async fn terminated() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+
+    #[test]
+    fn build_objects_map_back_to_their_config_even_with_long_names() {
+        let long = "p".repeat(100);
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "build-x",
+                "labels": {CONFIG_LABEL: objects::fit_63(&long)},
+                "annotations": {objects::CONFIG_ANNOTATION: long},
+            }
+        }))
+        .unwrap();
+        assert_eq!(by_config_annotation(pod).map(|r| r.name), Some(long));
+        // Objects made before the annotation existed still map by their label.
+        let old: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "build-y", "labels": {CONFIG_LABEL: "worker"}}
+        }))
+        .unwrap();
+        assert_eq!(
+            by_config_annotation(old).map(|r| r.name).as_deref(),
+            Some("worker")
+        );
+    }
 }

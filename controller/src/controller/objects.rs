@@ -18,6 +18,9 @@ use crate::builder::exit_code;
 pub const CONFIG_LABEL: &str = "strata.dev/machine-os-config";
 /// Label on every object Strata makes for a build: the build's name.
 pub const BUILD_LABEL: &str = "strata.dev/machine-os-build";
+/// The MachineOSConfig's full name, as an annotation: a label value is cut to 63 characters
+/// ([`fit_63`]), an annotation is not, so the watches map a build's objects back by this.
+pub const CONFIG_ANNOTATION: &str = "strata.dev/machine-os-config";
 /// The MCO's pool-role label on MachineConfigs.
 pub const ROLE_LABEL: &str = "machineconfiguration.openshift.io/role";
 /// Key of the rendered Containerfile in the build's ConfigMap.
@@ -114,11 +117,19 @@ fn labels(build: &MachineOSBuild) -> BTreeMap<String, String> {
     ])
 }
 
+fn annotations(build: &MachineOSBuild) -> BTreeMap<String, String> {
+    BTreeMap::from([(
+        CONFIG_ANNOTATION.to_string(),
+        build.spec.machine_os_config.name.clone(),
+    )])
+}
+
 fn meta(name: String, settings: &Settings, build: &MachineOSBuild) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(settings.namespace.clone()),
         labels: Some(labels(build)),
+        annotations: Some(annotations(build)),
         owner_references: Some(owner(build)),
         ..ObjectMeta::default()
     }
@@ -216,7 +227,7 @@ fn builder_job(build: &MachineOSBuild, has_base_auth: bool, settings: &Settings)
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": annotations(build)},
                 "spec": {
                     "restartPolicy": "Never",
                     "serviceAccountName": settings.builder_service_account,
@@ -252,15 +263,39 @@ pub fn machine_config_name(pool: &str) -> String {
     }
 }
 
-/// The MachineConfig pinning `pool` to `image` (repo@sha256:…), owned by nothing: it is removed by
-/// the MachineOSConfig's finalizer.
-pub fn machine_config(pool: &str, image: &str, config_name: &str) -> Value {
+/// The labels that make the pool's MachineConfigPool select a MachineConfig: its
+/// `machineConfigSelector.matchLabels`, else the role label (`…/role: <pool>`), which also
+/// satisfies the usual `role In [worker, <pool>]` expression of custom pools.
+pub fn pool_selector_labels(pool_name: &str, pool: &Value) -> serde_json::Map<String, Value> {
+    let labels = pool["spec"]["machineConfigSelector"]["matchLabels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    if labels.is_empty() {
+        serde_json::Map::from_iter([(ROLE_LABEL.to_string(), Value::from(pool_name))])
+    } else {
+        labels
+    }
+}
+
+/// The MachineConfig pinning `pool` to `image` (repo@sha256:…), carrying the pool's
+/// `selector` labels; owned by nothing: it is removed by the MachineOSConfig's finalizer.
+pub fn machine_config(
+    pool: &str,
+    selector: &serde_json::Map<String, Value>,
+    image: &str,
+    config_name: &str,
+) -> Value {
+    let mut labels = selector.clone();
+    labels.insert("app.kubernetes.io/managed-by".into(), "strata".into());
+    labels.insert(CONFIG_LABEL.into(), fit_63(config_name).into());
     json!({
         "apiVersion": "machineconfiguration.openshift.io/v1",
         "kind": "MachineConfig",
         "metadata": {
             "name": machine_config_name(pool),
-            "labels": {ROLE_LABEL: pool, "app.kubernetes.io/managed-by": "strata", CONFIG_LABEL: config_name},
+            "labels": labels,
+            "annotations": {CONFIG_ANNOTATION: config_name},
         },
         "spec": {"osImageURL": image},
     })
@@ -348,6 +383,47 @@ mod tests {
     }
 
     #[test]
+    fn long_config_names_fit_labels_and_keep_the_full_name_in_an_annotation() {
+        let long = "p".repeat(100);
+        let mut build = build();
+        build.spec.machine_os_config.name = long.clone();
+        build.metadata.name = Some(format!("{long}-0123456789ab"));
+        let objects = build_objects(
+            &build,
+            "FROM x AS base\n",
+            "{}",
+            None,
+            &Settings::for_tests(),
+        );
+        let job_meta = &objects.job.metadata;
+        let pod_meta = objects
+            .job
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.clone())
+            .unwrap();
+        for meta in [job_meta, &pod_meta, &objects.containerfile.metadata] {
+            for value in meta.labels.as_ref().unwrap().values() {
+                assert!(value.len() <= 63, "label value {value}");
+            }
+            assert_eq!(meta.annotations.as_ref().unwrap()[CONFIG_ANNOTATION], long);
+        }
+        let selector = pool_selector_labels(&long, &json!({}));
+        let mc = machine_config(&long, &selector, "r.example.com/os@sha256:x", &long);
+        assert!(
+            mc["metadata"]["labels"][CONFIG_LABEL]
+                .as_str()
+                .unwrap()
+                .len()
+                <= 63
+        );
+        assert_eq!(
+            mc["metadata"]["annotations"][CONFIG_ANNOTATION],
+            long.as_str()
+        );
+    }
+
+    #[test]
     fn registry_cache_reaches_the_builder_only_when_set() {
         let env_of = |settings: &Settings| {
             let objects = build_objects(&build(), "FROM x AS base\n", "{}", None, settings);
@@ -399,8 +475,19 @@ mod tests {
         let infra = machine_config_name("infra");
         assert!(worker.as_str() > "99-worker-generated-registries");
         assert!(infra > worker);
-        let mc = machine_config("infra", "r.example.com/os@sha256:x", "infra");
+        let role = pool_selector_labels("infra", &json!({"spec": {}}));
+        let mc = machine_config("infra", &role, "r.example.com/os@sha256:x", "infra");
         assert_eq!(mc["metadata"]["labels"][ROLE_LABEL], "infra");
+        // A pool selecting by other labels gets those.
+        let pool = json!({"spec": {"machineConfigSelector": {"matchLabels": {"example.com/pool": "gpu"}}}});
+        let mc = machine_config(
+            "gpu",
+            &pool_selector_labels("gpu", &pool),
+            "r.example.com/os@sha256:x",
+            "gpu",
+        );
+        assert_eq!(mc["metadata"]["labels"]["example.com/pool"], "gpu");
+        assert!(mc["metadata"]["labels"].get(ROLE_LABEL).is_none());
         assert_eq!(mc["spec"]["osImageURL"], "r.example.com/os@sha256:x");
     }
 

@@ -46,7 +46,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
     let builds: Vec<MachineOSBuild> = builds
         .items
         .into_iter()
-        .filter(|b| b.spec.machine_os_config.name == name)
+        .filter(|b| belongs_to(b, config))
         .collect();
 
     let base = match &config.spec.base_image {
@@ -241,6 +241,19 @@ async fn observe_job(ctx: &Context, job_name: &str) -> Result<JobObservation, Er
     })
 }
 
+/// Whether `build` was made for this very MachineOSConfig: a config deleted and created again
+/// under the same name must not inherit the old one's builds (the garbage collector removes them,
+/// but not at once).
+fn belongs_to(build: &MachineOSBuild, config: &MachineOSConfig) -> bool {
+    build.spec.machine_os_config.name == config.metadata.name.as_deref().unwrap_or_default()
+        && build
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|o| Some(&o.uid) == config.metadata.uid.as_ref())
+}
+
 /// Whether `base` is pinned by a digest some build of this config was already made from. That digest
 /// was checked when the build was created and cannot change: asking the registry again on every
 /// reconcile would cost a round trip per resync, and a registry outage would stop Strata from
@@ -252,6 +265,41 @@ fn already_built_on(base: &str, builds: &[MachineOSBuild]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn builds_of_a_deleted_config_with_the_same_name_are_not_ours() {
+        let config: MachineOSConfig = serde_json::from_value(serde_json::json!({
+            "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
+            "metadata": {"name": "worker", "uid": "new-uid"},
+            "spec": {
+                "machineConfigPool": {"name": "worker"},
+                "imageBuilder": {"imageBuilderType": "Job"},
+                "renderedImagePushSecret": {"name": "push"},
+                "renderedImagePushSpec": "r.example.com/os:latest",
+                "containerFile": [],
+            }
+        }))
+        .unwrap();
+        let build_owned_by = |uid: &str| -> MachineOSBuild {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
+                "metadata": {"name": "worker-0123456789ab", "ownerReferences": [{
+                    "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
+                    "name": "worker", "uid": uid, "controller": true,
+                }]},
+                "spec": {
+                    "machineOSConfig": {"name": "worker"},
+                    "machineConfigPool": {"name": "worker"},
+                    "baseImage": "r.example.com/os@sha256:0",
+                    "renderedImagePushSpec": "r.example.com/os:latest",
+                    "containerFile": [],
+                }
+            }))
+            .unwrap()
+        };
+        assert!(belongs_to(&build_owned_by("new-uid"), &config));
+        assert!(!belongs_to(&build_owned_by("old-uid"), &config));
+    }
 
     #[test]
     fn a_digest_already_built_on_is_not_asked_again() {

@@ -359,7 +359,8 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
                     format!("MachineConfigPool {pool_name} now uses {image}"),
                 );
             }
-            let desired = objects::machine_config(pool_name, &image, &name);
+            let selector = objects::pool_selector_labels(pool_name, pool);
+            let desired = objects::machine_config(pool_name, &selector, &image, &name);
             // Steady state writes nothing: apply only when what we own differs.
             if !objects::machine_config_matches(observed.machine_config.as_ref(), &desired) {
                 plan.machine_config = Some(desired);
