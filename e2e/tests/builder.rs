@@ -71,10 +71,9 @@ fn start_registry_named(dir: &Path, name: &str, htpasswd: Option<&Path>) -> Resu
     };
     let started = Instant::now();
     // An htpasswd registry answers 401 when it is up.
-    while !curl_ok(&format!("http://{}/v2/", registry.address))
-        && !(htpasswd.is_some()
-            && curl_status(&format!("http://{}/v2/", registry.address)) == "401")
-    {
+    let url = format!("http://{}/v2/", registry.address);
+    let up = || curl_ok(&url) || (htpasswd.is_some() && curl_status(&url) == "401");
+    while !up() {
         ensure!(
             started.elapsed() < Duration::from_secs(20),
             "registry did not start"
