@@ -48,6 +48,18 @@ async fn console_plugin_browser_tests_pass_against_the_real_api_server() -> Resu
 
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
+    // The plugin reads and writes Secrets and ConfigMaps in the controller's namespace, which
+    // exists once the controller is deployed — not yet when this binary runs first.
+    let namespace = serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "strata-system"}
+    });
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .patch(
+            "strata-system",
+            &kube::api::PatchParams::apply("e2e"),
+            &kube::api::Patch::Apply(&namespace),
+        )
+        .await?;
 
     let path = format!(
         "{}:{}",
