@@ -215,22 +215,26 @@ async fn evicted_builder_pod_is_retried() -> Result<()> {
     eprintln!("evicted builder pod {first}");
     assert_one_build_pinned(&client, name, &build).await?;
     let selector = format!("strata.dev/machine-os-config={name}");
-    let job = jobs(&client)
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .remove(0);
-    let status = job.status.unwrap_or_default();
+    // The controller acts on the builder pod's exit; the Job controller marks the Job a moment later.
+    let status = wait_for(
+        "the Job to count its success",
+        Duration::from_secs(60),
+        || async {
+            let job = jobs(&client)
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items
+                .pop()
+                .context("no Job")?;
+            Ok(job.status.filter(|s| s.succeeded == Some(1)))
+        },
+    )
+    .await?;
     // The podFailurePolicy ignores disruptions: the eviction is not counted as a failure.
     ensure!(
         status.failed.unwrap_or(0) == 0,
         "Job counted {:?} failures",
         status.failed
-    );
-    ensure!(
-        status.succeeded == Some(1),
-        "Job succeeded {:?}",
-        status.succeeded
     );
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let winner = pods
