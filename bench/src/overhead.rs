@@ -27,8 +27,6 @@ pub struct ClusterRun {
     pub terminated_to_pinned: f64,
     /// Builder container terminated → its Job `Complete` (Kubernetes' Job controller).
     pub terminated_to_job_complete: f64,
-    /// Job `Complete` → MachineConfig pinned (Strata: read the message, check the registry, apply).
-    pub job_complete_to_pinned: f64,
     /// Applied → MachineConfig pinned: the full Strata path.
     pub apply_to_pinned: f64,
     /// Builder pod ADDED → builder container terminated (the build in the pod).
@@ -175,11 +173,36 @@ pub async fn cluster_run(
         .get("strata.dev/machine-os-build")
         .cloned()
         .context("builder pod without build label")?;
-    let complete = job_complete
-        .iter()
-        .find(|(_, b)| *b == build)
-        .map(|(at, _)| *at)
-        .context("the build's Job was not seen Complete")?;
+    // The controller pins on the builder's exit; the Job controller marks the Job Complete
+    // later. Wait for that too, for the reference figure.
+    let complete = loop {
+        if let Some((at, _)) = job_complete.iter().find(|(_, b)| *b == build) {
+            break *at;
+        }
+        let seen = tokio::time::timeout(Duration::from_secs(60), watches.jobs.recv())
+            .await
+            .context("the build's Job was not seen Complete within 60 s")?
+            .context("Job watch ended")?;
+        let complete = seen
+            .object
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.type_ == "Complete" && c.status == "True")
+            });
+        if complete {
+            job_complete.push((
+                seen.at,
+                seen.object
+                    .labels()
+                    .get("strata.dev/machine-os-build")
+                    .cloned()
+                    .unwrap_or_default(),
+            ));
+        }
+    };
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
     let containerfile = cms
         .list(&ListParams::default().labels(&format!("strata.dev/machine-os-build={build}")))
@@ -192,7 +215,6 @@ pub async fn cluster_run(
         apply_to_pod: (added - t0).as_secs_f64(),
         terminated_to_pinned: pinned.saturating_duration_since(terminated).as_secs_f64(),
         terminated_to_job_complete: complete.saturating_duration_since(terminated).as_secs_f64(),
-        job_complete_to_pinned: pinned.saturating_duration_since(complete).as_secs_f64(),
         apply_to_pinned: (pinned - t0).as_secs_f64(),
         pod_to_terminated: (terminated - added).as_secs_f64(),
         builder_build: message["buildSeconds"].as_f64().unwrap_or(0.0),
