@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
@@ -95,7 +96,9 @@ pub async fn create_pool(client: &kube::Client, name: &str) -> Result<()> {
         &Patch::Apply(&pool),
     )
     .await?;
-    let now = chrono_now();
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let condition = |ty: &str, status: &str| json!({"type": ty, "status": status, "reason": "", "message": "", "lastTransitionTime": now});
     let status = json!({"status": {
         "observedGeneration": 1, "machineCount": 1, "readyMachineCount": 1,
@@ -124,26 +127,17 @@ fn pools(client: &kube::Client) -> Api<DynamicObject> {
     Api::all_with(client.clone(), &ar)
 }
 
+/// The builder Jobs, in the controller's namespace.
+pub fn builder_jobs(client: &kube::Client) -> Api<Job> {
+    Api::namespaced(client.clone(), NAMESPACE)
+}
+
 pub fn machine_configs(client: &kube::Client) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("machineconfiguration.openshift.io", "v1", "MachineConfig"),
         "machineconfigs",
     );
     Api::all_with(client.clone(), &ar)
-}
-
-/// RFC 3339 "now" without a date crate: the API server's clock is the host's.
-fn chrono_now() -> String {
-    let out = Command::new("date")
-        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    if out.is_empty() {
-        "1970-01-01T00:00:00Z".into()
-    } else {
-        out
-    }
 }
 
 /// A push Secret (legacy `.dockercfg`: the local registry needs no credentials) in the

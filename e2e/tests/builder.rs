@@ -199,6 +199,28 @@ fn spawn_build(
     insecure: &str,
     authfile: Option<&Path>,
 ) -> Result<Child> {
+    Ok(build_command(
+        dir,
+        name,
+        containerfile,
+        image,
+        insecure,
+        authfile,
+        &dir.join("cache"),
+    )?
+    .spawn()?)
+}
+
+/// `strata build` of `containerfile` to `image`, with buildah's storage under `storage`.
+fn build_command(
+    dir: &Path,
+    name: &str,
+    containerfile: &str,
+    image: &str,
+    insecure: &str,
+    authfile: Option<&Path>,
+    storage: &Path,
+) -> Result<Command> {
     let bin = std::env::var("STRATA_BIN")
         .context("STRATA_BIN is not set (run through `make e2e-test`)")?;
     let file = dir.join(format!("{name}.Containerfile"));
@@ -209,7 +231,7 @@ fn spawn_build(
         .arg("--containerfile")
         .arg(&file)
         .arg("--cache-dir")
-        .arg(dir.join("cache"))
+        .arg(storage)
         .arg("--termination-log")
         .arg(dir.join(format!("{name}.message")))
         .arg("--push-authfile")
@@ -218,7 +240,7 @@ fn spawn_build(
         .arg(authfile.unwrap_or(&missing))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    Ok(cmd.spawn()?)
+    Ok(cmd)
 }
 
 fn finish(dir: &Path, name: &str, child: Child) -> Result<Build> {
@@ -260,16 +282,9 @@ fn manifest_digest(registry: &str, repo: &str, tag: &str) -> Result<String> {
 
 #[test]
 fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
-    let test = "strata_build_on_the_host_with_buildah_and_a_registry";
-    if !e2e_enabled() {
-        skip(
-            test,
-            "needs root, buildah and docker-registry; set STRATA_E2E=1 or run `make e2e-test`",
-        );
+    let Some(dir) = test_dir("strata_build_on_the_host_with_buildah_and_a_registry") else {
         return Ok(());
-    }
-    let dir = std::env::temp_dir().join(format!("strata-builder-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    };
     let registry = start_registry(&dir)?;
     let base = push_base(&dir, &registry)?;
     let reg = registry.address.clone();
@@ -277,25 +292,7 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
     // Success: the digest in the message is the one the registry serves for the tag.
     let secret = "s3cr3t-VALUE-that-must-not-leak";
     let auth = dir.join("auth.json");
-    let encoded = Command::new("base64")
-        .arg("-w0")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let encoded = {
-        use std::io::Write;
-        let mut encoded = encoded;
-        encoded
-            .stdin
-            .take()
-            .context("stdin")?
-            .write_all(format!("user:{secret}").as_bytes())?;
-        String::from_utf8(encoded.wait_with_output()?.stdout)?
-    };
-    std::fs::write(
-        &auth,
-        format!(r#"{{"auths":{{"{reg}":{{"auth":"{encoded}"}}}}}}"#),
-    )?;
+    auth_file(&auth, &reg, &format!("user:{secret}"))?;
     let ok = strata_build(
         &dir,
         "ok",
@@ -544,32 +541,11 @@ fn registry_cache_reuses_unchanged_layers_on_fresh_storage() -> Result<()> {
     let build = |name: &str, last: &str| -> Result<Build> {
         let containerfile =
             format!("FROM {base}\nRUN echo first-fragment > /first\nRUN echo {last} > /last\n");
-        let bin = std::env::var("STRATA_BIN").context("STRATA_BIN is not set")?;
-        let file = dir.join(format!("{name}.Containerfile"));
-        std::fs::write(&file, containerfile)?;
-        let missing = dir.join("no-such-authfile");
         // A fresh layer store each time, as a new builder pod has.
-        let child = Command::new(bin)
-            .args([
-                "build",
-                "--image",
-                &format!("{reg}/t/out:{name}"),
-                "--insecure-registries",
-                &reg,
-            ])
+        let storage = dir.join(format!("storage-{name}"));
+        let image = format!("{reg}/t/out:{name}");
+        let child = build_command(&dir, name, &containerfile, &image, &reg, None, &storage)?
             .args(["--registry-cache", &cache])
-            .arg("--containerfile")
-            .arg(&file)
-            .arg("--cache-dir")
-            .arg(dir.join(format!("storage-{name}")))
-            .arg("--termination-log")
-            .arg(dir.join(format!("{name}.message")))
-            .arg("--push-authfile")
-            .arg(&missing)
-            .arg("--base-authfile")
-            .arg(&missing)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .spawn()?;
         finish(&dir, name, child)
     };

@@ -11,16 +11,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::Cluster;
 use strata_e2e::deployed::{
-    NAMESPACE, apply_config, assert_no_forbidden_requests, create_pool, create_push_secret,
-    current_build, delete_config, delete_pool, ended_build, expect_event, machine_configs,
-    machine_os_config,
+    NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, create_pool,
+    create_push_secret, current_build, delete_config, delete_pool, ended_build, expect_event,
+    machine_configs, machine_os_config,
 };
 use strata_e2e::util::{install_strata_crds, wait_for};
 
@@ -79,13 +78,9 @@ async fn pinned_by(client: &kube::Client, name: &str, build: &str) -> Result<Str
     Ok(image)
 }
 
-fn jobs_of(client: &kube::Client) -> Api<Job> {
-    Api::namespaced(client.clone(), NAMESPACE)
-}
-
 /// The Jobs made for build `build` (owned by it; its label value may be cut to 63 characters).
 async fn job_count(client: &kube::Client, build: &str) -> Result<usize> {
-    Ok(jobs_of(client)
+    Ok(builder_jobs(client)
         .list(&ListParams::default())
         .await?
         .items
@@ -148,7 +143,7 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         "a build exists without a push Secret"
     );
     ensure!(
-        jobs_of(&client)
+        builder_jobs(&client)
             .list(&ListParams::default().labels(&mine))
             .await?
             .items

@@ -8,14 +8,14 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
-    NAMESPACE, apply_config, assert_no_forbidden_requests, controller_pods, create_pool,
-    create_push_secret, current_build, delete_config, delete_pool, ended_build, lease_holder,
-    machine_configs, machine_os_config, metric, pod_logs, running_builder_pod, scrape,
+    NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, controller_pods,
+    create_pool, create_push_secret, current_build, delete_config, delete_pool, ended_build,
+    lease_holder, machine_configs, machine_os_config, metric, pod_logs, running_builder_pod,
+    scrape,
 };
 use strata_e2e::util::{install_strata_crds, wait_for};
 use strata_e2e::{Cluster, repo_root};
@@ -93,7 +93,7 @@ async fn assert_one_build_pinned(
             .map(|b| b.metadata.name.clone())
             .collect::<Vec<_>>()
     );
-    let jobs = jobs(client)
+    let jobs = builder_jobs(client)
         .list(&ListParams::default().labels(&selector))
         .await?
         .items;
@@ -110,10 +110,6 @@ async fn clean_up(cluster: &Cluster, client: &kube::Client, name: &str) -> Resul
         "no request of Strata's ServiceAccounts in the audit log"
     );
     Ok(())
-}
-
-fn jobs(client: &kube::Client) -> Api<Job> {
-    Api::namespaced(client.clone(), NAMESPACE)
 }
 
 /// Both replicas ready again (the Deployment replaces a killed one).
@@ -220,7 +216,7 @@ async fn evicted_builder_pod_is_retried() -> Result<()> {
         "the Job to count its success",
         Duration::from_secs(60),
         || async {
-            let job = jobs(&client)
+            let job = builder_jobs(&client)
                 .list(&ListParams::default().labels(&selector))
                 .await?
                 .items
@@ -345,7 +341,7 @@ async fn registry_stopped_mid_build_is_retried_until_it_is_back() -> Result<()> 
     let ended = assert_one_build_pinned(&client, name, &build).await?;
     let attempts = ended.status.as_ref().and_then(|s| s.attempts).unwrap_or(0);
     ensure!(attempts >= 2, "attempts {attempts}");
-    let job = jobs(&client)
+    let job = builder_jobs(&client)
         .list(&ListParams::default().labels(&selector))
         .await?
         .items
