@@ -14,7 +14,7 @@ use strata_crds::{MachineOSBuild, MachineOSConfig, REBUILD_ANNOTATION};
 use super::Context;
 use super::error::Error;
 use super::objects::{self, build_objects};
-use super::observe::machine_config_resource;
+use super::observe::{self, machine_config_resource};
 use super::plan::Plan;
 
 /// The one field manager for every object and status Strata writes.
@@ -55,11 +55,7 @@ pub async fn apply(
             Ok(build) => build,
             Err(kube::Error::Api(status)) if status.code == 409 => {
                 let existing = build_api.get(&build.name_any()).await?;
-                let ours = existing
-                    .owner_references()
-                    .iter()
-                    .any(|o| Some(&o.uid) == config.metadata.uid.as_ref());
-                if !ours {
+                if !observe::belongs_to(&existing, config) {
                     // Left by a deleted MachineOSConfig of the same name: wait for the garbage
                     // collector rather than take over its status.
                     return Err(Error::Kube(kube::Error::Api(status)));

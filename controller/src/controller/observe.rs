@@ -263,7 +263,7 @@ fn success_message(ended: &[(String, i32, Option<String>)]) -> Option<Terminatio
 /// Whether `build` was made for this very MachineOSConfig: a config deleted and created again
 /// under the same name must not inherit the old one's builds (the garbage collector removes them,
 /// but not at once).
-fn belongs_to(build: &MachineOSBuild, config: &MachineOSConfig) -> bool {
+pub fn belongs_to(build: &MachineOSBuild, config: &MachineOSConfig) -> bool {
     build.spec.machine_os_config.name == config.metadata.name.as_deref().unwrap_or_default()
         && build
             .metadata
