@@ -6,6 +6,7 @@ import * as path from 'path';
 import CopyLocales from './webpack.copy-locales';
 import { ConsoleRemotePlugin } from '@openshift-console/dynamic-plugin-sdk-webpack';
 import type { Configuration } from 'webpack';
+import { cssRule, esmRule, sourceRule } from './webpack.rules';
 
 const production = process.env.NODE_ENV === 'production';
 
@@ -22,27 +23,14 @@ const config: Configuration = {
   resolve: { extensions: ['.ts', '.tsx', '.js', '.jsx'] },
   module: {
     rules: [
-      {
-        test: /\.(jsx?|tsx?)$/,
-        exclude: /node_modules/,
-        use: {
-          loader: 'swc-loader',
-          options: {
-            jsc: {
-              parser: { syntax: 'typescript', tsx: true },
-              transform: { react: { runtime: 'automatic' } },
-              target: 'es2021',
-            },
-          },
-        },
-      },
-      { test: /\.css$/, use: ['style-loader', 'css-loader'] },
+      sourceRule,
+      cssRule,
       {
         test: /\.(png|jpg|jpeg|gif|svg|woff2?|ttf|eot|otf)(\?.*$|$)/,
         type: 'asset/resource',
         generator: { filename: 'assets/[name][ext]' },
       },
-      { test: /\.m?js/, resolve: { fullySpecified: false } },
+      esmRule,
     ],
   },
   plugins: [new ConsoleRemotePlugin(), new CopyLocales(path.resolve(__dirname, 'locales'))],

@@ -4,6 +4,7 @@
 import * as path from 'path';
 import HtmlWebpackPlugin from 'html-webpack-plugin';
 import type { Configuration } from 'webpack';
+import { cssRule, esmRule, sourceRule } from '../webpack.rules';
 
 const root = path.resolve(__dirname, '..');
 
@@ -18,23 +19,10 @@ const config: Configuration = {
   },
   module: {
     rules: [
-      {
-        test: /\.(jsx?|tsx?)$/,
-        exclude: /node_modules/,
-        use: {
-          loader: 'swc-loader',
-          options: {
-            jsc: {
-              parser: { syntax: 'typescript', tsx: true },
-              transform: { react: { runtime: 'automatic' } },
-              target: 'es2021',
-            },
-          },
-        },
-      },
-      { test: /\.css$/, use: ['style-loader', 'css-loader'] },
+      sourceRule,
+      cssRule,
       { test: /\.(png|jpg|jpeg|gif|svg|woff2?|ttf|eot|otf)(\?.*$|$)/, type: 'asset/resource' },
-      { test: /\.m?js/, resolve: { fullySpecified: false } },
+      esmRule,
     ],
   },
   plugins: [new HtmlWebpackPlugin({ title: 'Strata console plugin harness', templateContent: '<!doctype html><html><head><meta charset="utf-8"><title>Strata console plugin harness</title></head><body><div id="root"></div></body></html>' })],
