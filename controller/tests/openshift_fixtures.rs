@@ -1,19 +1,18 @@
 //! OpenShift's own MachineOSConfig validation suite (../shared/fixtures) against our API: every
 //! object OpenShift accepts on create is accepted by our CRD's OpenAPI schema and by our copy of
-//! its CEL rules (`validate_config`, which `strata render` and the controller run); every object
+//! its CEL rules (`validate_config`, which `strata render` runs before rendering); every object
 //! it rejects is rejected, with the same message. The suite's update cases need CEL ratcheting and
 //! run against the real API server in strata-e2e.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use strata_crds::MachineOSConfig;
 
 fn fixture_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/fixtures/openshift-api/tests/machineosconfigs.yaml")
+    strata_e2e::shared_dir().join("fixtures/openshift-api/tests/machineosconfigs.yaml")
 }
 
 fn our_schema() -> Value {
@@ -31,7 +30,10 @@ fn our_schema() -> Value {
 fn openshift_machineosconfig_create_suite_holds_for_our_schema() {
     let path = fixture_path();
     let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("SKIPPED: {} is absent", path.display());
+        strata_e2e::skip(
+            "openshift_machineosconfig_create_suite_holds_for_our_schema",
+            &format!("{} is absent (../shared/fixtures)", path.display()),
+        );
         return;
     };
     let suite: Value = serde_saphyr::from_str(&text).unwrap();

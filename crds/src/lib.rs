@@ -8,6 +8,7 @@
 //! MachineOSConfig written for OpenShift converts by changing `apiVersion` only.
 
 mod common;
+pub mod contract;
 mod crd_yaml;
 mod machineosbuild;
 mod machineosconfig;
@@ -29,7 +30,7 @@ pub const GROUP: &str = "strata.dev";
 pub const VERSION: &str = "v1alpha1";
 /// Annotation on a MachineOSConfig that requests a rebuild of the current inputs; the controller
 /// removes it once the new build has started.
-pub const REBUILD_ANNOTATION: &str = "strata.dev/rebuild";
+pub const REBUILD_ANNOTATION: &str = contract::annotations::REBUILD;
 /// Largest Containerfile fragment we accept (OpenShift allows 4 KiB).
 pub const MAX_CONTAINERFILE_BYTES: usize = 32 * 1024;
 
@@ -39,6 +40,14 @@ pub mod rules {
     /// Push spec: `host[:port][/namespace…]/name:tag`, the host containing a dot (OpenShift's rule).
     pub const PUSH_SPEC_RULE: &str = r"self.matches('^([a-zA-Z0-9-]+\\.)+[a-zA-Z0-9-]+(:[0-9]{2,5})?(/[a-zA-Z0-9-_]{1,61})*/[a-zA-Z0-9-_.]+:[a-zA-Z0-9._-]+$')";
     pub const PUSH_SPEC_MESSAGE: &str = "the OCI Image name should follow the host[:port][/namespace]/name format, resembling a valid URL without the scheme. Or it must be a valid .svc followed by a port, repository, image name, and tag.";
+    /// The repository path (after the host, before the tag) is lowercase, as OCI repository names
+    /// must be: a push spec with capitals there passes the format rule but fails at push.
+    pub const PUSH_SPEC_LOWERCASE_RULE: &str = r"self.matches('^[^/]+(/[a-z0-9._-]+)+:[^/:]+$')";
+    pub const PUSH_SPEC_LOWERCASE_MESSAGE: &str = "the repository path of renderedImagePushSpec must be lowercase (OCI repository names are); only the registry host may contain capitals";
+    /// The repository (everything before the tag) leaves room for the build's tag, which is at
+    /// least its 12-character hash, within 447 characters.
+    pub const PUSH_SPEC_ROOM_RULE: &str = r"self.matches('^.{1,434}:[^:/]+$')";
+    pub const PUSH_SPEC_ROOM_MESSAGE: &str = "the repository of renderedImagePushSpec (before the tag) must be at most 434 characters, so that the build's tag fits";
     /// A digest-pinned reference `repo@sha256:<64 lowercase hex>`.
     pub const DIGEST_RULE: &str =
         r"self.split('@').size() == 2 && self.split('@')[1].matches('^sha256:[a-f0-9]{64}$')";

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use crate::common::{ContainerfileEntry, ImageBuilder, LocalObjectName, ObjectReference};
 use crate::rules::{
     DIGEST_MESSAGE, DIGEST_RULE, NAME_MATCHES_POOL_MESSAGE, NAME_MATCHES_POOL_RULE,
-    PUSH_SPEC_MESSAGE, PUSH_SPEC_RULE,
+    PUSH_SPEC_LOWERCASE_MESSAGE, PUSH_SPEC_LOWERCASE_RULE, PUSH_SPEC_MESSAGE,
+    PUSH_SPEC_ROOM_MESSAGE, PUSH_SPEC_ROOM_RULE, PUSH_SPEC_RULE,
 };
 
 /// spec is the administrator's intent: the pool, its Containerfile fragments, where to push the
@@ -62,9 +63,14 @@ pub struct MachineOSConfigSpec {
 
     /// renderedImagePushSpec is where built images are pushed, as host[:port][/namespace]/name:tag
     /// (the host must contain a dot, as an IP address or FQDN does). The tag is replaced by the
-    /// build's name; pools always receive the image by digest.
+    /// build's name; pools always receive the image by digest. The repository path must be
+    /// lowercase, and at most 434 characters may precede the tag.
     #[schemars(length(min = 1, max = 447))]
-    #[x_kube(validation = kube::core::Rule::new(PUSH_SPEC_RULE).message(PUSH_SPEC_MESSAGE))]
+    #[x_kube(
+        validation = kube::core::Rule::new(PUSH_SPEC_RULE).message(PUSH_SPEC_MESSAGE),
+        validation = kube::core::Rule::new(PUSH_SPEC_LOWERCASE_RULE).message(PUSH_SPEC_LOWERCASE_MESSAGE),
+        validation = kube::core::Rule::new(PUSH_SPEC_ROOM_RULE).message(PUSH_SPEC_ROOM_MESSAGE),
+    )]
     pub rendered_image_push_spec: String,
 
     /// baseImage optionally overrides the release's OS base image (Strata addition). It must be

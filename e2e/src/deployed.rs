@@ -12,18 +12,17 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use strata_crds::contract::{annotations, install, mco};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 
 use crate::util::wait_for;
 use crate::{Cluster, repo_root, skip};
 
 /// Where the controller runs and builds.
-pub const NAMESPACE: &str = "strata-system";
-const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/name=strata-controller";
+pub const NAMESPACE: &str = install::NAMESPACE;
+const CONTROLLER_SELECTOR: &str = install::CONTROLLER_SELECTOR;
 /// Prefix of the API server's username for Strata's ServiceAccounts.
 pub const SERVICE_ACCOUNT_USER: &str = "system:serviceaccount:strata-system:";
 
@@ -115,16 +114,8 @@ pub async fn delete_pool(client: &kube::Client, name: &str) {
     let _ = pools(client).delete(name, &DeleteParams::default()).await;
 }
 
-fn pools(client: &kube::Client) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(
-            "machineconfiguration.openshift.io",
-            "v1",
-            "MachineConfigPool",
-        ),
-        "machineconfigpools",
-    );
-    Api::all_with(client.clone(), &ar)
+pub fn pools(client: &kube::Client) -> Api<DynamicObject> {
+    Api::all_with(client.clone(), &mco::machine_config_pool())
 }
 
 /// The builder Jobs, in the controller's namespace.
@@ -133,19 +124,16 @@ pub fn builder_jobs(client: &kube::Client) -> Api<Job> {
 }
 
 pub fn machine_configs(client: &kube::Client) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("machineconfiguration.openshift.io", "v1", "MachineConfig"),
-        "machineconfigs",
-    );
-    Api::all_with(client.clone(), &ar)
+    Api::all_with(client.clone(), &mco::machine_config())
 }
 
 /// A push Secret (legacy `.dockercfg`: the local registry needs no credentials) in the
-/// controller's namespace.
+/// controller's namespace, which every MachineOSConfig may use (the opt-in annotation says `*`).
 pub async fn create_push_secret(client: &kube::Client, name: &str) -> Result<()> {
     let secret: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": NAMESPACE,
+                     "annotations": {annotations::ALLOWED_CONFIGS: "*"}},
         "type": "kubernetes.io/dockercfg",
         "stringData": {".dockercfg": "{}"}
     }))?;
@@ -312,27 +300,28 @@ pub async fn controller_pods(client: &kube::Client) -> Result<Vec<(String, Strin
 pub async fn lease_holder(client: &kube::Client) -> Result<Option<String>> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     Ok(leases
-        .get_opt("strata-controller")
+        .get_opt(install::LEASE)
         .await?
         .and_then(|l| l.spec)
         .and_then(|s| s.holder_identity))
 }
 
 /// The `/metrics` text of a controller pod (pod IPs are routable from the node).
-pub fn scrape(pod_ip: &str) -> Result<String> {
-    let out = Command::new("curl")
-        .args([
-            "-sf",
-            "--max-time",
-            "5",
-            &format!("http://{pod_ip}:8080/metrics"),
-        ])
-        .output()?;
+pub async fn scrape(pod_ip: &str) -> Result<String> {
+    let url = format!("http://{pod_ip}:8080/metrics");
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     ensure!(
-        out.status.success(),
-        "GET http://{pod_ip}:8080/metrics failed"
+        response.status().is_success(),
+        "GET {url}: {}",
+        response.status()
     );
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    Ok(response.text().await?)
 }
 
 /// The value of an unlabelled sample `name` in a Prometheus exposition.

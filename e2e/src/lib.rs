@@ -75,11 +75,34 @@ pub fn e2e_enabled() -> bool {
     std::env::var("STRATA_E2E").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Print a skip message that `cargo test` shows even without `--nocapture` (written to the real
-/// stderr, not through the test harness's captured `eprintln!`).
+/// Whether a missing prerequisite must fail the test instead of skipping it: under `make test`
+/// (which sets `STRATA_REQUIRE_PREREQUISITES=1`) and in CI (`CI=true`). A quick local
+/// `cargo test` may still skip, loudly.
+pub fn prerequisites_required() -> bool {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    set("STRATA_REQUIRE_PREREQUISITES") || set("CI")
+}
+
+/// A prerequisite of `test` is missing: under `make test` and in CI that is a failure (a panic
+/// naming it); otherwise the test is skipped with a message `cargo test` shows even without
+/// `--nocapture` (written to the real stderr, not the harness's captured `eprintln!`).
 pub fn skip(test: &str, why: &str) {
     use std::io::Write;
+    assert!(
+        !prerequisites_required(),
+        "{test}: a prerequisite is missing: {why} (make test and CI never skip)"
+    );
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// An end-to-end test outside an end-to-end run (`STRATA_E2E` unset, as in `cargo test
+/// --workspace`): not a missing prerequisite, the e2e runner runs it.
+pub fn not_an_e2e_run(test: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "not run {test}: needs a real cluster; set STRATA_E2E=1 (as root) or run `make e2e-test`"
+    );
 }
 
 /// Parse the `export K=V` lines of an env file.
@@ -112,10 +135,7 @@ impl Cluster {
     /// is unset. Panics if the cluster cannot be started (the error includes where the logs are).
     pub fn shared_or_skip(test: &str) -> Option<&'static Cluster> {
         if !e2e_enabled() {
-            skip(
-                test,
-                "needs a real cluster; set STRATA_E2E=1 (as root) or run `make e2e-test`",
-            );
+            not_an_e2e_run(test);
             return None;
         }
         Some(Self::shared())

@@ -70,29 +70,49 @@ async fn strata_crds_enforce_cel_rules_with_their_messages() -> Result<()> {
         ..Default::default()
     };
 
-    // Valid object is accepted (dry run: nothing persists).
+    // Valid object is accepted (dry run: nothing persists). Names the demo never uses: a dry-run
+    // create still fails on an existing name.
+    const NAME: &str = "e2e-cel";
     api.create(
         &pp,
-        &mosc("worker", "worker", "registry.example.com/os/worker:latest")?,
+        &mosc(NAME, NAME, "registry.example.com/os/worker:latest")?,
     )
     .await
     .context("a valid MachineOSConfig was rejected")?;
 
-    let cases: [(&str, DynamicObject, &str); 3] = [
+    let cases: [(&str, DynamicObject, &str); 5] = [
         (
             "name must match pool",
-            mosc("worker", "infra", "registry.example.com/os/worker:latest")?,
+            mosc(
+                NAME,
+                "e2e-cel-other",
+                "registry.example.com/os/worker:latest",
+            )?,
             "MachineOSConfig name must match the referenced MachineConfigPool name",
         ),
         (
             "push spec format",
-            mosc("worker", "worker", "not a push spec")?,
+            mosc(NAME, NAME, "not a push spec")?,
             strata_crds::rules::PUSH_SPEC_MESSAGE,
+        ),
+        (
+            "push spec repository in lowercase",
+            mosc(NAME, NAME, "registry.example.com/MyOrg/os:latest")?,
+            strata_crds::rules::PUSH_SPEC_LOWERCASE_MESSAGE,
+        ),
+        (
+            "push spec leaves room for the build's tag",
+            mosc(
+                NAME,
+                NAME,
+                &format!("registry.example.com/{}:latest", "a".repeat(430)),
+            )?,
+            strata_crds::rules::PUSH_SPEC_ROOM_MESSAGE,
         ),
         (
             "base image pinned by digest",
             {
-                let mut o = mosc("worker", "worker", "registry.example.com/os/worker:latest")?;
+                let mut o = mosc(NAME, NAME, "registry.example.com/os/worker:latest")?;
                 o.data["spec"]["baseImage"] = json!("registry.example.com/os/base:latest");
                 o
             },
@@ -722,8 +742,8 @@ async fn machineosbuild_rules_are_enforced_by_the_api_server() -> Result<()> {
         "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
         "metadata": {"name": name},
         "spec": {
-            "machineOSConfig": {"name": "worker"},
-            "machineConfigPool": {"name": "worker"},
+            "machineOSConfig": {"name": "e2e-cel"},
+            "machineConfigPool": {"name": "e2e-cel"},
             "baseImage": format!("registry.example.com/os@sha256:{}", "a".repeat(64)),
             "containerFile": [{"containerfileArch": "NoArch", "content": "RUN true\n"}],
             "renderedImagePushSpec": "registry.example.com/os/worker:latest",

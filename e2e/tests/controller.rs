@@ -150,6 +150,35 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
             .is_empty(),
         "a Job exists without a push Secret"
     );
+    // A Secret that does not opt in is not used: anyone allowed to create a MachineOSConfig could
+    // otherwise make Strata push with any Secret of its namespace.
+    let unannotated: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": push_secret, "namespace": NAMESPACE},
+        "type": "kubernetes.io/dockercfg",
+        "stringData": {".dockercfg": "{}"}
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), NAMESPACE)
+        .create(&Default::default(), &unannotated)
+        .await?;
+    wait_for(
+        "Degraded SecretNotAllowed",
+        Duration::from_secs(60),
+        || async {
+            let (status, reason, message) = condition(&configs, POOL, "Degraded").await?;
+            Ok((status == "True" && reason == "SecretNotAllowed").then_some(message))
+        },
+    )
+    .await
+    .map(|m| eprintln!("ok: a Secret without the opt-in → Degraded/SecretNotAllowed: {m}"))?;
+    ensure!(
+        builds
+            .list(&ListParams::default().labels(&mine))
+            .await?
+            .items
+            .is_empty(),
+        "a build exists with a Secret that did not opt in"
+    );
     create_push_secret(&client, &push_secret).await?;
 
     // 1. Build → digest verified → MachineConfig zz-strata-2-<pool> pins the pool by digest.
@@ -320,10 +349,12 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         side_labels.get("e2e.strata.dev/pool").map(String::as_str) == Some("long"),
         "MachineConfig of the long-named pool lacks its selector label: {side_labels:?}"
     );
-    let jobs_before = (
-        job_count(&client, &second).await?,
-        job_count(&client, &side_first).await?,
-    );
+    let created = |build: &str| {
+        let builds = builds.clone();
+        let build = build.to_string();
+        async move { Ok::<_, anyhow::Error>(builds.get(&build).await?.metadata.creation_timestamp) }
+    };
+    let before = (created(&second).await?, created(&side_first).await?);
     let release: Api<ConfigMap> =
         Api::namespaced(client.clone(), "openshift-machine-config-operator");
     let set_base = |image: String| {
@@ -378,16 +409,19 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         )
         .await?;
     }
-    let jobs_after = (
-        job_count(&client, &second).await?,
-        job_count(&client, &side_first).await?,
+    let after = (created(&second).await?, created(&side_first).await?);
+    ensure!(
+        after == before,
+        "identical inputs built again: builds recreated {before:?} → {after:?}"
     );
     ensure!(
-        jobs_after == jobs_before,
-        "identical inputs built again: Jobs {jobs_before:?} → {jobs_after:?}"
+        job_count(&client, &second).await? == 0,
+        "a succeeded build's Job was left behind (or a new one made)"
     );
     pinned_by(&client, POOL, &second).await?;
-    eprintln!("ok: back on the release base, {second} and {side_first} reused without a new Job");
+    eprintln!(
+        "ok: back on the release base, {second} and {side_first} reused without building; no finished Job left"
+    );
 
     // 5. A failing step → Failed with the step and its fragment line; the pool keeps its image.
     apply_config(

@@ -142,7 +142,7 @@ async fn two_replicas_elect_one_leader() -> Result<()> {
     .await?;
     let mut leaders = Vec::new();
     for (pod, ip) in &pods {
-        let text = scrape(ip)?;
+        let text = scrape(ip).await?;
         let leading =
             metric(&text, "strata_leader").with_context(|| format!("{pod}: no strata_leader"))?;
         if leading == 1.0 {

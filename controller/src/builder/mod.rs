@@ -1,28 +1,45 @@
-//! `strata build`: runs inside the builder pod. Builds the rendered Containerfile with buildah
-//! (vfs storage, chroot isolation, layer cache), pushes it with a digest file, and writes the
-//! one-line JSON termination message of the builder contract. See builder-image/README.md.
+//! `strata build <step>`: one step of a build, in its own container of the builder pod. The steps
+//! share the image storage (an emptyDir) and nothing else:
+//!
+//! - `pull`: fetches the base and every image the Containerfile names, with the pull credentials
+//!   only;
+//! - `build`: `buildah bud --pull=never`, where fragment code runs — no credential of any kind, no
+//!   service account token; then the image gate;
+//! - `push`: pushes with the push credentials only; runs nothing from the Containerfile.
+//!
+//! Each step writes the one-line JSON termination message of the builder contract
+//! (builder-image/README.md) with every credential value it holds redacted; the push step's
+//! success message carries the digest and the timings of all steps.
 
+mod buildah;
+pub mod images;
 pub mod message;
+pub mod redact;
 
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
-use clap::Args;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-use tokio::signal::unix::{SignalKind, signal};
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 
-pub use message::{FailureClass, Stage, TerminationMessage, exit_code};
+pub use message::{FailureClass, PhaseTiming, Stage, TerminationMessage, exit_code};
+use redact::Redactor;
 
-/// Lines of buildah output kept for the log tail.
-const TAIL_LINES: usize = 60;
-/// How long buildah gets to stop after SIGTERM before it is killed.
-const STOP_GRACE: Duration = Duration::from_secs(20);
+/// A step of a build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Step {
+    /// Fetch every image the Containerfile names (pull credentials only).
+    Pull,
+    /// Build with --pull=never and no credential, then check the image (the gate).
+    Build,
+    /// Push the built image (push credentials only).
+    Push,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
+    /// The step to run.
+    #[arg(value_enum)]
+    pub step: Step,
     /// The rendered Containerfile (mounted from the build's ConfigMap).
     #[arg(
         long,
@@ -33,14 +50,14 @@ pub struct BuildArgs {
     /// Where to push: host[:port]/path/name:tag (the tag is the build's name).
     #[arg(long, env = "STRATA_IMAGE")]
     pub image: String,
-    /// Auth file for pulling the base and any image the fragment names (optional).
+    /// Auth file for pulling the base and the images the fragment names (pull step; optional).
     #[arg(
         long,
-        env = "STRATA_BASE_AUTHFILE",
-        default_value = "/etc/strata/base-auth/.dockerconfigjson"
+        env = "STRATA_PULL_AUTHFILE",
+        default_value = "/etc/strata/pull-auth/.dockerconfigjson"
     )]
-    pub base_authfile: PathBuf,
-    /// Auth file with push rights on the image's repository.
+    pub pull_authfile: PathBuf,
+    /// Auth file with push rights on the image's repository (push step).
     #[arg(
         long,
         env = "STRATA_PUSH_AUTHFILE",
@@ -54,16 +71,16 @@ pub struct BuildArgs {
     /// Directory of extra CA certificates (`<host:port>/ca.crt`, as buildah's --cert-dir expects).
     #[arg(long, env = "STRATA_CERT_DIR")]
     pub cert_dir: Option<PathBuf>,
-    /// buildah's storage root: the layer cache. Mount a volume here to keep it between builds.
+    /// buildah's storage root, shared by the steps (an emptyDir in the pod).
     #[arg(
         long,
-        env = "STRATA_CACHE_DIR",
+        env = "STRATA_STORAGE_DIR",
         default_value = "/var/lib/containers/storage"
     )]
-    pub cache_dir: PathBuf,
-    /// Optional registry repository for buildah's --cache-from/--cache-to (off when unset).
-    #[arg(long, env = "STRATA_REGISTRY_CACHE")]
-    pub registry_cache: Option<String>,
+    pub storage_dir: PathBuf,
+    /// Where the steps leave their timings and the image's size for the push step.
+    #[arg(long, env = "STRATA_WORK_DIR", default_value = "/var/lib/strata")]
+    pub work_dir: PathBuf,
     /// Where the termination message goes.
     #[arg(
         long,
@@ -76,12 +93,70 @@ pub struct BuildArgs {
     pub buildah: PathBuf,
 }
 
-/// Runs the build and writes the termination message; returns the process exit code.
+/// What the pull and build steps leave for the push step.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Handover {
+    phases: Vec<PhaseTiming>,
+    size_bytes: u64,
+}
+
+impl Handover {
+    fn path(args: &BuildArgs) -> PathBuf {
+        args.work_dir.join("handover.json")
+    }
+
+    fn load(args: &BuildArgs) -> Self {
+        std::fs::read(Self::path(args))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self, args: &BuildArgs) -> Result<(), TerminationMessage> {
+        let text = serde_json::to_vec(self).unwrap_or_default();
+        std::fs::create_dir_all(&args.work_dir)
+            .and_then(|()| std::fs::write(Self::path(args), text))
+            .map_err(|e| {
+                failure(
+                    FailureClass::Transient,
+                    "OutOfSpace",
+                    format!("cannot write {}: {e}", Self::path(args).display()),
+                    String::new(),
+                )
+            })
+    }
+
+    fn record(&mut self, phase: &str, start_ms: i64) {
+        self.phases.push(PhaseTiming {
+            phase: phase.into(),
+            start_ms,
+            end_ms: now_ms(),
+        });
+    }
+}
+
+/// Runs one step and writes its termination message; returns the process exit code.
 pub async fn run(args: &BuildArgs) -> i32 {
-    let message = match build_and_push(args).await {
-        Ok(message) => message,
+    let redactor = match args.step {
+        Step::Pull => Redactor::from_auth_files(&[&args.pull_authfile]),
+        Step::Push => Redactor::from_auth_files(&[&args.push_authfile]),
+        Step::Build => Redactor::default(),
+    };
+    let result = match args.step {
+        Step::Pull => pull(args, &redactor).await,
+        Step::Build => build(args).await,
+        Step::Push => push(args, &redactor).await,
+    };
+    let message = match result {
+        Ok(Some(message)) => message,
+        Ok(None) => {
+            println!("strata build: {:?} done", args.step);
+            return exit_code::SUCCESS;
+        }
         Err(failure) => failure,
     };
+    let message = redact_message(message, &redactor);
     let line = message.to_line();
     if let Err(err) = std::fs::write(&args.termination_log, format!("{line}\n")) {
         eprintln!(
@@ -93,6 +168,23 @@ pub async fn run(args: &BuildArgs) -> i32 {
     match message {
         TerminationMessage::Success { .. } => exit_code::SUCCESS,
         TerminationMessage::Failure { class, .. } => class.exit_code(),
+    }
+}
+
+fn redact_message(message: TerminationMessage, redactor: &Redactor) -> TerminationMessage {
+    match message {
+        TerminationMessage::Failure {
+            class,
+            reason,
+            message,
+            log_tail,
+        } => TerminationMessage::Failure {
+            class,
+            reason,
+            message: redactor.redact(&message),
+            log_tail: redactor.redact(&log_tail),
+        },
+        success => success,
     }
 }
 
@@ -110,18 +202,58 @@ fn failure(
     }
 }
 
-async fn build_and_push(args: &BuildArgs) -> Result<TerminationMessage, TerminationMessage> {
-    let containerfile = std::fs::read_to_string(&args.containerfile).map_err(|e| {
+fn read_containerfile(args: &BuildArgs) -> Result<String, TerminationMessage> {
+    std::fs::read_to_string(&args.containerfile).map_err(|e| {
         failure(
             FailureClass::Terminal,
             "InvalidInput",
             format!("cannot read {}: {e}", args.containerfile.display()),
             String::new(),
         )
-    })?;
-    let work =
-        tempdir().map_err(|e| failure(FailureClass::Transient, "OutOfSpace", e, String::new()))?;
-    let context = work.join("context");
+    })
+}
+
+/// Step 1: every image the Containerfile names, with the pull credentials.
+async fn pull(
+    args: &BuildArgs,
+    redactor: &Redactor,
+) -> Result<Option<TerminationMessage>, TerminationMessage> {
+    let started = now_ms();
+    let containerfile = read_containerfile(args)?;
+    let images = images::images_to_pull(&containerfile)
+        .map_err(|e| failure(FailureClass::Terminal, "InvalidInput", e, String::new()))?;
+    let buildah = buildah::Buildah::new(args, redactor.clone())?;
+    for image in &images {
+        println!("strata build: pulling {image}");
+        let mut command = vec!["pull".to_string(), "--quiet".into()];
+        if args.pull_authfile.is_file() {
+            command.push(format!("--authfile={}", args.pull_authfile.display()));
+        }
+        command.extend(buildah::cert_dir_flag(args));
+        command.push(image.clone());
+        let output = buildah.run(&command).await?;
+        if !output.success {
+            let (class, reason, message) = message::classify(Stage::Pull, &output.tail);
+            return Err(failure(
+                class,
+                reason,
+                format!("pulling {image}: {message}"),
+                output.tail,
+            ));
+        }
+    }
+    let mut handover = Handover::default();
+    handover.record("pull", started);
+    handover.save(args)?;
+    Ok(None)
+}
+
+/// Step 2: the build, with --pull=never and no credential; then the image gate.
+async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, TerminationMessage> {
+    let started = now_ms();
+    let containerfile = read_containerfile(args)?;
+    let buildah = buildah::Buildah::new(args, Redactor::default())?;
+    let context = args.work_dir.join("context");
     std::fs::create_dir_all(&context).map_err(|e| {
         failure(
             FailureClass::Transient,
@@ -130,55 +262,28 @@ async fn build_and_push(args: &BuildArgs) -> Result<TerminationMessage, Terminat
             String::new(),
         )
     })?;
-    let registries_conf = work.join("registries.conf");
-    std::fs::write(
-        &registries_conf,
-        registries_conf_text(&args.insecure_registries),
-    )
-    .map_err(|e| {
-        failure(
-            FailureClass::Transient,
-            "OutOfSpace",
-            e.to_string(),
-            String::new(),
-        )
-    })?;
-
-    let mut bud = vec![
+    let bud = vec![
         "bud".to_string(),
+        "--pull=never".into(),
         "--isolation=chroot".into(),
         "--layers".into(),
         "--format=oci".into(),
-    ];
-    if args.base_authfile.is_file() {
-        bud.push(format!("--authfile={}", args.base_authfile.display()));
-    }
-    if let Some(cache) = &args.registry_cache {
-        bud.extend([
-            format!("--cache-from={cache}"),
-            format!("--cache-to={cache}"),
-        ]);
-    }
-    bud.extend(cert_dir_flag(args));
-    bud.extend([
         "-f".into(),
         args.containerfile.display().to_string(),
         "-t".into(),
         args.image.clone(),
-    ]);
-    bud.push(context.display().to_string());
-
+        context.display().to_string(),
+    ];
     println!(
         "strata build: building {} ({} bytes of Containerfile)",
         args.image,
         containerfile.len()
     );
-    let started = Instant::now();
-    let output = run_buildah(args, &registries_conf, &bud).await?;
+    let output = buildah.run(&bud).await?;
     if !output.success {
         let (class, reason, message) = message::classify(Stage::Build, &output.tail);
-        let line =
-            message::failed_step(&output.tail).and_then(|step| step_line(&containerfile, &step));
+        let line = message::failed_step(&message::buildah_error(&output.tail))
+            .and_then(|step| step_line(&containerfile, &step));
         let message = match line.map(|l| (l, crate::render::fragment_line(&containerfile, l))) {
             Some((line, Some(fragment))) => {
                 format!("{message} (fragment line {fragment}, Containerfile line {line})")
@@ -188,27 +293,37 @@ async fn build_and_push(args: &BuildArgs) -> Result<TerminationMessage, Terminat
         };
         return Err(failure(class, reason, message, output.tail));
     }
-    let build_seconds = started.elapsed().as_secs_f64();
+    let mut handover = Handover::load(args);
+    handover.record("build", started);
+    handover.size_bytes = buildah.image_size(&args.image).await.unwrap_or(0);
+    handover.save(args)?;
+    Ok(None)
+}
 
-    let digestfile = work.join("digest");
-    let mut push = vec!["push".to_string()];
+/// Step 3: the push, with the push credentials; the success message.
+async fn push(
+    args: &BuildArgs,
+    redactor: &Redactor,
+) -> Result<Option<TerminationMessage>, TerminationMessage> {
+    let started = now_ms();
+    let buildah = buildah::Buildah::new(args, redactor.clone())?;
+    let digestfile = args.work_dir.join("digest");
+    let mut command = vec!["push".to_string()];
     if args.push_authfile.is_file() {
-        push.push(format!("--authfile={}", args.push_authfile.display()));
+        command.push(format!("--authfile={}", args.push_authfile.display()));
     }
-    push.extend(cert_dir_flag(args));
-    push.extend([
+    command.extend(buildah::cert_dir_flag(args));
+    command.extend([
         format!("--digestfile={}", digestfile.display()),
         args.image.clone(),
         format!("docker://{}", args.image),
     ]);
     println!("strata build: pushing {}", args.image);
-    let started = Instant::now();
-    let output = run_buildah(args, &registries_conf, &push).await?;
+    let output = buildah.run(&command).await?;
     if !output.success {
         let (class, reason, message) = message::classify(Stage::Push, &output.tail);
         return Err(failure(class, reason, message, output.tail));
     }
-    let push_seconds = started.elapsed().as_secs_f64();
     let digest = std::fs::read_to_string(&digestfile)
         .unwrap_or_default()
         .trim()
@@ -221,31 +336,13 @@ async fn build_and_push(args: &BuildArgs) -> Result<TerminationMessage, Terminat
             output.tail,
         ));
     }
-    let size_bytes = image_size(args, &registries_conf).await.unwrap_or(0);
-    let _ = std::fs::remove_dir_all(&work);
-    Ok(TerminationMessage::Success {
+    let mut handover = Handover::load(args);
+    handover.record("push", started);
+    Ok(Some(TerminationMessage::Success {
         digest,
-        size_bytes,
-        build_seconds,
-        push_seconds,
-    })
-}
-
-fn cert_dir_flag(args: &BuildArgs) -> Option<String> {
-    args.cert_dir
-        .as_ref()
-        .map(|d| format!("--cert-dir={}", d.display()))
-}
-
-/// registries.conf marking only the given registries insecure.
-fn registries_conf_text(insecure: &[String]) -> String {
-    let mut text = String::from("unqualified-search-registries = []\n");
-    for registry in insecure.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
-        text.push_str(&format!(
-            "\n[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"
-        ));
-    }
-    text
+        size_bytes: handover.size_bytes,
+        phases: handover.phases,
+    }))
 }
 
 /// The 1-based line of the rendered Containerfile holding `step` (buildah's text of it).
@@ -266,155 +363,12 @@ fn step_line(containerfile: &str, step: &str) -> Option<usize> {
         .map(|i| i.line)
 }
 
-fn tempdir() -> Result<PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("strata-build-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    Ok(dir)
-}
-
-struct BuildahOutput {
-    success: bool,
-    tail: String,
-}
-
-/// buildah with Strata's storage (vfs under the cache dir) and registry settings.
-fn buildah(args: &BuildArgs, registries_conf: &Path) -> Command {
-    let mut cmd = Command::new(&args.buildah);
-    cmd.arg("--storage-driver=vfs")
-        .arg(format!("--root={}", args.cache_dir.display()))
-        .env("CONTAINERS_REGISTRIES_CONF", registries_conf)
-        .env("BUILDAH_ISOLATION", "chroot");
-    cmd
-}
-
-/// Sends each line of `reader` to `tx` until it closes.
-fn forward_lines(
-    reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
-) {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            let _ = tx.send(line);
-        }
-    });
-}
-
-/// Runs buildah with the storage and registry settings, streaming its output to stdout (for
-/// `kubectl logs`) and keeping the tail. SIGTERM stops buildah and reports a transient failure.
-async fn run_buildah(
-    args: &BuildArgs,
-    registries_conf: &Path,
-    command: &[String],
-) -> Result<BuildahOutput, TerminationMessage> {
-    let mut cmd = buildah(args, registries_conf);
-    cmd.args(command)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
-        failure(
-            FailureClass::Terminal,
-            "BuilderMisconfigured",
-            format!("cannot run {}: {e}", args.buildah.display()),
-            String::new(),
-        )
-    })?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    if let Some(out) = child.stdout.take() {
-        forward_lines(out, tx.clone());
-    }
-    if let Some(err) = child.stderr.take() {
-        forward_lines(err, tx.clone());
-    }
-    drop(tx);
-    let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
-    let mut keep = |line: String| {
-        println!("{line}");
-        if tail.len() == TAIL_LINES {
-            tail.pop_front();
-        }
-        tail.push_back(line);
-    };
-    let mut term = signal(SignalKind::terminate()).map_err(|e| {
-        failure(
-            FailureClass::Transient,
-            "BuildFailed",
-            e.to_string(),
-            String::new(),
-        )
-    })?;
-    let mut terminated = false;
-    let status = loop {
-        tokio::select! {
-            line = rx.recv() => match line {
-                Some(line) => keep(line),
-                None => break child.wait().await,
-            },
-            _ = term.recv(), if !terminated => {
-                terminated = true;
-                println!("strata build: SIGTERM received, stopping buildah");
-                if let Some(pid) = child.id() {
-                    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-                }
-                let deadline = tokio::time::sleep(STOP_GRACE);
-                tokio::pin!(deadline);
-                tokio::select! {
-                    _ = child.wait() => {}
-                    _ = &mut deadline => { let _ = child.start_kill(); }
-                }
-            }
-        }
-    };
-    let tail_text = tail.into_iter().collect::<Vec<_>>().join("\n");
-    if terminated {
-        return Err(failure(
-            FailureClass::Transient,
-            "Terminated",
-            "the builder pod was asked to stop (SIGTERM)",
-            tail_text,
-        ));
-    }
-    let success = status.map(|s| s.success()).unwrap_or(false);
-    Ok(BuildahOutput {
-        success,
-        tail: tail_text,
-    })
-}
-
-/// The built image's size: config plus layers (uncompressed), from its manifest in local storage.
-async fn image_size(args: &BuildArgs, registries_conf: &Path) -> Option<u64> {
-    let out = buildah(args, registries_conf)
-        .args([
-            "inspect",
-            "--type",
-            "image",
-            "--format",
-            "{{.Manifest}}",
-            &args.image,
-        ])
-        .output()
-        .await
-        .ok()?;
-    manifest_size(&out.stdout)
-}
-
-fn manifest_size(manifest: &[u8]) -> Option<u64> {
-    let manifest: serde_json::Value = serde_json::from_slice(manifest).ok()?;
-    let layers = manifest
-        .get("layers")?
-        .as_array()?
-        .iter()
-        .filter_map(|l| l.get("size")?.as_u64())
-        .sum::<u64>();
-    Some(
-        layers
-            + manifest
-                .pointer("/config/size")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0),
-    )
+/// Unix time in milliseconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -422,23 +376,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn registries_conf_marks_only_the_listed_registries() {
-        let text = registries_conf_text(&["10.0.0.1:5000".into(), " ".into()]);
-        assert_eq!(text.matches("[[registry]]").count(), 1);
-        assert!(text.contains("location = \"10.0.0.1:5000\"\ninsecure = true"));
-    }
-
-    #[test]
-    fn size_from_the_manifest() {
-        let m = br#"{"config":{"size":453},"layers":[{"size":2131968},{"size":10}]}"#;
-        assert_eq!(manifest_size(m), Some(2_132_431));
-        assert_eq!(manifest_size(b"not json"), None);
-    }
-
-    #[test]
     fn failed_step_maps_to_its_line() {
         let cf = "FROM x AS base\nFROM base\nRUN echo a\nRUN   false  \nLABEL a=b\n";
         assert_eq!(step_line(cf, "RUN false"), Some(4));
         assert_eq!(step_line(cf, "USER nobody"), None);
+    }
+
+    #[test]
+    fn failure_messages_are_redacted_field_by_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("auth.json");
+        std::fs::write(
+            &file,
+            r#"{"auths":{"r":{"username":"u","password":"sup3r-secret"}}}"#,
+        )
+        .unwrap();
+        let redactor = Redactor::from_auth_files(&[&file]);
+        let message = redact_message(
+            failure(
+                FailureClass::Terminal,
+                "AuthFailed",
+                "bad: sup3r-secret",
+                "tail \"sup3r-secret\"".into(),
+            ),
+            &redactor,
+        );
+        let line = message.to_line();
+        assert!(!line.contains("sup3r-secret"), "{line}");
+        assert!(TerminationMessage::parse(&line).is_some());
     }
 }

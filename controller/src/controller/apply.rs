@@ -1,5 +1,8 @@
-//! Apply (thin): send what the planner decided. Server-side apply with one field manager for
-//! everything Strata owns; creates only where an object must not be overwritten.
+//! Apply (thin): execute a [`Plan`] as it is. Every field is taken apart by name, without a
+//! catch-all, so a field nobody executes does not compile. Server-side apply with the one field
+//! manager for what Strata owns; create where an object must never be overwritten (a build, a
+//! Job); the one merge patch (removing a user's rebuild annotation, which SSA cannot take from
+//! another manager) is sent under the same field manager.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -9,16 +12,14 @@ use kube::api::{
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use strata_crds::{MachineOSBuild, MachineOSConfig, REBUILD_ANNOTATION};
+use strata_crds::contract::{FIELD_MANAGER, annotations, labels, mco};
+use strata_crds::{MachineOSBuild, MachineOSConfig};
 
 use super::Context;
 use super::error::Error;
-use super::objects::{self, build_objects};
-use super::observe::{self, machine_config_resource};
-use super::plan::Plan;
-
-/// The one field manager for every object and status Strata writes.
-pub const FIELD_MANAGER: &str = "strata-controller";
+use super::names;
+use super::objects::BuildObjects;
+use super::plan::{MetricsUpdate, Plan, PlannedEvent};
 
 fn ssa() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -31,6 +32,13 @@ fn create_params() -> PostParams {
     }
 }
 
+fn background() -> DeleteParams {
+    DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    }
+}
+
 fn ignore_not_found<T>(result: kube::Result<T>) -> kube::Result<()> {
     match result {
         Ok(_) => Ok(()),
@@ -39,140 +47,185 @@ fn ignore_not_found<T>(result: kube::Result<T>) -> kube::Result<()> {
     }
 }
 
-pub async fn apply(
-    ctx: &Context,
-    config: &MachineOSConfig,
-    plan: &Plan,
-    builds: &[MachineOSBuild],
-) -> Result<(), Error> {
+fn ignore_conflict<T>(result: kube::Result<T>) -> kube::Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// Executes `plan` for `config`, then records its metric transitions.
+pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Result<(), Error> {
+    let Plan {
+        create_build,
+        build_objects,
+        build_status,
+        delete_jobs,
+        delete_secrets,
+        delete_builds,
+        machine_config,
+        config_status,
+        remove_rebuild_annotation,
+        events,
+        metrics,
+        requeue_after: _, // the reconciler's, not apply's
+    } = plan;
     let client = &ctx.client;
     let ns = &ctx.settings.namespace;
-    let build_api: Api<MachineOSBuild> = Api::all(client.clone());
+    let builds: Api<MachineOSBuild> = Api::all(client.clone());
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let configs: Api<MachineOSConfig> = Api::all(client.clone());
 
-    let mut created = None;
-    if let Some(build) = &plan.create_build {
-        created = Some(match build_api.create(&create_params(), build).await {
-            Ok(build) => build,
-            Err(kube::Error::Api(status)) if status.code == 409 => {
-                let existing = build_api.get(&build.name_any()).await?;
-                if !observe::belongs_to(&existing, config) {
-                    // Left by a deleted MachineOSConfig of the same name: wait for the garbage
-                    // collector rather than take over its status.
-                    return Err(Error::Kube(kube::Error::Api(status)));
-                }
-                existing
-            }
-            Err(err) => return Err(err.into()),
-        });
+    if let Some(build) = create_build {
+        // A 409 means the cache was behind; the next round sees the build.
+        builds.create(&create_params(), &build).await?;
     }
-    for (name, status) in &plan.build_status {
-        let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild", "status": status});
-        build_api
-            .patch_status(name, &ssa(), &Patch::Apply(&patch))
+    if let Some(objects) = build_objects {
+        let BuildObjects {
+            containerfile,
+            push_secret,
+            base_secret,
+            job,
+        } = objects;
+        configmaps
+            .patch(
+                &containerfile.name_any(),
+                &ssa(),
+                &Patch::Apply(&containerfile),
+            )
             .await?;
-    }
-    if let Some(request) = &plan.build_objects {
-        let build = match created.clone().or_else(|| {
-            builds
-                .iter()
-                .find(|b| b.name_any() == request.build)
-                .cloned()
-        }) {
-            Some(build) => build,
-            None => build_api.get(&request.build).await?,
-        };
-        let objects = build_objects(
-            &build,
-            &request.containerfile,
-            &request.auth.push,
-            request.auth.base.as_deref(),
-            &ctx.settings,
-        );
-        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-        cms.patch(
-            &objects.containerfile.name_any(),
-            &ssa(),
-            &Patch::Apply(&objects.containerfile),
-        )
-        .await?;
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-        for secret in std::iter::once(&objects.push_secret).chain(objects.base_secret.as_ref()) {
+        for secret in std::iter::once(push_secret).chain(base_secret) {
             secrets
-                .patch(&secret.name_any(), &ssa(), &Patch::Apply(secret))
+                .patch(&secret.name_any(), &ssa(), &Patch::Apply(&secret))
                 .await?;
         }
-        let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-        match jobs.create(&create_params(), &objects.job).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(err) => return Err(err.into()),
-        }
+        // The Job's name carries its build's uid: a 409 is this very Job, made by an earlier round.
+        ignore_conflict(jobs.create(&create_params(), &job).await)?;
     }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    for build in &plan.delete_secrets_of {
-        for name in [
-            objects::push_secret_name(build),
-            objects::base_secret_name(build),
-        ] {
-            ignore_not_found(secrets.delete(&name, &DeleteParams::default()).await)?;
-        }
-    }
-    if let Some(build) = &plan.delete_build {
-        let dp = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            ..Default::default()
-        };
-        ignore_not_found(build_api.delete(build, &dp).await)?;
-    }
-    if let Some(mc) = &plan.machine_config {
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &machine_config_resource());
-        let name = mc["metadata"]["name"].as_str().unwrap_or_default();
-        api.patch(name, &ssa(), &Patch::Apply(mc)).await?;
-    }
-    let config_api: Api<MachineOSConfig> = Api::all(client.clone());
-    let name = config.name_any();
-    if config.status.as_ref() != Some(&plan.config_status) {
-        let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig", "status": plan.config_status});
-        config_api
+    for (name, status) in build_status {
+        let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild", "status": status});
+        builds
             .patch_status(&name, &ssa(), &Patch::Apply(&patch))
             .await?;
     }
-    if plan.remove_rebuild_annotation {
-        let patch = json!({"metadata": {"annotations": {REBUILD_ANNOTATION: null}}});
-        config_api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+    for name in delete_jobs {
+        ignore_not_found(jobs.delete(&name, &background()).await)?;
+    }
+    for name in delete_secrets {
+        ignore_not_found(secrets.delete(&name, &DeleteParams::default()).await)?;
+    }
+    for name in delete_builds {
+        ignore_not_found(builds.delete(&name, &background()).await)?;
+    }
+    if let Some(mc) = machine_config {
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config());
+        let name = mc["metadata"]["name"].as_str().unwrap_or_default();
+        api.patch(name, &ssa(), &Patch::Apply(&mc)).await?;
+    }
+    let name = config.name_any();
+    if let Some(status) = config_status {
+        let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig", "status": status});
+        configs
+            .patch_status(&name, &ssa(), &Patch::Apply(&patch))
             .await?;
     }
+    if remove_rebuild_annotation {
+        let patch = json!({"metadata": {"annotations": {(annotations::REBUILD): null}}});
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        configs.patch(&name, &params, &Patch::Merge(&patch)).await?;
+    }
+    publish(ctx, config, events).await;
+    record(ctx, metrics);
+    Ok(())
+}
+
+/// Records the Events; a refused Event is logged, never fails the round. Each transition is also
+/// an info line.
+async fn publish(ctx: &Context, config: &MachineOSConfig, events: Vec<PlannedEvent>) {
     let reference = config.object_ref(&());
-    for event in &plan.events {
+    for PlannedEvent {
+        warning,
+        reason,
+        action,
+        note,
+    } in events
+    {
+        if warning {
+            tracing::warn!(reason, action, %note, "transition");
+        } else {
+            tracing::info!(reason, action, %note, "transition");
+        }
         let event = Event {
-            type_: if event.warning {
+            type_: if warning {
                 EventType::Warning
             } else {
                 EventType::Normal
             },
-            reason: event.reason.into(),
-            note: Some(event.note.chars().take(1000).collect()),
-            action: "Reconcile".into(),
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.into(),
             secondary: None,
         };
         if let Err(err) = ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(%err, "cannot record an Event");
         }
     }
-    Ok(())
+}
+
+fn record(ctx: &Context, update: MetricsUpdate) {
+    let MetricsUpdate {
+        pool,
+        phase,
+        started_after,
+        ended,
+        pool_updated,
+        waiting,
+    } = update;
+    let m = &ctx.metrics;
+    m.set_phase(&pool, phase);
+    m.set_waiting(&pool, waiting.as_deref());
+    if let Some(seconds) = started_after {
+        m.build_started(&pool, seconds);
+    }
+    if let Some((result, seconds)) = ended {
+        m.build_ended(&pool, result, seconds, jiff_now());
+    }
+    if let Some(updated) = pool_updated {
+        m.set_pool_updated(&pool, updated);
+    }
+}
+
+fn jiff_now() -> f64 {
+    k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0
 }
 
 /// Finalizer cleanup: the MachineConfig goes, returning the pool to the stock image. Builds go
 /// with the MachineOSConfig through their owner references.
 pub async fn cleanup(ctx: &Context, config: &MachineOSConfig) -> Result<(), Error> {
-    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &machine_config_resource());
-    let name = objects::machine_config_name(&config.spec.machine_config_pool.name);
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &mco::machine_config());
+    let name = names::machine_config(&config.spec.machine_config_pool.name);
+    let cached = ctx
+        .stores
+        .machine_configs
+        .get(&kube::runtime::reflector::ObjectRef::new_with(
+            &name,
+            mco::machine_config(),
+        ));
     // Only ours: the label says which MachineOSConfig wrote it.
-    if let Some(mc) = api.get_opt(&name).await?
-        && mc.labels().get(objects::CONFIG_LABEL) == Some(&objects::fit_63(&config.name_any()))
+    if let Some(mc) = cached
+        && mc.labels().get(labels::CONFIG) == Some(&names::fit_63(&config.name_any()))
     {
         ignore_not_found(api.delete(&name, &DeleteParams::default()).await)?;
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;

@@ -1,23 +1,36 @@
-//! Prometheus metrics (prometheus-client), served on /metrics.
+//! Prometheus metrics (prometheus-client), served on /metrics: Strata's own under `strata_`, the
+//! process's under the standard `process_` names (figures from metrics-process).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use strata_crds::BuildPhase;
 
 type Labels = Vec<(String, String)>;
+/// Per pool: its current build's phase and the builder pod's waiting reason.
+type PoolSeries = (Option<BuildPhase>, Option<String>);
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Builds take 30 s to 2 h.
 const BUILD_BUCKETS: [f64; 11] = [
     30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 3600.0, 5400.0, 7200.0,
+];
+/// Results a build can end with; their counters exist from the first reconcile of a pool, so
+/// `increase()` sees the first failure after a restart.
+const RESULTS: [BuildPhase; 3] = [
+    BuildPhase::Succeeded,
+    BuildPhase::Failed,
+    BuildPhase::Interrupted,
 ];
 
 fn build_histogram() -> Histogram {
@@ -30,15 +43,15 @@ pub struct Metrics {
     build_duration: HistogramFamily,
     queue_duration: HistogramFamily,
     phase: Family<Labels, Gauge>,
+    waiting: Family<Labels, Gauge>,
     active_builds: Gauge,
     leader: Gauge,
     pool_updated: Family<Labels, Gauge>,
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<Labels, Counter>,
-    resident_memory: Gauge,
-    cpu_seconds: Gauge<f64, AtomicU64>,
-    phases: Mutex<HashMap<String, BuildPhase>>,
+    /// Per pool: its current build's phase and waiting reason (to clear old series).
+    pools: Mutex<HashMap<String, PoolSeries>>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -55,76 +68,73 @@ impl Default for Metrics {
             build_duration: Family::new_with_constructor(build_histogram),
             queue_duration: Family::new_with_constructor(build_histogram),
             phase: Family::default(),
+            waiting: Family::default(),
             active_builds: Gauge::default(),
             leader: Gauge::default(),
             pool_updated: Family::default(),
             last_success: Family::default(),
-            reconcile_duration: Histogram::new(exponential_buckets(0.005, 2.0, 12)),
+            // 1 ms … 32 s: above the slowest reconcile seen under load (bench/RESULTS.md).
+            reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             reconcile_errors: Family::default(),
-            resident_memory: Gauge::default(),
-            cpu_seconds: Gauge::default(),
-            phases: Mutex::default(),
-            registry: Registry::with_prefix("strata"),
+            pools: Mutex::default(),
+            registry: Registry::default(),
         };
-        m.registry.register(
+        m.registry.register_collector(Box::new(ProcessCollector));
+        let strata = m.registry.sub_registry_with_prefix("strata");
+        strata.register(
             "builds",
             "Builds that ended, by pool and result",
             m.builds.clone(),
         );
-        m.registry.register(
+        strata.register(
             "build_duration_seconds",
             "Build time from start to end, by pool and result",
             m.build_duration.clone(),
         );
-        m.registry.register(
+        strata.register(
             "build_queue_seconds",
             "Time from a build's creation to its builder pod running",
             m.queue_duration.clone(),
         );
-        m.registry.register(
+        strata.register(
             "build_phase",
             "1 for the phase of each pool's current build",
             m.phase.clone(),
         );
-        m.registry.register(
+        strata.register(
+            "build_waiting",
+            "1 while a pool's builder pod cannot start, by the kubelet's reason (ImagePullBackOff, CreateContainerConfigError, …)",
+            m.waiting.clone(),
+        );
+        strata.register(
             "active_builds",
             "Builds Prepared or Building",
             m.active_builds.clone(),
         );
-        m.registry.register(
+        strata.register(
             "leader",
             "1 while this replica holds the leader Lease and reconciles, 0 while it waits",
             m.leader.clone(),
         );
-        m.registry.register(
+        strata.register(
             "pool_updated",
-            "1 when the MCO reports the pool updated (PoolUpdated condition)",
+            "1 when every machine of the pool runs the pinned image (the PoolUpdated condition)",
             m.pool_updated.clone(),
         );
-        m.registry.register(
+        strata.register(
             "last_success_timestamp_seconds",
             "When each pool last got a new image",
             m.last_success.clone(),
         );
-        m.registry.register(
+        strata.register(
             "reconcile_duration_seconds",
             "Time per reconcile",
             m.reconcile_duration.clone(),
         );
-        m.registry.register(
+        strata.register(
             "reconcile_errors",
             "Failed reconciles, by error kind",
             m.reconcile_errors.clone(),
-        );
-        m.registry.register(
-            "process_resident_memory_bytes",
-            "Resident memory of the controller",
-            m.resident_memory.clone(),
-        );
-        m.registry.register(
-            "process_cpu_seconds",
-            "CPU time of the controller (user + system)",
-            m.cpu_seconds.clone(),
         );
         m
     }
@@ -145,7 +155,8 @@ impl Metrics {
             .inc();
     }
 
-    /// Records the phase of `pool`'s current build (None: no build).
+    /// Records the phase of `pool`'s current build (None: no build), and makes the pool's build
+    /// counters exist.
     pub fn set_phase(&self, pool: &str, phase: Option<BuildPhase>) {
         for p in BuildPhase::ALL {
             let value = i64::from(Some(p) == phase);
@@ -153,15 +164,57 @@ impl Metrics {
                 .get_or_create(&labels(&[("pool", pool), ("phase", p.condition_type())]))
                 .set(value);
         }
-        if let Ok(mut phases) = self.phases.lock() {
-            match phase {
-                Some(p) => phases.insert(pool.to_string(), p),
-                None => phases.remove(pool),
-            };
-            let active = phases.values().filter(|p| !p.is_terminal()).count();
-            self.active_builds
-                .set(i64::try_from(active).unwrap_or(i64::MAX));
+        for result in RESULTS {
+            let _exists = self.builds.get_or_create(&labels(&[
+                ("pool", pool),
+                ("result", result.condition_type()),
+            ]));
         }
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.entry(pool.to_string()).or_default().0 = phase;
+        let active = pools
+            .values()
+            .filter(|(p, _)| p.is_some_and(|p| !p.is_terminal()))
+            .count();
+        self.active_builds
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
+    }
+
+    /// `reason` while the pool's builder pod cannot start; None clears it.
+    pub fn set_waiting(&self, pool: &str, reason: Option<&str>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = pools.entry(pool.to_string()).or_default();
+        if entry.1.as_deref() == reason {
+            return;
+        }
+        if let Some(old) = entry.1.take() {
+            self.waiting
+                .remove(&labels(&[("pool", pool), ("reason", &old)]));
+        }
+        if let Some(reason) = reason {
+            self.waiting
+                .get_or_create(&labels(&[("pool", pool), ("reason", reason)]))
+                .set(1);
+            entry.1 = Some(reason.to_string());
+        }
+    }
+
+    /// A MachineOSConfig went: its pool's series go too.
+    pub fn forget_pool(&self, pool: &str) {
+        self.set_waiting(pool, None);
+        for p in BuildPhase::ALL {
+            self.phase
+                .remove(&labels(&[("pool", pool), ("phase", p.condition_type())]));
+        }
+        self.pool_updated.remove(&labels(&[("pool", pool)]));
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.remove(pool);
+        let active = pools
+            .values()
+            .filter(|(p, _)| p.is_some_and(|p| !p.is_terminal()))
+            .count();
+        self.active_builds
+            .set(i64::try_from(active).unwrap_or(i64::MAX));
     }
 
     pub fn build_ended(
@@ -195,12 +248,8 @@ impl Metrics {
             .observe(queued_seconds);
     }
 
-    /// The text exposition, with process figures read now.
+    /// The text exposition.
     pub fn encode(&self) -> String {
-        if let Some((rss, cpu)) = process_figures() {
-            self.resident_memory.set(rss);
-            self.cpu_seconds.set(cpu);
-        }
         let mut out = String::new();
         match encode(&mut out, &self.registry) {
             Ok(()) => out,
@@ -209,14 +258,66 @@ impl Metrics {
     }
 }
 
-/// (resident bytes, cpu seconds) from /proc/self; Linux reports in pages and clock ticks (100/s).
-fn process_figures() -> Option<(i64, f64)> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some((pages * 4096, ticks / 100.0))
+/// The standard process metrics, read at each scrape.
+#[derive(Debug)]
+struct ProcessCollector;
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let p = metrics_process::collector::collect();
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                p.resident_memory_bytes,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                p.virtual_memory_bytes,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                p.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                p.max_fds,
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process.",
+                p.threads,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(value) = value {
+                let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(metric)?;
+            }
+        }
+        if let Some(start) = p.start_time_seconds {
+            let metric = encoder.encode_descriptor(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(i64::try_from(start).unwrap_or(i64::MAX)).encode(metric)?;
+        }
+        if let Some(cpu) = p.cpu_seconds_total {
+            let metric = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(cpu).encode(metric)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -231,18 +332,48 @@ mod tests {
         m.reconcile_failed("kube");
         m.set_pool_updated("worker", false);
         m.set_leader(true);
+        m.set_waiting("worker", Some("ImagePullBackOff"));
         let text = m.encode();
         for name in [
             "strata_builds_total{pool=\"worker\",result=\"Succeeded\"} 1",
             "strata_build_phase{pool=\"worker\",phase=\"Building\"} 1",
+            "strata_build_waiting{pool=\"worker\",reason=\"ImagePullBackOff\"} 1",
             "strata_active_builds 1",
             "strata_leader 1",
             "strata_pool_updated{pool=\"worker\"} 0",
             "strata_build_duration_seconds_bucket{le=\"60.0\",pool=\"worker\",result=\"Succeeded\"} 1",
             "strata_reconcile_errors_total{kind=\"kube\"} 1",
-            "strata_process_resident_memory_bytes",
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+            "process_open_fds ",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
+    }
+
+    #[test]
+    fn failure_counters_exist_before_the_first_failure() {
+        let m = Metrics::default();
+        m.set_phase("infra", Some(BuildPhase::Prepared));
+        let text = m.encode();
+        assert!(
+            text.contains("strata_builds_total{pool=\"infra\",result=\"Failed\"} 0"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn waiting_series_follow_the_reason_and_go_with_the_pool() {
+        let m = Metrics::default();
+        m.set_waiting("worker", Some("ErrImagePull"));
+        m.set_waiting("worker", Some("ImagePullBackOff"));
+        let text = m.encode();
+        assert!(!text.contains("reason=\"ErrImagePull\""), "{text}");
+        assert!(text.contains("reason=\"ImagePullBackOff\"} 1"));
+        m.set_phase("worker", Some(BuildPhase::Building));
+        m.forget_pool("worker");
+        let text = m.encode();
+        assert!(!text.contains("strata_build_waiting{"), "{text}");
+        assert!(!text.contains("strata_build_phase{"), "{text}");
     }
 }

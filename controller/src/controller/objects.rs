@@ -10,26 +10,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use serde_json::{Value, json};
 use strata_crds::MachineOSBuild;
+use strata_crds::contract::{annotations, exit_code, labels, mco};
 
+use super::names::{self, fit_63};
 use super::settings::Settings;
-use crate::builder::exit_code;
 
-/// Label on every object Strata makes for a build: the MachineOSConfig it belongs to.
-pub const CONFIG_LABEL: &str = "strata.dev/machine-os-config";
-/// Label on every object Strata makes for a build: the build's name.
-pub const BUILD_LABEL: &str = "strata.dev/machine-os-build";
-/// The MachineOSConfig's full name, as an annotation: a label value is cut to 63 characters
-/// ([`fit_63`]), an annotation is not, so the watches map a build's objects back by this.
-pub const CONFIG_ANNOTATION: &str = "strata.dev/machine-os-config";
-/// The MCO's pool-role label on MachineConfigs.
-pub const ROLE_LABEL: &str = "machineconfiguration.openshift.io/role";
 /// Key of the rendered Containerfile in the build's ConfigMap.
 pub const CONTAINERFILE_KEY: &str = "Containerfile";
-/// Name of the builder container (the podFailurePolicy refers to it).
-pub const BUILDER_CONTAINER: &str = "builder";
-
-/// Job and label values must be at most 63 characters.
-const MAX_LABEL_NAME: usize = 63;
 
 /// What one build needs in the controller namespace.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,86 +27,28 @@ pub struct BuildObjects {
     pub job: Job,
 }
 
-/// `name` shortened to 63 characters (Job names, label values), keeping its last `-` segment
-/// (a build's hash) so shortened names stay unique.
-pub fn fit_63(name: &str) -> String {
-    if name.len() <= MAX_LABEL_NAME {
-        return name.to_string();
-    }
-    let hash = name.rsplit('-').next().unwrap_or_default();
-    let hash = &hash[..hash.len().min(MAX_LABEL_NAME / 2)];
-    let head: String = name.chars().take(MAX_LABEL_NAME - hash.len() - 1).collect();
-    format!("{}-{hash}", head.trim_end_matches(['-', '.']))
-}
-
-fn short_name(prefix: &str, build: &str) -> String {
-    fit_63(&format!("{prefix}-{build}"))
-}
-
-pub fn containerfile_configmap_name(build: &str) -> String {
-    short_name("containerfile", build)
-}
-pub fn push_secret_name(build: &str) -> String {
-    short_name("push", build)
-}
-pub fn base_secret_name(build: &str) -> String {
-    short_name("base", build)
-}
-/// The Job of one incarnation of a build: a rebuild deletes and recreates the MachineOSBuild
-/// under the same name, so the Job name carries the build's uid to never meet the old Job.
-pub fn job_name(build: &MachineOSBuild) -> String {
-    let name = build.metadata.name.clone().unwrap_or_default();
-    let uid: String = build
-        .metadata
-        .uid
-        .as_deref()
-        .unwrap_or_default()
-        .chars()
-        .take(5)
-        .collect();
-    if uid.is_empty() {
-        short_name("build", &name)
-    } else {
-        fit_63(&format!("build-{name}-{uid}"))
-    }
-}
-
-/// The push spec's repository with the tag replaced by the build's name.
-pub fn image_for_build(push_spec: &str, build: &str) -> String {
-    format!("{}:{build}", repository(push_spec))
-}
-
-/// `host[:port]/path/name` of a push spec `host[:port]/path/name:tag` (or of `repo@digest`).
-pub fn repository(reference: &str) -> &str {
-    let without_digest = reference.split('@').next().unwrap_or(reference);
-    match without_digest.rfind(':') {
-        Some(colon) if !without_digest[colon..].contains('/') => &without_digest[..colon],
-        _ => without_digest,
-    }
-}
-
 fn owner(build: &MachineOSBuild) -> Vec<OwnerReference> {
     build.controller_owner_ref(&()).into_iter().collect()
 }
 
-fn labels(build: &MachineOSBuild) -> BTreeMap<String, String> {
+fn build_labels(build: &MachineOSBuild) -> BTreeMap<String, String> {
     let name = build.metadata.name.clone().unwrap_or_default();
     BTreeMap::from([
         (
-            CONFIG_LABEL.to_string(),
+            labels::CONFIG.to_string(),
             fit_63(&build.spec.machine_os_config.name),
         ),
-        (BUILD_LABEL.to_string(), fit_63(&name)),
+        (labels::BUILD.to_string(), fit_63(&name)),
         (
-            "app.kubernetes.io/managed-by".to_string(),
-            "strata".to_string(),
+            labels::MANAGED_BY.to_string(),
+            labels::MANAGED_BY_VALUE.to_string(),
         ),
     ])
 }
 
-fn annotations(build: &MachineOSBuild) -> BTreeMap<String, String> {
+fn build_annotations(build: &MachineOSBuild) -> BTreeMap<String, String> {
     BTreeMap::from([(
-        CONFIG_ANNOTATION.to_string(),
+        annotations::CONFIG.to_string(),
         build.spec.machine_os_config.name.clone(),
     )])
 }
@@ -128,8 +57,8 @@ fn meta(name: String, settings: &Settings, build: &MachineOSBuild) -> ObjectMeta
     ObjectMeta {
         name: Some(name),
         namespace: Some(settings.namespace.clone()),
-        labels: Some(labels(build)),
-        annotations: Some(annotations(build)),
+        labels: Some(build_labels(build)),
+        annotations: Some(build_annotations(build)),
         owner_references: Some(owner(build)),
         ..ObjectMeta::default()
     }
@@ -163,16 +92,16 @@ pub fn build_objects(
 ) -> BuildObjects {
     let name = build.metadata.name.clone().unwrap_or_default();
     let containerfile = ConfigMap {
-        metadata: meta(containerfile_configmap_name(&name), settings, build),
+        metadata: meta(names::containerfile_configmap(&name), settings, build),
         data: Some(BTreeMap::from([(
             CONTAINERFILE_KEY.to_string(),
             containerfile.to_string(),
         )])),
         ..ConfigMap::default()
     };
-    let push_secret = auth_secret(push_secret_name(&name), settings, build, push_auth);
+    let push_secret = auth_secret(names::push_secret(&name), settings, build, push_auth);
     let base_secret =
-        base_auth.map(|auth| auth_secret(base_secret_name(&name), settings, build, auth));
+        base_auth.map(|auth| auth_secret(names::base_secret(&name), settings, build, auth));
     let job = builder_job(build, base_secret.is_some(), settings);
     BuildObjects {
         containerfile,
@@ -182,67 +111,164 @@ pub fn build_objects(
     }
 }
 
-fn builder_job(build: &MachineOSBuild, has_base_auth: bool, settings: &Settings) -> Job {
-    let name = build.metadata.name.clone().unwrap_or_default();
-    let image = image_for_build(&build.spec.rendered_image_push_spec, &name);
-    let mut volumes = vec![
-        json!({"name": "containerfile", "configMap": {"name": containerfile_configmap_name(&name)}}),
-        json!({"name": "push-auth", "secret": {"secretName": push_secret_name(&name)}}),
-        match &settings.cache_claim {
-            Some(claim) => json!({"name": "cache", "persistentVolumeClaim": {"claimName": claim}}),
-            None => json!({"name": "cache", "emptyDir": {}}),
+/// Capabilities each step keeps; all others are dropped. Measured by dropping all and adding
+/// back one at a time until the step works on a CoreOS-sized base (builder-image/README.md,
+/// "Privileges"). buildah runs as root with chroot isolation and vfs storage.
+const PULL_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "MKNOD",
+    "SETFCAP",
+];
+const BUILD_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "SETFCAP",
+    "SETGID",
+    "SETUID",
+    "SYS_CHROOT",
+];
+const PUSH_CAPABILITIES: &[&str] = &["DAC_OVERRIDE"];
+
+/// The architecture builder pods build for (and run on).
+pub const BUILD_ARCH: &str = "amd64";
+
+/// One step's container: `strata build <name>`, its mounts and capabilities, the common
+/// resources.
+fn step(
+    name: &str,
+    settings: &Settings,
+    env: &[Value],
+    mounts: Vec<Value>,
+    capabilities: &[&str],
+) -> Value {
+    let r = &settings.builder_resources;
+    let mut limits = serde_json::Map::new();
+    limits.insert("memory".into(), json!(r.memory_limit));
+    limits.insert("ephemeral-storage".into(), json!(r.ephemeral_storage_limit));
+    if !r.cpu_limit.is_empty() {
+        limits.insert("cpu".into(), json!(r.cpu_limit));
+    }
+    json!({
+        "name": name,
+        "image": settings.builder_image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": ["build", name],
+        "env": env,
+        "volumeMounts": mounts,
+        // A step that dies without writing its message (OOM, a crash) still reports its log's end.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "privileged": false,
+            "allowPrivilegeEscalation": false,
+            "runAsUser": 0,
+            "capabilities": {"drop": ["ALL"], "add": capabilities},
         },
+        "resources": {
+            "requests": {
+                "cpu": r.cpu_request,
+                "memory": r.memory_request,
+                "ephemeral-storage": r.ephemeral_storage_request,
+            },
+            "limits": limits,
+        },
+    })
+}
+
+fn builder_job(build: &MachineOSBuild, has_pull_auth: bool, settings: &Settings) -> Job {
+    use strata_crds::contract::builder_pod as pod;
+    let name = build.metadata.name.clone().unwrap_or_default();
+    let image = names::image_for_build(&build.spec.rendered_image_push_spec, &name);
+    let storage = match &settings.cache_claim {
+        Some(claim) => json!({"name": "storage", "persistentVolumeClaim": {"claimName": claim}}),
+        None => {
+            json!({"name": "storage", "emptyDir": {"sizeLimit": settings.builder_resources.storage_size_limit}})
+        }
+    };
+    let mut volumes = vec![
+        json!({"name": "containerfile", "configMap": {"name": names::containerfile_configmap(&name)}}),
+        json!({"name": "push-auth", "secret": {"secretName": names::push_secret(&name)}}),
+        storage,
+        json!({"name": "work", "emptyDir": {"sizeLimit": settings.builder_resources.storage_size_limit}}),
     ];
-    let mut mounts = vec![
-        json!({"name": "containerfile", "mountPath": "/etc/strata/build", "readOnly": true}),
-        json!({"name": "push-auth", "mountPath": "/etc/strata/push-auth", "readOnly": true}),
-        json!({"name": "cache", "mountPath": "/var/lib/containers/storage"}),
+    let containerfile =
+        json!({"name": "containerfile", "mountPath": pod::CONTAINERFILE_DIR, "readOnly": true});
+    let shared = [
+        json!({"name": "storage", "mountPath": pod::STORAGE_DIR}),
+        json!({"name": "work", "mountPath": pod::WORK_DIR}),
     ];
-    if has_base_auth {
-        volumes
-            .push(json!({"name": "base-auth", "secret": {"secretName": base_secret_name(&name)}}));
-        mounts.push(
-            json!({"name": "base-auth", "mountPath": "/etc/strata/base-auth", "readOnly": true}),
+    let mut pull_mounts = vec![containerfile.clone()];
+    if has_pull_auth {
+        volumes.push(
+            json!({"name": "pull-auth", "secret": {"secretName": names::base_secret(&name)}}),
         );
+        pull_mounts
+            .push(json!({"name": "pull-auth", "mountPath": pod::PULL_AUTH_DIR, "readOnly": true}));
     }
+    pull_mounts.extend(shared.iter().cloned());
+    let mut build_mounts = vec![containerfile];
+    build_mounts.extend(shared.iter().cloned());
+    let mut push_mounts =
+        vec![json!({"name": "push-auth", "mountPath": pod::PUSH_AUTH_DIR, "readOnly": true})];
+    push_mounts.extend(shared.iter().cloned());
+
     let mut env = vec![json!({"name": "STRATA_IMAGE", "value": image})];
-    if let Some(cache) = &settings.registry_cache {
-        env.push(json!({"name": "STRATA_REGISTRY_CACHE", "value": cache}));
-    }
     if !settings.insecure_registries.is_empty() {
         env.push(json!({"name": "STRATA_INSECURE_REGISTRIES", "value": settings.insecure_registries.join(",")}));
     }
-    let labels = labels(build);
+    let mut pod_labels = build_labels(build);
+    pod_labels.insert(labels::COMPONENT.into(), labels::BUILDER.into());
+    let placement = &settings.builder_placement;
+    let mut node_selector =
+        BTreeMap::from([("kubernetes.io/arch".to_string(), BUILD_ARCH.to_string())]);
+    for entry in &placement.node_selector {
+        if let Some((k, v)) = entry.split_once('=') {
+            node_selector.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    let tolerations: Value = placement
+        .tolerations
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_else(|| json!([]));
+    let steps =
+        |name: &str, mounts: Vec<Value>, caps: &[&str]| step(name, settings, &env, mounts, caps);
     let job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": meta(job_name(build), settings, build),
+        "metadata": meta(names::job(build), settings, build),
         "spec": {
             "backoffLimit": settings.backoff_limit,
             "activeDeadlineSeconds": settings.build_deadline_seconds,
             "podFailurePolicy": {"rules": [
                 // A failing step, refused credentials or a bad reference: retrying cannot help.
-                {"action": "FailJob", "onExitCodes": {"containerName": BUILDER_CONTAINER, "operator": "In", "values": [exit_code::TERMINAL]}},
+                {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [exit_code::TERMINAL]}},
                 // Evictions and preemptions are not the build's fault.
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
             "template": {
-                "metadata": {"labels": labels, "annotations": annotations(build)},
+                "metadata": {"labels": pod_labels, "annotations": build_annotations(build)},
                 "spec": {
                     "restartPolicy": "Never",
                     "serviceAccountName": settings.builder_service_account,
+                    // No API access from any step, and no service addresses in the environment.
                     "automountServiceAccountToken": false,
-                    "containers": [{
-                        "name": BUILDER_CONTAINER,
-                        "image": settings.builder_image,
-                        "imagePullPolicy": "IfNotPresent",
-                        "args": ["build"],
-                        "env": env,
-                        "volumeMounts": mounts,
-                        "terminationMessagePolicy": "File",
-                        "securityContext": {"privileged": false, "allowPrivilegeEscalation": false},
-                        "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},
-                    }],
+                    "enableServiceLinks": false,
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "nodeSelector": node_selector,
+                    "tolerations": tolerations,
+                    "priorityClassName": placement.priority_class,
+                    "initContainers": [
+                        steps(pod::PULL, pull_mounts, PULL_CAPABILITIES),
+                        steps(pod::BUILD, build_mounts, BUILD_CAPABILITIES),
+                    ],
+                    "containers": [steps(pod::PUSH, push_mounts, PUSH_CAPABILITIES)],
                     "volumes": volumes,
                 }
             }
@@ -252,29 +278,18 @@ fn builder_job(build: &MachineOSBuild, has_base_auth: bool, settings: &Settings)
     serde_json::from_value(job).unwrap_or_default()
 }
 
-/// Name of the MachineConfig pinning `pool`. The MCO takes the osImageURL of the last
-/// MachineConfig by name, so ours sort after every other (`zz-…`, after the MCO's `99-…`); the
-/// worker pool's sorts before every custom pool's, since custom pools also select worker configs.
-pub fn machine_config_name(pool: &str) -> String {
-    if pool == "worker" {
-        "zz-strata-1-worker".into()
-    } else {
-        format!("zz-strata-2-{pool}")
-    }
-}
-
 /// The labels that make the pool's MachineConfigPool select a MachineConfig: its
 /// `machineConfigSelector.matchLabels`, else the role label (`…/role: <pool>`), which also
 /// satisfies the usual `role In [worker, <pool>]` expression of custom pools.
 pub fn pool_selector_labels(pool_name: &str, pool: &Value) -> serde_json::Map<String, Value> {
-    let labels = pool["spec"]["machineConfigSelector"]["matchLabels"]
+    let selected = pool["spec"]["machineConfigSelector"]["matchLabels"]
         .as_object()
         .cloned()
         .unwrap_or_default();
-    if labels.is_empty() {
-        serde_json::Map::from_iter([(ROLE_LABEL.to_string(), Value::from(pool_name))])
+    if selected.is_empty() {
+        serde_json::Map::from_iter([(labels::ROLE.to_string(), Value::from(pool_name))])
     } else {
-        labels
+        selected
     }
 }
 
@@ -286,16 +301,16 @@ pub fn machine_config(
     image: &str,
     config_name: &str,
 ) -> Value {
-    let mut labels = selector.clone();
-    labels.insert("app.kubernetes.io/managed-by".into(), "strata".into());
-    labels.insert(CONFIG_LABEL.into(), fit_63(config_name).into());
+    let mut mc_labels = selector.clone();
+    mc_labels.insert(labels::MANAGED_BY.into(), labels::MANAGED_BY_VALUE.into());
+    mc_labels.insert(labels::CONFIG.into(), fit_63(config_name).into());
     json!({
-        "apiVersion": "machineconfiguration.openshift.io/v1",
+        "apiVersion": format!("{}/{}", mco::GROUP, mco::VERSION),
         "kind": "MachineConfig",
         "metadata": {
-            "name": machine_config_name(pool),
-            "labels": labels,
-            "annotations": {CONFIG_ANNOTATION: config_name},
+            "name": names::machine_config(pool),
+            "labels": mc_labels,
+            "annotations": {annotations::CONFIG: config_name},
         },
         "spec": {"osImageURL": image},
     })
@@ -312,44 +327,6 @@ pub fn machine_config_matches(current: Option<&Value>, desired: &Value) -> bool 
                 .all(|(k, v)| &current["metadata"]["labels"][k] == v)
         });
     labels_match && current["spec"]["osImageURL"] == desired["spec"]["osImageURL"]
-}
-
-/// Canonical auth: only `auths.<registry>.{auth|username|password|identitytoken}` survive, from a
-/// `.dockerconfigjson` (`{"auths": …}`) or a legacy `.dockercfg` (the map itself). Credential
-/// helpers and other client settings are dropped: the builder has none.
-pub fn canonical_auth(data: &BTreeMap<String, ByteString>) -> Result<String, String> {
-    let (key, nested) = if let Some(v) = data.get(".dockerconfigjson") {
-        (v, true)
-    } else if let Some(v) = data.get(".dockercfg") {
-        (v, false)
-    } else {
-        return Err("has neither .dockerconfigjson nor .dockercfg".into());
-    };
-    let parsed: Value =
-        serde_json::from_slice(&key.0).map_err(|e| format!("is not valid JSON: {e}"))?;
-    let auths = if nested {
-        parsed.get("auths").cloned().unwrap_or(Value::Null)
-    } else {
-        parsed
-    };
-    let Value::Object(auths) = auths else {
-        return Err("has no registry entries".into());
-    };
-    let mut out = serde_json::Map::new();
-    for (registry, entry) in auths {
-        let mut kept = serde_json::Map::new();
-        for field in ["auth", "username", "password", "identitytoken"] {
-            if let Some(Value::String(v)) = entry.get(field)
-                && !v.is_empty()
-            {
-                kept.insert(field.into(), Value::String(v.clone()));
-            }
-        }
-        if !kept.is_empty() {
-            out.insert(registry, Value::Object(kept));
-        }
-    }
-    serde_json::to_string(&json!({"auths": out})).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -406,78 +383,86 @@ mod tests {
             for value in meta.labels.as_ref().unwrap().values() {
                 assert!(value.len() <= 63, "label value {value}");
             }
-            assert_eq!(meta.annotations.as_ref().unwrap()[CONFIG_ANNOTATION], long);
+            assert_eq!(
+                meta.annotations.as_ref().unwrap()[annotations::CONFIG],
+                long
+            );
         }
         let selector = pool_selector_labels(&long, &json!({}));
         let mc = machine_config(&long, &selector, "r.example.com/os@sha256:x", &long);
         assert!(
-            mc["metadata"]["labels"][CONFIG_LABEL]
+            mc["metadata"]["labels"][labels::CONFIG]
                 .as_str()
                 .unwrap()
                 .len()
                 <= 63
         );
         assert_eq!(
-            mc["metadata"]["annotations"][CONFIG_ANNOTATION],
+            mc["metadata"]["annotations"][annotations::CONFIG],
             long.as_str()
         );
     }
 
     #[test]
-    fn registry_cache_reaches_the_builder_only_when_set() {
-        let env_of = |settings: &Settings| {
-            let objects = build_objects(&build(), "FROM x AS base\n", "{}", None, settings);
-            let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
-            pod.containers[0].env.clone().unwrap_or_default()
+    fn no_credential_reaches_the_build_step() {
+        let objects = build_objects(
+            &build(),
+            "FROM x AS base\n",
+            "{}",
+            Some("{}"),
+            &Settings::for_tests(),
+        );
+        let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let containers: Vec<_> = pod
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&pod.containers)
+            .collect();
+        let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["pull", "build", "push"]);
+        let secret_volumes: Vec<&str> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter(|v| v.secret.is_some())
+            .map(|v| v.name.as_str())
+            .collect();
+        let mounts = |c: &k8s_openapi::api::core::v1::Container| -> Vec<String> {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| m.name.clone())
+                .collect()
         };
-        let cache = |env: &[k8s_openapi::api::core::v1::EnvVar]| {
-            env.iter()
-                .find(|e| e.name == "STRATA_REGISTRY_CACHE")
-                .and_then(|e| e.value.clone())
-        };
-        let mut settings = Settings::for_tests();
-        assert_eq!(cache(&env_of(&settings)), None);
-        settings.registry_cache = Some("10.0.0.1:5000/strata/cache".into());
-        assert_eq!(
-            cache(&env_of(&settings)).as_deref(),
-            Some("10.0.0.1:5000/strata/cache")
+        let build_mounts = mounts(containers[1]);
+        assert!(
+            secret_volumes
+                .iter()
+                .all(|s| !build_mounts.contains(&s.to_string())),
+            "the build step mounts a Secret: {build_mounts:?}"
         );
+        assert!(mounts(containers[0]).contains(&"pull-auth".to_string()));
+        assert!(!mounts(containers[0]).contains(&"push-auth".to_string()));
+        assert!(mounts(containers[2]).contains(&"push-auth".to_string()));
+        assert!(!mounts(containers[2]).contains(&"pull-auth".to_string()));
+        for c in &containers {
+            let sc = c.security_context.as_ref().unwrap();
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            assert_eq!(
+                sc.capabilities.as_ref().unwrap().drop,
+                Some(vec!["ALL".to_string()])
+            );
+        }
+        assert_eq!(pod.node_selector.unwrap()["kubernetes.io/arch"], "amd64");
     }
 
     #[test]
-    fn names_fit_in_63_characters_and_keep_the_hash() {
-        let long = format!("{}-0123456789ab", "p".repeat(240));
-        let name = short_name("build", &long);
-        assert!(name.len() <= 63, "{name}");
-        assert!(name.ends_with("-0123456789ab"));
-        assert_eq!(job_name(&build()), "build-worker-0123456789ab-11111");
-    }
-
-    #[test]
-    fn image_tag_is_the_build_name() {
-        assert_eq!(
-            image_for_build("registry.example.com:5000/a/os:latest", "worker-1"),
-            "registry.example.com:5000/a/os:worker-1"
-        );
-        assert_eq!(
-            repository("registry.example.com:5000/a/os@sha256:abc"),
-            "registry.example.com:5000/a/os"
-        );
-        assert_eq!(
-            repository("registry.example.com:5000/a/os"),
-            "registry.example.com:5000/a/os"
-        );
-    }
-
-    #[test]
-    fn machine_config_names_sort_after_the_mcos_and_worker_first() {
-        let worker = machine_config_name("worker");
-        let infra = machine_config_name("infra");
-        assert!(worker.as_str() > "99-worker-generated-registries");
-        assert!(infra > worker);
+    fn machine_config_carries_the_pools_selector_labels() {
         let role = pool_selector_labels("infra", &json!({"spec": {}}));
         let mc = machine_config("infra", &role, "r.example.com/os@sha256:x", "infra");
-        assert_eq!(mc["metadata"]["labels"][ROLE_LABEL], "infra");
+        assert_eq!(mc["metadata"]["labels"][labels::ROLE], "infra");
         // A pool selecting by other labels gets those.
         let pool = json!({"spec": {"machineConfigSelector": {"matchLabels": {"example.com/pool": "gpu"}}}});
         let mc = machine_config(
@@ -487,28 +472,7 @@ mod tests {
             "gpu",
         );
         assert_eq!(mc["metadata"]["labels"]["example.com/pool"], "gpu");
-        assert!(mc["metadata"]["labels"].get(ROLE_LABEL).is_none());
+        assert!(mc["metadata"]["labels"].get(labels::ROLE).is_none());
         assert_eq!(mc["spec"]["osImageURL"], "r.example.com/os@sha256:x");
-    }
-
-    #[test]
-    fn auth_is_canonicalised_from_both_formats() {
-        let modern = BTreeMap::from([(
-            ".dockerconfigjson".to_string(),
-            ByteString(br#"{"auths":{"r.example.com":{"auth":"dTpw","email":"x@y"}},"credHelpers":{"r.example.com":"evil"}}"#.to_vec()),
-        )]);
-        assert_eq!(
-            canonical_auth(&modern).unwrap(),
-            r#"{"auths":{"r.example.com":{"auth":"dTpw"}}}"#
-        );
-        let legacy = BTreeMap::from([(
-            ".dockercfg".to_string(),
-            ByteString(br#"{"r.example.com":{"username":"u","password":"p"}}"#.to_vec()),
-        )]);
-        assert_eq!(
-            canonical_auth(&legacy).unwrap(),
-            r#"{"auths":{"r.example.com":{"password":"p","username":"u"}}}"#
-        );
-        assert!(canonical_auth(&BTreeMap::new()).is_err());
     }
 }

@@ -1,57 +1,99 @@
-//! Observe: read what the planner needs about one MachineOSConfig from the cluster and the
-//! registry. Reads only.
+//! Observe: what the planner needs about one MachineOSConfig, read from the caches; the registry
+//! is asked only for what the caches cannot know (a tag's digest, whether an image exists), and
+//! its answers are cached too. Reads only.
 
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use std::collections::BTreeSet;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+use strata_crds::contract::{annotations, labels, mco};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 
 use super::Context;
+use super::auth::{merge, secret_auths};
 use super::error::Error;
-use super::objects::{self, BUILDER_CONTAINER, CONFIG_LABEL, canonical_auth, fit_63};
-use super::plan::{BuildAuth, JobObservation, Observed};
-use crate::builder::TerminationMessage;
+use super::names::{self, fit_63};
+use super::plan::{AuthProblem, BuildAuth, JobObservation, Observed, job_observation};
+use super::registry::ImageCheck;
 use crate::render::{BuildInputs, is_digest_pinned};
-
-pub fn pool_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(
-            "machineconfiguration.openshift.io",
-            "v1",
-            "MachineConfigPool",
-        ),
-        "machineconfigpools",
-    )
-}
-
-pub fn machine_config_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("machineconfiguration.openshift.io", "v1", "MachineConfig"),
-        "machineconfigs",
-    )
-}
+use strata_crds::contract::TerminationMessage;
 
 pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed, Error> {
-    let name = config.metadata.name.clone().unwrap_or_default();
-    let pools: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &pool_resource());
-    let pool = pools.get_opt(&config.spec.machine_config_pool.name).await?;
-    let pool = pool.map(serde_json::to_value).transpose()?;
-
-    let auth = read_auth(ctx, config).await?;
-    let base_auth = auth.as_ref().ok().and_then(|a| a.base.clone());
-    let builds: Api<MachineOSBuild> = Api::all(ctx.client.clone());
-    let builds = builds
-        .list(&ListParams::default().labels(&format!("{CONFIG_LABEL}={}", fit_63(&name))))
-        .await?;
-    let builds: Vec<MachineOSBuild> = builds
-        .items
-        .into_iter()
-        .filter(|b| belongs_to(b, config))
+    let stores = &ctx.stores;
+    let now = k8s_openapi::jiff::Timestamp::now();
+    let name = config.name_any();
+    let pool_name = &config.spec.machine_config_pool.name;
+    let pool = stores
+        .pools
+        .get(&ObjectRef::new_with(pool_name, mco::machine_config_pool()))
+        .map(|p| serde_json::to_value(p.as_ref()))
+        .transpose()?;
+    let rendered_config = pool
+        .as_ref()
+        .and_then(|p| p["status"]["configuration"]["name"].as_str())
+        .and_then(|rendered| {
+            stores
+                .machine_configs
+                .get(&ObjectRef::new_with(rendered, mco::machine_config()))
+        })
+        .map(|mc| serde_json::to_value(mc.as_ref()))
+        .transpose()?;
+    let rivals = stores
+        .configs
+        .state()
+        .iter()
+        .filter(|c| {
+            c.spec.machine_config_pool.name == *pool_name
+                && c.name_any() != name
+                && c.metadata.deletion_timestamp.is_none()
+        })
+        .map(|c| {
+            (
+                c.name_any(),
+                c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            )
+        })
         .collect();
 
+    let (builds, foreign): (Vec<MachineOSBuild>, Vec<MachineOSBuild>) = stores
+        .builds
+        .state()
+        .iter()
+        .filter(|b| b.spec.machine_os_config.name == name)
+        .map(|b| b.as_ref().clone())
+        .partition(|b| belongs_to(b, config));
+    let is_ours = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| match meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(annotations::CONFIG))
+    {
+        Some(full) => *full == name,
+        None => meta.labels.as_ref().and_then(|l| l.get(labels::CONFIG)) == Some(&fit_63(&name)),
+    };
+    let jobs: Vec<_> = stores
+        .jobs
+        .state()
+        .iter()
+        .filter(|j| is_ours(&j.metadata))
+        .map(|j| j.as_ref().clone())
+        .collect();
+    let build_secrets: BTreeSet<String> = stores
+        .secrets
+        .state()
+        .iter()
+        .filter(|s| {
+            s.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
+                && is_ours(&s.metadata)
+        })
+        .map(|s| s.name_any())
+        .collect();
+
+    let auth = read_auth(ctx, config);
+    let base_auth = auth.as_ref().ok().and_then(|a| a.base.clone());
     let base = match &config.spec.base_image {
         Some(base) => Ok(base.clone()),
-        None => release_base(ctx).await?,
+        None => release_base(ctx),
     };
     let base = match base {
         Ok(base) if already_built_on(&base, &builds) => Ok(base),
@@ -59,21 +101,29 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         Err(why) => Err(why),
     };
 
-    let current_name = base
+    let current = base
         .as_ref()
         .ok()
-        .map(|b| BuildInputs::from_config(config, b).build_name());
-    let current = current_name
-        .as_ref()
-        .and_then(|n| builds.iter().find(|b| b.metadata.name.as_ref() == Some(n)));
+        .map(|b| BuildInputs::from_config(config, b).build_name())
+        .and_then(|n| builds.iter().find(|b| b.metadata.name.as_ref() == Some(&n)));
     let job = match current {
         Some(build) if build.phase().is_none_or(|p| !p.is_terminal()) => {
-            observe_job(ctx, &objects::job_name(build)).await?
+            let job_name = names::job(build);
+            let pods = stores.pods.state();
+            let pods: Vec<_> = pods
+                .iter()
+                .filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&job_name))
+                .map(AsRef::as_ref)
+                .collect();
+            job_observation(
+                jobs.iter()
+                    .find(|j| j.metadata.name.as_ref() == Some(&job_name)),
+                &pods,
+            )
         }
         _ => JobObservation::Missing,
     };
 
-    let push_auth = auth.as_ref().ok().map(|a| a.push.clone());
     let image_to_check = match (&job, current) {
         (
             JobObservation::Succeeded {
@@ -83,7 +133,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
             Some(build),
         ) => Some(format!(
             "{}@{digest}",
-            objects::repository(&build.spec.rendered_image_push_spec)
+            names::repository(&build.spec.rendered_image_push_spec)
         )),
         (_, Some(build)) if build.phase() == Some(BuildPhase::Succeeded) => build
             .status
@@ -91,173 +141,118 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
             .and_then(|s| s.digested_image_push_spec.clone()),
         _ => None,
     };
-    let image_check = match image_to_check {
-        Some(image) => Some(ctx.registry.check(&image, push_auth.as_deref()).await),
+    let push_auth = auth.as_ref().ok().map(|a| a.push.clone());
+    let image_check: Option<ImageCheck> = match image_to_check {
+        Some(image) => Some(
+            ctx.registry
+                .inspect(&image, push_auth.as_deref(), now)
+                .await,
+        ),
         None => None,
     };
-    let machine_configs: Api<DynamicObject> =
-        Api::all_with(ctx.client.clone(), &machine_config_resource());
-    let machine_config = machine_configs
-        .get_opt(&objects::machine_config_name(
-            &config.spec.machine_config_pool.name,
+    let machine_config = stores
+        .machine_configs
+        .get(&ObjectRef::new_with(
+            &names::machine_config(pool_name),
+            mco::machine_config(),
         ))
-        .await?
-        .map(serde_json::to_value)
+        .map(|mc| serde_json::to_value(mc.as_ref()))
         .transpose()?;
     Ok(Observed {
         config: config.clone(),
-        machine_config,
         pool,
+        rendered_config,
+        rivals,
         base,
         builds,
+        foreign_builds: foreign.iter().map(|b| b.name_any()).collect(),
+        jobs,
         job,
+        build_secrets,
         auth,
         image_check,
-        now: k8s_openapi::jiff::Timestamp::now(),
+        machine_config,
+        now,
     })
 }
 
 /// The release's OS base image from the release ConfigMap.
-async fn release_base(ctx: &Context) -> Result<Result<String, String>, Error> {
+fn release_base(ctx: &Context) -> Result<String, String> {
     let s = &ctx.settings;
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &s.release_configmap_namespace);
     let where_ = format!(
         "ConfigMap {}/{} key {}",
         s.release_configmap_namespace, s.release_configmap, s.release_configmap_key
     );
-    Ok(match api.get_opt(&s.release_configmap).await? {
+    let cm = ctx
+        .stores
+        .release
+        .get(&ObjectRef::new(&s.release_configmap).within(&s.release_configmap_namespace));
+    match cm {
         None => Err(format!("{where_}: the ConfigMap does not exist")),
         Some(cm) => match cm
             .data
-            .and_then(|d| d.get(&s.release_configmap_key).cloned())
+            .as_ref()
+            .and_then(|d| d.get(&s.release_configmap_key))
         {
             Some(base) if !base.trim().is_empty() => Ok(base.trim().to_string()),
             _ => Err(format!("{where_}: the key is missing or empty")),
         },
-    })
+    }
 }
 
-/// Canonical push and pull auth from the Secrets the MachineOSConfig names.
-async fn read_auth(
-    ctx: &Context,
-    config: &MachineOSConfig,
-) -> Result<Result<BuildAuth, String>, Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-    let read = |name: String| {
-        let api = api.clone();
-        let ns = ctx.settings.namespace.clone();
-        async move {
-            Ok::<_, Error>(match api.get_opt(&name).await? {
-                None => Err(format!("Secret {ns}/{name} does not exist")),
-                Some(secret) => canonical_auth(&secret.data.unwrap_or_default())
-                    .map_err(|e| format!("Secret {ns}/{name} {e}")),
-            })
+/// Whether the Secret lets MachineOSConfig `config` use it (the opt-in annotation).
+fn allows(secret: &Secret, config: &str) -> bool {
+    secret
+        .annotations()
+        .get(annotations::ALLOWED_CONFIGS)
+        .is_some_and(|allowed| {
+            allowed
+                .split(',')
+                .map(str::trim)
+                .any(|a| a == "*" || a == config)
+        })
+}
+
+/// Canonical push and pull auth from the Secrets the MachineOSConfig names, each used only when
+/// it allows this MachineOSConfig (otherwise anyone allowed to create a MachineOSConfig could
+/// make Strata use any Secret of its namespace).
+fn read_auth(ctx: &Context, config: &MachineOSConfig) -> Result<BuildAuth, AuthProblem> {
+    let ns = &ctx.settings.namespace;
+    let name = config.name_any();
+    let read = |field: &str, secret_name: &str| {
+        let unavailable = |why: String| AuthProblem {
+            reason: "SecretUnavailable",
+            message: format!("{field}: Secret {ns}/{secret_name} {why}"),
+        };
+        let secret = ctx
+            .stores
+            .secrets
+            .get(&ObjectRef::new(secret_name).within(ns))
+            .ok_or_else(|| unavailable("does not exist".into()))?;
+        if !allows(&secret, &name) {
+            return Err(AuthProblem {
+                reason: "SecretNotAllowed",
+                message: format!(
+                    "{field}: Secret {ns}/{secret_name} does not allow MachineOSConfig {name} to \
+                     use it; its owner opts in with the annotation {}={name}",
+                    annotations::ALLOWED_CONFIGS
+                ),
+            });
         }
+        secret_auths(&secret.data.clone().unwrap_or_default()).map_err(unavailable)
     };
-    let push = match read(config.spec.rendered_image_push_secret.name.clone()).await? {
-        Ok(push) => push,
-        Err(why) => return Ok(Err(format!("renderedImagePushSecret: {why}"))),
-    };
+    let push = read(
+        "renderedImagePushSecret",
+        &config.spec.rendered_image_push_secret.name,
+    )?;
     let base = match &config.spec.base_image_pull_secret {
-        Some(secret) => match read(secret.name.clone()).await? {
-            Ok(base) => Some(base),
-            Err(why) => return Ok(Err(format!("baseImagePullSecret: {why}"))),
-        },
+        Some(secret) => Some(merge(&[read("baseImagePullSecret", &secret.name)?])),
         None => None,
     };
-    Ok(Ok(BuildAuth { push, base }))
-}
-
-/// The Job's state and, when it ended, the builder's termination message.
-async fn observe_job(ctx: &Context, job_name: &str) -> Result<JobObservation, Error> {
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-    let Some(job) = jobs.get_opt(job_name).await? else {
-        return Ok(JobObservation::Missing);
-    };
-    let status = job.status.unwrap_or_default();
-    let attempts =
-        status.active.unwrap_or(0) + status.failed.unwrap_or(0) + status.succeeded.unwrap_or(0);
-    let condition = |ty: &str| {
-        status
-            .conditions
-            .iter()
-            .flatten()
-            .find(|c| c.type_ == ty && c.status == "True")
-            .cloned()
-    };
-    let complete = condition("Complete");
-    let failed = condition("Failed");
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-    let pods = pods
-        .list(&ListParams::default().labels(&format!("batch.kubernetes.io/job-name={job_name}")))
-        .await?;
-    let ended = ended_builders(&pods.items);
-    if complete.is_none() && failed.is_none() {
-        // A builder that exited 0 with its digest is done: acting on it now saves the ~2 s the
-        // Job controller takes to mark the Job Complete (see bench/RESULTS.md).
-        return Ok(match success_message(&ended) {
-            Some(message) => JobObservation::Succeeded {
-                attempts: attempts.max(1),
-                message: Some(message),
-            },
-            None => JobObservation::Running {
-                attempts: attempts.max(1),
-            },
-        });
-    }
-    if complete.is_some() {
-        return Ok(JobObservation::Succeeded {
-            attempts,
-            message: success_message(&ended),
-        });
-    }
-    let failed = failed.unwrap_or_default();
-    let termination = ended
-        .iter()
-        .rev()
-        .find_map(|(_, _, m)| m.as_deref().and_then(TerminationMessage::parse));
-    Ok(JobObservation::Failed {
-        attempts,
-        reason: failed.reason.unwrap_or_else(|| "JobFailed".into()),
-        message: failed.message.unwrap_or_default(),
-        termination,
+    Ok(BuildAuth {
+        push: merge(&[push]),
+        base,
     })
-}
-
-/// (finishedAt, exit code, termination message) of every builder container that ended, oldest
-/// first.
-fn ended_builders(pods: &[Pod]) -> Vec<(String, i32, Option<String>)> {
-    let mut ended: Vec<(String, i32, Option<String>)> = pods
-        .iter()
-        .filter_map(|pod| {
-            let status = pod
-                .status
-                .as_ref()?
-                .container_statuses
-                .as_ref()?
-                .iter()
-                .find(|c| c.name == BUILDER_CONTAINER)?;
-            let terminated = status.state.as_ref()?.terminated.as_ref()?;
-            let finished = terminated
-                .finished_at
-                .as_ref()
-                .map(|t| t.0.to_string())
-                .unwrap_or_default();
-            Some((finished, terminated.exit_code, terminated.message.clone()))
-        })
-        .collect();
-    ended.sort();
-    ended
-}
-
-/// The success message of the last builder that exited 0 with one.
-fn success_message(ended: &[(String, i32, Option<String>)]) -> Option<TerminationMessage> {
-    ended
-        .iter()
-        .rev()
-        .filter(|(_, code, _)| *code == 0)
-        .filter_map(|(_, _, m)| m.as_deref().and_then(TerminationMessage::parse))
-        .find(|m| matches!(m, TerminationMessage::Success { .. }))
 }
 
 /// Whether `build` was made for this very MachineOSConfig: a config deleted and created again
@@ -285,9 +280,8 @@ fn already_built_on(base: &str, builds: &[MachineOSBuild]) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn builds_of_a_deleted_config_with_the_same_name_are_not_ours() {
-        let config: MachineOSConfig = serde_json::from_value(serde_json::json!({
+    fn config() -> MachineOSConfig {
+        serde_json::from_value(serde_json::json!({
             "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
             "metadata": {"name": "worker", "uid": "new-uid"},
             "spec": {
@@ -298,54 +292,16 @@ mod tests {
                 "containerFile": [],
             }
         }))
-        .unwrap();
-        let build_owned_by = |uid: &str| -> MachineOSBuild {
-            serde_json::from_value(serde_json::json!({
-                "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
-                "metadata": {"name": "worker-0123456789ab", "ownerReferences": [{
-                    "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
-                    "name": "worker", "uid": uid, "controller": true,
-                }]},
-                "spec": {
-                    "machineOSConfig": {"name": "worker"},
-                    "machineConfigPool": {"name": "worker"},
-                    "baseImage": "r.example.com/os@sha256:0",
-                    "renderedImagePushSpec": "r.example.com/os:latest",
-                    "containerFile": [],
-                }
-            }))
-            .unwrap()
-        };
-        assert!(belongs_to(&build_owned_by("new-uid"), &config));
-        assert!(!belongs_to(&build_owned_by("old-uid"), &config));
+        .unwrap()
     }
 
-    #[test]
-    fn only_a_builder_that_exited_0_with_a_digest_counts_as_done() {
-        let success = TerminationMessage::Success {
-            digest: format!("sha256:{}", "c".repeat(64)),
-            size_bytes: 1,
-            build_seconds: 1.0,
-            push_seconds: 1.0,
-        }
-        .to_line();
-        let failure =
-            r#"{"class":"transient","reason":"RegistryUnavailable","message":"down","logTail":""}"#;
-        let at = |t: &str, code: i32, m: &str| (t.to_string(), code, Some(m.to_string()));
-        assert!(success_message(&[]).is_none());
-        assert!(success_message(&[at("1", 4, failure)]).is_none());
-        // Exit 0 without a parsable message is not done.
-        assert!(success_message(&[at("1", 0, "garbage")]).is_none());
-        let found = success_message(&[at("1", 4, failure), at("2", 0, &success)]);
-        assert!(matches!(found, Some(TerminationMessage::Success { .. })));
-    }
-
-    #[test]
-    fn a_digest_already_built_on_is_not_asked_again() {
-        let base = format!("r.example.com/os@sha256:{}", "a".repeat(64));
-        let build: MachineOSBuild = serde_json::from_value(serde_json::json!({
+    fn build(uid: &str, base: &str) -> MachineOSBuild {
+        serde_json::from_value(serde_json::json!({
             "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
-            "metadata": {"name": "worker-0123456789ab"},
+            "metadata": {"name": "worker-0123456789ab", "ownerReferences": [{
+                "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
+                "name": "worker", "uid": uid, "controller": true,
+            }]},
             "spec": {
                 "machineOSConfig": {"name": "worker"},
                 "machineConfigPool": {"name": "worker"},
@@ -354,14 +310,42 @@ mod tests {
                 "containerFile": [],
             }
         }))
-        .unwrap();
-        assert!(already_built_on(&base, std::slice::from_ref(&build)));
+        .unwrap()
+    }
+
+    #[test]
+    fn builds_of_a_deleted_config_with_the_same_name_are_not_ours() {
+        assert!(belongs_to(&build("new-uid", "x"), &config()));
+        assert!(!belongs_to(&build("old-uid", "x"), &config()));
+    }
+
+    #[test]
+    fn a_digest_already_built_on_is_not_asked_again() {
+        let base = format!("r.example.com/os@sha256:{}", "a".repeat(64));
+        let built = build("new-uid", &base);
+        assert!(already_built_on(&base, std::slice::from_ref(&built)));
         assert!(!already_built_on(&base, &[]));
         let other = format!("r.example.com/os@sha256:{}", "b".repeat(64));
-        assert!(!already_built_on(&other, std::slice::from_ref(&build)));
+        assert!(!already_built_on(&other, std::slice::from_ref(&built)));
         // A tag can move: it is always resolved.
-        let mut tagged = build.clone();
-        tagged.spec.base_image = "r.example.com/os:latest".into();
+        let tagged = build("new-uid", "r.example.com/os:latest");
         assert!(!already_built_on("r.example.com/os:latest", &[tagged]));
+    }
+
+    #[test]
+    fn a_secret_is_used_only_by_the_configs_it_names() {
+        let secret = |annotation: Option<&str>| -> Secret {
+            let mut s = Secret::default();
+            if let Some(a) = annotation {
+                s.metadata.annotations =
+                    Some([(annotations::ALLOWED_CONFIGS.to_string(), a.to_string())].into());
+            }
+            s
+        };
+        assert!(!allows(&secret(None), "worker"));
+        assert!(allows(&secret(Some("infra, worker")), "worker"));
+        assert!(!allows(&secret(Some("infra")), "worker"));
+        assert!(!allows(&secret(Some("workers")), "worker"));
+        assert!(allows(&secret(Some("*")), "worker"));
     }
 }

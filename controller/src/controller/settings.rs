@@ -1,11 +1,93 @@
 //! The controller's configuration: flags, each with an environment variable.
 
-use clap::Args;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use strata_crds::contract::install;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (for log collectors).
+    Json,
+}
+
+/// Resources of every builder step (the same for pull, build and push: they run one after the
+/// other). Defaults measured on a CoreOS-sized base: see bench/RESULTS.md.
+#[derive(Debug, Clone, Args)]
+pub struct BuilderResources {
+    /// CPU request of builder pods; a build is CPU-bound, so a low request starves it beside the
+    /// control plane.
+    #[arg(
+        long = "builder-cpu-request",
+        env = "STRATA_BUILDER_CPU_REQUEST",
+        default_value = "1"
+    )]
+    pub cpu_request: String,
+    /// CPU limit of builder pods (empty: none).
+    #[arg(
+        long = "builder-cpu-limit",
+        env = "STRATA_BUILDER_CPU_LIMIT",
+        default_value = ""
+    )]
+    pub cpu_limit: String,
+    #[arg(
+        long = "builder-memory-request",
+        env = "STRATA_BUILDER_MEMORY_REQUEST",
+        default_value = "512Mi"
+    )]
+    pub memory_request: String,
+    #[arg(
+        long = "builder-memory-limit",
+        env = "STRATA_BUILDER_MEMORY_LIMIT",
+        default_value = "4Gi"
+    )]
+    pub memory_limit: String,
+    #[arg(
+        long = "builder-ephemeral-storage-request",
+        env = "STRATA_BUILDER_EPHEMERAL_STORAGE_REQUEST",
+        default_value = "2Gi"
+    )]
+    pub ephemeral_storage_request: String,
+    #[arg(
+        long = "builder-ephemeral-storage-limit",
+        env = "STRATA_BUILDER_EPHEMERAL_STORAGE_LIMIT",
+        default_value = "20Gi"
+    )]
+    pub ephemeral_storage_limit: String,
+    /// sizeLimit of the emptyDir holding the build's image storage.
+    #[arg(
+        long = "builder-storage-size-limit",
+        env = "STRATA_BUILDER_STORAGE_SIZE_LIMIT",
+        default_value = "20Gi"
+    )]
+    pub storage_size_limit: String,
+}
+
+/// Where builder pods may run.
+#[derive(Debug, Clone, Args)]
+pub struct BuilderPlacement {
+    /// Extra nodeSelector entries of builder pods (key=value, comma-separated); the
+    /// kubernetes.io/arch label of the built architecture is always set.
+    #[arg(
+        long = "builder-node-selector",
+        env = "STRATA_BUILDER_NODE_SELECTOR",
+        value_delimiter = ','
+    )]
+    pub node_selector: Vec<String>,
+    /// Tolerations of builder pods as JSON (a list of Kubernetes Toleration objects).
+    #[arg(long = "builder-tolerations", env = "STRATA_BUILDER_TOLERATIONS")]
+    pub tolerations: Option<String>,
+    /// priorityClassName of builder pods.
+    #[arg(long = "builder-priority-class", env = "STRATA_BUILDER_PRIORITY_CLASS")]
+    pub priority_class: Option<String>,
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Namespace of the controller: it reads the MachineOSConfigs' Secrets here and runs builds here.
-    #[arg(long, env = "STRATA_NAMESPACE", default_value = "strata-system")]
+    #[arg(long, env = "STRATA_NAMESPACE", default_value = install::NAMESPACE)]
     pub namespace: String,
     /// The builder image (buildah + strata), preferably by digest.
     #[arg(long, env = "STRATA_BUILDER_IMAGE")]
@@ -14,9 +96,13 @@ pub struct Settings {
     #[arg(
         long,
         env = "STRATA_BUILDER_SERVICE_ACCOUNT",
-        default_value = "strata-builder"
+        default_value = install::BUILDER_SERVICE_ACCOUNT
     )]
     pub builder_service_account: String,
+    #[command(flatten)]
+    pub builder_resources: BuilderResources,
+    #[command(flatten)]
+    pub builder_placement: BuilderPlacement,
     /// Registries (host:port) reached over plain HTTP, comma-separated: by the builder and by the
     /// controller's digest checks. TLS stays on for all others.
     #[arg(long, env = "STRATA_INSECURE_REGISTRIES", value_delimiter = ',')]
@@ -33,11 +119,6 @@ pub struct Settings {
     /// PersistentVolumeClaim mounted as the builder's layer cache (an emptyDir when unset).
     #[arg(long, env = "STRATA_BUILD_CACHE_CLAIM")]
     pub cache_claim: Option<String>,
-    /// Registry repository for the builder's layer cache (buildah --cache-from/--cache-to), shared
-    /// by every builder pod, so a rebuild reuses the layers of unchanged fragments. Off when unset.
-    /// The builder reaches it with the base pull secret's credentials, or anonymously.
-    #[arg(long, env = "STRATA_BUILD_REGISTRY_CACHE")]
-    pub registry_cache: Option<String>,
     /// Namespace of the release ConfigMap naming the OS base image.
     #[arg(
         long,
@@ -59,32 +140,54 @@ pub struct Settings {
         default_value = "baseOSContainerImage"
     )]
     pub release_configmap_key: String,
+    /// Seconds a registry call may take in all (connect, TLS, answer), however long the registry
+    /// keeps the connection open.
+    #[arg(long, env = "STRATA_REGISTRY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub registry_timeout_seconds: u64,
+    /// MachineOSConfigs reconciled at the same time.
+    #[arg(long, env = "STRATA_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "STRATA_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     pub http_address: std::net::SocketAddr,
     /// Lease used for leader election (in --namespace); two replicas are safe.
-    #[arg(long, env = "STRATA_LEASE_NAME", default_value = "strata-controller")]
+    #[arg(long, env = "STRATA_LEASE_NAME", default_value = install::LEASE)]
     pub lease_name: String,
+    /// Log lines as text or JSON.
+    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    pub fn registry_connect_timeout(&self) -> Duration {
+        Duration::from_secs(self.registry_timeout_seconds.clamp(1, 10))
+    }
+
+    pub fn registry_total_timeout(&self) -> Duration {
+        Duration::from_secs(self.registry_timeout_seconds.max(1))
+    }
 }
 
 #[cfg(test)]
 impl Settings {
     pub fn for_tests() -> Self {
-        Self {
-            namespace: "strata-system".into(),
-            builder_image: "registry.example.com/strata/builder@sha256:0000000000000000000000000000000000000000000000000000000000000000".into(),
-            builder_service_account: "strata-builder".into(),
-            insecure_registries: vec!["10.0.0.1:5000".into()],
-            backoff_limit: 3,
-            build_deadline_seconds: 7200,
-            cache_claim: None,
-            registry_cache: None,
-            build_history: 2,
-            release_configmap_namespace: "openshift-machine-config-operator".into(),
-            release_configmap: "machine-config-osimageurl".into(),
-            release_configmap_key: "baseOSContainerImage".into(),
-            http_address: ([127, 0, 0, 1], 8080).into(),
-            lease_name: "strata-controller".into(),
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            settings: Settings,
         }
+        let mut settings = Cli::parse_from([
+            "strata",
+            "--builder-image",
+            "registry.example.com/strata/builder@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            "--insecure-registries",
+            "10.0.0.1:5000",
+            "--build-history",
+            "2",
+        ])
+        .settings;
+        settings.http_address = ([127, 0, 0, 1], 8080).into();
+        settings
     }
 }

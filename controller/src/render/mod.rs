@@ -22,6 +22,8 @@ const NAME_HASH_LEN: usize = 12;
 /// Longest object name Kubernetes allows.
 const MAX_NAME_LEN: usize = 253;
 const TEMPLATE: &str = include_str!("Containerfile.tera");
+/// The image label carrying the inputs hash (the template writes it on the final stage).
+pub const INPUTS_HASH_LABEL: &str = strata_crds::contract::image_labels::INPUTS_HASH;
 /// Comment the template puts before the fragment's body: `<marker><fragment line>` tells the
 /// builder which fragment line a failing step came from.
 pub const FRAGMENT_MARKER: &str = "# strata: fragment line ";
@@ -141,6 +143,11 @@ impl BuildInputs {
         let room = MAX_NAME_LEN - NAME_HASH_LEN - 1;
         let prefix: String = self.machine_os_config.chars().take(room).collect();
         format!("{}-{suffix}", prefix.trim_end_matches(['-', '.']))
+    }
+
+    /// Whether some fragment applies to amd64 builds, or there is none at all (the stock base).
+    pub fn has_fragment_for_amd64(&self) -> bool {
+        self.container_file.is_empty() || self.selected_fragment().is_some()
     }
 
     /// The fragment built for amd64: the AMD64 entry if present, else NoArch.

@@ -371,3 +371,16 @@ fn rendered_lines_map_back_to_fragment_lines() {
     // Lines of the template itself are not in the fragment.
     assert_eq!(fragment_line(&rendered.containerfile, 1), None);
 }
+
+#[test]
+fn the_template_writes_the_contract_image_labels() {
+    use strata_crds::contract::image_labels;
+    let label_line = TEMPLATE.lines().find(|l| l.starts_with("LABEL ")).unwrap();
+    for label in [
+        image_labels::BASE_IMAGE,
+        image_labels::MACHINE_OS_CONFIG,
+        image_labels::INPUTS_HASH,
+    ] {
+        assert!(label_line.contains(&format!("{label}=")), "{label} missing");
+    }
+}

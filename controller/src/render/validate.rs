@@ -1,5 +1,6 @@
 //! The CRD's validation rules, checked again on our side so that `strata render` rejects what the
-//! API server would, with the same field paths, and the controller never trusts a stale schema.
+//! API server would, with the same field paths. (The controller does not run them: the API server
+//! already did, and an object stored before a rule existed keeps its ratcheted exemption.)
 
 use std::sync::LazyLock;
 
@@ -8,12 +9,25 @@ use strata_crds::{MAX_CONTAINERFILE_BYTES, MachineOSConfig, rules};
 
 use super::RenderError;
 
-/// The push-spec regex, taken from the CRD's CEL rule so there is one source of truth.
-static PUSH_SPEC: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    let pattern = rules::PUSH_SPEC_RULE
-        .strip_prefix("self.matches('")?
-        .strip_suffix("')")?;
+/// The regex of a CEL rule `self.matches('…')`, so the CRD's rule is the one source of truth.
+fn cel_regex(rule: &str) -> Option<Regex> {
+    let pattern = rule.strip_prefix("self.matches('")?.strip_suffix("')")?;
     Regex::new(&pattern.replace(r"\\", r"\")).ok()
+}
+
+/// The push spec's rules, in the CRD's order, with their messages.
+static PUSH_SPEC_RULES: LazyLock<Vec<(Option<Regex>, &'static str)>> = LazyLock::new(|| {
+    [
+        (rules::PUSH_SPEC_RULE, rules::PUSH_SPEC_MESSAGE),
+        (
+            rules::PUSH_SPEC_LOWERCASE_RULE,
+            rules::PUSH_SPEC_LOWERCASE_MESSAGE,
+        ),
+        (rules::PUSH_SPEC_ROOM_RULE, rules::PUSH_SPEC_ROOM_MESSAGE),
+    ]
+    .into_iter()
+    .map(|(rule, message)| (cel_regex(rule), message))
+    .collect()
 });
 
 /// `repo@sha256:<64 lowercase hex>`.
@@ -33,8 +47,12 @@ pub fn is_digest_pinned(reference: &str) -> bool {
     }
 }
 
-fn is_push_spec(spec: &str) -> bool {
-    PUSH_SPEC.as_ref().is_some_and(|re| re.is_match(spec))
+/// The message of the first push-spec rule `spec` breaks.
+fn push_spec_problem(spec: &str) -> Option<&'static str> {
+    PUSH_SPEC_RULES
+        .iter()
+        .find(|(re, _)| !re.as_ref().is_some_and(|re| re.is_match(spec)))
+        .map(|(_, message)| *message)
 }
 
 fn is_dns1123_subdomain(name: &str) -> bool {
@@ -91,14 +109,10 @@ pub fn validate_config(config: &MachineOSConfig) -> Result<(), RenderError> {
             ));
         }
     }
-    if !is_push_spec(&spec.rendered_image_push_spec) {
+    if let Some(message) = push_spec_problem(&spec.rendered_image_push_spec) {
         return Err(RenderError::invalid(
             "spec.renderedImagePushSpec",
-            format!(
-                "'{}': {}",
-                spec.rendered_image_push_spec,
-                rules::PUSH_SPEC_MESSAGE
-            ),
+            format!("'{}': {message}", spec.rendered_image_push_spec),
         ));
     }
     if let Some(base) = &spec.base_image
@@ -146,14 +160,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn push_spec_regex_comes_from_the_cel_rule() {
-        assert!(PUSH_SPEC.is_some());
+    fn push_spec_regexes_come_from_the_cel_rules() {
+        assert!(PUSH_SPEC_RULES.iter().all(|(re, _)| re.is_some()));
         for ok in [
             "quay.io/openshift/origin-release:latest",
             "image-registry.openshift-image-registry.svc:5000/openshift/os-image:latest",
             "10.0.0.5:5000/strata/worker:v1",
+            "Registry.Example.com/os/worker:Latest",
         ] {
-            assert!(is_push_spec(ok), "{ok}");
+            assert_eq!(push_spec_problem(ok), None, "{ok}");
         }
         for bad in [
             "quay.io/openshift/origin-release",
@@ -161,8 +176,21 @@ mod tests {
             "quay.io/a@sha256:abc",
             "",
         ] {
-            assert!(!is_push_spec(bad), "{bad}");
+            assert_eq!(
+                push_spec_problem(bad),
+                Some(rules::PUSH_SPEC_MESSAGE),
+                "{bad}"
+            );
         }
+        assert_eq!(
+            push_spec_problem("quay.io/MyOrg/os:latest"),
+            Some(rules::PUSH_SPEC_LOWERCASE_MESSAGE)
+        );
+        let long = format!("quay.io/{}:latest", "a".repeat(430));
+        assert_eq!(
+            push_spec_problem(&long),
+            Some(rules::PUSH_SPEC_ROOM_MESSAGE)
+        );
     }
 
     #[test]

@@ -1,4 +1,6 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
+use strata_crds::contract::{FailureClass, PhaseTiming, TerminationMessage};
 use strata_crds::{ContainerfileArch, ContainerfileEntry};
 
 use super::*;
@@ -26,16 +28,24 @@ fn config(fragment: &str) -> MachineOSConfig {
 }
 
 fn pool() -> Value {
-    json!({"metadata": {"name": "worker"}, "status": {"conditions": [{"type": "Updated", "status": "True"}]}})
+    json!({"metadata": {"name": "worker"}, "status": {
+        "configuration": {"name": "rendered-worker-1"},
+        "machineCount": 1, "updatedMachineCount": 1, "degradedMachineCount": 0,
+        "conditions": [{"type": "Updated", "status": "True"}]}})
 }
 
 fn observed(config: MachineOSConfig) -> Observed {
     Observed {
         config,
         pool: Some(pool()),
+        rendered_config: None,
+        rivals: vec![],
         base: Ok(BASE.into()),
         builds: vec![],
+        foreign_builds: vec![],
+        jobs: vec![],
         job: JobObservation::Missing,
+        build_secrets: Default::default(),
         auth: Ok(BuildAuth {
             push: "{\"auths\":{}}".into(),
             base: None,
@@ -46,24 +56,88 @@ fn observed(config: MachineOSConfig) -> Observed {
     }
 }
 
+/// The inputs hash of `o`'s current build (what a correct image's config carries).
+fn inputs_hash(o: &Observed) -> String {
+    render(&BuildInputs::from_config(&o.config, BASE))
+        .unwrap()
+        .inputs_hash
+}
+
+fn present(o: &Observed) -> Option<ImageCheck> {
+    Some(ImageCheck::Present {
+        inputs_hash: Some(inputs_hash(o)),
+    })
+}
+
+/// The MachineOSConfig status after `p`: the planned one, or the observed when unchanged.
+fn status(p: &Plan, o: &Observed) -> MachineOSConfigStatus {
+    p.config_status
+        .clone()
+        .or_else(|| o.config.status.clone())
+        .unwrap_or_default()
+}
+
 /// The build the first plan creates, with the status it planned, as the API server would store it.
 fn created(o: &Observed) -> MachineOSBuild {
     let p = plan(o, &Settings::for_tests());
     let mut build = p.create_build.unwrap();
     build.metadata.creation_timestamp = Some(Time(o.now));
+    build.metadata.uid = Some("bbbbbbbb-0000-0000-0000-000000000000".into());
     build.status = Some(p.build_status[0].1.clone());
     build
 }
 
-fn cond<'a>(
-    status: &'a MachineOSConfigStatus,
+fn cond(
+    status: &Option<MachineOSConfigStatus>,
     ty: &str,
-) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    status.conditions.iter().find(|c| c.type_ == ty).unwrap()
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ty)
+        .unwrap()
+        .clone()
+}
+
+fn succeeded_job() -> JobObservation {
+    JobObservation::Succeeded {
+        attempts: 1,
+        message: Some(TerminationMessage::Success {
+            digest: DIGEST.into(),
+            size_bytes: 1,
+            phases: vec![PhaseTiming {
+                phase: "push".into(),
+                start_ms: 1,
+                end_ms: 2,
+            }],
+        }),
+    }
+}
+
+/// `o` after `p` was applied: the statuses it planned stored on the builds and the config.
+fn applied(mut o: Observed, p: &Plan) -> Observed {
+    for (name, status) in &p.build_status {
+        if let Some(b) = o
+            .builds
+            .iter_mut()
+            .find(|b| b.metadata.name.as_ref() == Some(name))
+        {
+            b.status = Some(status.clone());
+        }
+    }
+    if let Some(status) = &p.config_status {
+        o.config.status = Some(status.clone());
+    }
+    if let Some(mc) = &p.machine_config {
+        o.machine_config = Some(mc.clone());
+    }
+    o
 }
 
 #[test]
-fn new_config_creates_a_prepared_build_with_its_objects() {
+fn new_config_creates_a_prepared_build_then_its_objects() {
     let o = observed(config("RUN true\n"));
     let p = plan(&o, &Settings::for_tests());
     let build = p.create_build.as_ref().unwrap();
@@ -79,17 +153,32 @@ fn new_config_creates_a_prepared_build_with_its_objects() {
         "MachineOSConfig"
     );
     assert_eq!(p.build_status[0].1.phase(), Some(BuildPhase::Prepared));
-    assert!(
-        p.build_objects
-            .as_ref()
-            .unwrap()
-            .containerfile
-            .contains("RUN true")
-    );
-    assert!(p.machine_config.is_none());
+    // The objects need the build's uid: they come once it exists.
+    assert!(p.build_objects.is_none() && p.machine_config.is_none());
     assert_eq!(cond(&p.config_status, ct::BUILDING).status, "True");
-    assert_eq!(p.events[0].reason, "BuildCreated");
-    assert_eq!(p.config_status.observed_generation, Some(3));
+    assert_eq!(
+        (p.events[0].reason, p.events[0].action),
+        ("BuildCreated", "CreateBuild")
+    );
+    assert_eq!(
+        p.config_status.as_ref().unwrap().observed_generation,
+        Some(3)
+    );
+
+    let mut next = o.clone();
+    next.builds = vec![created(&o)];
+    let p = plan(&next, &Settings::for_tests());
+    assert!(p.create_build.is_none());
+    let objects = p.build_objects.as_ref().unwrap();
+    let containerfile = &objects.containerfile.data.as_ref().unwrap()["Containerfile"];
+    assert!(containerfile.contains("RUN true"));
+    let owner = &objects.job.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.uid, "bbbbbbbb-0000-0000-0000-000000000000");
+    assert_eq!(owner.kind, "MachineOSBuild");
+    assert_eq!(
+        objects.job.metadata.name.as_deref(),
+        Some(format!("build-{name}-bbbbb").as_str())
+    );
 }
 
 #[test]
@@ -103,6 +192,10 @@ fn missing_pool_degrades_and_builds_nothing() {
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", "PoolNotFound")
     );
+    assert_eq!(p.events[0].action, "Validate");
+    // The same problem again is not another Event.
+    let again = plan(&applied(o, &p), &Settings::for_tests());
+    assert!(again.events.is_empty() && again.config_status.is_none());
 }
 
 #[test]
@@ -120,23 +213,75 @@ fn invalid_fragment_degrades_with_the_line_and_builds_nothing() {
 }
 
 #[test]
-fn missing_secret_degrades_and_retries_later() {
+fn missing_or_forbidden_secret_degrades_and_retries_later() {
+    for reason in ["SecretUnavailable", "SecretNotAllowed"] {
+        let mut o = observed(config("RUN true\n"));
+        o.auth = Err(AuthProblem {
+            reason,
+            message: "renderedImagePushSecret: Secret strata-system/push …".into(),
+        });
+        let p = plan(&o, &Settings::for_tests());
+        assert!(p.create_build.is_none());
+        assert_eq!(cond(&p.config_status, ct::DEGRADED).reason, reason);
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(60)));
+    }
+}
+
+#[test]
+fn a_fragment_only_for_another_architecture_is_refused() {
+    let mut cfg = config("RUN true\n");
+    cfg.spec.container_file[0].containerfile_arch = ContainerfileArch::ARM64;
+    let p = plan(&observed(cfg), &Settings::for_tests());
+    assert!(p.create_build.is_none());
+    let degraded = cond(&p.config_status, ct::DEGRADED);
+    assert_eq!(degraded.reason, "NoFragmentForArchitecture");
+    assert!(degraded.message.contains("ARM64"), "{}", degraded.message);
+}
+
+#[test]
+fn a_second_config_for_the_same_pool_is_refused() {
+    // An old object whose name differs from its pool (the CEL rule is ratcheted).
+    let mut cfg = config("RUN true\n");
+    cfg.metadata.name = Some("worker-old".into());
+    let mut o = observed(cfg);
+    o.rivals = vec![("worker".into(), None)];
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.create_build.is_none() && p.machine_config.is_none());
+    let degraded = cond(&p.config_status, ct::DEGRADED);
+    assert_eq!(degraded.reason, "PoolClaimed");
+    assert!(degraded.message.contains("worker"));
+    // The one named after the pool keeps building.
+    let mut rightful = observed(config("RUN true\n"));
+    rightful.rivals = vec![("worker-old".into(), None)];
+    assert!(
+        plan(&rightful, &Settings::for_tests())
+            .create_build
+            .is_some()
+    );
+}
+
+#[test]
+fn a_build_left_by_a_deleted_config_of_the_same_name_is_waited_for() {
     let mut o = observed(config("RUN true\n"));
-    o.auth = Err("Secret strata-system/push does not exist".into());
+    let name = created(&o).metadata.name.unwrap();
+    o.foreign_builds = vec![name];
     let p = plan(&o, &Settings::for_tests());
     assert!(p.create_build.is_none());
     assert_eq!(
-        cond(&p.config_status, ct::DEGRADED).reason,
-        "SecretUnavailable"
+        cond(&p.config_status, ct::BUILDING).reason,
+        "WaitingForGarbageCollection"
     );
-    assert_eq!(p.requeue_after_secs, Some(60));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(10)));
 }
 
 #[test]
 fn running_job_moves_the_build_to_building() {
     let mut o = observed(config("RUN true\n"));
     o.builds = vec![created(&o)];
-    o.job = JobObservation::Running { attempts: 2 };
+    o.job = JobObservation::Running {
+        attempts: 2,
+        waiting: None,
+    };
     let p = plan(&o, &Settings::for_tests());
     assert!(p.create_build.is_none() && p.build_objects.is_none());
     let status = &p.build_status[0].1;
@@ -144,26 +289,62 @@ fn running_job_moves_the_build_to_building() {
     assert_eq!(status.attempts, Some(2));
     assert!(status.builder.as_ref().unwrap().job.is_some());
     assert_eq!(p.events[0].reason, "BuildStarted");
-}
-
-fn succeeded_job() -> JobObservation {
-    JobObservation::Succeeded {
-        attempts: 1,
-        message: Some(TerminationMessage::Success {
-            digest: DIGEST.into(),
-            size_bytes: 1,
-            build_seconds: 1.0,
-            push_seconds: 1.0,
-        }),
-    }
+    assert_eq!(p.metrics.phase, Some(BuildPhase::Building));
+    assert!(p.metrics.started_after.is_some());
 }
 
 #[test]
-fn verified_digest_pins_the_pool() {
+fn a_builder_pod_that_cannot_start_says_why() {
     let mut o = observed(config("RUN true\n"));
     o.builds = vec![created(&o)];
+    o.job = JobObservation::Running {
+        attempts: 1,
+        waiting: Some(Waiting {
+            reason: "ImagePullBackOff".into(),
+            message: "Back-off pulling image \"builder@sha256:0\"".into(),
+        }),
+    };
+    let p = plan(&o, &Settings::for_tests());
+    let building = cond(&p.config_status, ct::BUILDING);
+    assert_eq!(building.reason, "BuilderCannotStart");
+    assert!(
+        building.message.contains("ImagePullBackOff"),
+        "{}",
+        building.message
+    );
+    assert!(
+        building.message.contains("Back-off pulling"),
+        "{}",
+        building.message
+    );
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.warning && e.reason == "BuilderCannotStart")
+    );
+    assert_eq!(p.metrics.waiting.as_deref(), Some("ImagePullBackOff"));
+    // Recorded once: the next round with the same reason adds no Event.
+    let again = plan(&applied(o, &p), &Settings::for_tests());
+    assert!(
+        !again
+            .events
+            .iter()
+            .any(|e| e.reason == "BuilderCannotStart")
+    );
+    assert_eq!(again.metrics.waiting.as_deref(), Some("ImagePullBackOff"));
+}
+
+#[test]
+fn verified_digest_pins_the_pool_and_tidies_up() {
+    let mut o = observed(config("RUN true\n"));
+    let build = created(&o);
+    let build_name = build.metadata.name.clone().unwrap();
+    o.builds = vec![build.clone()];
     o.job = succeeded_job();
-    o.image_check = Some(ImageCheck::Present);
+    o.image_check = present(&o);
+    o.build_secrets = [names::push_secret(&build_name)].into();
+    o.jobs =
+        vec![serde_json::from_value(json!({"metadata": {"name": names::job(&build)}})).unwrap()];
     let p = plan(&o, &Settings::for_tests());
     let image = format!("registry.example.com/strata/os@{DIGEST}");
     let status = &p.build_status[0].1;
@@ -180,23 +361,75 @@ fn verified_digest_pins_the_pool() {
         "worker"
     );
     assert_eq!(
-        p.config_status.current_image_pull_spec.as_deref(),
+        p.config_status
+            .as_ref()
+            .unwrap()
+            .current_image_pull_spec
+            .as_deref(),
         Some(image.as_str())
     );
     assert_eq!(cond(&p.config_status, ct::READY).status, "True");
+    // The pool has not rendered a configuration with the new image yet.
+    let updated = cond(&p.config_status, ct::POOL_UPDATED);
+    assert_eq!(
+        (updated.status.as_str(), updated.reason.as_str()),
+        ("False", "RenderPending")
+    );
+    assert_eq!(p.metrics.pool_updated, Some(false));
+    assert_eq!(p.delete_secrets, vec![names::push_secret(&build_name)]);
+    // Its Job is done: it goes (no finished Jobs piling up).
+    assert_eq!(p.delete_jobs, vec![names::job(&build)]);
+    assert!(matches!(
+        p.metrics.ended,
+        Some((BuildPhase::Succeeded, Some(_)))
+    ));
+
+    // Once the MCO renders the pool with the image and rolls it, PoolUpdated follows.
+    let mut rolled = applied(o, &p);
+    rolled.rendered_config = Some(json!({"spec": {"osImageURL": image}}));
+    let p = plan(&rolled, &Settings::for_tests());
     assert_eq!(cond(&p.config_status, ct::POOL_UPDATED).status, "True");
-    assert!(!p.delete_secrets_of.is_empty());
+    assert_eq!(p.metrics.pool_updated, Some(true));
 }
 
 #[test]
-fn unverified_digest_waits_and_missing_digest_fails_without_touching_the_pool() {
+fn an_image_without_this_builds_inputs_hash_is_never_pinned() {
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    o.job = succeeded_job();
+    for wrong in [Some("0".repeat(64)), None] {
+        o.image_check = Some(ImageCheck::Present {
+            inputs_hash: wrong.clone(),
+        });
+        let p = plan(&o, &Settings::for_tests());
+        assert!(p.machine_config.is_none(), "{wrong:?}");
+        let status = &p.build_status[0].1;
+        assert_eq!(status.phase(), Some(BuildPhase::Failed));
+        assert_eq!(status.failure.as_ref().unwrap().reason, "DigestMismatch");
+        assert!(
+            p.events
+                .iter()
+                .any(|e| e.warning && e.reason == "BuildFailed")
+        );
+        assert!(
+            p.config_status
+                .as_ref()
+                .unwrap()
+                .current_image_pull_spec
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn unverified_digest_waits_and_a_digest_never_found_fails_without_touching_the_pool() {
     let mut o = observed(config("RUN true\n"));
     o.builds = vec![created(&o)];
     o.job = succeeded_job();
     o.image_check = Some(ImageCheck::Unknown("registry timeout".into()));
     let p = plan(&o, &Settings::for_tests());
     assert!(p.machine_config.is_none());
-    assert_eq!(p.requeue_after_secs, Some(15));
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(15)));
     let building = cond(&p.config_status, ct::BUILDING);
     assert_eq!(building.reason, "VerifyingDigest");
     assert!(
@@ -205,7 +438,26 @@ fn unverified_digest_waits_and_missing_digest_fails_without_touching_the_pool() 
         building.message
     );
 
-    o.image_check = Some(ImageCheck::Missing);
+    o.image_check = Some(ImageCheck::Missing {
+        first_seen: o.now,
+        misses: 1,
+    });
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.machine_config.is_none());
+    assert!(
+        p.build_status
+            .iter()
+            .all(|(_, s)| s.phase().is_some_and(|p| !p.is_terminal())),
+        "one miss right after the push does not fail the build"
+    );
+    assert_eq!(
+        cond(&p.config_status, ct::BUILDING).reason,
+        "VerifyingDigest"
+    );
+    o.image_check = Some(ImageCheck::Missing {
+        first_seen: o.now,
+        misses: 3,
+    });
     let p = plan(&o, &Settings::for_tests());
     assert!(p.machine_config.is_none());
     assert_eq!(
@@ -227,13 +479,15 @@ fn failed_build_keeps_the_current_image_and_never_touches_the_pool() {
     o.job = JobObservation::Failed {
         attempts: 1,
         reason: "PodFailurePolicy".into(),
-        message: "container builder exited with 3".into(),
+        message: "container build exited with 3".into(),
         termination: Some(TerminationMessage::Failure {
-            class: crate::builder::FailureClass::Terminal,
+            class: FailureClass::Terminal,
             reason: "StepFailed".into(),
             message: "step RUN false failed: exit status 1 (Containerfile line 7)".into(),
             log_tail: "STEP 2/3: RUN false".into(),
         }),
+        killed: Some("Error".into()),
+        raw_message: String::new(),
     };
     let p = plan(&o, &Settings::for_tests());
     assert!(p.machine_config.is_none());
@@ -241,7 +495,7 @@ fn failed_build_keeps_the_current_image_and_never_touches_the_pool() {
     assert_eq!(failure.reason, "StepFailed");
     assert!(failure.message.contains("line 7"));
     assert_eq!(
-        p.config_status.current_image_pull_spec.as_deref(),
+        status(&p, &o).current_image_pull_spec.as_deref(),
         Some(previous.as_str())
     );
     let ready = cond(&p.config_status, ct::READY);
@@ -251,26 +505,45 @@ fn failed_build_keeps_the_current_image_and_never_touches_the_pool() {
     assert!(
         p.events
             .iter()
-            .any(|e| e.warning && e.reason == "BuildFailed")
+            .any(|e| e.warning && e.reason == "BuildFailed" && e.action == "FailBuild")
     );
 
     // Once recorded, a failed build stays failed: nothing to write, no retry by itself.
-    let mut settled = o.clone();
-    settled.builds[0].status = Some(p.build_status[0].1.clone());
-    let again = plan(&settled, &Settings::for_tests());
+    let again = plan(&applied(o, &p), &Settings::for_tests());
     assert!(
         again.build_status.is_empty()
             && again.create_build.is_none()
-            && again.delete_build.is_none()
+            && again.delete_builds.is_empty()
+            && again.config_status.is_none()
     );
 }
 
 #[test]
-fn new_inputs_interrupt_the_build_in_flight() {
+fn an_oom_killed_builder_says_so() {
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    o.job = JobObservation::Failed {
+        attempts: 4,
+        reason: "BackoffLimitExceeded".into(),
+        message: "Job has reached the specified backoff limit".into(),
+        termination: None,
+        killed: Some("OOMKilled".into()),
+        raw_message: "STEP 3/5: RUN dnf install …".into(),
+    };
+    let p = plan(&o, &Settings::for_tests());
+    let failure = p.build_status[0].1.failure.clone().unwrap();
+    assert_eq!(failure.reason, "OOMKilled");
+    assert!(failure.message.contains("4Gi"), "{}", failure.message);
+    assert!(failure.log_tail.contains("dnf install"));
+}
+
+#[test]
+fn new_inputs_interrupt_the_build_in_flight_and_stop_its_job() {
     let mut o = observed(config("RUN echo one\n"));
     let old = created(&o);
     o.config = config("RUN echo two\n");
     o.builds = vec![old.clone()];
+    o.jobs = vec![serde_json::from_value(json!({"metadata": {"name": names::job(&old)}})).unwrap()];
     let p = plan(&o, &Settings::for_tests());
     let new = p.create_build.as_ref().unwrap();
     assert_ne!(new.metadata.name, old.metadata.name);
@@ -279,65 +552,106 @@ fn new_inputs_interrupt_the_build_in_flight() {
     assert_eq!(status.phase(), Some(BuildPhase::Interrupted));
     assert_eq!(status.failure.as_ref().unwrap().reason, "Superseded");
     assert!(status.build_end.as_ref().unwrap().0 > status.build_start.as_ref().unwrap().0);
+    assert_eq!(p.delete_jobs, vec![names::job(&old)]);
 }
 
 #[test]
-fn identical_inputs_reuse_a_succeeded_build_with_no_writes_to_it() {
+fn identical_inputs_reuse_a_succeeded_build_and_a_resync_writes_nothing() {
     let mut o = observed(config("RUN true\n"));
     o.builds = vec![created(&o)];
     o.job = succeeded_job();
-    o.image_check = Some(ImageCheck::Present);
+    o.image_check = present(&o);
     let first = plan(&o, &Settings::for_tests());
-    o.builds[0].status = Some(first.build_status[0].1.clone());
-    o.job = JobObservation::Missing; // the Job may be gone; the record is what counts
-    let again = plan(&o, &Settings::for_tests());
-    assert!(
-        again.create_build.is_none()
-            && again.build_objects.is_none()
-            && again.build_status.is_empty()
-    );
-    assert_eq!(again.machine_config, first.machine_config);
-    // Once the MachineConfig and the status are in place, a resync plans no write at all.
-    o.machine_config = first.machine_config.clone();
-    o.config.status = Some(again.config_status.clone());
+    let mut o = applied(o, &first);
+    o.job = JobObservation::Missing; // the Job is gone; the record is what counts
     let steady = plan(&o, &Settings::for_tests());
     assert!(
-        steady.machine_config.is_none()
+        steady.create_build.is_none()
+            && steady.build_objects.is_none()
             && steady.build_status.is_empty()
+            && steady.machine_config.is_none()
+            && steady.config_status.is_none()
             && steady.events.is_empty()
-    );
-    assert_eq!(Some(&steady.config_status), o.config.status.as_ref());
-    assert!(
-        steady.delete_secrets_of.is_empty()
-            && steady.prune_builds.is_empty()
-            && !steady.remove_rebuild_annotation
+            && steady.delete_jobs.is_empty()
+            && steady.delete_secrets.is_empty()
+            && steady.delete_builds.is_empty()
+            && !steady.remove_rebuild_annotation,
+        "{steady:#?}"
     );
 }
 
 #[test]
-fn rebuild_annotation_or_a_vanished_image_rebuilds_the_same_inputs() {
+fn a_vanished_image_is_rebuilt_only_after_several_misses_over_minutes() {
     let mut o = observed(config("RUN true\n"));
     o.builds = vec![created(&o)];
     o.job = succeeded_job();
-    o.image_check = Some(ImageCheck::Present);
+    o.image_check = present(&o);
     let done = plan(&o, &Settings::for_tests());
-    o.builds[0].status = Some(done.build_status[0].1.clone());
+    let o = applied(o, &done);
 
-    let mut gone = o.clone();
-    gone.image_check = Some(ImageCheck::Missing);
-    assert_eq!(
-        plan(&gone, &Settings::for_tests()).delete_build,
-        o.builds[0].metadata.name
+    let mut once = o.clone();
+    once.image_check = Some(ImageCheck::Missing {
+        first_seen: o.now,
+        misses: 1,
+    });
+    let p = plan(&once, &Settings::for_tests());
+    assert!(p.delete_builds.is_empty(), "one 404 never rebuilds");
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.warning && e.reason == "ImageMissing")
+    );
+    assert!(
+        cond(&p.config_status, ct::READY)
+            .message
+            .contains("did not find")
     );
 
-    let mut asked = o.clone();
+    let mut many_but_recent = o.clone();
+    many_but_recent.image_check = Some(ImageCheck::Missing {
+        first_seen: o.now,
+        misses: 5,
+    });
+    assert!(
+        plan(&many_but_recent, &Settings::for_tests())
+            .delete_builds
+            .is_empty()
+    );
+
+    let mut gone = o.clone();
+    gone.image_check = Some(ImageCheck::Missing {
+        first_seen: Timestamp::from_second(o.now.as_second() - 600).unwrap(),
+        misses: 3,
+    });
+    assert_eq!(
+        plan(&gone, &Settings::for_tests()).delete_builds,
+        vec![o.builds[0].metadata.name.clone().unwrap()]
+    );
+}
+
+#[test]
+fn rebuild_annotation_rebuilds_the_same_inputs() {
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    o.job = succeeded_job();
+    o.image_check = present(&o);
+    let done = plan(&o, &Settings::for_tests());
+    let mut asked = applied(o.clone(), &done);
     asked.config.metadata.annotations =
         Some([(REBUILD_ANNOTATION.to_string(), "1".to_string())].into());
     let p = plan(&asked, &Settings::for_tests());
-    assert_eq!(p.delete_build, o.builds[0].metadata.name);
+    assert_eq!(
+        p.delete_builds,
+        vec![o.builds[0].metadata.name.clone().unwrap()]
+    );
     assert!(
         !p.remove_rebuild_annotation,
         "kept until the new build starts"
+    );
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == "Rebuilding" && e.action == "Rebuild")
     );
     asked.builds.clear();
     assert!(plan(&asked, &Settings::for_tests()).remove_rebuild_annotation);
@@ -366,22 +680,13 @@ fn history_keeps_the_newest_ended_builds_and_the_one_in_use() {
         let mut b = created(&observed(config(&format!("RUN echo {i}\n"))));
         b.metadata.creation_timestamp =
             Some(Time(Timestamp::from_second(1_700_000_000 + i).unwrap()));
+        let ended_as = if i == 0 { "Succeeded" } else { "Failed" };
         let mut status = b.status.clone().unwrap();
-        status.conditions.iter_mut().for_each(|c| {
-            c.status = if c.type_ == "Failed" {
-                "True".into()
-            } else {
-                "False".into()
-            }
-        });
+        status
+            .conditions
+            .iter_mut()
+            .for_each(|c| c.status = if c.type_ == ended_as { "True" } else { "False" }.into());
         if i == 0 {
-            status.conditions.iter_mut().for_each(|c| {
-                c.status = if c.type_ == "Succeeded" {
-                    "True".into()
-                } else {
-                    "False".into()
-                }
-            });
             status.digested_image_push_spec = Some(in_use.clone());
         }
         b.status = Some(status);
@@ -393,8 +698,8 @@ fn history_keeps_the_newest_ended_builds_and_the_one_in_use() {
     });
     o.builds = old.clone();
     let p = plan(&o, &Settings::for_tests());
-    // Keep 2 newest (4, 3) and the one in use (0); prune 2 and 1.
-    let mut pruned = p.prune_builds.clone();
+    // Keep the 2 newest (4, 3) and the one in use (0); delete 2 and 1.
+    let mut pruned = p.delete_builds.clone();
     pruned.sort();
     let mut expected = vec![
         old[1].metadata.name.clone().unwrap(),
@@ -402,4 +707,22 @@ fn history_keeps_the_newest_ended_builds_and_the_one_in_use() {
     ];
     expected.sort();
     assert_eq!(pruned, expected);
+}
+
+proptest::proptest! {
+    /// Whatever the fragment, planning never panics, and a created build's objects name it.
+    #[test]
+    fn planning_any_fragment_never_panics(fragment in "(RUN|FROM|COPY|ARG|LABEL| |[a-z]|\n|\\\\|=|-){0,200}") {
+        let o = observed(config(&fragment));
+        let p = plan(&o, &Settings::for_tests());
+        if let Some(build) = &p.create_build {
+            proptest::prop_assert!(build.metadata.name.as_ref().unwrap().starts_with("worker-"));
+            let mut next = o.clone();
+            next.builds = vec![created(&o)];
+            let p = plan(&next, &Settings::for_tests());
+            proptest::prop_assert!(p.build_objects.is_some());
+        } else {
+            proptest::prop_assert_eq!(cond(&p.config_status, ct::DEGRADED).status, "True");
+        }
+    }
 }

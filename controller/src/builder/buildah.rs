@@ -1,0 +1,237 @@
+//! Running buildah for a step: Strata's storage (vfs under the shared storage dir) and registry
+//! settings, output streamed to stdout (for `kubectl logs`, redacted) with its tail kept, and
+//! SIGTERM passed on.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::redact::Redactor;
+use super::{BuildArgs, FailureClass, TerminationMessage, failure};
+
+/// Lines of buildah output kept for the log tail.
+const TAIL_LINES: usize = 60;
+/// How long buildah gets to stop after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(20);
+
+pub struct Output {
+    pub success: bool,
+    pub tail: String,
+}
+
+pub struct Buildah {
+    program: PathBuf,
+    storage: PathBuf,
+    registries_conf: PathBuf,
+    /// buildah's temporary files (whole layers while pulling and pushing) go to the work volume,
+    /// not the container's root filesystem.
+    tmp: PathBuf,
+    redactor: Redactor,
+}
+
+pub fn cert_dir_flag(args: &BuildArgs) -> Option<String> {
+    args.cert_dir
+        .as_ref()
+        .map(|d| format!("--cert-dir={}", d.display()))
+}
+
+/// registries.conf marking only the given registries insecure, and no short-name search.
+pub fn registries_conf_text(insecure: &[String]) -> String {
+    let mut text = String::from("unqualified-search-registries = []\n");
+    for registry in insecure.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
+        text.push_str(&format!(
+            "\n[[registry]]\nlocation = \"{registry}\"\ninsecure = true\n"
+        ));
+    }
+    text
+}
+
+impl Buildah {
+    pub fn new(args: &BuildArgs, redactor: Redactor) -> Result<Self, TerminationMessage> {
+        let tmp = args.work_dir.join("tmp");
+        let registries_conf = args.work_dir.join("registries.conf");
+        std::fs::create_dir_all(&tmp)
+            .and_then(|()| {
+                std::fs::write(
+                    &registries_conf,
+                    registries_conf_text(&args.insecure_registries),
+                )
+            })
+            .map_err(|e| {
+                failure(
+                    FailureClass::Transient,
+                    "OutOfSpace",
+                    format!("cannot write {}: {e}", registries_conf.display()),
+                    String::new(),
+                )
+            })?;
+        Ok(Self {
+            program: args.buildah.clone(),
+            storage: args.storage_dir.clone(),
+            registries_conf,
+            tmp,
+            redactor,
+        })
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.arg("--storage-driver=vfs")
+            .arg(format!("--root={}", self.storage.display()))
+            .env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
+            .env("TMPDIR", &self.tmp)
+            .env("BUILDAH_ISOLATION", "chroot");
+        cmd
+    }
+
+    /// Runs buildah, streaming its output (redacted) and keeping the tail. SIGTERM stops buildah
+    /// and reports a transient failure.
+    pub async fn run(&self, args: &[String]) -> Result<Output, TerminationMessage> {
+        let mut cmd = self.command();
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            failure(
+                FailureClass::Terminal,
+                "BuilderMisconfigured",
+                format!("cannot run {}: {e}", self.program.display()),
+                String::new(),
+            )
+        })?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        if let Some(out) = child.stdout.take() {
+            forward_lines(out, tx.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            forward_lines(err, tx.clone());
+        }
+        drop(tx);
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
+        let mut keep = |line: String| {
+            let line = self.redactor.redact(&line);
+            println!("{line}");
+            if tail.len() == TAIL_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(line);
+        };
+        let mut term = signal(SignalKind::terminate()).map_err(|e| {
+            failure(
+                FailureClass::Transient,
+                "Terminated",
+                e.to_string(),
+                String::new(),
+            )
+        })?;
+        let mut terminated = false;
+        let status = loop {
+            tokio::select! {
+                line = rx.recv() => match line {
+                    Some(line) => keep(line),
+                    None => break child.wait().await,
+                },
+                _ = term.recv(), if !terminated => {
+                    terminated = true;
+                    println!("strata build: SIGTERM received, stopping buildah");
+                    if let Some(pid) = child.id() {
+                        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+                    }
+                    let deadline = tokio::time::sleep(STOP_GRACE);
+                    tokio::pin!(deadline);
+                    tokio::select! {
+                        _ = child.wait() => {}
+                        _ = &mut deadline => { let _ = child.start_kill(); }
+                    }
+                }
+            }
+        };
+        let tail = tail.into_iter().collect::<Vec<_>>().join("\n");
+        if terminated {
+            return Err(failure(
+                FailureClass::Transient,
+                "Terminated",
+                "the builder pod was asked to stop (SIGTERM)",
+                tail,
+            ));
+        }
+        Ok(Output {
+            success: status.map(|s| s.success()).unwrap_or(false),
+            tail,
+        })
+    }
+
+    /// The image's size: config plus layers (uncompressed), from its manifest in local storage.
+    pub async fn image_size(&self, image: &str) -> Option<u64> {
+        let out = self
+            .command()
+            .args([
+                "inspect",
+                "--type",
+                "image",
+                "--format",
+                "{{.Manifest}}",
+                image,
+            ])
+            .output()
+            .await
+            .ok()?;
+        manifest_size(&out.stdout)
+    }
+}
+
+/// Sends each line of `reader` to `tx` until it closes.
+fn forward_lines(
+    reader: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
+) {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(reader).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let _ = tx.send(line);
+        }
+    });
+}
+
+fn manifest_size(manifest: &[u8]) -> Option<u64> {
+    let manifest: serde_json::Value = serde_json::from_slice(manifest).ok()?;
+    let layers = manifest
+        .get("layers")?
+        .as_array()?
+        .iter()
+        .filter_map(|l| l.get("size")?.as_u64())
+        .sum::<u64>();
+    Some(
+        layers
+            + manifest
+                .pointer("/config/size")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registries_conf_marks_only_the_listed_registries() {
+        let text = registries_conf_text(&["10.0.0.1:5000".into(), " ".into()]);
+        assert_eq!(text.matches("[[registry]]").count(), 1);
+        assert!(text.contains("location = \"10.0.0.1:5000\"\ninsecure = true"));
+    }
+
+    #[test]
+    fn size_from_the_manifest() {
+        let m = br#"{"config":{"size":453},"layers":[{"size":2131968},{"size":10}]}"#;
+        assert_eq!(manifest_size(m), Some(2_132_431));
+        assert_eq!(manifest_size(b"not json"), None);
+    }
+}

@@ -1,0 +1,267 @@
+//! The exact requests apply sends, against a tower-test mock of the API server (the shape of
+//! kube-rs controller-rs's fixtures): for a new build, its objects, a pin and a deletion. What the
+//! requests do is proven against the real API server by the e2e tests; this pins their order and
+//! makes a forgotten plan field visible.
+
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response};
+use k8s_openapi::jiff::Timestamp;
+use kube::client::Body;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::{Client, api::DynamicObject};
+use serde_json::{Value, json};
+use strata_crds::contract::mco;
+use strata_crds::{MachineOSBuild, MachineOSConfig};
+
+use super::*;
+use crate::controller::metrics::Metrics;
+use crate::controller::plan::{self, BuildAuth, JobObservation, Observed};
+use crate::controller::registry::ImageCheck;
+use crate::controller::stores::Stores;
+use crate::controller::{Context, Settings};
+
+const BASE: &str = "registry.example.com/rhcos@sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const DIGEST: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+fn config() -> MachineOSConfig {
+    serde_json::from_value(json!({
+        "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
+        "metadata": {"name": "worker", "uid": "aaaaaaaa-0000-0000-0000-000000000000", "generation": 1},
+        "spec": {
+            "machineConfigPool": {"name": "worker"},
+            "imageBuilder": {"imageBuilderType": "Job"},
+            "renderedImagePushSecret": {"name": "push"},
+            "renderedImagePushSpec": "registry.example.com/strata/os:latest",
+            "containerFile": [{"containerfileArch": "NoArch", "content": "RUN true\n"}],
+        }
+    }))
+    .unwrap()
+}
+
+fn observed(config: MachineOSConfig) -> Observed {
+    Observed {
+        config,
+        pool: Some(json!({"metadata": {"name": "worker"}, "status": {}})),
+        rendered_config: None,
+        rivals: vec![],
+        base: Ok(BASE.into()),
+        builds: vec![],
+        foreign_builds: vec![],
+        jobs: vec![],
+        job: JobObservation::Missing,
+        build_secrets: Default::default(),
+        auth: Ok(BuildAuth {
+            push: "{\"auths\":{}}".into(),
+            base: Some("{\"auths\":{}}".into()),
+        }),
+        image_check: None,
+        machine_config: None,
+        now: Timestamp::from_second(1_800_000_000).unwrap(),
+    }
+}
+
+/// Every request as "METHOD path" (query dropped), answered as the API server would enough for
+/// kube to parse the answer.
+struct ApiServer {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+fn answer(method: &str, path: &str, body: &[u8]) -> Value {
+    let stored_build = json!({
+        "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
+        "metadata": {"name": "b", "uid": "bbbbbbbb-0000-0000-0000-000000000000"},
+        "spec": {"machineOSConfig": {"name": "worker"}, "machineConfigPool": {"name": "worker"},
+                 "baseImage": BASE, "renderedImagePushSpec": "registry.example.com/strata/os:b"}
+    });
+    if method == "DELETE" {
+        return json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
+    }
+    if path.contains("/machineosbuilds") {
+        return stored_build;
+    }
+    if path.contains("/machineosconfigs/") {
+        return serde_json::to_value(config()).unwrap();
+    }
+    serde_json::from_slice(body).unwrap_or_else(|_| json!({}))
+}
+
+impl ApiServer {
+    fn start() -> (Client, Self) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Some((request, send)) = handle.next_request().await {
+                let method = request.method().to_string();
+                let path = request.uri().path().to_string();
+                let body = request.into_body().collect_bytes().await.unwrap();
+                log.lock().unwrap().push(format!("{method} {path}"));
+                let reply = serde_json::to_vec(&answer(&method, &path, &body)).unwrap();
+                send.send_response(Response::builder().body(Body::from(reply)).unwrap());
+            }
+        });
+        (Client::new(service, "default"), Self { seen })
+    }
+
+    fn requests(&self) -> Vec<String> {
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+fn context(client: Client, machine_configs: Vec<DynamicObject>) -> Context {
+    let (configs, _) = reflector::store::<MachineOSConfig>();
+    let (builds, _) = reflector::store::<MachineOSBuild>();
+    let (jobs, _) = reflector::store();
+    let (pods, _) = reflector::store();
+    let (secrets, _) = reflector::store();
+    let (release, _) = reflector::store();
+    let pools = Writer::<DynamicObject>::new(mco::machine_config_pool()).as_reader();
+    let mut mcs = Writer::<DynamicObject>::new(mco::machine_config());
+    for mc in machine_configs {
+        mcs.apply_watcher_event(&watcher::Event::Apply(mc));
+    }
+    let stores = Stores {
+        configs,
+        builds,
+        jobs,
+        pods,
+        secrets,
+        release,
+        pools,
+        machine_configs: mcs.as_reader(),
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "strata-controller".into(),
+            instance: None,
+        },
+    );
+    Context::new(
+        client,
+        Settings::for_tests(),
+        stores,
+        Arc::new(Metrics::default()),
+        recorder,
+    )
+}
+
+const BUILDS: &str = "/apis/strata.dev/v1alpha1/machineosbuilds";
+const CONFIG_STATUS: &str = "PATCH /apis/strata.dev/v1alpha1/machineosconfigs/worker/status";
+const EVENTS: &str = "POST /apis/events.k8s.io/v1/namespaces/default/events";
+const NS: &str = "/api/v1/namespaces/strata-system";
+
+#[tokio::test]
+async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
+    let (client, server) = ApiServer::start();
+    let ctx = context(client, vec![]);
+    let settings = Settings::for_tests();
+
+    // Round 1: the build is created, its status written, the config's status, one Event.
+    let o = observed(config());
+    let p = plan::plan(&o, &settings);
+    let build = p.create_build.clone().unwrap();
+    let name = build.metadata.name.clone().unwrap();
+    apply(&ctx, &o.config, p).await.unwrap();
+    assert_eq!(
+        server.requests(),
+        vec![
+            format!("POST {BUILDS}"),
+            format!("PATCH {BUILDS}/{name}/status"),
+            CONFIG_STATUS.to_string(),
+            EVENTS.to_string(),
+        ]
+    );
+
+    // Round 2: the build exists (with its uid): its ConfigMap, Secrets and Job.
+    let mut stored = build.clone();
+    stored.metadata.uid = Some("bbbbbbbb-0000-0000-0000-000000000000".into());
+    stored.status = Some(Default::default());
+    let mut o2 = observed(config());
+    o2.builds = vec![stored.clone()];
+    let p = plan::plan(&o2, &settings);
+    apply(&ctx, &o2.config, p).await.unwrap();
+    let job = format!("build-{name}-bbbbb");
+    assert_eq!(
+        server.requests(),
+        vec![
+            format!("PATCH {NS}/configmaps/containerfile-{name}"),
+            format!("PATCH {NS}/secrets/push-{name}"),
+            format!("PATCH {NS}/secrets/base-{name}"),
+            "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
+            format!("PATCH {BUILDS}/{name}/status"),
+            CONFIG_STATUS.to_string(),
+        ]
+    );
+
+    // Round 3: the builder pushed; the digest checks out: the build succeeds, its Job and
+    // Secrets go, the MachineConfig pins the pool, then the config's status and the Events.
+    let mut o3 = o2.clone();
+    o3.job = JobObservation::Succeeded {
+        attempts: 1,
+        message: Some(strata_crds::contract::TerminationMessage::Success {
+            digest: DIGEST.into(),
+            size_bytes: 1,
+            phases: vec![],
+        }),
+    };
+    let hash = crate::render::render(&crate::render::BuildInputs::from_config(&o3.config, BASE))
+        .unwrap()
+        .inputs_hash;
+    o3.image_check = Some(ImageCheck::Present {
+        inputs_hash: Some(hash),
+    });
+    o3.jobs = vec![serde_json::from_value(json!({"metadata": {"name": job}})).unwrap()];
+    o3.build_secrets = [format!("push-{name}"), format!("base-{name}")].into();
+    let p = plan::plan(&o3, &settings);
+    apply(&ctx, &o3.config, p).await.unwrap();
+    assert_eq!(
+        server.requests(),
+        vec![
+            format!("PATCH {BUILDS}/{name}/status"),
+            format!("DELETE /apis/batch/v1/namespaces/strata-system/jobs/{job}"),
+            format!("DELETE {NS}/secrets/push-{name}"),
+            format!("DELETE {NS}/secrets/base-{name}"),
+            "PATCH /apis/machineconfiguration.openshift.io/v1/machineconfigs/zz-strata-1-worker"
+                .to_string(),
+            CONFIG_STATUS.to_string(),
+            EVENTS.to_string(),
+            EVENTS.to_string(),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn deleting_a_config_removes_only_its_own_machine_config() {
+    let (client, server) = ApiServer::start();
+    let ours: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig",
+        "metadata": {"name": "zz-strata-1-worker", "labels": {"strata.dev/machine-os-config": "worker"}},
+        "spec": {"osImageURL": format!("registry.example.com/strata/os@{DIGEST}")},
+    }))
+    .unwrap();
+    let ctx = context(client, vec![ours]);
+    cleanup(&ctx, &config()).await.unwrap();
+    assert_eq!(
+        server.requests(),
+        vec![
+            "DELETE /apis/machineconfiguration.openshift.io/v1/machineconfigs/zz-strata-1-worker"
+                .to_string()
+        ]
+    );
+
+    // A MachineConfig of that name written by someone else is left alone.
+    let (client, server) = ApiServer::start();
+    let theirs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig",
+        "metadata": {"name": "zz-strata-1-worker", "labels": {"team": "other"}},
+        "spec": {},
+    }))
+    .unwrap();
+    let ctx = context(client, vec![theirs]);
+    cleanup(&ctx, &config()).await.unwrap();
+    assert!(server.requests().is_empty());
+}

@@ -1,0 +1,516 @@
+//! A build's status from its Job and builder pods: what the Job is doing (read from the objects,
+//! purely) and the status that follows.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use strata_crds::contract::TerminationMessage;
+use strata_crds::{
+    BuildFailure, BuildPhase, BuilderReference, ImageBuilderType, MachineOSBuild,
+    MachineOSBuildStatus, ObjectReference,
+};
+
+use super::{BuildAuth, Planner};
+use crate::controller::conditions::{end_after, set};
+use crate::controller::names;
+use crate::controller::objects::build_objects;
+use crate::controller::registry::ImageCheck;
+use crate::render::Rendered;
+
+/// Waiting reasons of a builder container that will not start by itself: an image that cannot be
+/// pulled, a missing ConfigMap or Secret.
+const STUCK_REASONS: [&str; 6] = [
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// A builder pod that cannot start, as the kubelet reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub reason: String,
+    pub message: String,
+}
+
+/// What the builder Job of the current build is doing.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobObservation {
+    Missing,
+    Running {
+        attempts: i32,
+        waiting: Option<Waiting>,
+    },
+    Succeeded {
+        attempts: i32,
+        message: Option<TerminationMessage>,
+    },
+    Failed {
+        attempts: i32,
+        reason: String,
+        message: String,
+        termination: Option<TerminationMessage>,
+        /// Why the kubelet ended the failing container (e.g. OOMKilled), and its raw message
+        /// (the end of its log when it wrote no termination message).
+        killed: Option<String>,
+        raw_message: String,
+    },
+}
+
+/// One ended builder container: (finished at, exit code, termination message, kubelet's reason).
+struct Ended {
+    finished: String,
+    exit_code: i32,
+    message: Option<String>,
+    reason: Option<String>,
+}
+
+fn ended_containers(pods: &[&Pod]) -> Vec<Ended> {
+    let mut ended: Vec<Ended> = pods
+        .iter()
+        .filter_map(|pod| pod.status.as_ref())
+        .flat_map(|s| {
+            let init = s.init_container_statuses.iter().flatten();
+            init.chain(s.container_statuses.iter().flatten())
+        })
+        .filter_map(|c: &ContainerStatus| {
+            let t = c.state.as_ref()?.terminated.as_ref()?;
+            Some(Ended {
+                finished: t
+                    .finished_at
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default(),
+                exit_code: t.exit_code,
+                message: t.message.clone(),
+                reason: t.reason.clone(),
+            })
+        })
+        .collect();
+    ended.sort_by(|a, b| a.finished.cmp(&b.finished));
+    ended
+}
+
+/// The success message of the last container that exited 0 with one (the push step's).
+fn success_message(ended: &[Ended]) -> Option<TerminationMessage> {
+    ended
+        .iter()
+        .rev()
+        .filter(|e| e.exit_code == 0)
+        .filter_map(|e| e.message.as_deref().and_then(TerminationMessage::parse))
+        .find(|m| matches!(m, TerminationMessage::Success { .. }))
+}
+
+/// The waiting reason of a builder container that is stuck, in a pod still running.
+fn stuck(pods: &[&Pod]) -> Option<Waiting> {
+    pods.iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.phase.as_deref())
+                .is_none_or(|phase| phase == "Pending" || phase == "Running")
+        })
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| {
+            let init = s.init_container_statuses.iter().flatten();
+            init.chain(s.container_statuses.iter().flatten())
+        })
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref())
+        .find(|w| {
+            w.reason
+                .as_deref()
+                .is_some_and(|r| STUCK_REASONS.contains(&r))
+        })
+        .map(|w| Waiting {
+            reason: w.reason.clone().unwrap_or_default(),
+            message: w.message.clone().unwrap_or_default(),
+        })
+}
+
+/// What `job` and its `pods` say about the build (pure: read from the cached objects).
+pub fn job_observation(job: Option<&Job>, pods: &[&Pod]) -> JobObservation {
+    let Some(job) = job else {
+        return JobObservation::Missing;
+    };
+    let status = job.status.clone().unwrap_or_default();
+    let attempts =
+        status.active.unwrap_or(0) + status.failed.unwrap_or(0) + status.succeeded.unwrap_or(0);
+    let condition = |ty: &str| {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == ty && c.status == "True")
+            .cloned()
+    };
+    let ended = ended_containers(pods);
+    if condition("Complete").is_some() {
+        return JobObservation::Succeeded {
+            attempts,
+            message: success_message(&ended),
+        };
+    }
+    let Some(failed) = condition("Failed") else {
+        // A builder that exited 0 with its digest is done: acting on it now saves the ~2 s the
+        // Job controller takes to mark the Job Complete (see bench/RESULTS.md).
+        return match success_message(&ended) {
+            Some(message) => JobObservation::Succeeded {
+                attempts: attempts.max(1),
+                message: Some(message),
+            },
+            None => JobObservation::Running {
+                attempts: attempts.max(1),
+                waiting: stuck(pods),
+            },
+        };
+    };
+    let last_failure = ended.iter().rev().find(|e| e.exit_code != 0);
+    JobObservation::Failed {
+        attempts,
+        reason: failed.reason.unwrap_or_else(|| "JobFailed".into()),
+        message: failed.message.unwrap_or_default(),
+        termination: last_failure
+            .and_then(|e| e.message.as_deref())
+            .and_then(TerminationMessage::parse),
+        killed: last_failure.and_then(|e| e.reason.clone()),
+        raw_message: last_failure
+            .and_then(|e| e.message.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// Job reference recorded in the build's status.
+pub fn builder_reference(namespace: &str, build: &MachineOSBuild) -> BuilderReference {
+    BuilderReference {
+        image_builder_type: ImageBuilderType::Job,
+        job: Some(ObjectReference {
+            group: "batch".into(),
+            resource: "jobs".into(),
+            namespace: Some(namespace.into()),
+            name: names::job(build),
+        }),
+    }
+}
+
+/// The next status of the current build, recorded in the plan with its Events and metrics.
+pub(super) fn next(
+    planner: &mut Planner<'_>,
+    build: &MachineOSBuild,
+    rendered: &Rendered,
+) -> MachineOSBuildStatus {
+    let old = build.status.clone().unwrap_or_default();
+    let name = build.metadata.name.clone().unwrap_or_default();
+    let mut next = match old.phase() {
+        Some(phase) if phase.is_terminal() => old.clone(),
+        _ => follow_job(planner, build, &old, rendered),
+    };
+    let phase = next.phase().unwrap_or(BuildPhase::Prepared);
+    if next.builder.is_none() && !phase.is_terminal() {
+        next.builder = Some(builder_reference(&planner.settings.namespace, build));
+    }
+    if next != old {
+        planner.plan.build_status.push((name, next.clone()));
+    }
+    let now = planner.observed.now.as_second() as f64;
+    let since_start = next
+        .build_start
+        .as_ref()
+        .map(|s| now - s.0.as_second() as f64);
+    if phase == BuildPhase::Building && old.phase() != Some(BuildPhase::Building) {
+        planner.plan.metrics.started_after = Some(since_start.unwrap_or(0.0));
+    }
+    if phase.is_terminal() && old.phase() != Some(phase) {
+        planner.plan.metrics.ended = Some((phase, since_start));
+    }
+    next
+}
+
+fn follow_job(
+    planner: &mut Planner<'_>,
+    build: &MachineOSBuild,
+    old: &MachineOSBuildStatus,
+    rendered: &Rendered,
+) -> MachineOSBuildStatus {
+    let observed = planner.observed;
+    let now = observed.now;
+    let name = build.metadata.name.clone().unwrap_or_default();
+    match &observed.job {
+        JobObservation::Missing => {
+            match &observed.auth {
+                Ok(BuildAuth { push, base }) => {
+                    planner.plan.build_objects = Some(build_objects(
+                        build,
+                        &rendered.containerfile,
+                        push,
+                        base.as_deref(),
+                        planner.settings,
+                    ));
+                }
+                Err(problem) => {
+                    planner.status.set(
+                        strata_crds::condition_types::DEGRADED,
+                        true,
+                        problem.reason,
+                        problem.message.clone(),
+                    );
+                    planner.requeue(60);
+                }
+            }
+            prepared(old, &rendered.containerfile_sha256(), now)
+        }
+        JobObservation::Running { attempts, waiting } => {
+            let message = match waiting {
+                Some(w) => format!("builder pod attempt {attempts} cannot start: {}", w.reason),
+                None => format!("builder pod attempt {attempts} is running"),
+            };
+            let mut next = with_phase(old, BuildPhase::Building, "Running", &message, now);
+            next.attempts = Some(*attempts);
+            if old.phase() != Some(BuildPhase::Building) {
+                planner.event(
+                    false,
+                    "BuildStarted",
+                    "StartBuild",
+                    format!("build {name}: builder pod started"),
+                );
+            }
+            if let Some(waiting) = waiting {
+                let note = format!(
+                    "build {name}: the builder pod cannot start ({}): {}",
+                    waiting.reason, waiting.message
+                );
+                let known = old
+                    .conditions
+                    .iter()
+                    .any(|c| c.message.contains(&waiting.reason));
+                if !known {
+                    planner.event(true, "BuilderCannotStart", "StartBuild", note);
+                }
+                planner.plan.metrics.waiting = Some(waiting.reason.clone());
+                planner.status.waiting_message = Some(waiting.message.clone());
+            }
+            next
+        }
+        JobObservation::Succeeded { attempts, message } => {
+            let Some(TerminationMessage::Success { digest, .. }) = message else {
+                return failed(
+                    planner,
+                    build,
+                    *attempts,
+                    "NoDigest",
+                    "the builder succeeded without reporting a digest",
+                    "",
+                );
+            };
+            let image = format!(
+                "{}@{digest}",
+                names::repository(&build.spec.rendered_image_push_spec)
+            );
+            match &observed.image_check {
+                Some(ImageCheck::Present { inputs_hash })
+                    if inputs_hash.as_deref() == Some(rendered.inputs_hash.as_str()) =>
+                {
+                    let mut next = ended(
+                        build,
+                        BuildPhase::Succeeded,
+                        "Pushed",
+                        &format!("pushed and verified {image}"),
+                        now,
+                    );
+                    next.attempts = Some(*attempts);
+                    next.digested_image_push_spec = Some(image.clone());
+                    planner.event(
+                        false,
+                        "BuildSucceeded",
+                        "Verify",
+                        format!("build {name} pushed {image}"),
+                    );
+                    next
+                }
+                Some(ImageCheck::Present { inputs_hash }) => failed(
+                    planner,
+                    build,
+                    *attempts,
+                    "DigestMismatch",
+                    &format!(
+                        "the image the builder reported, {image}, carries inputs hash {} instead \
+                         of this build's {}: it is not this build's image and is never pinned",
+                        inputs_hash.as_deref().unwrap_or("<none>"),
+                        rendered.inputs_hash
+                    ),
+                    "",
+                ),
+                Some(ImageCheck::Missing { misses, .. }) if *misses >= 3 => failed(
+                    planner,
+                    build,
+                    *attempts,
+                    "DigestNotFound",
+                    &format!("the builder reported {image}, but the registry does not have it"),
+                    "",
+                ),
+                Some(ImageCheck::Missing { misses, .. }) => {
+                    planner.requeue(20);
+                    planner.status.verifying = Some(format!(
+                        "pushed {image}; the registry does not serve it yet ({misses} checks), retrying"
+                    ));
+                    old.clone()
+                }
+                Some(ImageCheck::Unknown(why)) => {
+                    planner.requeue(15);
+                    planner.status.verifying = Some(format!(
+                        "pushed {image}; cannot verify it in the registry yet, retrying: {why}"
+                    ));
+                    old.clone()
+                }
+                None => {
+                    planner.requeue(15);
+                    old.clone()
+                }
+            }
+        }
+        JobObservation::Failed {
+            attempts,
+            reason,
+            message,
+            termination,
+            killed,
+            raw_message,
+        } => match (termination, killed.as_deref()) {
+            (
+                Some(TerminationMessage::Failure {
+                    reason,
+                    message,
+                    log_tail,
+                    ..
+                }),
+                _,
+            ) => failed(planner, build, *attempts, reason, message, log_tail),
+            (_, Some("OOMKilled")) => failed(
+                planner,
+                build,
+                *attempts,
+                "OOMKilled",
+                &format!(
+                    "a builder step ran out of memory (limit {}); raise --builder-memory-limit",
+                    planner.settings.builder_resources.memory_limit
+                ),
+                raw_message,
+            ),
+            _ => failed(planner, build, *attempts, reason, message, raw_message),
+        },
+    }
+}
+
+fn failed(
+    planner: &mut Planner<'_>,
+    build: &MachineOSBuild,
+    attempts: i32,
+    reason: &str,
+    message: &str,
+    log_tail: &str,
+) -> MachineOSBuildStatus {
+    let name = build.metadata.name.clone().unwrap_or_default();
+    let mut next = ended(
+        build,
+        BuildPhase::Failed,
+        reason,
+        message,
+        planner.observed.now,
+    );
+    next.attempts = Some(attempts);
+    next.failure = Some(BuildFailure {
+        reason: reason.chars().take(128).collect(),
+        message: strata_crds::contract::keep_tail(message, 4000),
+        log_tail: strata_crds::contract::keep_tail(log_tail, 4000),
+    });
+    planner.event(
+        true,
+        "BuildFailed",
+        "FailBuild",
+        format!("build {name} failed ({reason}): {message}"),
+    );
+    next
+}
+
+fn with_phase(
+    old: &MachineOSBuildStatus,
+    phase: BuildPhase,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> MachineOSBuildStatus {
+    let mut next = old.clone();
+    for p in BuildPhase::ALL {
+        let (reason, message) = if p == phase {
+            (reason, message)
+        } else {
+            ("", "")
+        };
+        let reason = if reason.is_empty() {
+            phase.condition_type()
+        } else {
+            reason
+        };
+        set(
+            &mut next.conditions,
+            p.condition_type(),
+            p == phase,
+            reason,
+            message,
+            None,
+            now,
+        );
+    }
+    next
+}
+
+pub fn prepared(
+    old: &MachineOSBuildStatus,
+    containerfile_sha256: &str,
+    now: Timestamp,
+) -> MachineOSBuildStatus {
+    let mut next = with_phase(
+        old,
+        BuildPhase::Prepared,
+        "ObjectsCreated",
+        "waiting for the builder pod",
+        now,
+    );
+    if next.build_start.is_none() {
+        next.build_start = Some(Time(now));
+    }
+    if !containerfile_sha256.is_empty() {
+        next.containerfile_sha256 = Some(containerfile_sha256.to_string());
+    }
+    next
+}
+
+/// A terminal status; start and end are filled so the CRD's ordering rule holds.
+pub fn ended(
+    build: &MachineOSBuild,
+    phase: BuildPhase,
+    reason: &str,
+    message: &str,
+    now: Timestamp,
+) -> MachineOSBuildStatus {
+    let old = build.status.clone().unwrap_or_default();
+    let mut next = with_phase(&old, phase, reason, message, now);
+    if next.build_start.is_none() {
+        next.build_start = build
+            .metadata
+            .creation_timestamp
+            .clone()
+            .or(Some(Time(now)));
+    }
+    next.build_end = Some(end_after(next.build_start.as_ref(), now));
+    if phase == BuildPhase::Interrupted {
+        next.failure = Some(BuildFailure {
+            reason: reason.into(),
+            message: message.into(),
+            log_tail: String::new(),
+        });
+    }
+    next
+}

@@ -1,0 +1,190 @@
+//! The MachineOSConfig's status as the planner builds it: a condition writer that holds the
+//! generation and the time, and PoolUpdated from the pool and its rendered configuration.
+
+use k8s_openapi::jiff::Timestamp;
+use serde_json::Value;
+use strata_crds::{MachineOSConfig, MachineOSConfigStatus, condition_types as ct};
+
+use crate::controller::conditions;
+
+/// The status being planned, plus what the planner learnt on the way that only shapes messages.
+pub struct ConfigStatus {
+    status: MachineOSConfigStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+    /// Why the pushed digest is not verified yet (the registry could not be asked).
+    pub verifying: Option<String>,
+    /// What the kubelet says about a builder pod that cannot start.
+    pub waiting_message: Option<String>,
+}
+
+impl std::ops::Deref for ConfigStatus {
+    type Target = MachineOSConfigStatus;
+    fn deref(&self) -> &Self::Target {
+        &self.status
+    }
+}
+
+impl std::ops::DerefMut for ConfigStatus {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.status
+    }
+}
+
+impl ConfigStatus {
+    pub fn new(config: &MachineOSConfig, now: Timestamp) -> Self {
+        let mut status = config.status.clone().unwrap_or_default();
+        status.observed_generation = config.metadata.generation;
+        Self {
+            status,
+            generation: config.metadata.generation,
+            now,
+            verifying: None,
+            waiting_message: None,
+        }
+    }
+
+    /// Sets a condition; its transition time moves only when its status does.
+    pub fn set(&mut self, type_: &str, value: bool, reason: &str, message: String) {
+        conditions::set(
+            &mut self.status.conditions,
+            type_,
+            value,
+            reason,
+            message,
+            self.generation,
+            self.now,
+        );
+    }
+
+    /// Whether condition `type_` is True with exactly this message (an Event was recorded then).
+    pub fn has_message(&self, type_: &str, message: &str) -> bool {
+        self.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == type_ && c.status == "True" && c.message == message)
+    }
+
+    /// While a build runs the pool does not run the current inputs yet: Ready is False and says
+    /// which image the pool keeps meanwhile.
+    pub fn not_ready_while_building(&mut self, build: &str) {
+        let message = match &self.status.current_image_pull_spec {
+            Some(image) => format!("the pool keeps {image} until build {build} succeeds"),
+            None => format!("waiting for the first build, {build}"),
+        };
+        self.set(ct::READY, false, "Building", message);
+    }
+
+    /// The status to write, when it differs from `old`.
+    pub fn into_change(self, old: Option<&MachineOSConfigStatus>) -> Option<MachineOSConfigStatus> {
+        (old != Some(&self.status)).then_some(self.status)
+    }
+}
+
+/// PoolUpdated as (value, reason, message): True only when the configuration the pool currently
+/// runs (`status.configuration.name`) carries `pinned` and every machine of the pool has it.
+pub fn pool_updated(
+    pool: &Value,
+    rendered: Option<&Value>,
+    pinned: Option<&str>,
+) -> (bool, &'static str, String) {
+    let is = |ty: &str| {
+        pool.pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == ty && c["status"] == "True"))
+    };
+    let count = |field: &str| pool["status"][field].as_i64().unwrap_or(0);
+    let (machines, updated, degraded) = (
+        count("machineCount"),
+        count("updatedMachineCount"),
+        count("degradedMachineCount"),
+    );
+    let Some(pinned) = pinned else {
+        return (
+            false,
+            "NoImage",
+            "no image is pinned yet; the pool runs the release's stock image".into(),
+        );
+    };
+    let configuration = pool["status"]["configuration"]["name"]
+        .as_str()
+        .unwrap_or("<none>");
+    let runs = rendered.and_then(|r| r["spec"]["osImageURL"].as_str());
+    if runs != Some(pinned) {
+        return (
+            false,
+            "RenderPending",
+            format!(
+                "the pool's configuration {configuration} does not carry {pinned} yet (it has {})",
+                runs.unwrap_or("no osImageURL")
+            ),
+        );
+    }
+    if degraded > 0 {
+        return (
+            false,
+            "PoolDegraded",
+            format!("{degraded} of {machines} machines are degraded; {updated} run {pinned}"),
+        );
+    }
+    if is("Updated") && !is("Updating") && updated == machines {
+        (
+            true,
+            "PoolUpdated",
+            format!("all {machines} machines run {pinned} ({configuration})"),
+        )
+    } else {
+        (
+            false,
+            "PoolUpdating",
+            format!("{updated} of {machines} machines run {pinned}; the MCO is rolling the pool"),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const IMAGE: &str = "r.example.com/os@sha256:1";
+
+    fn pool(updated: i64, updating: bool) -> Value {
+        json!({"status": {
+            "configuration": {"name": "rendered-worker-1"},
+            "machineCount": 3, "updatedMachineCount": updated, "degradedMachineCount": 0,
+            "conditions": [
+                {"type": "Updated", "status": if updating {"False"} else {"True"}},
+                {"type": "Updating", "status": if updating {"True"} else {"False"}},
+            ],
+        }})
+    }
+
+    #[test]
+    fn updated_only_when_the_rendered_configuration_carries_the_pinned_image() {
+        let rendered = json!({"spec": {"osImageURL": IMAGE}});
+        let stale = json!({"spec": {"osImageURL": "r.example.com/os@sha256:0"}});
+        assert_eq!(
+            pool_updated(&pool(3, false), Some(&rendered), Some(IMAGE)).1,
+            "PoolUpdated"
+        );
+        assert!(pool_updated(&pool(3, false), Some(&rendered), Some(IMAGE)).0);
+        // The pool says Updated, but with a configuration from before the pin.
+        assert_eq!(
+            pool_updated(&pool(3, false), Some(&stale), Some(IMAGE)).1,
+            "RenderPending"
+        );
+        assert_eq!(
+            pool_updated(&pool(1, true), Some(&rendered), Some(IMAGE)).1,
+            "PoolUpdating"
+        );
+        assert_eq!(pool_updated(&pool(3, false), None, None).1, "NoImage");
+        let mut degraded = pool(2, true);
+        degraded["status"]["degradedMachineCount"] = json!(1);
+        assert_eq!(
+            pool_updated(&degraded, Some(&rendered), Some(IMAGE)).1,
+            "PoolDegraded"
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! What an ended build leaves behind, and how much history is kept: Jobs of builds other than the
+//! current one are stopped and removed (a superseded build must not keep building and pushing),
+//! the current build's Job goes once it succeeded (a failed one stays for its logs), per-build
+//! Secrets go when their build ended, and ended builds beyond `--build-history` are deleted —
+//! never the one the pool uses.
+
+use std::collections::BTreeMap;
+
+use strata_crds::{BuildPhase, MachineOSBuild};
+
+use super::Planner;
+use crate::controller::names;
+
+/// Adds the deletions to the plan. `current` is the build of the current inputs (None when the
+/// inputs could not be rendered: then nothing is tidied).
+pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
+    let Some(current) = current else { return };
+    let observed = planner.observed;
+    // Each build's phase after this plan.
+    let planned: BTreeMap<&str, Option<BuildPhase>> = planner
+        .plan
+        .build_status
+        .iter()
+        .map(|(name, status)| (name.as_str(), status.phase()))
+        .collect();
+    let phase_of = |b: &MachineOSBuild| {
+        let name = b.metadata.name.as_deref().unwrap_or_default();
+        planned.get(name).copied().unwrap_or_else(|| b.phase())
+    };
+    let deleted = &planner.plan.delete_builds;
+
+    let mut delete_jobs = Vec::new();
+    for job in &observed.jobs {
+        let job_name = job.metadata.name.clone().unwrap_or_default();
+        let build = observed.builds.iter().find(|b| names::job(b) == job_name);
+        let keep = match build {
+            Some(b) if b.metadata.name.as_deref() == Some(current) => {
+                !deleted.iter().any(|d| d == current) && phase_of(b) != Some(BuildPhase::Succeeded)
+            }
+            _ => false,
+        };
+        if !keep && job.metadata.deletion_timestamp.is_none() {
+            delete_jobs.push(job_name);
+        }
+    }
+
+    let mut delete_secrets = Vec::new();
+    for build in &observed.builds {
+        let name = build.metadata.name.as_deref().unwrap_or_default();
+        if phase_of(build).is_some_and(BuildPhase::is_terminal) {
+            for secret in [names::push_secret(name), names::base_secret(name)] {
+                if observed.build_secrets.contains(&secret) {
+                    delete_secrets.push(secret);
+                }
+            }
+        }
+    }
+
+    let in_use = |b: &MachineOSBuild| {
+        let name = b.metadata.name.as_deref().unwrap_or_default();
+        let image = b
+            .status
+            .as_ref()
+            .and_then(|s| s.digested_image_push_spec.as_deref());
+        name == current
+            || planner
+                .status
+                .machine_os_build
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+            || (image.is_some() && image == planner.status.current_image_pull_spec.as_deref())
+    };
+    let mut ended: Vec<&MachineOSBuild> = observed
+        .builds
+        .iter()
+        .filter(|b| phase_of(b).is_some_and(BuildPhase::is_terminal) && !in_use(b))
+        .collect();
+    ended.sort_by(|a, b| {
+        b.metadata
+            .creation_timestamp
+            .cmp(&a.metadata.creation_timestamp)
+    });
+    let prune: Vec<String> = ended
+        .into_iter()
+        .skip(planner.settings.build_history)
+        .filter_map(|b| b.metadata.name.clone())
+        .collect();
+
+    planner.plan.delete_jobs.extend(delete_jobs);
+    planner.plan.delete_secrets.extend(delete_secrets);
+    planner.plan.delete_builds.extend(prune);
+}

@@ -1,0 +1,556 @@
+//! Plan (pure): from what was observed about one MachineOSConfig to everything that should
+//! change — fully built objects to create, statuses to write, objects to delete, Events and metric
+//! transitions. No I/O and no clock: `now` comes in [`Observed`]. Apply executes a [`Plan`] as it
+//! is; every decision, including what a name clash means, is made here.
+
+mod build_status;
+mod config_status;
+mod history;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
+use serde_json::Value;
+use strata_crds::contract::labels;
+use strata_crds::{
+    BuildPhase, LocalObjectName, MachineOSBuild, MachineOSBuildSpec, MachineOSBuildStatus,
+    MachineOSConfig, MachineOSConfigStatus, ObjectReference, REBUILD_ANNOTATION,
+    condition_types as ct,
+};
+
+pub use build_status::{JobObservation, Waiting, job_observation};
+
+use super::names::{self, fit_63};
+use super::objects::{self, BuildObjects};
+use super::registry::ImageCheck;
+use super::settings::Settings;
+use crate::render::{BuildInputs, render};
+use config_status::ConfigStatus;
+
+/// A pinned image that the registry stops serving is rebuilt only after this many misses…
+const MISSES_BEFORE_REBUILD: u32 = 3;
+/// …spread over at least this long: one 404 must not roll every machine of a pool.
+const MISSING_FOR_BEFORE_REBUILD: i64 = 300;
+
+/// Canonical `.dockerconfigjson` documents for a build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildAuth {
+    pub push: String,
+    pub base: Option<String>,
+}
+
+/// Why a MachineOSConfig's credentials cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthProblem {
+    /// `SecretUnavailable` or `SecretNotAllowed`.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Everything the planner needs about one MachineOSConfig, read from the caches (and the
+/// registry, whose answers are cached too).
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub config: MachineOSConfig,
+    /// The MachineConfigPool; None when it does not exist.
+    pub pool: Option<Value>,
+    /// The MachineConfig the pool currently runs (`status.configuration.name`), when known.
+    pub rendered_config: Option<Value>,
+    /// Other MachineOSConfigs naming the same pool: (name, created at).
+    pub rivals: Vec<(String, Option<Timestamp>)>,
+    /// The base image pinned by digest, or why it could not be resolved.
+    pub base: Result<String, String>,
+    /// This MachineOSConfig's builds (owned by its uid).
+    pub builds: Vec<MachineOSBuild>,
+    /// Builds carrying this MachineOSConfig's name that belong to a deleted one of the same name.
+    pub foreign_builds: Vec<String>,
+    /// The Jobs of this MachineOSConfig's builds.
+    pub jobs: Vec<Job>,
+    /// What the Job of the current inputs' build is doing.
+    pub job: JobObservation,
+    /// The per-build Secrets of this MachineOSConfig that exist.
+    pub build_secrets: BTreeSet<String>,
+    pub auth: Result<BuildAuth, AuthProblem>,
+    /// Registry check of the current build's image (its digest from the builder or its status).
+    pub image_check: Option<ImageCheck>,
+    /// The pool's pinning MachineConfig as it is now (None when absent).
+    pub machine_config: Option<Value>,
+    pub now: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedEvent {
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// What Strata did or tried: CreateBuild, StartBuild, Pin, Interrupt, Rebuild, …
+    pub action: &'static str,
+    pub note: String,
+}
+
+/// Metric transitions of this round, applied once the writes succeeded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsUpdate {
+    pub pool: String,
+    /// The phase of the pool's current build after this round (None: no build).
+    pub phase: Option<BuildPhase>,
+    /// A build started running this round, after waiting this many seconds.
+    pub started_after: Option<f64>,
+    /// A build ended this round: its result and duration.
+    pub ended: Option<(BuildPhase, Option<f64>)>,
+    /// Whether the pool runs the pinned image (None: no pool).
+    pub pool_updated: Option<bool>,
+    /// The builder pod's waiting reason while it cannot start (ImagePullBackOff, …).
+    pub waiting: Option<String>,
+}
+
+/// What to do. Apply destructures every field: a field nobody applies does not compile.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    /// The build of the current inputs, to create. Its objects follow once it exists (they are
+    /// owned by it, so they need its uid).
+    pub create_build: Option<MachineOSBuild>,
+    /// The current build's ConfigMap, Secrets and Job, complete, to create.
+    pub build_objects: Option<BuildObjects>,
+    /// Status to write to builds, by name (only what changed).
+    pub build_status: Vec<(String, MachineOSBuildStatus)>,
+    /// Jobs to stop and remove (superseded or ended builds).
+    pub delete_jobs: Vec<String>,
+    /// Per-build Secrets no longer needed.
+    pub delete_secrets: Vec<String>,
+    /// Builds to delete: the current one to rebuild it, old ones beyond the history.
+    pub delete_builds: Vec<String>,
+    /// The MachineConfig pinning the pool, when it must change.
+    pub machine_config: Option<Value>,
+    /// The MachineOSConfig's new status, when it changed.
+    pub config_status: Option<MachineOSConfigStatus>,
+    pub remove_rebuild_annotation: bool,
+    pub events: Vec<PlannedEvent>,
+    pub metrics: MetricsUpdate,
+    /// Look again after this long (waiting on something that sends no event).
+    pub requeue_after: Option<Duration>,
+}
+
+/// The planner.
+pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
+    let mut planner = Planner {
+        observed,
+        settings,
+        plan: Plan::default(),
+        status: ConfigStatus::new(&observed.config, observed.now),
+        current: None,
+    };
+    planner.decide();
+    planner.finish()
+}
+
+struct Planner<'a> {
+    observed: &'a Observed,
+    settings: &'a Settings,
+    plan: Plan,
+    status: ConfigStatus,
+    /// The build of the current inputs, once they rendered.
+    current: Option<String>,
+}
+
+impl Planner<'_> {
+    fn event(&mut self, warning: bool, reason: &'static str, action: &'static str, note: String) {
+        self.plan.events.push(PlannedEvent {
+            warning,
+            reason,
+            action,
+            note,
+        });
+    }
+
+    fn requeue(&mut self, secs: u64) {
+        let next = Duration::from_secs(secs);
+        self.plan.requeue_after = Some(self.plan.requeue_after.map_or(next, |r| r.min(next)));
+    }
+
+    /// Degraded with `reason`, nothing building; an Event when the message is new.
+    fn refuse(&mut self, reason: &'static str, action: &'static str, message: String) {
+        if !self.status.has_message(ct::DEGRADED, &message) {
+            self.event(true, reason, action, message.clone());
+        }
+        self.status.set(ct::DEGRADED, true, reason, message);
+        self.status.set(ct::BUILDING, false, reason, String::new());
+    }
+
+    fn decide(&mut self) {
+        let o = self.observed;
+        let config = &o.config;
+        let pool_name = config.spec.machine_config_pool.name.clone();
+        self.plan.metrics.pool = pool_name.clone();
+        let Some(pool) = &o.pool else {
+            self.refuse(
+                "PoolNotFound",
+                "Validate",
+                format!("MachineConfigPool {pool_name} does not exist; Strata builds once it does"),
+            );
+            return;
+        };
+        if let Some(winner) = self.rival_winner() {
+            self.refuse(
+                "PoolClaimed",
+                "Validate",
+                format!(
+                    "MachineOSConfig {winner} also builds for pool {pool_name}; only one \
+                     MachineOSConfig may, the one named after the pool (or the oldest)"
+                ),
+            );
+            return;
+        }
+        let base = match &o.base {
+            Ok(base) => base.clone(),
+            Err(why) => {
+                self.status
+                    .set(ct::DEGRADED, true, "BaseImageUnavailable", why.clone());
+                self.requeue(60);
+                return;
+            }
+        };
+        let inputs = BuildInputs::from_config(config, &base);
+        if !inputs.has_fragment_for_amd64() {
+            let arches: Vec<String> = config
+                .spec
+                .container_file
+                .iter()
+                .map(|e| format!("{:?}", e.containerfile_arch))
+                .collect();
+            self.refuse(
+                "NoFragmentForArchitecture",
+                "Validate",
+                format!(
+                    "spec.containerFile has entries for {} only; Strata builds amd64 images: add \
+                     an AMD64 or a NoArch entry",
+                    arches.join(", ")
+                ),
+            );
+            return;
+        }
+        let rendered = match render(&inputs) {
+            Ok(rendered) => rendered,
+            Err(err) => {
+                self.refuse("InvalidContainerfile", "Validate", err.to_string());
+                return;
+            }
+        };
+        let build_name = rendered.build_name.clone();
+        self.current = Some(build_name.clone());
+        self.interrupt_superseded(&build_name);
+
+        let rebuild = config
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(REBUILD_ANNOTATION));
+        let Some(current) = o
+            .builds
+            .iter()
+            .find(|b| b.metadata.name.as_deref() == Some(build_name.as_str()))
+        else {
+            if o.foreign_builds.contains(&build_name) {
+                // A deleted MachineOSConfig of the same name left it; the garbage collector
+                // removes it shortly. Taking over its status would be wrong.
+                self.status.set(
+                    ct::BUILDING,
+                    false,
+                    "WaitingForGarbageCollection",
+                    format!(
+                        "build {build_name} of a deleted MachineOSConfig of the same name is \
+                         being removed"
+                    ),
+                );
+                self.requeue(10);
+                return;
+            }
+            if let Err(problem) = &o.auth {
+                self.status
+                    .set(ct::DEGRADED, true, problem.reason, problem.message.clone());
+                self.requeue(60);
+                return;
+            }
+            self.create_build(&inputs, &rendered, rebuild);
+            return;
+        };
+
+        let phase = current.phase();
+        let image_gone = self.image_gone();
+        if phase.is_some_and(BuildPhase::is_terminal)
+            && (rebuild || phase == Some(BuildPhase::Interrupted) || image_gone)
+        {
+            let why = if rebuild {
+                format!("rebuild requested with the {REBUILD_ANNOTATION} annotation")
+            } else if phase == Some(BuildPhase::Interrupted) {
+                "the inputs of an interrupted build are current again".to_string()
+            } else {
+                "its image is gone from the registry".to_string()
+            };
+            self.plan.delete_builds.push(build_name.clone());
+            self.event(
+                false,
+                "Rebuilding",
+                "Rebuild",
+                format!("building {build_name} again: {why}"),
+            );
+            self.status.set(ct::BUILDING, true, "Rebuilding", why);
+            self.requeue(5);
+            return;
+        }
+        let next = build_status::next(self, current, &rendered);
+        let next_phase = next.phase().unwrap_or(BuildPhase::Prepared);
+        if rebuild && !next_phase.is_terminal() {
+            self.plan.remove_rebuild_annotation = true;
+        }
+        self.plan.metrics.phase = Some(next_phase);
+        self.conclude(&build_name, &next, pool);
+    }
+
+    /// The config whose claim on the pool beats this one's, if any: the one named after the pool,
+    /// else the oldest.
+    fn rival_winner(&self) -> Option<String> {
+        let o = self.observed;
+        let pool = &o.config.spec.machine_config_pool.name;
+        let me = o.config.metadata.name.clone().unwrap_or_default();
+        if &me == pool {
+            return None;
+        }
+        let created = o.config.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        o.rivals
+            .iter()
+            .find(|(name, at)| {
+                name == pool || (at.is_some() && (created.is_none() || *at < created))
+            })
+            .map(|(name, _)| name.clone())
+    }
+
+    /// Whether the current build's pinned image has been missing long enough to rebuild it.
+    fn image_gone(&mut self) -> bool {
+        let Some(ImageCheck::Missing { first_seen, misses }) = self.observed.image_check else {
+            return false;
+        };
+        let missing_for = self.observed.now.as_second() - first_seen.as_second();
+        misses >= MISSES_BEFORE_REBUILD && missing_for >= MISSING_FOR_BEFORE_REBUILD
+    }
+
+    /// Builds of older inputs still running are interrupted: one active build per pool.
+    fn interrupt_superseded(&mut self, build_name: &str) {
+        let now = self.observed.now;
+        for old in &self.observed.builds {
+            let old_name = old.metadata.name.clone().unwrap_or_default();
+            if old_name == build_name || old.phase().is_some_and(BuildPhase::is_terminal) {
+                continue;
+            }
+            let why = format!(
+                "superseded by build {build_name}: the MachineOSConfig or its base image changed"
+            );
+            self.plan.build_status.push((
+                old_name.clone(),
+                build_status::ended(old, BuildPhase::Interrupted, "Superseded", &why, now),
+            ));
+            self.event(
+                false,
+                "BuildInterrupted",
+                "Interrupt",
+                format!("build {old_name} {why}; its builder is stopped"),
+            );
+        }
+    }
+
+    fn create_build(
+        &mut self,
+        inputs: &BuildInputs,
+        rendered: &crate::render::Rendered,
+        rebuild: bool,
+    ) {
+        let build_name = &rendered.build_name;
+        let now = self.observed.now;
+        let build = new_build(&self.observed.config, inputs, build_name);
+        self.plan.build_status.push((
+            build_name.clone(),
+            build_status::prepared(
+                &MachineOSBuildStatus::default(),
+                &rendered.containerfile_sha256(),
+                now,
+            ),
+        ));
+        self.plan.create_build = Some(build);
+        self.event(
+            false,
+            "BuildCreated",
+            "CreateBuild",
+            format!("build {build_name} created for the current inputs"),
+        );
+        self.plan.metrics.phase = Some(BuildPhase::Prepared);
+        self.status.set(
+            ct::BUILDING,
+            true,
+            "BuildPending",
+            format!("build {build_name} is starting"),
+        );
+        self.status
+            .set(ct::DEGRADED, false, "AsExpected", String::new());
+        self.status.not_ready_while_building(build_name);
+        self.status.machine_os_build = Some(build_ref(build_name));
+        self.plan.remove_rebuild_annotation = rebuild;
+        self.requeue(5);
+    }
+
+    /// Conditions, pinning and the MachineOSConfig's status from the current build's phase.
+    fn conclude(&mut self, build_name: &str, next: &MachineOSBuildStatus, pool: &Value) {
+        let pool_name = self.observed.config.spec.machine_config_pool.name.clone();
+        match next.phase().unwrap_or(BuildPhase::Prepared) {
+            BuildPhase::Succeeded => {
+                let Some(image) = next.digested_image_push_spec.clone() else {
+                    return;
+                };
+                if self.status.current_image_pull_spec.as_deref() != Some(image.as_str()) {
+                    self.event(
+                        false,
+                        "PoolPinned",
+                        "Pin",
+                        format!("MachineConfigPool {pool_name} now uses {image}"),
+                    );
+                }
+                let config_name = self
+                    .observed
+                    .config
+                    .metadata
+                    .name
+                    .clone()
+                    .unwrap_or_default();
+                let selector = objects::pool_selector_labels(&pool_name, pool);
+                let desired = objects::machine_config(&pool_name, &selector, &image, &config_name);
+                // Steady state writes nothing: apply only when what we own differs.
+                if !objects::machine_config_matches(self.observed.machine_config.as_ref(), &desired)
+                {
+                    self.plan.machine_config = Some(desired);
+                }
+                self.status.current_image_pull_spec = Some(image.clone());
+                self.status.machine_os_build = Some(build_ref(build_name));
+                let ready = match &self.observed.image_check {
+                    Some(ImageCheck::Missing { first_seen, misses }) => format!(
+                        "pool {pool_name} is pinned to {image}, but the registry did not find it \
+                         ({misses} checks since {first_seen}); Strata rebuilds it after \
+                         {MISSES_BEFORE_REBUILD} misses over {} minutes",
+                        MISSING_FOR_BEFORE_REBUILD / 60
+                    ),
+                    _ => format!("pool {pool_name} is pinned to {image}"),
+                };
+                if let Some(ImageCheck::Missing { misses: 1, .. }) = &self.observed.image_check {
+                    self.event(
+                        true,
+                        "ImageMissing",
+                        "CheckImage",
+                        format!("the registry does not serve {image}, which pool {pool_name} uses"),
+                    );
+                    self.requeue(60);
+                } else if let Some(ImageCheck::Missing { .. }) = &self.observed.image_check {
+                    self.requeue(60);
+                }
+                self.status.set(ct::READY, true, "BuildSucceeded", ready);
+                self.status
+                    .set(ct::BUILDING, false, "BuildSucceeded", String::new());
+                self.status
+                    .set(ct::DEGRADED, false, "AsExpected", String::new());
+            }
+            BuildPhase::Failed => {
+                let failure = next.failure.clone().unwrap_or_default();
+                let message = format!(
+                    "build {build_name} failed ({}): {}",
+                    failure.reason, failure.message
+                );
+                self.status.machine_os_build = Some(build_ref(build_name));
+                let keeps = match &self.status.current_image_pull_spec {
+                    Some(image) => format!("; the pool keeps {image}"),
+                    None => String::new(),
+                };
+                self.status
+                    .set(ct::READY, false, "BuildFailed", format!("{message}{keeps}"));
+                self.status
+                    .set(ct::BUILDING, false, "BuildFailed", String::new());
+                self.status.set(ct::DEGRADED, true, "BuildFailed", message);
+            }
+            BuildPhase::Interrupted => {}
+            phase @ (BuildPhase::Prepared | BuildPhase::Building) => {
+                self.status.machine_os_build = Some(build_ref(build_name));
+                let (reason, message) = match (&self.status.verifying, &self.plan.metrics.waiting) {
+                    (Some(why), _) => ("VerifyingDigest", why.clone()),
+                    (None, Some(reason)) => (
+                        "BuilderCannotStart",
+                        format!(
+                            "build {build_name}: the builder pod cannot start ({reason}): {}",
+                            self.status.waiting_message.clone().unwrap_or_default()
+                        ),
+                    ),
+                    (None, None) => ("Building", format!("build {build_name} is {phase}")),
+                };
+                self.status.set(ct::BUILDING, true, reason, message);
+                self.status
+                    .set(ct::DEGRADED, false, "AsExpected", String::new());
+                self.status.not_ready_while_building(build_name);
+            }
+        }
+    }
+
+    fn finish(mut self) -> Plan {
+        let current = self.current.clone();
+        history::tidy(&mut self, current.as_deref());
+        // PoolUpdated: True only when the configuration the pool runs carries the image pinned
+        // (after this round) and every machine has it.
+        if let Some(pool) = &self.observed.pool {
+            let (value, reason, message) = config_status::pool_updated(
+                pool,
+                self.observed.rendered_config.as_ref(),
+                self.status.current_image_pull_spec.as_deref(),
+            );
+            self.plan.metrics.pool_updated = Some(value);
+            self.status.set(ct::POOL_UPDATED, value, reason, message);
+        }
+        self.plan.config_status = self
+            .status
+            .into_change(self.observed.config.status.as_ref());
+        self.plan
+    }
+}
+
+fn build_ref(name: &str) -> ObjectReference {
+    ObjectReference {
+        group: strata_crds::GROUP.into(),
+        resource: "machineosbuilds".into(),
+        namespace: None,
+        name: name.into(),
+    }
+}
+
+fn new_build(config: &MachineOSConfig, inputs: &BuildInputs, name: &str) -> MachineOSBuild {
+    let config_name = config.metadata.name.clone().unwrap_or_default();
+    let mut build = MachineOSBuild::new(
+        name,
+        MachineOSBuildSpec {
+            machine_os_config: LocalObjectName::new(config_name.clone()),
+            machine_config_pool: config.spec.machine_config_pool.clone(),
+            base_image: inputs.base_image.clone(),
+            container_file: inputs.container_file.clone(),
+            rendered_image_push_spec: names::image_for_build(
+                &inputs.rendered_image_push_spec,
+                name,
+            ),
+        },
+    );
+    build.metadata = ObjectMeta {
+        name: Some(name.to_string()),
+        labels: Some([(labels::CONFIG.to_string(), fit_63(&config_name))].into()),
+        owner_references: config.controller_owner_ref(&()).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    };
+    build
+}
+
+#[cfg(test)]
+mod tests;

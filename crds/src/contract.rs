@@ -1,0 +1,275 @@
+//! The contract between Strata's parts: the names the controller writes and the builder, the tests,
+//! the benchmarks and the console plugin read. Defined once here; `console-plugin/src/models.ts`
+//! is checked against it by `crds/tests/contract.rs`.
+
+use kube::core::{ApiResource, GroupVersionKind};
+use serde::{Deserialize, Serialize};
+
+/// Labels on the objects Strata makes.
+pub mod labels {
+    /// On every object made for a build, and on the pinning MachineConfig: the MachineOSConfig's
+    /// name, cut to 63 characters (see [`super::annotations::CONFIG`] for the full name).
+    pub const CONFIG: &str = "strata.dev/machine-os-config";
+    /// On every object made for a build: the build's name, cut to 63 characters.
+    pub const BUILD: &str = "strata.dev/machine-os-build";
+    /// On every object Strata makes, with the value [`MANAGED_BY_VALUE`].
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const MANAGED_BY_VALUE: &str = "strata";
+    /// The MCO's pool-role label on MachineConfigs.
+    pub const ROLE: &str = "machineconfiguration.openshift.io/role";
+    /// On builder pods, with the value [`BUILDER`] (the NetworkPolicy selects them by it).
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+    pub const BUILDER: &str = "builder";
+}
+
+/// The builder pod: one container per step, sharing only the image storage.
+pub mod builder_pod {
+    /// Init container: pulls every image the Containerfile names (pull credentials only).
+    pub const PULL: &str = "pull";
+    /// Init container: `buildah bud --pull=never`, then the image gate; no credential at all.
+    pub const BUILD: &str = "build";
+    /// Container: pushes the image (push credentials only); its message carries the digest.
+    pub const PUSH: &str = "push";
+    pub const STEPS: [&str; 3] = [PULL, BUILD, PUSH];
+    /// Where each step finds its inputs.
+    pub const CONTAINERFILE_DIR: &str = "/etc/strata/build";
+    pub const PULL_AUTH_DIR: &str = "/etc/strata/pull-auth";
+    pub const PUSH_AUTH_DIR: &str = "/etc/strata/push-auth";
+    pub const STORAGE_DIR: &str = "/var/lib/containers/storage";
+    pub const WORK_DIR: &str = "/var/lib/strata";
+}
+
+/// Labels Strata puts on the final stage of every image it builds.
+pub mod image_labels {
+    /// The OS base image the fragments were applied to, by digest.
+    pub const BASE_IMAGE: &str = "strata.dev/base-image";
+    /// The MachineOSConfig the image was built for.
+    pub const MACHINE_OS_CONFIG: &str = "strata.dev/machine-os-config";
+    /// The build's inputs hash: the controller pins an image only when its config carries the
+    /// hash of the build that pushed it.
+    pub const INPUTS_HASH: &str = "strata.dev/inputs-hash";
+}
+
+/// Annotations Strata reads or writes.
+pub mod annotations {
+    /// On objects made for a build and on the pinning MachineConfig: the MachineOSConfig's full
+    /// name (a label value is cut to 63 characters, an annotation is not).
+    pub const CONFIG: &str = "strata.dev/machine-os-config";
+    /// On a MachineOSConfig: build the current inputs again. Removed once the new build started.
+    pub const REBUILD: &str = "strata.dev/rebuild";
+    /// On a user's Secret in the controller namespace: the MachineOSConfigs allowed to use it, a
+    /// comma-separated list of names or `*`. Without it Strata does not use the Secret.
+    pub const ALLOWED_CONFIGS: &str = "strata.dev/allowed-machine-os-configs";
+}
+
+/// Finalizer on MachineOSConfigs: removes the pool's MachineConfig before the object goes.
+pub const FINALIZER: &str = "strata.dev/machine-config";
+/// The one field manager of every object and status Strata writes.
+pub const FIELD_MANAGER: &str = "strata-controller";
+
+/// Defaults of where Strata runs; the manifests use these names.
+pub mod install {
+    pub const NAMESPACE: &str = "strata-system";
+    pub const CONTROLLER_SERVICE_ACCOUNT: &str = "strata-controller";
+    pub const BUILDER_SERVICE_ACCOUNT: &str = "strata-builder";
+    /// Label selector of the controller's pods.
+    pub const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/name=strata-controller";
+    /// The leader-election Lease (in the controller namespace).
+    pub const LEASE: &str = "strata-controller";
+}
+
+/// Exit codes of `strata build`; the Job's podFailurePolicy keys on them.
+pub mod exit_code {
+    /// The step did its part (the last one: the image is pushed, the message has the digest).
+    pub const SUCCESS: i32 = 0;
+    /// Retrying cannot help (a Containerfile step failed, credentials refused, invalid input).
+    pub const TERMINAL: i32 = 3;
+    /// Retrying may help (registry unreachable or 5xx, out of space, terminated).
+    pub const TRANSIENT: i32 = 4;
+}
+
+/// Kubernetes keeps at most 4096 bytes of a termination message.
+pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 4096;
+
+/// Whether a failed build is worth retrying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureClass {
+    Terminal,
+    Transient,
+}
+
+impl FailureClass {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            FailureClass::Terminal => exit_code::TERMINAL,
+            FailureClass::Transient => exit_code::TRANSIENT,
+        }
+    }
+}
+
+/// One step of a build and when it ran (Unix milliseconds).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseTiming {
+    /// pull, build, lint or push.
+    pub phase: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// The one JSON line a builder step writes to its termination log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TerminationMessage {
+    #[serde(rename_all = "camelCase")]
+    Success {
+        digest: String,
+        size_bytes: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        phases: Vec<PhaseTiming>,
+    },
+    #[serde(rename_all = "camelCase")]
+    Failure {
+        class: FailureClass,
+        reason: String,
+        message: String,
+        log_tail: String,
+    },
+}
+
+impl TerminationMessage {
+    /// The JSON line, at most [`MAX_TERMINATION_MESSAGE_BYTES`]: the log tail is trimmed from the
+    /// front first, then the message; a digest is never trimmed.
+    pub fn to_line(&self) -> String {
+        let line = |m: &TerminationMessage| serde_json::to_string(m).unwrap_or_default();
+        let mut message = self.clone();
+        loop {
+            let text = line(&message);
+            if text.len() <= MAX_TERMINATION_MESSAGE_BYTES {
+                return text;
+            }
+            let excess = text.len() - MAX_TERMINATION_MESSAGE_BYTES;
+            match &mut message {
+                TerminationMessage::Success { phases, .. } if !phases.is_empty() => phases.clear(),
+                TerminationMessage::Success { .. } => return text,
+                TerminationMessage::Failure { log_tail, .. } if !log_tail.is_empty() => {
+                    *log_tail = keep_tail(log_tail, log_tail.len().saturating_sub(excess + 16));
+                }
+                TerminationMessage::Failure { message, .. } => {
+                    *message = keep_head(message, message.len().saturating_sub(excess + 16));
+                }
+            }
+        }
+    }
+
+    /// Parses what the controller reads back from the pod status.
+    pub fn parse(text: &str) -> Option<Self> {
+        serde_json::from_str(text.trim()).ok()
+    }
+}
+
+/// The last `max` bytes of `text`, cut at a character boundary.
+pub fn keep_tail(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
+}
+
+fn keep_head(text: &str, max: usize) -> String {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
+/// The Machine Config Operator's kinds Strata reads and writes (group
+/// `machineconfiguration.openshift.io/v1`).
+pub mod mco {
+    use super::{ApiResource, GroupVersionKind};
+
+    pub const GROUP: &str = "machineconfiguration.openshift.io";
+    pub const VERSION: &str = "v1";
+
+    fn resource(kind: &str, plural: &str) -> ApiResource {
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, kind), plural)
+    }
+
+    pub fn machine_config_pool() -> ApiResource {
+        resource("MachineConfigPool", "machineconfigpools")
+    }
+
+    pub fn machine_config() -> ApiResource {
+        resource("MachineConfig", "machineconfigs")
+    }
+
+    /// OpenShift's own MachineOSConfig (on-cluster layering), which Strata must not fight.
+    pub fn openshift_machine_os_config() -> ApiResource {
+        resource("MachineOSConfig", "machineosconfigs")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_line_shape() {
+        let m = TerminationMessage::Success {
+            digest: format!("sha256:{}", "a".repeat(64)),
+            size_bytes: 10,
+            phases: vec![PhaseTiming {
+                phase: "build".into(),
+                start_ms: 1,
+                end_ms: 2,
+            }],
+        };
+        let line = m.to_line();
+        assert!(line.starts_with("{\"digest\":\"sha256:"), "{line}");
+        assert!(line.contains("\"sizeBytes\":10"));
+        assert!(line.contains("\"startMs\":1"));
+        assert_eq!(TerminationMessage::parse(&line), Some(m));
+    }
+
+    #[test]
+    fn failure_is_trimmed_to_4k_keeping_the_end_of_the_log() {
+        let m = TerminationMessage::Failure {
+            class: FailureClass::Terminal,
+            reason: "StepFailed".into(),
+            message: "step RUN false failed".into(),
+            log_tail: format!("{}THE END", "é".repeat(5000)),
+        };
+        let line = m.to_line();
+        assert!(
+            line.len() <= MAX_TERMINATION_MESSAGE_BYTES,
+            "{}",
+            line.len()
+        );
+        let Some(TerminationMessage::Failure {
+            log_tail,
+            message,
+            class,
+            ..
+        }) = TerminationMessage::parse(&line)
+        else {
+            panic!("not a failure: {line}")
+        };
+        assert!(log_tail.ends_with("THE END"));
+        assert_eq!(message, "step RUN false failed");
+        assert_eq!(class, FailureClass::Terminal);
+    }
+
+    #[test]
+    fn huge_message_without_tail_is_trimmed() {
+        let m = TerminationMessage::Failure {
+            class: FailureClass::Transient,
+            reason: "BuildFailed".into(),
+            message: "x".repeat(10_000),
+            log_tail: String::new(),
+        };
+        assert!(m.to_line().len() <= MAX_TERMINATION_MESSAGE_BYTES);
+    }
+}
