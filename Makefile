@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 STRATA := $(CARGO_TARGET_DIR)/debug/strata
 
-.PHONY: all build test check fmt-check clippy crds crds-check unit-test e2e-test demo help bench
+.PHONY: all build test setup-test check fmt-check clippy crds crds-check bundle bundle-check unit-test e2e-test demo help bench
 all: build
 
 help: ## list the targets
@@ -17,10 +17,15 @@ help: ## list the targets
 build: ## build the strata binary (debug)
 	$(CARGO) build -p strata-controller --bin strata
 
-test: check unit-test console-test e2e-test ## everything CI runs: format, lints, CRD drift, unit tests, console plugin, e2e on a real cluster
+# Under `make test` a missing prerequisite fails the run instead of skipping a test.
+test: export STRATA_REQUIRE_PREREQUISITES = 1
+test: setup-test check unit-test console-test e2e-test ## everything CI runs: setup, format, lints, CRD drift, unit tests, console plugin, e2e on a real cluster
 	@echo "make test: all green"
 
-check: fmt-check clippy crds-check ## static checks
+setup-test: ## install what the tests need (apt packages incl. promtool and chromium, Kubernetes built from source; cached)
+	e2e/ci-setup.sh --test
+
+check: fmt-check clippy crds-check bundle-check ## static checks
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -33,6 +38,12 @@ crds: build ## regenerate crds/crds.yaml from the Rust types
 
 crds-check: build ## fail when crds/crds.yaml differs from `strata crds`
 	@$(STRATA) crds | diff -u crds/crds.yaml - || { echo "crds/crds.yaml is stale: run 'make crds' and commit it" >&2; exit 1; }
+
+bundle: ## regenerate bundle/ (the OLM bundle) from manifests/overlays/openshift, examples/ and Cargo.toml
+	tools/olm/bundle.sh generate
+
+bundle-check: ## fail when bundle/ differs from what the manifests generate, then validate it (operator-framework/api)
+	tools/olm/bundle.sh check
 
 unit-test: ## unit, snapshot, property and fixture tests (no cluster)
 	CI=true INSTA_UPDATE=no $(CARGO) test --workspace --locked

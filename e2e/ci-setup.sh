@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# CI/machine setup for the e2e cluster (idempotent): Debian packages that are missing, then the
-# Kubernetes + etcd binaries (cached under ${XDG_CACHE_HOME:-$HOME/.cache}/strata; a cold build took
-# ~7.5 min on 2 cores, a warm check takes about a second).
+# Machine setup (idempotent), shared by `make demo`, `make test` and CI: the Debian packages that
+# are missing, then the Kubernetes + etcd binaries (cached under ${XDG_CACHE_HOME:-$HOME/.cache}/strata;
+# a cold build took ~7.5 min on 2 cores, a warm check takes about a second).
+#   --test   also what only the tests need: promtool (Debian's prometheus) for the alert rule
+#            tests and Debian's chromium for the console plugin's browser tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PKGS=(containerd runc containernetworking-plugins docker-registry buildah skopeo umoci catatonit
       busybox-static mmdebstrap iptables openssl jq curl bc uidmap fuse-overlayfs)
+if [[ "${1:-}" == --test ]]; then
+  PKGS+=(prometheus chromium)
+fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -62,9 +62,12 @@ KUST
 log "applying manifests/overlays/local (image $BUILDER)"
 kubectl apply --server-side --force-conflicts -k "$DEPLOY" >/dev/null
 kubectl wait --for=condition=Established crd/machineosconfigs.strata.dev crd/machineosbuilds.strata.dev --timeout=60s >/dev/null
-# The push Secret the examples name (the local registry needs no credentials).
+# The push Secret the examples name (the local registry needs no credentials), opted in for the
+# examples' MachineOSConfig (Strata uses a Secret only for the configs its annotation names).
 kubectl -n strata-system create secret docker-registry push-secret --docker-server="$STRATA_REGISTRY" \
-  --docker-username=demo --docker-password=demo --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
+  --docker-username=demo --docker-password=demo --dry-run=client -o yaml |
+  kubectl annotate --local -f - strata.dev/allowed-machine-os-configs=worker -o yaml |
+  kubectl apply --server-side -f - >/dev/null
 kubectl -n strata-system rollout status deployment/strata-controller --timeout=180s >&2
 # `rollout status` is done while replaced pods still terminate, and a replaced leader reconciles
 # with its old settings until it exits: wait until only the new pods are left.
