@@ -16,6 +16,9 @@ pub mod condition_types {
     pub const DEGRADED: &str = "Degraded";
     /// MachineOSConfig: whether the pool has rolled out the current image.
     pub const POOL_UPDATED: &str = "PoolUpdated";
+    /// MachineOSConfig: Strata holds the pool (`spec.paused`) while it rebuilds on a new release
+    /// base, so that machines roll once, to the new image.
+    pub const POOL_HELD: &str = "PoolHeld";
     /// MachineOSBuild: its objects exist and it waits for the builder pod.
     pub const PREPARED: &str = "Prepared";
     /// MachineOSBuild: terminal, the image is pushed and verified.

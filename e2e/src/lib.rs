@@ -11,6 +11,7 @@
 //! why) unless `STRATA_E2E` is set, so `cargo test --workspace` passes on machines without one.
 
 pub mod deployed;
+pub mod mco;
 pub mod util;
 
 use std::collections::BTreeMap;

@@ -168,6 +168,52 @@ impl Buildah {
         })
     }
 
+    /// The gate's verdict on `image`: its file tree (a working container's mount) checked by
+    /// [`super::lint::check`].
+    pub async fn lint(
+        &self,
+        image: &str,
+    ) -> Result<Vec<super::lint::Violation>, TerminationMessage> {
+        let name = format!("strata-lint-{}", std::process::id());
+        let run = |args: Vec<String>| async move {
+            let out = self.command().args(&args).output().await.map_err(|e| {
+                failure(
+                    FailureClass::Transient,
+                    "LintFailed",
+                    format!("cannot run buildah: {e}"),
+                    String::new(),
+                )
+            })?;
+            if !out.status.success() {
+                return Err(failure(
+                    FailureClass::Transient,
+                    "BuildFailed",
+                    format!(
+                        "buildah {}: {}",
+                        args.first().map(String::as_str).unwrap_or_default(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                    String::new(),
+                ));
+            }
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        };
+        run(vec![
+            "from".into(),
+            "--pull=never".into(),
+            "--name".into(),
+            name.clone(),
+            image.into(),
+        ])
+        .await?;
+        let checked = match run(vec!["mount".into(), name.clone()]).await {
+            Ok(root) => Ok(super::lint::check(std::path::Path::new(&root))),
+            Err(e) => Err(e),
+        };
+        let _ = run(vec!["rm".into(), name]).await;
+        checked
+    }
+
     /// The image's size: config plus layers (uncompressed), from its manifest in local storage.
     pub async fn image_size(&self, image: &str) -> Option<u64> {
         let out = self

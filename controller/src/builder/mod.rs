@@ -4,7 +4,7 @@
 //! - `pull`: fetches the base and every image the Containerfile names, with the pull credentials
 //!   only;
 //! - `build`: `buildah bud --pull=never`, where fragment code runs — no credential of any kind, no
-//!   service account token; then the image gate;
+//!   service account token; then the image gate ([`lint`]);
 //! - `push`: pushes with the push credentials only; runs nothing from the Containerfile.
 //!
 //! Each step writes the one-line JSON termination message of the builder contract
@@ -13,6 +13,7 @@
 
 mod buildah;
 pub mod images;
+pub mod lint;
 pub mod message;
 pub mod redact;
 
@@ -295,6 +296,26 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
     }
     let mut handover = Handover::load(args);
     handover.record("build", started);
+    let gate = now_ms();
+    println!("strata build: checking the image (the gate: builder-image/README.md)");
+    let violations = buildah.lint(&args.image).await?;
+    if let Some(first) = violations.first() {
+        let all: Vec<String> = violations.iter().map(ToString::to_string).collect();
+        for line in &all {
+            println!("strata build: gate: {line}");
+        }
+        let more = match violations.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        return Err(failure(
+            FailureClass::Terminal,
+            "LintFailed",
+            format!("the image would not boot or update on a machine: {first}{more}"),
+            all.join("\n"),
+        ));
+    }
+    handover.record("lint", gate);
     handover.size_bytes = buildah.image_size(&args.image).await.unwrap_or(0);
     handover.save(args)?;
     Ok(None)

@@ -65,6 +65,7 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         delete_secrets,
         delete_builds,
         machine_config,
+        pool_paused,
         config_status,
         remove_rebuild_annotation,
         events,
@@ -125,6 +126,10 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         let name = mc["metadata"]["name"].as_str().unwrap_or_default();
         api.patch(name, &ssa(), &Patch::Apply(&mc)).await?;
     }
+    if let Some(paused) = pool_paused {
+        let pool = &config.spec.machine_config_pool.name;
+        hold_pool(client, pool, paused).await?;
+    }
     let name = config.name_any();
     if let Some(status) = config_status {
         let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig", "status": status});
@@ -142,6 +147,17 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     }
     publish(ctx, config, events).await;
     record(ctx, metrics);
+    Ok(())
+}
+
+/// Sets the pool's `spec.paused` (Strata's hold; see plan/hold.rs).
+async fn hold_pool(client: &kube::Client, pool: &str, paused: bool) -> Result<(), Error> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config_pool());
+    let patch = json!({
+        "apiVersion": format!("{}/{}", mco::GROUP, mco::VERSION), "kind": "MachineConfigPool",
+        "metadata": {"name": pool}, "spec": {"paused": paused},
+    });
+    api.patch(pool, &ssa(), &Patch::Apply(&patch)).await?;
     Ok(())
 }
 
@@ -186,6 +202,7 @@ fn record(ctx: &Context, update: MetricsUpdate) {
         ended,
         pool_updated,
         waiting,
+        pool_held,
     } = update;
     let m = &ctx.metrics;
     m.set_phase(&pool, phase);
@@ -199,15 +216,25 @@ fn record(ctx: &Context, update: MetricsUpdate) {
     if let Some(updated) = pool_updated {
         m.set_pool_updated(&pool, updated);
     }
+    if let Some(held) = pool_held {
+        m.set_pool_held(&pool, held);
+    }
 }
 
 fn jiff_now() -> f64 {
     k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0
 }
 
-/// Finalizer cleanup: the MachineConfig goes, returning the pool to the stock image. Builds go
-/// with the MachineOSConfig through their owner references.
+/// Finalizer cleanup: the MachineConfig goes, returning the pool to the stock image, and a hold
+/// Strata has on the pool is released. Builds go with the MachineOSConfig through their owner
+/// references.
 pub async fn cleanup(ctx: &Context, config: &MachineOSConfig) -> Result<(), Error> {
+    let held = config.status.as_ref().is_some_and(|s| {
+        super::conditions::is_true(&s.conditions, strata_crds::condition_types::POOL_HELD)
+    });
+    if held {
+        hold_pool(&ctx.client, &config.spec.machine_config_pool.name, false).await?;
+    }
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &mco::machine_config());
     let name = names::machine_config(&config.spec.machine_config_pool.name);
     let cached = ctx

@@ -46,6 +46,7 @@ fn observed(config: MachineOSConfig) -> Observed {
         config,
         pool: Some(json!({"metadata": {"name": "worker"}, "status": {}})),
         rendered_config: None,
+        target_config: None,
         rivals: vec![],
         base: Ok(BASE.into()),
         builds: vec![],

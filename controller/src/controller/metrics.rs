@@ -47,6 +47,7 @@ pub struct Metrics {
     active_builds: Gauge,
     leader: Gauge,
     pool_updated: Family<Labels, Gauge>,
+    pool_held: Family<Labels, Gauge>,
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<Labels, Counter>,
@@ -72,6 +73,7 @@ impl Default for Metrics {
             active_builds: Gauge::default(),
             leader: Gauge::default(),
             pool_updated: Family::default(),
+            pool_held: Family::default(),
             last_success: Family::default(),
             // 1 ms … 32 s: above the slowest reconcile seen under load (bench/RESULTS.md).
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -120,6 +122,11 @@ impl Default for Metrics {
             "pool_updated",
             "1 when every machine of the pool runs the pinned image (the PoolUpdated condition)",
             m.pool_updated.clone(),
+        );
+        strata.register(
+            "pool_held",
+            "1 while Strata holds the pool (spec.paused) for a rebuild on a new release base",
+            m.pool_held.clone(),
         );
         strata.register(
             "last_success_timestamp_seconds",
@@ -207,6 +214,7 @@ impl Metrics {
                 .remove(&labels(&[("pool", pool), ("phase", p.condition_type())]));
         }
         self.pool_updated.remove(&labels(&[("pool", pool)]));
+        self.pool_held.remove(&labels(&[("pool", pool)]));
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools.remove(pool);
         let active = pools
@@ -240,6 +248,12 @@ impl Metrics {
         self.pool_updated
             .get_or_create(&labels(&[("pool", pool)]))
             .set(i64::from(updated));
+    }
+
+    pub fn set_pool_held(&self, pool: &str, held: bool) {
+        self.pool_held
+            .get_or_create(&labels(&[("pool", pool)]))
+            .set(i64::from(held));
     }
 
     pub fn build_started(&self, pool: &str, queued_seconds: f64) {

@@ -39,6 +39,16 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         })
         .map(|mc| serde_json::to_value(mc.as_ref()))
         .transpose()?;
+    let target_config = pool
+        .as_ref()
+        .and_then(|p| p["spec"]["configuration"]["name"].as_str())
+        .and_then(|rendered| {
+            stores
+                .machine_configs
+                .get(&ObjectRef::new_with(rendered, mco::machine_config()))
+        })
+        .map(|mc| serde_json::to_value(mc.as_ref()))
+        .transpose()?;
     let rivals = stores
         .configs
         .state()
@@ -162,6 +172,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         config: config.clone(),
         pool,
         rendered_config,
+        target_config,
         rivals,
         base,
         builds,

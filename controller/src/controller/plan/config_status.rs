@@ -57,6 +57,10 @@ impl ConfigStatus {
         );
     }
 
+    pub fn is_true(&self, type_: &str) -> bool {
+        conditions::is_true(&self.status.conditions, type_)
+    }
+
     /// Whether condition `type_` is True with exactly this message (an Event was recorded then).
     pub fn has_message(&self, type_: &str, message: &str) -> bool {
         self.status

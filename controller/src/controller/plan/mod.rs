@@ -6,6 +6,7 @@
 mod build_status;
 mod config_status;
 mod history;
+mod hold;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -60,6 +61,8 @@ pub struct Observed {
     pub pool: Option<Value>,
     /// The MachineConfig the pool currently runs (`status.configuration.name`), when known.
     pub rendered_config: Option<Value>,
+    /// The MachineConfig the MCO rendered for the pool to move to (`spec.configuration.name`).
+    pub target_config: Option<Value>,
     /// Other MachineOSConfigs naming the same pool: (name, created at).
     pub rivals: Vec<(String, Option<Timestamp>)>,
     /// The base image pinned by digest, or why it could not be resolved.
@@ -106,6 +109,8 @@ pub struct MetricsUpdate {
     pub pool_updated: Option<bool>,
     /// The builder pod's waiting reason while it cannot start (ImagePullBackOff, …).
     pub waiting: Option<String>,
+    /// Whether Strata holds the pool (None: no pool).
+    pub pool_held: Option<bool>,
 }
 
 /// What to do. Apply destructures every field: a field nobody applies does not compile.
@@ -126,6 +131,8 @@ pub struct Plan {
     pub delete_builds: Vec<String>,
     /// The MachineConfig pinning the pool, when it must change.
     pub machine_config: Option<Value>,
+    /// The pool's `spec.paused`, when Strata takes or releases its hold.
+    pub pool_paused: Option<bool>,
     /// The MachineOSConfig's new status, when it changed.
     pub config_status: Option<MachineOSConfigStatus>,
     pub remove_rebuild_annotation: bool,
@@ -143,6 +150,7 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
         plan: Plan::default(),
         status: ConfigStatus::new(&observed.config, observed.now),
         current: None,
+        current_base: None,
     };
     planner.decide();
     planner.finish()
@@ -155,6 +163,8 @@ struct Planner<'a> {
     status: ConfigStatus,
     /// The build of the current inputs, once they rendered.
     current: Option<String>,
+    /// The base image of the current inputs.
+    current_base: Option<String>,
 }
 
 impl Planner<'_> {
@@ -242,6 +252,7 @@ impl Planner<'_> {
         };
         let build_name = rendered.build_name.clone();
         self.current = Some(build_name.clone());
+        self.current_base = Some(inputs.base_image.clone());
         self.interrupt_superseded(&build_name);
 
         let rebuild = config
@@ -501,6 +512,7 @@ impl Planner<'_> {
     fn finish(mut self) -> Plan {
         let current = self.current.clone();
         history::tidy(&mut self, current.as_deref());
+        hold::decide(&mut self);
         // PoolUpdated: True only when the configuration the pool runs carries the image pinned
         // (after this round) and every machine has it.
         if let Some(pool) = &self.observed.pool {

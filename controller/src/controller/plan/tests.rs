@@ -39,6 +39,7 @@ fn observed(config: MachineOSConfig) -> Observed {
         config,
         pool: Some(pool()),
         rendered_config: None,
+        target_config: None,
         rivals: vec![],
         base: Ok(BASE.into()),
         builds: vec![],
@@ -725,4 +726,162 @@ proptest::proptest! {
             proptest::prop_assert_eq!(cond(&p.config_status, ct::DEGRADED).status, "True");
         }
     }
+}
+
+const NEW_BASE: &str = "registry.example.com/rhcos@sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+/// A config pinned to an image built on BASE, now seeing `base` from the release.
+fn pinned_then_release(base: &str) -> Observed {
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    o.job = succeeded_job();
+    o.image_check = present(&o);
+    let done = plan(&o, &Settings::for_tests());
+    let mut o = applied(o, &done);
+    o.job = JobObservation::Missing;
+    o.image_check = None;
+    o.base = Ok(base.into());
+    o
+}
+
+fn held(p: &Plan, o: &Observed) -> (String, String) {
+    let s = status(p, o);
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == ct::POOL_HELD)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_new_release_base_holds_the_pool_from_the_first_round_until_the_rebuild_is_rendered() {
+    let o = pinned_then_release(NEW_BASE);
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.create_build.is_some(), "the rebuild starts");
+    assert_eq!(p.pool_paused, Some(true), "held in the same round");
+    assert_eq!(held(&p, &o), ("True".into(), "BaseImageChanged".into()));
+    assert!(
+        p.events
+            .iter()
+            .any(|e| e.reason == "PoolHeld" && e.action == "HoldPool")
+    );
+    assert_eq!(p.metrics.pool_held, Some(true));
+
+    // The pool is paused; the new build runs: nothing more to write about the hold.
+    let mut o = applied(o, &p);
+    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(true);
+    let mut new_build = p.create_build.clone().unwrap();
+    new_build.metadata.uid = Some("cccccccc-0000-0000-0000-000000000000".into());
+    new_build.status = Some(p.build_status.last().unwrap().1.clone());
+    o.builds.push(new_build);
+    o.job = JobObservation::Running {
+        attempts: 1,
+        waiting: None,
+    };
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.pool_paused, None);
+    assert_eq!(held(&p, &o).0, "True");
+
+    // Built and pinned, but the MCO has not rendered the pool with it yet: still held.
+    let mut o = applied(o, &p);
+    o.job = JobObservation::Succeeded {
+        attempts: 1,
+        message: Some(TerminationMessage::Success {
+            digest: format!("sha256:{}", "4".repeat(64)),
+            size_bytes: 1,
+            phases: vec![],
+        }),
+    };
+    let hash = render(&BuildInputs::from_config(&o.config, NEW_BASE))
+        .unwrap()
+        .inputs_hash;
+    o.image_check = Some(ImageCheck::Present {
+        inputs_hash: Some(hash),
+    });
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.machine_config.is_some(), "pinned");
+    assert_eq!(p.pool_paused, None);
+    assert_eq!(held(&p, &o), ("True".into(), "WaitingForRender".into()));
+
+    // Rendered with the new image: released, once.
+    let mut o = applied(o, &p);
+    let image = status(&p, &o).current_image_pull_spec.unwrap();
+    o.target_config = Some(json!({"spec": {"osImageURL": image}}));
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.pool_paused, Some(false));
+    assert_eq!(held(&p, &o), ("False".into(), "Released".into()));
+    assert!(p.events.iter().any(|e| e.reason == "PoolReleased"));
+    let mut o = applied(o, &p);
+    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(false);
+    let again = plan(&o, &Settings::for_tests());
+    assert_eq!(again.pool_paused, None);
+    assert_eq!(again.metrics.pool_held, Some(false));
+}
+
+#[test]
+fn a_failed_rebuild_keeps_the_hold_and_says_so() {
+    let o = pinned_then_release(NEW_BASE);
+    let p = plan(&o, &Settings::for_tests());
+    let mut o = applied(o, &p);
+    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(true);
+    let mut new_build = p.create_build.clone().unwrap();
+    new_build.metadata.uid = Some("cccccccc-0000-0000-0000-000000000000".into());
+    new_build.status = Some(p.build_status.last().unwrap().1.clone());
+    o.builds.push(new_build);
+    o.job = JobObservation::Failed {
+        attempts: 1,
+        reason: "PodFailurePolicy".into(),
+        message: String::new(),
+        termination: Some(TerminationMessage::Failure {
+            class: FailureClass::Terminal,
+            reason: "StepFailed".into(),
+            message: "step RUN true failed".into(),
+            log_tail: String::new(),
+        }),
+        killed: None,
+        raw_message: String::new(),
+    };
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.pool_paused, None, "the hold stays");
+    assert_eq!(held(&p, &o), ("True".into(), "BuildFailed".into()));
+    assert_eq!(p.metrics.pool_held, Some(true));
+}
+
+#[test]
+fn a_pause_strata_did_not_set_is_left_alone() {
+    // Paused by an admin before the new base: Strata does not take it over.
+    let mut o = pinned_then_release(NEW_BASE);
+    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(true);
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.pool_paused, None);
+    assert_eq!(held(&p, &o), ("False".into(), "PausedByAdmin".into()));
+
+    // Held by Strata, then unpaused by someone: not paused again.
+    let o = pinned_then_release(NEW_BASE);
+    let p = plan(&o, &Settings::for_tests());
+    let mut o = applied(o, &p);
+    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(false);
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.pool_paused, None);
+    assert_eq!(held(&p, &o), ("False".into(), "ReleasedByOthers".into()));
+    let p = plan(&applied(o, &p), &Settings::for_tests());
+    assert_eq!(p.pool_paused, None);
+}
+
+#[test]
+fn a_fragment_change_or_a_base_override_holds_nothing() {
+    let mut o = pinned_then_release(BASE);
+    o.config = {
+        let mut c = config("RUN echo changed\n");
+        c.status = o.config.status.clone();
+        c
+    };
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.create_build.is_some());
+    assert_eq!(p.pool_paused, None);
+
+    let mut o = pinned_then_release(NEW_BASE);
+    o.config.spec.base_image = Some(NEW_BASE.into());
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.pool_paused, None);
 }

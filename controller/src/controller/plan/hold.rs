@@ -1,0 +1,159 @@
+//! Upgrades roll each machine once. When the release base changes, Strata's MachineConfig still
+//! names the image built on the old base, and it wins the MCO's merge: the MCO would roll the
+//! pool with the new release's configuration on the old OS (kubelet and CRI-O skew), then roll it
+//! again once Strata's rebuild lands. So Strata holds (`spec.paused`) each pool it rebuilds for a
+//! new base, from the round it sees the new base, and releases it once its rebuild is pinned and
+//! the MCO has rendered the pool with that image. A failed build keeps the hold and says so. A
+//! pause Strata did not set is never undone, and a hold someone released is not taken again.
+
+use strata_crds::{BuildPhase, MachineOSBuild, condition_types as ct};
+
+use super::Planner;
+
+pub(super) fn decide(planner: &mut Planner<'_>) {
+    let o = planner.observed;
+    let Some(pool) = &o.pool else { return };
+    let (Some(current), Some(base)) = (planner.current.clone(), planner.current_base.clone())
+    else {
+        report(planner);
+        return;
+    };
+    let pool_name = o.config.spec.machine_config_pool.name.clone();
+    let paused = pool["spec"]["paused"].as_bool().unwrap_or(false);
+    let held = planner.status.is_true(ct::POOL_HELD);
+    // The current build after this plan: its phase and, once it succeeded, its image.
+    let planned = planner
+        .plan
+        .build_status
+        .iter()
+        .find(|(name, _)| *name == current)
+        .map(|(_, s)| s.clone());
+    let build = o
+        .builds
+        .iter()
+        .find(|b| b.metadata.name.as_deref() == Some(current.as_str()));
+    let status = planned.or_else(|| build.and_then(|b| b.status.clone()));
+    let phase = status.as_ref().and_then(|s| s.phase());
+    let built = status
+        .as_ref()
+        .and_then(|s| s.digested_image_push_spec.clone());
+    let pinned = planner.status.current_image_pull_spec.clone();
+    let pinned_now = phase == Some(BuildPhase::Succeeded) && built.is_some() && built == pinned;
+
+    if held {
+        if !paused {
+            planner.status.set(
+                ct::POOL_HELD,
+                false,
+                "ReleasedByOthers",
+                format!(
+                    "someone unpaused pool {pool_name} while Strata held it for build {current}; \
+                     Strata does not pause it again for this build"
+                ),
+            );
+            planner.event(
+                true,
+                "PoolReleasedByOthers",
+                "HoldPool",
+                format!("pool {pool_name} was unpaused while Strata held it for its rebuild"),
+            );
+        } else if pinned_now {
+            let image = pinned.unwrap_or_default();
+            let target = o
+                .target_config
+                .as_ref()
+                .and_then(|t| t["spec"]["osImageURL"].as_str());
+            if target == Some(image.as_str()) {
+                planner.plan.pool_paused = Some(false);
+                planner.status.set(
+                    ct::POOL_HELD,
+                    false,
+                    "Released",
+                    format!("released pool {pool_name}: its machines roll once, to {image}"),
+                );
+                planner.event(
+                    false,
+                    "PoolReleased",
+                    "HoldPool",
+                    format!("released pool {pool_name}: its machines roll once, to {image}"),
+                );
+            } else {
+                planner.status.set(
+                    ct::POOL_HELD,
+                    true,
+                    "WaitingForRender",
+                    format!("holding pool {pool_name} until the MCO has rendered it with {image}"),
+                );
+                planner.requeue(5);
+            }
+        } else if phase == Some(BuildPhase::Failed) {
+            planner.status.set(
+                ct::POOL_HELD,
+                true,
+                "BuildFailed",
+                format!(
+                    "holding pool {pool_name}: the rebuild on the new release base failed ({current}); \
+                     fix the MachineOSConfig, or unpause the pool to roll it with the previous image"
+                ),
+            );
+        }
+        report(planner);
+        return;
+    }
+
+    // Released by someone during this very rebuild: not taken again.
+    let released_by_others = planner.status.conditions.iter().any(|c| {
+        c.type_ == ct::POOL_HELD
+            && c.reason == "ReleasedByOthers"
+            && c.message.contains(&format!("build {current};"))
+    });
+    if released_by_others {
+        report(planner);
+        return;
+    }
+    let from_release = o.config.spec.base_image.is_none();
+    let pinned_base = pinned.as_ref().and_then(|image| built_on(&o.builds, image));
+    let base_changed = pinned_base.is_some_and(|b| b != base);
+    if from_release && base_changed && !pinned_now && phase != Some(BuildPhase::Failed) {
+        if paused {
+            planner.status.set(
+                ct::POOL_HELD,
+                false,
+                "PausedByAdmin",
+                format!("pool {pool_name} is paused by someone else; Strata leaves it as it is"),
+            );
+        } else {
+            planner.plan.pool_paused = Some(true);
+            let message = format!(
+                "holding pool {pool_name} while {current} is built on the new release base, so \
+                 that its machines roll once, to the new image"
+            );
+            planner
+                .status
+                .set(ct::POOL_HELD, true, "BaseImageChanged", message.clone());
+            planner.event(false, "PoolHeld", "HoldPool", message);
+        }
+    }
+    report(planner);
+}
+
+/// The base image of the build that pushed `image`.
+fn built_on(builds: &[MachineOSBuild], image: &str) -> Option<String> {
+    builds
+        .iter()
+        .find(|b| {
+            b.status
+                .as_ref()
+                .and_then(|s| s.digested_image_push_spec.as_deref())
+                == Some(image)
+        })
+        .map(|b| b.spec.base_image.clone())
+}
+
+fn report(planner: &mut Planner<'_>) {
+    let held = match planner.plan.pool_paused {
+        Some(paused) => paused,
+        None => planner.status.is_true(ct::POOL_HELD),
+    };
+    planner.plan.metrics.pool_held = Some(held);
+}
