@@ -19,7 +19,7 @@ use crate::rules::{
     version = "v1alpha1",
     kind = "MachineOSConfig",
     plural = "machineosconfigs",
-    shortname = "mosc",
+    shortname = "smosc",
     category = "strata",
     status = "MachineOSConfigStatus",
     derive = "PartialEq",

@@ -34,15 +34,15 @@ sed "s|renderedImagePushSpec: .*|renderedImagePushSpec: $STRATA_REGISTRY/strata-
 say "waiting for the build (Ctrl-C is safe: the controller keeps going)"
 last=""
 for _ in $(seq 1 180); do
-  build=$(kubectl get mosc worker -o jsonpath='{.status.machineOSBuild.name}' 2>/dev/null || true)
+  build=$(kubectl get smosc worker -o jsonpath='{.status.machineOSBuild.name}' 2>/dev/null || true)
   phase=""
-  [[ -n "$build" ]] && phase=$(kubectl get mosb "$build" -o jsonpath='{.status.conditions[?(@.status=="True")].type}' 2>/dev/null || true)
-  image=$(kubectl get mosc worker -o jsonpath='{.status.currentImagePullSpec}' 2>/dev/null || true)
+  [[ -n "$build" ]] && phase=$(kubectl get smosb "$build" -o jsonpath='{.status.conditions[?(@.status=="True")].type}' 2>/dev/null || true)
+  image=$(kubectl get smosc worker -o jsonpath='{.status.currentImagePullSpec}' 2>/dev/null || true)
   line="build ${build:-<not yet>}: ${phase:-pending}"
   [[ "$line" != "$last" ]] && { echo "    $line"; last=$line; }
   [[ -n "$image" && "$phase" == Succeeded ]] && break
   if [[ "$phase" == Failed ]]; then
-    kubectl get mosb "$build" -o jsonpath='{.status.failure}'; echo
+    kubectl get smosb "$build" -o jsonpath='{.status.failure}'; echo
     exit 1
   fi
   sleep 2
@@ -50,18 +50,18 @@ done
 [[ -n "$image" ]] || { echo "demo: the build did not finish in 6 minutes; see kubectl -n strata-system logs deploy/strata-controller" >&2; exit 1; }
 
 say "done in $(( $(date +%s) - START )) s"
-kubectl get mosc,mosb -o wide
+kubectl get smosc,smosb -o wide
 echo
 kubectl get machineconfig "$(kubectl get mc -l strata.dev/machine-os-config=worker -o name | head -1 | cut -d/ -f2)" -o yaml
 cat <<MSG
 
 Look around:
   . e2e/.state/env                                  # kubectl, KUBECONFIG for this cluster
-  kubectl describe mosc worker                      # conditions and Events
-  kubectl get mosb -o wide                          # builds: phase, times, image, failure message
+  kubectl describe smosc worker                      # conditions and Events
+  kubectl get smosb -o wide                          # builds: phase, times, image, failure message
   kubectl -n strata-system logs deploy/strata-controller
   kubectl -n strata-system get jobs,pods            # builder Jobs and pods
   kubectl -n strata-system get cm -l strata.dev/machine-os-config=worker -o yaml   # rendered Containerfile
-Edit the fragment (kubectl edit mosc worker) to see a new build and a new digest.
+Edit the fragment (kubectl edit smosc worker) to see a new build and a new digest.
 Tear down: make e2e-down
 MSG

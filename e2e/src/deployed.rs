@@ -74,20 +74,30 @@ fn path_with(dir: &std::path::Path) -> String {
     )
 }
 
-/// A MachineConfigPool stand-in named `name`, with the status of an idle, up-to-date pool. It
-/// selects MachineConfigs by the role label, or — a name too long for a label value — by
-/// `e2e.strata.dev/pool: long`.
+/// A MachineConfigPool named `name`, rendered and rolled by the MCO stand-in (strata-e2e-mco);
+/// returns once it reports its machines updated. It selects MachineConfigs by the role label, or —
+/// a name too long for a label value — by `e2e.strata.dev/pool: long`.
 pub async fn create_pool(client: &kube::Client, name: &str) -> Result<()> {
-    let api = pools(client);
     let selector = if name.len() <= 63 {
-        json!({"machineconfiguration.openshift.io/role": name})
+        json!({"matchLabels": {"machineconfiguration.openshift.io/role": name}})
     } else {
-        json!({"e2e.strata.dev/pool": "long"})
+        json!({"matchLabels": {"e2e.strata.dev/pool": "long"}})
     };
+    create_pool_with(client, name, selector, 1).await
+}
+
+/// A pool selecting MachineConfigs with `selector`, of `machines` machines (see create_pool).
+pub async fn create_pool_with(
+    client: &kube::Client,
+    name: &str,
+    selector: Value,
+    machines: u32,
+) -> Result<()> {
+    let api = pools(client);
     let pool = json!({
         "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
-        "metadata": {"name": name},
-        "spec": {"machineConfigSelector": {"matchLabels": selector}},
+        "metadata": {"name": name, "annotations": {crate::mco::MACHINES_ANNOTATION: machines.to_string()}},
+        "spec": {"machineConfigSelector": selector, "paused": false, "maxUnavailable": 1},
     });
     api.patch(
         name,
@@ -95,19 +105,23 @@ pub async fn create_pool(client: &kube::Client, name: &str) -> Result<()> {
         &Patch::Apply(&pool),
     )
     .await?;
-    let now = k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let condition = |ty: &str, status: &str| json!({"type": ty, "status": status, "reason": "", "message": "", "lastTransitionTime": now});
-    let status = json!({"status": {
-        "observedGeneration": 1, "machineCount": 1, "readyMachineCount": 1,
-        "updatedMachineCount": 1, "unavailableMachineCount": 0, "degradedMachineCount": 0,
-        "configuration": {"name": format!("rendered-{name}-0")},
-        "conditions": [condition("Updated", "True"), condition("Updating", "False"), condition("Degraded", "False")],
-    }});
-    api.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await?;
-    Ok(())
+    wait_for(
+        &format!("pool {name} rendered and updated by the MCO stand-in"),
+        Duration::from_secs(60),
+        || async {
+            let pool = api.get(name).await?;
+            let status = &pool.data["status"];
+            let updated = status["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Updated" && c["status"] == "True")
+            });
+            let rendered = status["configuration"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(&format!("rendered-{name}-")));
+            Ok((updated && rendered).then_some(()))
+        },
+    )
+    .await
 }
 
 pub async fn delete_pool(client: &kube::Client, name: &str) {

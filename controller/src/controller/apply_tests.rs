@@ -47,6 +47,7 @@ fn observed(config: MachineOSConfig) -> Observed {
         pool: Some(json!({"metadata": {"name": "worker"}, "status": {}})),
         rendered_config: None,
         target_config: None,
+        layered_by_openshift: None,
         rivals: vec![],
         base: Ok(BASE.into()),
         builds: vec![],
@@ -133,6 +134,8 @@ fn context(client: Client, machine_configs: Vec<DynamicObject>) -> Context {
         release,
         pools,
         machine_configs: mcs.as_reader(),
+        openshift_configs: Writer::<DynamicObject>::new(mco::openshift_machine_os_config())
+            .as_reader(),
     };
     let recorder = Recorder::new(
         client.clone(),

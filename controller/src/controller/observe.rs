@@ -49,6 +49,12 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         })
         .map(|mc| serde_json::to_value(mc.as_ref()))
         .transpose()?;
+    let layered_by_openshift = stores
+        .openshift_configs
+        .state()
+        .iter()
+        .find(|ocl| ocl.data["spec"]["machineConfigPool"]["name"] == pool_name.as_str())
+        .map(|ocl| ocl.name_any());
     let rivals = stores
         .configs
         .state()
@@ -173,6 +179,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         pool,
         rendered_config,
         target_config,
+        layered_by_openshift,
         rivals,
         base,
         builds,

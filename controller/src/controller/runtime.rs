@@ -79,7 +79,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     metrics.set_leader(true);
 
     let (trigger, triggers) = mpsc::channel(4096);
-    let stores = start_watches(&client, &settings, &trigger);
+    let layering = openshift_layering_served(&client).await;
+    tracing::info!(served = layering, "OpenShift's own MachineOSConfig API");
+    let stores = start_watches(&client, &settings, &trigger, layering);
     wait_for_caches(&stores).await;
     tracing::info!("caches filled; starting the controller");
     for config in stores.configs.state() {
@@ -153,6 +155,7 @@ async fn wait_for_caches(stores: &Stores) {
         Box::pin(stores.release.wait_until_ready()),
         Box::pin(stores.pools.wait_until_ready()),
         Box::pin(stores.machine_configs.wait_until_ready()),
+        Box::pin(stores.openshift_configs.wait_until_ready()),
     ];
     for wait in waits {
         let _ = wait.await;
@@ -308,8 +311,23 @@ fn all_configs<K>(_: &K, configs: &Store<MachineOSConfig>) -> Vec<ObjectRef<Mach
         .collect()
 }
 
+/// Whether the cluster serves OpenShift's own MachineOSConfig (on-cluster layering): Strata must
+/// not build for a pool OpenShift already builds for. Checked once at start.
+async fn openshift_layering_served(client: &Client) -> bool {
+    let version = format!("{}/{}", mco::GROUP, mco::VERSION);
+    client
+        .list_api_group_resources(&version)
+        .await
+        .is_ok_and(|list| list.resources.iter().any(|r| r.name == "machineosconfigs"))
+}
+
 /// Starts every watch and returns the caches' readers.
-fn start_watches(client: &Client, settings: &Settings, trigger: &Trigger) -> Stores {
+fn start_watches(
+    client: &Client,
+    settings: &Settings,
+    trigger: &Trigger,
+    layering: bool,
+) -> Stores {
     let ns = &settings.namespace;
     let ours = watcher::Config::default().labels(&format!(
         "{}={}",
@@ -326,6 +344,9 @@ fn start_watches(client: &Client, settings: &Settings, trigger: &Trigger) -> Sto
     let pools = pools_writer.as_reader();
     let mcs_writer = reflector::store::Writer::<DynamicObject>::new(mco::machine_config());
     let machine_configs = mcs_writer.as_reader();
+    let mut ocl_writer =
+        reflector::store::Writer::<DynamicObject>::new(mco::openshift_machine_os_config());
+    let openshift_configs = ocl_writer.as_reader();
 
     // MachineOSConfigs: spec, annotation (rebuild) and deletion changes; not status or finalizers.
     spawn_watch(
@@ -420,6 +441,28 @@ fn start_watches(client: &Client, settings: &Settings, trigger: &Trigger) -> Sto
         configs.clone(),
         trigger.clone(),
     );
+    if layering {
+        // OpenShift's MachineOSConfigs: a pool they name is refused.
+        spawn_watch(
+            Api::<DynamicObject>::all_with(client.clone(), &mco::openshift_machine_os_config()),
+            watcher::Config::default(),
+            ocl_writer,
+            strip_managed_fields,
+            every_change(),
+            Box::new(|ocl: &DynamicObject, configs: &Store<MachineOSConfig>| {
+                let pool = ocl.data["spec"]["machineConfigPool"]["name"]
+                    .as_str()
+                    .unwrap_or_default();
+                configs_of_pool(pool, configs)
+            }),
+            configs.clone(),
+            trigger.clone(),
+        );
+    } else {
+        // Not served: an empty cache, ready at once.
+        ocl_writer.apply_watcher_event(&watcher::Event::Init);
+        ocl_writer.apply_watcher_event(&watcher::Event::InitDone);
+    }
     Stores {
         configs,
         builds,
@@ -429,6 +472,7 @@ fn start_watches(client: &Client, settings: &Settings, trigger: &Trigger) -> Sto
         release,
         pools,
         machine_configs,
+        openshift_configs,
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Stores {
     pub release: Store<ConfigMap>,
     pub pools: Store<DynamicObject>,
     pub machine_configs: Store<DynamicObject>,
+    /// OpenShift's own MachineOSConfigs (empty where OpenShift's layering API is not served).
+    pub openshift_configs: Store<DynamicObject>,
 }
 
 /// Drops what no reader needs from any object.

@@ -63,6 +63,8 @@ pub struct Observed {
     pub rendered_config: Option<Value>,
     /// The MachineConfig the MCO rendered for the pool to move to (`spec.configuration.name`).
     pub target_config: Option<Value>,
+    /// OpenShift's own MachineOSConfig naming the same pool, if any.
+    pub layered_by_openshift: Option<String>,
     /// Other MachineOSConfigs naming the same pool: (name, created at).
     pub rivals: Vec<(String, Option<Timestamp>)>,
     /// The base image pinned by digest, or why it could not be resolved.
@@ -204,6 +206,18 @@ impl Planner<'_> {
             );
             return;
         };
+        if let Some(theirs) = &o.layered_by_openshift {
+            self.refuse(
+                "PoolLayeredByOpenShift",
+                "Validate",
+                format!(
+                    "OpenShift's own on-cluster layering builds for pool {pool_name} \
+                     (machineosconfigs.machineconfiguration.openshift.io/{theirs}); Strata does not \
+                     fight it: delete one of the two"
+                ),
+            );
+            return;
+        }
         if let Some(winner) = self.rival_winner() {
             self.refuse(
                 "PoolClaimed",

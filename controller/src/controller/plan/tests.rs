@@ -40,6 +40,7 @@ fn observed(config: MachineOSConfig) -> Observed {
         pool: Some(pool()),
         rendered_config: None,
         target_config: None,
+        layered_by_openshift: None,
         rivals: vec![],
         base: Ok(BASE.into()),
         builds: vec![],
@@ -884,4 +885,19 @@ fn a_fragment_change_or_a_base_override_holds_nothing() {
     o.config.spec.base_image = Some(NEW_BASE.into());
     let p = plan(&o, &Settings::for_tests());
     assert_eq!(p.pool_paused, None);
+}
+
+#[test]
+fn a_pool_openshifts_own_layering_builds_for_is_refused() {
+    let mut o = observed(config("RUN true\n"));
+    o.layered_by_openshift = Some("worker".into());
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.create_build.is_none() && p.machine_config.is_none());
+    let degraded = cond(&p.config_status, ct::DEGRADED);
+    assert_eq!(degraded.reason, "PoolLayeredByOpenShift");
+    assert!(
+        degraded
+            .message
+            .contains("machineconfiguration.openshift.io")
+    );
 }
