@@ -34,6 +34,7 @@ fn emitted() -> BTreeSet<String> {
     m.set_pool_updated("worker", false);
     m.set_pool_held("worker", true);
     m.build_started("worker", 1.0);
+    m.builder_phase("worker", "build", 1.0);
     m.build_ended("worker", BuildPhase::Failed, Some(1.0), 1.0);
     m.build_ended("worker", BuildPhase::Succeeded, Some(1.0), 1.0);
     m.reconciled(0.1);

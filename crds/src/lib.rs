@@ -19,8 +19,8 @@ pub use common::{
 };
 pub use crd_yaml::{all_crds, crds_yaml};
 pub use machineosbuild::{
-    BuildFailure, BuildPhase, BuilderReference, MachineOSBuild, MachineOSBuildSpec,
-    MachineOSBuildStatus,
+    BuildFailure, BuildPhase, BuildPhaseTiming, BuilderReference, MachineOSBuild,
+    MachineOSBuildSpec, MachineOSBuildStatus,
 };
 pub use machineosconfig::{MachineOSConfig, MachineOSConfigSpec, MachineOSConfigStatus};
 

@@ -131,6 +131,25 @@ pub struct MachineOSBuildStatus {
     #[schemars(length(min = 64, max = 64))]
     #[schemars(regex(pattern = r"^[a-f0-9]{64}$"))]
     pub containerfile_sha256: Option<String>,
+
+    /// phases are the builder's steps and when each ran, in Unix milliseconds: pull, build, lint
+    /// and push (Strata addition), so an administrator sees where the time went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub phases: Vec<BuildPhaseTiming>,
+}
+
+/// When one step of a build ran.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildPhaseTiming {
+    /// phase is the step: pull, build, lint or push.
+    #[schemars(length(max = 16))]
+    pub phase: String,
+    /// startMs is when the step started, in Unix milliseconds.
+    pub start_ms: i64,
+    /// endMs is when the step ended, in Unix milliseconds.
+    pub end_ms: i64,
 }
 
 /// The builder backend of a build and the object that runs it.

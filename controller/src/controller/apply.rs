@@ -203,6 +203,7 @@ fn record(ctx: &Context, update: MetricsUpdate) {
         pool_updated,
         waiting,
         pool_held,
+        phase_seconds,
     } = update;
     let m = &ctx.metrics;
     m.set_phase(&pool, phase);
@@ -218,6 +219,9 @@ fn record(ctx: &Context, update: MetricsUpdate) {
     }
     if let Some(held) = pool_held {
         m.set_pool_held(&pool, held);
+    }
+    for (phase, seconds) in phase_seconds {
+        m.builder_phase(&pool, &phase, seconds);
     }
 }
 

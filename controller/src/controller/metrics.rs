@@ -37,11 +37,17 @@ fn build_histogram() -> Histogram {
     Histogram::new(BUILD_BUCKETS)
 }
 
+/// A builder step takes from under a second (push of a cached layer) to an hour.
+fn step_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.25, 2.0, 15))
+}
+
 pub struct Metrics {
     registry: Registry,
     builds: Family<Labels, Counter>,
     build_duration: HistogramFamily,
     queue_duration: HistogramFamily,
+    step_duration: HistogramFamily,
     phase: Family<Labels, Gauge>,
     waiting: Family<Labels, Gauge>,
     active_builds: Gauge,
@@ -68,6 +74,7 @@ impl Default for Metrics {
             builds: Family::default(),
             build_duration: Family::new_with_constructor(build_histogram),
             queue_duration: Family::new_with_constructor(build_histogram),
+            step_duration: Family::new_with_constructor(step_histogram),
             phase: Family::default(),
             waiting: Family::default(),
             active_builds: Gauge::default(),
@@ -97,6 +104,11 @@ impl Default for Metrics {
             "build_queue_seconds",
             "Time from a build's creation to its builder pod running",
             m.queue_duration.clone(),
+        );
+        strata.register(
+            "builder_step_duration_seconds",
+            "Time of each builder step (pull, build, lint, push) of builds that succeeded, by pool and step",
+            m.step_duration.clone(),
         );
         strata.register(
             "build_phase",
@@ -254,6 +266,12 @@ impl Metrics {
         self.pool_held
             .get_or_create(&labels(&[("pool", pool)]))
             .set(i64::from(held));
+    }
+
+    pub fn builder_phase(&self, pool: &str, step: &str, seconds: f64) {
+        self.step_duration
+            .get_or_create(&labels(&[("pool", pool), ("step", step)]))
+            .observe(seconds);
     }
 
     pub fn build_started(&self, pool: &str, queued_seconds: f64) {

@@ -294,7 +294,7 @@ fn follow_job(
             next
         }
         JobObservation::Succeeded { attempts, message } => {
-            let Some(TerminationMessage::Success { digest, .. }) = message else {
+            let Some(TerminationMessage::Success { digest, phases, .. }) = message else {
                 return failed(
                     planner,
                     build,
@@ -321,6 +321,24 @@ fn follow_job(
                     );
                     next.attempts = Some(*attempts);
                     next.digested_image_push_spec = Some(image.clone());
+                    next.phases = phases
+                        .iter()
+                        .map(|p| strata_crds::BuildPhaseTiming {
+                            phase: p.phase.chars().take(16).collect(),
+                            start_ms: p.start_ms,
+                            end_ms: p.end_ms,
+                        })
+                        .take(8)
+                        .collect();
+                    planner.plan.metrics.phase_seconds = phases
+                        .iter()
+                        .map(|p| {
+                            (
+                                p.phase.clone(),
+                                (p.end_ms - p.start_ms).max(0) as f64 / 1000.0,
+                            )
+                        })
+                        .collect();
                     planner.event(
                         false,
                         "BuildSucceeded",

@@ -113,6 +113,8 @@ pub struct MetricsUpdate {
     pub waiting: Option<String>,
     /// Whether Strata holds the pool (None: no pool).
     pub pool_held: Option<bool>,
+    /// How long each builder step took, for a build that succeeded this round.
+    pub phase_seconds: Vec<(String, f64)>,
 }
 
 /// What to do. Apply destructures every field: a field nobody applies does not compile.

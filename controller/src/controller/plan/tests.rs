@@ -356,6 +356,9 @@ fn verified_digest_pins_the_pool_and_tidies_up() {
         Some(image.as_str())
     );
     assert!(status.build_end.as_ref().unwrap().0 > status.build_start.as_ref().unwrap().0);
+    assert_eq!(status.phases[0].phase, "push");
+    assert_eq!((status.phases[0].start_ms, status.phases[0].end_ms), (1, 2));
+    assert_eq!(p.metrics.phase_seconds, vec![("push".to_string(), 0.001)]);
     let mc = p.machine_config.as_ref().unwrap();
     assert_eq!(mc["spec"]["osImageURL"], image);
     assert_eq!(
