@@ -191,6 +191,30 @@ pub async fn install_strata_crds(client: &kube::Client) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// An OpenShift MachineOSConfig as Strata's: `apiVersion` changed and — Strata's one deliberate
+/// difference from OpenShift's rules — the repository path of `spec.renderedImagePushSpec` in
+/// lowercase (OpenShift accepts capitals there, which every registry then refuses at push; Strata
+/// rejects them at apply).
+pub fn strata_equivalent(mut object: Value) -> Value {
+    object["apiVersion"] = Value::from("strata.dev/v1alpha1");
+    if let Some(spec) = object["spec"]["renderedImagePushSpec"].as_str() {
+        object["spec"]["renderedImagePushSpec"] = Value::from(lowercase_repository_path(spec));
+    }
+    object
+}
+
+/// `host[:port]/Path/Name:Tag` → `host[:port]/path/name:Tag`.
+pub fn lowercase_repository_path(spec: &str) -> String {
+    let Some((host, rest)) = spec.split_once('/') else {
+        return spec.to_string();
+    };
+    let (path, tag) = match rest.rsplit_once(':') {
+        Some((path, tag)) => (path, format!(":{tag}")),
+        None => (rest, String::new()),
+    };
+    format!("{host}/{}{tag}", path.to_ascii_lowercase())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -143,12 +143,11 @@ async fn strata_crds_enforce_cel_rules_with_their_messages() -> Result<()> {
 
 /// Replace the `apiVersion` of an OpenShift MachineOSConfig with ours.
 fn to_strata(yaml: &str) -> Result<Value> {
-    let mut v = yaml_docs(yaml)?
+    let v = yaml_docs(yaml)?
         .into_iter()
         .next()
         .context("empty object in fixture")?;
-    v["apiVersion"] = json!("strata.dev/v1alpha1");
-    Ok(v)
+    Ok(strata_e2e::util::strata_equivalent(v))
 }
 
 async fn set_crd_spec(
