@@ -7,7 +7,7 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PKGS=(containerd runc containernetworking-plugins docker-registry buildah skopeo umoci catatonit
-      busybox-static mmdebstrap iptables openssl jq curl bc uidmap fuse-overlayfs)
+      busybox-static mmdebstrap iptables nftables openssl jq curl bc uidmap fuse-overlayfs)
 if [[ "${1:-}" == --test ]]; then
   PKGS+=(prometheus chromium)
 fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kubectl (k8s.io/kubernetes,
 # pinned in e2e/kube-build/k8s/go.mod) and etcd (pinned in e2e/kube-build/etcd/go.mod) from the Go
-# module proxy into a version-keyed cache outside the repo. Prints the bin dir on the last line of stdout.
+# module proxy into a version-keyed cache outside the repo, then kube-network-policies (build-netpol.sh).
+# Prints the bin dir on the last line of stdout.
 #   STRATA_KUBE_BIN_DIR=/path   use existing binaries instead (only checked for presence)
 #   STRATA_GO_JOBS=N            go build -p (default 2)
 set -euo pipefail
@@ -65,4 +66,6 @@ if ! have etcd "$ETCD"; then
 fi
 for b in "${BINS[@]}"; do [[ -x "$BIN/$b" ]] || { log "missing $BIN/$b after build"; exit 1; }; done
 log "binaries up to date in $BIN (kubernetes v$K8S, etcd v$ETCD)"
+# The cluster's NetworkPolicy agent (own version-keyed cache dir; cluster-up.sh also calls this).
+"$HERE/build-netpol.sh" >/dev/null
 echo "$BIN"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Stop the cluster started by cluster-up.sh: pods, kubelet, containerd (and its shims), control plane,
-# registry; unmount everything under the cluster dir, remove CNI netns/veth/bridge/host-local state,
-# kubelet cgroups, and the temp dir. Idempotent.
+# Stop the cluster started by cluster-up.sh: pods, kubelet, containerd (and its shims), the
+# NetworkPolicy agent and its netfilter rules, control plane, registry; unmount everything under the
+# cluster dir, remove CNI netns/veth/bridge/host-local state, kubelet cgroups, and the temp dir.
+# Idempotent.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -56,8 +57,14 @@ fi
 stop containerd 15
 # shims belonging to this containerd
 for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CSOCK" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
-# 3. control plane + registry, reverse start order
+# 3. NetworkPolicy agent, control plane + registry, reverse start order
 for n in $(tac "$D/pids/order" 2>/dev/null); do stop "$n" 10; done
+# 3b. the rules that queued pod connections to the NetworkPolicy agent (it is gone now), and its
+#     own nftables table should it ever have created one (its rule sync fails on this kernel)
+"$HERE/netpol-divert.sh" del "$D/netpol" || log "WARNING: could not remove the NetworkPolicy rules (mangle/STRATA-NETPOL)"
+if nft list table inet kube-network-policies >/dev/null 2>&1; then
+  nft delete table inet kube-network-policies && log "removed nftables table inet kube-network-policies"
+fi
 # 4. mounts under the cluster dir and the pods' network namespaces
 for i in 1 2 3; do
   mapfile -t ms < <(awk -v d="$D" 'index($2, d)==1 {print $2}' /proc/self/mounts | sort -r)

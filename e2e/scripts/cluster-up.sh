@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start a real single-node Kubernetes cluster from locally built upstream binaries:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (Debian) + runc + CNI bridge,
-# kubelet, docker-registry (Debian); images built locally (build-images.sh), OpenShift stand-ins applied.
+# kubelet, kube-network-policies (NetworkPolicy enforcement), docker-registry (Debian); images built
+# locally (build-images.sh), OpenShift stand-ins applied.
 # Everything lives in a fresh temp dir; processes run in the background. Needs root.
 # Writes $STRATA_E2E_STATE/env (default e2e/.state/env). Stop with cluster-down.sh.
 set -euo pipefail
@@ -24,13 +25,15 @@ if [[ -f "$STATE/cluster-dir" ]] && [[ -d "$(cat "$STATE/cluster-dir")" ]]; then
   log "cleaning up a stale cluster record ($OLD)"
   flock -u 9; "$HERE/cluster-down.sh" >&2; flock -w 300 9
 fi
-for t in containerd runc ctr docker-registry openssl curl buildah mmdebstrap catatonit busybox iptables bc; do
+for t in containerd runc ctr docker-registry openssl curl buildah mmdebstrap catatonit busybox iptables iptables-save nft unshare flock bc; do
   command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages)"
 done
 [[ -x /usr/lib/cni/bridge ]] || die "missing /usr/lib/cni/bridge (apt: containernetworking-plugins)"
 
 BIN=$("$HERE/build-kube.sh" | tail -1)
 log "kube binaries: $BIN"
+NETPOL_BIN=$("$HERE/build-netpol.sh" | tail -1)
+log "NetworkPolicy agent: $NETPOL_BIN"
 export PATH="$BIN:$PATH"
 
 NODE_IP="${STRATA_NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for(i=1;i<=NF;i++) if($i=="src"){print $(i+1); exit}}')}"
@@ -58,14 +61,14 @@ on_exit() {
 trap on_exit EXIT
 
 # --- free ports ------------------------------------------------------------------------------
-read -r EP PP AP KP SP RP KLP < <(python3 - <<'PY'
+read -r EP PP AP KP SP RP KLP NPP < <(python3 - <<'PY'
 import socket
-ss=[socket.socket() for _ in range(7)]
+ss=[socket.socket() for _ in range(8)]
 for s in ss: s.bind(("0.0.0.0",0))
 print(*[s.getsockname()[1] for s in ss])
 PY
 )
-log "dir $D, node IP $NODE_IP, ports etcd=$EP apiserver=$AP registry=$RP kubelet=$KLP"
+log "dir $D, node IP $NODE_IP, ports etcd=$EP apiserver=$AP registry=$RP kubelet=$KLP netpol-metrics=$NPP"
 
 # --- PKI -------------------------------------------------------------------------------------
 P="$D/pki"
@@ -99,9 +102,18 @@ current-context: strata-e2e
 KC
 export KUBECONFIG
 
-start() { # start <name> <cmd...>  — own session, logs + pid in $D
+close_fds() { # close every inherited fd but 0-2, e.g. the lock of a caller's
+  # `flock /tmp/strata-cluster.lock make e2e-up`: held by the daemons, it would block the
+  # `flock … make e2e-down` that stops them
+  local f
+  for f in /proc/$BASHPID/fd/*; do
+    f=${f##*/}
+    if ((f > 2 && f != 255)); then eval "exec $f>&-" 2>/dev/null || true; fi
+  done
+}
+start() { # start <name> <cmd...>  — own session, no inherited fds, logs + pid in $D
   local n=$1; shift
-  setsid "$@" > "$D/logs/$n.log" 2>&1 < /dev/null 9>&- &
+  (close_fds; exec setsid "$@") > "$D/logs/$n.log" 2>&1 < /dev/null &
   echo $! > "$D/pids/$n"
   echo "$n" >> "$D/pids/order"
 }
@@ -258,6 +270,67 @@ wait_for "kube-scheduler /healthz" 60 kube-scheduler curl -skf "https://127.0.0.
 wait_for "ServiceAccount default/default" 60 kube-controller-manager kubectl get serviceaccount default -n default
 wait_for "node $NODE_NAME Ready" 120 kubelet sh -c "kubectl get node '$NODE_NAME' -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
 
+# --- NetworkPolicy enforcement: kube-network-policies ------------------------------------------
+# Upstream runs it as a hostNetwork DaemonSet (its install.yaml: ServiceAccount kube-system/
+# kube-network-policies, a ClusterRole to list/watch pods, namespaces, networkpolicies). Here it is
+# a host process with that same identity. It only knows in-cluster config, read from fixed paths
+# (/var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}) and KUBERNETES_SERVICE_HOST/PORT,
+# so it runs in a private mount namespace where $D/netpol/run is bind-mounted on /run (nothing
+# is written to the host's /run; the mount vanishes with the process).
+# It decides in user space, for the first packet of every connection handed to it through
+# netfilter queue $NETPOL_QUEUE, whether the NetworkPolicies allow it. Its own nftables rules send
+# packets to the queue with the nft `queue` expression, which this kernel lacks
+# (CONFIG_NFT_QUEUE unset, no module support): its rule sync fails with "no such file or
+# directory" and leaves nothing behind. The same diversion is made below with iptables' NFQUEUE
+# target (xt_NFQUEUE, built in) in chain mangle/STRATA-NETPOL: new connections from or to the pod
+# network, in POSTROUTING (forwarded and node-originated, except root's own sockets, as upstream)
+# and in INPUT (pod -> node: upstream's postrouting hook never sees it, a one-node cluster would
+# leave every pod -> API server / registry connection unenforced) — scripts/netpol-divert.sh.
+# Fail-closed like upstream's default (no --fail-open): if the agent dies, new pod connections drop.
+NETPOL_QUEUE="${STRATA_NETPOL_QUEUE:-100}"
+NP="$D/netpol"
+SA_DIR="$NP/run/secrets/kubernetes.io/serviceaccount"
+mkdir -p "$SA_DIR"
+if awk -v q="$NETPOL_QUEUE" '$1==q {f=1} END {exit !f}' /proc/net/netfilter/nfnetlink_queue 2>/dev/null; then
+  die "netfilter queue $NETPOL_QUEUE is already bound by another process (set STRATA_NETPOL_QUEUE)"
+fi
+kubectl apply -f - >/dev/null <<RBAC
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: kube-network-policies, namespace: kube-system}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: kube-network-policies}
+rules:
+- apiGroups: [""]
+  resources: [pods, namespaces]
+  verbs: [list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: kube-network-policies}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kube-network-policies}
+subjects:
+- {kind: ServiceAccount, name: kube-network-policies, namespace: kube-system}
+RBAC
+kubectl create token kube-network-policies -n kube-system --duration=168h > "$SA_DIR/token"
+cp "$P/ca.crt" "$SA_DIR/ca.crt"
+echo kube-system > "$SA_DIR/namespace"
+start kube-network-policies env KUBERNETES_SERVICE_HOST="$NODE_IP" KUBERNETES_SERVICE_PORT="$AP" \
+  unshare --mount --propagation private sh -c 'mount --bind "$0" /run && exec "$@"' "$NP/run" \
+  "$NETPOL_BIN" --hostname-override="$NODE_NAME" --nfqueue-id="$NETPOL_QUEUE" \
+  --metrics-bind-address="127.0.0.1:$NPP" --netfilter-bug-1766-fix=false --v=1
+# bound to the queue = informers synced, ready to judge packets
+wait_for "kube-network-policies on netfilter queue $NETPOL_QUEUE" 60 kube-network-policies \
+  awk -v q="$NETPOL_QUEUE" '$1==q {f=1} END {exit !f}' /proc/net/netfilter/nfnetlink_queue
+wait_for "kube-network-policies /metrics" 10 kube-network-policies curl -sf "http://127.0.0.1:$NPP/metrics"
+"$HERE/netpol-divert.sh" add "$POD_CIDR" "$NETPOL_QUEUE" "$NP"
+log "NetworkPolicy enforcement on (kube-network-policies, queue $NETPOL_QUEUE, mangle/STRATA-NETPOL)"
+
 # --- images + OpenShift stand-ins ------------------------------------------------------------
 STRATA_IMAGES_OUT="$D/images.env" "$HERE/build-images.sh" --push "$NODE_IP:$RP" ${STRATA_BIN:+"$STRATA_BIN"} >/dev/null
 # shellcheck disable=SC1091
@@ -265,12 +338,17 @@ source "$D/images.env"
 kubectl apply -f "$ROOT/e2e/openshift/crds.yaml" >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/machineconfigs.machineconfiguration.openshift.io crd/machineconfigpools.machineconfiguration.openshift.io >/dev/null
 kubectl apply -f "$ROOT/e2e/openshift/objects.yaml" >/dev/null
-NOW=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-for pool in worker infra; do # no MCO here: give the pools the status an idle, up-to-date pool would have
-  kubectl patch mcp "$pool" --subresource=status --type=merge -p "{\"status\":{\"observedGeneration\":1,\"machineCount\":1,\"readyMachineCount\":1,\"updatedMachineCount\":1,\"unavailableMachineCount\":0,\"degradedMachineCount\":0,\"configuration\":{\"name\":\"rendered-$pool-0\"},\"conditions\":[{\"type\":\"Updated\",\"status\":\"True\",\"reason\":\"\",\"message\":\"\",\"lastTransitionTime\":\"$NOW\"},{\"type\":\"Updating\",\"status\":\"False\",\"reason\":\"\",\"message\":\"\",\"lastTransitionTime\":\"$NOW\"},{\"type\":\"Degraded\",\"status\":\"False\",\"reason\":\"\",\"message\":\"\",\"lastTransitionTime\":\"$NOW\"}]}}" >/dev/null
-done
 kubectl create configmap machine-config-osimageurl -n openshift-machine-config-operator \
   --from-literal=baseOSContainerImage="$STRATA_OS_BASE_IMAGE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# The MCO's render and node controllers, emulated (e2e/src/mco.rs): pools are rendered from their
+# MachineConfigs and their machines rolled, one at a time, unless paused.
+MCO_BIN="${STRATA_E2E_MCO_BIN:-$(dirname "${STRATA_BIN:-${CARGO_TARGET_DIR:-$("$HERE/target-dir.sh")}/debug/strata}")/strata-e2e-mco}"
+[[ -x "$MCO_BIN" ]] || die "missing the MCO stand-in $MCO_BIN (cargo build -p strata-e2e --bin strata-e2e-mco)"
+start mco env KUBECONFIG="$KUBECONFIG" "$MCO_BIN"
+for pool in worker infra; do
+  wait_for "pool $pool rendered and updated by the MCO stand-in" 60 mco sh -c \
+    "kubectl get mcp $pool -o jsonpath='{.status.conditions[?(@.type==\"Updated\")].status}' | grep -qx True"
+done
 log "OpenShift stand-ins applied; base image $STRATA_OS_BASE_IMAGE"
 
 cat > "$STATE/env.tmp" <<ENV
@@ -282,6 +360,8 @@ export STRATA_BUILDER_IMAGE=${STRATA_BUILDER_IMAGE:-}
 export STRATA_E2E_NODE_IP=$NODE_IP
 export STRATA_E2E_APISERVER=https://$NODE_IP:$AP
 export STRATA_E2E_DIR=$D
+export STRATA_E2E_NETPOL=kube-network-policies
+export STRATA_E2E_NETPOL_METRICS=http://127.0.0.1:$NPP/metrics
 ENV
 mv "$STATE/env.tmp" "$STATE/env"
 UP_OK=1

@@ -14,7 +14,7 @@ say "installing missing Debian packages and building Kubernetes from source if n
 e2e/ci-setup.sh
 
 say "building strata"
-cargo build -p strata-controller --bin strata
+cargo build -p strata-controller --bin strata -p strata-e2e --bin strata-e2e-mco
 export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
 
 if [[ -f e2e/.state/env ]] && . e2e/.state/env && kubectl get --raw /readyz >/dev/null 2>&1; then

@@ -13,12 +13,10 @@ export STRATA_E2E=1
 cd "$ROOT"
 # The builder image needs the strata binary; build it if the workspace can (best effort).
 if [[ -z "${STRATA_BIN:-}" ]]; then
-  if cargo build -q -p strata-controller --bin strata; then
-    export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
-  else
-    echo "run-e2e-tests: could not build the strata binary; the builder image will be skipped" >&2
-  fi
+  cargo build -q -p strata-controller --bin strata
+  export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
 fi
+cargo build -q -p strata-e2e --bin strata-e2e-mco
 "$HERE/build-kube.sh" >/dev/null
 cargo test --no-run -q -p strata-e2e
 

@@ -1,5 +1,6 @@
 //! `cluster-down.sh` leaves nothing behind: no process, no mount, no network namespace, no
-//! bridge/veth, no host-local IP allocations, no temp dir. Starts its own cluster (so it runs only
+//! bridge/veth, no host-local IP allocations, no temp dir, no NetworkPolicy agent or its netfilter
+//! rules and queue. Starts its own cluster (so it runs only
 //! when none is up), runs a pod so there is something to clean, then stops it and looks.
 
 use std::path::Path;
@@ -44,6 +45,59 @@ fn mounts_under(dir: &str) -> Vec<String> {
         .filter(|l| l.contains(dir))
         .map(str::to_string)
         .collect()
+}
+
+/// The NetworkPolicy agent's processes (its command line names no cluster path).
+fn netpol_agents() -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            let argv0 = cmd.split(|b| *b == 0).next()?;
+            String::from_utf8_lossy(argv0)
+                .ends_with("/kube-network-policies")
+                .then(|| e.file_name().to_string_lossy().to_string())
+        })
+        .collect()
+}
+
+/// The netfilter state of the NetworkPolicy agent: rules in `iptables -t mangle -S` that mention
+/// STRATA-NETPOL, its queue bound in /proc/net/netfilter/nfnetlink_queue, its own nftables table.
+fn netpol_netfilter_state() -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    let out = Command::new("iptables")
+        .args(["-w", "10", "-t", "mangle", "-S"])
+        .output()
+        .context("running iptables -t mangle -S")?;
+    ensure!(
+        out.status.success(),
+        "iptables -t mangle -S failed: {out:?}"
+    );
+    found.extend(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("STRATA-NETPOL"))
+            .map(|l| format!("iptables -t mangle: {l}")),
+    );
+    let queue = std::env::var("STRATA_NETPOL_QUEUE").unwrap_or_else(|_| "100".into());
+    found.extend(
+        std::fs::read_to_string("/proc/net/netfilter/nfnetlink_queue")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(queue.as_str()))
+            .map(|l| format!("netfilter queue bound: {}", l.trim())),
+    );
+    let table = Command::new("nft")
+        .args(["list", "table", "inet", "kube-network-policies"])
+        .output()
+        .context("running nft")?;
+    if table.status.success() {
+        found.push("nftables table inet kube-network-policies".into());
+    }
+    Ok(found)
 }
 
 fn netns() -> Vec<String> {
@@ -119,9 +173,12 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
         .status()?;
     let before_procs = processes_using(&dir);
     let before_mounts = mounts_under(&dir);
+    let before_agents = netpol_agents();
+    let before_netfilter = netpol_netfilter_state();
     let down = run("cluster-down.sh");
     ensure!(st.success(), "pod sleeper never became Ready");
     down?;
+    let before_netfilter = before_netfilter?;
     ensure!(
         before_procs.len() >= 6,
         "expected the cluster's processes before teardown: {before_procs:?}"
@@ -129,6 +186,11 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     ensure!(
         !before_mounts.is_empty(),
         "expected pod mounts before teardown"
+    );
+    ensure!(
+        !before_agents.is_empty() && before_netfilter.len() >= 3,
+        "expected the NetworkPolicy agent and its rules and queue before teardown: \
+         agents {before_agents:?}, netfilter {before_netfilter:?}"
     );
 
     let procs = processes_using(&dir);
@@ -170,10 +232,23 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
         "network namespaces left behind: {new_netns:?}"
     );
     ensure!(!env.exists(), "{} still exists", env.display());
+    let agents = netpol_agents();
+    ensure!(
+        agents.is_empty(),
+        "kube-network-policies still running: pids {agents:?}"
+    );
+    let netfilter = netpol_netfilter_state()?;
+    ensure!(
+        netfilter.is_empty(),
+        "NetworkPolicy netfilter state left behind:\n{}",
+        netfilter.join("\n")
+    );
     eprintln!(
-        "ok: {} processes and {} mounts before teardown; none after",
+        "ok: {} processes, {} mounts, the NetworkPolicy agent and {} netfilter items before \
+         teardown; none after",
         before_procs.len(),
-        before_mounts.len()
+        before_mounts.len(),
+        before_netfilter.len()
     );
     Ok(())
 }

@@ -1,0 +1,389 @@
+//! NetworkPolicy is enforced in the local cluster: kube-network-policies (started by
+//! `cluster-up.sh`, see `e2e/README.md`) judges the first packet of every pod connection. Pods run
+//! `sleep`; every probe is a fresh TCP connection made with `kubectl exec` once the pod's IP is
+//! published (the agent learns pod IPs from the API server), and each blocked one must also show up
+//! as a dropped packet in the agent's own metrics.
+//!
+//! Needs `STRATA_E2E` (else skipped like every e2e test) and a cluster whose `e2e/.state/env`
+//! records the agent (`STRATA_E2E_NETPOL_METRICS`); without it the tests fail under `CI=true` and
+//! are skipped with a message otherwise.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, PostParams};
+use serde_json::json;
+use strata_e2e::util::{delete_namespace, test_namespace, wait_for};
+use strata_e2e::{Cluster, parse_env_file, skip, state_dir};
+
+/// The tests read the agent's global drop counter: one at a time, so a drop is ours.
+static NETPOL_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Seconds `nc` waits for a connection; a dropped SYN takes this long to fail.
+const CONNECT_TIMEOUT_S: u32 = 3;
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// The cluster and the agent's metrics URL, `None` when skipped. Fails under `CI=true` when the
+/// running cluster has no NetworkPolicy agent.
+fn cluster_with_netpol(test: &str) -> Result<Option<(&'static Cluster, String)>> {
+    let Some(cluster) = Cluster::shared_or_skip(test) else {
+        return Ok(None);
+    };
+    let env_path = state_dir().join("env");
+    let env = parse_env_file(&std::fs::read_to_string(&env_path).unwrap_or_default());
+    let Some(url) = env.get("STRATA_E2E_NETPOL_METRICS").cloned() else {
+        let why = format!(
+            "the running cluster ({}) records no NetworkPolicy agent (STRATA_E2E_NETPOL_METRICS); \
+             restart it with `make e2e-down e2e-up`",
+            env_path.display()
+        );
+        ensure!(!in_ci(), "{test}: {why}");
+        skip(test, &why);
+        return Ok(None);
+    };
+    Ok(Some((cluster, url)))
+}
+
+/// GET `http://127.0.0.1:<port>/<path>` (HTTP/1.0, the server closes) and return the body.
+fn http_get(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("not an http URL: {url}"))?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut s = TcpStream::connect(host).with_context(|| format!("connecting to {host}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    ensure!(head.contains(" 200 "), "GET {url}: {head}");
+    Ok(body.to_string())
+}
+
+/// Packets the agent dropped so far (`kube_network_policies_packet_count{verdict="drop"}`).
+fn dropped(metrics_url: &str) -> Result<u64> {
+    let text = http_get(metrics_url)?;
+    ensure!(
+        text.contains("kube_network_policies_"),
+        "{metrics_url} does not look like kube-network-policies' metrics"
+    );
+    Ok(text
+        .lines()
+        .filter(|l| {
+            l.starts_with("kube_network_policies_packet_count{") && l.contains("verdict=\"drop\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64)
+}
+
+/// A pod that sleeps (probes are run in it with `kubectl exec`), with the given labels.
+fn sleeper(name: &str, image: &str, labels: serde_json::Value, command: &str) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": image, "command": ["/bin/sh", "-c", command]}]
+        }
+    }))?)
+}
+
+/// Wait until the pod runs and its IP is published (the agent matches packets to pods by that IP).
+async fn running_ip(pods: &Api<Pod>, name: &str) -> Result<String> {
+    wait_for(
+        &format!("pod {name} Running with an IP"),
+        Duration::from_secs(120),
+        || async {
+            let p = pods.get(name).await?;
+            let st = p.status.unwrap_or_default();
+            if st.phase.as_deref() == Some("Failed") {
+                bail!("pod {name} failed: {:?}", st.container_statuses);
+            }
+            let ready = st
+                .conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            Ok(st.pod_ip.filter(|ip| ready && !ip.is_empty()))
+        },
+    )
+    .await
+}
+
+fn exec(cluster: &Cluster, ns: &str, pod: &str, script: &str) -> Result<Output> {
+    cluster
+        .kubectl()
+        .args(["exec", "-n", ns, pod, "--", "/bin/sh", "-c", script])
+        .output()
+        .context("running kubectl exec")
+}
+
+/// Whether `pod` can open a TCP connection to `host:port` (busybox `nc -e true`: exits 0 as soon
+/// as it is connected). A refused or timed-out connection is `false`; anything else (exec failed)
+/// is an error, so a broken probe is never mistaken for a blocked connection.
+fn connects(cluster: &Cluster, ns: &str, pod: &str, host: &str, port: u16) -> Result<bool> {
+    let out = exec(
+        cluster,
+        ns,
+        pod,
+        &format!("nc -w {CONNECT_TIMEOUT_S} {host} {port} -e true"),
+    )?;
+    if out.status.success() {
+        return Ok(true);
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("nc: timed out") || stderr.contains("nc: can't connect") {
+        return Ok(false);
+    }
+    bail!(
+        "probe {pod} -> {host}:{port} failed oddly ({}): {stderr}",
+        out.status
+    )
+}
+
+/// Wait until `pod` can no longer connect to `host:port` (the policy reached the agent).
+async fn wait_blocked(cluster: &Cluster, ns: &str, pod: &str, host: &str, port: u16) -> Result<()> {
+    wait_for(
+        &format!("{pod} -> {host}:{port} blocked"),
+        Duration::from_secs(30),
+        || async { Ok((!connects(cluster, ns, pod, host, port)?).then_some(())) },
+    )
+    .await
+}
+
+/// `pod` cannot connect to `host:port`, and the agent counted the drop.
+fn assert_blocked(
+    cluster: &Cluster,
+    metrics: &str,
+    ns: &str,
+    pod: &str,
+    host: &str,
+    port: u16,
+) -> Result<()> {
+    let before = dropped(metrics)?;
+    ensure!(
+        !connects(cluster, ns, pod, host, port)?,
+        "{pod} reached {host}:{port} despite the NetworkPolicy"
+    );
+    let after = dropped(metrics)?;
+    ensure!(
+        after > before,
+        "{pod} -> {host}:{port} failed but kube-network-policies dropped nothing ({before} -> {after})"
+    );
+    eprintln!("ok: {pod} -> {host}:{port} blocked (agent drops {before} -> {after})");
+    Ok(())
+}
+
+fn port_of(addr: &str) -> Result<u16> {
+    let port = addr
+        .rsplit(':')
+        .next()
+        .context("no port")?
+        .trim_end_matches('/');
+    port.parse().with_context(|| format!("no port in {addr}"))
+}
+
+fn agent_log_tail(cluster: &Cluster) -> String {
+    let log = std::fs::read_to_string(cluster.dir.join("logs/kube-network-policies.log"))
+        .unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+#[tokio::test]
+async fn egress_policy_allows_only_dns_and_the_registry_port() -> Result<()> {
+    let test = "egress_policy_allows_only_dns_and_the_registry_port";
+    let Some((cluster, metrics)) = cluster_with_netpol(test)? else {
+        return Ok(());
+    };
+    let _guard = NETPOL_LOCK.lock().await;
+    let client = cluster.client().await?;
+    let ns = test_namespace(&client, "e2e-netpol-egress").await?;
+    let node = cluster.node_ip.as_str();
+    let registry_port = port_of(&cluster.registry)?;
+    let apiserver_port = port_of(&cluster.apiserver)?;
+    // Another port on the node, with a listener (so "blocked" cannot be "nothing listens there").
+    let listener = TcpListener::bind("0.0.0.0:0").context("binding a test listener")?;
+    let other_port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.create(
+        &PostParams::default(),
+        &sleeper(
+            "probe",
+            &cluster.os_base_image,
+            json!({"app": "probe"}),
+            "sleep 3600",
+        )?,
+    )
+    .await?;
+    running_ip(&pods, "probe").await?;
+
+    // Without a policy everything on the node is reachable (so the checks below can fail).
+    for (what, port) in [
+        ("API server", apiserver_port),
+        ("registry", registry_port),
+        ("test listener", other_port),
+    ] {
+        ensure!(
+            connects(cluster, &ns, "probe", node, port)?,
+            "without a NetworkPolicy the pod cannot reach the {what} at {node}:{port}"
+        );
+    }
+    eprintln!(
+        "ok: without a policy the pod reaches {node}:{{{apiserver_port},{registry_port},{other_port}}}"
+    );
+
+    let policy: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "egress-dns-and-registry"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "probe"}},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                {"to": [{"ipBlock": {"cidr": format!("{node}/32")}}],
+                 "ports": [{"protocol": "TCP", "port": registry_port}]}
+            ]
+        }
+    }))?;
+    Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &policy)
+        .await?;
+
+    let result = async {
+        wait_blocked(cluster, &ns, "probe", node, apiserver_port).await?;
+        assert_blocked(cluster, &metrics, &ns, "probe", node, apiserver_port)?;
+        assert_blocked(cluster, &metrics, &ns, "probe", node, other_port)?;
+        // Only probed once enforcement is proven above: the SYN is dropped on the node.
+        assert_blocked(cluster, &metrics, &ns, "probe", "169.254.169.254", 80)?;
+        // The allowed port still works, with a real HTTP exchange.
+        let out = exec(
+            cluster,
+            &ns,
+            "probe",
+            &format!(
+                "timeout 10 wget -q -O - http://{}/v2/_catalog",
+                cluster.registry
+            ),
+        )?;
+        let body = String::from_utf8_lossy(&out.stdout);
+        ensure!(
+            out.status.success() && body.contains("repositories"),
+            "the registry port allowed by the policy is not reachable: {} {body} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "ok: the registry ({}) is still reachable: {}",
+            cluster.registry,
+            body.trim()
+        );
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!(
+            "kube-network-policies log tail:\n{}",
+            agent_log_tail(cluster)
+        );
+    }
+    delete_namespace(&client, &ns).await;
+    result
+}
+
+#[tokio::test]
+async fn ingress_policy_admits_only_labelled_pods() -> Result<()> {
+    let test = "ingress_policy_admits_only_labelled_pods";
+    let Some((cluster, metrics)) = cluster_with_netpol(test)? else {
+        return Ok(());
+    };
+    let _guard = NETPOL_LOCK.lock().await;
+    let client = cluster.client().await?;
+    let ns = test_namespace(&client, "e2e-netpol-ingress").await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let image = &cluster.os_base_image;
+    for pod in [
+        sleeper(
+            "server",
+            image,
+            json!({"app": "server"}),
+            "exec httpd -f -p 8080 -h /etc",
+        )?,
+        sleeper("allowed", image, json!({"access": "granted"}), "sleep 3600")?,
+        sleeper("denied", image, json!({"app": "other"}), "sleep 3600")?,
+    ] {
+        pods.create(&PostParams::default(), &pod).await?;
+    }
+    let server = running_ip(&pods, "server").await?;
+    running_ip(&pods, "allowed").await?;
+    running_ip(&pods, "denied").await?;
+    let fetch = |pod: &str| -> Result<bool> {
+        let out = exec(
+            cluster,
+            &ns,
+            pod,
+            // busybox 1.35's `wget -T` segfaults: bound it with `timeout` instead
+            &format!("timeout {CONNECT_TIMEOUT_S} wget -q -O - http://{server}:8080/os-release"),
+        )?;
+        Ok(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("PRETTY_NAME"))
+    };
+
+    // Without a policy both clients reach the server.
+    for pod in ["allowed", "denied"] {
+        ensure!(
+            fetch(pod)?,
+            "without a policy {pod} cannot reach the server at {server}:8080"
+        );
+    }
+    eprintln!("ok: without a policy both clients reach {server}:8080");
+
+    let policy: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "server-from-granted"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "server"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{
+                "from": [{"podSelector": {"matchLabels": {"access": "granted"}}}],
+                "ports": [{"protocol": "TCP", "port": 8080}]
+            }]
+        }
+    }))?;
+    Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &policy)
+        .await?;
+
+    let result = async {
+        wait_blocked(cluster, &ns, "denied", &server, 8080).await?;
+        assert_blocked(cluster, &metrics, &ns, "denied", &server, 8080)?;
+        ensure!(
+            fetch("allowed")?,
+            "the labelled pod cannot reach the server despite the policy admitting it"
+        );
+        eprintln!("ok: the labelled pod still reaches {server}:8080");
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!(
+            "kube-network-policies log tail:\n{}",
+            agent_log_tail(cluster)
+        );
+    }
+    delete_namespace(&client, &ns).await;
+    result
+}
