@@ -215,6 +215,30 @@ pub fn lowercase_repository_path(spec: &str) -> String {
     format!("{host}/{}{tag}", path.to_ascii_lowercase())
 }
 
+/// A token of ServiceAccount `ns/name` (created when missing), valid for ten minutes.
+pub async fn service_account_token(client: &kube::Client, ns: &str, name: &str) -> Result<String> {
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let sas: kube::Api<ServiceAccount> = kube::Api::namespaced(client.clone(), ns);
+    if sas.get_opt(name).await?.is_none() {
+        sas.create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?,
+        )
+        .await?;
+    }
+    let request: TokenRequest = serde_json::from_value(
+        serde_json::json!({"spec": {"audiences": [], "expirationSeconds": 600}}),
+    )?;
+    let issued = sas
+        .create_token_request(name, &kube::api::PostParams::default(), &request)
+        .await?;
+    Ok(issued
+        .status
+        .ok_or_else(|| anyhow::anyhow!("TokenRequest for {ns}/{name} without status"))?
+        .token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

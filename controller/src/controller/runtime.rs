@@ -41,11 +41,20 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
+    let secure = settings.secure_metrics();
     let server = tokio::spawn(http::serve(
         settings.http_address,
         metrics.clone(),
         ready.clone(),
+        secure.is_none(),
     ));
+    let secure_server = secure.map(|secure| {
+        tokio::spawn(http::serve_secure_metrics(
+            secure,
+            client.clone(),
+            metrics.clone(),
+        ))
+    });
 
     let identity =
         std::env::var("POD_NAME").unwrap_or_else(|_| format!("strata-{}", std::process::id()));
@@ -72,6 +81,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         _ = terminated() => {
             tracing::info!(%identity, "stopping before leading");
             server.abort();
+            if let Some(s) = &secure_server { s.abort(); }
             return Ok(());
         }
     }
@@ -135,6 +145,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("timed out releasing the leader Lease"),
     }
     server.abort();
+    if let Some(s) = &secure_server {
+        s.abort();
+    }
     Ok(())
 }
 

@@ -147,9 +147,20 @@ pub struct Settings {
     /// MachineOSConfigs reconciled at the same time.
     #[arg(long, env = "STRATA_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
-    /// Address of /metrics, /healthz and /readyz.
+    /// Address of /healthz and /readyz (plain HTTP), and of /metrics unless --metrics-tls-cert is set.
     #[arg(long, env = "STRATA_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
     pub http_address: std::net::SocketAddr,
+    /// Serve /metrics over TLS at --metrics-address with this certificate (PEM; on OpenShift the
+    /// service CA's serving certificate), to callers whose bearer token the API server authenticates
+    /// and allows `get` on the non-resource URL /metrics.
+    #[arg(long, env = "STRATA_METRICS_TLS_CERT", requires = "metrics_tls_key")]
+    pub metrics_tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's key (PEM).
+    #[arg(long, env = "STRATA_METRICS_TLS_KEY", requires = "metrics_tls_cert")]
+    pub metrics_tls_key: Option<std::path::PathBuf>,
+    /// Address of /metrics over TLS (with --metrics-tls-cert).
+    #[arg(long, env = "STRATA_METRICS_ADDRESS", default_value = "0.0.0.0:8443")]
+    pub metrics_address: std::net::SocketAddr,
     /// Lease used for leader election (in --namespace); two replicas are safe.
     #[arg(long, env = "STRATA_LEASE_NAME", default_value = install::LEASE)]
     pub lease_name: String,
@@ -159,6 +170,15 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The TLS metrics endpoint, when configured.
+    pub fn secure_metrics(&self) -> Option<super::http::SecureMetrics> {
+        Some(super::http::SecureMetrics {
+            address: self.metrics_address,
+            cert: self.metrics_tls_cert.clone()?,
+            key: self.metrics_tls_key.clone()?,
+        })
+    }
+
     pub fn registry_connect_timeout(&self) -> Duration {
         Duration::from_secs(self.registry_timeout_seconds.clamp(1, 10))
     }
