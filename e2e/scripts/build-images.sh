@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Build the e2e images locally from Debian packages (nothing is pulled from a container registry):
 #   pause    scratch + Debian's static catatonit, written to an archive for `ctr images import`
-#   os-base  busybox-static root filesystem with /bin/sh, stands in for RHCOS (usable as FROM with RUN)
-#   builder  Debian bookworm minbase (mmdebstrap) + buildah + the `strata` binary (builder-image/local/)
+#   os-base  busybox-static root filesystem with /bin/sh and the layout the image gate checks (one
+#            kernel directory with a placeholder vmlinuz, /sysroot and /ostree, an empty /boot and
+#            /var): stands in for RHCOS in quick tests (usable as FROM with RUN)
+#   builder  Debian trixie minbase (mmdebstrap) + buildah 1.39 + the `strata` binary (builder-image/local/)
+#            (trixie, not bookworm: bookworm's buildah 1.28 has CVE-2024-1753, CVE-2024-9675, CVE-2024-11218)
 # Usage: build-images.sh [--push REGISTRY]   (REGISTRY = host:port, plain HTTP)
 #   STRATA_BIN=path/to/strata (or first positional arg) — builder image is skipped when absent.
 #   STRATA_REBUILD_IMAGES=1 forces a rebuild.
@@ -40,11 +43,17 @@ if [[ -n "${STRATA_REBUILD_IMAGES:-}" || ! -s "$PAUSE_TAR" ]]; then
 fi
 
 # --- os-base ---------------------------------------------------------------------------------
-if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || ! exists localhost/strata-test/os-base:latest; then
-  log "building os-base image (busybox-static root filesystem)…"
+OS_BASE_VERSION=2 # bumped when the layout changes
+if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || [[ "$(label localhost/strata-test/os-base:latest strata.dev/os-base-version)" != "$OS_BASE_VERSION" ]]; then
+  log "building os-base image (busybox-static root filesystem, CoreOS layout)…"
   R=$(mktemp -d); trap 'rm -rf "$R"' EXIT
-  mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,var/tmp,root,proc,sys,dev,run,home}
+  mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,var/tmp,root,proc,sys,dev,run,home,boot,sysroot/ostree}
   chmod 1777 "$R/tmp" "$R/var/tmp"
+  # What the image gate checks of a CoreOS image: one kernel under /usr/lib/modules (a placeholder
+  # here: nothing boots this image) and the ostree layout.
+  mkdir -p "$R/usr/lib/modules/0.0.0-strata-test"
+  echo "placeholder kernel of the strata test base" > "$R/usr/lib/modules/0.0.0-strata-test/vmlinuz"
+  ln -s sysroot/ostree "$R/ostree"
   cp /bin/busybox "$R/bin/busybox"
   for a in $("$R/bin/busybox" --list); do [[ -e "$R/bin/$a" ]] || ln -s busybox "$R/bin/$a"; done
   cat > "$R/etc/os-release" <<'OS'
@@ -61,7 +70,8 @@ OS
   c=$("${BUILDAH[@]}" from scratch)
   "${BUILDAH[@]}" add "$c" "$IMGDIR/os-base-rootfs.tar" / >/dev/null
   "${BUILDAH[@]}" config --os linux --arch amd64 --cmd /bin/sh --env PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-    --label org.opencontainers.image.title=strata-test-os-base --label ostree.linux=strata-test "$c"
+    --label org.opencontainers.image.title=strata-test-os-base --label ostree.linux=strata-test \
+    --label containers.bootc=1 --label strata.dev/os-base-version="$OS_BASE_VERSION" "$c"
   "${BUILDAH[@]}" commit -q "${TS[@]}" --rm "$c" localhost/strata-test/os-base:latest >/dev/null
 fi
 
@@ -69,16 +79,26 @@ fi
 BUILDER=0
 if [[ -x "$STRATA_BIN" ]]; then
   BUILDER=1
-  SUM=$(sha256sum "$STRATA_BIN" "$ROOT/builder-image/local/"* | sha256sum | cut -c1-64)
   ROOTFS="$IMGDIR/builder-rootfs.tar"
   PKGS=$(grep -v '^#' "$ROOT/builder-image/local/packages.txt" | paste -sd, -)
-  if [[ -n "${STRATA_REBUILD_IMAGES:-}" || ! -s "$ROOTFS" || "$(cat "$ROOTFS.pkgs" 2>/dev/null)" != "$PKGS" ]]; then
-    log "building builder root filesystem: mmdebstrap bookworm minbase + $PKGS (~2 min)…"
+  # trixie-security too: buildah's fixes arrive there first. The stamp names the suite, so a
+  # change of suite rebuilds the cached root filesystem and (through SUM) the builder image.
+  SUITE=trixie
+  # buildah >= 1.3x raises RLIMIT_NOFILE/NPROC of RUN steps to 1048576 unless told otherwise; a pod
+  # (and root on this VM) lacks CAP_SYS_RESOURCE, so the step would fail with "setting RLIMIT_NOFILE
+  # ... operation not permitted". -1 keeps the limits the builder was started with.
+  export ULIMITS=$'# RUN steps keep the builder process limits (no CAP_SYS_RESOURCE to raise them).\n[containers]\ndefault_ulimits = ["nofile=-1:-1", "nproc=-1:-1"]'
+  STAMP="$SUITE+security+$(sha256sum <<< "$ULIMITS" | cut -c1-8):$PKGS"
+  SUM=$({ sha256sum "$STRATA_BIN" "$ROOT/builder-image/local/"*; echo "$STAMP"; } | sha256sum | cut -c1-64)
+  if [[ -n "${STRATA_REBUILD_IMAGES:-}" || ! -s "$ROOTFS" || "$(cat "$ROOTFS.pkgs" 2>/dev/null)" != "$STAMP" ]]; then
+    log "building builder root filesystem: mmdebstrap $SUITE minbase + $PKGS (~2 min)…"
     mmdebstrap --quiet --variant=minbase --include="$PKGS" \
       --dpkgopt='path-exclude=/usr/share/{doc,man,locale}/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
       --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/*' \
-      bookworm "${ROOTFS%.tar}.new.tar" http://deb.debian.org/debian
-    mv "${ROOTFS%.tar}.new.tar" "$ROOTFS"; echo "$PKGS" > "$ROOTFS.pkgs"
+      --customize-hook='mkdir -p "$1/etc/containers/containers.conf.d" && printf "%s\n" "$ULIMITS" > "$1/etc/containers/containers.conf.d/50-strata-ulimits.conf"' \
+      "$SUITE" "${ROOTFS%.tar}.new.tar" \
+      "deb http://deb.debian.org/debian $SUITE main" "deb http://deb.debian.org/debian-security $SUITE-security main"
+    mv "${ROOTFS%.tar}.new.tar" "$ROOTFS"; echo "$STAMP" > "$ROOTFS.pkgs"
   fi
   if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || [[ "$(label localhost/strata/builder:local strata.dev/inputs-sha256)" != *"$SUM"* ]]; then
     log "building builder image (buildah + strata from $STRATA_BIN)…"

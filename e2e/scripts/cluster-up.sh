@@ -235,6 +235,11 @@ ctr --address "$CSOCK" -n k8s.io images import --no-unpack=false "$PAUSE_TAR" >/
 ctr --address "$CSOCK" -n k8s.io images label localhost/strata/pause:catatonit io.cri-containerd.pinned=pinned >/dev/null || true
 
 # --- kubelet ---------------------------------------------------------------------------------
+# The builder pods' seccomp profile (manifests/seccomp/strata-builder.json: the runtime's default
+# plus what buildah needs to enter its own user namespace), where the kubelet looks for Localhost
+# profiles.
+mkdir -p "$D/kubelet/seccomp/strata"
+cp "$ROOT/manifests/seccomp/strata-builder.json" "$D/kubelet/seccomp/strata/builder.json"
 cat > "$D/kubelet.yaml" <<KL
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration

@@ -82,6 +82,28 @@ pub struct BuilderPlacement {
     /// priorityClassName of builder pods.
     #[arg(long = "builder-priority-class", env = "STRATA_BUILDER_PRIORITY_CLASS")]
     pub priority_class: Option<String>,
+    /// Seccomp profile of builder pods: `RuntimeDefault`, or `Localhost:<path under the kubelet's
+    /// seccomp directory>`. buildah enters a user namespace of its own, which containerd's
+    /// RuntimeDefault forbids without CAP_SYS_ADMIN; manifests/seccomp/strata-builder.json is
+    /// that default plus the namespace and mount system calls (README, "Builder pods").
+    #[arg(
+        long = "builder-seccomp-profile",
+        env = "STRATA_BUILDER_SECCOMP_PROFILE",
+        default_value = "Localhost:strata/builder.json"
+    )]
+    pub seccomp: String,
+}
+
+impl BuilderPlacement {
+    /// The pod's `seccompProfile`.
+    pub fn seccomp_profile(&self) -> serde_json::Value {
+        match self.seccomp.split_once(':') {
+            Some(("Localhost", path)) => {
+                serde_json::json!({"type": "Localhost", "localhostProfile": path})
+            }
+            _ => serde_json::json!({"type": self.seccomp}),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
