@@ -43,7 +43,7 @@ if [[ -n "${STRATA_REBUILD_IMAGES:-}" || ! -s "$PAUSE_TAR" ]]; then
 fi
 
 # --- os-base ---------------------------------------------------------------------------------
-OS_BASE_VERSION=2 # bumped when the layout changes
+OS_BASE_VERSION=3 # bumped when the layout changes
 if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || [[ "$(label localhost/strata-test/os-base:latest strata.dev/os-base-version)" != "$OS_BASE_VERSION" ]]; then
   log "building os-base image (busybox-static root filesystem, CoreOS layout)…"
   R=$(mktemp -d); trap 'rm -rf "$R"' EXIT
@@ -73,6 +73,12 @@ OS
     --label org.opencontainers.image.title=strata-test-os-base --label ostree.linux=strata-test \
     --label containers.bootc=1 --label strata.dev/os-base-version="$OS_BASE_VERSION" "$c"
   "${BUILDAH[@]}" commit -q "${TS[@]}" --rm "$c" localhost/strata-test/os-base:latest >/dev/null
+  # The "next release" of the test base: the same tree with one more file, so another digest
+  # (upgrade tests move the release ConfigMap to it and back).
+  c=$("${BUILDAH[@]}" from localhost/strata-test/os-base:latest)
+  "${BUILDAH[@]}" run --isolation chroot "$c" -- /bin/sh -c 'echo 2 > /usr/lib/strata-test-release'
+  "${BUILDAH[@]}" config --label strata.dev/os-base-release=2 "$c"
+  "${BUILDAH[@]}" commit -q "${TS[@]}" --rm "$c" localhost/strata-test/os-base:next >/dev/null
 fi
 
 # --- builder ---------------------------------------------------------------------------------
@@ -128,6 +134,7 @@ if [[ -n "$PUSH" ]]; then
   log "pushing images to $PUSH…"
   {
     echo "STRATA_OS_BASE_IMAGE=$(push localhost/strata-test/os-base:latest strata-test/os-base)"
+    echo "STRATA_OS_BASE_IMAGE_NEXT=$(push localhost/strata-test/os-base:next strata-test/os-base-next)"
     if ((BUILDER)); then echo "STRATA_BUILDER_IMAGE=$(push localhost/strata/builder:local strata/builder)"; fi
   } > "$OUT.tmp"
   mv "$OUT.tmp" "$OUT"

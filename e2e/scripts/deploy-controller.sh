@@ -83,7 +83,7 @@ kubectl wait --for=condition=Established crd/machineosconfigs.strata.dev crd/mac
 kubectl -n strata-system create secret docker-registry push-secret --docker-server="$STRATA_REGISTRY" \
   --docker-username=demo --docker-password=demo --dry-run=client -o yaml |
   kubectl annotate --local -f - strata.dev/allowed-machine-os-configs=worker -o yaml |
-  kubectl apply --server-side -f - >/dev/null
+  kubectl apply --server-side --force-conflicts -f - >/dev/null
 kubectl -n strata-system rollout status deployment/strata-controller --timeout=180s >&2
 # `rollout status` is done while replaced pods still terminate, and a replaced leader reconciles
 # with its old settings until it exits: wait until only the new pods are left.

@@ -35,6 +35,8 @@ pub struct Cluster {
     pub registry: String,
     /// The test OS base image, digest-pinned (`<registry>/strata-test/os-base@sha256:…`).
     pub os_base_image: String,
+    /// Its "next release" (one more file, another digest), for upgrade tests.
+    pub os_base_image_next: String,
     /// The builder image (buildah + strata), digest-pinned, when the strata binary was available.
     pub builder_image: Option<String>,
     /// The node's IP; pods reach the registry and the API server through it (no kube-proxy).
@@ -169,6 +171,7 @@ impl Cluster {
             bin_dir: bin_dir.into(),
             registry: get("STRATA_REGISTRY")?,
             os_base_image: get("STRATA_OS_BASE_IMAGE")?,
+            os_base_image_next: get("STRATA_OS_BASE_IMAGE_NEXT")?,
             builder_image: env
                 .get("STRATA_BUILDER_IMAGE")
                 .filter(|s| !s.is_empty())

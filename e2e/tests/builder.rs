@@ -141,10 +141,23 @@ fn push_base(dir: &Path, registry: &Registry) -> Result<String> {
         .trim()
         .to_string();
     let tree = dir.join("base-tree");
-    for d in ["proc", "sys", "dev", "run", "tmp", "var/tmp", "boot", "sysroot/ostree", "usr/lib/modules/0.0.0-test"] {
+    for d in [
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "var/tmp",
+        "boot",
+        "sysroot/ostree",
+        "usr/lib/modules/0.0.0-test",
+    ] {
         std::fs::create_dir_all(tree.join(d))?;
     }
-    std::fs::write(tree.join("usr/lib/modules/0.0.0-test/vmlinuz"), "placeholder kernel")?;
+    std::fs::write(
+        tree.join("usr/lib/modules/0.0.0-test/vmlinuz"),
+        "placeholder kernel",
+    )?;
     std::os::unix::fs::symlink("sysroot/ostree", tree.join("ostree"))?;
     buildah(&["copy", &c, &tree.display().to_string(), "/"])?;
     buildah(&["copy", &c, "/bin/busybox", "/bin/busybox"])?;
@@ -349,7 +362,10 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         .iter()
         .filter_map(|p| p["phase"].as_str())
         .collect();
-    ensure!(phases == ["pull", "build", "lint", "push"], "phases {phases:?}");
+    ensure!(
+        phases == ["pull", "build", "lint", "push"],
+        "phases {phases:?}"
+    );
     eprintln!(
         "ok: built and pushed {digest} ({} bytes), phases {}",
         ok.message["sizeBytes"], ok.message["phases"]
@@ -513,6 +529,98 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         started.elapsed()
     );
 
+    drop(registry);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The image gate (builder/lint.rs) on images buildah really built: one fragment per rule breaks
+/// it, the build step fails terminally with `LintFailed`, the rule and the path, and nothing is
+/// pushed. Removals reach the gate as overlay whiteouts and opaque directories, so those are here.
+#[test]
+fn the_image_gate_refuses_a_fragment_that_breaks_each_rule() -> Result<()> {
+    let Some(dir) = test_dir("the_image_gate_refuses_a_fragment_that_breaks_each_rule") else {
+        return Ok(());
+    };
+    let registry = start_registry(&dir)?;
+    let base = push_base(&dir, &registry)?;
+    let reg = registry.address.clone();
+    let cases = [
+        (
+            "kernel",
+            "usr/lib/modules",
+            "RUN rm /usr/lib/modules/0.0.0-test/vmlinuz",
+        ),
+        (
+            "kernel",
+            "usr/lib/modules",
+            "RUN rm -rf /usr/lib/modules && mkdir -p /usr/lib/modules/0.0.0-test",
+        ),
+        (
+            "kernel",
+            "usr/lib/modules/0.0.0-test, /usr/lib/modules/6.13.0",
+            "RUN mkdir -p /usr/lib/modules/6.13.0 && echo k > /usr/lib/modules/6.13.0/vmlinuz",
+        ),
+        (
+            "boot",
+            "boot/vmlinuz-6.13",
+            "RUN echo k > /boot/vmlinuz-6.13",
+        ),
+        (
+            "usr-etc",
+            "usr/etc",
+            "RUN mkdir -p /usr/etc && echo x > /usr/etc/motd",
+        ),
+        (
+            "var",
+            "var/lib/agent/state",
+            "RUN mkdir -p /var/lib/agent && echo s > /var/lib/agent/state",
+        ),
+        ("api-directories", "tmp", "RUN rm -rf /tmp"),
+        ("ostree", "ostree", "RUN rm /ostree"),
+        (
+            "utf8",
+            "etc/bad-",
+            "RUN touch \"/etc/bad-$(printf '\\377')-name\"",
+        ),
+    ];
+    for (i, (rule, path, fragment)) in cases.iter().enumerate() {
+        let name = format!("gate-{i}");
+        let tag = format!("builder-test/gate:{i}");
+        let build = strata_build(
+            &dir,
+            &name,
+            &format!("FROM {base}\n{fragment}\n"),
+            &format!("{reg}/{tag}"),
+            &reg,
+            None,
+        )?;
+        ensure!(
+            build.status == Some(3) && build.step == "build",
+            "{fragment}: exit {:?} in {}: {}\n{}",
+            build.status,
+            build.step,
+            build.message,
+            build.log
+        );
+        ensure!(
+            build.message["class"] == "terminal" && build.message["reason"] == "LintFailed",
+            "{fragment}: {}",
+            build.message
+        );
+        let message = build.message["message"].as_str().unwrap_or_default();
+        ensure!(
+            message.contains(&format!("rule {rule}: /{path}")),
+            "{fragment}: the message does not name rule {rule} at /{path}: {message}"
+        );
+        let status = curl_status(&format!("http://{reg}/v2/builder-test/gate/manifests/{i}"));
+        ensure!(
+            status == "404",
+            "{fragment}: the refused image was pushed ({status})"
+        );
+        eprintln!("ok: {fragment} → {message}");
+        let _ = std::fs::remove_dir_all(dir.join(&name));
+    }
     drop(registry);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

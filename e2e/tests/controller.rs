@@ -18,9 +18,10 @@ use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::Cluster;
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, create_pool,
-    create_push_secret, current_build, delete_config, delete_pool, ended_build, expect_event,
-    machine_configs, machine_os_config,
+    create_pool_with, create_push_secret, current_build, delete_config, delete_pool, ended_build,
+    expect_event, machine_configs, machine_os_config, pools,
 };
+use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for};
 
 const POOL: &str = "e2e-flow";
@@ -98,7 +99,7 @@ async fn job_count(client: &kube::Client, build: &str) -> Result<usize> {
 #[tokio::test]
 async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> {
     let test = "deployed_controller_builds_pins_rebuilds_and_cleans_up";
-    let Some((cluster, builder)) = Cluster::with_deployed_controller_or_skip(test) else {
+    let Some((cluster, _builder)) = Cluster::with_deployed_controller_or_skip(test) else {
         return Ok(());
     };
     let client = cluster.client().await?;
@@ -109,8 +110,17 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     let push_secret = format!("{POOL}-push");
     for name in [POOL, SIDE_POOL] {
         delete_config(&client, name).await?;
-        create_pool(&client, name).await?;
     }
+    // POOL has two machines and takes the MCO's own worker configuration too (00-worker, which a
+    // release rewrites), as a custom pool does: an upgrade changes more than the image.
+    create_pool_with(
+        &client,
+        POOL,
+        json!({"matchExpressions": [{"key": "machineconfiguration.openshift.io/role", "operator": "In", "values": ["worker", POOL]}]}),
+        2,
+    )
+    .await?;
+    create_pool(&client, SIDE_POOL).await?;
     let _ = Api::<Secret>::namespaced(client.clone(), NAMESPACE)
         .delete(&push_secret, &Default::default())
         .await;
@@ -369,46 +379,111 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
                 .await
         }
     };
-    // The builder image (Debian) stands in for a new release's OS image.
-    set_base(builder.clone()).await?;
-    let rebased = async {
-        let mut out = Vec::new();
-        for (name, previous) in [(POOL, &second), (SIDE_POOL, &side_first)] {
-            let build = current_build(&client, name, Some(previous)).await?;
-            let image = pinned_by(&client, name, &build).await?;
-            let spec = builds.get(&build).await?.spec;
-            ensure!(
-                spec.base_image == builder,
-                "{build} built on {}",
-                spec.base_image
-            );
-            out.push(image);
+    // A new release: every pool rebuilds on its base, and each machine rolls once — Strata holds
+    // the pool (spec.paused) from the moment it sees the new base until its rebuild is pinned
+    // and rendered, so the MCO never rolls the new release's configuration with the old image.
+    let rollouts = |name: &'static str| {
+        let pools = pools(&client);
+        async move {
+            let pool = pools.get(name).await?;
+            Ok::<_, anyhow::Error>(
+                pool.metadata
+                    .annotations
+                    .unwrap_or_default()
+                    .get(ROLLOUTS_ANNOTATION)
+                    .map(|r| r.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            )
         }
-        Ok::<_, anyhow::Error>(out)
-    }
-    .await;
-    set_base(cluster.os_base_image.clone()).await?;
-    let rebased = rebased?;
-    eprintln!("ok: a new release base rebuilt both pools: {rebased:?}");
-    for (name, build, image) in [
-        (POOL, &second, &image_v2),
-        (SIDE_POOL, &side_first, &String::new()),
+    };
+    let mut images = Vec::new();
+    for (release, previous) in [
+        (cluster.os_base_image_next.clone(), second.clone()),
+        (cluster.os_base_image.clone(), String::new()),
     ] {
+        let rolled_before = rollouts(POOL).await?;
+        set_base(release.clone()).await?;
+        wait_for("Strata holds the pool", Duration::from_secs(30), || async {
+            let pool = pools(&client).get(POOL).await?;
+            let (held, reason, _) = condition(&configs, POOL, "PoolHeld")
+                .await
+                .unwrap_or_default();
+            Ok((pool.data["spec"]["paused"] == true
+                && held == "True"
+                && reason == "BaseImageChanged")
+                .then_some(()))
+        })
+        .await?;
+        let build = if previous.is_empty() {
+            // Back on the first base: the old build is reused, nothing is built.
+            wait_for(
+                "back on the first build",
+                Duration::from_secs(120),
+                || async {
+                    let status = configs.get(POOL).await?.status.unwrap_or_default();
+                    Ok(status
+                        .machine_os_build
+                        .map(|b| b.name)
+                        .filter(|n| *n == second))
+                },
+            )
+            .await?
+        } else {
+            current_build(&client, POOL, Some(&previous)).await?
+        };
+        let image = pinned_by(&client, POOL, &build).await?;
+        ensure!(
+            builds.get(&build).await?.spec.base_image == release,
+            "{build} not on {release}"
+        );
         wait_for(
-            &format!("{name} back on {build}"),
-            Duration::from_secs(120),
+            "the hold released and the pool updated",
+            BUILD_TIMEOUT,
             || async {
-                let status = configs.get(name).await?.status.unwrap_or_default();
-                let back = status.machine_os_build.map(|b| b.name).as_deref()
-                    == Some(build.as_str())
-                    && status
-                        .current_image_pull_spec
-                        .is_some_and(|i| image.is_empty() || i == *image);
-                Ok(back.then_some(()))
+                let pool = pools(&client).get(POOL).await?;
+                let (held, reason, _) = condition(&configs, POOL, "PoolHeld").await?;
+                let (updated, _, _) = condition(&configs, POOL, "PoolUpdated").await?;
+                Ok((pool.data["spec"]["paused"] == false
+                    && held == "False"
+                    && reason == "Released"
+                    && updated == "True")
+                    .then_some(()))
             },
         )
         .await?;
+        let rolled = rollouts(POOL).await?;
+        let new: Vec<&String> = rolled.iter().skip(rolled_before.len()).collect();
+        ensure!(
+            new.len() == 1,
+            "the upgrade rolled the machines {} times: {new:?}",
+            new.len()
+        );
+        let rendered = mcs.get(new[0]).await?;
+        ensure!(
+            rendered.data["spec"]["osImageURL"] == Value::String(image.clone()),
+            "the machines rolled to {} without the new image",
+            new[0]
+        );
+        expect_event(&client, POOL, "PoolHeld", "holding pool").await?;
+        expect_event(&client, POOL, "PoolReleased", &image).await?;
+        eprintln!(
+            "ok: release {release}: {POOL} held, rebuilt as {build}, released; its machines rolled once, to {image}"
+        );
+        images.push(image);
     }
+    // The side pool followed both releases too, and is back on its first build.
+    wait_for(
+        &format!("{SIDE_POOL} back on {side_first}"),
+        Duration::from_secs(120),
+        || async {
+            let status = configs.get(SIDE_POOL).await?.status.unwrap_or_default();
+            Ok(
+                (status.machine_os_build.map(|b| b.name).as_deref() == Some(side_first.as_str()))
+                    .then_some(()),
+            )
+        },
+    )
+    .await?;
     let after = (created(&second).await?, created(&side_first).await?);
     ensure!(
         after == before,
@@ -418,7 +493,11 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         job_count(&client, &second).await? == 0,
         "a succeeded build's Job was left behind (or a new one made)"
     );
-    pinned_by(&client, POOL, &second).await?;
+    ensure!(
+        images[1] == image_v2,
+        "back on the first base, the pool runs {} instead of {image_v2}",
+        images[1]
+    );
     eprintln!(
         "ok: back on the release base, {second} and {side_first} reused without building; no finished Job left"
     );

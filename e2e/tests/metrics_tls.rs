@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use strata_e2e::Cluster;
@@ -107,10 +107,23 @@ async fn check(_cluster: &Cluster, client: &kube::Client) -> Result<()> {
     let ns = test_namespace(client, "e2e-metrics").await?;
     let reader = service_account_token(client, &ns, "reader").await?;
     let nobody = service_account_token(client, &ns, "nobody").await?;
+    // What OpenShift's prometheus-k8s ClusterRole grants a scraper.
+    let role: ClusterRole = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "e2e-strata-metrics-reader"},
+        "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}],
+    }))?;
+    Api::<ClusterRole>::all(client.clone())
+        .patch(
+            "e2e-strata-metrics-reader",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&role),
+        )
+        .await?;
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": "e2e-strata-metrics-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "strata-metrics-reader"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "e2e-strata-metrics-reader"},
         "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
     }))?;
     Api::<ClusterRoleBinding>::all(client.clone())
@@ -159,7 +172,7 @@ async fn check(_cluster: &Cluster, client: &kube::Client) -> Result<()> {
         "the reader: {ok}\n{body}"
     );
     eprintln!(
-        "ok: https://{pod}:8443/metrics → 401 without or with a bad token, 403 without the right, 200 for strata-metrics-reader"
+        "ok: https://{pod}:8443/metrics → 401 without or with a bad token, 403 without the right, 200 with get /metrics"
     );
 
     let plain = reqwest::Client::builder()
@@ -184,6 +197,9 @@ async fn check(_cluster: &Cluster, client: &kube::Client) -> Result<()> {
     );
     eprintln!("ok: /healthz plain, /metrics not served in the clear");
     let _ = Api::<ClusterRoleBinding>::all(client.clone())
+        .delete("e2e-strata-metrics-reader", &Default::default())
+        .await;
+    let _ = Api::<ClusterRole>::all(client.clone())
         .delete("e2e-strata-metrics-reader", &Default::default())
         .await;
     Ok(())

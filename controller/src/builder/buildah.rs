@@ -1,4 +1,4 @@
-//! Running buildah for a step: Strata's storage (vfs under the shared storage dir) and registry
+//! Running buildah for a step: Strata's storage (the shared storage dir and driver) and registry
 //! settings, output streamed to stdout (for `kubectl logs`, redacted) with its tail kept, and
 //! SIGTERM passed on.
 
@@ -27,6 +27,7 @@ pub struct Output {
 pub struct Buildah {
     program: PathBuf,
     storage: PathBuf,
+    driver: String,
     registries_conf: PathBuf,
     /// buildah's temporary files (whole layers while pulling and pushing) go to the work volume,
     /// not the container's root filesystem.
@@ -73,6 +74,7 @@ impl Buildah {
         Ok(Self {
             program: args.buildah.clone(),
             storage: args.storage_dir.clone(),
+            driver: args.storage_driver.clone(),
             registries_conf,
             tmp,
             redactor,
@@ -81,7 +83,7 @@ impl Buildah {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(&self.program);
-        cmd.arg("--storage-driver=vfs")
+        cmd.arg(format!("--storage-driver={}", self.driver))
             .arg(format!("--root={}", self.storage.display()))
             .env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
             .env("TMPDIR", &self.tmp)
@@ -168,50 +170,19 @@ impl Buildah {
         })
     }
 
-    /// The gate's verdict on `image`: its file tree (a working container's mount) checked by
-    /// [`super::lint::check`].
-    pub async fn lint(
-        &self,
-        image: &str,
-    ) -> Result<Vec<super::lint::Violation>, TerminationMessage> {
-        let name = format!("strata-lint-{}", std::process::id());
-        let run = |args: Vec<String>| async move {
-            let out = self.command().args(&args).output().await.map_err(|e| {
+    /// The gate's verdict on `image`: its file tree, read from the storage without mounting
+    /// anything ([`super::tree`]), checked by [`super::lint::check_tree`].
+    pub fn lint(&self, image: &str) -> Result<Vec<super::lint::Violation>, TerminationMessage> {
+        let tree =
+            super::tree::Tree::from_storage(&self.storage, &self.driver, image).map_err(|e| {
                 failure(
-                    FailureClass::Transient,
-                    "LintFailed",
-                    format!("cannot run buildah: {e}"),
+                    FailureClass::Terminal,
+                    "BuildFailed",
+                    format!("the image gate cannot read the image: {e}"),
                     String::new(),
                 )
             })?;
-            if !out.status.success() {
-                return Err(failure(
-                    FailureClass::Transient,
-                    "BuildFailed",
-                    format!(
-                        "buildah {}: {}",
-                        args.first().map(String::as_str).unwrap_or_default(),
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ),
-                    String::new(),
-                ));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        };
-        run(vec![
-            "from".into(),
-            "--pull=never".into(),
-            "--name".into(),
-            name.clone(),
-            image.into(),
-        ])
-        .await?;
-        let checked = match run(vec!["mount".into(), name.clone()]).await {
-            Ok(root) => Ok(super::lint::check(std::path::Path::new(&root))),
-            Err(e) => Err(e),
-        };
-        let _ = run(vec!["rm".into(), name]).await;
-        checked
+        Ok(super::lint::check_tree(&tree))
     }
 
     /// The image's size: config plus layers (uncompressed), from its manifest in local storage.

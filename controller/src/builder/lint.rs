@@ -13,11 +13,15 @@
 //! | `ostree` | `sysroot/` is missing or `ostree` is not a symlink into it |
 //! | `utf8` | a file name is not valid UTF-8 |
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use super::tree::{Kind, Tree};
 
 /// Directories under `var/` where files are tolerated: emptied or rotated on a machine.
 const VAR_ALLOWED: [&str; 3] = ["var/tmp", "var/cache", "var/log"];
 const API_DIRECTORIES: [&str; 5] = ["proc", "sys", "dev", "run", "tmp"];
+/// At most this many violations of one rule are listed.
+const PER_RULE: usize = 5;
 
 /// A rule the image breaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,124 +38,112 @@ impl std::fmt::Display for Violation {
     }
 }
 
-fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .to_string_lossy()
-        .into_owned()
+/// Every rule the tree at `root` (a plain directory) breaks.
+pub fn check(root: &Path) -> Vec<Violation> {
+    check_tree(&Tree::from_dir(root))
 }
 
-/// Every rule the tree at `root` breaks (the first few of each kind).
-pub fn check(root: &Path) -> Vec<Violation> {
+/// Every rule `tree` breaks (the first few of each kind).
+pub fn check_tree(tree: &Tree) -> Vec<Violation> {
     let mut found = Vec::new();
-    kernel(root, &mut found);
-    for name in API_DIRECTORIES {
-        if !root.join(name).is_dir() {
+    let push = |found: &mut Vec<Violation>, rule: &'static str, path: String, why: &str| {
+        if found.iter().filter(|v: &&Violation| v.rule == rule).count() < PER_RULE {
             found.push(Violation {
-                rule: "api-directories",
-                path: name.into(),
-                why: "missing; the machine mounts its API file systems there".into(),
+                rule,
+                path,
+                why: why.to_string(),
             });
         }
-    }
-    if root.join("usr/etc").symlink_metadata().is_ok() {
-        found.push(Violation {
-            rule: "usr-etc",
-            path: "usr/etc".into(),
-            why: "exists; put configuration in /etc (ostree keeps /usr/etc itself)".into(),
-        });
-    }
-    let sysroot_ok = root.join("sysroot").is_dir();
-    let ostree_link = std::fs::read_link(root.join("ostree")).ok();
-    if !sysroot_ok || !ostree_link.is_some_and(|l| l.starts_with("sysroot")) {
-        found.push(Violation {
-            rule: "ostree",
-            path: "ostree".into(),
-            why: "the ostree layout (/sysroot, /ostree -> sysroot/ostree) was removed".into(),
-        });
-    }
-    walk(root, root, &mut found);
-    found
-}
-
-fn kernel(root: &Path, found: &mut Vec<Violation>) {
-    let modules = root.join("usr/lib/modules");
-    let mut kernels: Vec<String> = std::fs::read_dir(&modules)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("vmlinuz").is_file())
-        .map(|e| relative(root, &e.path()))
+    };
+    let kernels: Vec<&str> = tree
+        .entries
+        .iter()
+        .filter(|(path, kind)| {
+            **kind == Kind::File
+                && path.strip_prefix("usr/lib/modules/").is_some_and(|rest| {
+                    rest.split_once('/')
+                        .is_some_and(|(_, file)| file == "vmlinuz")
+                })
+        })
+        .map(|(path, _)| path.trim_end_matches("/vmlinuz"))
         .collect();
-    kernels.sort();
     match kernels.len() {
         1 => {}
-        0 => found.push(Violation {
-            rule: "kernel",
-            path: "usr/lib/modules".into(),
-            why: "no kernel (usr/lib/modules/<version>/vmlinuz): the image cannot boot".into(),
-        }),
-        _ => found.push(Violation {
-            rule: "kernel",
-            path: kernels.join(", /"),
-            why: "several kernels: replace the kernel, do not add one beside it".into(),
-        }),
+        0 => push(
+            &mut found,
+            "kernel",
+            "usr/lib/modules".into(),
+            "no kernel (usr/lib/modules/<version>/vmlinuz): the image cannot boot",
+        ),
+        _ => push(
+            &mut found,
+            "kernel",
+            kernels.join(", /"),
+            "several kernels: replace the kernel, do not add one beside it",
+        ),
     }
-}
-
-/// Walks the tree for the per-file rules, without following symlinks.
-fn walk(root: &Path, dir: &Path, found: &mut Vec<Violation>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let per_rule =
-        |found: &Vec<Violation>, rule: &str| found.iter().filter(|v| v.rule == rule).count();
-    for entry in entries.flatten() {
-        let path: PathBuf = entry.path();
-        let rel = relative(root, &path);
-        let Ok(meta) = entry.path().symlink_metadata() else {
-            continue;
-        };
-        if entry.file_name().to_str().is_none() && per_rule(found, "utf8") < 5 {
-            found.push(Violation {
-                rule: "utf8",
-                path: rel.clone(),
-                why: "the file name is not valid UTF-8".into(),
-            });
-        }
-        // The API file systems and the ostree repository are not the image's content.
-        if matches!(rel.as_str(), "proc" | "sys" | "dev" | "sysroot") {
-            continue;
-        }
-        if meta.is_dir() {
-            walk(root, &path, found);
-            continue;
-        }
-        if !meta.is_file() {
-            continue;
-        }
-        if rel.starts_with("boot/") && per_rule(found, "boot") < 5 {
-            found.push(Violation {
-                rule: "boot",
-                path: rel.clone(),
-                why: "/boot must be empty: machines boot the kernel in /usr/lib/modules".into(),
-            });
-        }
-        if rel.starts_with("var/")
-            && !VAR_ALLOWED
-                .iter()
-                .any(|a| rel.starts_with(&format!("{a}/")))
-            && per_rule(found, "var") < 5
-        {
-            found.push(Violation {
-                rule: "var",
-                path: rel,
-                why: "/var belongs to the machine: content put there by the image is never \
-                      updated; use /usr (and tmpfiles.d for directories)"
-                    .into(),
-            });
+    for name in API_DIRECTORIES {
+        if tree.get(name) != Some(&Kind::Dir) {
+            push(
+                &mut found,
+                "api-directories",
+                name.into(),
+                "missing; the machine mounts its API file systems there",
+            );
         }
     }
+    if tree.get("usr/etc").is_some() {
+        push(
+            &mut found,
+            "usr-etc",
+            "usr/etc".into(),
+            "exists; put configuration in /etc (ostree keeps /usr/etc itself)",
+        );
+    }
+    let ostree_ok = tree.get("sysroot") == Some(&Kind::Dir)
+        && matches!(tree.get("ostree"), Some(Kind::Symlink(target)) if target.starts_with("sysroot"));
+    if !ostree_ok {
+        push(
+            &mut found,
+            "ostree",
+            "ostree".into(),
+            "the ostree layout (/sysroot, /ostree -> sysroot/ostree) was removed",
+        );
+    }
+    for name in &tree.non_utf8 {
+        push(
+            &mut found,
+            "utf8",
+            name.clone(),
+            "the file name is not valid UTF-8",
+        );
+    }
+    for (path, kind) in &tree.entries {
+        if *kind != Kind::File {
+            continue;
+        }
+        if path.starts_with("boot/") {
+            push(
+                &mut found,
+                "boot",
+                path.clone(),
+                "/boot must be empty: machines boot the kernel in /usr/lib/modules",
+            );
+        }
+        let var_allowed = VAR_ALLOWED
+            .iter()
+            .any(|a| path.starts_with(&format!("{a}/")));
+        if path.starts_with("var/") && !var_allowed {
+            push(
+                &mut found,
+                "var",
+                path.clone(),
+                "/var belongs to the machine: content put there by the image is never updated; \
+                 use /usr (and tmpfiles.d for directories)",
+            );
+        }
+    }
+    found
 }
 
 #[cfg(test)]

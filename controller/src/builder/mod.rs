@@ -16,6 +16,7 @@ pub mod images;
 pub mod lint;
 pub mod message;
 pub mod redact;
+pub mod tree;
 
 use std::path::PathBuf;
 
@@ -79,6 +80,11 @@ pub struct BuildArgs {
         default_value = "/var/lib/containers/storage"
     )]
     pub storage_dir: PathBuf,
+    /// buildah's storage driver: overlay (each layer stored once; buildah mounts it inside its
+    /// own user namespace) or vfs (a full copy of the tree per layer: simple, but a CoreOS-sized
+    /// base takes ~20 GiB per build).
+    #[arg(long, env = "STRATA_STORAGE_DRIVER", default_value = "overlay")]
+    pub storage_driver: String,
     /// Where the steps leave their timings and the image's size for the push step.
     #[arg(long, env = "STRATA_WORK_DIR", default_value = "/var/lib/strata")]
     pub work_dir: PathBuf,
@@ -298,7 +304,7 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
     handover.record("build", started);
     let gate = now_ms();
     println!("strata build: checking the image (the gate: builder-image/README.md)");
-    let violations = buildah.lint(&args.image).await?;
+    let violations = buildah.lint(&args.image)?;
     if let Some(first) = violations.first() {
         let all: Vec<String> = violations.iter().map(ToString::to_string).collect();
         for line in &all {

@@ -234,6 +234,24 @@ fn spawn_watch<K>(
     });
 }
 
+type ConfigKey = (
+    Option<i64>,
+    Option<std::collections::BTreeMap<String, String>>,
+    Option<Vec<String>>,
+    bool,
+);
+
+/// What of a MachineOSConfig starts a reconcile: its spec (generation), annotations (rebuild),
+/// finalizers and deletion — not its status, which Strata writes.
+fn config_key(c: &MachineOSConfig) -> ConfigKey {
+    (
+        c.metadata.generation,
+        c.metadata.annotations.clone(),
+        c.metadata.finalizers.clone(),
+        c.metadata.deletion_timestamp.is_some(),
+    )
+}
+
 /// Passes new and deleted objects, and those whose `key` changed.
 fn changed_by<K: Resource, T: PartialEq + Send + 'static>(
     key: impl Fn(&K) -> T + Send + 'static,
@@ -361,19 +379,14 @@ fn start_watches(
         reflector::store::Writer::<DynamicObject>::new(mco::openshift_machine_os_config());
     let openshift_configs = ocl_writer.as_reader();
 
-    // MachineOSConfigs: spec, annotation (rebuild) and deletion changes; not status or finalizers.
+    // MachineOSConfigs: spec, annotation (rebuild), finalizer and deletion changes; not status.
+    // (kube's finalizer helper adds the finalizer and waits for that change to reconcile again.)
     spawn_watch(
         Api::<MachineOSConfig>::all(client.clone()),
         watcher::Config::default(),
         configs_writer,
         strip_managed_fields,
-        changed_by(|c: &MachineOSConfig| {
-            (
-                c.metadata.generation,
-                c.metadata.annotations.clone(),
-                c.metadata.deletion_timestamp.is_some(),
-            )
-        }),
+        changed_by(config_key),
         Box::new(|c: &MachineOSConfig, _: &Store<MachineOSConfig>| vec![ObjectRef::from_obj(c)]),
         configs.clone(),
         trigger.clone(),
@@ -534,13 +547,7 @@ mod tests {
 
     #[test]
     fn status_writes_do_not_pass_the_config_filter() {
-        let mut filter = changed_by(|c: &MachineOSConfig| {
-            (
-                c.metadata.generation,
-                c.metadata.annotations.clone(),
-                c.metadata.deletion_timestamp.is_some(),
-            )
-        });
+        let mut filter = changed_by(config_key);
         let mut config: MachineOSConfig = serde_json::from_value(json!({
             "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
             "metadata": {"name": "worker", "uid": "u1", "generation": 1},
@@ -556,8 +563,11 @@ mod tests {
         config.status = Some(Default::default());
         config.metadata.resource_version = Some("2".into());
         assert!(!filter(&config, false), "a status write does not");
+        // The finalizer helper adds the finalizer and waits for that change to come back.
         config.metadata.finalizers = Some(vec!["strata.dev/machine-config".into()]);
-        assert!(!filter(&config, false), "a finalizer edit does not");
+        assert!(filter(&config, false), "a finalizer edit does");
+        config.metadata.resource_version = Some("3".into());
+        assert!(!filter(&config, false), "the same again does not");
         config.metadata.generation = Some(2);
         assert!(filter(&config, false), "a spec change does");
         config.metadata.annotations = Some([("strata.dev/rebuild".into(), "1".into())].into());
