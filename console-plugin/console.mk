@@ -3,7 +3,7 @@
 CONSOLE_DIR := console-plugin
 NPM ?= npm
 
-.PHONY: console-deps console-build console-test
+.PHONY: console-deps console-build console-lint console-test
 
 # `npm ci` only when node_modules is missing or older than the lock file (npm ci rewrites
 # node_modules/.package-lock.json). Never downloads browsers: the tests use Debian's chromium.
@@ -16,5 +16,9 @@ console-deps: $(CONSOLE_DIR)/node_modules/.package-lock.json
 console-build: console-deps ## console plugin: typecheck and production webpack build (dist/, validates the extensions)
 	cd $(CONSOLE_DIR) && npx tsc --noEmit && $(NPM) run --silent build
 
-console-test: console-deps ## console plugin: typecheck, unit tests (Vitest), production build
-	cd $(CONSOLE_DIR) && npx tsc --noEmit && npx vitest run && $(NPM) run --silent build
+console-lint: console-deps ## console plugin: ESLint (the console plugin template's rules) and the i18n extraction check
+	cd $(CONSOLE_DIR) && $(NPM) run --silent lint && $(NPM) run --silent i18n-check
+
+console-test: console-deps ## console plugin: typecheck, ESLint, i18n extraction check, unit tests (Vitest), production build
+	cd $(CONSOLE_DIR) && npx tsc --noEmit && $(NPM) run --silent lint && $(NPM) run --silent i18n-check \
+		&& npx vitest run && $(NPM) run --silent build

@@ -12,7 +12,9 @@ export default defineConfig({
     maxWorkers: 2,
   },
   resolve: {
-    alias: { '@openshift-console/dynamic-plugin-sdk': path.resolve(__dirname, 'src/__mocks__/dynamic-plugin-sdk.ts') },
+    alias: {
+      '@openshift-console/dynamic-plugin-sdk': path.resolve(__dirname, 'src/testing/sdk.tsx'),
+    },
   },
   esbuild: { jsx: 'automatic' },
 });

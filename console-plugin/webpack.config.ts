@@ -1,4 +1,3 @@
-/* eslint-env node */
 // The plugin bundle: ConsoleRemotePlugin turns package.json#consolePlugin and
 // console-extensions.json into plugin-manifest.json + plugin-entry.js + exposed chunks, and fails
 // the build on an invalid extension or $codeRef.

@@ -11,13 +11,19 @@ export default class CopyLocales {
     const { RawSource } = compiler.webpack.sources;
     compiler.hooks.thisCompilation.tap('CopyLocales', (compilation) => {
       compilation.hooks.processAssets.tap(
-        { name: 'CopyLocales', stage: compiler.webpack.Compilation.PROCESS_ASSETS_STAGE_ADDITIONAL },
+        {
+          name: 'CopyLocales',
+          stage: compiler.webpack.Compilation.PROCESS_ASSETS_STAGE_ADDITIONAL,
+        },
         () => {
           for (const lang of fs.readdirSync(this.dir)) {
             for (const file of fs.readdirSync(path.join(this.dir, lang))) {
               const full = path.join(this.dir, lang, file);
               compilation.fileDependencies.add(full);
-              compilation.emitAsset(`locales/${lang}/${file}`, new RawSource(fs.readFileSync(full)));
+              compilation.emitAsset(
+                `locales/${lang}/${file}`,
+                new RawSource(fs.readFileSync(full)),
+              );
             }
           }
         },

@@ -1,4 +1,3 @@
-/* eslint-env node */
 // Loader rules shared by the plugin's build (webpack.config.ts) and the browser-test harness
 // (harness/webpack.config.ts), so both compile the components the same way.
 import type { RuleSetRule } from 'webpack';

@@ -1,5 +1,8 @@
 import type { K8sModel, K8sResourceCommon } from '@openshift-console/dynamic-plugin-sdk';
 
+// The contract with the controller (crds/src/contract.rs, crds/src/common.rs): the names here must
+// match it; crds/tests/contract.rs compares them.
+
 /** Strata's API group and the namespace the controller (and the Secrets it reads) lives in. */
 export const GROUP = 'strata.dev';
 export const VERSION = 'v1alpha1';
@@ -7,19 +10,43 @@ export const CONTROLLER_NAMESPACE = 'strata-system';
 /** Presence of this annotation on a MachineOSConfig makes the controller build its inputs again;
  * the value is not read, and the controller removes the annotation once the rebuild started. */
 export const REBUILD_ANNOTATION = 'strata.dev/rebuild';
-/** Label on every object the controller makes for a build (ConfigMap, Job, pods). */
+/** Label on every object the controller makes for a build (ConfigMap, Job, pods): the build's
+ * name cut to 63 characters. */
 export const BUILD_LABEL = 'strata.dev/machine-os-build';
+/** Label on every MachineOSBuild and build object: the MachineOSConfig's name cut to 63
+ * characters (the annotation of the same name, where present, has the full name). */
+export const CONFIG_LABEL = 'strata.dev/machine-os-config';
+export const CONFIG_ANNOTATION = 'strata.dev/machine-os-config';
+/** On a Secret in the controller namespace: the MachineOSConfigs allowed to use it (a
+ * comma-separated list of names, or `*`). Without it Strata does not use the Secret. */
+export const ALLOWED_CONFIGS_ANNOTATION = 'strata.dev/allowed-machine-os-configs';
+/** `app.kubernetes.io/component=builder` on builder pods. */
+export const COMPONENT_LABEL = 'app.kubernetes.io/component';
+export const BUILDER_COMPONENT = 'builder';
 /** Key of the rendered Containerfile in the build's ConfigMap. */
 export const CONTAINERFILE_KEY = 'Containerfile';
-/** Name of the builder container in the build's pod. */
-export const BUILDER_CONTAINER = 'builder';
+/** The builder pod's containers, one per step, in order: `pull` and `build` are init
+ * containers, `push` the main one. */
+export const BUILDER_STEPS = ['pull', 'build', 'push'] as const;
+export type BuilderStep = (typeof BUILDER_STEPS)[number];
+/** kubectl short names of the two kinds (OpenShift's own MachineOSConfig owns `mosc`). */
+export const MACHINE_OS_CONFIG_SHORT_NAME = 'smosc';
+export const MACHINE_OS_BUILD_SHORT_NAME = 'smosb';
+/** MachineOSConfig condition types, in the order the plugin shows them. */
+export const CONFIG_CONDITIONS = [
+  'Ready',
+  'Building',
+  'Degraded',
+  'PoolUpdated',
+  'PoolHeld',
+] as const;
 
 export const MachineOSConfigModel: K8sModel = {
   apiGroup: GROUP,
   apiVersion: VERSION,
   kind: 'MachineOSConfig',
   plural: 'machineosconfigs',
-  abbr: 'MOSC',
+  abbr: 'SMOSC',
   label: 'MachineOSConfig',
   labelPlural: 'MachineOSConfigs',
   namespaced: false,
@@ -31,7 +58,7 @@ export const MachineOSBuildModel: K8sModel = {
   apiVersion: VERSION,
   kind: 'MachineOSBuild',
   plural: 'machineosbuilds',
-  abbr: 'MOSB',
+  abbr: 'SMOSB',
   label: 'MachineOSBuild',
   labelPlural: 'MachineOSBuilds',
   namespaced: false,
@@ -70,6 +97,17 @@ export const ConfigMapModel: K8sModel = {
   namespaced: true,
 };
 
+export const JobModel: K8sModel = {
+  apiGroup: 'batch',
+  apiVersion: 'v1',
+  kind: 'Job',
+  plural: 'jobs',
+  abbr: 'J',
+  label: 'Job',
+  labelPlural: 'Jobs',
+  namespaced: true,
+};
+
 export const PodModel: K8sModel = {
   apiVersion: 'v1',
   kind: 'Pod',
@@ -90,18 +128,34 @@ export const gvk = (m: K8sModel) => ({ group: m.apiGroup, version: m.apiVersion,
 export const ARCHES = ['NoArch', 'AMD64', 'ARM64', 'PPC64LE', 'S390X'] as const;
 export type Arch = (typeof ARCHES)[number];
 
-export type Condition = {
+export interface Condition {
   type: string;
-  status: 'True' | 'False' | 'Unknown' | string;
+  /** True, False or Unknown. */
+  status: string;
   reason?: string;
   message?: string;
   lastTransitionTime?: string;
   observedGeneration?: number;
-};
+}
 
-export type ObjectReference = { group?: string; resource?: string; namespace?: string; name: string };
+export interface ObjectReference {
+  group?: string;
+  resource?: string;
+  namespace?: string;
+  name: string;
+}
 
-export type ContainerFile = { containerfileArch?: Arch; content: string };
+/** One builder step (pull, build, lint or push) and when it ran, in Unix milliseconds. */
+export interface PhaseTiming {
+  phase: string;
+  startMs: number;
+  endMs: number;
+}
+
+export interface ContainerFile {
+  containerfileArch?: Arch;
+  content: string;
+}
 
 export type MachineOSConfigKind = K8sResourceCommon & {
   spec: {
@@ -138,11 +192,31 @@ export type MachineOSBuildKind = K8sResourceCommon & {
     digestedImagePushSpec?: string;
     attempts?: number;
     failure?: { reason: string; message: string; logTail?: string };
+    /** The builder's steps and when each ran (Unix milliseconds). */
+    phases?: PhaseTiming[];
     containerfileSha256?: string;
     relatedObjects?: ObjectReference[];
   };
 };
 
 export type ConfigMapKind = K8sResourceCommon & { data?: Record<string, string> };
-export type SecretKind = K8sResourceCommon & { type?: string };
-export type PodKind = K8sResourceCommon & { status?: { phase?: string; startTime?: string } };
+/** A Secret as PartialObjectMetadata: metadata only, never `data` (see lib/secrets.ts). */
+export type SecretMetadata = K8sResourceCommon;
+
+export interface ContainerState {
+  running?: { startedAt?: string };
+  waiting?: { reason?: string };
+  terminated?: { exitCode: number; reason?: string };
+}
+export interface ContainerStatus {
+  name: string;
+  state?: ContainerState;
+}
+export type PodKind = K8sResourceCommon & {
+  status?: {
+    phase?: string;
+    startTime?: string;
+    initContainerStatuses?: ContainerStatus[];
+    containerStatuses?: ContainerStatus[];
+  };
+};

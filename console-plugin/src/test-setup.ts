@@ -1,13 +1,33 @@
 import '@testing-library/jest-dom/vitest';
-import i18next from 'i18next';
+import { configure } from '@testing-library/react';
+import { createInstance } from 'i18next';
 import { initReactI18next } from 'react-i18next';
+import locale from '../locales/en/plugin__strata-console-plugin.json';
 
-// Keys are the English text (the console's convention); missing keys fall back to them.
-i18next.use(initReactI18next).init({
-  lng: 'en',
-  resources: {},
-  nsSeparator: '~',
-  keySeparator: false,
-  interpolation: { escapeValue: false },
-  showSupportNotice: false,
+// The browser tests' attribute (Playwright's testIdAttribute) for getByTestId.
+configure({ testIdAttribute: 'data-test' });
+
+// The console's i18n conventions (keys are the English text, `~` before the key), with the
+// plugin's locale file: a key it lacks fails the test that rendered it.
+const NS = 'plugin__strata-console-plugin';
+const missing: string[] = [];
+void createInstance()
+  .use(initReactI18next)
+  .init({
+    lng: 'en',
+    ns: [NS],
+    defaultNS: NS,
+    resources: { en: { [NS]: locale } },
+    nsSeparator: '~',
+    keySeparator: false,
+    interpolation: { escapeValue: false },
+    saveMissing: true,
+    missingKeyHandler: (_lngs, ns, key) => {
+      missing.push(`${ns}~${key}`);
+    },
+    showSupportNotice: false,
+  });
+
+afterEach(() => {
+  expect(missing.splice(0), 'keys missing from locales/en').toEqual([]);
 });

@@ -1,7 +1,9 @@
 //! The console plugin's browser tests (`console-plugin/tests/browser`, Playwright driving Debian's
-//! headless Chromium) against the shared real cluster: the plugin's form creates MachineOSConfigs in
-//! the API server, shows its rejections next to the fields, and the build views read real
-//! MachineOSBuilds and ConfigMaps. The harness page reaches the API server through `kubectl proxy`.
+//! headless Chromium) against the shared real cluster: the plugin's form (Containerfiles and YAML in
+//! Monaco) creates MachineOSConfigs in the API server and shows its rejections next to the fields,
+//! reading Secrets as metadata only (the test checks every response the page got for Secret data);
+//! the build views read real MachineOSBuilds (watched by label selector), ConfigMaps and builder
+//! pods. The harness page reaches the API server through `kubectl proxy`.
 //!
 //! Needs `STRATA_E2E` (else not run, like every e2e test), `console-plugin/node_modules` (`make
 //! console-test` runs `npm ci`) and `/usr/bin/chromium` (`apt-get install chromium`). Without the

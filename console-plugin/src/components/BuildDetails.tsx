@@ -1,7 +1,7 @@
 import * as React from 'react';
 import { Link } from 'react-router';
 import { useTranslation } from 'react-i18next';
-import { useK8sWatchResource } from '@openshift-console/dynamic-plugin-sdk';
+import { CodeEditor, ResourceLink, Timestamp } from '@openshift-console/dynamic-plugin-sdk';
 import {
   Alert,
   ClipboardCopy,
@@ -13,16 +13,16 @@ import {
   DescriptionListTerm,
   PageSection,
   Spinner,
-  Timestamp,
   Title,
 } from '@patternfly/react-core';
+import { Table, Tbody, Td, Th, Thead, Tr } from '@patternfly/react-table';
 import {
-  BUILDER_CONTAINER,
-  BUILD_LABEL,
   CONTAINERFILE_KEY,
   CONTROLLER_NAMESPACE,
+  JobModel,
   MachineOSConfigModel,
-  referenceFor,
+  PodModel,
+  gvk,
   type ConfigMapKind,
   type MachineOSBuildKind,
   type PodKind,
@@ -30,85 +30,104 @@ import {
 import {
   buildDigest,
   buildDuration,
-  buildLabelValue,
   buildPhase,
+  builderPodsSelector,
   containerfileConfigMapName,
+  formatDuration,
   isTerminal,
   jobPodsHref,
+  logsContainer,
   phaseCondition,
   podLogsHref,
+  stepTimings,
 } from '../lib/build';
+import { CONTAINERFILE_LANGUAGE } from './MachineOSConfigForm';
 import { PhaseLabel } from './PhaseLabel';
+import { useNow } from './useNow';
+import { useWatchList, useWatchObject } from './useWatch';
 import './strata.css';
 
-const NS = 'plugin__strata-console-plugin';
-
 const isNotFound = (e: unknown) =>
-  (e as { code?: number; json?: { code?: number } })?.code === 404 ||
-  (e as { json?: { code?: number } })?.json?.code === 404;
+  (e as { code?: number } | undefined)?.code === 404 ||
+  (e as { json?: { code?: number } } | undefined)?.json?.code === 404;
 
-/** Re-render every second while `active` (running builds show a growing duration). */
-const useTick = (active: boolean) => {
-  const [, set] = React.useState(0);
-  React.useEffect(() => {
-    if (!active) return undefined;
-    const id = setInterval(() => set((n) => n + 1), 1000);
-    return () => clearInterval(id);
-  }, [active]);
-};
+const errorText = (e: unknown): string =>
+  e instanceof Error ? e.message : typeof e === 'string' ? e : JSON.stringify(e);
 
-const When: React.FC<{ at?: string }> = ({ at }) =>
-  at ? <Timestamp date={new Date(at)} dateFormat="medium" timeFormat="medium" /> : <>-</>;
+const When: React.FC<{ at?: string }> = ({ at }) => (at ? <Timestamp timestamp={at} /> : <>-</>);
 
-/** The builder pod's logs: the newest pod of the build, else the Job's pod list. */
-const LogsLink: React.FC<{ build: string; job?: string; jobNamespace?: string }> = ({ build, job, jobNamespace }) => {
-  const { t } = useTranslation(NS);
+/** The builder pod's logs, opened at the container that explains the build (the failed step, the
+ * running one, else push); without a pod, the Job's pod list. */
+const LogsLink: React.FC<{ build: string; job?: string; jobNamespace?: string }> = ({
+  build,
+  job,
+  jobNamespace,
+}) => {
+  const { t } = useTranslation('plugin__strata-console-plugin');
   const ns = jobNamespace ?? CONTROLLER_NAMESPACE;
-  const [pods, loaded] = useK8sWatchResource<PodKind[]>({
+  const [pods, loaded] = useWatchList<PodKind>({
     groupVersionKind: { version: 'v1', kind: 'Pod' },
     namespace: ns,
     isList: true,
-    selector: { matchLabels: { [BUILD_LABEL]: buildLabelValue(build) } },
+    selector: builderPodsSelector(build),
   });
-  const newest = [...(pods ?? [])].sort((a, b) =>
+  const newest = [...pods].sort((a, b) =>
     (b.metadata?.creationTimestamp ?? '').localeCompare(a.metadata?.creationTimestamp ?? ''),
-  )[0];
-  if (newest?.metadata?.name)
+  )[0] as PodKind | undefined;
+  const podName = newest?.metadata?.name;
+  if (podName) {
+    const container = logsContainer(newest);
     return (
-      <Link to={`${podLogsHref(newest.metadata.name, ns)}?container=${BUILDER_CONTAINER}`} data-test="build-logs">
-        {t('Logs of pod {{pod}}', { pod: newest.metadata.name })}
-      </Link>
+      <span className="strata-build__logs">
+        <ResourceLink
+          groupVersionKind={gvk(PodModel)}
+          name={podName}
+          namespace={ns}
+          dataTest="build-pod"
+        />
+        <Link to={`${podLogsHref(podName, ns)}?container=${container}`} data-test="build-logs">
+          {t('Logs of step {{container}}', { container })}
+        </Link>
+      </span>
     );
+  }
   if (job)
     return (
       <Link to={jobPodsHref(job, ns)} data-test="build-logs">
-        {loaded ? t('Pods of Job {{job}} (no pod left)', { job }) : t('Pods of Job {{job}}', { job })}
+        {loaded
+          ? t('Pods of Job {{job}} (no pod left)', { job })
+          : t('Pods of Job {{job}}', { job })}
       </Link>
     );
   return <span data-test="build-logs">{t('No builder Job yet')}</span>;
 };
 
 export const BuildSummary: React.FC<{ obj: MachineOSBuildKind }> = ({ obj }) => {
-  const { t } = useTranslation(NS);
+  const { t } = useTranslation('plugin__strata-console-plugin');
   const name = obj.metadata?.name ?? '';
   const phase = buildPhase(obj);
-  useTick(!isTerminal(phase) && !!obj.status?.buildStart);
+  const now = useNow(!isTerminal(phase) && !!obj.status?.buildStart);
   const cond = phaseCondition(obj);
   const digest = buildDigest(obj);
   const failure = obj.status?.failure;
   const job = obj.status?.builder?.job;
-  const [cm, cmLoaded, cmError] = useK8sWatchResource<ConfigMapKind>({
+  const [cm, cmLoaded, cmError] = useWatchObject<ConfigMapKind>({
     groupVersionKind: { version: 'v1', kind: 'ConfigMap' },
     namespace: CONTROLLER_NAMESPACE,
     name: containerfileConfigMapName(name),
   });
   const containerfile = cm?.data?.[CONTAINERFILE_KEY];
-  const config = obj.spec?.machineOSConfig?.name;
+  const config = obj.spec.machineOSConfig.name;
+  const steps = stepTimings(obj);
 
   return (
     <PageSection data-test="build-details">
       <Title headingLevel="h2">{t('Build {{name}}', { name })}</Title>
-      <DescriptionList isHorizontal className="strata-build__section" columnModifier={{ default: '1Col', lg: '2Col' }}>
+      <DescriptionList
+        isHorizontal
+        className="strata-build__section"
+        columnModifier={{ default: '1Col', lg: '2Col' }}
+      >
         <DescriptionListGroup>
           <DescriptionListTerm>{t('Phase')}</DescriptionListTerm>
           <DescriptionListDescription>
@@ -121,13 +140,15 @@ export const BuildSummary: React.FC<{ obj: MachineOSBuildKind }> = ({ obj }) => 
           <DescriptionListTerm>{t('MachineOSConfig')}</DescriptionListTerm>
           <DescriptionListDescription>
             {config ? (
-              <Link to={`/k8s/cluster/${referenceFor(MachineOSConfigModel)}/${encodeURIComponent(config)}`} data-test="build-config">
-                {config}
-              </Link>
+              <ResourceLink
+                groupVersionKind={gvk(MachineOSConfigModel)}
+                name={config}
+                dataTest="build-config"
+                nameSuffix={<> ({t('pool {{pool}}', { pool: obj.spec.machineConfigPool.name })})</>}
+              />
             ) : (
               '-'
-            )}{' '}
-            ({t('pool {{pool}}', { pool: obj.spec?.machineConfigPool?.name })})
+            )}
           </DescriptionListDescription>
         </DescriptionListGroup>
         <DescriptionListGroup>
@@ -144,17 +165,26 @@ export const BuildSummary: React.FC<{ obj: MachineOSBuildKind }> = ({ obj }) => 
         </DescriptionListGroup>
         <DescriptionListGroup>
           <DescriptionListTerm>{t('Duration')}</DescriptionListTerm>
-          <DescriptionListDescription data-test="build-duration">{buildDuration(obj) ?? '-'}</DescriptionListDescription>
+          <DescriptionListDescription data-test="build-duration">
+            {buildDuration(obj, now, t) ?? '-'}
+          </DescriptionListDescription>
         </DescriptionListGroup>
         <DescriptionListGroup>
           <DescriptionListTerm>{t('Attempts')}</DescriptionListTerm>
-          <DescriptionListDescription data-test="build-attempts">{obj.status?.attempts ?? '-'}</DescriptionListDescription>
+          <DescriptionListDescription data-test="build-attempts">
+            {obj.status?.attempts ?? '-'}
+          </DescriptionListDescription>
         </DescriptionListGroup>
         <DescriptionListGroup>
           <DescriptionListTerm>{t('Image')}</DescriptionListTerm>
           <DescriptionListDescription>
             {obj.status?.digestedImagePushSpec ? (
-              <ClipboardCopy isReadOnly hoverTip={t('Copy')} clickTip={t('Copied')} data-test="build-image">
+              <ClipboardCopy
+                isReadOnly
+                hoverTip={t('Copy')}
+                clickTip={t('Copied')}
+                data-test="build-image"
+              >
                 {obj.status.digestedImagePushSpec}
               </ClipboardCopy>
             ) : (
@@ -164,11 +194,30 @@ export const BuildSummary: React.FC<{ obj: MachineOSBuildKind }> = ({ obj }) => 
         </DescriptionListGroup>
         <DescriptionListGroup>
           <DescriptionListTerm>{t('Digest')}</DescriptionListTerm>
-          <DescriptionListDescription data-test="build-digest">{digest ?? '-'}</DescriptionListDescription>
+          <DescriptionListDescription data-test="build-digest">
+            {digest ?? '-'}
+          </DescriptionListDescription>
         </DescriptionListGroup>
         <DescriptionListGroup>
           <DescriptionListTerm>{t('Base image')}</DescriptionListTerm>
-          <DescriptionListDescription className="strata-pre">{obj.spec?.baseImage}</DescriptionListDescription>
+          <DescriptionListDescription className="strata-pre">
+            {obj.spec.baseImage}
+          </DescriptionListDescription>
+        </DescriptionListGroup>
+        <DescriptionListGroup>
+          <DescriptionListTerm>{t('Builder Job')}</DescriptionListTerm>
+          <DescriptionListDescription>
+            {job?.name ? (
+              <ResourceLink
+                groupVersionKind={gvk(JobModel)}
+                name={job.name}
+                namespace={job.namespace ?? CONTROLLER_NAMESPACE}
+                dataTest="build-job"
+              />
+            ) : (
+              '-'
+            )}
+          </DescriptionListDescription>
         </DescriptionListGroup>
         <DescriptionListGroup>
           <DescriptionListTerm>{t('Builder logs')}</DescriptionListTerm>
@@ -177,6 +226,34 @@ export const BuildSummary: React.FC<{ obj: MachineOSBuildKind }> = ({ obj }) => 
           </DescriptionListDescription>
         </DescriptionListGroup>
       </DescriptionList>
+
+      {steps.length > 0 && (
+        <>
+          <Title headingLevel="h3" className="strata-build__section">
+            {t('Steps')}
+          </Title>
+          <Table aria-label={t('Steps')} variant="compact" data-test="build-steps">
+            <Thead>
+              <Tr>
+                <Th>{t('Step')}</Th>
+                <Th>{t('Started')}</Th>
+                <Th>{t('Duration')}</Th>
+              </Tr>
+            </Thead>
+            <Tbody>
+              {steps.map((s) => (
+                <Tr key={`${s.phase}-${String(s.startMs)}`} data-test={`build-step-${s.phase}`}>
+                  <Td dataLabel={t('Step')}>{s.phase}</Td>
+                  <Td dataLabel={t('Started')}>
+                    <Timestamp timestamp={new Date(s.startMs).toISOString()} />
+                  </Td>
+                  <Td dataLabel={t('Duration')}>{formatDuration(s.durationMs, t)}</Td>
+                </Tr>
+              ))}
+            </Tbody>
+          </Table>
+        </>
+      )}
 
       {failure && (
         <Alert
@@ -203,24 +280,34 @@ export const BuildSummary: React.FC<{ obj: MachineOSBuildKind }> = ({ obj }) => 
           isInline
           isPlain
           data-test="containerfile-missing"
-          title={t('ConfigMap {{ns}}/{{cm}} is not readable: {{e}}', {
-            ns: CONTROLLER_NAMESPACE,
+          title={t('ConfigMap {{namespace}}/{{cm}} is not readable: {{e}}', {
+            namespace: CONTROLLER_NAMESPACE,
             cm: containerfileConfigMapName(name),
-            e: String(cmError?.message ?? cmError),
+            e: errorText(cmError),
           })}
         />
       ) : !cmLoaded && !cmError ? (
         <Spinner size="md" aria-label={t('Loading')} />
       ) : containerfile !== undefined ? (
-        <CodeBlock>
-          <CodeBlockCode data-test="containerfile">{containerfile}</CodeBlockCode>
-        </CodeBlock>
+        <div className="strata-build__containerfile" data-test="containerfile">
+          <React.Suspense fallback={<Spinner size="md" aria-label={t('Loading')} />}>
+            <CodeEditor
+              value={containerfile}
+              language={CONTAINERFILE_LANGUAGE}
+              isFullHeight={false}
+              height="sizeToFit"
+              isLanguageLabelVisible
+              isCopyEnabled
+              options={{ readOnly: true, minimap: { enabled: false }, scrollBeyondLastLine: false }}
+            />
+          </React.Suspense>
+        </div>
       ) : (
         <span data-test="containerfile-missing">{t('Not rendered (yet)')}</span>
       )}
       {obj.status?.containerfileSha256 && (
         <div className="strata-pre" data-test="containerfile-sha">
-          sha256:{obj.status.containerfileSha256}
+          {t('sha256:{{hash}}', { hash: obj.status.containerfileSha256 })}
         </div>
       )}
     </PageSection>
@@ -228,6 +315,8 @@ export const BuildSummary: React.FC<{ obj: MachineOSBuildKind }> = ({ obj }) => 
 };
 
 /** `console.tab/horizontalNav` on MachineOSBuild. */
-const BuildDetails: React.FC<{ obj?: MachineOSBuildKind }> = ({ obj }) =>
-  obj ? <BuildSummary obj={obj} /> : <Spinner aria-label="Loading" />;
+const BuildDetails: React.FC<{ obj?: MachineOSBuildKind }> = ({ obj }) => {
+  const { t } = useTranslation('plugin__strata-console-plugin');
+  return obj ? <BuildSummary obj={obj} /> : <Spinner aria-label={t('Loading')} />;
+};
 export default BuildDetails;

@@ -1,39 +1,123 @@
 import * as React from 'react';
-import { Link } from 'react-router';
 import { useTranslation } from 'react-i18next';
-import { useK8sWatchResource } from '@openshift-console/dynamic-plugin-sdk';
-import { Alert, Button, EmptyState, EmptyStateBody, PageSection, Spinner, Title } from '@patternfly/react-core';
+import { ResourceLink, Timestamp } from '@openshift-console/dynamic-plugin-sdk';
 import {
+  Alert,
+  Button,
+  EmptyState,
+  EmptyStateBody,
+  Label,
+  LabelGroup,
+  PageSection,
+  Spinner,
+  Title,
+  Tooltip,
+} from '@patternfly/react-core';
+import { Table, Tbody, Td, Th, Thead, Tr, type ThProps } from '@patternfly/react-table';
+import {
+  CONFIG_CONDITIONS,
   MachineOSBuildModel,
   gvk,
   referenceFor,
+  type Condition,
   type MachineOSBuildKind,
   type MachineOSConfigKind,
 } from '../models';
-import { buildDuration, buildPhase, buildsOf, rebuildRequested } from '../lib/build';
+import {
+  buildDuration,
+  buildPhase,
+  buildsOf,
+  buildsSelector,
+  formatDuration,
+  isTerminal,
+  rebuildRequested,
+  stepTimings,
+} from '../lib/build';
 import { PhaseLabel } from './PhaseLabel';
 import { requestRebuild } from './actions';
+import { useNow } from './useNow';
+import { useWatchList } from './useWatch';
 import './strata.css';
-
-const NS = 'plugin__strata-console-plugin';
 
 export const buildHref = (name: string) =>
   `/k8s/cluster/${referenceFor(MachineOSBuildModel)}/${encodeURIComponent(name)}`;
 
-/** `console.tab/horizontalNav` "Builds" on MachineOSConfig: its builds, newest first, and Rebuild. */
+const errorText = (e: unknown): string =>
+  e instanceof Error ? e.message : typeof e === 'string' ? e : JSON.stringify(e);
+
+/** Color of a MachineOSConfig condition's label: green when it says what an administrator wants. */
+const conditionColor = (c: Condition): React.ComponentProps<typeof Label>['color'] => {
+  if (c.status === 'Unknown') return 'grey';
+  if (c.type === 'Building' || c.type === 'PoolHeld') return c.status === 'True' ? 'blue' : 'grey';
+  const good = c.type === 'Degraded' ? c.status === 'False' : c.status === 'True';
+  return good ? 'green' : 'red';
+};
+
+/** The MachineOSConfig's conditions (Ready, Building, Degraded, PoolUpdated, PoolHeld). */
+export const ConfigConditions: React.FC<{ obj: MachineOSConfigKind }> = ({ obj }) => {
+  const { t } = useTranslation('plugin__strata-console-plugin');
+  const conditions = CONFIG_CONDITIONS.flatMap(
+    (type) => obj.status?.conditions?.filter((c) => c.type === type) ?? [],
+  );
+  if (conditions.length === 0)
+    return <span data-test="config-conditions">{t('No status reported yet')}</span>;
+  return (
+    <LabelGroup
+      categoryName={t('Status')}
+      numLabels={CONFIG_CONDITIONS.length}
+      data-test="config-conditions"
+    >
+      {conditions.map((c) => (
+        <Tooltip
+          key={c.type}
+          content={c.message ? `${c.reason ?? ''}: ${c.message}` : (c.reason ?? c.type)}
+        >
+          <Label color={conditionColor(c)} data-test={`condition-${c.type}`}>
+            {c.type}={c.status}
+          </Label>
+        </Tooltip>
+      ))}
+    </LabelGroup>
+  );
+};
+
+type SortKey = 'name' | 'started';
+
+/** `console.tab/horizontalNav` "Builds" on MachineOSConfig: its builds (watched by label
+ * selector), newest first, their step timings, and Rebuild. */
 const BuildsTab: React.FC<{ obj?: MachineOSConfigKind }> = ({ obj }) => {
-  const { t } = useTranslation(NS);
-  const [builds, loaded, error] = useK8sWatchResource<MachineOSBuildKind[]>({
-    groupVersionKind: gvk(MachineOSBuildModel),
-    isList: true,
-  });
+  const { t } = useTranslation('plugin__strata-console-plugin');
+  const name = obj?.metadata?.name ?? '';
+  // The API server filters by the config label; no other config's builds reach the browser.
+  const [builds, loaded, error] = useWatchList<MachineOSBuildKind>(
+    obj
+      ? { groupVersionKind: gvk(MachineOSBuildModel), isList: true, selector: buildsSelector(name) }
+      : null,
+  );
   const [rebuildError, setRebuildError] = React.useState<string>();
   const [requesting, setRequesting] = React.useState(false);
-  if (!obj) return <Spinner aria-label="Loading" />;
-  const name = obj.metadata?.name ?? '';
+  const [sort, setSort] = React.useState<{ key: SortKey; direction: 'asc' | 'desc' }>({
+    key: 'started',
+    direction: 'desc',
+  });
+  const now = useNow(builds.some((b) => !isTerminal(buildPhase(b)) && !!b.status?.buildStart));
+  if (!obj) return <Spinner aria-label={t('Loading')} />;
   const current = obj.status?.machineOSBuild?.name;
-  const mine = buildsOf(builds ?? [], name);
+  const sortValue = (b: MachineOSBuildKind) =>
+    sort.key === 'name'
+      ? (b.metadata?.name ?? '')
+      : (b.status?.buildStart ?? b.metadata?.creationTimestamp ?? '');
+  const mine = buildsOf(builds, name).sort((a, b) => sortValue(a).localeCompare(sortValue(b)));
+  if (sort.direction === 'desc') mine.reverse();
   const pending = rebuildRequested(obj);
+
+  const sortBy = (key: SortKey, index: number): ThProps['sort'] => ({
+    sortBy: { index: sort.key === 'name' ? 0 : 2, direction: sort.direction },
+    onSort: (_e, _i, direction) => {
+      setSort({ key, direction });
+    },
+    columnIndex: index,
+  });
 
   const rebuild = async () => {
     setRequesting(true);
@@ -41,69 +125,122 @@ const BuildsTab: React.FC<{ obj?: MachineOSConfigKind }> = ({ obj }) => {
     try {
       await requestRebuild(obj);
     } catch (e) {
-      setRebuildError(e instanceof Error ? e.message : String(e));
+      setRebuildError(errorText(e));
     } finally {
       setRequesting(false);
     }
+  };
+
+  const columns = {
+    build: t('Build'),
+    phase: t('Phase'),
+    started: t('Started'),
+    duration: t('Duration'),
+    steps: t('Steps'),
+    result: t('Image / failure'),
   };
 
   return (
     <PageSection data-test="builds-tab">
       <div className="strata-fragment__head">
         <Title headingLevel="h2">{t('Builds')}</Title>
-        <Button variant="secondary" onClick={rebuild} isDisabled={pending || requesting} isLoading={requesting} data-test="rebuild">
+        <Button
+          variant="secondary"
+          onClick={() => void rebuild()}
+          isDisabled={pending || requesting}
+          isLoading={requesting}
+          data-test="rebuild"
+        >
           {t('Rebuild')}
         </Button>
-        {pending && <span data-test="rebuild-pending">{t('Rebuild requested; waiting for the controller')}</span>}
+        {pending && (
+          <span data-test="rebuild-pending">
+            {t('Rebuild requested; waiting for the controller')}
+          </span>
+        )}
       </div>
-      {rebuildError && <Alert variant="danger" isInline title={rebuildError} data-test="rebuild-error" />}
+      <div className="strata-build__conditions">
+        <ConfigConditions obj={obj} />
+      </div>
+      {rebuildError && (
+        <Alert variant="danger" isInline title={rebuildError} data-test="rebuild-error" />
+      )}
       {error ? (
-        <Alert variant="danger" isInline title={t('Cannot list MachineOSBuilds: {{e}}', { e: String(error?.message ?? error) })} />
+        <Alert
+          variant="danger"
+          isInline
+          title={t('Cannot list MachineOSBuilds: {{e}}', { e: errorText(error) })}
+        />
       ) : !loaded ? (
         <Spinner aria-label={t('Loading')} />
       ) : mine.length === 0 ? (
         <EmptyState titleText={t('No builds yet')} headingLevel="h3">
-          <EmptyStateBody>{t('The controller creates a MachineOSBuild for every new set of inputs.')}</EmptyStateBody>
+          <EmptyStateBody>
+            {t('The controller creates a MachineOSBuild for every new set of inputs.')}
+          </EmptyStateBody>
         </EmptyState>
       ) : (
-        <table className="pf-v6-c-table pf-m-compact pf-m-grid-md" role="grid" data-test="builds-table">
-          <thead className="pf-v6-c-table__thead">
-            <tr className="pf-v6-c-table__tr">
-              <th className="pf-v6-c-table__th">{t('Build')}</th>
-              <th className="pf-v6-c-table__th">{t('Phase')}</th>
-              <th className="pf-v6-c-table__th">{t('Started')}</th>
-              <th className="pf-v6-c-table__th">{t('Duration')}</th>
-              <th className="pf-v6-c-table__th">{t('Image / failure')}</th>
-            </tr>
-          </thead>
-          <tbody className="pf-v6-c-table__tbody">
+        <Table
+          aria-label={t('Builds of {{name}}', { name })}
+          variant="compact"
+          gridBreakPoint="grid-md"
+          data-test="builds-table"
+        >
+          <Thead>
+            <Tr>
+              <Th sort={sortBy('name', 0)}>{columns.build}</Th>
+              <Th modifier="nowrap">{columns.phase}</Th>
+              <Th sort={sortBy('started', 2)} modifier="nowrap">
+                {columns.started}
+              </Th>
+              <Th modifier="nowrap">{columns.duration}</Th>
+              <Th>{columns.steps}</Th>
+              <Th>{columns.result}</Th>
+            </Tr>
+          </Thead>
+          <Tbody>
             {mine.map((b) => {
               const n = b.metadata?.name ?? '';
+              const steps = stepTimings(b);
               return (
-                <tr className="pf-v6-c-table__tr" key={n} data-test={`build-row-${n}`}>
-                  <td className="pf-v6-c-table__td" data-label={t('Build')}>
-                    <Link to={buildHref(n)}>{n}</Link>
-                    {n === current && <> ({t('current')})</>}
-                  </td>
-                  <td className="pf-v6-c-table__td" data-label={t('Phase')}>
+                <Tr key={n} data-test={`build-row-${n}`}>
+                  <Td dataLabel={columns.build}>
+                    <ResourceLink
+                      groupVersionKind={gvk(MachineOSBuildModel)}
+                      name={n}
+                      dataTest={`build-link-${n}`}
+                      nameSuffix={n === current ? <> ({t('current')})</> : undefined}
+                    />
+                  </Td>
+                  <Td dataLabel={columns.phase}>
                     <PhaseLabel phase={buildPhase(b)} />
-                  </td>
-                  <td className="pf-v6-c-table__td" data-label={t('Started')}>
-                    {b.status?.buildStart ? new Date(b.status.buildStart).toLocaleString() : '-'}
-                  </td>
-                  <td className="pf-v6-c-table__td" data-label={t('Duration')}>
-                    {buildDuration(b) ?? '-'}
-                  </td>
-                  <td className="pf-v6-c-table__td strata-pre" data-label={t('Image / failure')}>
+                  </Td>
+                  <Td dataLabel={columns.started}>
+                    {b.status?.buildStart ? <Timestamp timestamp={b.status.buildStart} /> : '-'}
+                  </Td>
+                  <Td dataLabel={columns.duration}>{buildDuration(b, now, t) ?? '-'}</Td>
+                  <Td dataLabel={columns.steps} data-test={`build-steps-${n}`}>
+                    {steps.length === 0
+                      ? '-'
+                      : steps
+                          .map((s) =>
+                            t('{{step}} {{duration}}', {
+                              step: s.phase,
+                              duration: formatDuration(s.durationMs, t),
+                            }),
+                          )
+                          .join(', ')}
+                  </Td>
+                  <Td dataLabel={columns.result} className="strata-pre">
                     {b.status?.failure
                       ? `${b.status.failure.reason}: ${b.status.failure.message}`
                       : (b.status?.digestedImagePushSpec ?? '-')}
-                  </td>
-                </tr>
+                  </Td>
+                </Tr>
               );
             })}
-          </tbody>
-        </table>
+          </Tbody>
+        </Table>
       )}
     </PageSection>
   );

@@ -1,5 +1,9 @@
 import {
   buildDigest,
+  builderPodsSelector,
+  buildsSelector,
+  logsContainer,
+  stepTimings,
   buildDuration,
   buildPhase,
   buildsOf,
@@ -9,20 +13,40 @@ import {
   rebuildPatch,
   rebuildRequested,
 } from './build';
-import type { MachineOSBuildKind, MachineOSConfigKind } from '../models';
+import type { ContainerStatus, MachineOSBuildKind, MachineOSConfigKind } from '../models';
 
-const cond = (type: string, status = 'True') => ({ type, status, reason: 'R', message: '', lastTransitionTime: '2026-01-01T00:00:00Z' });
-const build = (name: string, config: string, status: MachineOSBuildKind['status'] = {}, created = '2026-01-01T00:00:00Z'): MachineOSBuildKind => ({
+const cond = (type: string, status = 'True') => ({
+  type,
+  status,
+  reason: 'R',
+  message: '',
+  lastTransitionTime: '2026-01-01T00:00:00Z',
+});
+const build = (
+  name: string,
+  config: string,
+  status: MachineOSBuildKind['status'] = {},
+  created = '2026-01-01T00:00:00Z',
+): MachineOSBuildKind => ({
   metadata: { name, creationTimestamp: created },
-  spec: { machineOSConfig: { name: config }, machineConfigPool: { name: config }, baseImage: 'b', renderedImagePushSpec: 'r' },
+  spec: {
+    machineOSConfig: { name: config },
+    machineConfigPool: { name: config },
+    baseImage: 'b',
+    renderedImagePushSpec: 'r',
+  },
   status,
 });
 
 describe('buildPhase', () => {
   it('is the True condition, Pending before any', () => {
     expect(buildPhase(build('a', 'w'))).toBe('Pending');
-    expect(buildPhase(build('a', 'w', { conditions: [cond('Prepared', 'False'), cond('Building')] }))).toBe('Building');
-    expect(buildPhase(build('a', 'w', { conditions: [cond('Building', 'False'), cond('Failed')] }))).toBe('Failed');
+    expect(
+      buildPhase(build('a', 'w', { conditions: [cond('Prepared', 'False'), cond('Building')] })),
+    ).toBe('Building');
+    expect(
+      buildPhase(build('a', 'w', { conditions: [cond('Building', 'False'), cond('Failed')] })),
+    ).toBe('Failed');
     expect(buildPhase(build('a', 'w', { conditions: [cond('Succeeded')] }))).toBe('Succeeded');
     expect(buildPhase(build('a', 'w', { conditions: [cond('Interrupted')] }))).toBe('Interrupted');
   });
@@ -36,7 +60,10 @@ describe('durations and digest', () => {
     expect(formatDuration(-5)).toBe('0s');
   });
   it('measures start to end, or to now while running', () => {
-    const b = build('a', 'w', { buildStart: '2026-01-01T00:00:00Z', buildEnd: '2026-01-01T00:01:05Z' });
+    const b = build('a', 'w', {
+      buildStart: '2026-01-01T00:00:00Z',
+      buildEnd: '2026-01-01T00:01:05Z',
+    });
     expect(buildDuration(b)).toBe('1m 05s');
     const running = build('a', 'w', { buildStart: '2026-01-01T00:00:00Z' });
     expect(buildDuration(running, Date.parse('2026-01-01T00:00:30Z'))).toBe('30s');
@@ -44,7 +71,9 @@ describe('durations and digest', () => {
   });
   it('digest of the pushed image', () => {
     const d = `sha256:${'c'.repeat(64)}`;
-    expect(buildDigest(build('a', 'w', { digestedImagePushSpec: `r.example.com/os@${d}` }))).toBe(d);
+    expect(buildDigest(build('a', 'w', { digestedImagePushSpec: `r.example.com/os@${d}` }))).toBe(
+      d,
+    );
     expect(buildDigest(build('a', 'w'))).toBeUndefined();
   });
 });
@@ -52,7 +81,9 @@ describe('durations and digest', () => {
 describe('names (the controller fit_63)', () => {
   it('keeps short names', () => {
     expect(fit63('worker-0123456789ab')).toBe('worker-0123456789ab');
-    expect(containerfileConfigMapName('worker-0123456789ab')).toBe('containerfile-worker-0123456789ab');
+    expect(containerfileConfigMapName('worker-0123456789ab')).toBe(
+      'containerfile-worker-0123456789ab',
+    );
   });
   it('shortens long names to 63, keeping the hash', () => {
     const long = `containerfile-${'a'.repeat(60)}-0123456789ab`;
@@ -70,7 +101,11 @@ describe('names (the controller fit_63)', () => {
 
 describe('builds of a config', () => {
   it('filters and sorts newest first', () => {
-    const all = [build('w-1', 'w', {}, '2026-01-01T00:00:00Z'), build('x-1', 'x'), build('w-2', 'w', {}, '2026-01-02T00:00:00Z')];
+    const all = [
+      build('w-1', 'w', {}, '2026-01-01T00:00:00Z'),
+      build('x-1', 'x'),
+      build('w-2', 'w', {}, '2026-01-02T00:00:00Z'),
+    ];
     expect(buildsOf(all, 'w').map((b) => b.metadata?.name)).toEqual(['w-2', 'w-1']);
   });
 });
@@ -81,16 +116,85 @@ describe('rebuild', () => {
     ({ metadata: { name: 'w', annotations }, spec: {} }) as unknown as MachineOSConfigKind;
   it('adds the annotation map when there is none', () => {
     expect(rebuildPatch(config(), now)).toEqual([
-      { op: 'add', path: '/metadata/annotations', value: { 'strata.dev/rebuild': '2026-02-03T04:05:06.000Z' } },
+      {
+        op: 'add',
+        path: '/metadata/annotations',
+        value: { 'strata.dev/rebuild': '2026-02-03T04:05:06.000Z' },
+      },
     ]);
   });
   it('adds one key (JSON-pointer escaped) otherwise', () => {
     expect(rebuildPatch(config({ a: 'b' }), now)).toEqual([
-      { op: 'add', path: '/metadata/annotations/strata.dev~1rebuild', value: '2026-02-03T04:05:06.000Z' },
+      {
+        op: 'add',
+        path: '/metadata/annotations/strata.dev~1rebuild',
+        value: '2026-02-03T04:05:06.000Z',
+      },
     ]);
   });
   it('knows when one is pending', () => {
     expect(rebuildRequested(config({ 'strata.dev/rebuild': '' }))).toBe(true);
     expect(rebuildRequested(config({ a: 'b' }))).toBe(false);
+  });
+});
+
+describe('builder pod and steps', () => {
+  const pod = (init: ContainerStatus[], main: ContainerStatus[] = []) => ({
+    metadata: { name: 'p' },
+    status: { initContainerStatuses: init, containerStatuses: main },
+  });
+  const term = (name: string, exitCode: number): ContainerStatus => ({
+    name,
+    state: { terminated: { exitCode } },
+  });
+  const running = (name: string): ContainerStatus => ({ name, state: { running: {} } });
+  const waiting = (name: string): ContainerStatus => ({
+    name,
+    state: { waiting: { reason: 'PodInitializing' } },
+  });
+  it('opens the logs at the failed step, else the running one, else push', () => {
+    expect(logsContainer(undefined)).toBe('pull');
+    expect(logsContainer(pod([running('pull'), waiting('build')], [waiting('push')]))).toBe('pull');
+    expect(logsContainer(pod([term('pull', 0), running('build')], [waiting('push')]))).toBe(
+      'build',
+    );
+    expect(logsContainer(pod([term('pull', 0), term('build', 3)], [waiting('push')]))).toBe(
+      'build',
+    );
+    expect(logsContainer(pod([term('pull', 4), waiting('build')], [waiting('push')]))).toBe('pull');
+    expect(logsContainer(pod([term('pull', 0), term('build', 0)], [running('push')]))).toBe('push');
+    expect(logsContainer(pod([term('pull', 0), term('build', 0)], [term('push', 0)]))).toBe('push');
+    expect(logsContainer(pod([term('pull', 0), term('build', 0)], [term('push', 4)]))).toBe('push');
+  });
+  it('orders step timings and measures them', () => {
+    const b = build('a', 'w', {
+      phases: [
+        { phase: 'push', startMs: 5000, endMs: 7000 },
+        { phase: 'pull', startMs: 1000, endMs: 2000 },
+        { phase: 'build', startMs: 2000, endMs: 4500 },
+      ],
+    });
+    expect(stepTimings(b).map((s) => [s.phase, s.durationMs])).toEqual([
+      ['pull', 1000],
+      ['build', 2500],
+      ['push', 2000],
+    ]);
+  });
+  it('selects builds by the config label, cut to 63 characters like the controller', () => {
+    expect(buildsSelector('worker')).toEqual({
+      matchLabels: { 'strata.dev/machine-os-config': 'worker' },
+    });
+    const long = `${'a'.repeat(70)}-x`;
+    expect(buildsSelector(long).matchLabels['strata.dev/machine-os-config']).toHaveLength(63);
+    expect(builderPodsSelector('w-0123')).toEqual({
+      matchLabels: {
+        'strata.dev/machine-os-build': 'w-0123',
+        'app.kubernetes.io/component': 'builder',
+      },
+    });
+  });
+  it('translates durations through t', () => {
+    const t = (key: string, o?: Record<string, unknown>) => `[${key}|${JSON.stringify(o)}]`;
+    expect(formatDuration(65_000, t)).toBe('[{{m}}m {{s}}s|{"m":"1","s":"05"}]');
   });
 });

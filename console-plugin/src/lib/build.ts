@@ -1,11 +1,20 @@
 // MachineOSBuild helpers for the build views. Pure.
 import type { Patch } from '@openshift-console/dynamic-plugin-sdk';
 import {
+  BUILDER_STEPS,
+  BUILD_LABEL,
+  BUILDER_COMPONENT,
+  COMPONENT_LABEL,
+  CONFIG_LABEL,
   CONTROLLER_NAMESPACE,
   REBUILD_ANNOTATION,
+  type BuilderStep,
+  type ContainerStatus,
   type MachineOSBuildKind,
   type MachineOSConfigKind,
+  type PodKind,
 } from '../models';
+import { english, type Translate } from './i18n';
 
 /** Exactly one of these is True once a build started; the terminal ones never change again. */
 export const PHASES = ['Interrupted', 'Failed', 'Succeeded', 'Building', 'Prepared'] as const;
@@ -17,30 +26,41 @@ export function buildPhase(b: MachineOSBuildKind | undefined): Phase {
   return 'Pending';
 }
 
-export const isTerminal = (p: Phase): boolean => p === 'Succeeded' || p === 'Failed' || p === 'Interrupted';
+export const isTerminal = (p: Phase): boolean =>
+  p === 'Succeeded' || p === 'Failed' || p === 'Interrupted';
 
 /** The True phase condition (its reason/message explain the phase). */
 export const phaseCondition = (b: MachineOSBuildKind | undefined) =>
   b?.status?.conditions?.find((c) => c.type === buildPhase(b) && c.status === 'True');
 
-/** "45s", "3m 05s", "1h 02m". */
-export function formatDuration(ms: number): string {
+/** "45s", "3m 05s", "1h 02m" (translated through `t`). */
+export function formatDuration(ms: number, t: Translate = english): string {
   const s = Math.max(0, Math.round(ms / 1000));
   const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = s % 60;
-  if (h > 0) return `${h}h ${String(m).padStart(2, '0')}m`;
-  if (m > 0) return `${m}m ${String(sec).padStart(2, '0')}s`;
-  return `${sec}s`;
+  const m = String(Math.floor((s % 3600) / 60));
+  const sec = String(s % 60);
+  if (h > 0) return t('{{h}}h {{m}}m', { h, m: m.padStart(2, '0') });
+  if (m !== '0') return t('{{m}}m {{s}}s', { m, s: sec.padStart(2, '0') });
+  return t('{{s}}s', { s: sec });
 }
 
 /** Build duration: start to end, or start to `now` while running; undefined before the start. */
-export function buildDuration(b: MachineOSBuildKind | undefined, now: number = Date.now()): string | undefined {
+export function buildDuration(
+  b: MachineOSBuildKind | undefined,
+  now: number = Date.now(),
+  t: Translate = english,
+): string | undefined {
   const start = b?.status?.buildStart ? Date.parse(b.status.buildStart) : NaN;
   if (Number.isNaN(start)) return undefined;
   const end = b?.status?.buildEnd ? Date.parse(b.status.buildEnd) : now;
-  return formatDuration(end - start);
+  return formatDuration(end - start, t);
 }
+
+/** The builder's step timings (status.phases) in the order they ran, each with its duration. */
+export const stepTimings = (b: MachineOSBuildKind | undefined) =>
+  [...(b?.status?.phases ?? [])]
+    .sort((x, y) => x.startMs - y.startMs)
+    .map((p) => ({ ...p, durationMs: Math.max(0, p.endMs - p.startMs) }));
 
 /** `sha256:…` of the pushed image. */
 export const buildDigest = (b: MachineOSBuildKind | undefined): string | undefined =>
@@ -59,7 +79,8 @@ export function fit63(name: string): string {
 }
 
 /** The ConfigMap `containerfile-<build>` (in the controller namespace) holding the rendered Containerfile. */
-export const containerfileConfigMapName = (build: string): string => fit63(`containerfile-${build}`);
+export const containerfileConfigMapName = (build: string): string =>
+  fit63(`containerfile-${build}`);
 
 /** The label selector of the build's pods (and ConfigMap): `strata.dev/machine-os-build=<fit63(build)>`. */
 export const buildLabelValue = (build: string): string => fit63(build);
@@ -70,13 +91,44 @@ export const podLogsHref = (pod: string, ns = CONTROLLER_NAMESPACE): string =>
 export const jobPodsHref = (job: string, ns = CONTROLLER_NAMESPACE): string =>
   `/k8s/ns/${encodeURIComponent(ns)}/jobs/${encodeURIComponent(job)}/pods`;
 
+/** The label selector of one MachineOSConfig's MachineOSBuilds: the server filters, the browser
+ * only drops the (rare) other config whose name shares the label's first 63 characters. */
+export const buildsSelector = (config: string) => ({
+  matchLabels: { [CONFIG_LABEL]: fit63(config) },
+});
+
+/** The label selector of one build's builder pods. */
+export const builderPodsSelector = (build: string) => ({
+  matchLabels: { [BUILD_LABEL]: buildLabelValue(build), [COMPONENT_LABEL]: BUILDER_COMPONENT },
+});
+
+/**
+ * The builder pod's container whose log explains the build: the step that failed, else the step
+ * running (or waiting to run), else `push`, the last one. `pull` and `build` are init containers.
+ */
+export function logsContainer(pod: PodKind | undefined): BuilderStep {
+  const statuses: ContainerStatus[] = [
+    ...(pod?.status?.initContainerStatuses ?? []),
+    ...(pod?.status?.containerStatuses ?? []),
+  ];
+  const of = (step: BuilderStep) => statuses.find((c) => c.name === step);
+  const failed = BUILDER_STEPS.find((s) => {
+    const exit = of(s)?.state?.terminated?.exitCode;
+    return exit !== undefined && exit !== 0;
+  });
+  if (failed) return failed;
+  const current = BUILDER_STEPS.find((s) => !of(s)?.state?.terminated);
+  return current ?? 'push';
+}
+
 /** The builds of one MachineOSConfig, newest first. */
 export function buildsOf(builds: MachineOSBuildKind[], config: string): MachineOSBuildKind[] {
   return builds
-    .filter((b) => b.spec?.machineOSConfig?.name === config)
-    .sort((a, b) =>
-      (b.metadata?.creationTimestamp ?? '').localeCompare(a.metadata?.creationTimestamp ?? '') ||
-      (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''),
+    .filter((b) => b.spec.machineOSConfig.name === config)
+    .sort(
+      (a, b) =>
+        (b.metadata?.creationTimestamp ?? '').localeCompare(a.metadata?.creationTimestamp ?? '') ||
+        (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''),
     );
 }
 
@@ -84,7 +136,13 @@ export function buildsOf(builds: MachineOSBuildKind[], config: string): MachineO
 export function rebuildPatch(config: MachineOSConfigKind, now: Date = new Date()): Patch[] {
   const value = now.toISOString();
   if (config.metadata?.annotations)
-    return [{ op: 'add', path: `/metadata/annotations/${REBUILD_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`, value }];
+    return [
+      {
+        op: 'add',
+        path: `/metadata/annotations/${REBUILD_ANNOTATION.replace(/~/g, '~0').replace(/\//g, '~1')}`,
+        value,
+      },
+    ];
   return [{ op: 'add', path: '/metadata/annotations', value: { [REBUILD_ANNOTATION]: value } }];
 }
 

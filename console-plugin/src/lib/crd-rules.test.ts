@@ -16,14 +16,32 @@ import {
   checkReferenceName,
 } from './crd-rules';
 
-type V = { rule: string; message: string };
-const docs = loadAll(fs.readFileSync(path.resolve(__dirname, '../../../crds/crds.yaml'), 'utf8')) as any[];
-const mosc = docs.find((d) => d?.spec?.names?.kind === 'MachineOSConfig');
+interface V {
+  rule: string;
+  message: string;
+}
+/** The parts of an OpenAPI schema these tests read. */
+interface Schema {
+  properties: Record<string, Schema>;
+  items: Schema;
+  maxItems?: number;
+  maxLength?: number;
+  'x-kubernetes-validations': V[];
+}
+interface Crd {
+  spec: { names: { kind: string }; versions: { schema: { openAPIV3Schema: Schema } }[] };
+}
+const docs = loadAll(
+  fs.readFileSync(path.resolve(__dirname, '../../../crds/crds.yaml'), 'utf8'),
+) as (Crd | null)[];
+const mosc = docs.find((d) => d?.spec.names.kind === 'MachineOSConfig');
+if (!mosc) throw new Error('crds.yaml has no MachineOSConfig CRD');
 const schema = mosc.spec.versions[0].schema.openAPIV3Schema;
 const spec = schema.properties.spec.properties;
-const rules = (x: any): V[] => x['x-kubernetes-validations'];
+const rules = (x: Schema): V[] => x['x-kubernetes-validations'];
 /** The regex inside CEL `matches('…')`, with the CEL string literal's escapes undone. */
-const celRegex = (rule: string, i = 0) => [...rule.matchAll(/matches\('((?:[^'\\]|\\.)*)'\)/g)][i][1].replace(/\\\\/g, '\\');
+const celRegex = (rule: string, i = 0) =>
+  [...rule.matchAll(/matches\('((?:[^'\\]|\\.)*)'\)/g)][i][1].replace(/\\\\/g, '\\');
 
 describe('the mirrored rules equal crds/crds.yaml', () => {
   it('push spec: regex, message, max length', () => {
@@ -59,14 +77,18 @@ describe('checkPushSpec', () => {
     'quay.io/org/image:tag',
     '192.0.2.2:55677/strata-e2e/e2e-flow:latest',
     'registry.example.com/a/b/c/name_with-dash.x:v1.2_3',
-  ])('accepts %s', (v) => expect(checkPushSpec(v)).toBeUndefined());
+  ])('accepts %s', (v) => {
+    expect(checkPushSpec(v)).toBeUndefined();
+  });
   it.each([
     ['nodot/os:latest'],
     ['registry.example.com/os/worker'], // no tag
     ['registry.example.com/os/worker@sha256:' + 'a'.repeat(64)], // a digest, not a tag
     ['https://registry.example.com/os:latest'], // scheme
     ['registry.example.com:1/os:latest'], // port of one digit
-  ])('rejects %s with the CRD message', (v) => expect(checkPushSpec(v)).toBe(PUSH_SPEC_MESSAGE));
+  ])('rejects %s with the CRD message', (v) => {
+    expect(checkPushSpec(v)).toBe(PUSH_SPEC_MESSAGE);
+  });
   it('requires a value and bounds its length', () => {
     expect(checkPushSpec('')).toMatch(/^Required/);
     expect(checkPushSpec(`registry.example.com/${'a'.repeat(440)}:t`)).toMatch(/^Too long/);

@@ -1,11 +1,11 @@
-import { emptyFormState, freeArches, toFormState, toObject } from './form-state';
+import { emptyFormState, freeArches, toFormState, toObject, updatePatch } from './form-state';
 import { validate } from './validation';
 import type { MachineOSConfigKind } from '../models';
 
 const existing: MachineOSConfigKind = {
   apiVersion: 'strata.dev/v1alpha1',
   kind: 'MachineOSConfig',
-  metadata: { name: 'worker', resourceVersion: '42', annotations: { keep: 'me' } },
+  metadata: { name: 'worker', resourceVersion: '42', generation: 3, annotations: { keep: 'me' } },
   spec: {
     machineConfigPool: { name: 'worker' },
     imageBuilder: { imageBuilderType: 'Job' },
@@ -55,7 +55,13 @@ describe('toFormState / toObject', () => {
   });
 
   it('builds a new object with the required fields', () => {
-    const s = { ...emptyFormState(), name: 'infra', pool: 'infra', pushSpec: 'r.example.com/a:b', pushSecret: 'p' };
+    const s = {
+      ...emptyFormState(),
+      name: 'infra',
+      pool: 'infra',
+      pushSpec: 'r.example.com/a:b',
+      pushSecret: 'p',
+    };
     expect(toObject(s)).toEqual({
       apiVersion: 'strata.dev/v1alpha1',
       kind: 'MachineOSConfig',
@@ -71,7 +77,11 @@ describe('toFormState / toObject', () => {
   });
 
   it('tolerates garbage from the YAML view', () => {
-    expect(toFormState({ spec: { containerFile: [{ containerfileArch: 'SPARC', content: 3 }] } } as never)).toMatchObject({
+    expect(
+      toFormState({
+        spec: { containerFile: [{ containerfileArch: 'SPARC', content: 3 }] },
+      } as never),
+    ).toMatchObject({
       name: '',
       fragments: [{ arch: 'NoArch', content: '' }],
     });
@@ -79,13 +89,20 @@ describe('toFormState / toObject', () => {
   });
 
   it('offers each architecture once', () => {
-    expect(freeArches([{ arch: 'NoArch', content: '' }, { arch: 'S390X', content: '' }])).toEqual(['AMD64', 'ARM64', 'PPC64LE']);
+    expect(
+      freeArches([
+        { arch: 'NoArch', content: '' },
+        { arch: 'S390X', content: '' },
+      ]),
+    ).toEqual(['AMD64', 'ARM64', 'PPC64LE']);
   });
 });
 
 describe('validate', () => {
   const good = { ...toFormState(existing) };
-  it('passes a valid state', () => expect(validate(good)).toEqual({}));
+  it('passes a valid state', () => {
+    expect(validate(good)).toEqual({});
+  });
   it('flags each bad field', () => {
     const e = validate({
       ...good,
@@ -102,14 +119,46 @@ describe('validate', () => {
       ],
     });
     expect(Object.keys(e).sort()).toEqual(
-      ['baseImage', 'fragments.0', 'fragments.1', 'fragments.2', 'name', 'pool', 'pushSecret', 'pushSpec'].sort(),
+      [
+        'baseImage',
+        'fragments.0',
+        'fragments.1',
+        'fragments.2',
+        'name',
+        'pool',
+        'pushSecret',
+        'pushSpec',
+      ].sort(),
     );
     expect(e['fragments.1']).toMatch(/Duplicate architecture NoArch/);
     expect(e['fragments.2']).toMatch(/Too long/);
   });
   it('limits the number of Containerfiles', () => {
-    const five = ['NoArch', 'AMD64', 'ARM64', 'PPC64LE', 'S390X'].map((arch) => ({ arch, content: 'RUN x' })) as never;
+    const five = ['NoArch', 'AMD64', 'ARM64', 'PPC64LE', 'S390X'].map((arch) => ({
+      arch,
+      content: 'RUN x',
+    })) as never;
     expect(validate({ ...good, fragments: five }).fragments).toMatch(/At most 4/);
   });
-  it('leaves name == pool to the API server', () => expect(validate({ ...good, name: 'other' })).toEqual({}));
+  it('leaves name == pool to the API server', () => {
+    expect(validate({ ...good, name: 'other' })).toEqual({});
+  });
+});
+
+describe('updatePatch', () => {
+  it('replaces the spec if the server still has the loaded one, and only edited metadata', () => {
+    const edited = toObject(
+      { ...toFormState(existing), pushSpec: 'registry.example.com/os/worker:v2' },
+      existing,
+    );
+    const ops = updatePatch(existing, edited);
+    expect(ops).toEqual([
+      { op: 'test', path: '/metadata/generation', value: 3 },
+      { op: 'replace', path: '/spec', value: edited.spec },
+    ]);
+    const relabeled = { ...edited, metadata: { ...edited.metadata, labels: { team: 'os' } } };
+    expect(updatePatch(existing, relabeled).slice(2)).toEqual([
+      { op: 'add', path: '/metadata/labels', value: { team: 'os' } },
+    ]);
+  });
 });

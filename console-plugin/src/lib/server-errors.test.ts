@@ -14,14 +14,23 @@ const invalid = {
     group: 'strata.dev',
     kind: 'MachineOSConfig',
     causes: [
-      { reason: 'FieldValueInvalid', message: `Invalid value: ${NAME_MATCHES_POOL_MESSAGE}`, field: '<nil>' },
-      { reason: 'FieldValueInvalid', message: `Invalid value: "nodot/x:latest": ${PUSH_SPEC_MESSAGE}`, field: 'spec.renderedImagePushSpec' },
+      {
+        reason: 'FieldValueInvalid',
+        message: `Invalid value: ${NAME_MATCHES_POOL_MESSAGE}`,
+        field: '<nil>',
+      },
+      {
+        reason: 'FieldValueInvalid',
+        message: `Invalid value: "nodot/x:latest": ${PUSH_SPEC_MESSAGE}`,
+        field: 'spec.renderedImagePushSpec',
+      },
     ],
   },
   code: 422,
 };
 /** The console's HttpError carries the Status as `json`. */
-const httpError = (json: unknown) => Object.assign(new Error((json as { message: string }).message), { code: 422, json });
+const httpError = (json: unknown) =>
+  Object.assign(new Error((json as { message: string }).message), { code: 422, json });
 
 describe('serverErrors', () => {
   it('puts each cause next to its field; the object-level rule goes to the name', () => {
@@ -35,7 +44,15 @@ describe('serverErrors', () => {
   });
 
   it('keeps causes of fields the form does not have, with their path', () => {
-    const s = { ...invalid, details: { causes: [{ field: 'spec.imageBuilder.imageBuilderType', message: 'Unsupported value: "Pod"' }, { field: '<nil>', message: 'something else' }] } };
+    const s = {
+      ...invalid,
+      details: {
+        causes: [
+          { field: 'spec.imageBuilder.imageBuilderType', message: 'Unsupported value: "Pod"' },
+          { field: '<nil>', message: 'something else' },
+        ],
+      },
+    };
     expect(serverErrors(httpError(s))).toEqual({
       fields: {},
       general: ['spec.imageBuilder.imageBuilderType: Unsupported value: "Pod"', 'something else'],
@@ -43,9 +60,20 @@ describe('serverErrors', () => {
   });
 
   it('AlreadyExists belongs to the name; other failures are general', () => {
-    const exists = { kind: 'Status', reason: 'AlreadyExists', message: 'machineosconfigs.strata.dev "worker" already exists', code: 409, details: { name: 'worker' } };
+    const exists = {
+      kind: 'Status',
+      reason: 'AlreadyExists',
+      message: 'machineosconfigs.strata.dev "worker" already exists',
+      code: 409,
+      details: { name: 'worker' },
+    };
     expect(serverErrors(httpError(exists)).fields.name).toEqual([exists.message]);
-    const conflict = { kind: 'Status', reason: 'Conflict', message: 'the object has been modified', code: 409 };
+    const conflict = {
+      kind: 'Status',
+      reason: 'Conflict',
+      message: 'the object has been modified',
+      code: 409,
+    };
     expect(serverErrors(httpError(conflict)).general).toEqual([conflict.message]);
     expect(serverErrors(new Error('Failed to fetch')).general).toEqual(['Failed to fetch']);
     expect(statusOf(invalid)).toBe(invalid);
@@ -66,5 +94,7 @@ describe('fieldForPath', () => {
     ['spec.containerFile', 'fragments'],
     ['spec.somethingElse', undefined],
     ['<nil>', undefined],
-  ])('%s -> %s', (p, f) => expect(fieldForPath(p)).toBe(f));
+  ])('%s -> %s', (p, f) => {
+    expect(fieldForPath(p)).toBe(f);
+  });
 });

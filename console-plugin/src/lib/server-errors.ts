@@ -2,29 +2,34 @@
 // The console's k8sCreate/k8sUpdate reject with an HttpError whose `json` is the Status body.
 import { NAME_MATCHES_POOL_MESSAGE } from './crd-rules';
 import type { FieldKey } from './validation';
+import { english, type Translate } from './i18n';
 
-export type StatusCause = { reason?: string; message?: string; field?: string };
-export type Status = {
+export interface StatusCause {
+  reason?: string;
+  message?: string;
+  field?: string;
+}
+export interface Status {
   kind?: string;
   status?: string;
   message?: string;
   reason?: string;
   code?: number;
   details?: { name?: string; kind?: string; causes?: StatusCause[] };
-};
+}
 
-export type ServerErrors = {
+export interface ServerErrors {
   /** Messages shown next to a field. */
   fields: Partial<Record<FieldKey, string[]>>;
   /** Messages with no field of the form (shown above the buttons), each with its field path. */
   general: string[];
-};
+}
 
 /** The Status body carried by an error from the SDK's k8s calls, if any. */
 export function statusOf(err: unknown): Status | undefined {
   if (!err || typeof err !== 'object') return undefined;
   const e = err as { json?: unknown; kind?: unknown };
-  if (e.json && typeof e.json === 'object') return e.json as Status;
+  if (e.json && typeof e.json === 'object') return e.json;
   if (e.kind === 'Status') return e as Status;
   return undefined;
 }
@@ -48,7 +53,7 @@ export function fieldForPath(path: string | undefined, message = ''): FieldKey |
   return undefined;
 }
 
-export function serverErrors(err: unknown): ServerErrors {
+export function serverErrors(err: unknown, t: Translate = english): ServerErrors {
   const out: ServerErrors = { fields: {}, general: [] };
   const add = (k: FieldKey, msg: string) => {
     (out.fields[k] ??= []).push(msg);
@@ -56,14 +61,15 @@ export function serverErrors(err: unknown): ServerErrors {
   const status = statusOf(err);
   const causes = status?.details?.causes ?? [];
   for (const c of causes) {
-    const msg = c.message ?? c.reason ?? 'invalid';
+    const msg = c.message ?? c.reason ?? t('invalid');
     const key = fieldForPath(c.field, msg);
     if (key) add(key, msg);
     else out.general.push(c.field && c.field !== '<nil>' ? `${c.field}: ${msg}` : msg);
   }
   if (causes.length === 0) {
     const msg =
-      status?.message ?? (err instanceof Error ? err.message : typeof err === 'string' ? err : 'Request failed');
+      status?.message ??
+      (err instanceof Error ? err.message : typeof err === 'string' ? err : t('Request failed'));
     if (status?.reason === 'AlreadyExists') add('name', msg);
     else out.general.push(msg);
   }

@@ -8,6 +8,7 @@ import {
   checkReferenceName,
   runeLength,
 } from './crd-rules';
+import { english, type Translate } from './i18n';
 
 /** Field keys of the form: also the targets of the API server's causes (server-errors.ts). */
 export type FieldKey =
@@ -22,29 +23,40 @@ export type FieldKey =
 
 export type FieldErrors = Partial<Record<FieldKey, string>>;
 
-export function validate(state: FormState): FieldErrors {
+export function validate(state: FormState, t: Translate = english): FieldErrors {
   const errors: FieldErrors = {};
   const set = (k: FieldKey, msg: string | undefined) => {
     if (msg) errors[k] = msg;
   };
-  if (!state.pool) set('pool', 'Required: choose the MachineConfigPool to build for');
-  else set('pool', checkReferenceName(state.pool));
+  if (!state.pool) set('pool', t('Required: choose the MachineConfigPool to build for'));
+  else set('pool', checkReferenceName(state.pool, false, t));
   // name == pool is the object-level CEL rule; the server checks it (see crd-rules.ts).
-  if (!state.name) set('name', 'Required');
-  else set('name', checkReferenceName(state.name));
-  set('pushSpec', checkPushSpec(state.pushSpec));
-  set('pushSecret', checkReferenceName(state.pushSecret));
-  set('pullSecret', checkReferenceName(state.pullSecret, true));
-  set('baseImage', checkBaseImage(state.baseImage));
+  if (!state.name) set('name', t('Required'));
+  else set('name', checkReferenceName(state.name, false, t));
+  set('pushSpec', checkPushSpec(state.pushSpec, t));
+  set('pushSecret', checkReferenceName(state.pushSecret, false, t));
+  set('pullSecret', checkReferenceName(state.pullSecret, true, t));
+  set('baseImage', checkBaseImage(state.baseImage, t));
   if (state.fragments.length > MAX_CONTAINERFILES)
-    set('fragments', `At most ${MAX_CONTAINERFILES} Containerfiles (one per architecture)`);
+    set(
+      'fragments',
+      t('At most {{max}} Containerfiles (one per architecture)', { max: MAX_CONTAINERFILES }),
+    );
   const seen = new Set<string>();
   state.fragments.forEach((f, i) => {
-    if (seen.has(f.arch)) set(`fragments.${i}`, `Duplicate architecture ${f.arch}: one Containerfile per architecture`);
+    if (seen.has(f.arch))
+      set(
+        `fragments.${i}`,
+        t('Duplicate architecture {{arch}}: one Containerfile per architecture', { arch: f.arch }),
+      );
     seen.add(f.arch);
-    if (f.content.trim() === '') set(`fragments.${i}`, 'Empty: write instructions or remove this Containerfile');
+    if (f.content.trim() === '')
+      set(`fragments.${i}`, t('Empty: write instructions or remove this Containerfile'));
     else if (runeLength(f.content) > MAX_CONTAINERFILE_LENGTH)
-      set(`fragments.${i}`, `Too long: at most ${MAX_CONTAINERFILE_LENGTH} characters (32 KiB)`);
+      set(
+        `fragments.${i}`,
+        t('Too long: at most {{max}} characters (32 KiB)', { max: MAX_CONTAINERFILE_LENGTH }),
+      );
   });
   return errors;
 }
