@@ -7,7 +7,8 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PKGS=(containerd runc containernetworking-plugins docker-registry buildah skopeo umoci catatonit
-      busybox-static mmdebstrap iptables nftables openssl jq curl bc uidmap fuse-overlayfs)
+      busybox-static mmdebstrap iptables nftables openssl jq curl bc uidmap fuse-overlayfs
+      dpkg-dev gnupg python3)
 if [[ "${1:-}" == --test ]]; then
   PKGS+=(prometheus chromium)
 fi

@@ -57,7 +57,9 @@ fi
 stop containerd 15
 # shims belonging to this containerd
 for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CSOCK" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
-# 3. NetworkPolicy agent, control plane + registry, reverse start order
+# 3. the package repository's server, the NetworkPolicy agent, control plane + registry (reverse
+#    start order)
+[[ -d "$D/package-repo" ]] && { "$HERE/package-repo.sh" stop --dir "$D/package-repo" || log "WARNING: could not stop the package repository"; }
 for n in $(tac "$D/pids/order" 2>/dev/null); do stop "$n" 10; done
 # 3b. the rules that queued pod connections to the NetworkPolicy agent (it is gone now), and its
 #     own nftables table should it ever have created one (its rule sync fails on this kernel)

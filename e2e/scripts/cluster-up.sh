@@ -61,14 +61,14 @@ on_exit() {
 trap on_exit EXIT
 
 # --- free ports ------------------------------------------------------------------------------
-read -r EP PP AP KP SP RP KLP NPP < <(python3 - <<'PY'
+read -r EP PP AP KP SP RP KLP NPP PRP < <(python3 - <<'PY'
 import socket
-ss=[socket.socket() for _ in range(8)]
+ss=[socket.socket() for _ in range(9)]
 for s in ss: s.bind(("0.0.0.0",0))
 print(*[s.getsockname()[1] for s in ss])
 PY
 )
-log "dir $D, node IP $NODE_IP, ports etcd=$EP apiserver=$AP registry=$RP kubelet=$KLP netpol-metrics=$NPP"
+log "dir $D, node IP $NODE_IP, ports etcd=$EP apiserver=$AP registry=$RP kubelet=$KLP netpol-metrics=$NPP package-repo=$PRP"
 
 # --- PKI -------------------------------------------------------------------------------------
 P="$D/pki"
@@ -356,12 +356,23 @@ for pool in worker infra; do
 done
 log "OpenShift stand-ins applied; base image $STRATA_OS_BASE_IMAGE"
 
+# --- the CoreOS-like OS image and the package repository fragments install from -----------------
+# The release ConfigMap keeps the small base (quick builds for most tests); the CoreOS-sized image
+# (e2e/scripts/build-os-image.sh: cached, minutes when cold) is what `make demo` and the realistic
+# e2e tests name there instead. Builder pods reach the repository on the node's address.
+log "the CoreOS-like OS image (cold: mmdebstrap and 48 layers, several minutes; warm: seconds)…"
+STRATA_OS_IMAGE=$("$HERE/build-os-image.sh" --push "$NODE_IP:$RP/strata-test/os-coreos:latest" | tail -1)
+STRATA_PACKAGE_REPO=$("$HERE/package-repo.sh" start --port "$PRP" --dir "$D/package-repo" --bind "$NODE_IP" | tail -1)
+log "OS image $STRATA_OS_IMAGE; package repository $STRATA_PACKAGE_REPO"
+
 cat > "$STATE/env.tmp" <<ENV
 export KUBECONFIG=$KUBECONFIG
 export PATH=$BIN:\$PATH
 export STRATA_REGISTRY=$NODE_IP:$RP
 export STRATA_OS_BASE_IMAGE=$STRATA_OS_BASE_IMAGE
 export STRATA_OS_BASE_IMAGE_NEXT=$STRATA_OS_BASE_IMAGE_NEXT
+export STRATA_OS_IMAGE=$STRATA_OS_IMAGE
+export STRATA_PACKAGE_REPO=$STRATA_PACKAGE_REPO
 export STRATA_BUILDER_IMAGE=${STRATA_BUILDER_IMAGE:-}
 export STRATA_E2E_NODE_IP=$NODE_IP
 export STRATA_E2E_APISERVER=https://$NODE_IP:$AP

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # make demo: build Strata, start the local real cluster, deploy the controller in it from
-# manifests/, apply examples/motd-drop-in.yaml, wait for the build, print the pinned MachineConfig.
+# manifests/, name the CoreOS-like OS image as the release's base, apply
+# examples/package-install.yaml (packages from the local signed repository), wait for the build,
+# print the pinned MachineConfig.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -20,20 +22,25 @@ export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
 if [[ -f e2e/.state/env ]] && . e2e/.state/env && kubectl get --raw /readyz >/dev/null 2>&1; then
   say "reusing the running local cluster (e2e/.state/env)"
 else
-  say "starting the local cluster (etcd, kube-apiserver, controller-manager, scheduler, containerd, kubelet, registry)"
+  say "starting the local cluster (etcd, kube-apiserver, controller-manager, scheduler, containerd, kubelet, registry, the CoreOS-like OS image and a package repository: first time several minutes more)"
   e2e/scripts/cluster-up.sh
 fi
 . e2e/.state/env
 say "deploying the controller from manifests/ (its image: buildah + strata, built locally)"
 e2e/scripts/deploy-controller.sh >/dev/null
 
-say "applying examples/motd-drop-in.yaml (push spec pointed at the local registry)"
-sed "s|renderedImagePushSpec: .*|renderedImagePushSpec: $STRATA_REGISTRY/strata-demo/os-image:latest|" examples/motd-drop-in.yaml |
+say "the release's OS base: the CoreOS-like image ($STRATA_OS_IMAGE)"
+kubectl -n openshift-machine-config-operator patch configmap machine-config-osimageurl --type merge \
+  -p "{\"data\":{\"baseOSContainerImage\":\"$STRATA_OS_IMAGE\"}}" >/dev/null
+
+say "applying examples/package-install.yaml (push spec: the local registry; packages: $STRATA_PACKAGE_REPO)"
+sed -e "s|renderedImagePushSpec: .*|renderedImagePushSpec: $STRATA_REGISTRY/strata-demo/os-image:latest|" \
+    -e "s|ARG PACKAGE_REPO=.*|ARG PACKAGE_REPO=$STRATA_PACKAGE_REPO|" examples/package-install.yaml |
   kubectl apply --server-side --force-conflicts -f -
 
 say "waiting for the build (Ctrl-C is safe: the controller keeps going)"
 last=""
-for _ in $(seq 1 180); do
+for _ in $(seq 1 450); do
   build=$(kubectl get smosc worker -o jsonpath='{.status.machineOSBuild.name}' 2>/dev/null || true)
   phase=""
   [[ -n "$build" ]] && phase=$(kubectl get smosb "$build" -o jsonpath='{.status.conditions[?(@.status=="True")].type}' 2>/dev/null || true)
@@ -47,7 +54,7 @@ for _ in $(seq 1 180); do
   fi
   sleep 2
 done
-[[ -n "$image" ]] || { echo "demo: the build did not finish in 6 minutes; see kubectl -n strata-system logs deploy/strata-controller" >&2; exit 1; }
+[[ -n "$image" ]] || { echo "demo: the build did not finish in 15 minutes; see kubectl -n strata-system logs deploy/strata-controller" >&2; exit 1; }
 
 say "done in $(( $(date +%s) - START )) s"
 kubectl get smosc,smosb -o wide

@@ -68,12 +68,17 @@ patches:
             # No kube-proxy in the local cluster: pods reach the API server on the node's address.
             - {name: KUBERNETES_SERVICE_HOST, value: "$STRATA_E2E_NODE_IP"}
             - {name: KUBERNETES_SERVICE_PORT, value: "$API_PORT"}
-# Builder pods may reach the local registry, which listens on a port of its own.
+# Builder pods may reach the local registry and the package repository, which listen on ports of
+# their own.
 - target: {kind: NetworkPolicy, name: strata-builder}
   patch: |
     - op: add
       path: /spec/egress/1/ports/-
       value: {protocol: TCP, port: ${STRATA_REGISTRY##*:}}
+$(if [[ -n "${STRATA_PACKAGE_REPO:-}" ]]; then
+  port=${STRATA_PACKAGE_REPO%/}; port=${port##*:}
+  printf '    - op: add\n      path: /spec/egress/1/ports/-\n      value: {protocol: TCP, port: %s}\n' "$port"
+fi)
 KUST
 log "applying manifests/overlays/local (image $BUILDER)"
 kubectl apply --server-side --force-conflicts -k "$DEPLOY" >/dev/null

@@ -159,10 +159,11 @@ case "$cmd" in
     else
       serve_start "$repo" "$BIND" "$PORT" "$DIR"
     fi
+    host=$BIND; [[ $host == 0.0.0.0 ]] && host=127.0.0.1
     for _ in $(seq 1 100); do
-      if curl -sf "http://127.0.0.1:$PORT/dists/strata/InRelease" >/dev/null; then
+      if curl -sf "http://$host:$PORT/dists/strata/InRelease" >/dev/null; then
         log "serving $repo on $BIND:$PORT (pid $(cat "$DIR/httpd.pid"))"
-        echo "http://127.0.0.1:$PORT/"; exit 0
+        echo "http://$host:$PORT/"; exit 0
       fi
       sleep 0.1
     done

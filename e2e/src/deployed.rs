@@ -254,6 +254,45 @@ pub async fn ended_build(
     .await
 }
 
+/// Wait until the config's current build is `build` and it succeeded and the pool is pinned to
+/// its image (MachineConfig `zz-strata-2-<name>`); returns the image.
+pub async fn pinned_by(
+    client: &kube::Client,
+    timeout: Duration,
+    name: &str,
+    build: &str,
+) -> Result<String> {
+    let built = ended_build(client, build, timeout).await?;
+    ensure!(
+        built.phase() == Some(BuildPhase::Succeeded),
+        "build {build} ended {:?}: {:?}",
+        built.phase(),
+        built.status.and_then(|s| s.failure)
+    );
+    let image = built
+        .status
+        .and_then(|s| s.digested_image_push_spec)
+        .context("no digestedImagePushSpec")?;
+    let configs: Api<MachineOSConfig> = Api::all(client.clone());
+    let mcs = machine_configs(client);
+    let mc_name = format!("zz-strata-2-{name}");
+    wait_for(
+        &format!("{name} pinned to {image}"),
+        Duration::from_secs(60),
+        || async {
+            let status = configs.get(name).await?.status.unwrap_or_default();
+            let mc = mcs.get_opt(&mc_name).await?;
+            let pinned = status.current_image_pull_spec.as_deref() == Some(image.as_str())
+                && mc.is_some_and(|mc| {
+                    mc.data["spec"]["osImageURL"] == Value::String(image.clone())
+                });
+            Ok(pinned.then_some(()))
+        },
+    )
+    .await?;
+    Ok(image)
+}
+
 /// The builder pod of build `build` once it runs its container (the build is under way).
 pub async fn running_builder_pod(client: &kube::Client, build: &str) -> Result<Pod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);

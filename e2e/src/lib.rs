@@ -37,6 +37,10 @@ pub struct Cluster {
     pub os_base_image: String,
     /// Its "next release" (one more file, another digest), for upgrade tests.
     pub os_base_image_next: String,
+    /// The CoreOS-like OS image (`build-os-image.sh`: ~1.3 GiB, 48 layers), digest-pinned.
+    pub os_image: String,
+    /// `http://<node IP>:<port>/` of the signed apt repository fragments install from.
+    pub package_repo: String,
     /// The builder image (buildah + strata), digest-pinned, when the strata binary was available.
     pub builder_image: Option<String>,
     /// The node's IP; pods reach the registry and the API server through it (no kube-proxy).
@@ -172,6 +176,8 @@ impl Cluster {
             registry: get("STRATA_REGISTRY")?,
             os_base_image: get("STRATA_OS_BASE_IMAGE")?,
             os_base_image_next: get("STRATA_OS_BASE_IMAGE_NEXT")?,
+            os_image: get("STRATA_OS_IMAGE")?,
+            package_repo: get("STRATA_PACKAGE_REPO")?,
             builder_image: env
                 .get("STRATA_BUILDER_IMAGE")
                 .filter(|s| !s.is_empty())

@@ -19,7 +19,7 @@ use strata_e2e::Cluster;
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, create_pool,
     create_pool_with, create_push_secret, current_build, delete_config, delete_pool, ended_build,
-    expect_event, machine_configs, machine_os_config, pools,
+    expect_event, machine_configs, machine_os_config, pinned_by, pools,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for};
@@ -43,40 +43,6 @@ async fn condition(
         .find(|c| c.type_ == ty)
         .with_context(|| format!("{name} has no {ty} condition"))?;
     Ok((c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
-/// Wait until the config's current build is `build` and it succeeded and the pool is pinned to
-/// its image; returns the image.
-async fn pinned_by(client: &kube::Client, name: &str, build: &str) -> Result<String> {
-    let built = ended_build(client, build, BUILD_TIMEOUT).await?;
-    ensure!(
-        built.phase() == Some(BuildPhase::Succeeded),
-        "build {build} ended {:?}: {:?}",
-        built.phase(),
-        built.status.and_then(|s| s.failure)
-    );
-    let image = built
-        .status
-        .and_then(|s| s.digested_image_push_spec)
-        .context("no digestedImagePushSpec")?;
-    let configs: Api<MachineOSConfig> = Api::all(client.clone());
-    let mcs = machine_configs(client);
-    let mc_name = format!("zz-strata-2-{name}");
-    wait_for(
-        &format!("{name} pinned to {image}"),
-        Duration::from_secs(60),
-        || async {
-            let status = configs.get(name).await?.status.unwrap_or_default();
-            let mc = mcs.get_opt(&mc_name).await?;
-            let pinned = status.current_image_pull_spec.as_deref() == Some(image.as_str())
-                && mc.is_some_and(|mc| {
-                    mc.data["spec"]["osImageURL"] == Value::String(image.clone())
-                });
-            Ok(pinned.then_some(()))
-        },
-    )
-    .await?;
-    Ok(image)
 }
 
 /// The Jobs made for build `build` (owned by it; its label value may be cut to 63 characters).
@@ -193,7 +159,7 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
 
     // 1. Build → digest verified → MachineConfig zz-strata-2-<pool> pins the pool by digest.
     let first = current_build(&client, POOL, None).await?;
-    let image_v1 = pinned_by(&client, POOL, &first).await?;
+    let image_v1 = pinned_by(&client, BUILD_TIMEOUT, POOL, &first).await?;
     ensure!(
         image_v1.starts_with(&format!("{}/strata-e2e/{POOL}@sha256:", cluster.registry)),
         "pinned {image_v1}"
@@ -291,7 +257,7 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     )
     .await?;
     let second = current_build(&client, POOL, Some(&first)).await?;
-    let image_v2 = pinned_by(&client, POOL, &second).await?;
+    let image_v2 = pinned_by(&client, BUILD_TIMEOUT, POOL, &second).await?;
     ensure!(
         image_v2 != image_v1,
         "a new fragment kept the digest {image_v1}"
@@ -338,7 +304,7 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     )
     .await?;
     eprintln!("ok: rebuild annotation rebuilt {second} and was removed");
-    let image_v2 = pinned_by(&client, POOL, &second).await?;
+    let image_v2 = pinned_by(&client, BUILD_TIMEOUT, POOL, &second).await?;
 
     // 4. A new release base rebuilds every pool; the old base again reuses the old builds.
     apply_config(
@@ -352,7 +318,7 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     )
     .await?;
     let side_first = current_build(&client, SIDE_POOL, None).await?;
-    pinned_by(&client, SIDE_POOL, &side_first).await?;
+    pinned_by(&client, BUILD_TIMEOUT, SIDE_POOL, &side_first).await?;
     let side_mc = mcs.get(&format!("zz-strata-2-{SIDE_POOL}")).await?;
     let side_labels = side_mc.metadata.labels.unwrap_or_default();
     ensure!(
@@ -431,7 +397,7 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         } else {
             current_build(&client, POOL, Some(&previous)).await?
         };
-        let image = pinned_by(&client, POOL, &build).await?;
+        let image = pinned_by(&client, BUILD_TIMEOUT, POOL, &build).await?;
         ensure!(
             builds.get(&build).await?.spec.base_image == release,
             "{build} not on {release}"
