@@ -6,4 +6,5 @@
 pub mod builder;
 pub mod cli;
 pub mod controller;
+pub mod registries;
 pub mod render;

@@ -37,6 +37,21 @@ pub mod builder_pod {
     pub const PUSH_AUTH_DIR: &str = "/etc/strata/push-auth";
     pub const STORAGE_DIR: &str = "/var/lib/containers/storage";
     pub const WORK_DIR: &str = "/var/lib/strata";
+    /// Where containers/image keeps its blob info cache when it runs as root.
+    pub const BLOB_INFO_CACHE_DIR: &str = "/var/lib/containers/cache";
+    /// The cluster's environment as the controller wrote it for the build: `registries.conf`,
+    /// `policy.json` (when registries are restricted), `ca-bundle.crt` (CAs trusted everywhere).
+    pub const ENVIRONMENT_DIR: &str = "/etc/strata/environment";
+    pub const REGISTRIES_CONF: &str = "registries.conf";
+    pub const POLICY_JSON: &str = "policy.json";
+    pub const CA_BUNDLE: &str = "ca-bundle.crt";
+    /// Per-registry CAs, where containers/image looks for them (`<host[:port]>/ca.crt`).
+    pub const REGISTRY_CERTS_DIR: &str = "/etc/containers/certs.d";
+    /// Mounted into RUN steps only, as the MCO does: the entitlement at /etc/pki/entitlement,
+    /// the repositories at /etc/yum.repos.d, their keys at /etc/pki/rpm-gpg.
+    pub const ENTITLEMENT_DIR: &str = "/etc/strata/entitlement";
+    pub const YUM_REPOS_DIR: &str = "/etc/strata/yum.repos.d";
+    pub const RPM_GPG_DIR: &str = "/etc/strata/rpm-gpg";
 }
 
 /// Labels Strata puts on the final stage of every image it builds.

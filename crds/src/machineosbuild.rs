@@ -117,7 +117,8 @@ pub struct MachineOSBuildStatus {
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name", "resource"]))]
     pub related_objects: Vec<ObjectReference>,
 
-    /// attempts is how many builder pods the Job has started (Strata addition).
+    /// attempts is how many builder pods the Job counts: running, failed or succeeded (Strata
+    /// addition). A pod evicted or preempted is not counted: the Job ignores disruptions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub attempts: Option<i32>,

@@ -87,8 +87,10 @@ pub struct MachineOSConfigSpec {
 #[serde(rename_all = "camelCase")]
 pub struct MachineOSConfigStatus {
     /// conditions: Ready (the pool points at an image built from the current inputs), Building
-    /// (a build is running), Degraded (administrator action needed; the message says what), and
-    /// PoolUpdated (the pool's machines run the current image). Each carries observedGeneration.
+    /// (a build is running), Degraded (administrator action needed; the message says what),
+    /// PoolUpdated (the pool's rendered configuration carries the pinned image and every machine
+    /// runs it) and PoolHeld (Strata has paused the pool while it rebuilds on a new release base).
+    /// Each carries observedGeneration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -16,10 +16,14 @@ exec 9>"$STATE/lock"
 flock -w 300 9 || { log "timed out waiting for $STATE/lock"; exit 1; }
 D="${1:-$(cat "$STATE/cluster-dir" 2>/dev/null || true)}"
 if [[ -z "$D" || ! -d "$D" ]]; then
+  "$HERE/openshift-env.sh" down || true  # its netfilter rules, should they have outlived the dir
   log "no cluster recorded in $STATE"; rm -f "$STATE/env" "$STATE/cluster-dir"; exit 0
 fi
 case "$D" in /tmp/strata-e2e.*) ;; *) log "refusing to tear down unexpected dir '$D'"; exit 1 ;; esac
 rm -f "$STATE/env"
+# 0. the OpenShift environment (proxy, TLS registries, HTTPS package repository, service-CA stand-in,
+#    filter/STRATA-OSENV)
+"$HERE/openshift-env.sh" down "$D" || log "WARNING: could not stop the OpenShift environment"
 CSOCK="$D/containerd/containerd.sock"
 pid() { cat "$D/pids/$1" 2>/dev/null || true; }
 stop() { # stop <name> [timeout]: SIGTERM the process group, then SIGKILL

@@ -2,7 +2,7 @@
 # Start a real single-node Kubernetes cluster from locally built upstream binaries:
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler, containerd (Debian) + runc + CNI bridge,
 # kubelet, kube-network-policies (NetworkPolicy enforcement), docker-registry (Debian); images built
-# locally (build-images.sh), OpenShift stand-ins applied.
+# locally (build-images.sh), OpenShift stand-ins applied, the OpenShift environment (openshift-env.sh).
 # Everything lives in a fresh temp dir; processes run in the background. Needs root.
 # Writes $STRATA_E2E_STATE/env (default e2e/.state/env). Stop with cluster-down.sh.
 set -euo pipefail
@@ -364,6 +364,10 @@ log "the CoreOS-like OS image (cold: mmdebstrap and 48 layers, several minutes; 
 STRATA_OS_IMAGE=$("$HERE/build-os-image.sh" --push "$NODE_IP:$RP/strata-test/os-coreos:latest" | tail -1)
 STRATA_PACKAGE_REPO=$("$HERE/package-repo.sh" start --port "$PRP" --dir "$D/package-repo" --bind "$NODE_IP" | tail -1)
 log "OS image $STRATA_OS_IMAGE; package repository $STRATA_PACKAGE_REPO"
+# --- the OpenShift environment: pull secret, cluster CAs, proxy, mirrors, entitlement (README) --
+D="$D" NODE_IP="$NODE_IP" POD_CIDR="$POD_CIDR" SVC_CIDR="$SVC_CIDR" APISERVER="$NODE_IP:$AP" REGISTRY="$NODE_IP:$RP" \
+  PACKAGE_REPO="$STRATA_PACKAGE_REPO" MCO_BIN="$MCO_BIN" STRATA_OS_BASE_IMAGE="$STRATA_OS_BASE_IMAGE" \
+  STRATA_OS_BASE_IMAGE_NEXT="$STRATA_OS_BASE_IMAGE_NEXT" STRATA_OS_IMAGE="$STRATA_OS_IMAGE" "$HERE/openshift-env.sh" up
 
 cat > "$STATE/env.tmp" <<ENV
 export KUBECONFIG=$KUBECONFIG
@@ -379,6 +383,7 @@ export STRATA_E2E_APISERVER=https://$NODE_IP:$AP
 export STRATA_E2E_DIR=$D
 export STRATA_E2E_NETPOL=kube-network-policies
 export STRATA_E2E_NETPOL_METRICS=http://127.0.0.1:$NPP/metrics
+$(cat "$D/openshift-env/env")
 ENV
 mv "$STATE/env.tmp" "$STATE/env"
 UP_OK=1

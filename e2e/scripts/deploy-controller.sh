@@ -68,8 +68,8 @@ patches:
             # No kube-proxy in the local cluster: pods reach the API server on the node's address.
             - {name: KUBERNETES_SERVICE_HOST, value: "$STRATA_E2E_NODE_IP"}
             - {name: KUBERNETES_SERVICE_PORT, value: "$API_PORT"}
-# Builder pods may reach the local registry and the package repository, which listen on ports of
-# their own.
+# Builder pods may reach the local registry, the package repository and the proxy, which listen on
+# ports of their own.
 - target: {kind: NetworkPolicy, name: strata-builder}
   patch: |
     - op: add
@@ -77,6 +77,12 @@ patches:
       value: {protocol: TCP, port: ${STRATA_REGISTRY##*:}}
 $(if [[ -n "${STRATA_PACKAGE_REPO:-}" ]]; then
   port=${STRATA_PACKAGE_REPO%/}; port=${port##*:}
+  printf '    - op: add\n      path: /spec/egress/1/ports/-\n      value: {protocol: TCP, port: %s}\n' "$port"
+fi)
+$(if [[ -n "${STRATA_PROXY:-}" ]]; then
+  # The cluster proxy (openshift-env.sh): the TLS registries and the HTTPS package repository are
+  # reachable from pods only through it, so its port is the only one more builders need.
+  port=${STRATA_PROXY%/}; port=${port##*:}
   printf '    - op: add\n      path: /spec/egress/1/ports/-\n      value: {protocol: TCP, port: %s}\n' "$port"
 fi)
 KUST

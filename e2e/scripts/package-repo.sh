@@ -11,14 +11,19 @@
 #   package-repo.sh start --port N --dir D [--bind ADDR]
 #                                              serve it over HTTP on ADDR:N (default 0.0.0.0); D keeps
 #                                              the pid and the log; prints the URL as the last line
+#   package-repo.sh start --port N --dir D [--bind ADDR] --tls-cert F --tls-key F --client-ca F
+#                                              the same over HTTPS (nginx): server certificate F/F,
+#                                              and only clients whose certificate --client-ca signed
+#                                              get anything (others: 400, as nginx answers); prints
+#                                              https://<host>:<port>/
 #   package-repo.sh stop --dir D               stop the server started with that D
 # Fragments use it as (URL = http://<host>:<port>/):
 #   Types: deb / URIs: URL / Suites: strata / Components: main / Signed-By: /etc/apt/keyrings/strata-local.asc
 #
 # Cached under ${XDG_CACHE_HOME:-~/.cache}/strata: package-repo-key/ (kept: the OS image embeds the
-# public key) and package-repo-<key>/ keyed by this script, the package list and the suite.
-# Serving is busybox httpd, kept to serve_start/serve_stop so TLS with client certificates can
-# replace it without touching the rest.
+# public key) and package-repo-<key>/ keyed by the build function, the package list and the suite.
+# Serving is busybox httpd (HTTP) or nginx (HTTPS with client certificates: the stand-in for a
+# repository that wants the entitlement certificate, see openshift-env.sh), in serve_start/serve_stop.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -51,7 +56,9 @@ repo_dir() {
   ensure_key
   local fpr sum
   fpr=$(sha256sum < "$KEYDIR/strata-local.asc" | cut -c1-16)
-  sum=$(cat "${BASH_SOURCE[0]}" "$LIST" <(echo "$SUITE $MIRROR $fpr") | sha256sum | cut -c1-16)
+  # Keyed by what builds it (the build function's text, not the whole script: serving changes
+  # must not rebuild, nor delete the directory a running server uses), the list and the suite.
+  sum=$({ declare -f build; cat "$LIST"; echo "$SUITE $MIRROR $fpr"; } | sha256sum | cut -c1-16)
   echo "$CACHE/package-repo-$sum"
 }
 
@@ -121,27 +128,75 @@ EOF
   echo "$out/repo"
 }
 
-# --- serving (swap this part for HTTPS with client certificates) ----------------------------------
-serve_start() { # serve_start REPO ADDR PORT DIR
+# --- serving ----------------------------------------------------------------------------------------
+serve_start() { # serve_start REPO ADDR PORT DIR   (HTTPS when TLS_CERT is set)
   # The daemon must not inherit our descriptors (a caller's flock would live on in it).
   for fd in /proc/$$/fd/*; do fd=${fd##*/}; ((fd > 2)) && eval "exec $fd>&-" 2>/dev/null; done
-  setsid busybox httpd -f -p "$2:$3" -h "$1" >> "$4/httpd.log" 2>&1 < /dev/null &
+  if [[ -n "$TLS_CERT" ]]; then
+    # nginx, not busybox httpd: TLS with client-certificate verification (ssl_verify_client on).
+    # Runs as root (the repository is under root's 0700 cache); every path of its own in DIR.
+    mkdir -p "$4/nginx-tmp"
+    cat > "$4/nginx.conf" <<NGINX
+daemon off;
+user root;
+worker_processes 1;
+pid $4/nginx.pid;
+error_log $4/nginx-error.log notice;
+events { worker_connections 256; }
+http {
+  default_type application/octet-stream;
+  access_log $4/nginx-access.log;
+  client_body_temp_path $4/nginx-tmp/body;
+  proxy_temp_path $4/nginx-tmp/proxy;
+  fastcgi_temp_path $4/nginx-tmp/fastcgi;
+  uwsgi_temp_path $4/nginx-tmp/uwsgi;
+  scgi_temp_path $4/nginx-tmp/scgi;
+  server {
+    listen $2:$3 ssl;
+    ssl_certificate $TLS_CERT;
+    ssl_certificate_key $TLS_KEY;
+    ssl_client_certificate $CLIENT_CA;
+    ssl_verify_client on;
+    ssl_verify_depth 2;
+    root $1;
+    autoindex on;
+  }
+}
+NGINX
+    setsid nginx -p "$4" -e "$4/nginx-error.log" -c "$4/nginx.conf" >> "$4/httpd.log" 2>&1 < /dev/null &
+  else
+    setsid busybox httpd -f -p "$2:$3" -h "$1" >> "$4/httpd.log" 2>&1 < /dev/null &
+  fi
   echo $! > "$4/httpd.pid"
 }
 serve_stop() { # serve_stop DIR
   local pid; pid=$(cat "$1/httpd.pid" 2>/dev/null || echo 0)
   ((pid > 0)) || return 0
-  kill "$pid" 2>/dev/null || true
+  # nginx: the master and its worker share the session setsid gave them
+  kill -TERM -- "-$pid" 2>/dev/null || kill "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
+  kill -KILL -- "-$pid" 2>/dev/null || kill -9 "$pid" 2>/dev/null || true
   rm -f "$1/httpd.pid"
+}
+# Whether the server started in DIR answers (HTTPS: any HTTP status over TLS; a client without
+# the certificate gets 400, which proves TLS and nginx are up).
+serve_answers() { # serve_answers HOST PORT
+  if [[ -n "$TLS_CERT" ]]; then
+    local code; code=$(curl -sk -o /dev/null -w '%{http_code}' "https://$1:$2/dists/strata/InRelease" || true)
+    [[ "$code" != 000 && -n "$code" ]]
+  else
+    curl -sf "http://$1:$2/dists/strata/InRelease" >/dev/null
+  fi
 }
 
 cmd="${1:-}"; shift || true
-PORT="" DIR="" BIND=0.0.0.0
+PORT="" DIR="" BIND=0.0.0.0 TLS_CERT="" TLS_KEY="" CLIENT_CA=""
 while (($#)); do
   case "$1" in
     --port) PORT="$2"; shift 2 ;;
+    --tls-cert) TLS_CERT="$2"; shift 2 ;;
+    --tls-key) TLS_KEY="$2"; shift 2 ;;
+    --client-ca) CLIENT_CA="$2"; shift 2 ;;
     --dir) DIR="$2"; shift 2 ;;
     --bind) BIND="$2"; shift 2 ;;
     *) echo "package-repo.sh: unknown argument $1" >&2; exit 2 ;;
@@ -151,7 +206,12 @@ case "$cmd" in
   key) ensure_key; echo "$KEYDIR/strata-local.asc" ;;
   build) build ;;
   start)
-    [[ -n "$PORT" && -n "$DIR" ]] || { echo "usage: package-repo.sh start --port N --dir D [--bind ADDR]" >&2; exit 2; }
+    [[ -n "$PORT" && -n "$DIR" ]] || { echo "usage: package-repo.sh start --port N --dir D [--bind ADDR] [--tls-cert F --tls-key F --client-ca F]" >&2; exit 2; }
+    if [[ -n "$TLS_CERT$TLS_KEY$CLIENT_CA" ]]; then
+      [[ -s "$TLS_CERT" && -s "$TLS_KEY" && -s "$CLIENT_CA" ]] || { echo "package-repo.sh: HTTPS needs --tls-cert, --tls-key and --client-ca (existing files)" >&2; exit 2; }
+      command -v nginx >/dev/null || { echo "package-repo.sh: HTTPS needs nginx (apt-get install nginx-light; e2e/ci-setup.sh)" >&2; exit 1; }
+      TLS_CERT=$(realpath "$TLS_CERT") TLS_KEY=$(realpath "$TLS_KEY") CLIENT_CA=$(realpath "$CLIENT_CA")
+    fi
     repo=$(build)
     mkdir -p "$DIR"
     if [[ -s "$DIR/httpd.pid" ]] && kill -0 "$(cat "$DIR/httpd.pid")" 2>/dev/null; then
@@ -160,16 +220,18 @@ case "$cmd" in
       serve_start "$repo" "$BIND" "$PORT" "$DIR"
     fi
     host=$BIND; [[ $host == 0.0.0.0 ]] && host=127.0.0.1
+    scheme=http; [[ -n "$TLS_CERT" ]] && scheme=https
     for _ in $(seq 1 100); do
-      if curl -sf "http://$host:$PORT/dists/strata/InRelease" >/dev/null; then
-        log "serving $repo on $BIND:$PORT (pid $(cat "$DIR/httpd.pid"))"
-        echo "http://$host:$PORT/"; exit 0
+      if serve_answers "$host" "$PORT"; then
+        log "serving $repo on $scheme://$BIND:$PORT (pid $(cat "$DIR/httpd.pid"))"
+        echo "$scheme://$host:$PORT/"; exit 0
       fi
+      kill -0 "$(cat "$DIR/httpd.pid")" 2>/dev/null || break
       sleep 0.1
     done
     log "the server did not answer on port $PORT; see $DIR/httpd.log"; serve_stop "$DIR"; exit 1 ;;
   stop)
     [[ -n "$DIR" ]] || { echo "usage: package-repo.sh stop --dir D" >&2; exit 2; }
     serve_stop "$DIR"; log "stopped" ;;
-  *) sed -n '2,22p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  *) sed -n '2,27p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -293,7 +293,7 @@ pub async fn pinned_by(
     Ok(image)
 }
 
-/// The builder pod of build `build` once it runs its container (the build is under way).
+/// The builder pod of build `build` once one of its steps runs (the build is under way).
 pub async fn running_builder_pod(client: &kube::Client, build: &str) -> Result<Pod> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     // Build names (`<config>-<12 hex>`) of the tests' short configs fit in a label value as is.
@@ -303,14 +303,15 @@ pub async fn running_builder_pod(client: &kube::Client, build: &str) -> Result<P
         Duration::from_secs(120),
         || async {
             let list = pods.list(&ListParams::default().labels(&selector)).await?;
+            // Any step running: the pull and build steps are init containers.
             Ok(list.items.into_iter().find(|p| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.container_statuses.as_ref())
-                    .is_some_and(|cs| {
-                        cs.iter()
-                            .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
-                    })
+                p.status.as_ref().is_some_and(|s| {
+                    s.init_container_statuses
+                        .iter()
+                        .flatten()
+                        .chain(s.container_statuses.iter().flatten())
+                        .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+                })
             }))
         },
     )
@@ -318,10 +319,11 @@ pub async fn running_builder_pod(client: &kube::Client, build: &str) -> Result<P
 }
 
 /// `kubectl logs` of a pod in the controller's namespace (empty when not available).
+/// The logs of every step of builder pod `pod` (the pull, build and push containers).
 pub fn pod_logs(cluster: &Cluster, pod: &str) -> String {
     cluster
         .kubectl()
-        .args(["-n", NAMESPACE, "logs", pod])
+        .args(["-n", NAMESPACE, "logs", "--all-containers", pod])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
@@ -466,4 +468,40 @@ pub fn assert_no_forbidden_requests(cluster: &Cluster) -> Result<usize> {
         );
     }
     Ok(checked)
+}
+
+/// Name `image` as the release's OS base (`machine-config-osimageurl` `baseOSContainerImage`,
+/// which the MCO stand-in and Strata read). Cluster-wide: callers take turns.
+pub async fn set_release_base(client: &kube::Client, image: &str) -> Result<()> {
+    Api::<ConfigMap>::namespaced(client.clone(), "openshift-machine-config-operator")
+        .patch(
+            "machine-config-osimageurl",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"baseOSContainerImage": image}})),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The layer digests of `image` (`host:port/repo@sha256:…`) in the local plain-HTTP registry.
+pub fn plain_registry_layers(image: &str) -> Result<Vec<String>> {
+    let (name, digest) = image.split_once('@').context("not pinned by digest")?;
+    let (host, repo) = name.split_once('/').context("no registry host")?;
+    let url = format!("http://{host}/v2/{repo}/manifests/{digest}");
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+            &url,
+        ])
+        .output()?;
+    ensure!(out.status.success(), "GET {url} failed");
+    let manifest: Value = serde_json::from_slice(&out.stdout)?;
+    Ok(manifest["layers"]
+        .as_array()
+        .context("no layers")?
+        .iter()
+        .filter_map(|l| l["digest"].as_str().map(String::from))
+        .collect())
 }

@@ -12,6 +12,8 @@
 
 pub mod deployed;
 pub mod mco;
+pub mod measure;
+pub mod service_ca;
 pub mod util;
 
 use std::collections::BTreeMap;
@@ -51,6 +53,49 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// Whether this process started the cluster (and will stop it at exit).
     pub owned: bool,
+    /// The OpenShift environment around it: release/internal/mirror registries, proxy, HTTPS
+    /// package repository (`scripts/openshift-env.sh`).
+    pub openshift: OpenShiftEnv,
+}
+
+/// What `e2e/scripts/openshift-env.sh` set up (README "The OpenShift environment"). Credentials and
+/// CAs are not here: they are only in the cluster's objects (`openshift-config/pull-secret`,
+/// `registry-cas`, `user-ca-bundle`, `openshift-service-ca.crt`, `etc-pki-entitlement`).
+#[derive(Debug, Clone)]
+pub struct OpenShiftEnv {
+    /// `host:port` of the release registry: TLS from the release CA (in `openshift-config/registry-cas`
+    /// under `<host>..<port>`), htpasswd (credentials only in `openshift-config/pull-secret`).
+    pub release_registry: String,
+    /// The images of the open registry, copied there with the same digests (digest-pinned,
+    /// `<release>/openshift-release-dev/ocp-v4.0-art-dev@sha256:…`).
+    pub release_os_base_image: String,
+    pub release_os_base_image_next: String,
+    pub release_os_image: String,
+    /// `host:port` of the internal registry: TLS from the service CA, no authentication.
+    pub internal_registry: String,
+    /// `host:port` of the mirror registry: TLS from the mirror CA (`registry-cas`), htpasswd
+    /// (credentials in the pull secret); holds the bases under `mirror/…`.
+    pub mirror_registry: String,
+    /// The bases by a source name that does not resolve
+    /// (`quay.example.invalid/openshift-release-dev/ocp-v4.0-art-dev@sha256:…`), mirrored by the
+    /// ImageDigestMirrorSet `strata-e2e-mirror`.
+    pub mirror_source_os_base_image: String,
+    pub mirror_source_os_base_image_next: String,
+    /// The base by a tag of an unresolvable source (`quay.example.invalid/strata-e2e/os-base:latest`),
+    /// mirrored by the ImageTagMirrorSet `strata-e2e-mirror`.
+    pub mirror_source_os_base_tagged: String,
+    /// `http://<node IP>:<port>` of the forward proxy (squid) of `proxies.config.openshift.io/cluster`.
+    pub proxy: String,
+    /// Its `status.noProxy` (comma-separated; host:port entries for servers on the node IP).
+    pub no_proxy: String,
+    /// The proxy's access log (one line per request; `CONNECT host:port` for tunnels).
+    pub proxy_log: PathBuf,
+    /// `https://<node IP>:<port>/`: the signed apt repository over HTTPS, server certificate from
+    /// the user CA (`openshift-config/user-ca-bundle`), client certificate required (the
+    /// entitlement Secret `openshift-config-managed/etc-pki-entitlement`).
+    pub package_repo_https: String,
+    /// Its state directory (CAs and certificates in `pki/`, server configs).
+    pub dir: PathBuf,
 }
 
 static SHARED: OnceLock<std::result::Result<Cluster, String>> = OnceLock::new();
@@ -186,6 +231,22 @@ impl Cluster {
             apiserver: get("STRATA_E2E_APISERVER")?,
             dir: get("STRATA_E2E_DIR")?.into(),
             owned,
+            openshift: OpenShiftEnv {
+                release_registry: get("STRATA_RELEASE_REGISTRY")?,
+                release_os_base_image: get("STRATA_RELEASE_OS_BASE_IMAGE")?,
+                release_os_base_image_next: get("STRATA_RELEASE_OS_BASE_IMAGE_NEXT")?,
+                release_os_image: get("STRATA_RELEASE_OS_IMAGE")?,
+                internal_registry: get("STRATA_INTERNAL_REGISTRY")?,
+                mirror_registry: get("STRATA_MIRROR_REGISTRY")?,
+                mirror_source_os_base_image: get("STRATA_MIRROR_SOURCE_OS_BASE_IMAGE")?,
+                mirror_source_os_base_image_next: get("STRATA_MIRROR_SOURCE_OS_BASE_IMAGE_NEXT")?,
+                mirror_source_os_base_tagged: get("STRATA_MIRROR_SOURCE_OS_BASE_TAGGED")?,
+                proxy: get("STRATA_PROXY")?,
+                no_proxy: get("STRATA_NO_PROXY")?,
+                proxy_log: get("STRATA_PROXY_LOG")?.into(),
+                package_repo_https: get("STRATA_PACKAGE_REPO_HTTPS")?,
+                dir: get("STRATA_OPENSHIFT_ENV_DIR")?.into(),
+            },
         })
     }
 

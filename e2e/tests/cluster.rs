@@ -105,7 +105,9 @@ async fn strata_crds_enforce_cel_rules_with_their_messages() -> Result<()> {
             mosc(
                 NAME,
                 NAME,
-                &format!("registry.example.com/{}:latest", "a".repeat(430)),
+                // 440 characters before the tag, 442 in all: within the length limit (447),
+                // beyond the room rule (434).
+                &format!("registry.example.com/{}:a", "a".repeat(419)),
             )?,
             strata_crds::rules::PUSH_SPEC_ROOM_MESSAGE,
         ),

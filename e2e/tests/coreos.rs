@@ -13,13 +13,12 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::{Value, json};
+use kube::api::Api;
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
     apply_config, config_events, create_pool, create_push_secret, current_build, delete_config,
-    delete_pool, ended_build, machine_configs, machine_os_config, pinned_by, pools,
+    delete_pool, ended_build, machine_configs, machine_os_config, pinned_by, plain_registry_layers,
+    pools, set_release_base,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for, yaml_docs};
@@ -48,43 +47,6 @@ fn example_fragment(file: &str, package_repo: &str) -> Result<String> {
         .and_then(|d| d["spec"]["containerFile"][0]["content"].as_str())
         .with_context(|| format!("{file}: no spec.containerFile[0].content"))?;
     Ok(content.replace(EXAMPLE_REPO, &format!("ARG PACKAGE_REPO={package_repo}")))
-}
-
-/// The layer digests of `image` (`host:port/repo@sha256:…`) in the plain-HTTP registry.
-fn layers(image: &str) -> Result<Vec<String>> {
-    let (name, digest) = image.split_once('@').context("not pinned by digest")?;
-    let (host, repo) = name.split_once('/').context("no registry host")?;
-    let manifest: Value = registry_json(&format!("http://{host}/v2/{repo}/manifests/{digest}"))?;
-    Ok(manifest["layers"]
-        .as_array()
-        .context("no layers")?
-        .iter()
-        .filter_map(|l| l["digest"].as_str().map(String::from))
-        .collect())
-}
-
-fn registry_json(url: &str) -> Result<Value> {
-    let out = std::process::Command::new("curl")
-        .args([
-            "-sf",
-            "-H",
-            "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
-            url,
-        ])
-        .output()?;
-    ensure!(out.status.success(), "GET {url} failed");
-    Ok(serde_json::from_slice(&out.stdout)?)
-}
-
-async fn set_release_base(client: &kube::Client, image: &str) -> Result<()> {
-    Api::<ConfigMap>::namespaced(client.clone(), "openshift-machine-config-operator")
-        .patch(
-            "machine-config-osimageurl",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"data": {"baseOSContainerImage": image}})),
-        )
-        .await?;
-    Ok(())
 }
 
 #[tokio::test]
@@ -145,8 +107,8 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
     );
 
     // The base's layers are reused by digest; the fragments added a few of their own.
-    let base_layers = layers(&cluster.os_image)?;
-    let built_layers = layers(&image)?;
+    let base_layers = plain_registry_layers(&cluster.os_image)?;
+    let built_layers = plain_registry_layers(&image)?;
     ensure!(
         base_layers.len() >= 40 && built_layers.starts_with(&base_layers),
         "the image does not start with the base's {} layers",

@@ -44,7 +44,7 @@ async fn start_build(
     current_build(client, name, None).await
 }
 
-/// The build succeeded, it is the only build of `name` and has one Job, and the pool is pinned
+/// The build succeeded, it is the only build of `name`, its Job is gone, and the pool is pinned
 /// to its image.
 async fn assert_one_build_pinned(
     client: &kube::Client,
@@ -93,11 +93,27 @@ async fn assert_one_build_pinned(
             .map(|b| b.metadata.name.clone())
             .collect::<Vec<_>>()
     );
-    let jobs = builder_jobs(client)
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    ensure!(jobs.len() == 1, "{} Jobs for {name}", jobs.len());
+    // The Job is named after the build's uid, so a second replica cannot make another; once the
+    // build succeeded it is removed (finished Jobs do not pile up).
+    let job = ended
+        .status
+        .as_ref()
+        .and_then(|s| s.builder.as_ref())
+        .and_then(|b| b.job.as_ref())
+        .map(|j| j.name.clone())
+        .context("the build names no Job")?;
+    wait_for(
+        &format!("the succeeded build's Job {job} removed"),
+        Duration::from_secs(60),
+        || async {
+            let jobs = builder_jobs(client)
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items;
+            Ok(jobs.is_empty().then_some(()))
+        },
+    )
+    .await?;
     Ok(ended)
 }
 
@@ -209,41 +225,46 @@ async fn evicted_builder_pod_is_retried() -> Result<()> {
         .evict(&first, &EvictParams::default())
         .await?;
     eprintln!("evicted builder pod {first}");
-    assert_one_build_pinned(&client, name, &build).await?;
+    // While the replacement runs, the Job has counted no failure: its podFailurePolicy ignores
+    // disruptions. (Once the build succeeded, the Job is removed.)
     let selector = format!("strata.dev/machine-os-config={name}");
-    // The controller acts on the builder pod's exit; the Job controller marks the Job a moment later.
-    let status = wait_for(
-        "the Job to count its success",
-        Duration::from_secs(60),
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let (winner, failed) = wait_for(
+        "a replacement builder pod",
+        Duration::from_secs(120),
         || async {
-            let job = builder_jobs(&client)
+            let Some(job) = builder_jobs(&client)
                 .list(&ListParams::default().labels(&selector))
                 .await?
                 .items
                 .pop()
-                .context("no Job")?;
-            Ok(job.status.filter(|s| s.succeeded == Some(1)))
+            else {
+                return Ok(None);
+            };
+            let replacement = pods
+                .list(
+                    &ListParams::default().labels(&format!("strata.dev/machine-os-build={build}")),
+                )
+                .await?
+                .items
+                .into_iter()
+                .filter_map(|p| p.metadata.name)
+                .find(|n| *n != first);
+            let failed = job.status.and_then(|s| s.failed).unwrap_or(0);
+            Ok(replacement.map(|r| (r, failed)))
         },
     )
     .await?;
-    // The podFailurePolicy ignores disruptions: the eviction is not counted as a failure.
     ensure!(
-        status.failed.unwrap_or(0) == 0,
-        "Job counted {:?} failures",
-        status.failed
+        failed == 0,
+        "the Job counted {failed} failures for an eviction"
     );
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let winner = pods
-        .list(&ListParams::default().labels(&format!("strata.dev/machine-os-build={build}")))
-        .await?
-        .items
-        .into_iter()
-        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded"))
-        .and_then(|p| p.metadata.name)
-        .context("no succeeded builder pod")?;
+    let ended = assert_one_build_pinned(&client, name, &build).await?;
+    // The evicted pod is not an attempt: the Job ignores disruptions.
+    let attempts = ended.status.as_ref().and_then(|s| s.attempts).unwrap_or(0);
     ensure!(
-        winner != first,
-        "the evicted pod {first} cannot have succeeded"
+        attempts == 1,
+        "attempts {attempts}: an eviction counted as an attempt"
     );
     eprintln!("ok: eviction ignored by the Job's failure policy; {winner} built it");
     clean_up(cluster, &client, name).await
@@ -336,17 +357,27 @@ async fn registry_stopped_mid_build_is_retried_until_it_is_back() -> Result<()> 
             .await?
             .is_none()
     );
+    // The Job counts the transient failure (and retries) before the registry is back.
+    wait_for(
+        "the Job to count the failure",
+        Duration::from_secs(60),
+        || async {
+            let failed = builder_jobs(&client)
+                .list(&ListParams::default().labels(&selector))
+                .await?
+                .items
+                .first()
+                .and_then(|j| j.status.as_ref()?.failed)
+                .unwrap_or(0);
+            Ok((failed >= 1).then_some(()))
+        },
+    )
+    .await?;
     drop(back);
     eprintln!("registry back; the Job retries");
     let ended = assert_one_build_pinned(&client, name, &build).await?;
     let attempts = ended.status.as_ref().and_then(|s| s.attempts).unwrap_or(0);
     ensure!(attempts >= 2, "attempts {attempts}");
-    let job = builder_jobs(&client)
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items
-        .remove(0);
-    ensure!(job.status.and_then(|s| s.failed).unwrap_or(0) >= 1);
     eprintln!(
         "ok: registry down mid-build → exit 4 RegistryUnavailable → retried → pinned after {attempts} attempts"
     );

@@ -1,6 +1,6 @@
 //! `cluster-down.sh` leaves nothing behind: no process, no mount, no network namespace, no
 //! bridge/veth, no host-local IP allocations, no temp dir, no NetworkPolicy agent or its netfilter
-//! rules and queue. Starts its own cluster (so it runs only
+//! rules and queue, no rule of the OpenShift environment's. Starts its own cluster (so it runs only
 //! when none is up), runs a pod so there is something to clean, then stops it and looks.
 
 use std::path::Path;
@@ -100,6 +100,20 @@ fn netpol_netfilter_state() -> Result<Vec<String>> {
     Ok(found)
 }
 
+/// The OpenShift environment's rules (`openshift-env.sh`: chain filter/STRATA-OSENV and its jump).
+fn openshift_env_rules() -> Result<Vec<String>> {
+    let out = Command::new("iptables")
+        .args(["-w", "10", "-S"])
+        .output()
+        .context("running iptables -S")?;
+    ensure!(out.status.success(), "iptables -S failed: {out:?}");
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("STRATA-OSENV"))
+        .map(str::to_string)
+        .collect())
+}
+
 fn netns() -> Vec<String> {
     std::fs::read_dir("/run/netns")
         .map(|d| {
@@ -114,10 +128,7 @@ fn netns() -> Vec<String> {
 fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     let test = "cluster_down_leaves_no_process_mount_or_network_state";
     if !strata_e2e::e2e_enabled() {
-        strata_e2e::skip(
-            test,
-            "needs root and the built binaries; set STRATA_E2E=1 or run `make e2e-test`",
-        );
+        strata_e2e::not_an_e2e_run(test);
         return Ok(());
     }
     // A previous test binary's cluster may still be stopping (its watchdog runs cluster-down.sh
@@ -175,6 +186,7 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     let before_mounts = mounts_under(&dir);
     let before_agents = netpol_agents();
     let before_netfilter = netpol_netfilter_state();
+    let before_osenv = openshift_env_rules();
     let down = run("cluster-down.sh");
     ensure!(st.success(), "pod sleeper never became Ready");
     down?;
@@ -242,6 +254,17 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
         netfilter.is_empty(),
         "NetworkPolicy netfilter state left behind:\n{}",
         netfilter.join("\n")
+    );
+    let before_osenv = before_osenv?;
+    ensure!(
+        before_osenv.len() >= 3,
+        "expected the OpenShift environment's chain, rule and jump before teardown: {before_osenv:?}"
+    );
+    let osenv = openshift_env_rules()?;
+    ensure!(
+        osenv.is_empty(),
+        "OpenShift environment rules left behind:\n{}",
+        osenv.join("\n")
     );
     eprintln!(
         "ok: {} processes, {} mounts, the NetworkPolicy agent and {} netfilter items before \

@@ -73,7 +73,11 @@ func describe(r *rendered, md *Metadata, deps []v1alpha1.StrategyDeploymentSpec,
 		for _, rule := range p.Rules {
 			t := ruleText(rule)
 			if wideRule[p.ServiceAccountName+"|"+t] {
-				t += " (the manifests grant this in one other namespace; OLM grants namespaced permissions in the install namespace only, so it is cluster-wide here, still limited to these names)"
+				limit := "still limited to these names"
+				if len(rule.ResourceNames) == 0 {
+					limit = "read-only"
+				}
+				t += " (the manifests grant this in one other namespace; OLM grants namespaced permissions in the install namespace only, so it is cluster-wide here, " + limit + ")"
 			}
 			b.WriteString("- " + t + "\n")
 		}

@@ -415,6 +415,13 @@ func (r *rendered) permissions() (ns, cluster *permissionSet, wide []widened, er
 			continue
 		}
 		for _, rule := range rules {
+			if len(rule.ResourceNames) == 0 && readOnlyNonSecret(rule) {
+				// Reading the cluster's configuration ConfigMaps (CA bundles): OLM can only
+				// grant it cluster-wide; read-only and never Secrets, so it is allowed, loudly.
+				logf("note: RoleBinding %s/%s grants %v on %v in %s; OLM grants that cluster-wide",
+					b.Namespace, b.Name, rule.Verbs, rule.Resources, b.Namespace)
+				continue
+			}
 			if len(rule.ResourceNames) == 0 {
 				return nil, nil, nil, fmt.Errorf("RoleBinding %s/%s grants %v on %v in a namespace other than the install namespace %s without resourceNames: "+
 					"OLM could only grant that cluster-wide; narrow the rule or ship it differently", b.Namespace, b.Name, rule.Verbs, rule.Resources, installNS)
@@ -438,6 +445,21 @@ func (r *rendered) permissions() (ns, cluster *permissionSet, wide []widened, er
 		}
 	}
 	return ns, cluster, wide, nil
+}
+
+// readOnlyNonSecret: a rule that only reads (get, list, watch) and names no Secrets.
+func readOnlyNonSecret(rule rbacv1.PolicyRule) bool {
+	for _, v := range rule.Verbs {
+		if v != "get" && v != "list" && v != "watch" {
+			return false
+		}
+	}
+	for _, r := range rule.Resources {
+		if r == "secrets" || r == "*" {
+			return false
+		}
+	}
+	return len(rule.Verbs) > 0
 }
 
 // cargo reads the workspace version and the oldest Kubernetes API (k8s-openapi's v1_NN feature).

@@ -29,6 +29,10 @@ pub struct Buildah {
     storage: PathBuf,
     driver: String,
     registries_conf: PathBuf,
+    /// policy.json from the cluster's environment (registries restricted to an allowed list).
+    policy: Option<PathBuf>,
+    /// SSL_CERT_DIR: the cluster's CAs beside the system's.
+    cert_dir: Option<PathBuf>,
     /// buildah's temporary files (whole layers while pulling and pushing) go to the work volume,
     /// not the container's root filesystem.
     tmp: PathBuf,
@@ -54,14 +58,24 @@ pub fn registries_conf_text(insecure: &[String]) -> String {
 
 impl Buildah {
     pub fn new(args: &BuildArgs, redactor: Redactor) -> Result<Self, TerminationMessage> {
+        let env = args.environment();
         let tmp = args.work_dir.join("tmp");
-        let registries_conf = args.work_dir.join("registries.conf");
+        // The controller's registries.conf when it wrote one (mirrors, policy and the insecure
+        // registries), else one for the insecure registries given here.
+        let (registries_conf, write) = match env.registries_conf() {
+            Some(conf) => (conf, false),
+            None => (args.work_dir.join("registries.conf"), true),
+        };
         std::fs::create_dir_all(&tmp)
             .and_then(|()| {
-                std::fs::write(
-                    &registries_conf,
-                    registries_conf_text(&args.insecure_registries),
-                )
+                if write {
+                    std::fs::write(
+                        &registries_conf,
+                        registries_conf_text(&args.insecure_registries),
+                    )
+                } else {
+                    Ok(())
+                }
             })
             .map_err(|e| {
                 failure(
@@ -76,9 +90,23 @@ impl Buildah {
             storage: args.storage_dir.clone(),
             driver: args.storage_driver.clone(),
             registries_conf,
+            policy: env.policy(),
+            cert_dir: env.cert_dir(),
             tmp,
             redactor,
         })
+    }
+
+    /// `--signature-policy` for pulls, builds and pushes, when the cluster restricts registries.
+    pub fn policy_flag(&self) -> Option<String> {
+        self.policy
+            .as_ref()
+            .map(|p| format!("--signature-policy={}", p.display()))
+    }
+
+    /// The file tree of `image` in the storage.
+    pub fn tree(&self, image: &str) -> Result<super::tree::Tree, String> {
+        super::tree::Tree::from_storage(&self.storage, &self.driver, image)
     }
 
     fn command(&self) -> Command {
@@ -88,6 +116,9 @@ impl Buildah {
             .env("CONTAINERS_REGISTRIES_CONF", &self.registries_conf)
             .env("TMPDIR", &self.tmp)
             .env("BUILDAH_ISOLATION", "chroot");
+        if let Some(dir) = &self.cert_dir {
+            cmd.env("SSL_CERT_DIR", dir);
+        }
         cmd
     }
 
@@ -173,15 +204,14 @@ impl Buildah {
     /// The gate's verdict on `image`: its file tree, read from the storage without mounting
     /// anything ([`super::tree`]), checked by [`super::lint::check_tree`].
     pub fn lint(&self, image: &str) -> Result<Vec<super::lint::Violation>, TerminationMessage> {
-        let tree =
-            super::tree::Tree::from_storage(&self.storage, &self.driver, image).map_err(|e| {
-                failure(
-                    FailureClass::Terminal,
-                    "BuildFailed",
-                    format!("the image gate cannot read the image: {e}"),
-                    String::new(),
-                )
-            })?;
+        let tree = self.tree(image).map_err(|e| {
+            failure(
+                FailureClass::Terminal,
+                "BuildFailed",
+                format!("the image gate cannot read the image: {e}"),
+                String::new(),
+            )
+        })?;
         Ok(super::lint::check_tree(&tree))
     }
 

@@ -12,6 +12,7 @@
 //! success message carries the digest and the timings of all steps.
 
 mod buildah;
+pub mod environment;
 pub mod images;
 pub mod lint;
 pub mod message;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
+use strata_crds::contract::builder_pod;
 
 pub use message::{FailureClass, PhaseTiming, Stage, TerminationMessage, exit_code};
 use redact::Redactor;
@@ -49,7 +51,8 @@ pub struct BuildArgs {
         default_value = "/etc/strata/build/Containerfile"
     )]
     pub containerfile: PathBuf,
-    /// Where to push: host[:port]/path/name:tag (the tag is the build's name).
+    /// The image: host[:port]/path/name:tag (the tag is the build's name); the build step tags
+    /// it, the push step pushes it.
     #[arg(long, env = "STRATA_IMAGE")]
     pub image: String,
     /// Auth file for pulling the base and the images the fragment names (pull step; optional).
@@ -85,7 +88,8 @@ pub struct BuildArgs {
     /// base takes ~20 GiB per build).
     #[arg(long, env = "STRATA_STORAGE_DRIVER", default_value = "overlay")]
     pub storage_driver: String,
-    /// Where the steps leave their timings and the image's size for the push step.
+    /// Work directory shared by the steps: their timings and the image's size for the push step,
+    /// buildah's temporary files.
     #[arg(long, env = "STRATA_WORK_DIR", default_value = "/var/lib/strata")]
     pub work_dir: PathBuf,
     /// Where the termination message goes.
@@ -98,6 +102,30 @@ pub struct BuildArgs {
     /// The buildah executable.
     #[arg(long, env = "STRATA_BUILDAH", default_value = "buildah")]
     pub buildah: PathBuf,
+    /// The cluster's environment as the controller wrote it (registries.conf, policy.json,
+    /// ca-bundle.crt); used when it exists.
+    #[arg(long, env = "STRATA_ENVIRONMENT_DIR", default_value = builder_pod::ENVIRONMENT_DIR)]
+    pub environment_dir: PathBuf,
+    /// The entitlement, mounted into RUN steps at /etc/pki/entitlement when it exists.
+    #[arg(long, env = "STRATA_ENTITLEMENT_DIR", default_value = builder_pod::ENTITLEMENT_DIR)]
+    pub entitlement_dir: PathBuf,
+    /// Repository definitions, mounted into RUN steps at /etc/yum.repos.d when they exist.
+    #[arg(long, env = "STRATA_YUM_REPOS_DIR", default_value = builder_pod::YUM_REPOS_DIR)]
+    pub yum_repos_dir: PathBuf,
+    /// Repository signing keys, mounted into RUN steps at /etc/pki/rpm-gpg when they exist.
+    #[arg(long, env = "STRATA_RPM_GPG_DIR", default_value = builder_pod::RPM_GPG_DIR)]
+    pub rpm_gpg_dir: PathBuf,
+}
+
+impl BuildArgs {
+    fn environment(&self) -> environment::BuildEnvironment {
+        environment::BuildEnvironment::new(
+            &self.environment_dir,
+            &self.entitlement_dir,
+            &self.yum_repos_dir,
+            &self.rpm_gpg_dir,
+        )
+    }
 }
 
 /// What the pull and build steps leave for the push step.
@@ -237,6 +265,7 @@ async fn pull(
             command.push(format!("--authfile={}", args.pull_authfile.display()));
         }
         command.extend(buildah::cert_dir_flag(args));
+        command.extend(buildah.policy_flag());
         command.push(image.clone());
         let output = buildah.run(&command).await?;
         if !output.success {
@@ -255,6 +284,32 @@ async fn pull(
     Ok(None)
 }
 
+/// What RUN steps get mounted from the cluster's environment (see [`environment`]); the base's
+/// CA bundles are read from the storage only when the cluster has CAs to add.
+fn run_volumes(
+    args: &BuildArgs,
+    buildah: &buildah::Buildah,
+    containerfile: &str,
+) -> Result<Vec<String>, TerminationMessage> {
+    let env = args.environment();
+    let base = if env.ca_bundle().trim().is_empty() {
+        None
+    } else {
+        images::images_to_pull(containerfile)
+            .ok()
+            .and_then(|images| images.into_iter().next())
+            .and_then(|base| buildah.tree(&base).ok())
+    };
+    env.run_volumes(base.as_ref(), &args.work_dir).map_err(|e| {
+        failure(
+            FailureClass::Transient,
+            "OutOfSpace",
+            format!("cannot write the RUN steps' CA bundles: {e}"),
+            String::new(),
+        )
+    })
+}
+
 /// Step 2: the build, with --pull=never and no credential; then the image gate.
 async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, TerminationMessage> {
     let started = now_ms();
@@ -269,18 +324,22 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
             String::new(),
         )
     })?;
-    let bud = vec![
+    let mut bud = vec![
         "bud".to_string(),
         "--pull=never".into(),
         "--isolation=chroot".into(),
         "--layers".into(),
         "--format=oci".into(),
+    ];
+    bud.extend(buildah.policy_flag());
+    bud.extend(run_volumes(args, &buildah, &containerfile)?);
+    bud.extend([
         "-f".into(),
         args.containerfile.display().to_string(),
         "-t".into(),
         args.image.clone(),
         context.display().to_string(),
-    ];
+    ]);
     println!(
         "strata build: building {} ({} bytes of Containerfile)",
         args.image,
@@ -340,6 +399,7 @@ async fn push(
         command.push(format!("--authfile={}", args.push_authfile.display()));
     }
     command.extend(buildah::cert_dir_flag(args));
+    command.extend(buildah.policy_flag());
     command.extend([
         format!("--digestfile={}", digestfile.display()),
         args.image.clone(),

@@ -5,7 +5,7 @@
 //! hides what lies below it. Read from disk, with no mount: the build step has no right to
 //! mount outside its own user namespace. A vfs layer is a whole tree already.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -26,7 +26,12 @@ pub enum Kind {
 pub struct Tree {
     pub entries: BTreeMap<String, Kind>,
     pub non_utf8: Vec<String>,
+    /// Where each regular file's content lies on disk (the layer that provides it).
+    files: HashMap<String, PathBuf>,
 }
+
+/// Symlinks followed at most this many times when reading a file.
+const MAX_LINKS: usize = 16;
 
 #[derive(Deserialize)]
 struct StoredImage {
@@ -131,6 +136,9 @@ impl Tree {
                     }
                     Kind::Dir
                 } else if meta.is_file() {
+                    if !self.entries.contains_key(&name) {
+                        self.files.insert(name.clone(), path.clone());
+                    }
                     Kind::File
                 } else if meta.file_type().is_symlink() {
                     Kind::Symlink(std::fs::read_link(&path).unwrap_or_default())
@@ -147,6 +155,51 @@ impl Tree {
     pub fn get(&self, path: &str) -> Option<&Kind> {
         self.entries.get(path)
     }
+
+    /// `path` with its symlinks followed inside the tree (absolute targets from the image's
+    /// root), when it ends at a regular file.
+    pub fn resolve_file(&self, path: &str) -> Option<String> {
+        let mut current = path.trim_start_matches('/').to_string();
+        for _ in 0..MAX_LINKS {
+            match self.entries.get(&current)? {
+                Kind::File => return Some(current),
+                Kind::Symlink(target) => {
+                    let target = target.to_string_lossy();
+                    let joined = match target.strip_prefix('/') {
+                        Some(absolute) => absolute.to_string(),
+                        None => match current.rsplit_once('/') {
+                            Some((parent, _)) => format!("{parent}/{target}"),
+                            None => target.into_owned(),
+                        },
+                    };
+                    current = normalize(&joined)?;
+                }
+                _ => return None,
+            }
+        }
+        None
+    }
+
+    /// The content of the regular file at `path` (symlinks followed).
+    pub fn read(&self, path: &str) -> Option<Vec<u8>> {
+        let file = self.resolve_file(path)?;
+        std::fs::read(self.files.get(&file)?).ok()
+    }
+}
+
+/// `a/./b/../c` as `a/c`; None when it climbs above the root.
+fn normalize(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            other => parts.push(other),
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// Whether an upper layer hid `path`: it or an ancestor was whited out, or an ancestor is opaque.
@@ -175,6 +228,37 @@ fn is_opaque(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_are_read_through_symlinks_the_way_the_image_sees_them() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("etc/pki/ca-trust/extracted/pem")).unwrap();
+        std::fs::create_dir_all(r.join("etc/pki/tls/certs")).unwrap();
+        std::fs::write(
+            r.join("etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"),
+            "CAS",
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(
+            "../../ca-trust/extracted/pem/tls-ca-bundle.pem",
+            r.join("etc/pki/tls/certs/ca-bundle.crt"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/pki/tls/certs/ca-bundle.crt", r.join("etc/absolute"))
+            .unwrap();
+        std::os::unix::fs::symlink("../../../../x", r.join("etc/pki/escape")).unwrap();
+        let tree = Tree::from_dir(r);
+        assert_eq!(
+            tree.resolve_file("/etc/pki/tls/certs/ca-bundle.crt")
+                .as_deref(),
+            Some("etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem")
+        );
+        assert_eq!(tree.read("etc/absolute").as_deref(), Some(&b"CAS"[..]));
+        assert_eq!(tree.read("etc/pki/escape"), None);
+        assert_eq!(tree.read("etc/missing"), None);
+        assert_eq!(tree.read("etc/pki"), None, "a directory is not a file");
+    }
 
     #[test]
     fn upper_layers_win_and_whiteouts_hide_what_lies_below() {

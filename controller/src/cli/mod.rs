@@ -10,12 +10,23 @@ use clap::{Parser, Subcommand};
 /// Exit code for invalid input (bad YAML, a fragment error, a base image given by tag).
 pub const EXIT_INVALID_INPUT: u8 = 2;
 
+/// `strata --version`: the crate's version and the commit it was built from, stamped by
+/// `controller/build.rs` (e.g. `0.1.0 (commit b734c98, 2026-11-29)`; `-dirty` when the binary's
+/// sources differ from the commit; `commit unknown` outside a git checkout without
+/// `STRATA_COMMIT`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("STRATA_BUILD_INFO"),
+    ")"
+);
+
 /// strata — on-cluster OS image builds for CoreOS pools.
 ///
 /// Apply a MachineOSConfig (strata.dev/v1alpha1) naming a MachineConfigPool and Containerfile
 /// fragments; Strata builds the image in the cluster, pushes it, and pins the pool to it by digest.
 #[derive(Debug, Parser)]
-#[command(name = "strata", version, propagate_version = true)]
+#[command(name = "strata", version = VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -29,7 +40,8 @@ pub enum Command {
     Controller(crate::controller::Settings),
     /// Print the Containerfile (or JSON) the controller would build for a MachineOSConfig.
     Render(render::RenderArgs),
-    /// Build and push one image inside a builder pod (the builder contract: builder-image/README.md).
+    /// Run one step of a build (pull, build or push) in its container of the builder pod (the
+    /// builder contract: builder-image/README.md).
     Build(crate::builder::BuildArgs),
     /// Print the CustomResourceDefinitions of MachineOSConfig and MachineOSBuild as YAML.
     Crds,

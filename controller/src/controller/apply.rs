@@ -5,7 +5,7 @@
 //! another manager) is sent under the same field manager.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy,
 };
@@ -87,18 +87,21 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     if let Some(objects) = build_objects {
         let BuildObjects {
             containerfile,
+            environment,
             push_secret,
             base_secret,
+            entitlement,
             job,
         } = objects;
-        configmaps
-            .patch(
-                &containerfile.name_any(),
-                &ssa(),
-                &Patch::Apply(&containerfile),
-            )
-            .await?;
-        for secret in std::iter::once(push_secret).chain(base_secret) {
+        for configmap in [containerfile, environment] {
+            configmaps
+                .patch(&configmap.name_any(), &ssa(), &Patch::Apply(&configmap))
+                .await?;
+        }
+        let secrets_of_build = std::iter::once(push_secret)
+            .chain(base_secret)
+            .chain(entitlement);
+        for secret in secrets_of_build {
             secrets
                 .patch(&secret.name_any(), &ssa(), &Patch::Apply(&secret))
                 .await?;
@@ -121,14 +124,19 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     for name in delete_builds {
         ignore_not_found(builds.delete(&name, &background()).await)?;
     }
+    // A hold is taken before the pin is written and released after it, so the MCO never rolls
+    // the pool in between.
+    let pool = &config.spec.machine_config_pool.name;
+    if pool_paused == Some(true) {
+        hold_pool(client, pool, true).await?;
+    }
     if let Some(mc) = machine_config {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config());
         let name = mc["metadata"]["name"].as_str().unwrap_or_default();
         api.patch(name, &ssa(), &Patch::Apply(&mc)).await?;
     }
-    if let Some(paused) = pool_paused {
-        let pool = &config.spec.machine_config_pool.name;
-        hold_pool(client, pool, paused).await?;
+    if pool_paused == Some(false) {
+        hold_pool(client, pool, false).await?;
     }
     let name = config.name_any();
     if let Some(status) = config_status {
@@ -170,6 +178,7 @@ async fn publish(ctx: &Context, config: &MachineOSConfig, events: Vec<PlannedEve
         reason,
         action,
         note,
+        build,
     } in events
     {
         if warning {
@@ -186,7 +195,12 @@ async fn publish(ctx: &Context, config: &MachineOSConfig, events: Vec<PlannedEve
             reason: reason.into(),
             note: Some(note.chars().take(1000).collect()),
             action: action.into(),
-            secondary: None,
+            secondary: build.map(|name| ObjectReference {
+                api_version: Some(MachineOSBuild::api_version(&()).into_owned()),
+                kind: Some(MachineOSBuild::kind(&()).into_owned()),
+                name: Some(name),
+                ..ObjectReference::default()
+            }),
         };
         if let Err(err) = ctx.recorder.publish(&event, &reference).await {
             tracing::warn!(%err, "cannot record an Event");

@@ -61,6 +61,7 @@ fn observed(config: MachineOSConfig) -> Observed {
         }),
         image_check: None,
         machine_config: None,
+        environment: Default::default(),
         now: Timestamp::from_second(1_800_000_000).unwrap(),
     }
 }
@@ -136,6 +137,7 @@ fn context(client: Client, machine_configs: Vec<DynamicObject>) -> Context {
         machine_configs: mcs.as_reader(),
         openshift_configs: Writer::<DynamicObject>::new(mco::openshift_machine_os_config())
             .as_reader(),
+        environment: crate::controller::environment::watches::EnvironmentStores::unstarted(),
     };
     let recorder = Recorder::new(
         client.clone(),
@@ -193,6 +195,7 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
         server.requests(),
         vec![
             format!("PATCH {NS}/configmaps/containerfile-{name}"),
+            format!("PATCH {NS}/configmaps/environment-{name}"),
             format!("PATCH {NS}/secrets/push-{name}"),
             format!("PATCH {NS}/secrets/base-{name}"),
             "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),

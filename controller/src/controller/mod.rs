@@ -8,6 +8,7 @@
 pub mod apply;
 pub mod auth;
 pub mod conditions;
+pub mod environment;
 pub mod error;
 pub mod http;
 pub mod metrics;

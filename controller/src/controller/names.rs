@@ -43,6 +43,14 @@ pub fn push_secret(build: &str) -> String {
 pub fn base_secret(build: &str) -> String {
     short_name("base", build)
 }
+/// The build's view of the cluster's environment: registries.conf, CAs.
+pub fn environment_configmap(build: &str) -> String {
+    short_name("environment", build)
+}
+/// The build's copy of the cluster's entitlement (a pod mounts Secrets of its own namespace only).
+pub fn entitlement_secret(build: &str) -> String {
+    short_name("entitlement", build)
+}
 
 /// The Job of one incarnation of a build: a rebuild deletes and recreates the MachineOSBuild
 /// under the same name, so the Job name carries the build's uid to never meet the old Job.

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use strata_crds::MachineOSBuild;
 use strata_crds::contract::{annotations, exit_code, labels, mco};
 
+use super::environment::{self, Environment};
 use super::names::{self, fit_63};
 use super::settings::Settings;
 
@@ -22,9 +23,42 @@ pub const CONTAINERFILE_KEY: &str = "Containerfile";
 #[derive(Clone, Debug, PartialEq)]
 pub struct BuildObjects {
     pub containerfile: ConfigMap,
+    /// The cluster's environment as the build sees it (registries.conf, CAs).
+    pub environment: ConfigMap,
     pub push_secret: Secret,
     pub base_secret: Option<Secret>,
+    /// A copy of the cluster's entitlement, for RUN steps.
+    pub entitlement: Option<Secret>,
     pub job: Job,
+}
+
+/// Key prefix of a per-registry CA in the environment ConfigMap (`registry-ca.<host>..<port>`).
+const REGISTRY_CA_PREFIX: &str = "registry-ca.";
+
+/// The environment ConfigMap's data: registries.conf (the cluster's policy plus the registries
+/// Strata is told are insecure), policy.json when registries are restricted, the CAs.
+fn environment_data(env: &Environment, settings: &Settings) -> BTreeMap<String, String> {
+    use strata_crds::contract::builder_pod as pod;
+    let mut policy = env.registries.clone();
+    for registry in &settings.insecure_registries {
+        if !registry.trim().is_empty() && !policy.insecure.contains(registry) {
+            policy.insecure.push(registry.trim().to_string());
+        }
+    }
+    let mut data = BTreeMap::from([(pod::REGISTRIES_CONF.to_string(), policy.registries_conf())]);
+    if let Some(json) = policy.policy_json() {
+        data.insert(pod::POLICY_JSON.into(), json);
+    }
+    if !env.ca_bundle.is_empty() {
+        data.insert(pod::CA_BUNDLE.into(), env.ca_bundle.clone());
+    }
+    for (registry, pem) in &env.registry_cas {
+        data.insert(
+            format!("{REGISTRY_CA_PREFIX}{}", registry.replace(':', "..")),
+            pem.clone(),
+        );
+    }
+    data
 }
 
 fn owner(build: &MachineOSBuild) -> Vec<OwnerReference> {
@@ -81,13 +115,14 @@ fn auth_secret(
     }
 }
 
-/// The ConfigMap, auth Secrets and Job of `build`. `push_auth`/`base_auth` are canonical
+/// The ConfigMaps, Secrets and Job of `build`. `push_auth`/`base_auth` are canonical
 /// `.dockerconfigjson` documents.
 pub fn build_objects(
     build: &MachineOSBuild,
     containerfile: &str,
     push_auth: &str,
     base_auth: Option<&str>,
+    env: &Environment,
     settings: &Settings,
 ) -> BuildObjects {
     let name = build.metadata.name.clone().unwrap_or_default();
@@ -99,14 +134,27 @@ pub fn build_objects(
         )])),
         ..ConfigMap::default()
     };
+    let environment = ConfigMap {
+        metadata: meta(names::environment_configmap(&name), settings, build),
+        data: Some(environment_data(env, settings)),
+        ..ConfigMap::default()
+    };
     let push_secret = auth_secret(names::push_secret(&name), settings, build, push_auth);
     let base_secret =
         base_auth.map(|auth| auth_secret(names::base_secret(&name), settings, build, auth));
-    let job = builder_job(build, base_secret.is_some(), settings);
+    let entitlement = env.entitlement.as_ref().map(|data| Secret {
+        metadata: meta(names::entitlement_secret(&name), settings, build),
+        type_: Some("Opaque".into()),
+        data: Some(data.clone()),
+        ..Secret::default()
+    });
+    let job = builder_job(build, base_secret.is_some(), &environment, env, settings);
     BuildObjects {
         containerfile,
+        environment,
         push_secret,
         base_secret,
+        entitlement,
         job,
     }
 }
@@ -163,7 +211,13 @@ fn step(
     })
 }
 
-fn builder_job(build: &MachineOSBuild, has_pull_auth: bool, settings: &Settings) -> Job {
+fn builder_job(
+    build: &MachineOSBuild,
+    has_pull_auth: bool,
+    environment: &ConfigMap,
+    env: &Environment,
+    settings: &Settings,
+) -> Job {
     use strata_crds::contract::builder_pod as pod;
     let name = build.metadata.name.clone().unwrap_or_default();
     let image = names::image_for_build(&build.spec.rendered_image_push_spec, &name);
@@ -184,6 +238,10 @@ fn builder_job(build: &MachineOSBuild, has_pull_auth: bool, settings: &Settings)
     let shared = [
         json!({"name": "storage", "mountPath": pod::STORAGE_DIR}),
         json!({"name": "work", "mountPath": pod::WORK_DIR}),
+        // containers/image's record of which compressed blob each layer came from: shared, so
+        // the push step reuses the base's layers in the registry instead of compressing and
+        // uploading them again (it lives outside the storage root).
+        json!({"name": "work", "mountPath": pod::BLOB_INFO_CACHE_DIR, "subPath": "blob-info-cache"}),
     ];
     let mut pull_mounts = vec![containerfile.clone()];
     if has_pull_auth {
@@ -200,10 +258,68 @@ fn builder_job(build: &MachineOSBuild, has_pull_auth: bool, settings: &Settings)
         vec![json!({"name": "push-auth", "mountPath": pod::PUSH_AUTH_DIR, "readOnly": true})];
     push_mounts.extend(shared.iter().cloned());
 
-    let mut env = vec![json!({"name": "STRATA_IMAGE", "value": image})];
-    if !settings.insecure_registries.is_empty() {
-        env.push(json!({"name": "STRATA_INSECURE_REGISTRIES", "value": settings.insecure_registries.join(",")}));
+    // The cluster's environment: every step reads registries.conf and the CAs; the registry
+    // steps find per-registry CAs where containers/image looks; RUN steps (the build step) get
+    // the entitlement and repositories.
+    let env_name = environment.metadata.name.clone().unwrap_or_default();
+    let data = environment.data.clone().unwrap_or_default();
+    let (per_registry, general): (Vec<&String>, Vec<&String>) =
+        data.keys().partition(|k| k.starts_with(REGISTRY_CA_PREFIX));
+    let items = |keys: &[&String], path: &dyn Fn(&str) -> String| -> Vec<Value> {
+        keys.iter()
+            .map(|k| json!({"key": k, "path": path(k)}))
+            .collect()
+    };
+    volumes.push(json!({"name": "environment", "configMap": {
+        "name": env_name, "items": items(&general, &|k| k.to_string())}}));
+    let environment_mount =
+        json!({"name": "environment", "mountPath": pod::ENVIRONMENT_DIR, "readOnly": true});
+    pull_mounts.push(environment_mount.clone());
+    build_mounts.push(environment_mount.clone());
+    push_mounts.push(environment_mount);
+    if !per_registry.is_empty() {
+        volumes.push(json!({"name": "registry-cas", "configMap": {
+            "name": env_name,
+            "items": items(&per_registry, &|k| format!(
+                "{}/ca.crt",
+                k.trim_start_matches(REGISTRY_CA_PREFIX).replace("..", ":")
+            )),
+        }}));
+        let certs =
+            json!({"name": "registry-cas", "mountPath": pod::REGISTRY_CERTS_DIR, "readOnly": true});
+        pull_mounts.push(certs.clone());
+        push_mounts.push(certs);
     }
+    if env.entitlement.is_some() {
+        volumes.push(json!({"name": "entitlement", "secret": {"secretName": names::entitlement_secret(&name)}}));
+        build_mounts.push(
+            json!({"name": "entitlement", "mountPath": pod::ENTITLEMENT_DIR, "readOnly": true}),
+        );
+    }
+    if env.yum_repos {
+        volumes.push(
+            json!({"name": "yum-repos", "configMap": {"name": environment::names::YUM_REPOS}}),
+        );
+        build_mounts
+            .push(json!({"name": "yum-repos", "mountPath": pod::YUM_REPOS_DIR, "readOnly": true}));
+    }
+    if env.rpm_gpg {
+        volumes.push(
+            json!({"name": "rpm-gpg", "secret": {"secretName": environment::names::RPM_GPG}}),
+        );
+        build_mounts
+            .push(json!({"name": "rpm-gpg", "mountPath": pod::RPM_GPG_DIR, "readOnly": true}));
+    }
+
+    let mut env_vars = vec![json!({"name": "STRATA_IMAGE", "value": image})];
+    if !settings.insecure_registries.is_empty() {
+        env_vars.push(json!({"name": "STRATA_INSECURE_REGISTRIES", "value": settings.insecure_registries.join(",")}));
+    }
+    // The cluster proxy, for the registries and for RUN steps (buildah passes these on).
+    for (name, value) in env.proxy.variables() {
+        env_vars.push(json!({"name": name, "value": value}));
+    }
+    let env = env_vars;
     let mut pod_labels = build_labels(build);
     pod_labels.insert(labels::COMPONENT.into(), labels::BUILDER.into());
     let placement = &settings.builder_placement;
@@ -336,6 +452,7 @@ mod tests {
             "FROM x AS base\n",
             "{\"auths\":{}}",
             Some("{\"auths\":{}}"),
+            &Environment::default(),
             &settings,
         );
         insta::assert_yaml_snapshot!(objects.job);
@@ -352,6 +469,7 @@ mod tests {
             "FROM x AS base\n",
             "{}",
             None,
+            &Environment::default(),
             &Settings::for_tests(),
         );
         let job_meta = &objects.job.metadata;
@@ -385,6 +503,102 @@ mod tests {
         );
     }
 
+    /// The cluster's environment reaches each step it is for, and only that step.
+    #[test]
+    fn an_openshift_environment_reaches_the_steps_that_need_it() {
+        use crate::registries::{MirrorRule, RegistryPolicy};
+        let env = Environment {
+            ca_bundle: "-----BEGIN CERTIFICATE-----\nQQ==\n-----END CERTIFICATE-----\n".into(),
+            registry_cas: [("mirror.local:5000".to_string(), "PEM".to_string())].into(),
+            proxy: environment::Proxy {
+                http: "http://proxy:3128".into(),
+                https: "http://proxy:3128".into(),
+                no: ".svc".into(),
+            },
+            registries: RegistryPolicy {
+                mirrors: vec![MirrorRule {
+                    source: "quay.io/ocp".into(),
+                    mirrors: vec!["mirror.local:5000/ocp".into()],
+                    by_digest: true,
+                    never_contact_source: true,
+                }],
+                allowed: vec!["quay.io".into(), "mirror.local:5000".into()],
+                ..RegistryPolicy::default()
+            },
+            entitlement: Some([("entitlement.pem".to_string(), ByteString(b"c".to_vec()))].into()),
+            yum_repos: true,
+            ..Environment::default()
+        };
+        let objects = build_objects(
+            &build(),
+            "FROM x AS base\n",
+            "{}",
+            Some("{}"),
+            &env,
+            &Settings::for_tests(),
+        );
+        let data = objects.environment.data.clone().unwrap();
+        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [
+                "ca-bundle.crt",
+                "policy.json",
+                "registries.conf",
+                "registry-ca.mirror.local..5000"
+            ]
+        );
+        assert!(data["registries.conf"].contains("blocked = true"));
+        assert!(
+            data["registries.conf"].contains("location = \"10.0.0.1:5000\"\ninsecure = true"),
+            "the controller's insecure registries reach the builder:\n{}",
+            data["registries.conf"]
+        );
+        assert_eq!(
+            objects.entitlement.as_ref().unwrap().data.as_ref().unwrap()["entitlement.pem"],
+            ByteString(b"c".to_vec())
+        );
+        let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+        let containers: Vec<_> = pod
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&pod.containers)
+            .collect();
+        let mounts = |c: &k8s_openapi::api::core::v1::Container| -> Vec<(String, String)> {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .map(|m| (m.name.clone(), m.mount_path.clone()))
+                .collect()
+        };
+        for c in &containers {
+            let vars: Vec<&str> = c.env.iter().flatten().map(|e| e.name.as_str()).collect();
+            assert!(
+                vars.contains(&"HTTPS_PROXY") && vars.contains(&"no_proxy"),
+                "{}: {vars:?}",
+                c.name
+            );
+            assert!(mounts(c).contains(&("environment".into(), "/etc/strata/environment".into())));
+        }
+        let has = |c: usize, name: &str| mounts(containers[c]).iter().any(|(n, _)| n == name);
+        assert!(has(0, "registry-cas") && has(2, "registry-cas") && !has(1, "registry-cas"));
+        assert!(has(1, "entitlement") && !has(0, "entitlement") && !has(2, "entitlement"));
+        assert!(has(1, "yum-repos") && !has(0, "yum-repos"));
+        let cas = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "registry-cas")
+            .and_then(|v| v.config_map.clone())
+            .unwrap();
+        assert_eq!(
+            cas.items.unwrap()[0].path,
+            "mirror.local:5000/ca.crt",
+            "per-registry CAs land where containers/image looks"
+        );
+    }
+
     #[test]
     fn no_credential_reaches_the_build_step() {
         let objects = build_objects(
@@ -392,6 +606,7 @@ mod tests {
             "FROM x AS base\n",
             "{}",
             Some("{}"),
+            &Environment::default(),
             &Settings::for_tests(),
         );
         let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();

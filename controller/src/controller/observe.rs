@@ -12,10 +12,11 @@ use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 
 use super::Context;
 use super::auth::{merge, secret_auths};
+use super::environment::Environment;
 use super::error::Error;
 use super::names::{self, fit_63};
 use super::plan::{AuthProblem, BuildAuth, JobObservation, Observed, job_observation};
-use super::registry::ImageCheck;
+use super::registry::{ImageCheck, Transport};
 use crate::render::{BuildInputs, is_digest_pinned};
 use strata_crds::contract::TerminationMessage;
 
@@ -105,7 +106,13 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         .map(|s| s.name_any())
         .collect();
 
-    let auth = read_auth(ctx, config);
+    let environment = Environment::from_sources(
+        &stores
+            .environment
+            .sources(&stores.secrets, &ctx.settings.namespace),
+    );
+    let transport = Transport::from_environment(&environment);
+    let auth = read_auth(ctx, config, &environment);
     let base_auth = auth.as_ref().ok().and_then(|a| a.base.clone());
     let base = match &config.spec.base_image {
         Some(base) => Ok(base.clone()),
@@ -113,7 +120,11 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
     };
     let base = match base {
         Ok(base) if already_built_on(&base, &builds) => Ok(base),
-        Ok(base) => ctx.registry.resolve(&base, base_auth.as_deref()).await,
+        Ok(base) => {
+            ctx.registry
+                .resolve(&base, base_auth.as_deref(), &transport)
+                .await
+        }
         Err(why) => Err(why),
     };
 
@@ -161,7 +172,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
     let image_check: Option<ImageCheck> = match image_to_check {
         Some(image) => Some(
             ctx.registry
-                .inspect(&image, push_auth.as_deref(), now)
+                .inspect(&image, push_auth.as_deref(), &transport, now)
                 .await,
         ),
         None => None,
@@ -190,6 +201,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         auth,
         image_check,
         machine_config,
+        environment,
         now,
     })
 }
@@ -233,8 +245,13 @@ fn allows(secret: &Secret, config: &str) -> bool {
 
 /// Canonical push and pull auth from the Secrets the MachineOSConfig names, each used only when
 /// it allows this MachineOSConfig (otherwise anyone allowed to create a MachineOSConfig could
-/// make Strata use any Secret of its namespace).
-fn read_auth(ctx: &Context, config: &MachineOSConfig) -> Result<BuildAuth, AuthProblem> {
+/// make Strata use any Secret of its namespace). Base pulls use the cluster's global pull secret,
+/// with the config's own Secret merged over it per registry.
+fn read_auth(
+    ctx: &Context,
+    config: &MachineOSConfig,
+    environment: &Environment,
+) -> Result<BuildAuth, AuthProblem> {
     let ns = &ctx.settings.namespace;
     let name = config.name_any();
     let read = |field: &str, secret_name: &str| {
@@ -263,8 +280,14 @@ fn read_auth(ctx: &Context, config: &MachineOSConfig) -> Result<BuildAuth, AuthP
         "renderedImagePushSecret",
         &config.spec.rendered_image_push_secret.name,
     )?;
-    let base = match &config.spec.base_image_pull_secret {
-        Some(secret) => Some(merge(&[read("baseImagePullSecret", &secret.name)?])),
+    let own = match &config.spec.base_image_pull_secret {
+        Some(secret) => Some(read("baseImagePullSecret", &secret.name)?),
+        None => None,
+    };
+    let global = &environment.global_auths;
+    let base = match own {
+        Some(own) => Some(merge(&[global.clone(), own])),
+        None if !global.is_empty() => Some(merge(std::slice::from_ref(global))),
         None => None,
     };
     Ok(BuildAuth {

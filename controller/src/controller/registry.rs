@@ -1,7 +1,9 @@
 //! Registry lookups with oci-client: resolve a tag to a digest, and inspect a pushed image (does
 //! it exist, which inputs hash does its config carry). Every call has a connect and a total
 //! timeout, answers are cached for a while, and a credential change gets a fresh client (no token
-//! cached from the old credential is reused).
+//! cached from the old credential is reused). The cluster's environment decides the transport
+//! (its CAs, its proxy) and where a base is pulled from (mirrors, blocked and allowed
+//! registries), as it does for the builder.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -9,14 +11,16 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
-use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::Value;
 
 use super::auth::{Credential, credential_for};
+use super::environment::{Environment, Proxy};
 use super::names::repository;
+use crate::registries::RegistryPolicy;
 use crate::render::{INPUTS_HASH_LABEL, is_digest_pinned};
 
 /// How long a resolved tag or a present image is believed without asking again.
@@ -46,6 +50,39 @@ pub struct RegistrySettings {
     pub total_timeout: Duration,
 }
 
+/// How registry calls travel, from the cluster's environment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Transport {
+    /// PEM certificates trusted beyond the system's.
+    pub extra_roots: Vec<String>,
+    pub proxy: (String, String, String),
+    pub policy: RegistryPolicy,
+}
+
+impl Transport {
+    pub fn from_environment(env: &Environment) -> Self {
+        let Proxy { http, https, no } = env.proxy.clone();
+        Self {
+            extra_roots: env.extra_roots(),
+            proxy: (http, https, no),
+            policy: env.registries.clone(),
+        }
+    }
+
+    /// This transport for calls to the registry of `image`: the proxy dropped when NO_PROXY
+    /// exempts that registry (decided here, Go's way, since NO_PROXY may name `host:port`).
+    fn for_image(&self, image: &str) -> Transport {
+        let (http, https, no) = self.proxy.clone();
+        let proxy = Proxy { http, https, no };
+        let host = image.split('/').next().unwrap_or_default();
+        let mut transport = self.clone();
+        if !proxy.applies_to(host) {
+            transport.proxy = Default::default();
+        }
+        transport
+    }
+}
+
 pub struct Registry {
     settings: RegistrySettings,
     /// One client per credential: oci-client caches tokens per client.
@@ -60,13 +97,27 @@ enum Answer {
     Present(Option<String>),
 }
 
-fn credential_key(credential: &Credential) -> u64 {
+/// One client per credential and transport.
+fn client_key(credential: &Credential, transport: &Transport) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     match credential {
         Credential::Anonymous => 0u8.hash(&mut hasher),
         Credential::Basic { username, password } => (username, password).hash(&mut hasher),
     }
+    // What shapes a client: its roots, its proxy, the registries it reaches without TLS.
+    (
+        &transport.extra_roots,
+        &transport.proxy,
+        &transport.policy.insecure,
+    )
+        .hash(&mut hasher);
     hasher.finish()
+}
+
+/// `host[:port]` of a registries.conf scope (a wildcard scope cannot be listed).
+fn scope_host(scope: &str) -> Option<String> {
+    let host = scope.trim().split('/').next()?;
+    (!host.is_empty() && !host.starts_with("*.")).then(|| host.to_string())
 }
 
 fn registry_auth(credential: &Credential) -> RegistryAuth {
@@ -88,7 +139,7 @@ impl Registry {
         }
     }
 
-    fn client(&self, key: u64) -> Client {
+    fn client(&self, key: u64, transport: &Transport) -> Client {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if clients.len() > 64 {
             clients.clear();
@@ -96,10 +147,32 @@ impl Registry {
         clients
             .entry(key)
             .or_insert_with(|| {
+                let mut insecure = self.settings.insecure.clone();
+                insecure.extend(
+                    transport
+                        .policy
+                        .insecure
+                        .iter()
+                        .filter_map(|s| scope_host(s)),
+                );
+                let (http, https, _) = transport.proxy.clone();
+                let some = |v: String| (!v.is_empty()).then_some(v);
                 Client::new(ClientConfig {
-                    protocol: ClientProtocol::HttpsExcept(self.settings.insecure.clone()),
+                    protocol: ClientProtocol::HttpsExcept(insecure),
                     connect_timeout: Some(self.settings.connect_timeout),
                     read_timeout: Some(self.settings.total_timeout),
+                    extra_root_certificates: transport
+                        .extra_roots
+                        .iter()
+                        .map(|pem| Certificate {
+                            encoding: CertificateEncoding::Pem,
+                            data: pem.as_bytes().to_vec(),
+                        })
+                        .collect(),
+                    http_proxy: some(http),
+                    https_proxy: some(https),
+                    // NO_PROXY is applied by `for_image` (reqwest cannot read `host:port`).
+                    no_proxy: None,
                     ..ClientConfig::default()
                 })
             })
@@ -136,36 +209,78 @@ impl Registry {
         }
     }
 
-    /// `reference` pinned by digest: a tag is resolved, a digest is checked to exist.
+    /// `reference` pinned by digest: a tag is resolved, a digest is checked to exist. Asked where
+    /// the registry policy says a pull goes (mirrors first, the source unless it is never
+    /// contacted); the answer keeps the reference's own name, as the nodes pull it.
     pub async fn resolve(
         &self,
         reference: &str,
         auth_json: Option<&str>,
+        transport: &Transport,
     ) -> Result<String, String> {
-        let parsed: Reference = reference
+        let _: Reference = reference
             .parse()
             .map_err(|e| format!("'{reference}' is not an image reference: {e}"))?;
-        let credential = credential_for(auth_json, reference);
-        let key = (format!("resolve {reference}"), credential_key(&credential));
-        if let Some(Answer::Resolved(pinned)) = self.cached(&key) {
-            return Ok(pinned);
+        let sources = transport.policy.pull_sources(reference);
+        if sources.is_empty() {
+            let why = transport
+                .policy
+                .refusal(reference)
+                .unwrap_or_else(|| "no mirror may serve it".into());
+            return Err(format!(
+                "cannot resolve {reference}: {why} (images.config.openshift.io/cluster, image mirror sets)"
+            ));
         }
-        let client = self.client(key.1);
+        let mut errors = Vec::new();
+        for source in &sources {
+            match self.resolve_at(source, auth_json, transport).await {
+                Ok(digest) => {
+                    if is_digest_pinned(reference) && !reference.ends_with(&digest) {
+                        return Err(format!("{reference}: {source} serves {digest}"));
+                    }
+                    return Ok(if is_digest_pinned(reference) {
+                        reference.to_string()
+                    } else {
+                        format!("{}@{digest}", repository(reference))
+                    });
+                }
+                Err(err) => errors.push(if source == reference {
+                    err
+                } else {
+                    format!("mirror {source}: {err}")
+                }),
+            }
+        }
+        Err(format!("cannot resolve {reference}: {}", errors.join("; ")))
+    }
+
+    /// The digest `source` names (one place, no mirrors), cached.
+    async fn resolve_at(
+        &self,
+        source: &str,
+        auth_json: Option<&str>,
+        transport: &Transport,
+    ) -> Result<String, String> {
+        let parsed: Reference = source
+            .parse()
+            .map_err(|e| format!("'{source}' is not an image reference: {e}"))?;
+        let credential = credential_for(auth_json, source);
+        let transport = &transport.for_image(source);
+        let key = (
+            format!("resolve {source}"),
+            client_key(&credential, transport),
+        );
+        if let Some(Answer::Resolved(digest)) = self.cached(&key) {
+            return Ok(digest);
+        }
+        let client = self.client(key.1, transport);
         let auth = registry_auth(&credential);
         let digest = self
-            .timed(reference, client.fetch_manifest_digest(&parsed, &auth))
+            .timed(source, client.fetch_manifest_digest(&parsed, &auth))
             .await
-            .map_err(|e| format!("cannot resolve {reference}: {e}"))?;
-        let pinned = if is_digest_pinned(reference) {
-            if !reference.ends_with(&digest) {
-                return Err(format!("{reference}: the registry serves {digest}"));
-            }
-            reference.to_string()
-        } else {
-            format!("{}@{digest}", repository(reference))
-        };
-        self.remember(key, Answer::Resolved(pinned.clone()));
-        Ok(pinned)
+            .map_err(|e| e.to_string())?;
+        self.remember(key, Answer::Resolved(digest.clone()));
+        Ok(digest)
     }
 
     /// Whether `image` (repo@sha256:…) exists, and the inputs hash its config carries. A present
@@ -174,6 +289,7 @@ impl Registry {
         &self,
         image: &str,
         auth_json: Option<&str>,
+        transport: &Transport,
         now: Timestamp,
     ) -> ImageCheck {
         let parsed: Reference = match image.parse() {
@@ -181,11 +297,15 @@ impl Registry {
             Err(err) => return ImageCheck::Unknown(format!("'{image}': {err}")),
         };
         let credential = credential_for(auth_json, image);
-        let key = (format!("inspect {image}"), credential_key(&credential));
+        let transport = &transport.for_image(image);
+        let key = (
+            format!("inspect {image}"),
+            client_key(&credential, transport),
+        );
         if let Some(Answer::Present(inputs_hash)) = self.cached(&key) {
             return ImageCheck::Present { inputs_hash };
         }
-        let client = self.client(key.1);
+        let client = self.client(key.1, transport);
         let auth = registry_auth(&credential);
         let result = self
             .timed(image, client.pull_manifest_and_config(&parsed, &auth))
@@ -279,14 +399,17 @@ mod tests {
         });
         let image = format!("{address}/os@sha256:{}", "a".repeat(64));
         let started = Instant::now();
-        let check = registry.inspect(&image, None, Timestamp::now()).await;
+        let transport = Transport::default();
+        let check = registry
+            .inspect(&image, None, &transport, Timestamp::now())
+            .await;
         assert!(
             matches!(&check, ImageCheck::Unknown(why) if why.contains("no answer") || why.contains("timed out") || why.contains("timeout")),
             "{check:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(3));
         let resolved = registry
-            .resolve(&format!("{address}/os:latest"), None)
+            .resolve(&format!("{address}/os:latest"), None, &transport)
             .await;
         assert!(resolved.is_err());
         drop(listener);

@@ -29,9 +29,9 @@ use tokio::sync::mpsc;
 use super::metrics::Metrics;
 use super::settings::Settings;
 use super::stores::{Stores, strip_machine_config, strip_managed_fields};
-use super::{Context, error_policy, http, reconcile};
+use super::{Context, environment, error_policy, http, reconcile};
 
-type Trigger = mpsc::Sender<ObjectRef<MachineOSConfig>>;
+pub(crate) type Trigger = mpsc::Sender<ObjectRef<MachineOSConfig>>;
 
 /// How long after a change the reconcile starts, so a burst of changes makes one reconcile.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -91,7 +91,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let (trigger, triggers) = mpsc::channel(4096);
     let layering = openshift_layering_served(&client).await;
     tracing::info!(served = layering, "OpenShift's own MachineOSConfig API");
-    let stores = start_watches(&client, &settings, &trigger, layering);
+    let mut stores = start_watches(&client, &settings, &trigger, layering);
+    stores.environment = environment::watches::start(
+        &client,
+        &settings.environment,
+        &settings.namespace,
+        &stores.configs,
+        &trigger,
+    )
+    .await;
     wait_for_caches(&stores).await;
     tracing::info!("caches filled; starting the controller");
     for config in stores.configs.state() {
@@ -173,18 +181,19 @@ async fn wait_for_caches(stores: &Stores) {
     for wait in waits {
         let _ = wait.await;
     }
+    stores.environment.wait_until_ready().await;
 }
 
 /// What a watch does with a changed object: the MachineOSConfigs to reconcile.
-type Mapper<K> =
+pub(crate) type Mapper<K> =
     Box<dyn Fn(&K, &Store<MachineOSConfig>) -> Vec<ObjectRef<MachineOSConfig>> + Send + Sync>;
 /// Whether a change matters: the object and whether it was deleted.
-type Filter<K> = Box<dyn FnMut(&K, bool) -> bool + Send>;
+pub(crate) type Filter<K> = Box<dyn FnMut(&K, bool) -> bool + Send>;
 
 /// Starts one watch: cache `writer` filled from `api`, `modify` applied to every object, and
 /// `filter`ed changes mapped to MachineOSConfigs sent to `trigger`.
 #[allow(clippy::too_many_arguments)]
-fn spawn_watch<K>(
+pub(crate) fn spawn_watch<K>(
     api: Api<K>,
     config: watcher::Config,
     mut writer: reflector::store::Writer<K>,
@@ -270,7 +279,7 @@ fn changed_by<K: Resource, T: PartialEq + Send + 'static>(
     })
 }
 
-fn every_change<K>() -> Filter<K> {
+pub(crate) fn every_change<K>() -> Filter<K> {
     Box::new(|_, _| true)
 }
 
@@ -334,7 +343,10 @@ fn configs_of_secret(
         .collect()
 }
 
-fn all_configs<K>(_: &K, configs: &Store<MachineOSConfig>) -> Vec<ObjectRef<MachineOSConfig>> {
+pub(crate) fn all_configs<K>(
+    _: &K,
+    configs: &Store<MachineOSConfig>,
+) -> Vec<ObjectRef<MachineOSConfig>> {
     configs
         .state()
         .iter()
@@ -499,6 +511,7 @@ fn start_watches(
         pools,
         machine_configs,
         openshift_configs,
+        environment: environment::watches::EnvironmentStores::unstarted(),
     }
 }
 

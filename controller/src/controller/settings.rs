@@ -14,7 +14,7 @@ pub enum LogFormat {
 }
 
 /// Resources of every builder step (the same for pull, build and push: they run one after the
-/// other). Defaults measured on a CoreOS-sized base: see bench/RESULTS.md.
+/// other). The defaults are not measured on a CoreOS-sized base yet (bench/RESULTS.md predates it).
 #[derive(Debug, Clone, Args)]
 pub struct BuilderResources {
     /// CPU request of builder pods; a build is CPU-bound, so a low request starves it beside the
@@ -32,31 +32,36 @@ pub struct BuilderResources {
         default_value = ""
     )]
     pub cpu_limit: String,
+    /// Memory request of builder pods.
     #[arg(
         long = "builder-memory-request",
         env = "STRATA_BUILDER_MEMORY_REQUEST",
         default_value = "512Mi"
     )]
     pub memory_request: String,
+    /// Memory limit of builder pods; a step that exceeds it fails the build with OOMKilled.
     #[arg(
         long = "builder-memory-limit",
         env = "STRATA_BUILDER_MEMORY_LIMIT",
         default_value = "4Gi"
     )]
     pub memory_limit: String,
+    /// Ephemeral-storage request of builder pods.
     #[arg(
         long = "builder-ephemeral-storage-request",
         env = "STRATA_BUILDER_EPHEMERAL_STORAGE_REQUEST",
         default_value = "2Gi"
     )]
     pub ephemeral_storage_request: String,
+    /// Ephemeral-storage limit of builder pods.
     #[arg(
         long = "builder-ephemeral-storage-limit",
         env = "STRATA_BUILDER_EPHEMERAL_STORAGE_LIMIT",
         default_value = "20Gi"
     )]
     pub ephemeral_storage_limit: String,
-    /// sizeLimit of the emptyDir holding the build's image storage.
+    /// sizeLimit of the builder pod's emptyDirs: the image storage (unless --cache-claim is set)
+    /// and the work directory.
     #[arg(
         long = "builder-storage-size-limit",
         env = "STRATA_BUILDER_STORAGE_SIZE_LIMIT",
@@ -125,8 +130,10 @@ pub struct Settings {
     pub builder_resources: BuilderResources,
     #[command(flatten)]
     pub builder_placement: BuilderPlacement,
-    /// Registries (host:port) reached over plain HTTP, comma-separated: by the builder and by the
-    /// controller's digest checks. TLS stays on for all others.
+    #[command(flatten)]
+    pub environment: super::environment::EnvironmentSettings,
+    /// Registries (host:port), comma-separated, that the controller's registry checks reach over
+    /// plain HTTP and the builder over plain HTTP or unverified TLS. TLS stays on for all others.
     #[arg(long, env = "STRATA_INSECURE_REGISTRIES", value_delimiter = ',')]
     pub insecure_registries: Vec<String>,
     /// Builder pod retries for transient failures (the Job's backoffLimit).
@@ -135,10 +142,12 @@ pub struct Settings {
     /// A build running longer than this fails (the Job's activeDeadlineSeconds).
     #[arg(long, env = "STRATA_BUILD_DEADLINE_SECONDS", default_value_t = 7200)]
     pub build_deadline_seconds: i64,
-    /// Ended MachineOSBuilds kept per MachineOSConfig (besides the one its pool uses).
+    /// Ended MachineOSBuilds kept per MachineOSConfig, besides the current build and the one its
+    /// pool uses.
     #[arg(long, env = "STRATA_BUILD_HISTORY", default_value_t = 5)]
     pub build_history: usize,
-    /// PersistentVolumeClaim mounted as the builder's layer cache (an emptyDir when unset).
+    /// PersistentVolumeClaim used as the builder pods' image storage, kept from build to build
+    /// (unset: an emptyDir per builder pod).
     #[arg(long, env = "STRATA_BUILD_CACHE_CLAIM")]
     pub cache_claim: Option<String>,
     /// Namespace of the release ConfigMap naming the OS base image.

@@ -26,6 +26,8 @@ pub struct Stores {
     pub machine_configs: Store<DynamicObject>,
     /// OpenShift's own MachineOSConfigs (empty where OpenShift's layering API is not served).
     pub openshift_configs: Store<DynamicObject>,
+    /// The cluster's environment: pull secret, CAs, proxy, mirrors, entitlements.
+    pub environment: super::environment::watches::EnvironmentStores,
 }
 
 /// Drops what no reader needs from any object.

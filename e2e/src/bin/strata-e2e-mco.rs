@@ -1,15 +1,35 @@
 //! `strata-e2e-mco`: the local cluster's stand-in for the Machine Config Operator's render and
 //! node controllers (see `strata_e2e::mco`). cluster-up.sh starts it with the admin kubeconfig.
 //! Usage: strata-e2e-mco [--render-delay-ms N] [--machine-update-ms N]
+//!
+//! `strata-e2e-mco service-ca --ca-bundle FILE` runs instead the stand-in for OpenShift's service
+//! CA publication (`strata_e2e::service_ca`: `openshift-service-ca.crt` in every namespace, the
+//! ConfigMap CA-bundle injector, `openshift-config-managed/service-ca`); openshift-env.sh starts it.
 
 use std::time::Duration;
 
+use anyhow::Context;
 use strata_e2e::mco::{Pace, run};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("service-ca") {
+        args.next();
+        let (Some(flag), Some(path), None) = (args.next(), args.next(), args.next()) else {
+            anyhow::bail!("usage: strata-e2e-mco service-ca --ca-bundle FILE");
+        };
+        anyhow::ensure!(flag == "--ca-bundle", "unknown flag {flag}");
+        let bundle = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the CA bundle {path}"))?;
+        anyhow::ensure!(
+            bundle.contains("-----BEGIN CERTIFICATE-----"),
+            "{path} holds no PEM certificate"
+        );
+        let client = kube::Client::try_default().await?;
+        return strata_e2e::service_ca::run(client, bundle).await;
+    }
     let mut pace = Pace::default();
-    let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let ms: u64 = args
             .next()

@@ -246,6 +246,7 @@ fn follow_job(
                         &rendered.containerfile,
                         push,
                         base.as_deref(),
+                        &observed.environment,
                         planner.settings,
                     ));
                 }

@@ -48,7 +48,12 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
     for build in &observed.builds {
         let name = build.metadata.name.as_deref().unwrap_or_default();
         if phase_of(build).is_some_and(BuildPhase::is_terminal) {
-            for secret in [names::push_secret(name), names::base_secret(name)] {
+            let secrets = [
+                names::push_secret(name),
+                names::base_secret(name),
+                names::entitlement_secret(name),
+            ];
+            for secret in secrets {
                 if observed.build_secrets.contains(&secret) {
                     delete_secrets.push(secret);
                 }

@@ -112,9 +112,19 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
         return;
     }
     let from_release = o.config.spec.base_image.is_none();
-    let pinned_base = pinned.as_ref().and_then(|image| built_on(&o.builds, image));
+    // The image the pool ran when this round began: a build reused for the new base is pinned in
+    // this very round, and the MCO may render the new release with the old image before it sees
+    // Strata's MachineConfig, so the pool is held then too (paused before the pin is written).
+    let was_pinned = o
+        .config
+        .status
+        .as_ref()
+        .and_then(|s| s.current_image_pull_spec.clone());
+    let pinned_base = was_pinned
+        .as_ref()
+        .and_then(|image| built_on(&o.builds, image));
     let base_changed = pinned_base.is_some_and(|b| b != base);
-    if from_release && base_changed && !pinned_now && phase != Some(BuildPhase::Failed) {
+    if from_release && base_changed && phase != Some(BuildPhase::Failed) {
         if paused {
             planner.status.set(
                 ct::POOL_HELD,
@@ -124,10 +134,19 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
             );
         } else {
             planner.plan.pool_paused = Some(true);
-            let message = format!(
-                "holding pool {pool_name} while {current} is built on the new release base, so \
-                 that its machines roll once, to the new image"
-            );
+            // A build that already succeeded on this base is reused: it is pinned as soon as its
+            // image is confirmed (maybe a round later), nothing is built.
+            let message = if phase == Some(BuildPhase::Succeeded) {
+                format!(
+                    "holding pool {pool_name} while the MCO renders it with {current}, built on \
+                     this release base before, so that its machines roll once, to that image"
+                )
+            } else {
+                format!(
+                    "holding pool {pool_name} while {current} is built on the new release base, \
+                     so that its machines roll once, to the new image"
+                )
+            };
             planner
                 .status
                 .set(ct::POOL_HELD, true, "BaseImageChanged", message.clone());

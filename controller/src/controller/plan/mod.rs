@@ -25,6 +25,7 @@ use strata_crds::{
 
 pub use build_status::{JobObservation, Waiting, job_observation};
 
+use super::environment::Environment;
 use super::names::{self, fit_63};
 use super::objects::{self, BuildObjects};
 use super::registry::ImageCheck;
@@ -84,6 +85,8 @@ pub struct Observed {
     pub image_check: Option<ImageCheck>,
     /// The pool's pinning MachineConfig as it is now (None when absent).
     pub machine_config: Option<Value>,
+    /// The cluster's environment: what the builder pod gets beyond the config's own inputs.
+    pub environment: Environment,
     pub now: Timestamp,
 }
 
@@ -95,6 +98,9 @@ pub struct PlannedEvent {
     /// What Strata did or tried: CreateBuild, StartBuild, Pin, Interrupt, Rebuild, …
     pub action: &'static str,
     pub note: String,
+    /// The MachineOSBuild it concerns (the Event's `related`): Events of one reason about
+    /// different builds stay apart instead of counting as one series with the first note.
+    pub build: Option<String>,
 }
 
 /// Metric transitions of this round, applied once the writes succeeded.
@@ -178,6 +184,7 @@ impl Planner<'_> {
             reason,
             action,
             note,
+            build: self.current.clone(),
         });
     }
 

@@ -54,6 +54,7 @@ fn observed(config: MachineOSConfig) -> Observed {
         }),
         image_check: None,
         machine_config: None,
+        environment: Default::default(),
         now: Timestamp::from_second(1_800_000_000).unwrap(),
     }
 }
@@ -820,6 +821,103 @@ fn a_new_release_base_holds_the_pool_from_the_first_round_until_the_rebuild_is_r
     let again = plan(&o, &Settings::for_tests());
     assert_eq!(again.pool_paused, None);
     assert_eq!(again.metrics.pool_held, Some(false));
+}
+
+#[test]
+fn a_release_back_to_a_base_already_built_holds_the_pool_while_it_pins_the_old_build() {
+    // Pinned on BASE (image A), then rebuilt and pinned on NEW_BASE (image B).
+    let o = pinned_then_release(NEW_BASE);
+    let first_image = o
+        .config
+        .status
+        .as_ref()
+        .unwrap()
+        .current_image_pull_spec
+        .clone();
+    let p = plan(&o, &Settings::for_tests());
+    let mut o = applied(o, &p);
+    let mut new_build = p.create_build.clone().unwrap();
+    new_build.metadata.uid = Some("cccccccc-0000-0000-0000-000000000000".into());
+    new_build.status = Some(p.build_status.last().unwrap().1.clone());
+    o.builds.push(new_build);
+    o.job = JobObservation::Succeeded {
+        attempts: 1,
+        message: Some(TerminationMessage::Success {
+            digest: format!("sha256:{}", "4".repeat(64)),
+            size_bytes: 1,
+            phases: vec![],
+        }),
+    };
+    let hash = render(&BuildInputs::from_config(&o.config, NEW_BASE))
+        .unwrap()
+        .inputs_hash;
+    o.image_check = Some(ImageCheck::Present {
+        inputs_hash: Some(hash),
+    });
+    let p = plan(&o, &Settings::for_tests());
+    let mut o = applied(o, &p);
+    let second_image = status(&p, &o).current_image_pull_spec.unwrap();
+    assert_ne!(Some(second_image.clone()), first_image);
+    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(false);
+    o.config
+        .status
+        .as_mut()
+        .unwrap()
+        .conditions
+        .retain(|c| c.type_ != ct::POOL_HELD);
+
+    // The release goes back to BASE: its build is reused and pinned in this very round, and the
+    // pool is held while the MCO renders it.
+    o.base = Ok(BASE.into());
+    o.job = JobObservation::Missing;
+    // The first round may not know yet whether the old image is still in the registry: the pool
+    // is held all the same, and the Event already says which build it waits for.
+    o.image_check = None;
+    let unchecked = plan(&o, &Settings::for_tests());
+    assert_eq!(
+        unchecked.pool_paused,
+        Some(true),
+        "held before the image check"
+    );
+    assert!(
+        unchecked
+            .events
+            .iter()
+            .any(|e| e.reason == "PoolHeld" && e.note.contains("built on this release base before")),
+        "{:?}",
+        unchecked.events
+    );
+    let hash = render(&BuildInputs::from_config(&o.config, BASE))
+        .unwrap()
+        .inputs_hash;
+    o.image_check = Some(ImageCheck::Present {
+        inputs_hash: Some(hash),
+    });
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.create_build.is_none(), "nothing is built again");
+    assert_eq!(
+        p.machine_config
+            .as_ref()
+            .map(|mc| mc["spec"]["osImageURL"].clone()),
+        first_image.clone().map(serde_json::Value::from),
+        "the old build is pinned at once"
+    );
+    assert_eq!(p.pool_paused, Some(true), "held in the same round");
+    assert_eq!(held(&p, &o), ("True".into(), "BaseImageChanged".into()));
+    let reused = status(&p, &o).machine_os_build.unwrap().name;
+    let event = p.events.iter().find(|e| e.reason == "PoolHeld");
+    assert!(
+        event.is_some_and(|e| e.note.contains(&format!("renders it with {reused}"))),
+        "the Event says the reused build is rendered: {:?}",
+        p.events
+    );
+
+    let mut o = applied(o, &p);
+    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(true);
+    o.target_config = Some(json!({"spec": {"osImageURL": first_image}}));
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.pool_paused, Some(false), "released once rendered");
+    assert_eq!(held(&p, &o), ("False".into(), "Released".into()));
 }
 
 #[test]

@@ -1,0 +1,409 @@
+//! The cluster's environment as OpenShift describes it, and what it means for a build — the way
+//! the MCO's own on-cluster layering uses it (`../shared/docs/anchor-mco-ocl.md`):
+//!
+//! | object | use |
+//! |---|---|
+//! | Secret `openshift-config/pull-secret` (`--global-pull-secret`) | base pulls; a MachineOSConfig's `baseImagePullSecret` is merged over it per registry |
+//! | ConfigMap `openshift-service-ca.crt` in Strata's namespace (`service-ca.crt`) | trusted for every registry and in RUN steps (the internal registry) |
+//! | ConfigMap `openshift-config/user-ca-bundle` (`ca-bundle.crt`) | trusted for every registry and in RUN steps |
+//! | `images.config.openshift.io/cluster` `spec.additionalTrustedCA` → ConfigMap in `openshift-config` (`host..port` keys) | trusted for that registry |
+//! | `images.config.openshift.io/cluster` `spec.registrySources` | blocked, allowed and insecure registries |
+//! | ImageDigestMirrorSets, ImageTagMirrorSets | mirrors for pulls by digest, by tag |
+//! | `proxies.config.openshift.io/cluster` `status` | HTTP(S)_PROXY and NO_PROXY for the registry calls and RUN steps |
+//! | Secret `openshift-config-managed/etc-pki-entitlement` (`--entitlement-secret`) | mounted into RUN steps at `/etc/pki/entitlement` |
+//! | ConfigMap `etc-yum-repos-d`, Secret `etc-pki-rpm-gpg` in Strata's namespace | mounted into RUN steps at `/etc/yum.repos.d`, `/etc/pki/rpm-gpg` |
+//!
+//! None of it is an input of the image: a change rebuilds nothing; the next build uses it. Each
+//! object is optional: absent (or not served, or not readable) means "not configured".
+
+pub mod watches;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use serde_json::{Map, Value};
+
+use super::auth::secret_auths;
+use crate::registries::{MirrorRule, RegistryPolicy};
+
+/// Where the environment's objects are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnvironmentSettings {
+    /// The cluster's global pull secret (namespace/name), used for base images when a
+    /// MachineOSConfig names no baseImagePullSecret and merged under it when it does. Empty: none.
+    #[arg(
+        long,
+        env = "STRATA_GLOBAL_PULL_SECRET",
+        default_value = "openshift-config/pull-secret"
+    )]
+    pub global_pull_secret: String,
+    /// The RHEL entitlement Secret (namespace/name) mounted into RUN steps when it exists. Empty:
+    /// none.
+    #[arg(
+        long,
+        env = "STRATA_ENTITLEMENT_SECRET",
+        default_value = "openshift-config-managed/etc-pki-entitlement"
+    )]
+    pub entitlement_secret: String,
+    /// The namespace of the cluster's configuration ConfigMaps (user-ca-bundle and the image
+    /// config's additionalTrustedCA).
+    #[arg(
+        long,
+        env = "STRATA_OPENSHIFT_CONFIG_NAMESPACE",
+        default_value = "openshift-config"
+    )]
+    pub openshift_config_namespace: String,
+}
+
+impl EnvironmentSettings {
+    pub fn global_pull_secret_ref(&self) -> Option<(String, String)> {
+        split_ref(&self.global_pull_secret)
+    }
+
+    pub fn entitlement_secret_ref(&self) -> Option<(String, String)> {
+        split_ref(&self.entitlement_secret)
+    }
+}
+
+fn split_ref(value: &str) -> Option<(String, String)> {
+    let (ns, name) = value.trim().split_once('/')?;
+    (!ns.is_empty() && !name.is_empty()).then(|| (ns.to_string(), name.to_string()))
+}
+
+/// Names of the environment's objects in Strata's namespace and `openshift-config`.
+pub mod names {
+    pub const SERVICE_CA_CONFIGMAP: &str = "openshift-service-ca.crt";
+    pub const SERVICE_CA_KEY: &str = "service-ca.crt";
+    pub const USER_CA_BUNDLE: &str = "user-ca-bundle";
+    pub const USER_CA_KEY: &str = "ca-bundle.crt";
+    pub const YUM_REPOS: &str = "etc-yum-repos-d";
+    pub const RPM_GPG: &str = "etc-pki-rpm-gpg";
+    pub const CLUSTER: &str = "cluster";
+}
+
+/// The cluster's proxy.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Proxy {
+    pub http: String,
+    pub https: String,
+    pub no: String,
+}
+
+impl Proxy {
+    pub fn is_set(&self) -> bool {
+        !self.http.is_empty() || !self.https.is_empty()
+    }
+
+    /// Whether a connection to `host[:port]` goes through the proxy, by NO_PROXY as Go reads it
+    /// (golang.org/x/net/http/httpproxy, which buildah and OpenShift's components use): `*`;
+    /// IPs and CIDRs; `host:port` entries; `.domain` for its subdomains, `domain` for itself and
+    /// its subdomains; never for localhost and loopback addresses.
+    pub fn applies_to(&self, address: &str) -> bool {
+        if !self.is_set() {
+            return false;
+        }
+        let (host, port) = split_host_port(address);
+        let host = host.to_ascii_lowercase();
+        let ip = host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .ok();
+        if host == "localhost" || ip.is_some_and(|ip| ip.is_loopback()) {
+            return false;
+        }
+        !self.no.split(',').map(str::trim).any(|entry| {
+            if entry == "*" {
+                return true;
+            }
+            let entry = entry.to_ascii_lowercase();
+            if let Some((net, bits)) = entry.split_once('/') {
+                return match (ip, net.parse::<std::net::IpAddr>(), bits.parse::<u8>()) {
+                    (Some(ip), Ok(net), Ok(bits)) => in_cidr(ip, net, bits),
+                    _ => false,
+                };
+            }
+            let (entry_host, entry_port) = split_host_port(&entry);
+            if entry_port.is_some() && entry_port != port {
+                return false;
+            }
+            if entry_host.is_empty() {
+                return false;
+            }
+            if let Ok(entry_ip) = entry_host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+            {
+                return ip == Some(entry_ip);
+            }
+            let domain = entry_host.trim_start_matches('*');
+            match domain.strip_prefix('.') {
+                Some(_) => host.ends_with(domain),
+                None => host == domain || host.ends_with(&format!(".{domain}")),
+            }
+        })
+    }
+
+    /// The environment variables that carry it, in both spellings (tools read one or the other).
+    pub fn variables(&self) -> Vec<(&'static str, String)> {
+        if !self.is_set() {
+            return Vec::new();
+        }
+        let mut vars = Vec::new();
+        for (upper, lower, value) in [
+            ("HTTP_PROXY", "http_proxy", &self.http),
+            ("HTTPS_PROXY", "https_proxy", &self.https),
+            ("NO_PROXY", "no_proxy", &self.no),
+        ] {
+            if !value.is_empty() {
+                vars.push((upper, value.clone()));
+                vars.push((lower, value.clone()));
+            }
+        }
+        vars
+    }
+}
+
+/// What the environment's objects say, in the terms a build needs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Environment {
+    /// The global pull secret's `auths` (empty when there is none).
+    pub global_auths: Map<String, Value>,
+    /// PEM certificates trusted for every registry and in RUN steps.
+    pub ca_bundle: String,
+    /// PEM certificates trusted for one registry (`host` or `host:port`).
+    pub registry_cas: BTreeMap<String, String>,
+    pub proxy: Proxy,
+    pub registries: RegistryPolicy,
+    /// The entitlement Secret's files.
+    pub entitlement: Option<BTreeMap<String, ByteString>>,
+    /// Whether `etc-yum-repos-d` / `etc-pki-rpm-gpg` exist in Strata's namespace.
+    pub yum_repos: bool,
+    pub rpm_gpg: bool,
+    /// Objects that exist but cannot be used, with why (shown in the config's status).
+    pub problems: Vec<String>,
+}
+
+/// The objects the environment is read from (a snapshot of the caches).
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub pull_secret: Option<Secret>,
+    pub entitlement: Option<Secret>,
+    pub service_ca: Option<ConfigMap>,
+    /// ConfigMaps of the openshift-config namespace.
+    pub config_maps: Vec<ConfigMap>,
+    pub image_config: Option<Value>,
+    pub proxy: Option<Value>,
+    pub digest_mirror_sets: Vec<Value>,
+    pub tag_mirror_sets: Vec<Value>,
+    pub yum_repos: bool,
+    pub rpm_gpg: bool,
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn config_map_text(cm: &ConfigMap, key: &str) -> Option<String> {
+    cm.data
+        .as_ref()
+        .and_then(|d| d.get(key).cloned())
+        .or_else(|| {
+            cm.binary_data
+                .as_ref()
+                .and_then(|d| d.get(key))
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        })
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// The mirror rules of ImageDigestMirrorSets (`spec.imageDigestMirrors`) or ImageTagMirrorSets
+/// (`spec.imageTagMirrors`), in name order (the MCO merges them so too).
+fn mirror_rules(sets: &[Value], field: &str, by_digest: bool) -> Vec<MirrorRule> {
+    let mut sorted: Vec<&Value> = sets.iter().collect();
+    sorted.sort_by_key(|s| {
+        s["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    });
+    sorted
+        .into_iter()
+        .flat_map(|set| set["spec"][field].as_array().cloned().unwrap_or_default())
+        .filter_map(|entry| {
+            let source = entry["source"].as_str()?.trim().to_string();
+            (!source.is_empty()).then(|| MirrorRule {
+                source,
+                mirrors: strings(&entry["mirrors"]),
+                by_digest,
+                never_contact_source: entry["mirrorSourcePolicy"] == "NeverContactSource",
+            })
+        })
+        .collect()
+}
+
+impl Environment {
+    /// What `sources` say. Pure.
+    pub fn from_sources(sources: &Sources) -> Self {
+        let mut env = Environment {
+            yum_repos: sources.yum_repos,
+            rpm_gpg: sources.rpm_gpg,
+            ..Environment::default()
+        };
+        if let Some(secret) = &sources.pull_secret {
+            match secret_auths(&secret.data.clone().unwrap_or_default()) {
+                Ok(auths) => env.global_auths = auths,
+                Err(why) => env.problems.push(format!(
+                    "the global pull secret {}/{} {why}",
+                    secret.metadata.namespace.as_deref().unwrap_or_default(),
+                    secret.metadata.name.as_deref().unwrap_or_default()
+                )),
+            }
+        }
+        let config_map = |name: &str| {
+            sources
+                .config_maps
+                .iter()
+                .find(|cm| cm.metadata.name.as_deref() == Some(name))
+        };
+        let mut bundle = Vec::new();
+        if let Some(pem) = sources
+            .service_ca
+            .as_ref()
+            .and_then(|cm| config_map_text(cm, names::SERVICE_CA_KEY))
+        {
+            bundle.push(pem);
+        }
+        if let Some(pem) =
+            config_map(names::USER_CA_BUNDLE).and_then(|cm| config_map_text(cm, names::USER_CA_KEY))
+        {
+            bundle.push(pem);
+        }
+        env.ca_bundle = bundle
+            .iter()
+            .map(|pem| format!("{}\n", pem.trim_end()))
+            .collect();
+
+        let image = sources.image_config.clone().unwrap_or(Value::Null);
+        if let Some(name) = image["spec"]["additionalTrustedCA"]["name"].as_str() {
+            match config_map(name) {
+                Some(cm) => {
+                    for key in cm.data.iter().flatten().map(|(k, _)| k.clone()) {
+                        if let Some(pem) = config_map_text(cm, &key) {
+                            // OpenShift's keys name `host..port` (a ConfigMap key has no `:`).
+                            env.registry_cas.insert(key.replace("..", ":"), pem);
+                        }
+                    }
+                }
+                None => env.problems.push(format!(
+                    "images.config.openshift.io/cluster names additionalTrustedCA {name}, which \
+                     is not a ConfigMap in openshift-config"
+                )),
+            }
+        }
+        let sources_field = &image["spec"]["registrySources"];
+        env.registries = RegistryPolicy {
+            mirrors: mirror_rules(&sources.digest_mirror_sets, "imageDigestMirrors", true)
+                .into_iter()
+                .chain(mirror_rules(
+                    &sources.tag_mirror_sets,
+                    "imageTagMirrors",
+                    false,
+                ))
+                .collect(),
+            blocked: strings(&sources_field["blockedRegistries"]),
+            allowed: strings(&sources_field["allowedRegistries"]),
+            insecure: strings(&sources_field["insecureRegistries"]),
+        };
+
+        if let Some(proxy) = &sources.proxy {
+            // The status is what the cluster's proxy operator computed (with its default no-proxy
+            // entries); the spec stands in when it has not run.
+            let field = |name: &str| {
+                [&proxy["status"][name], &proxy["spec"][name]]
+                    .into_iter()
+                    .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            env.proxy = Proxy {
+                http: field("httpProxy"),
+                https: field("httpsProxy"),
+                no: field("noProxy"),
+            };
+        }
+        env.entitlement = sources
+            .entitlement
+            .as_ref()
+            .and_then(|s| s.data.clone())
+            .filter(|d| !d.is_empty());
+        env
+    }
+
+    /// Every PEM certificate the controller's registry client trusts beyond the system's.
+    pub fn extra_roots(&self) -> Vec<String> {
+        let mut pems: Vec<String> = split_pem(&self.ca_bundle);
+        for pem in self.registry_cas.values() {
+            pems.extend(split_pem(pem));
+        }
+        pems
+    }
+}
+
+/// `host` and `port` of `host[:port]` (IPv6 addresses in brackets).
+fn split_host_port(address: &str) -> (&str, Option<&str>) {
+    if let Some(rest) = address.strip_prefix('[') {
+        return match rest.split_once(']') {
+            Some((host, tail)) => (host, tail.strip_prefix(':')),
+            None => (address, None),
+        };
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (address, None),
+    }
+}
+
+fn in_cidr(ip: std::net::IpAddr, net: std::net::IpAddr, bits: u8) -> bool {
+    use std::net::IpAddr::{V4, V6};
+    match (ip, net) {
+        (V4(ip), V4(net)) if bits <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (V6(ip), V6(net)) if bits <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The certificates of a PEM bundle, one PEM block each.
+pub fn split_pem(bundle: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = bundle;
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let Some(end) = rest[start..].find(END) else {
+            break;
+        };
+        let stop = start + end + END.len();
+        out.push(format!("{}\n", &rest[start..stop]));
+        rest = &rest[stop..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
