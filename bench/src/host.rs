@@ -1,14 +1,16 @@
-//! What runs on the host: buildah (the limit the cluster path is compared to), `strata build`
-//! (the registry cache), the images the scale run needs, and the machine's description.
+//! What runs on the host: buildah as the limit the cluster path is compared to (the builder's
+//! storage settings: overlay, chroot isolation, --layers, OCI, a fresh storage root like a new
+//! pod's emptyDir), the scale run's no-op builder image, and the machine's description.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use strata_e2e::measure::pod_usage::Sampler;
 use tokio::process::Command;
 
-/// Where the bench keeps its buildah storage roots (one fresh root per build, like a new pod).
+/// Where the bench keeps its buildah storage roots and files.
 pub fn work_dir() -> PathBuf {
     std::env::var_os("STRATA_BENCH_WORK")
         .map(PathBuf::from)
@@ -36,91 +38,193 @@ pub async fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// A fresh buildah storage root (vfs), removed on [`Storage::remove`].
+/// A fresh buildah storage root (and run root and temporary directory) under the work dir.
 pub struct Storage {
+    pub dir: PathBuf,
     pub root: PathBuf,
     runroot: PathBuf,
+    tmp: PathBuf,
+    driver: &'static str,
 }
 
 impl Storage {
-    pub fn fresh(name: &str) -> Result<Self> {
-        let base = work_dir().join(name);
-        let _ = std::fs::remove_dir_all(&base);
-        let root = base.join("root");
-        let runroot = base.join("run");
-        std::fs::create_dir_all(&root)?;
-        std::fs::create_dir_all(&runroot)?;
-        Ok(Self { root, runroot })
+    pub async fn fresh(name: &str, driver: &'static str) -> Result<Self> {
+        let dir = work_dir().join(name);
+        remove_dir(&dir).await;
+        let storage = Self {
+            root: dir.join("root"),
+            runroot: dir.join("run"),
+            tmp: dir.join("tmp"),
+            dir,
+            driver,
+        };
+        for d in [&storage.root, &storage.runroot, &storage.tmp] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(storage)
     }
 
-    fn flags(&self) -> Vec<String> {
-        vec![
-            "--storage-driver=vfs".into(),
-            format!("--root={}", self.root.display()),
-            format!("--runroot={}", self.runroot.display()),
-        ]
-    }
-
-    /// `buildah <storage flags> <args>`.
+    /// `buildah <storage flags> <args>`, its temporary files in this storage's `tmp` (as the
+    /// builder keeps them in its work directory).
     pub async fn buildah(&self, args: &[&str]) -> Result<String> {
-        let flags = self.flags();
-        let mut all: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let driver = format!("--storage-driver={}", self.driver);
+        let root = format!("--root={}", self.root.display());
+        let runroot = format!("--runroot={}", self.runroot.display());
+        let mut all = vec![driver.as_str(), root.as_str(), runroot.as_str()];
         all.extend_from_slice(args);
-        run("buildah", &all, &[("BUILDAH_ISOLATION", "chroot")]).await
+        let tmp = self.tmp.display().to_string();
+        run(
+            "buildah",
+            &all,
+            &[("BUILDAH_ISOLATION", "chroot"), ("TMPDIR", &tmp)],
+        )
+        .await
     }
 
-    /// Bytes under the storage root (`du -sb`).
-    pub async fn bytes(&self) -> Result<u64> {
-        du_bytes(&self.root).await
+    /// The layers in the storage as containers/storage records them (`<driver>-layers/layers.json`).
+    pub fn layers(&self) -> Option<StoredLayers> {
+        let file = self
+            .root
+            .join(format!("{}-layers/layers.json", self.driver));
+        let layers: serde_json::Value = serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+        Some(StoredLayers::from_json(&layers))
     }
 
     pub async fn remove(self) {
-        // vfs layers may hold read-only directories; buildah cleans its own storage best.
         let _ = self.buildah(&["rmi", "--all", "--force"]).await;
-        if let Some(parent) = self.root.parent() {
-            let _ = std::fs::remove_dir_all(parent);
-        }
+        remove_dir(&self.dir).await;
     }
 }
 
-pub async fn du_bytes(path: &Path) -> Result<u64> {
-    let out = run("du", &["-sb", &path.display().to_string()], &[]).await?;
-    out.split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .context("du printed no size")
+/// Removes a storage directory, unmounting what containers/storage left mounted in it.
+async fn remove_dir(dir: &Path) {
+    if !dir.exists() {
+        return;
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let prefix = dir.display().to_string();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|p| p.starts_with(&prefix))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = run("umount", &["-l", p], &[]).await;
+    }
+    let _ = tokio::fs::remove_dir_all(dir).await;
 }
 
-/// One `buildah bud` + `buildah push` on the host, as the builder pod runs them (vfs, chroot
-/// isolation, --layers, OCI format, fresh storage, digest file).
+/// The layers of one image in a storage: their uncompressed sizes in order, bottom first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StoredLayers {
+    /// Uncompressed bytes of every layer, bottom first (the chain of `parent` links).
+    pub sizes: Vec<u64>,
+}
+
+impl StoredLayers {
+    /// From containers/storage's layers.json: `[{"id", "parent", "diff-size"}, …]`, one chain.
+    pub fn from_json(layers: &serde_json::Value) -> Self {
+        let Some(list) = layers.as_array() else {
+            return Self::default();
+        };
+        let parent_of =
+            |l: &serde_json::Value| l["parent"].as_str().unwrap_or_default().to_string();
+        let parents: std::collections::HashSet<String> = list.iter().map(parent_of).collect();
+        // The top: the layer no other names as its parent; walk down to the bottom.
+        let mut sizes = Vec::new();
+        let mut at = list
+            .iter()
+            .find(|l| !parents.contains(l["id"].as_str().unwrap_or_default()));
+        while let Some(layer) = at {
+            sizes.push(layer["diff-size"].as_u64().unwrap_or(0));
+            let parent = parent_of(layer);
+            at = list
+                .iter()
+                .find(|l| l["id"].as_str() == Some(parent.as_str()));
+            if sizes.len() > list.len() {
+                break;
+            }
+        }
+        sizes.reverse();
+        Self { sizes }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.sizes.iter().sum()
+    }
+
+    /// What vfs stores for the chain: every layer a full copy of the tree up to it.
+    pub fn vfs_bytes(&self) -> u64 {
+        let mut tree = 0;
+        let mut all = 0;
+        for s in &self.sizes {
+            tree += s;
+            all += tree;
+        }
+        all
+    }
+}
+
+/// The base as pulled on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PulledBase {
+    pub total: u64,
+    pub layers: usize,
+    pub vfs_estimate: u64,
+}
+
+/// One build on the host with the builder's storage settings, each step timed.
+#[derive(Debug, Clone)]
 pub struct HostBuild {
+    pub pull_seconds: f64,
     pub bud_seconds: f64,
     pub push_seconds: f64,
-    pub storage_bytes: u64,
+    pub peak_disk_bytes: u64,
 }
 
-pub async fn buildah_build_and_push(
-    name: &str,
+impl HostBuild {
+    pub fn total(&self) -> f64 {
+        self.pull_seconds + self.bud_seconds + self.push_seconds
+    }
+}
+
+/// `buildah pull` of the base, `buildah bud --pull=never --isolation=chroot --layers
+/// --format=oci` of `containerfile`, `buildah push --digestfile` to `image` — the builder's three
+/// steps without Strata (no image gate) — in a fresh overlay storage.
+pub async fn overlay_build(containerfile: &str, base: &str, image: &str) -> Result<HostBuild> {
+    let storage = Storage::fresh("host-overlay", "overlay").await?;
+    let result = build_in(&storage, containerfile, base, image).await;
+    storage.remove().await;
+    result
+}
+
+async fn build_in(
+    storage: &Storage,
     containerfile: &str,
+    base: &str,
     image: &str,
 ) -> Result<HostBuild> {
-    let storage = Storage::fresh(name)?;
-    let dir = storage.root.parent().context("storage dir")?.to_path_buf();
-    let file = dir.join("Containerfile");
-    let context = dir.join("context");
+    let file = storage.dir.join("Containerfile");
+    let context = storage.dir.join("context");
     std::fs::create_dir_all(&context)?;
     std::fs::write(&file, containerfile)?;
-    let digestfile = dir.join("digest");
+    let sampler = Sampler::disk_only(vec![storage.dir.clone()]);
     let started = Instant::now();
+    storage
+        .buildah(&["pull", "--tls-verify=false", "-q", base])
+        .await?;
+    let pull_seconds = started.elapsed().as_secs_f64();
     let file_s = file.display().to_string();
     let ctx_s = context.display().to_string();
+    let started = Instant::now();
     storage
         .buildah(&[
             "bud",
+            "--pull=never",
             "--isolation=chroot",
             "--layers",
             "--format=oci",
-            "--tls-verify=false",
             "-f",
             &file_s,
             "-t",
@@ -129,149 +233,117 @@ pub async fn buildah_build_and_push(
         ])
         .await?;
     let bud_seconds = started.elapsed().as_secs_f64();
-    let started = Instant::now();
+    let digestfile = storage.dir.join("digest");
     let digest_arg = format!("--digestfile={}", digestfile.display());
     let dest = format!("docker://{image}");
+    let started = Instant::now();
     storage
         .buildah(&["push", "--tls-verify=false", &digest_arg, image, &dest])
         .await?;
     let push_seconds = started.elapsed().as_secs_f64();
+    let usage = sampler.stop().await;
     let digest = std::fs::read_to_string(&digestfile)?;
     if !digest.trim().starts_with("sha256:") {
         bail!("buildah push wrote no digest for {image}");
     }
-    let storage_bytes = storage.bytes().await?;
-    storage.remove().await;
     Ok(HostBuild {
+        pull_seconds,
         bud_seconds,
         push_seconds,
-        storage_bytes,
+        peak_disk_bytes: usage.peak_disk_bytes,
     })
 }
 
-/// `strata build` on the host with a fresh storage root (a new pod) and optionally the registry
-/// cache; returns (seconds, digest).
-pub async fn strata_build(
-    strata: &str,
-    name: &str,
-    containerfile: &str,
-    image: &str,
-    registry: &str,
-    registry_cache: Option<&str>,
-) -> Result<(f64, String)> {
-    let storage = Storage::fresh(name)?;
-    let dir = storage.root.parent().context("storage dir")?.to_path_buf();
-    let file = dir.join("Containerfile");
-    std::fs::write(&file, containerfile)?;
-    let log = dir.join("termination-log");
-    let mut args = vec![
-        "build".to_string(),
-        format!("--containerfile={}", file.display()),
-        format!("--image={image}"),
-        format!("--insecure-registries={registry}"),
-        format!("--cache-dir={}", storage.root.display()),
-        format!("--termination-log={}", log.display()),
-        // No auth files: the local registry needs none.
-        format!("--base-authfile={}", dir.join("none").display()),
-        format!("--push-authfile={}", dir.join("none").display()),
-    ];
-    if let Some(cache) = registry_cache {
-        args.push(format!("--registry-cache={cache}"));
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let started = Instant::now();
-    let result = run(strata, &args, &[]).await;
-    let seconds = started.elapsed().as_secs_f64();
-    let message = std::fs::read_to_string(&log).unwrap_or_default();
+/// Only the pull of `base` into a fresh overlay storage (to warm the registry's page cache before
+/// timed runs, and to read the base's uncompressed size).
+pub async fn pull_only(base: &str) -> Result<Option<PulledBase>> {
+    let storage = Storage::fresh("host-pull", "overlay").await?;
+    let result = storage
+        .buildah(&["pull", "--tls-verify=false", "-q", base])
+        .await
+        .map(|_| {
+            storage.layers().map(|l| PulledBase {
+                total: l.total(),
+                layers: l.sizes.len(),
+                vfs_estimate: l.vfs_bytes(),
+            })
+        });
     storage.remove().await;
-    result.with_context(|| format!("strata build: {message}"))?;
-    let parsed: serde_json::Value = serde_json::from_str(message.trim())?;
-    let digest = parsed["digest"]
-        .as_str()
-        .context("no digest in the termination message")?
-        .to_string();
-    Ok((seconds, digest))
+    result
 }
 
-/// Pushes a copy of `source` to `dest` and returns the pushed digest.
-pub async fn copy_image(storage: &Storage, source: &str, dest: &str) -> Result<String> {
-    storage
-        .buildah(&["pull", "--tls-verify=false", "-q", source])
-        .await?;
-    push(storage, source, dest).await
+/// The scale run's no-op builder: the builder image with `strata-bench` as its entrypoint
+/// (`strata-bench noop-builder build <step>`, see noop.rs), pushed to `dest`; returns `repo@digest`.
+pub async fn noop_builder_image(builder: &str, bench: &Path, dest: &str) -> Result<String> {
+    let storage = Storage::fresh("noop-builder", "vfs").await?;
+    let result = async {
+        let container = storage
+            .buildah(&["from", "--tls-verify=false", "-q", builder])
+            .await?
+            .trim()
+            .to_string();
+        let bench_s = bench.display().to_string();
+        storage
+            .buildah(&[
+                "copy",
+                "--chmod",
+                "0755",
+                &container,
+                &bench_s,
+                "/usr/local/bin/strata-bench",
+            ])
+            .await?;
+        storage
+            .buildah(&[
+                "config",
+                "--entrypoint",
+                r#"["/usr/local/bin/strata-bench","noop-builder"]"#,
+                "--cmd",
+                "",
+                &container,
+            ])
+            .await?;
+        storage
+            .buildah(&[
+                "commit",
+                "-q",
+                "--rm",
+                &container,
+                "localhost/strata-bench/noop-builder:latest",
+            ])
+            .await?;
+        let digestfile = storage.dir.join("digest");
+        let digest_arg = format!("--digestfile={}", digestfile.display());
+        let dest_arg = format!("docker://{dest}");
+        storage
+            .buildah(&[
+                "push",
+                "--tls-verify=false",
+                &digest_arg,
+                "localhost/strata-bench/noop-builder:latest",
+                &dest_arg,
+            ])
+            .await?;
+        let digest = std::fs::read_to_string(&digestfile)?.trim().to_string();
+        Ok(format!(
+            "{}@{digest}",
+            dest.rsplit_once(':').map_or(dest, |(r, _)| r)
+        ))
+    }
+    .await;
+    storage.remove().await;
+    result
 }
 
-async fn push(storage: &Storage, local: &str, dest: &str) -> Result<String> {
-    let digestfile = storage.root.join("digest");
-    let digest_arg = format!("--digestfile={}", digestfile.display());
-    let dest_arg = format!("docker://{dest}");
-    storage
-        .buildah(&["push", "--tls-verify=false", &digest_arg, local, &dest_arg])
-        .await?;
-    Ok(std::fs::read_to_string(&digestfile)?.trim().to_string())
+/// Free bytes on the filesystem holding `path` (`df`).
+pub async fn free_bytes(path: &Path) -> Option<u64> {
+    let p = path.display().to_string();
+    let out = run("df", &["-B1", "--output=avail", &p], &[]).await.ok()?;
+    out.lines().nth(1)?.trim().parse().ok()
 }
 
-/// The no-op builder for the scale run: the OS base stand-in (busybox) with a `strata` script at
-/// the builder's entrypoint that reports `digest` as built, in the builder contract's termination
-/// message format, without building anything. Returns `repo@digest`.
-pub async fn noop_builder_image(
-    storage: &Storage,
-    base: &str,
-    digest: &str,
-    dest: &str,
-) -> Result<String> {
-    let script = format!(
-        "#!/bin/sh\n# strata-bench no-op builder: reports a prebuilt image as built (make bench, scale run).\n\
-         echo \"strata build (bench no-op): $STRATA_IMAGE -> {digest}\"\n\
-         printf '%s\\n' '{{\"digest\":\"{digest}\",\"sizeBytes\":0,\"buildSeconds\":0.0,\"pushSeconds\":0.0}}' > /dev/termination-log\n"
-    );
-    let dir = storage.root.parent().context("storage dir")?.to_path_buf();
-    let path = dir.join("strata");
-    std::fs::write(&path, script)?;
-    let container = storage
-        .buildah(&["from", "--tls-verify=false", "-q", base])
-        .await?
-        .trim()
-        .to_string();
-    let path_s = path.display().to_string();
-    storage
-        .buildah(&[
-            "copy",
-            "--chmod",
-            "0755",
-            &container,
-            &path_s,
-            "/usr/local/bin/strata",
-        ])
-        .await?;
-    storage
-        .buildah(&[
-            "config",
-            "--entrypoint",
-            "[\"/usr/local/bin/strata\"]",
-            "--cmd",
-            "build",
-            &container,
-        ])
-        .await?;
-    storage
-        .buildah(&[
-            "commit",
-            "-q",
-            "--rm",
-            &container,
-            "localhost/strata-bench/noop-builder:latest",
-        ])
-        .await?;
-    let pushed = push(storage, "localhost/strata-bench/noop-builder:latest", dest).await?;
-    Ok(format!(
-        "{}@{pushed}",
-        dest.rsplit_once(':').map_or(dest, |(r, _)| r)
-    ))
-}
-
-/// `key: value` lines describing the machine and the versions under test.
-pub async fn machine(strata: &str, root: &Path) -> Vec<(String, String)> {
+/// `key → value` describing the machine and the versions under test.
+pub async fn machine(strata: &Path, builder_image: &str) -> Vec<(String, String)> {
     let text = |r: Result<String>| {
         r.map(|s| s.trim().to_string())
             .unwrap_or_else(|e| format!("unknown ({e})"))
@@ -291,62 +363,97 @@ pub async fn machine(strata: &str, root: &Path) -> Vec<(String, String)> {
         .and_then(|l| l.split_once(':'))
         .map(|(_, m)| m.trim().to_string())
         .unwrap_or_default();
-    let root_s = root.display().to_string();
+    let root = strata_e2e::repo_root().display().to_string();
     let rev = text(
         run(
             "git",
-            &["-C", &root_s, "rev-parse", "--short=12", "HEAD"],
+            &["-C", &root, "rev-parse", "--short=12", "HEAD"],
             &[],
         )
         .await,
     );
     let dirty = run(
         "git",
-        &[
-            "-C",
-            &root_s,
-            "status",
-            "--porcelain",
-            "--untracked-files=no",
-        ],
+        &["-C", &root, "status", "--porcelain", "--untracked-files=no"],
         &[],
     )
     .await
-    .map(|s| {
-        let files: Vec<&str> = s.lines().filter_map(|l| l.get(3..)).collect();
-        if files.is_empty() {
-            String::new()
-        } else {
-            format!(
-                " + uncommitted changes in the checkout, built in: {}",
-                files.join(", ")
-            )
-        }
-    })
-    .unwrap_or_default();
+    .map(|s| s.lines().count())
+    .unwrap_or(0);
     let kube = run("kubectl", &["version", "-o", "json"], &[])
         .await
         .ok()
         .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
         .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(String::from))
         .unwrap_or_else(|| "unknown".into());
+    let cgroup = if Path::new("/sys/fs/cgroup/memory/kubepods").is_dir() {
+        "v1 (hybrid)"
+    } else {
+        "v2"
+    };
+    let strata_s = strata.display().to_string();
+    let profile = if strata_s.contains("/release/") {
+        "release"
+    } else if strata_s.contains("/debug/") {
+        "debug"
+    } else {
+        "unknown profile"
+    };
     vec![
         ("nproc".into(), text(run("nproc", &[], &[]).await)),
         ("CPU".into(), cpu),
         ("memory".into(), mem),
         ("kernel".into(), text(run("uname", &["-r"], &[]).await)),
+        ("cgroup".into(), cgroup.into()),
+        (
+            "free disk at start".into(),
+            free_bytes(work_dir().parent().unwrap_or(Path::new("/")))
+                .await
+                .map(|b| format!("{:.1} GiB", b as f64 / 1024f64.powi(3)))
+                .unwrap_or_default(),
+        ),
         ("Kubernetes (API server)".into(), kube),
         (
-            "buildah (host and builder image)".into(),
+            "buildah on the host".into(),
             text(run("buildah", &["--version"], &[]).await),
+        ),
+        (
+            "buildah in the builder image".into(),
+            "buildah 1.39 (Debian trixie, builder-image/local/packages.txt)".into(),
         ),
         (
             "strata".into(),
             format!(
-                "{} — git {rev}{dirty}",
-                text(run(strata, &["--version"], &[]).await)
+                "{} ({profile} build) — git {rev}{}",
+                text(run(&strata_s, &["--version"], &[]).await),
+                if dirty > 0 {
+                    format!(" + {dirty} uncommitted changed files in the checkout")
+                } else {
+                    String::new()
+                }
             ),
         ),
-        ("strata binary".into(), strata.to_string()),
+        ("strata binary".into(), strata_s),
+        ("builder image".into(), builder_image.to_string()),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_layers_follow_the_parent_chain() {
+        let layers = serde_json::json!([
+            {"id": "c", "parent": "b", "diff-size": 30},
+            {"id": "a", "diff-size": 10},
+            {"id": "b", "parent": "a", "diff-size": 20},
+        ]);
+        let l = StoredLayers::from_json(&layers);
+        assert_eq!(l.sizes, vec![10, 20, 30]);
+        assert_eq!(l.total(), 60);
+        // vfs: 10, then 10+20, then 10+20+30.
+        assert_eq!(l.vfs_bytes(), 10 + 30 + 60);
+        assert_eq!(StoredLayers::from_json(&serde_json::json!({})).total(), 0);
+    }
 }

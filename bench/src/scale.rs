@@ -1,6 +1,8 @@
-//! Item 4: N MachineOSConfigs and pools in the real API server, built by a no-op builder image
-//! (real pods on the real kubelet, no buildah), then a leader restart and its resync.
+//! Controller core at scale: N pools and MachineOSConfigs in the real API server, built by the
+//! no-op builder (real Jobs and pods on the real kubelet, no buildah: noop.rs), then a leader
+//! change and the new leader's resync.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -8,74 +10,110 @@ use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
+use strata_crds::MachineOSConfig;
+use strata_e2e::Cluster;
+use strata_e2e::deployed::{
+    NAMESPACE, SERVICE_ACCOUNT_USER, apply_config, controller_pods, scrape,
+};
+use strata_e2e::measure::deploy::{DeployOptions, Leader, deploy, wait_for_leader};
+use strata_e2e::measure::registry_log::{AccessLog, Counts};
 
-use crate::cluster::{self, BENCH_LABEL, NAMESPACE};
+use crate::objects;
 use crate::stats::{self, AuditCounts};
 
 pub const CONTROLLER_USER: &str = "system:serviceaccount:strata-system:strata-controller";
 
+#[derive(Debug, Clone, Default)]
 pub struct ScaleResult {
     pub configs: usize,
-    /// MachineOSConfigs in the cluster at the restart (the bench's and any others').
+    /// MachineOSConfigs in the cluster at the leader change (the bench's and any others').
     pub total_configs: usize,
     pub all_pinned_seconds: f64,
     pub build_phase_cpu_seconds: f64,
-    pub rss_after_builds_mib: f64,
     pub build_phase_reconciles: f64,
     pub build_phase_p50: Option<f64>,
     pub build_phase_p99: Option<f64>,
+    /// The smallest bucket bound holding every reconcile of the build phase (None: some fell
+    /// above the last finite bucket).
+    pub build_phase_slowest_bound: Option<f64>,
+    pub build_phase_api: AuditCounts,
+    pub build_phase_registry: Counts,
+    /// The leader's RSS once the builds settled.
+    pub rss_after_builds_mib: f64,
+    /// Leader pod deleted → the standby reports `strata_leader 1`.
     pub takeover_seconds: f64,
+    /// The standby leads → its last reconcile of the resync (the reconcile count's last rise).
     pub settle_seconds: f64,
+    /// The standby leads → its reconcile count reached the number of configs.
+    pub all_reconciled_seconds: f64,
     pub resync_reconciles: f64,
     pub resync_cpu_seconds: f64,
     pub rss_after_resync_mib: f64,
     pub resync_p50: Option<f64>,
     pub resync_p99: Option<f64>,
+    pub resync_slowest_bound: Option<f64>,
     pub audit: AuditCounts,
     pub audit_window_seconds: f64,
+    pub resync_registry: Counts,
 }
 
 fn name(i: usize) -> String {
     format!("bench-s{i:04}")
 }
 
-async fn pinned_count(client: &kube::Client, image: &str) -> Result<usize> {
-    let configs = cluster::all(client, &cluster::configs_ar());
-    let list = configs
-        .list(&ListParams::default().labels(&format!("{BENCH_LABEL}=scale")))
-        .await?;
-    Ok(list
+async fn pinned_count(client: &kube::Client, registry: &str) -> Result<usize> {
+    let prefix = format!("{registry}/bench/scale@");
+    Ok(Api::<MachineOSConfig>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
         .items
         .iter()
-        .filter(|c| c.data["status"]["currentImagePullSpec"] == image)
+        .filter(|c| {
+            c.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("bench-s"))
+        })
+        .filter(|c| {
+            c.status
+                .as_ref()
+                .and_then(|s| s.current_image_pull_spec.as_deref())
+                .is_some_and(|i| i.starts_with(&prefix))
+        })
         .count())
 }
 
+#[derive(Debug, Clone)]
 struct Sample {
     cpu: f64,
     rss_mib: f64,
     reconciles: f64,
+    leader: bool,
     histogram: Vec<(f64, f64)>,
 }
 
 async fn sample(ip: &str) -> Result<Sample> {
-    let text = cluster::metrics(ip).await?;
-    let get = |n: &str| stats::metric(&text, n).unwrap_or(0.0);
+    let text = scrape(ip).await?;
+    let get = |n: &str| stats::metric(&text, n);
     Ok(Sample {
-        cpu: get("strata_process_cpu_seconds"),
-        rss_mib: get("strata_process_resident_memory_bytes") / 1024.0 / 1024.0,
-        reconciles: get("strata_reconcile_duration_seconds_count"),
+        cpu: get("process_cpu_seconds_total")
+            .or_else(|| get("process_cpu_seconds"))
+            .unwrap_or(0.0),
+        rss_mib: get("process_resident_memory_bytes").unwrap_or(0.0) / 1024.0 / 1024.0,
+        reconciles: get("strata_reconcile_duration_seconds_count").unwrap_or(0.0),
+        leader: get("strata_leader") == Some(1.0),
         histogram: stats::histogram(&text, "strata_reconcile_duration_seconds"),
     })
 }
 
-/// Polls the reconcile count until it has not moved for `quiet`; returns the last sample.
+/// Polls the reconcile count until it has not moved for `quiet`; returns the last sample and
+/// when the count last rose.
 async fn wait_quiet(ip: &str, quiet: Duration, limit: Duration) -> Result<(Sample, Instant)> {
     let deadline = Instant::now() + limit;
     let mut last = sample(ip).await?;
     let mut moved = Instant::now();
     loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let now = sample(ip).await?;
         if now.reconciles != last.reconciles {
             moved = Instant::now();
@@ -87,41 +125,64 @@ async fn wait_quiet(ip: &str, quiet: Duration, limit: Duration) -> Result<(Sampl
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    client: &kube::Client,
-    root: &Path,
-    audit_log: &Path,
-    registry: &str,
-    image: &str,
-    noop_builder: &str,
-    count: usize,
-    batch: usize,
-) -> Result<ScaleResult> {
+pub struct ScaleArgs<'a> {
+    pub cluster: &'a Cluster,
+    pub client: &'a kube::Client,
+    pub strata_bin: &'a Path,
+    pub noop_builder: &'a str,
+    pub count: usize,
+    pub batch: usize,
+}
+
+pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
+    let ScaleArgs {
+        cluster,
+        client,
+        strata_bin,
+        noop_builder,
+        count,
+        batch,
+    } = a;
     eprintln!("bench scale: deploying the controller with the no-op builder {noop_builder}");
-    cluster::deploy(root, Some(noop_builder)).await?;
-    let (leader_pod, leader_ip) = cluster::wait_for_leader(client, None).await?;
-    let push_spec = format!("{registry}/bench/scale:latest");
+    deploy(
+        cluster,
+        &DeployOptions {
+            strata_bin: Some(strata_bin.to_path_buf()),
+            builder_image_override: Some(noop_builder.to_string()),
+            ..DeployOptions::default()
+        },
+    )
+    .await?;
+    let Leader {
+        pod: leader_pod,
+        ip: leader_ip,
+    } = wait_for_leader(client, None, Duration::from_secs(180)).await?;
+    objects::push_secret(client).await?;
+    let push_spec = format!("{}/bench/scale:latest", cluster.registry);
+    let audit_log = cluster.dir.join("logs/audit.log");
+    let mut registry_log = AccessLog::of(cluster);
 
     eprintln!("bench scale: {count} pools");
-    futures::stream::iter((0..count).map(|i| {
-        let client = client.clone();
-        async move { cluster::apply_pool(&client, &name(i), "scale").await }
-    }))
+    futures::stream::iter(
+        (0..count).map(|i| async move { objects::apply_pool_nowait(client, &name(i)).await }),
+    )
     .buffer_unordered(16)
     .try_collect::<Vec<_>>()
     .await?;
 
     let before = sample(&leader_ip).await?;
+    let audit_offset = file_len(&audit_log);
+    let build_start = jiff::Timestamp::now();
     let started = Instant::now();
     for first in (0..count).step_by(batch.max(1)) {
         let last = (first + batch).min(count);
         futures::stream::iter((first..last).map(|i| {
-            let client = client.clone();
             let push_spec = push_spec.clone();
             async move {
                 let fragment = format!("RUN echo 'pool {i}' > /etc/strata-bench\n");
-                cluster::apply_config(&client, &name(i), "scale", &push_spec, &fragment).await
+                let config =
+                    objects::config(&name(i), &push_spec, &cluster.os_base_image, &fragment)?;
+                apply_config(client, &config).await
             }
         }))
         .buffer_unordered(16)
@@ -129,7 +190,7 @@ pub async fn run(
         .await?;
         let deadline = Instant::now() + Duration::from_secs(900);
         loop {
-            let pinned = pinned_count(client, image).await?;
+            let pinned = pinned_count(client, &cluster.registry).await?;
             if pinned >= last {
                 eprintln!(
                     "bench scale: {pinned}/{count} pinned after {:.0} s",
@@ -146,89 +207,148 @@ pub async fn run(
     let all_pinned_seconds = started.elapsed().as_secs_f64();
     let (after_builds, _) = wait_quiet(
         &leader_ip,
-        Duration::from_secs(10),
-        Duration::from_secs(180),
+        Duration::from_secs(15),
+        Duration::from_secs(300),
     )
     .await?;
+    let build_end = jiff::Timestamp::now();
     let build_hist = stats::histogram_delta(&after_builds.histogram, &before.histogram);
-
-    // Restart: delete the leader pod; the standby takes over and reconciles everything once.
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let standby = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/name=strata-controller"))
+    let controller_ips: HashSet<String> = controller_pods(client)
         .await?
-        .items
         .into_iter()
-        .find(|p| {
-            p.metadata.name.as_deref() != Some(leader_pod.as_str())
-                && p.metadata.deletion_timestamp.is_none()
-        })
+        .map(|(_, ip)| ip)
+        .collect();
+    let build_phase_registry = Counts::of(
+        registry_log
+            .read_new()?
+            .iter()
+            .filter(|r| controller_ips.contains(&r.client)),
+    );
+    let build_phase_api = AuditCounts::from_log(
+        &read_from(&audit_log, audit_offset)?,
+        CONTROLLER_USER,
+        &stats::audit_timestamp(build_start),
+        &stats::audit_timestamp(build_end),
+        &["strata-controller", "machine-config-osimageurl"],
+    );
+
+    // The leader change: delete the leader pod; the standby takes over and reconciles everything.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let (_, standby_ip) = controller_pods(client)
+        .await?
+        .into_iter()
+        .find(|(pod, _)| *pod != leader_pod)
         .context("no standby replica")?;
-    let standby_ip = standby
-        .status
-        .and_then(|s| s.pod_ip)
-        .context("standby without IP")?;
     let standby_before = sample(&standby_ip).await?;
-    let total_configs = cluster::all(client, &cluster::configs_ar())
+    let total_configs = Api::<MachineOSConfig>::all(client.clone())
         .list(&ListParams::default())
         .await?
         .items
         .len();
-    let audit_offset = std::fs::metadata(audit_log).map(|m| m.len()).unwrap_or(0);
+    let audit_offset = file_len(&audit_log);
+    registry_log.read_new()?;
     let window_start = jiff::Timestamp::now();
     eprintln!("bench scale: deleting the leader {leader_pod}");
     let deleted = Instant::now();
     pods.delete(&leader_pod, &DeleteParams::default()).await?;
-    let (new_leader, new_ip) = cluster::wait_for_leader(client, Some(&leader_pod)).await?;
-    let takeover_seconds = deleted.elapsed().as_secs_f64();
+    // Poll the standby itself (it is the only candidate left until the replacement is ready).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let leads = loop {
+        if let Ok(s) = sample(&standby_ip).await
+            && s.leader
+        {
+            break Instant::now();
+        }
+        if Instant::now() > deadline {
+            bail!("scale: the standby did not lead within 120 s of the leader's deletion");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let takeover_seconds = (leads - deleted).as_secs_f64();
     let settle_deadline = Instant::now() + Duration::from_secs(600);
-    let settled = loop {
-        let s = sample(&new_ip).await?;
-        if s.reconciles >= total_configs as f64 {
+    let mut last_count = standby_before.reconciles;
+    let mut last_rise = leads;
+    let all_reconciled = loop {
+        let s = sample(&standby_ip).await?;
+        if s.reconciles != last_count {
+            last_count = s.reconciles;
+            last_rise = Instant::now();
+        }
+        if s.reconciles - standby_before.reconciles >= total_configs as f64 {
             break Instant::now();
         }
         if Instant::now() > settle_deadline {
             bail!(
-                "scale: {new_leader} reconciled {} of {total_configs} in 600 s",
-                s.reconciles
+                "scale: the new leader reconciled {} of {total_configs} in 600 s",
+                s.reconciles - standby_before.reconciles
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let (after_resync, last_move) =
-        wait_quiet(&new_ip, Duration::from_secs(10), Duration::from_secs(180)).await?;
+    let (after_resync, quiet_rise) = wait_quiet(
+        &standby_ip,
+        Duration::from_secs(15),
+        Duration::from_secs(300),
+    )
+    .await?;
+    if after_resync.reconciles != last_count {
+        last_rise = quiet_rise;
+    }
     let window_end = jiff::Timestamp::now();
-    let audit_text = read_from(audit_log, audit_offset)?;
     let audit = AuditCounts::from_log(
-        &audit_text,
+        &read_from(&audit_log, audit_offset)?,
         CONTROLLER_USER,
         &stats::audit_timestamp(window_start),
         &stats::audit_timestamp(window_end),
         &["strata-controller", "machine-config-osimageurl"],
     );
+    let ips: HashSet<String> = controller_pods(client)
+        .await?
+        .into_iter()
+        .map(|(_, ip)| ip)
+        .chain([standby_ip.clone()])
+        .collect();
+    let resync_registry = Counts::of(
+        registry_log
+            .read_new()?
+            .iter()
+            .filter(|r| ips.contains(&r.client)),
+    );
     let resync_hist = stats::histogram_delta(&after_resync.histogram, &standby_before.histogram);
-    let _ = last_move;
+    let _ = SERVICE_ACCOUNT_USER;
     Ok(ScaleResult {
         configs: count,
         total_configs,
         all_pinned_seconds,
         build_phase_cpu_seconds: after_builds.cpu - before.cpu,
-        rss_after_builds_mib: after_builds.rss_mib,
         build_phase_reconciles: after_builds.reconciles - before.reconciles,
         build_phase_p50: stats::quantile(&build_hist, 0.5),
         build_phase_p99: stats::quantile(&build_hist, 0.99),
+        build_phase_slowest_bound: stats::slowest_bound(&build_hist),
+        build_phase_api,
+        build_phase_registry,
+        rss_after_builds_mib: after_builds.rss_mib,
         takeover_seconds,
-        settle_seconds: (settled - deleted).as_secs_f64(),
+        settle_seconds: last_rise.saturating_duration_since(leads).as_secs_f64(),
+        all_reconciled_seconds: all_reconciled
+            .saturating_duration_since(leads)
+            .as_secs_f64(),
         resync_reconciles: after_resync.reconciles - standby_before.reconciles,
         resync_cpu_seconds: after_resync.cpu - standby_before.cpu,
         rss_after_resync_mib: after_resync.rss_mib,
         resync_p50: stats::quantile(&resync_hist, 0.5),
         resync_p99: stats::quantile(&resync_hist, 0.99),
+        resync_slowest_bound: stats::slowest_bound(&resync_hist),
         audit,
         audit_window_seconds: (window_end - window_start)
             .total(jiff::Unit::Second)
             .unwrap_or(0.0),
+        resync_registry,
     })
+}
+
+fn file_len(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 fn read_from(path: &Path, offset: u64) -> Result<String> {

@@ -107,6 +107,20 @@ pub fn quantile(buckets: &[(f64, f64)], q: f64) -> Option<f64> {
     Some(lower)
 }
 
+/// The smallest bucket bound that holds every observation of a cumulative histogram: the
+/// slowest value seen is at most this. `None` when some observation fell above the last finite
+/// bucket (the histogram cannot say how slow it was) or there is none.
+pub fn slowest_bound(buckets: &[(f64, f64)]) -> Option<f64> {
+    let total = buckets.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    buckets
+        .iter()
+        .find(|(le, count)| *count >= total && le.is_finite())
+        .map(|(le, _)| *le)
+}
+
 /// API requests of one user in the audit log, by `verb resource` (ResponseComplete stage only).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct AuditCounts {
@@ -163,6 +177,21 @@ impl AuditCounts {
                 let verb = parts.next().unwrap_or_default();
                 let resource = parts.next().unwrap_or_default();
                 WRITE_VERBS.contains(&verb) && resource != "leases"
+            })
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    /// Requests beyond the initial lists and watches of the caches, leaving out the leader
+    /// Lease: what a resync costs the API server per object.
+    pub fn beyond_lists_and_leases(&self) -> u64 {
+        self.by_verb
+            .iter()
+            .filter(|(k, _)| {
+                let mut parts = k.split(' ');
+                let verb = parts.next().unwrap_or_default();
+                let resource = parts.next().unwrap_or_default();
+                verb != "list" && verb != "watch" && resource != "leases"
             })
             .map(|(_, v)| v)
             .sum()
@@ -228,6 +257,18 @@ mod tests {
         assert_eq!(quantile(&h, 0.99), Some(0.02));
         let d = histogram_delta(&h, &[(0.01, 5.0), (0.02, 5.0), (f64::INFINITY, 5.0)]);
         assert_eq!(d, vec![(0.01, 0.0), (0.02, 4.0), (f64::INFINITY, 5.0)]);
+        // 9 of 10 within 0.02: the slowest is above every finite bucket.
+        assert_eq!(slowest_bound(&h), None);
+        assert_eq!(
+            slowest_bound(&[
+                (0.01, 5.0),
+                (0.02, 9.0),
+                (0.04, 10.0),
+                (f64::INFINITY, 10.0)
+            ]),
+            Some(0.04)
+        );
+        assert_eq!(slowest_bound(&[(0.01, 0.0), (f64::INFINITY, 0.0)]), None);
     }
 
     #[test]
@@ -286,6 +327,7 @@ mod tests {
         assert_eq!(c.total(), 3);
         assert_eq!(c.foreign.len(), 1);
         assert_eq!(c.writes_excluding_leases(), 1);
+        assert_eq!(c.beyond_lists_and_leases(), 2);
         assert_eq!(c.by_verb["get machineosbuilds"], 1);
     }
 

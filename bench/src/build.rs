@@ -1,0 +1,317 @@
+//! Builds through the deployed controller, followed from outside as a user sees them: the
+//! MachineOSConfig applied → the builder pod → each step's container ending → the MachineConfig
+//! naming the pushed digest. Meanwhile the pod's containers are sampled on the node (memory and
+//! CPU from their cgroups, disk from the kubelet's volume directories), and afterwards the
+//! registry's access log says what the pod and the controller fetched.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{ConfigMap, ContainerStatus, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::runtime::watcher;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use strata_crds::MachineOSBuild;
+use strata_crds::contract::{TerminationMessage, builder_pod, labels};
+use strata_e2e::Cluster;
+use strata_e2e::deployed::{NAMESPACE, apply_config, controller_pods, machine_configs};
+use strata_e2e::measure::pod_usage::{ContainerUsage, Sampler, pod_volumes_dir};
+use strata_e2e::measure::registry_log::{AccessLog, Counts, Request};
+
+use crate::objects;
+use crate::watch::{Seen, Watch, watch};
+
+/// The OS base image as its registry serves it.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub image: String,
+    /// Layer digests and compressed sizes, in order.
+    pub layers: Vec<(String, u64)>,
+    pub config_bytes: u64,
+}
+
+impl Base {
+    pub fn compressed_bytes(&self) -> u64 {
+        self.layers.iter().map(|(_, s)| s).sum::<u64>() + self.config_bytes
+    }
+
+    pub fn digests(&self) -> HashSet<String> {
+        self.layers.iter().map(|(d, _)| d.clone()).collect()
+    }
+}
+
+/// The manifest of `image` (`host:port/repo@sha256:…`) in the plain-HTTP registry.
+pub async fn base(image: &str, registry: &str) -> Result<Base> {
+    let client = oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(vec![registry.to_string()]),
+        ..ClientConfig::default()
+    });
+    let reference: oci_client::Reference = image.parse()?;
+    let (manifest, _) = client
+        .pull_image_manifest(&reference, &RegistryAuth::Anonymous)
+        .await
+        .with_context(|| format!("reading the manifest of {image}"))?;
+    Ok(Base {
+        image: image.to_string(),
+        layers: manifest
+            .layers
+            .iter()
+            .map(|l| (l.digest.clone(), l.size.max(0) as u64))
+            .collect(),
+        config_bytes: manifest.config.size.max(0) as u64,
+    })
+}
+
+/// One builder step's container.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub usage: ContainerUsage,
+}
+
+/// One build through Strata.
+#[derive(Debug, Clone)]
+pub struct StrataRun {
+    pub build: String,
+    /// The apply request sent → the builder pod's first watch event.
+    pub apply_to_pod: f64,
+    /// The builder pod's first event → its push container seen terminated.
+    pub pod_to_done: f64,
+    /// The push container seen terminated → the MachineConfig naming the digest.
+    pub done_to_pinned: f64,
+    /// The apply request sent → the MachineConfig naming the digest: the whole path.
+    pub apply_to_pinned: f64,
+    /// The builder's own timings (MachineOSBuild `status.phases`): pull, build, lint, push.
+    pub phases: Vec<(String, f64)>,
+    pub steps: Vec<Step>,
+    /// The largest disk sample of the pod's volumes (and the cache claim, when used).
+    pub peak_disk_bytes: u64,
+    /// The built image, config and layers uncompressed (the builder's `sizeBytes`).
+    pub image_size_bytes: u64,
+    /// The builder pod's requests to the registry (by its IP in the access log).
+    pub pod_registry: Counts,
+    /// Bytes of the base's layers the pod downloaded.
+    pub base_bytes_pulled: u64,
+    /// The controller replicas' registry requests during the build.
+    pub controller_registry: Counts,
+    /// The user agent of the pod's registry requests (buildah's version in the builder image).
+    pub agent: Option<String>,
+    pub containerfile: String,
+}
+
+impl StrataRun {
+    pub fn phase(&self, name: &str) -> Option<f64> {
+        self.phases.iter().find(|(p, _)| p == name).map(|(_, s)| *s)
+    }
+
+    pub fn step(&self, name: &str) -> Option<&ContainerUsage> {
+        self.steps.iter().find(|s| s.name == name).map(|s| &s.usage)
+    }
+}
+
+/// Runs builds of bench MachineOSConfigs and follows them.
+pub struct Runner<'a> {
+    pub cluster: &'a Cluster,
+    pub client: kube::Client,
+    pub base: &'a Base,
+    pub log: AccessLog,
+    /// Disk to sample besides the pod's volumes (the cache claim's directory).
+    pub extra_disk: Vec<PathBuf>,
+}
+
+/// The longest a build on the CoreOS-sized base may take here.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(40 * 60);
+
+fn terminated(statuses: Option<&Vec<ContainerStatus>>, name: &str) -> Option<(i32, String)> {
+    let status = statuses?.iter().find(|c| c.name == name)?;
+    let t = status.state.as_ref()?.terminated.as_ref()?;
+    Some((t.exit_code, t.message.clone().unwrap_or_default()))
+}
+
+fn container_ids(pod: &Pod) -> Vec<(String, String)> {
+    let Some(status) = pod.status.as_ref() else {
+        return Vec::new();
+    };
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .filter_map(|c| Some((c.name.clone(), c.container_id.clone()?)))
+        .collect()
+}
+
+impl Runner<'_> {
+    /// Applies the MachineOSConfig `config` (pool of the same name) with `fragment`, pushing to
+    /// `push_spec`, and follows its new build to the pinned MachineConfig.
+    pub async fn run(
+        &mut self,
+        config: &str,
+        push_spec: &str,
+        fragment: &str,
+    ) -> Result<StrataRun> {
+        let mut pods: Watch<Pod> = watch(
+            Api::namespaced(self.client.clone(), NAMESPACE),
+            watcher::Config::default().labels(&format!("{}={config}", labels::CONFIG)),
+        )
+        .await?;
+        let mut mcs: Watch<DynamicObject> = watch(
+            machine_configs(&self.client),
+            watcher::Config::default().fields(&format!("metadata.name=zz-strata-2-{config}")),
+        )
+        .await?;
+        self.log.read_new()?;
+        let object = objects::config(config, push_spec, &self.base.image, fragment)?;
+        let t0 = Instant::now();
+        apply_config(&self.client, &object).await?;
+        let deadline = tokio::time::Instant::now() + BUILD_TIMEOUT;
+        let mut pod: Option<(Instant, String)> = None;
+        let mut sampler: Option<Sampler> = None;
+        let mut last_pod: Option<Pod> = None;
+        let mut done: Option<(Instant, TerminationMessage)> = None;
+        let mut usage = None;
+        let mut mc_seen: Vec<(Instant, String)> = Vec::new();
+        let pinned = loop {
+            if let Some((_, TerminationMessage::Success { digest, .. })) = &done
+                && let Some((at, _)) = mc_seen
+                    .iter()
+                    .find(|(_, url)| url.ends_with(digest.as_str()))
+            {
+                break *at;
+            }
+            tokio::select! {
+                seen = pods.rx.recv() => {
+                    let Seen { at, object } = seen.context("the pod watch ended")?;
+                    let uid = object.uid().unwrap_or_default();
+                    if pods.initial.contains(&uid) {
+                        continue;
+                    }
+                    match &pod {
+                        None => {
+                            let disk = std::iter::once(pod_volumes_dir(self.cluster, &uid).join("kubernetes.io~empty-dir"))
+                                .chain(self.extra_disk.iter().cloned())
+                                .collect();
+                            sampler = Some(Sampler::start(&uid, disk));
+                            pod = Some((at, uid.clone()));
+                        }
+                        Some((_, first)) if *first != uid => {
+                            bail!("{config}: a second builder pod {} started (the first failed and was retried)", object.name_any());
+                        }
+                        Some(_) => {}
+                    }
+                    let status = object.status.as_ref();
+                    for step in [builder_pod::PULL, builder_pod::BUILD] {
+                        if let Some((code, message)) = terminated(status.and_then(|s| s.init_container_statuses.as_ref()), step)
+                            && code != 0
+                        {
+                            bail!("{config}: the {step} step failed (exit {code}): {message}");
+                        }
+                    }
+                    if done.is_none()
+                        && let Some((code, message)) = terminated(status.and_then(|s| s.container_statuses.as_ref()), builder_pod::PUSH)
+                    {
+                        if code != 0 {
+                            bail!("{config}: the push step failed (exit {code}): {message}");
+                        }
+                        let parsed = TerminationMessage::parse(&message)
+                            .with_context(|| format!("{config}: push step message {message:?}"))?;
+                        done = Some((at, parsed));
+                        // The pod's volumes go with its Job once the controller pins: stop now.
+                        if let Some(s) = sampler.take() {
+                            usage = Some(s.stop().await);
+                        }
+                    }
+                    last_pod = Some(object);
+                }
+                seen = mcs.rx.recv() => {
+                    let Seen { at, object } = seen.context("the MachineConfig watch ended")?;
+                    let url = object.data["spec"]["osImageURL"].as_str().unwrap_or_default().to_string();
+                    mc_seen.push((at, url));
+                }
+                _ = tokio::time::sleep_until(deadline) => bail!("{config}: not pinned within {BUILD_TIMEOUT:?}"),
+            }
+        };
+        let (pod_at, _) = pod.context("no builder pod")?;
+        let usage = usage.unwrap_or_default();
+        let (done_at, message) = done.context("no termination message")?;
+        let TerminationMessage::Success { size_bytes, .. } = message else {
+            bail!("{config}: the build failed");
+        };
+        let last_pod = last_pod.context("no pod status")?;
+        let build = last_pod
+            .labels()
+            .get(labels::BUILD)
+            .cloned()
+            .context("builder pod without its build label")?;
+        let pod_ip = last_pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.clone())
+            .unwrap_or_default();
+        let steps = container_ids(&last_pod)
+            .into_iter()
+            .filter(|(name, _)| builder_pod::STEPS.contains(&name.as_str()))
+            .map(|(name, id)| Step {
+                usage: usage.container(&id).cloned().unwrap_or_default(),
+                name,
+            })
+            .collect();
+        let built: MachineOSBuild = Api::<MachineOSBuild>::all(self.client.clone())
+            .get(&build)
+            .await
+            .with_context(|| format!("reading MachineOSBuild {build}"))?;
+        let phases = built
+            .status
+            .map(|s| {
+                s.phases
+                    .into_iter()
+                    .map(|p| (p.phase, (p.end_ms - p.start_ms) as f64 / 1000.0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let containerfile = Api::<ConfigMap>::namespaced(self.client.clone(), NAMESPACE)
+            .list(&ListParams::default().labels(&format!("{}={build}", labels::BUILD)))
+            .await?
+            .items
+            .into_iter()
+            .find_map(|cm| cm.data?.get("Containerfile").cloned())
+            .context("no Containerfile ConfigMap for the build")?;
+        // The registry logs a request when it completes; the last ones are in by now.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let requests = self.log.read_new()?;
+        let controllers: HashSet<String> = controller_pods(&self.client)
+            .await?
+            .into_iter()
+            .map(|(_, ip)| ip)
+            .collect();
+        let base = self.base.digests();
+        let from_pod: Vec<&Request> = requests.iter().filter(|r| r.client == pod_ip).collect();
+        let base_bytes_pulled = from_pod
+            .iter()
+            .filter(|r| r.is_blob_download() && r.blob_digest().is_some_and(|d| base.contains(d)))
+            .map(|r| r.bytes)
+            .sum();
+        Ok(StrataRun {
+            build,
+            apply_to_pod: (pod_at - t0).as_secs_f64(),
+            pod_to_done: done_at.saturating_duration_since(pod_at).as_secs_f64(),
+            done_to_pinned: pinned.saturating_duration_since(done_at).as_secs_f64(),
+            apply_to_pinned: (pinned - t0).as_secs_f64(),
+            phases,
+            steps,
+            peak_disk_bytes: usage.peak_disk_bytes,
+            image_size_bytes: size_bytes,
+            pod_registry: Counts::of(from_pod.iter().copied()),
+            base_bytes_pulled,
+            controller_registry: Counts::of(
+                requests.iter().filter(|r| controllers.contains(&r.client)),
+            ),
+            agent: from_pod.first().map(|r| r.agent.clone()),
+            containerfile,
+        })
+    }
+}
