@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 STRATA := $(CARGO_TARGET_DIR)/debug/strata
 
-.PHONY: all build test setup-test check fmt-check clippy crds crds-check bundle bundle-check unit-test e2e-test demo help bench
+.PHONY: all build test setup-test check fmt-check clippy crds crds-check bundle bundle-check unit-test e2e-test demo help bench images
 all: build
 
 help: ## list the targets
@@ -53,6 +53,9 @@ include console-plugin/console.mk
 
 demo: ## build, start the local cluster, deploy the controller from manifests/, build an example, print the pinned MachineConfig
 	e2e/scripts/demo.sh
+
+images: ## the controller, builder and console-plugin images as OCI archives on pinned Debian trixie bases (images/README.md; needs root)
+	images/build.sh
 
 bench: ## measured benchmarks on the local real cluster (reused or started), written to bench/RESULTS.md
 	bench/run.sh
