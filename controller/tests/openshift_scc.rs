@@ -455,6 +455,29 @@ fn the_builder_pod_fits_the_strata_builder_scc() {
     }
 }
 
+/// Admission tries SCCs by priority and name; the annotation makes it use strata-builder (and
+/// refuse the pod if it does not fit) rather than another SCC the pod happens to fit.
+#[test]
+fn builder_pods_ask_for_the_strata_builder_scc_by_name() {
+    let scc_name = builder_scc()["metadata"]["name"].clone();
+    for (name, settings, _) in builder_pods() {
+        let objects = build_objects(
+            &build(),
+            "FROM x AS base\n",
+            "{\"auths\":{}}",
+            None,
+            &Environment::default(),
+            &settings,
+        );
+        let job = serde_json::to_value(&objects.job).unwrap();
+        assert_eq!(
+            job["spec"]["template"]["metadata"]["annotations"]["openshift.io/required-scc"],
+            scc_name,
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn the_strata_builder_scc_grants_only_what_the_builder_pod_uses() {
     let scc = builder_scc();

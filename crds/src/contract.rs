@@ -75,6 +75,9 @@ pub mod annotations {
     /// On a user's Secret in the controller namespace: the MachineOSConfigs allowed to use it, a
     /// comma-separated list of names or `*`. Without it Strata does not use the Secret.
     pub const ALLOWED_CONFIGS: &str = "strata.dev/allowed-machine-os-configs";
+    /// On builder pods: OpenShift's admission picks this SCC (`strata-builder`, the openshift
+    /// overlay) instead of the first one the pod happens to fit. Other clusters ignore it.
+    pub const REQUIRED_SCC: &str = "openshift.io/required-scc";
 }
 
 /// Finalizer on MachineOSConfigs: removes the pool's MachineConfig before the object goes.
@@ -87,6 +90,9 @@ pub mod install {
     pub const NAMESPACE: &str = "strata-system";
     pub const CONTROLLER_SERVICE_ACCOUNT: &str = "strata-controller";
     pub const BUILDER_SERVICE_ACCOUNT: &str = "strata-builder";
+    /// The SecurityContextConstraints builder pods run under on OpenShift
+    /// (manifests/overlays/openshift/builder-scc.yaml).
+    pub const BUILDER_SCC: &str = "strata-builder";
     /// Label selector of the controller's pods.
     pub const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/name=strata-controller";
     /// The leader-election Lease (in the controller namespace).

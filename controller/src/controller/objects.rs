@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use serde_json::{Value, json};
 use strata_crds::MachineOSBuild;
-use strata_crds::contract::{annotations, exit_code, labels, mco};
+use strata_crds::contract::{annotations, exit_code, install, labels, mco};
 
 use super::environment::{self, Environment};
 use super::names::{self, fit_63};
@@ -78,6 +78,16 @@ fn build_labels(build: &MachineOSBuild) -> BTreeMap<String, String> {
             labels::MANAGED_BY_VALUE.to_string(),
         ),
     ])
+}
+
+/// The builder pod's: the build's, and the SCC OpenShift must admit it under.
+fn pod_annotations(build: &MachineOSBuild) -> BTreeMap<String, String> {
+    let mut annotations = build_annotations(build);
+    annotations.insert(
+        annotations::REQUIRED_SCC.to_string(),
+        install::BUILDER_SCC.to_string(),
+    );
+    annotations
 }
 
 fn build_annotations(build: &MachineOSBuild) -> BTreeMap<String, String> {
@@ -351,7 +361,7 @@ fn builder_job(
                 {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
             ]},
             "template": {
-                "metadata": {"labels": pod_labels, "annotations": build_annotations(build)},
+                "metadata": {"labels": pod_labels, "annotations": pod_annotations(build)},
                 "spec": {
                     "restartPolicy": "Never",
                     "serviceAccountName": settings.builder_service_account,
