@@ -1,43 +1,32 @@
 #!/usr/bin/env bash
-# make bench: build strata and strata-bench, reuse the running local cluster (or start one and stop
-# it at the end, like make demo), then run the measurements under the cluster lock that the e2e
-# tests share. Writes bench/RESULTS.md. Extra arguments go to strata-bench (e.g. --runs 3 --scale 0).
+# make bench: build strata and strata-bench as release builds (what users run), reuse the running
+# local cluster or start one and stop it at the end (e2e/scripts/with-cluster.sh, as make demo and
+# the e2e runner do), then measure. strata-bench takes the cluster lock the e2e tests share for each
+# section, so others' tests can run in between. Writes bench/RESULTS.md and bench/results.json.
+# Extra arguments go to strata-bench (e.g. --runs 1 --skip mco,scale; see `strata-bench --help`).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$("$ROOT/e2e/scripts/target-dir.sh")}"
-LOCK="${STRATA_CLUSTER_LOCK:-/tmp/strata-cluster.lock}"
 START=$(date +%s)
 say() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
 [[ $(id -u) == 0 ]] || { echo "bench: needs root (the local cluster runs a kubelet and containerd)" >&2; exit 1; }
 
 say "installing missing Debian packages and building Kubernetes from source if not cached"
 e2e/ci-setup.sh
-say "building strata and strata-bench"
-cargo build -q --locked -p strata-controller --bin strata
-cargo build -q --locked -p strata-bench
-export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
-BENCH="$CARGO_TARGET_DIR/debug/strata-bench"
+say "building strata and strata-bench (release; cold: ~15 min on 2 cores)"
+cargo build -q --locked --release -p strata-controller --bin strata
+cargo build -q --locked --release -p strata-bench
+# The cluster's builder image is made from STRATA_BIN when cluster-up starts it.
+export STRATA_BIN="$CARGO_TARGET_DIR/release/strata"
+BENCH="$CARGO_TARGET_DIR/release/strata-bench"
 
-STARTED=0
-if [[ -f e2e/.state/env ]] && . e2e/.state/env && kubectl get --raw /readyz >/dev/null 2>&1; then
-  say "reusing the running local cluster (e2e/.state/env)"
-else
-  say "starting the local cluster (stopped again at the end)"
-  e2e/scripts/cluster-up.sh
-  STARTED=1
-fi
-. e2e/.state/env
-stop() { if ((STARTED)); then say "stopping the cluster this run started"; e2e/scripts/cluster-down.sh || true; fi; }
-trap stop EXIT
-
-say "measuring (under $LOCK; waits while others' e2e tests hold it)"
+say "measuring on the local cluster (reused, or started and stopped around the run)"
 status=0
-flock "$LOCK" "$BENCH" "$@" || status=$?
+e2e/scripts/with-cluster.sh "$BENCH" --strata-bin "$STRATA_BIN" "$@" || status=$?
 if ((status)); then
-  say "the bench failed; cleaning up its objects and redeploying the controller"
-  flock "$LOCK" "$BENCH" cleanup || true
+  say "the bench failed (see bench/RESULTS.md for the sections that did)"
 fi
-say "done in $(( $(date +%s) - START )) s (results: bench/RESULTS.md)"
+say "done in $(( $(date +%s) - START )) s (results: bench/RESULTS.md, bench/results.json)"
 exit $status
