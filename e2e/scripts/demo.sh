@@ -19,12 +19,8 @@ say "building strata"
 cargo build -p strata-controller --bin strata -p strata-e2e --bin strata-e2e-mco
 export STRATA_BIN="$CARGO_TARGET_DIR/debug/strata"
 
-if [[ -f e2e/.state/env ]] && . e2e/.state/env && kubectl get --raw /readyz >/dev/null 2>&1; then
-  say "reusing the running local cluster (e2e/.state/env)"
-else
-  say "starting the local cluster (etcd, kube-apiserver, controller-manager, scheduler, containerd, kubelet, registry, the CoreOS-like OS image and a package repository: first time several minutes more)"
-  e2e/scripts/cluster-up.sh
-fi
+say "the local cluster: reused when one runs, else started and left up (etcd, kube-apiserver, controller-manager, scheduler, containerd, kubelet, registry, the CoreOS-like OS image, a package repository and the OpenShift environment: first time several minutes more)"
+"$HERE/with-cluster.sh" --keep true
 . e2e/.state/env
 say "deploying the controller from manifests/ (its image: buildah + strata, built locally)"
 e2e/scripts/deploy-controller.sh >/dev/null
