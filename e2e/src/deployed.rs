@@ -50,19 +50,7 @@ impl Cluster {
             .env("PATH", path_with(&self.bin_dir))
             .output()
             .with_context(|| format!("running {}", script.display()))?;
-        ensure!(
-            out.status.success(),
-            "{} failed:\n{}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let builder = stdout.lines().last().unwrap_or_default().trim().to_string();
-        ensure!(
-            builder.contains("@sha256:"),
-            "deploy-controller.sh printed {stdout:?}"
-        );
-        Ok(builder)
+        crate::measure::deploy::deployed_builder(&script, &out)
     }
 }
 

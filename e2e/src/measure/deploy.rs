@@ -70,6 +70,14 @@ pub async fn deploy(cluster: &Cluster, options: &DeployOptions) -> Result<String
         .output()
         .await
         .with_context(|| format!("running {}", script.display()))?;
+    deployed_builder(&script, &out)
+}
+
+/// The builder image deploy-controller.sh printed last, once it succeeded.
+pub(crate) fn deployed_builder(
+    script: &std::path::Path,
+    out: &std::process::Output,
+) -> Result<String> {
     ensure!(
         out.status.success(),
         "{} failed:\n{}",
