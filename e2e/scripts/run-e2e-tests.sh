@@ -20,14 +20,16 @@ cargo build -q -p strata-e2e --bin strata-e2e-mco
 "$HERE/build-kube.sh" >/dev/null
 cargo test --no-run -q -p strata-e2e
 
-if [[ -f "$ROOT/e2e/.state/env" ]]; then
-  echo "run-e2e-tests: using the running cluster (e2e/.state/env); it stays up" >&2
-  exec cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2
-fi
-
-"$HERE/cluster-up.sh"
+# The cluster: reused when one runs (it stays up), else started for all test binaries and stopped
+# at the end (with-cluster.sh, as make demo and make bench use it).
+TEARDOWN=cluster_down_leaves_no_process_mount_or_network_state
 status=0
-cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2 --skip cluster_down_leaves_no_process_mount_or_network_state || status=$?
-"$HERE/cluster-down.sh" || status=$?
-cargo test -p strata-e2e --test teardown "$@" || status=$?
+"$HERE/with-cluster.sh" cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2 --skip "$TEARDOWN" || status=$?
+# tests/teardown.rs starts a cluster of its own and checks that cluster-down leaves nothing behind:
+# it runs once no cluster is up.
+if [[ -f "$ROOT/e2e/.state/env" ]]; then
+  echo "run-e2e-tests: $TEARDOWN not run: a cluster is up (make e2e-down, then run it)" >&2
+else
+  cargo test -p strata-e2e --test teardown "$@" || status=$?
+fi
 exit $status
