@@ -30,7 +30,7 @@ pub async fn main(args: &[String]) -> i32 {
     let result = match step {
         builder_pod::PULL => Ok(None),
         builder_pod::BUILD => read_inputs_hash().map(|()| None),
-        builder_pod::PUSH => push().await.map(Some),
+        builder_pod::PUSH => push_with_retries().await.map(Some),
         other => Err(anyhow::anyhow!("unknown step {other:?}")),
     };
     let message = match result {
@@ -75,6 +75,23 @@ fn read_inputs_hash() -> Result<()> {
 
 fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Hundreds of these pods push the same empty layer to one repository at once, and the
+/// registry's uploads of one blob race (400 DIGEST_INVALID, seen at 500 configs): try again.
+async fn push_with_retries() -> Result<TerminationMessage> {
+    let mut attempt = 1;
+    loop {
+        match push().await {
+            Ok(message) => return Ok(message),
+            Err(err) if attempt < 5 => {
+                eprintln!("strata-bench noop-builder: push attempt {attempt} failed: {err:#}");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 async fn push() -> Result<TerminationMessage> {
