@@ -58,6 +58,8 @@ where
                     }
                 }
                 Ok(_) => {}
+                // Nobody reads this watch any more (its section ended): stop it.
+                Err(_) if tx.is_closed() => return,
                 Err(err) => {
                     eprintln!("bench: watch error (retrying): {err}");
                     tokio::time::sleep(Duration::from_millis(500)).await;
