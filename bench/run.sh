@@ -15,9 +15,11 @@ say() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
 
 say "installing missing Debian packages and building Kubernetes from source if not cached"
 e2e/ci-setup.sh
-say "building strata and strata-bench (release; cold: ~15 min on 2 cores)"
+say "building strata, strata-bench and the MCO stand-in (release; cold: ~15 min on 2 cores)"
 cargo build -q --locked --release -p strata-controller --bin strata
 cargo build -q --locked --release -p strata-bench
+# cluster-up.sh finds the MCO stand-in next to STRATA_BIN.
+cargo build -q --locked --release -p strata-e2e --bin strata-e2e-mco
 # The cluster's builder image is made from STRATA_BIN when cluster-up starts it.
 export STRATA_BIN="$CARGO_TARGET_DIR/release/strata"
 BENCH="$CARGO_TARGET_DIR/release/strata-bench"
