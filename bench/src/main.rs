@@ -135,6 +135,9 @@ async fn bench(cli: Cli) -> Result<()> {
         )
     })?;
     let client = cluster.client().await?;
+    // A cluster bench/run.sh just started has no Strata CRDs yet (make demo and the e2e tests
+    // install them the same way).
+    strata_e2e::util::install_strata_crds(&client).await?;
     let args = &cli.run;
     let strata_bin = args.strata_bin.clone().context(
         "--strata-bin (STRATA_BENCH_STRATA_BIN) is required: the strata binary to measure",
