@@ -877,14 +877,14 @@ fn report_scale(state: &State, report: &mut Report) {
         "leader change: takeover",
         "s",
         vec![s.takeover_seconds],
-        "",
+        s.takeover_by,
     );
     report.add(
         "scale",
         "resync: settle (last reconcile)",
         "s",
         vec![s.settle_seconds],
-        "",
+        settle_note(s),
     );
     report.add(
         "scale",
@@ -919,7 +919,7 @@ fn report_scale(state: &State, report: &mut Report) {
         "leader change: all configs reconciled",
         "s",
         vec![s.all_reconciled_seconds],
-        "",
+        settle_note(s),
     );
     report.add(
         "scale",
@@ -1000,6 +1000,16 @@ fn report_scale(state: &State, report: &mut Report) {
         ),
     );
     report.key("resync_api_requests_total", s.audit.total());
+}
+
+/// From the Lease's acquireTime; an upper bound when the resync had ended before the new
+/// leader's /metrics first answered.
+fn settle_note(s: &scale::ScaleResult) -> &'static str {
+    if s.settle_upper_bound {
+        "from the Lease's acquireTime; at most (done before /metrics first answered)"
+    } else {
+        "from the Lease's acquireTime"
+    }
 }
 
 /// Requests in a registry access-log count.

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use strata_crds::MachineOSConfig;
+use strata_crds::contract::install;
 use strata_e2e::Cluster;
-use strata_e2e::deployed::{
-    NAMESPACE, SERVICE_ACCOUNT_USER, apply_config, controller_pods, scrape,
-};
+use strata_e2e::deployed::{NAMESPACE, apply_config, controller_pods, scrape};
 use strata_e2e::measure::deploy::{DeployOptions, Leader, deploy, wait_for_leader};
 use strata_e2e::measure::registry_log::{AccessLog, Counts};
 
@@ -40,11 +40,17 @@ pub struct ScaleResult {
     pub build_phase_registry: Counts,
     /// The leader's RSS once the builds settled.
     pub rss_after_builds_mib: f64,
-    /// Leader pod deleted → the standby reports `strata_leader 1`.
+    /// Leader pod deleted → another replica takes the Lease (its `acquireTime`).
     pub takeover_seconds: f64,
-    /// The standby leads → its last reconcile of the resync (the reconcile count's last rise).
+    /// Which replica took over: "the standby" or "the replacement pod".
+    pub takeover_by: &'static str,
+    /// The resync had ended when the new leader's /metrics first answered: the settle figures
+    /// are upper bounds.
+    pub settle_upper_bound: bool,
+    /// The new leader takes the Lease → its last reconcile of the resync (the reconcile count's
+    /// last rise).
     pub settle_seconds: f64,
-    /// The standby leads → its reconcile count reached the number of configs.
+    /// The new leader takes the Lease → its reconcile count reached the number of configs.
     pub all_reconciled_seconds: f64,
     pub resync_reconciles: f64,
     pub resync_cpu_seconds: f64,
@@ -88,8 +94,18 @@ struct Sample {
     cpu: f64,
     rss_mib: f64,
     reconciles: f64,
-    leader: bool,
     histogram: Vec<(f64, f64)>,
+}
+
+impl Sample {
+    fn zero() -> Self {
+        Sample {
+            cpu: 0.0,
+            rss_mib: 0.0,
+            reconciles: 0.0,
+            histogram: Vec::new(),
+        }
+    }
 }
 
 async fn sample(ip: &str) -> Result<Sample> {
@@ -101,27 +117,78 @@ async fn sample(ip: &str) -> Result<Sample> {
             .unwrap_or(0.0),
         rss_mib: get("process_resident_memory_bytes").unwrap_or(0.0) / 1024.0 / 1024.0,
         reconciles: get("strata_reconcile_duration_seconds_count").unwrap_or(0.0),
-        leader: get("strata_leader") == Some(1.0),
         histogram: stats::histogram(&text, "strata_reconcile_duration_seconds"),
     })
 }
 
 /// Polls the reconcile count until it has not moved for `quiet`; returns the last sample and
 /// when the count last rose.
-async fn wait_quiet(ip: &str, quiet: Duration, limit: Duration) -> Result<(Sample, Instant)> {
+async fn wait_quiet(
+    ip: &str,
+    quiet: Duration,
+    limit: Duration,
+) -> Result<(Sample, jiff::Timestamp)> {
     let deadline = Instant::now() + limit;
     let mut last = sample(ip).await?;
     let mut moved = Instant::now();
+    let mut moved_at = jiff::Timestamp::now();
     loop {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let now = sample(ip).await?;
         if now.reconciles != last.reconciles {
             moved = Instant::now();
+            moved_at = jiff::Timestamp::now();
         }
         last = now;
         if moved.elapsed() >= quiet || Instant::now() > deadline {
-            return Ok((last, moved));
+            return Ok((last, moved_at));
         }
+    }
+}
+
+/// Waits for the Lease to name a holder other than `old`; returns it and its `acquireTime`.
+async fn new_lease_holder(
+    client: &kube::Client,
+    old: &str,
+    timeout: Duration,
+) -> Result<(String, jiff::Timestamp)> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let spec = leases.get_opt(install::LEASE).await?.and_then(|l| l.spec);
+        if let Some(spec) = spec
+            && let Some(holder) = spec.holder_identity
+            && holder != old
+            && let Some(acquired) = spec.acquire_time
+        {
+            return Ok((holder, acquired.0));
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "scale: no other replica took the Lease within {timeout:?} of the leader's deletion"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The IP of pod `name` once it has one (ready or not).
+async fn pod_ip(client: &kube::Client, name: &str, timeout: Duration) -> Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(ip) = pods
+            .get_opt(name)
+            .await?
+            .and_then(|p| p.status)
+            .and_then(|s| s.pod_ip)
+        {
+            return Ok(ip);
+        }
+        if Instant::now() > deadline {
+            bail!("scale: pod {name} had no IP within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -232,9 +299,12 @@ pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
         &["strata-controller", "machine-config-osimageurl"],
     );
 
-    // The leader change: delete the leader pod; the standby takes over and reconciles everything.
+    // The leader change: delete the leader pod; another replica takes over and reconciles
+    // everything. Which one is a race: the standby sleeps until the released Lease's expiry
+    // (kube-lease-manager's watcher), while the Deployment's replacement pod tries at start-up,
+    // so the new leader is whoever the Lease names next.
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let (_, standby_ip) = controller_pods(client)
+    let (standby_pod, standby_ip) = controller_pods(client)
         .await?
         .into_iter()
         .find(|(pod, _)| *pod != leader_pod)
@@ -249,44 +319,61 @@ pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
     registry_log.read_new()?;
     let window_start = jiff::Timestamp::now();
     eprintln!("bench scale: deleting the leader {leader_pod}");
-    let deleted = Instant::now();
+    let deleted = jiff::Timestamp::now();
     pods.delete(&leader_pod, &DeleteParams::default()).await?;
-    // Poll the standby itself (it is the only candidate left until the replacement is ready).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let leads = loop {
-        if let Ok(s) = sample(&standby_ip).await
-            && s.leader
-        {
-            break Instant::now();
-        }
-        if Instant::now() > deadline {
-            bail!("scale: the standby did not lead within 120 s of the leader's deletion");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // Times come from the Lease (when the new leader took it) and this process's clock: one
+    // machine, one clock.
+    let (new_leader_pod, acquired) =
+        new_lease_holder(client, &leader_pod, Duration::from_secs(120)).await?;
+    let takeover_by = if new_leader_pod == standby_pod {
+        "the standby"
+    } else {
+        "the replacement pod"
     };
-    let takeover_seconds = (leads - deleted).as_secs_f64();
+    eprintln!("bench scale: {new_leader_pod} leads ({takeover_by})");
+    let (new_leader_ip, baseline) = if new_leader_pod == standby_pod {
+        (standby_ip.clone(), standby_before)
+    } else {
+        // A fresh process: its counters start at zero. It serves /metrics before it is Ready.
+        (
+            pod_ip(client, &new_leader_pod, Duration::from_secs(60)).await?,
+            Sample::zero(),
+        )
+    };
     let settle_deadline = Instant::now() + Duration::from_secs(600);
-    let mut last_count = standby_before.reconciles;
-    let mut last_rise = leads;
+    let mut last_count = baseline.reconciles;
+    let mut first_answer = None;
+    let mut last_rise = acquired;
     let all_reconciled = loop {
-        let s = sample(&standby_ip).await?;
+        let Ok(s) = sample(&new_leader_ip).await else {
+            if Instant::now() > settle_deadline {
+                bail!("scale: the new leader's /metrics did not answer within 600 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        };
+        let now = jiff::Timestamp::now();
+        first_answer.get_or_insert(now);
         if s.reconciles != last_count {
             last_count = s.reconciles;
-            last_rise = Instant::now();
+            last_rise = now;
         }
-        if s.reconciles - standby_before.reconciles >= total_configs as f64 {
-            break Instant::now();
+        if s.reconciles - baseline.reconciles >= total_configs as f64 {
+            break now;
         }
         if Instant::now() > settle_deadline {
             bail!(
                 "scale: the new leader reconciled {} of {total_configs} in 600 s",
-                s.reconciles - standby_before.reconciles
+                s.reconciles - baseline.reconciles
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // The resync may have ended before the new process's /metrics first answered: then the
+    // figures are upper bounds.
+    let settle_upper_bound = first_answer == Some(all_reconciled);
     let (after_resync, quiet_rise) = wait_quiet(
-        &standby_ip,
+        &new_leader_ip,
         Duration::from_secs(15),
         Duration::from_secs(300),
     )
@@ -306,7 +393,7 @@ pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
         .await?
         .into_iter()
         .map(|(_, ip)| ip)
-        .chain([standby_ip.clone()])
+        .chain([standby_ip, new_leader_ip])
         .collect();
     let resync_registry = Counts::of(
         registry_log
@@ -314,8 +401,7 @@ pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
             .iter()
             .filter(|r| ips.contains(&r.client)),
     );
-    let resync_hist = stats::histogram_delta(&after_resync.histogram, &standby_before.histogram);
-    let _ = SERVICE_ACCOUNT_USER;
+    let resync_hist = stats::histogram_delta(&after_resync.histogram, &baseline.histogram);
     Ok(ScaleResult {
         configs: count,
         total_configs,
@@ -328,13 +414,13 @@ pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
         build_phase_api,
         build_phase_registry,
         rss_after_builds_mib: after_builds.rss_mib,
-        takeover_seconds,
-        settle_seconds: last_rise.saturating_duration_since(leads).as_secs_f64(),
-        all_reconciled_seconds: all_reconciled
-            .saturating_duration_since(leads)
-            .as_secs_f64(),
-        resync_reconciles: after_resync.reconciles - standby_before.reconciles,
-        resync_cpu_seconds: after_resync.cpu - standby_before.cpu,
+        takeover_seconds: acquired.duration_since(deleted).as_secs_f64(),
+        takeover_by,
+        settle_seconds: last_rise.duration_since(acquired).as_secs_f64(),
+        all_reconciled_seconds: all_reconciled.duration_since(acquired).as_secs_f64(),
+        settle_upper_bound,
+        resync_reconciles: after_resync.reconciles - baseline.reconciles,
+        resync_cpu_seconds: after_resync.cpu - baseline.cpu,
         rss_after_resync_mib: after_resync.rss_mib,
         resync_p50: stats::quantile(&resync_hist, 0.5),
         resync_p99: stats::quantile(&resync_hist, 0.99),
