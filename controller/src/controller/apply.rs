@@ -4,6 +4,7 @@
 //! Job); the one merge patch (removing a user's rebuild annotation, which SSA cannot take from
 //! another manager) is sent under the same field manager.
 
+use futures::future::{join_all, try_join, try_join_all, try_join3};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use kube::api::{
@@ -93,40 +94,120 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
             entitlement,
             job,
         } = objects;
-        for configmap in [containerfile, environment] {
-            configmaps
-                .patch(&configmap.name_any(), &ssa(), &Patch::Apply(&configmap))
-                .await?;
-        }
-        let secrets_of_build = std::iter::once(push_secret)
-            .chain(base_secret)
-            .chain(entitlement);
-        for secret in secrets_of_build {
-            secrets
-                .patch(&secret.name_any(), &ssa(), &Patch::Apply(&secret))
-                .await?;
-        }
+        // Independent objects go together: one round trip, not five, while the API server is
+        // busy with the builds themselves.
+        let configmaps = &configmaps;
+        let secrets = &secrets;
+        let configmap_writes = try_join_all([containerfile, environment].into_iter().map(
+            |configmap| async move {
+                configmaps
+                    .patch(&configmap.name_any(), &ssa(), &Patch::Apply(&configmap))
+                    .await
+                    .map(drop)
+            },
+        ));
+        let secret_writes = try_join_all(
+            std::iter::once(push_secret)
+                .chain(base_secret)
+                .chain(entitlement)
+                .map(|secret| async move {
+                    secrets
+                        .patch(&secret.name_any(), &ssa(), &Patch::Apply(&secret))
+                        .await
+                        .map(drop)
+                }),
+        );
+        try_join(configmap_writes, secret_writes).await?;
         // The Job's name carries its build's uid: a 409 is this very Job, made by an earlier round.
         ignore_conflict(jobs.create(&create_params(), &job).await)?;
     }
-    for (name, status) in build_status {
-        let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild", "status": status});
-        builds
-            .patch_status(&name, &ssa(), &Patch::Apply(&patch))
-            .await?;
+    let build_statuses = try_join_all(build_status.into_iter().map(|(name, status)| {
+        let builds = &builds;
+        async move {
+            let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild", "status": status});
+            builds
+                .patch_status(&name, &ssa(), &Patch::Apply(&patch))
+                .await
+                .map(drop)
+        }
+    }));
+    let name = config.name_any();
+    let config_writes = async {
+        let status = async {
+            if let Some(status) = config_status {
+                let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig", "status": status});
+                configs
+                    .patch_status(&name, &ssa(), &Patch::Apply(&patch))
+                    .await?;
+            }
+            kube::Result::Ok(())
+        };
+        let annotation = async {
+            if remove_rebuild_annotation {
+                let patch = json!({"metadata": {"annotations": {(annotations::REBUILD): null}}});
+                let params = PatchParams {
+                    field_manager: Some(FIELD_MANAGER.into()),
+                    ..Default::default()
+                };
+                configs.patch(&name, &params, &Patch::Merge(&patch)).await?;
+            }
+            kube::Result::Ok(())
+        };
+        try_join(status, annotation).await
+    };
+    let deletes_or_pin = !(delete_jobs.is_empty()
+        && delete_secrets.is_empty()
+        && delete_builds.is_empty()
+        && machine_config.is_none()
+        && pool_paused.is_none());
+    if deletes_or_pin {
+        // A build is recorded as ended before its Job goes (else the next round, finding no
+        // Job, would build it again), and the config's status tells of the pin once it is
+        // written. Deleting and pinning are independent of each other.
+        build_statuses.await?;
+        let job_deletes = try_join_all(
+            delete_jobs
+                .iter()
+                .map(|name| async { ignore_not_found(jobs.delete(name, &background()).await) }),
+        );
+        let secret_deletes = try_join_all(delete_secrets.iter().map(|name| async {
+            ignore_not_found(secrets.delete(name, &DeleteParams::default()).await)
+        }));
+        let build_deletes = try_join_all(
+            delete_builds
+                .iter()
+                .map(|name| async { ignore_not_found(builds.delete(name, &background()).await) }),
+        );
+        let pin = pin(
+            client,
+            &config.spec.machine_config_pool.name,
+            machine_config,
+            pool_paused,
+        );
+        let deletes = async {
+            try_join3(job_deletes, secret_deletes, build_deletes)
+                .await
+                .map_err(Error::from)
+        };
+        try_join(deletes, pin).await?;
+        config_writes.await?;
+    } else {
+        // Statuses only: the build's and the config's together.
+        try_join(build_statuses, config_writes).await?;
     }
-    for name in delete_jobs {
-        ignore_not_found(jobs.delete(&name, &background()).await)?;
-    }
-    for name in delete_secrets {
-        ignore_not_found(secrets.delete(&name, &DeleteParams::default()).await)?;
-    }
-    for name in delete_builds {
-        ignore_not_found(builds.delete(&name, &background()).await)?;
-    }
-    // A hold is taken before the pin is written and released after it, so the MCO never rolls
-    // the pool in between.
-    let pool = &config.spec.machine_config_pool.name;
+    publish(ctx, config, events).await;
+    record(ctx, metrics);
+    Ok(())
+}
+
+/// Writes the MachineConfig. A hold is taken before the pin is written and released after it, so
+/// the MCO never rolls the pool in between.
+async fn pin(
+    client: &kube::Client,
+    pool: &str,
+    machine_config: Option<serde_json::Value>,
+    pool_paused: Option<bool>,
+) -> Result<(), Error> {
     if pool_paused == Some(true) {
         hold_pool(client, pool, true).await?;
     }
@@ -138,23 +219,6 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     if pool_paused == Some(false) {
         hold_pool(client, pool, false).await?;
     }
-    let name = config.name_any();
-    if let Some(status) = config_status {
-        let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig", "status": status});
-        configs
-            .patch_status(&name, &ssa(), &Patch::Apply(&patch))
-            .await?;
-    }
-    if remove_rebuild_annotation {
-        let patch = json!({"metadata": {"annotations": {(annotations::REBUILD): null}}});
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        configs.patch(&name, &params, &Patch::Merge(&patch)).await?;
-    }
-    publish(ctx, config, events).await;
-    record(ctx, metrics);
     Ok(())
 }
 
@@ -169,43 +233,45 @@ async fn hold_pool(client: &kube::Client, pool: &str, paused: bool) -> Result<()
     Ok(())
 }
 
-/// Records the Events; a refused Event is logged, never fails the round. Each transition is also
-/// an info line.
+/// Records the Events, together; a refused Event is logged, never fails the round. Each
+/// transition is also an info line.
 async fn publish(ctx: &Context, config: &MachineOSConfig, events: Vec<PlannedEvent>) {
-    let reference = config.object_ref(&());
-    for PlannedEvent {
-        warning,
-        reason,
-        action,
-        note,
-        build,
-    } in events
-    {
-        if warning {
-            tracing::warn!(reason, action, %note, "transition");
-        } else {
-            tracing::info!(reason, action, %note, "transition");
-        }
-        let event = Event {
-            type_: if warning {
-                EventType::Warning
+    let reference = &config.object_ref(&());
+    join_all(events.into_iter().map(
+        |PlannedEvent {
+             warning,
+             reason,
+             action,
+             note,
+             build,
+         }| async move {
+            if warning {
+                tracing::warn!(reason, action, %note, "transition");
             } else {
-                EventType::Normal
-            },
-            reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: action.into(),
-            secondary: build.map(|name| ObjectReference {
-                api_version: Some(MachineOSBuild::api_version(&()).into_owned()),
-                kind: Some(MachineOSBuild::kind(&()).into_owned()),
-                name: Some(name),
-                ..ObjectReference::default()
-            }),
-        };
-        if let Err(err) = ctx.recorder.publish(&event, &reference).await {
-            tracing::warn!(%err, "cannot record an Event");
-        }
-    }
+                tracing::info!(reason, action, %note, "transition");
+            }
+            let event = Event {
+                type_: if warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: reason.into(),
+                note: Some(note.chars().take(1000).collect()),
+                action: action.into(),
+                secondary: build.map(|name| ObjectReference {
+                    api_version: Some(MachineOSBuild::api_version(&()).into_owned()),
+                    kind: Some(MachineOSBuild::kind(&()).into_owned()),
+                    name: Some(name),
+                    ..ObjectReference::default()
+                }),
+            };
+            if let Err(err) = ctx.recorder.publish(&event, reference).await {
+                tracing::warn!(%err, "cannot record an Event");
+            }
+        },
+    ))
+    .await;
 }
 
 fn record(ctx: &Context, update: MetricsUpdate) {
