@@ -245,13 +245,20 @@ fn builder_job(
     ];
     let containerfile =
         json!({"name": "containerfile", "mountPath": pod::CONTAINERFILE_DIR, "readOnly": true});
+    // containers/image's record of which compressed blob each layer came from: shared, so the
+    // push step reuses the base's layers in the registry instead of compressing and uploading
+    // them again (it lives outside the storage root). On the cache claim it is kept with the
+    // layers it describes: a later build that finds the base there must find this record too,
+    // or its push compresses every base layer again to learn its digest.
+    let blob_info_volume = if settings.cache_claim.is_some() {
+        "storage"
+    } else {
+        "work"
+    };
     let shared = [
         json!({"name": "storage", "mountPath": pod::STORAGE_DIR}),
         json!({"name": "work", "mountPath": pod::WORK_DIR}),
-        // containers/image's record of which compressed blob each layer came from: shared, so
-        // the push step reuses the base's layers in the registry instead of compressing and
-        // uploading them again (it lives outside the storage root).
-        json!({"name": "work", "mountPath": pod::BLOB_INFO_CACHE_DIR, "subPath": "blob-info-cache"}),
+        json!({"name": blob_info_volume, "mountPath": pod::BLOB_INFO_CACHE_DIR, "subPath": "blob-info-cache"}),
     ];
     let mut pull_mounts = vec![containerfile.clone()];
     if has_pull_auth {
@@ -607,6 +614,40 @@ mod tests {
             "mirror.local:5000/ca.crt",
             "per-registry CAs land where containers/image looks"
         );
+    }
+
+    /// Where each step's blob info cache is: (volume, subPath) of its mount at the cache dir.
+    fn blob_info_mounts(settings: &Settings) -> Vec<(String, Option<String>)> {
+        let objects = build_objects(
+            &build(),
+            "FROM x AS base\n",
+            "{}",
+            None,
+            &Environment::default(),
+            settings,
+        );
+        let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+        pod.init_containers
+            .iter()
+            .flatten()
+            .chain(&pod.containers)
+            .flat_map(|c| c.volume_mounts.iter().flatten())
+            .filter(|m| m.mount_path == strata_crds::contract::builder_pod::BLOB_INFO_CACHE_DIR)
+            .map(|m| (m.name.clone(), m.sub_path.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn the_blob_info_cache_is_kept_with_the_layers_it_describes() {
+        let per_build = blob_info_mounts(&Settings::for_tests());
+        let on_claim = blob_info_mounts(&Settings {
+            cache_claim: Some("strata-cache".into()),
+            ..Settings::for_tests()
+        });
+        let sub = Some("blob-info-cache".to_string());
+        // Every step (pull, build, push) shares it; on the claim when the layers are there.
+        assert_eq!(per_build, vec![("work".to_string(), sub.clone()); 3]);
+        assert_eq!(on_claim, vec![("storage".to_string(), sub); 3]);
     }
 
     #[test]
