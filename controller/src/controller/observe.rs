@@ -162,10 +162,12 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
             "{}@{digest}",
             names::repository(&build.spec.rendered_image_push_spec)
         )),
+        // The periodic re-check of an image verified when its build ended.
         (_, Some(build)) if build.phase() == Some(BuildPhase::Succeeded) => build
             .status
             .as_ref()
-            .and_then(|s| s.digested_image_push_spec.clone()),
+            .and_then(|s| s.digested_image_push_spec.clone())
+            .filter(|image| ctx.registry.recheck_due(image)),
         _ => None,
     };
     let push_auth = auth.as_ref().ok().map(|a| a.push.clone());

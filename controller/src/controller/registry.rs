@@ -89,6 +89,8 @@ pub struct Registry {
     clients: Mutex<HashMap<u64, Client>>,
     answers: Mutex<HashMap<(String, u64), (Instant, Answer)>>,
     misses: Mutex<HashMap<String, (Timestamp, Instant, u32)>>,
+    /// When this process started asking (see [`Registry::recheck_due`]).
+    started: Instant,
 }
 
 #[derive(Clone, Debug)]
@@ -136,7 +138,22 @@ impl Registry {
             clients: Mutex::default(),
             answers: Mutex::default(),
             misses: Mutex::default(),
+            started: Instant::now(),
         }
+    }
+
+    /// Whether a pinned image (verified when its build ended) is due for its periodic re-check.
+    /// A new leader does not ask about every pinned image in its first seconds (500 pools: 2,000
+    /// registry requests and an 8 s resync, bench/RESULTS.md): each image's first re-check waits
+    /// a share of the answer TTL fixed by its name, so the re-checks spread as they did under
+    /// the old leader. A miss being counted keeps being checked.
+    pub fn recheck_due(&self, image: &str) -> bool {
+        let counting = self
+            .misses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(image);
+        counting || self.started.elapsed() >= first_recheck_after(image)
     }
 
     fn client(&self, key: u64, transport: &Transport) -> Client {
@@ -339,6 +356,14 @@ impl Registry {
     }
 }
 
+/// How long after start-up `image` is first re-checked: within the answer TTL, by its name.
+fn first_recheck_after(image: &str) -> Duration {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    image.hash(&mut hasher);
+    let ttl_ms = ANSWER_TTL.as_millis() as u64;
+    Duration::from_millis(hasher.finish() % ttl_ms)
+}
+
 /// The `strata.dev/inputs-hash` label of an image config document.
 fn inputs_hash_label(config: &str) -> Option<String> {
     let config: Value = serde_json::from_str(config).ok()?;
@@ -385,6 +410,46 @@ mod tests {
         assert_eq!(inputs_hash_label(&config).as_deref(), Some("abc"));
         assert_eq!(inputs_hash_label(r#"{"config":{}}"#), None);
         assert_eq!(inputs_hash_label("not json"), None);
+    }
+
+    #[test]
+    fn first_rechecks_spread_over_the_answer_ttl() {
+        let offsets: Vec<Duration> = (0..500)
+            .map(|i| first_recheck_after(&format!("r.example.com/os@sha256:{i:064x}")))
+            .collect();
+        assert!(offsets.iter().all(|o| *o < ANSWER_TTL));
+        // Spread, not bunched: each fifth of the TTL holds between 10 % and 30 % of them.
+        for fifth in 0..5u32 {
+            let (low, high) = (ANSWER_TTL * fifth / 5, ANSWER_TTL * (fifth + 1) / 5);
+            let n = offsets.iter().filter(|o| **o >= low && **o < high).count();
+            assert!((50..=150).contains(&n), "fifth {fifth}: {n} of 500");
+        }
+        // The same image waits the same time.
+        assert_eq!(
+            first_recheck_after("r.example.com/os@sha256:1"),
+            first_recheck_after("r.example.com/os@sha256:1")
+        );
+    }
+
+    #[test]
+    fn a_new_process_rechecks_pinned_images_later_but_keeps_counting_misses() {
+        let registry = Registry::new(RegistrySettings {
+            insecure: vec![],
+            connect_timeout: Duration::from_secs(1),
+            total_timeout: Duration::from_secs(1),
+        });
+        let images: Vec<String> = (0..100)
+            .map(|i| format!("r.example.com/os@sha256:{i:064x}"))
+            .collect();
+        let due = images.iter().filter(|i| registry.recheck_due(i)).count();
+        assert!(due <= 3, "{due} of 100 due at start-up");
+        let counting = &images[0];
+        registry
+            .misses
+            .lock()
+            .unwrap()
+            .insert(counting.clone(), (Timestamp::now(), Instant::now(), 1));
+        assert!(registry.recheck_due(counting));
     }
 
     /// A registry that accepts connections and never answers must not hang a reconcile.
