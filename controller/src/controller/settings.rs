@@ -16,10 +16,11 @@ pub enum LogFormat {
 /// Resources of every builder step (the same for pull, build and push: they run one after the
 /// other). The defaults come from `make bench` on the CoreOS-like base (1.30 GiB, 48 layers;
 /// bench/RESULTS.md): a step's peak RSS was 70 MiB (pull), 49 MiB (build, apt installing a
-/// package), 29 MiB (push); the pull used 1.4 cores while it decompressed; peak ephemeral disk was up to
-/// 1.42× the image's size. The requests leave room for what the bench cannot run here: dnf with RHEL's
-/// repository metadata in a RUN step (hundreds of MiB), and a real RHCOS base, larger than the
-/// local one (5Gi fits a base of 3.5 GiB uncompressed at 1.42×; the limit, a 14 GiB one).
+/// package), 29 MiB (push); the pull used 1.4 cores while it decompressed; peak ephemeral disk
+/// was up to 1.42× the image's size. The requests leave room for what the bench cannot run
+/// here: dnf with RHEL's repository metadata in a RUN step (hundreds of MiB), and a real RHCOS
+/// base, larger than the local one (5Gi fits a base of 3.5 GiB uncompressed at 1.42×; the
+/// limit, a 14 GiB one).
 #[derive(Debug, Clone, Args)]
 pub struct BuilderResources {
     /// CPU request of builder pods; a build is CPU-bound, so a low request starves it beside the
