@@ -260,7 +260,14 @@ async fn pull(
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
     for image in &images {
         println!("strata build: pulling {image}");
-        let mut command = vec!["pull".to_string(), "--quiet".into()];
+        // Always ask the registry, with this build's own credentials, even when the image is in
+        // the storage already: on the cache claim it may be there from another config's build,
+        // and the claim shares layers, not access. Layers present are not fetched again.
+        let mut command = vec![
+            "pull".to_string(),
+            "--quiet".into(),
+            "--policy=always".into(),
+        ];
         if args.pull_authfile.is_file() {
             command.push(format!("--authfile={}", args.pull_authfile.display()));
         }
