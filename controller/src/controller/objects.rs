@@ -461,6 +461,17 @@ mod tests {
         .unwrap()
     }
 
+    /// The builder pod's steps in order: its init containers, then its container.
+    fn steps(
+        pod: &k8s_openapi::api::core::v1::PodSpec,
+    ) -> Vec<&k8s_openapi::api::core::v1::Container> {
+        pod.init_containers
+            .iter()
+            .flatten()
+            .chain(&pod.containers)
+            .collect()
+    }
+
     #[test]
     fn job_snapshot() {
         let settings = Settings::for_tests();
@@ -576,12 +587,7 @@ mod tests {
             ByteString(b"c".to_vec())
         );
         let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
-        let containers: Vec<_> = pod
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(&pod.containers)
-            .collect();
+        let containers = steps(&pod);
         let mounts = |c: &k8s_openapi::api::core::v1::Container| -> Vec<(String, String)> {
             c.volume_mounts
                 .iter()
@@ -627,10 +633,8 @@ mod tests {
             settings,
         );
         let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
-        pod.init_containers
-            .iter()
-            .flatten()
-            .chain(&pod.containers)
+        steps(&pod)
+            .into_iter()
             .flat_map(|c| c.volume_mounts.iter().flatten())
             .filter(|m| m.mount_path == strata_crds::contract::builder_pod::BLOB_INFO_CACHE_DIR)
             .map(|m| (m.name.clone(), m.sub_path.clone()))
@@ -662,12 +666,7 @@ mod tests {
         );
         let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
         assert_eq!(pod.automount_service_account_token, Some(false));
-        let containers: Vec<_> = pod
-            .init_containers
-            .iter()
-            .flatten()
-            .chain(&pod.containers)
-            .collect();
+        let containers = steps(&pod);
         let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["pull", "build", "push"]);
         let secret_volumes: Vec<&str> = pod
