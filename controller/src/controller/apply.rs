@@ -96,28 +96,16 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         } = objects;
         // Independent objects go together: one round trip, not five, while the API server is
         // busy with the builds themselves.
-        let configmaps = &configmaps;
-        let secrets = &secrets;
-        let configmap_writes = try_join_all([containerfile, environment].into_iter().map(
-            |configmap| async move {
-                configmaps
-                    .patch(&configmap.name_any(), &ssa(), &Patch::Apply(&configmap))
-                    .await
-                    .map(drop)
-            },
-        ));
-        let secret_writes = try_join_all(
-            std::iter::once(push_secret)
-                .chain(base_secret)
-                .chain(entitlement)
-                .map(|secret| async move {
-                    secrets
-                        .patch(&secret.name_any(), &ssa(), &Patch::Apply(&secret))
-                        .await
-                        .map(drop)
-                }),
-        );
-        try_join(configmap_writes, secret_writes).await?;
+        try_join(
+            apply_all(&configmaps, [containerfile, environment]),
+            apply_all(
+                &secrets,
+                std::iter::once(push_secret)
+                    .chain(base_secret)
+                    .chain(entitlement),
+            ),
+        )
+        .await?;
         // The Job's name carries its build's uid: a 409 is this very Job, made by an earlier round.
         ignore_conflict(jobs.create(&create_params(), &job).await)?;
     }
@@ -198,6 +186,20 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     publish(ctx, config, events).await;
     record(ctx, metrics);
     Ok(())
+}
+
+/// Server-side applies each of `objects`, all at once.
+async fn apply_all<K>(api: &Api<K>, objects: impl IntoIterator<Item = K>) -> kube::Result<()>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    try_join_all(objects.into_iter().map(|object| async move {
+        api.patch(&object.name_any(), &ssa(), &Patch::Apply(&object))
+            .await
+            .map(drop)
+    }))
+    .await
+    .map(drop)
 }
 
 /// Writes the MachineConfig. A hold is taken before the pin is written and released after it, so
