@@ -153,19 +153,6 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         // Job, would build it again), and the config's status tells of the pin once it is
         // written. Deleting and pinning are independent of each other.
         build_statuses.await?;
-        let job_deletes = try_join_all(
-            delete_jobs
-                .iter()
-                .map(|name| async { ignore_not_found(jobs.delete(name, &background()).await) }),
-        );
-        let secret_deletes = try_join_all(delete_secrets.iter().map(|name| async {
-            ignore_not_found(secrets.delete(name, &DeleteParams::default()).await)
-        }));
-        let build_deletes = try_join_all(
-            delete_builds
-                .iter()
-                .map(|name| async { ignore_not_found(builds.delete(name, &background()).await) }),
-        );
         let pin = pin(
             client,
             &config.spec.machine_config_pool.name,
@@ -173,9 +160,13 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
             pool_paused,
         );
         let deletes = async {
-            try_join3(job_deletes, secret_deletes, build_deletes)
-                .await
-                .map_err(Error::from)
+            try_join3(
+                delete_all(&jobs, &delete_jobs, &background()),
+                delete_all(&secrets, &delete_secrets, &DeleteParams::default()),
+                delete_all(&builds, &delete_builds, &background()),
+            )
+            .await
+            .map_err(Error::from)
         };
         try_join(deletes, pin).await?;
         config_writes.await?;
@@ -198,6 +189,20 @@ where
             .await
             .map(drop)
     }))
+    .await
+    .map(drop)
+}
+
+/// Deletes each of `names`, all at once; one already gone is fine.
+async fn delete_all<K>(api: &Api<K>, names: &[String], params: &DeleteParams) -> kube::Result<()>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    try_join_all(
+        names
+            .iter()
+            .map(|name| async move { ignore_not_found(api.delete(name, params).await) }),
+    )
     .await
     .map(drop)
 }
