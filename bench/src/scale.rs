@@ -8,13 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams};
 use strata_crds::MachineOSConfig;
-use strata_crds::contract::install;
 use strata_e2e::Cluster;
-use strata_e2e::deployed::{NAMESPACE, apply_config, controller_pods, scrape};
+use strata_e2e::deployed::{NAMESPACE, apply_config, controller_pods, lease, scrape};
 use strata_e2e::measure::deploy::{DeployOptions, Leader, deploy, wait_for_leader};
 use strata_e2e::measure::registry_log::{AccessLog, Counts};
 
@@ -89,23 +87,12 @@ async fn pinned_count(client: &kube::Client, registry: &str) -> Result<usize> {
         .count())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Sample {
     cpu: f64,
     rss_mib: f64,
     reconciles: f64,
     histogram: Vec<(f64, f64)>,
-}
-
-impl Sample {
-    fn zero() -> Self {
-        Sample {
-            cpu: 0.0,
-            rss_mib: 0.0,
-            reconciles: 0.0,
-            histogram: Vec::new(),
-        }
-    }
 }
 
 async fn sample(ip: &str) -> Result<Sample> {
@@ -152,11 +139,9 @@ async fn new_lease_holder(
     old: &str,
     timeout: Duration,
 ) -> Result<(String, jiff::Timestamp)> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
     let deadline = Instant::now() + timeout;
     loop {
-        let spec = leases.get_opt(install::LEASE).await?.and_then(|l| l.spec);
-        if let Some(spec) = spec
+        if let Some(spec) = lease(client).await?
             && let Some(holder) = spec.holder_identity
             && holder != old
             && let Some(acquired) = spec.acquire_time
@@ -325,19 +310,20 @@ pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
     // machine, one clock.
     let (new_leader_pod, acquired) =
         new_lease_holder(client, &leader_pod, Duration::from_secs(120)).await?;
-    let takeover_by = if new_leader_pod == standby_pod {
+    let by_standby = new_leader_pod == standby_pod;
+    let takeover_by = if by_standby {
         "the standby"
     } else {
         "the replacement pod"
     };
     eprintln!("bench scale: {new_leader_pod} leads ({takeover_by})");
-    let (new_leader_ip, baseline) = if new_leader_pod == standby_pod {
+    let (new_leader_ip, baseline) = if by_standby {
         (standby_ip.clone(), standby_before)
     } else {
         // A fresh process: its counters start at zero. It serves /metrics before it is Ready.
         (
             pod_ip(client, &new_leader_pod, Duration::from_secs(60)).await?,
-            Sample::zero(),
+            Sample::default(),
         )
     };
     let settle_deadline = Instant::now() + Duration::from_secs(600);

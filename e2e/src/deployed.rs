@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
@@ -339,14 +339,15 @@ pub async fn controller_pods(client: &kube::Client) -> Result<Vec<(String, Strin
         .collect())
 }
 
+/// The controller's leader Lease: who holds it and since when.
+pub async fn lease(client: &kube::Client) -> Result<Option<LeaseSpec>> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
+    Ok(leases.get_opt(install::LEASE).await?.and_then(|l| l.spec))
+}
+
 /// The holder of the controller's leader Lease.
 pub async fn lease_holder(client: &kube::Client) -> Result<Option<String>> {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
-    Ok(leases
-        .get_opt(install::LEASE)
-        .await?
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity))
+    Ok(lease(client).await?.and_then(|s| s.holder_identity))
 }
 
 /// The `/metrics` text of a controller pod (pod IPs are routable from the node).
