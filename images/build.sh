@@ -210,6 +210,8 @@ else
   finish strata-console-plugin "$IN" smoke_console_plugin
 fi
 
+prune_untagged
+
 # --- summary -------------------------------------------------------------------------------------
 {
   echo "# Written by images/build.sh ($VERSION_LINE)"

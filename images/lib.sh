@@ -31,6 +31,11 @@ NONROOT_ID=65532
 # Logging: callers may define log() first; otherwise lines are prefixed with "images:".
 if ! declare -F log >/dev/null; then log() { echo "images: $*" >&2; }; fi
 
+# prune_untagged: remove the images a rebuild left untagged. Each rebuild of an image under the same
+# name leaves its predecessor behind (the vfs builder image is ~440 MB); nothing here builds with a
+# layer cache, so an untagged image is never used again, and a dev machine filled up (16 GB seen).
+prune_untagged() { "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true; }
+
 # image_label <image> <label>: a label (or annotation) of an image in the storage, or "".
 image_label() {
   "${BUILDAH[@]}" inspect --type image \

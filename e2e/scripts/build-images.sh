@@ -122,6 +122,10 @@ else
   log "  (build it with: CARGO_TARGET_DIR=$("$HERE/target-dir.sh") cargo build -p strata-controller --bin strata, or set STRATA_BIN)"
 fi
 
+# Images a rebuild left untagged (the old builder image, ~440 MB each time strata changes) go:
+# nothing here builds with a layer cache, so they are never used again.
+"${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
+
 # --- push ------------------------------------------------------------------------------------
 if [[ -n "$PUSH" ]]; then
   OUT="${STRATA_IMAGES_OUT:-$ROOT/e2e/.state/images.env}"
