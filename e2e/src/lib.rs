@@ -10,6 +10,7 @@
 //! Tests that need a cluster call [`Cluster::shared_or_skip`], which returns `None` (after printing
 //! why) unless `STRATA_E2E` is set, so `cargo test --workspace` passes on machines without one.
 
+pub mod cache_claim;
 pub mod deployed;
 pub mod mco;
 pub mod measure;

@@ -8,6 +8,10 @@
 //!   not reached, while the registry was (so the probe itself works);
 //! - the pool keeps its image.
 //!
+//! - fragment code stays in its own tree: a `chroot` escape (a static program, compiled here) and
+//!   `/proc/<pid>/root` reach neither the builder container's files nor the image storage, which
+//!   the cache claim shares between builds.
+//!
 //! The first fragment is the one that read the push credentials before the builder was split
 //! (a bind mount through a symlink, buildah CVE-2024-1753).
 
@@ -56,8 +60,67 @@ async fn canary_secret(
     Ok(())
 }
 
-/// The hostile fragments, by pool. `{probe}` is replaced by the network probe's targets.
-fn fragments(probe: &str) -> Vec<(&'static str, String)> {
+/// The classic chroot escape (chroot into a subdirectory, walk up past the old root, chroot
+/// there), then a shell that says whether it landed in the builder container (the strata binary,
+/// the image storage). No libc: raw x86-64 system calls, so the program is small enough to go
+/// inside a fragment.
+const CHROOT_ESCAPE_C: &str = r#"
+static long sc(long n, long a, long b, long c) {
+  long r;
+  __asm__ volatile("syscall" : "=a"(r) : "a"(n), "D"(a), "S"(b), "d"(c) : "rcx", "r11", "memory");
+  return r;
+}
+void _start(void) {
+  sc(83, (long)"/escape-dir", 0755, 0);                        /* mkdir */
+  if (sc(161, (long)"/escape-dir", 0, 0)) sc(60, 2, 0, 0);     /* chroot, else exit 2 */
+  for (int i = 0; i < 64; i++) sc(80, (long)"..", 0, 0);       /* chdir .. */
+  if (sc(161, (long)".", 0, 0)) sc(60, 3, 0, 0);               /* chroot . */
+  char *argv[] = {"sh", "-c",
+    "echo CHROOT-ESCAPE-TRIED; "
+    "if [ -e /usr/local/bin/strata ] || [ -d /var/lib/containers/storage ]; then echo ESCAPED-TO-BUILDER; fi",
+    0};
+  sc(59, (long)"/bin/sh", (long)argv, 0);                      /* execve */
+  sc(60, 4, 0, 0);
+}
+"#;
+
+/// [`CHROOT_ESCAPE_C`] compiled (static, no libc), gzipped and base64-encoded.
+fn chroot_escape_program() -> Result<String> {
+    let dir = std::env::temp_dir().join(format!("e2e-hostile-escape-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let source = dir.join("escape.c");
+    let program = dir.join("escape");
+    std::fs::write(&source, CHROOT_ESCAPE_C)?;
+    let out = std::process::Command::new("cc")
+        .args([
+            "-static",
+            "-nostdlib",
+            "-Os",
+            "-s",
+            "-fno-stack-protector",
+            "-o",
+        ])
+        .arg(&program)
+        .arg(&source)
+        .output()
+        .context("running cc")?;
+    ensure!(
+        out.status.success(),
+        "compiling the chroot escape: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -9c '{}' | base64 -w0", program.display()))
+        .output()?;
+    ensure!(out.status.success(), "encoding the chroot escape");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The hostile fragments, by pool. `{probe}` is replaced by the network probe's targets,
+/// `escape` is [`chroot_escape_program`].
+fn fragments(probe: &str, escape: &str) -> Vec<(&'static str, String)> {
     vec![
         (
             "e2e-hostile-symlink",
@@ -82,6 +145,14 @@ fn fragments(probe: &str) -> Vec<(&'static str, String)> {
                 .into(),
         ),
         ("e2e-hostile-network", format!("RUN sh -c '{probe}; exit 1' 2>&1\n")),
+        (
+            "e2e-hostile-escape",
+            format!(
+                "RUN echo {escape} | base64 -d | gunzip > /escape && chmod +x /escape; /escape; \
+                 for p in /proc/[0-9]*; do ls $p/root/var/lib/containers/storage >/dev/null 2>&1 && echo STORAGE-REACHED-$p; done; \
+                 echo PROBE-RAN; exit 1\n"
+            ),
+        ),
     ]
 }
 
@@ -174,7 +245,7 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
     })
     .collect::<Vec<_>>()
     .join("; ");
-    let hostile = fragments(&probe);
+    let hostile = fragments(&probe, &chroot_escape_program()?);
     let pools: Vec<&str> = hostile.iter().map(|(p, _)| *p).collect();
     let allowed = pools.join(",");
     canary_secret(
@@ -240,7 +311,8 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
             Some(strata_crds::LocalObjectName::new("e2e-hostile-pull"));
         apply_config(&client, &config).await?;
     }
-    let mut network_log = String::new();
+    // The build logs of the probes that report what they reached.
+    let mut probe_logs = std::collections::BTreeMap::<String, String>::new();
     for (pool, benign, image) in &kept {
         let build = current_build(&client, pool, Some(benign)).await?;
         let ended = ended_build(&client, &build, BUILD_TIMEOUT).await?;
@@ -255,7 +327,8 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
             mc.data["spec"]["osImageURL"] == Value::String(image.clone()),
             "{pool} does not keep its image"
         );
-        if pool == "e2e-hostile-network" {
+        if pool == "e2e-hostile-network" || pool == "e2e-hostile-escape" {
+            let log = probe_logs.entry(pool.clone()).or_default();
             let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
             for pod in pods
                 .list(
@@ -275,9 +348,9 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
                         builder_pod::BUILD,
                     ])
                     .output()?;
-                network_log.push_str(&String::from_utf8_lossy(&out.stdout));
+                log.push_str(&String::from_utf8_lossy(&out.stdout));
             }
-            network_log.push_str(&failure.log_tail);
+            log.push_str(&failure.log_tail);
         }
     }
 
@@ -305,6 +378,10 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
 
     // The network probe: the registry reached, nothing else. Whole lines only: buildah echoes the
     // step's command, which names every outcome.
+    let network_log = probe_logs
+        .get("e2e-hostile-network")
+        .cloned()
+        .unwrap_or_default();
     let said = |word: String| network_log.lines().any(|l| l.trim() == word);
     ensure!(
         said("REACHED-registry".into()),
@@ -322,6 +399,31 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
     }
     eprintln!(
         "ok: builds reached the registry, not the API server, cloud metadata or the controller's /metrics"
+    );
+
+    // The escape: it ran, and reached neither the builder container nor the image storage.
+    let escape_log = probe_logs
+        .get("e2e-hostile-escape")
+        .cloned()
+        .unwrap_or_default();
+    let lines: Vec<&str> = escape_log.lines().map(str::trim).collect();
+    ensure!(
+        lines.contains(&"PROBE-RAN"),
+        "the escape probe did not run; its log:\n{escape_log}"
+    );
+    ensure!(
+        !lines
+            .iter()
+            .any(|l| *l == "ESCAPED-TO-BUILDER" || l.starts_with("STORAGE-REACHED-")),
+        "fragment code reached the builder container or the image storage:\n{escape_log}"
+    );
+    eprintln!(
+        "ok: a chroot escape ({}) and /proc/<pid>/root reached neither the builder container nor the image storage",
+        if lines.contains(&"CHROOT-ESCAPE-TRIED") {
+            "chroot allowed, led nowhere"
+        } else {
+            "chroot refused"
+        }
     );
 
     for pool in &pools {

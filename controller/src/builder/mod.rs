@@ -17,6 +17,7 @@ pub mod images;
 pub mod lint;
 pub mod message;
 pub mod redact;
+pub mod shared_storage;
 pub mod tree;
 
 use std::path::PathBuf;
@@ -88,6 +89,17 @@ pub struct BuildArgs {
     /// base takes ~20 GiB per build).
     #[arg(long, env = "STRATA_STORAGE_DRIVER", default_value = "overlay")]
     pub storage_driver: String,
+    /// The storage is the cache claim, shared with other builds: the build registers there and
+    /// the pull step empties it when short of space and alone (see `shared_storage`).
+    #[arg(long, env = "STRATA_SHARED_STORAGE")]
+    pub shared_storage: bool,
+    /// With --shared-storage: the free bytes below which the pull step empties the storage.
+    #[arg(long, env = "STRATA_SHARED_STORAGE_MIN_FREE_BYTES", default_value_t = 5 << 30)]
+    pub shared_storage_min_free_bytes: u64,
+    /// With --shared-storage: a registration older than this is a build that died (the build
+    /// deadline).
+    #[arg(long, env = "STRATA_BUILD_DEADLINE_SECONDS", default_value_t = 7200)]
+    pub build_deadline_seconds: u64,
     /// Work directory shared by the steps: their timings and the image's size for the push step,
     /// buildah's temporary files.
     #[arg(long, env = "STRATA_WORK_DIR", default_value = "/var/lib/strata")]
@@ -118,6 +130,17 @@ pub struct BuildArgs {
 }
 
 impl BuildArgs {
+    /// This build's registration in the shared storage, when the storage is shared.
+    fn registration(&self) -> Option<shared_storage::Registration> {
+        self.shared_storage.then(|| {
+            shared_storage::Registration::new(
+                &self.storage_dir,
+                &self.image,
+                std::time::Duration::from_secs(self.build_deadline_seconds),
+            )
+        })
+    }
+
     fn environment(&self) -> environment::BuildEnvironment {
         environment::BuildEnvironment::new(
             &self.environment_dir,
@@ -183,6 +206,13 @@ pub async fn run(args: &BuildArgs) -> i32 {
         Step::Build => build(args).await,
         Step::Push => push(args, &redactor).await,
     };
+    // The build ends with the push step, or with the step that failed: it stops using the
+    // shared storage.
+    if (args.step == Step::Push || !matches!(result, Ok(None)))
+        && let Some(registration) = args.registration()
+    {
+        registration.release();
+    }
     let message = match result {
         Ok(Some(message)) => message,
         Ok(None) => {
@@ -258,6 +288,9 @@ async fn pull(
     let images = images::images_to_pull(&containerfile)
         .map_err(|e| failure(FailureClass::Terminal, "InvalidInput", e, String::new()))?;
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
+    if let Some(registration) = args.registration() {
+        keep_shared_storage_in_bounds(args, &registration, &buildah).await?;
+    }
     for image in &images {
         println!("strata build: pulling {image}");
         // Always ask the registry, with this build's own credentials, even when the image is in
@@ -289,6 +322,59 @@ async fn pull(
     handover.record("pull", started);
     handover.save(args)?;
     Ok(None)
+}
+
+/// Registers the build in the shared storage and empties the storage when it is short of space
+/// and no other build uses it (see [`shared_storage`]).
+async fn keep_shared_storage_in_bounds(
+    args: &BuildArgs,
+    registration: &shared_storage::Registration,
+    buildah: &buildah::Buildah,
+) -> Result<(), TerminationMessage> {
+    let min_free = args.shared_storage_min_free_bytes;
+    let (decision, _lock) = registration.register(min_free).map_err(|e| {
+        failure(
+            FailureClass::Transient,
+            "StorageUnavailable",
+            format!(
+                "cannot register in the shared image storage {}: {e}",
+                args.storage_dir.display()
+            ),
+            String::new(),
+        )
+    })?;
+    let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+    let free = shared_storage::free_bytes(&args.storage_dir).unwrap_or(0);
+    match decision {
+        shared_storage::Decision::Keep => {}
+        shared_storage::Decision::Busy { others } => println!(
+            "strata build: the shared image storage has {:.1} GiB free (less than {:.1} GiB), \
+             but {others} other build(s) use it: not emptied",
+            gib(free),
+            gib(min_free)
+        ),
+        shared_storage::Decision::Empty => {
+            println!(
+                "strata build: the shared image storage has {:.1} GiB free (less than {:.1} GiB) \
+                 and no other build uses it: emptying it",
+                gib(free),
+                gib(min_free)
+            );
+            // Leftovers of builds that died, then every image; what this build needs is pulled
+            // next. A failure here is not the build's: the pull that follows reports any
+            // real problem.
+            for command in [["rm", "--all"], ["rmi", "--all"]] {
+                let command: Vec<String> = command.iter().map(ToString::to_string).collect();
+                buildah.run(&command).await?;
+            }
+            let after = shared_storage::free_bytes(&args.storage_dir).unwrap_or(0);
+            println!(
+                "strata build: the shared image storage has {:.1} GiB free now",
+                gib(after)
+            );
+        }
+    }
+    Ok(())
 }
 
 /// What RUN steps get mounted from the cluster's environment (see [`environment`]); the base's

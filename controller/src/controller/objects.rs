@@ -336,6 +336,16 @@ fn builder_job(
     for (name, value) in env.proxy.variables() {
         env_vars.push(json!({"name": name, "value": value}));
     }
+    if settings.cache_claim.is_some() {
+        // The builds keep the shared storage in bounds themselves (builder-image/README.md).
+        env_vars.extend([
+            json!({"name": "STRATA_SHARED_STORAGE", "value": "true"}),
+            json!({"name": "STRATA_SHARED_STORAGE_MIN_FREE_BYTES",
+                   "value": (u64::from(settings.cache_claim_min_free_gib) << 30).to_string()}),
+            json!({"name": "STRATA_BUILD_DEADLINE_SECONDS",
+                   "value": settings.build_deadline_seconds.to_string()}),
+        ]);
+    }
     let env = env_vars;
     let mut pod_labels = build_labels(build);
     pod_labels.insert(labels::COMPONENT.into(), labels::BUILDER.into());
@@ -652,6 +662,49 @@ mod tests {
         // Every step (pull, build, push) shares it; on the claim when the layers are there.
         assert_eq!(per_build, vec![("work".to_string(), sub.clone()); 3]);
         assert_eq!(on_claim, vec![("storage".to_string(), sub); 3]);
+    }
+
+    #[test]
+    fn on_the_claim_every_step_knows_the_storage_is_shared() {
+        let env_of = |settings: &Settings| {
+            let objects = build_objects(
+                &build(),
+                "FROM x AS base\n",
+                "{}",
+                None,
+                &Environment::default(),
+                settings,
+            );
+            let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+            steps(&pod)
+                .into_iter()
+                .map(|c| {
+                    c.env
+                        .iter()
+                        .flatten()
+                        .filter(|e| {
+                            e.name.contains("SHARED_STORAGE") || e.name.contains("DEADLINE")
+                        })
+                        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(env_of(&Settings::for_tests()).iter().all(Vec::is_empty));
+        let shared = env_of(&Settings {
+            cache_claim: Some("strata-cache".into()),
+            cache_claim_min_free_gib: 7,
+            ..Settings::for_tests()
+        });
+        let expected = vec![
+            ("STRATA_SHARED_STORAGE".to_string(), "true".to_string()),
+            (
+                "STRATA_SHARED_STORAGE_MIN_FREE_BYTES".into(),
+                (7u64 << 30).to_string(),
+            ),
+            ("STRATA_BUILD_DEADLINE_SECONDS".into(), "7200".into()),
+        ];
+        assert_eq!(shared, vec![expected; 3]);
     }
 
     #[test]

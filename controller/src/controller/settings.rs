@@ -156,6 +156,15 @@ pub struct Settings {
     /// (unset: an emptyDir per builder pod).
     #[arg(long, env = "STRATA_BUILD_CACHE_CLAIM")]
     pub cache_claim: Option<String>,
+    /// With --cache-claim: a build that finds less than this free on the claim empties it first
+    /// when no other build uses it (builds leave their images there; nothing else removes them).
+    /// The default is the builder's ephemeral-storage request: what one build may need.
+    #[arg(
+        long,
+        env = "STRATA_BUILD_CACHE_CLAIM_MIN_FREE_GIB",
+        default_value_t = 5
+    )]
+    pub cache_claim_min_free_gib: u32,
     /// Namespace of the release ConfigMap naming the OS base image.
     #[arg(
         long,

@@ -1,0 +1,198 @@
+//! The image storage on the cache claim, shared by every build (the controller's `--cache-claim`).
+//! Nothing else removes what builds leave there (each build's image, its layer cache, every base
+//! a release brought), so it would fill up and fail every later build. The builds keep it in
+//! bounds themselves:
+//!
+//! - a build registers while it uses the storage: a marker file named after its image tag,
+//!   written by the pull step before it pulls and removed when the build ends (the push step, or
+//!   the step that failed); a marker older than the build deadline is a build that died;
+//! - the pull step, before pulling, empties the storage (`buildah rm --all`, `rmi --all`) when
+//!   less than `--shared-storage-min-free` is left on it, but only when no other build is
+//!   registered: images and containers another build uses stay. Registration and the decision
+//!   happen under one file lock, so no build registers while another empties the storage.
+//!
+//! A full storage with other builds running is left as it is; a build that runs out of space
+//! fails transiently (OutOfSpace) and its retry finds it emptied once the others ended.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+/// Where the markers live, beside containers/storage's own directories in the storage root.
+const MARKERS: &str = "strata-builds";
+/// The lock taken while registering and deciding.
+const LOCK: &str = "strata-builds.lock";
+
+/// What the pull step does about the storage's free space.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Enough is free.
+    Keep,
+    /// Too little is free and no other build uses the storage: empty it.
+    Empty,
+    /// Too little is free, but other builds use the storage.
+    Busy { others: usize },
+}
+
+/// The decision, from the free bytes and the other builds registered.
+pub fn decide(free_bytes: u64, min_free_bytes: u64, others: usize) -> Decision {
+    if free_bytes >= min_free_bytes {
+        Decision::Keep
+    } else if others == 0 {
+        Decision::Empty
+    } else {
+        Decision::Busy { others }
+    }
+}
+
+/// One build's registration in the shared storage.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    storage: PathBuf,
+    marker: String,
+    stale_after: Duration,
+}
+
+impl Registration {
+    /// The registration of the build pushing `image` (its tag, the build's name, names the
+    /// marker). A marker older than `stale_after` (the build deadline) is a build that died.
+    pub fn new(storage: &Path, image: &str, stale_after: Duration) -> Self {
+        let tag = image.rsplit(':').next().unwrap_or(image);
+        let marker: String = tag
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        Self {
+            storage: storage.to_path_buf(),
+            marker,
+            stale_after,
+        }
+    }
+
+    fn markers(&self) -> PathBuf {
+        self.storage.join(MARKERS)
+    }
+
+    /// Takes the lock (blocking), registers this build and returns what to do, with the lock
+    /// still held: the caller empties the storage (if so decided) before dropping it.
+    pub fn register(&self, min_free_bytes: u64) -> std::io::Result<(Decision, File)> {
+        std::fs::create_dir_all(self.markers())?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.storage.join(LOCK))?;
+        lock.lock()?;
+        let others = self.others_alive(SystemTime::now())?;
+        std::fs::write(self.markers().join(&self.marker), b"")?;
+        let free = free_bytes(&self.storage)?;
+        Ok((decide(free, min_free_bytes, others), lock))
+    }
+
+    /// The other builds registered and not stale at `now`; stale markers are removed.
+    fn others_alive(&self, now: SystemTime) -> std::io::Result<usize> {
+        let mut alive = 0;
+        for entry in std::fs::read_dir(self.markers())? {
+            let entry = entry?;
+            if entry.file_name().to_string_lossy() == self.marker {
+                continue;
+            }
+            let modified = entry.metadata()?.modified()?;
+            let age = now.duration_since(modified).unwrap_or_default();
+            if age > self.stale_after {
+                let _ = std::fs::remove_file(entry.path());
+            } else {
+                alive += 1;
+            }
+        }
+        Ok(alive)
+    }
+
+    /// Ends this build's registration (best effort: a marker left behind goes stale).
+    pub fn release(&self) {
+        let _ = std::fs::remove_file(self.markers().join(&self.marker));
+    }
+}
+
+/// Bytes an unprivileged writer can still use on the filesystem holding `dir`.
+pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn the_storage_is_emptied_only_when_short_of_space_and_alone() {
+        assert_eq!(decide(6 * GIB, 5 * GIB, 0), Decision::Keep);
+        assert_eq!(decide(5 * GIB, 5 * GIB, 3), Decision::Keep);
+        assert_eq!(decide(4 * GIB, 5 * GIB, 0), Decision::Empty);
+        assert_eq!(decide(4 * GIB, 5 * GIB, 2), Decision::Busy { others: 2 });
+    }
+
+    #[test]
+    fn a_build_registers_counts_the_others_and_releases() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let hour = Duration::from_secs(3600);
+        let a = Registration::new(dir.path(), "registry:5000/os/image:worker-aaa", hour);
+        let b = Registration::new(dir.path(), "registry:5000/os/image:infra-bbb", hour);
+        // Nothing can be free enough: the decision shows how many others were seen.
+        let (first, lock) = a.register(u64::MAX)?;
+        drop(lock);
+        assert_eq!(first, Decision::Empty);
+        let (second, lock) = b.register(u64::MAX)?;
+        drop(lock);
+        assert_eq!(second, Decision::Busy { others: 1 });
+        a.release();
+        let (again, lock) = b.register(u64::MAX)?;
+        drop(lock);
+        assert_eq!(again, Decision::Empty, "b alone once a released");
+        let (enough, _lock) = b.register(0)?;
+        assert_eq!(enough, Decision::Keep);
+        Ok(())
+    }
+
+    #[test]
+    fn a_marker_older_than_the_deadline_is_a_dead_build() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let hour = Duration::from_secs(3600);
+        let dead = Registration::new(dir.path(), "r/i:dead", hour);
+        let (_, lock) = dead.register(0)?;
+        drop(lock);
+        let marker = dir.path().join(MARKERS).join("dead");
+        File::options()
+            .write(true)
+            .open(&marker)?
+            .set_modified(SystemTime::now() - 2 * hour)?;
+        let live = Registration::new(dir.path(), "r/i:live", hour);
+        let (decision, _lock) = live.register(u64::MAX)?;
+        assert_eq!(decision, Decision::Empty);
+        assert!(!marker.exists(), "the stale marker is removed");
+        Ok(())
+    }
+
+    #[test]
+    fn the_marker_is_the_tag_made_safe_as_a_file_name() {
+        let r = Registration::new(Path::new("/s"), "host:5000/a/b:worker-1f2e", Duration::ZERO);
+        assert_eq!(r.marker, "worker-1f2e");
+        let odd = Registration::new(Path::new("/s"), "x/../..", Duration::ZERO);
+        assert!(!odd.marker.contains('/'));
+    }
+
+    #[test]
+    fn free_bytes_reads_the_filesystem() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        assert!(free_bytes(dir.path())? > 0);
+        Ok(())
+    }
+}
