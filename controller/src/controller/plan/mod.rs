@@ -403,16 +403,10 @@ impl Planner<'_> {
         rebuild: bool,
     ) {
         let build_name = &rendered.build_name;
-        let now = self.observed.now;
         let build = new_build(&self.observed.config, inputs, build_name);
-        self.plan.build_status.push((
-            build_name.clone(),
-            build_status::prepared(
-                &MachineOSBuildStatus::default(),
-                &rendered.containerfile_sha256(),
-                now,
-            ),
-        ));
+        // Its status is written with its objects in the next round: it names the Job, whose name
+        // needs the uid the API server gives the build. Writing it now as well would cost a
+        // write per build, in series after the create, while the API server is busiest.
         self.plan.create_build = Some(build);
         self.event(
             false,
