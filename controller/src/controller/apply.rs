@@ -85,6 +85,7 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         // A 409 means the cache was behind; the next round sees the build.
         builds.create(&create_params(), &build).await?;
     }
+    let mut job_to_create = None;
     if let Some(objects) = build_objects {
         let BuildObjects {
             containerfile,
@@ -106,9 +107,18 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
             ),
         )
         .await?;
-        // The Job's name carries its build's uid: a 409 is this very Job, made by an earlier round.
-        ignore_conflict(jobs.create(&create_params(), &job).await)?;
+        // The Job comes after what its pod mounts (else a failed write would leave a pod waiting
+        // for a Secret that no round makes again), together with the statuses below.
+        job_to_create = Some(job);
     }
+    let create_job = async {
+        match job_to_create {
+            // The Job's name carries its build's uid: a 409 is this very Job, made by an
+            // earlier round.
+            Some(job) => ignore_conflict(jobs.create(&create_params(), &job).await),
+            None => Ok(()),
+        }
+    };
     let build_statuses = try_join_all(build_status.into_iter().map(|(name, status)| {
         let builds = &builds;
         async move {
@@ -152,7 +162,7 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         // A build is recorded as ended before its Job goes (else the next round, finding no
         // Job, would build it again), and the config's status tells of the pin once it is
         // written. Deleting and pinning are independent of each other.
-        build_statuses.await?;
+        try_join(create_job, build_statuses).await?;
         let pin = pin(
             client,
             &config.spec.machine_config_pool.name,
@@ -171,8 +181,9 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         try_join(deletes, pin).await?;
         config_writes.await?;
     } else {
-        // Statuses only: the build's and the config's together.
-        try_join(build_statuses, config_writes).await?;
+        // The build's status, the config's and a new Job, together: a status naming a Job that
+        // failed to appear is corrected by the next round, which makes the Job again.
+        try_join3(create_job, build_statuses, config_writes).await?;
     }
     publish(ctx, config, events).await;
     record(ctx, metrics);

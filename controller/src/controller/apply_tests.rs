@@ -192,8 +192,8 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
         ]
     );
 
-    // Round 2: the build exists (with its uid): its ConfigMaps and Secrets (together), its Job,
-    // then its status and the config's (together).
+    // Round 2: the build exists (with its uid): its ConfigMaps and Secrets (together), then its
+    // Job, its status and the config's (together).
     let mut stored = build.clone();
     stored.metadata.uid = Some("bbbbbbbb-0000-0000-0000-000000000000".into());
     stored.status = Some(Default::default());
@@ -203,15 +203,15 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     apply(&ctx, &o2.config, p).await.unwrap();
     let job = format!("build-{name}-bbbbb");
     assert_eq!(
-        server.requests_sorting(&[(0, 4), (5, 7)]),
+        server.requests_sorting(&[(0, 4), (4, 7)]),
         vec![
             format!("PATCH {NS}/configmaps/containerfile-{name}"),
             format!("PATCH {NS}/configmaps/environment-{name}"),
             format!("PATCH {NS}/secrets/base-{name}"),
             format!("PATCH {NS}/secrets/push-{name}"),
-            "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
             format!("PATCH {BUILDS}/{name}/status"),
             CONFIG_STATUS.to_string(),
+            "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
         ]
     );
 
