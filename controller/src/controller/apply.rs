@@ -4,13 +4,12 @@
 //! Job); the one merge patch (removing a user's rebuild annotation, which SSA cannot take from
 //! another manager) is sent under the same field manager.
 
-use futures::future::{join_all, try_join, try_join_all, try_join3};
+use futures::future::{try_join, try_join_all, try_join3};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy,
 };
-use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use strata_crds::contract::{FIELD_MANAGER, annotations, labels, mco};
@@ -20,7 +19,7 @@ use super::Context;
 use super::error::Error;
 use super::names;
 use super::objects::BuildObjects;
-use super::plan::{MetricsUpdate, Plan, PlannedEvent};
+use super::plan::{MetricsUpdate, Plan};
 
 fn ssa() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -56,7 +55,8 @@ fn ignore_conflict<T>(result: kube::Result<T>) -> kube::Result<()> {
     }
 }
 
-/// Executes `plan` for `config`, then records its metric transitions.
+/// Executes `plan` for `config`; once its writes succeeded, hands its Events to the sink (sent in
+/// the background) and records its metric transitions.
 pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Result<(), Error> {
     let Plan {
         create_build,
@@ -185,7 +185,7 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         // failed to appear is corrected by the next round, which makes the Job again.
         try_join3(create_job, build_statuses, config_writes).await?;
     }
-    publish(ctx, config, events).await;
+    ctx.events.send(&config.object_ref(&()), events);
     record(ctx, metrics);
     Ok(())
 }
@@ -253,45 +253,6 @@ async fn hold_pool(client: &kube::Client, pool: &str, paused: bool) -> Result<()
 
 /// Records the Events, together; a refused Event is logged, never fails the round. Each
 /// transition is also an info line.
-async fn publish(ctx: &Context, config: &MachineOSConfig, events: Vec<PlannedEvent>) {
-    let reference = &config.object_ref(&());
-    join_all(events.into_iter().map(
-        |PlannedEvent {
-             warning,
-             reason,
-             action,
-             note,
-             build,
-         }| async move {
-            if warning {
-                tracing::warn!(reason, action, %note, "transition");
-            } else {
-                tracing::info!(reason, action, %note, "transition");
-            }
-            let event = Event {
-                type_: if warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
-                reason: reason.into(),
-                note: Some(note.chars().take(1000).collect()),
-                action: action.into(),
-                secondary: build.map(|name| ObjectReference {
-                    api_version: Some(MachineOSBuild::api_version(&()).into_owned()),
-                    kind: Some(MachineOSBuild::kind(&()).into_owned()),
-                    name: Some(name),
-                    ..ObjectReference::default()
-                }),
-            };
-            if let Err(err) = ctx.recorder.publish(&event, reference).await {
-                tracing::warn!(%err, "cannot record an Event");
-            }
-        },
-    ))
-    .await;
-}
-
 fn record(ctx: &Context, update: MetricsUpdate) {
     let MetricsUpdate {
         pool,

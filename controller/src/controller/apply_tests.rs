@@ -183,6 +183,8 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     let build = p.create_build.clone().unwrap();
     let name = build.metadata.name.clone().unwrap();
     apply(&ctx, &o.config, p).await.unwrap();
+    // Events go out in the background once the writes succeeded.
+    ctx.events.flush().await;
     assert_eq!(
         server.requests(),
         vec![
@@ -201,6 +203,8 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     o2.builds = vec![stored.clone()];
     let p = plan::plan(&o2, &settings);
     apply(&ctx, &o2.config, p).await.unwrap();
+    // Events go out in the background once the writes succeeded.
+    ctx.events.flush().await;
     let job = format!("build-{name}-bbbbb");
     assert_eq!(
         server.requests_sorting(&[(0, 4), (4, 7)]),
@@ -236,6 +240,8 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     o3.build_secrets = [format!("push-{name}"), format!("base-{name}")].into();
     let p = plan::plan(&o3, &settings);
     apply(&ctx, &o3.config, p).await.unwrap();
+    // Events go out in the background once the writes succeeded.
+    ctx.events.flush().await;
     assert_eq!(
         server.requests_sorting(&[(1, 5)]),
         vec![

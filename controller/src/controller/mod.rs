@@ -10,6 +10,7 @@ pub mod auth;
 pub mod conditions;
 pub mod environment;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod names;
@@ -55,7 +56,7 @@ pub struct Context {
     pub stores: Stores,
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    pub events: events::EventSink,
     /// Consecutive failed reconciles per MachineOSConfig, for back-off.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -79,7 +80,7 @@ impl Context {
             stores,
             registry,
             metrics,
-            recorder,
+            events: events::EventSink::new(recorder),
             failures: Mutex::default(),
         }
     }
@@ -127,13 +128,16 @@ async fn reconcile_config(ctx: &Context, config: &MachineOSConfig) -> Result<Act
     let observed_after = started.elapsed();
     let plan = plan::plan(&observed, &ctx.settings);
     let requeue = plan.requeue_after.unwrap_or(RESYNC);
+    let writes = plan.writes();
     apply::apply(ctx, config, plan).await?;
     let total = started.elapsed();
-    // Where a slow round spent its time: observe waits on registries, apply on the API server.
+    // Where a slow round spent its time (observe waits on registries, apply on the API server)
+    // and what it wrote.
     if total >= SLOW_RECONCILE {
         tracing::info!(
             observe_ms = observed_after.as_millis() as u64,
             apply_ms = (total - observed_after).as_millis() as u64,
+            %writes,
             "slow reconcile"
         );
     }

@@ -119,6 +119,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         metrics,
         recorder,
     ));
+    let events_ctx = Arc::clone(&ctx);
     let controller = Controller::for_stream(
         futures::stream::pending::<Result<MachineOSConfig, watcher::Error>>(),
         stores.configs.clone(),
@@ -137,7 +138,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     });
     tokio::select! {
-        _ = controller => tracing::info!("controller stopped"),
+        _ = controller => {
+            tracing::info!("controller stopped");
+            // The last rounds' Events, still being sent, get a moment.
+            let _ = tokio::time::timeout(Duration::from_secs(2), events_ctx.events.flush()).await;
+        }
         _ = async { while leader.changed().await.is_ok() && *leader.borrow() {} } => {
             tracing::error!("lost leadership; exiting so a fresh start re-elects");
             anyhow::bail!("lost leadership");

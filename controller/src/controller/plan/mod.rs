@@ -152,6 +152,42 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
 }
 
+impl Plan {
+    /// The writes this plan makes, in short (`create-build,build-status×2,…`): the slow-round log
+    /// line says what a round that took long was doing.
+    pub fn writes(&self) -> String {
+        let counted = [
+            ("create-build", usize::from(self.create_build.is_some())),
+            ("build-objects", usize::from(self.build_objects.is_some())),
+            ("build-status", self.build_status.len()),
+            ("delete-job", self.delete_jobs.len()),
+            ("delete-secret", self.delete_secrets.len()),
+            ("delete-build", self.delete_builds.len()),
+            ("machine-config", usize::from(self.machine_config.is_some())),
+            ("pool-paused", usize::from(self.pool_paused.is_some())),
+            ("config-status", usize::from(self.config_status.is_some())),
+            (
+                "remove-annotation",
+                usize::from(self.remove_rebuild_annotation),
+            ),
+            ("event", self.events.len()),
+        ];
+        let parts: Vec<String> = counted
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(what, n)| match n {
+                1 => what.to_string(),
+                n => format!("{what}×{n}"),
+            })
+            .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join(",")
+        }
+    }
+}
+
 /// The planner.
 pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
     let mut planner = Planner {

@@ -161,6 +161,7 @@ fn new_config_creates_a_prepared_build_then_its_objects() {
     );
     // Its status names the Job, and the objects need the build's uid: they come once it exists.
     assert!(p.build_status.is_empty());
+    assert_eq!(p.writes(), "create-build,config-status,event");
     assert!(p.build_objects.is_none() && p.machine_config.is_none());
     assert_eq!(cond(&p.config_status, ct::BUILDING).status, "True");
     assert_eq!(

@@ -1,0 +1,100 @@
+//! Events leave the reconcile path: once a round's writes succeeded, its Events are handed to
+//! background tasks, as client-go's EventBroadcaster does, so a busy API server slows the Events,
+//! not the next round. A few are sent at a time (a burst of builds would otherwise open hundreds
+//! of requests at once); sending is best effort, as it always was.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Resource;
+use kube::runtime::events::{Event, EventType, Recorder};
+use strata_crds::MachineOSBuild;
+use tokio::sync::{Notify, Semaphore};
+
+use super::plan::PlannedEvent;
+
+/// Events sent at the same time.
+const IN_FLIGHT: usize = 4;
+
+pub struct EventSink {
+    recorder: Recorder,
+    permits: Arc<Semaphore>,
+    /// Events handed over and not yet sent, and a wake-up for [`EventSink::flush`].
+    pending: Arc<(AtomicUsize, Notify)>,
+}
+
+impl EventSink {
+    pub fn new(recorder: Recorder) -> Self {
+        Self {
+            recorder,
+            permits: Arc::new(Semaphore::new(IN_FLIGHT)),
+            pending: Arc::default(),
+        }
+    }
+
+    /// Logs each transition now (the log keeps the order of rounds) and sends its Event about
+    /// `regarding` in the background.
+    pub fn send(&self, regarding: &ObjectReference, events: Vec<PlannedEvent>) {
+        for planned in events {
+            let PlannedEvent {
+                warning,
+                reason,
+                action,
+                note,
+                build,
+            } = planned;
+            if warning {
+                tracing::warn!(reason, action, %note, "transition");
+            } else {
+                tracing::info!(reason, action, %note, "transition");
+            }
+            let event = Event {
+                type_: if warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: reason.into(),
+                note: Some(note.chars().take(1000).collect()),
+                action: action.into(),
+                secondary: build.map(|name| ObjectReference {
+                    api_version: Some(MachineOSBuild::api_version(&()).into_owned()),
+                    kind: Some(MachineOSBuild::kind(&()).into_owned()),
+                    name: Some(name),
+                    ..ObjectReference::default()
+                }),
+            };
+            let recorder = self.recorder.clone();
+            let permits = Arc::clone(&self.permits);
+            let regarding = regarding.clone();
+            let pending = Arc::clone(&self.pending);
+            pending.0.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                // Closed only when the sink is gone: nothing to send to then.
+                if let Ok(_permit) = permits.acquire_owned().await
+                    && let Err(err) = recorder.publish(&event, &regarding).await
+                {
+                    tracing::warn!(%err, "cannot record an Event");
+                }
+                if pending.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    pending.1.notify_waiters();
+                }
+            });
+        }
+    }
+
+    /// Waits until every Event handed over so far was sent (or failed).
+    pub async fn flush(&self) {
+        loop {
+            let notified = self.pending.1.notified();
+            tokio::pin!(notified);
+            // Registered before the count is read: a last send ending in between still wakes us.
+            notified.as_mut().enable();
+            if self.pending.0.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
