@@ -224,11 +224,11 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     // Per-build Secrets are gone once the build ended; the Containerfile ConfigMap is kept.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     wait_for(
-        "per-build push Secret deleted",
+        "per-build credentials Secret deleted",
         Duration::from_secs(30),
         || async {
             Ok(secrets
-                .get_opt(&format!("push-{first}"))
+                .get_opt(&format!("credentials-{first}"))
                 .await?
                 .is_none()
                 .then_some(()))

@@ -90,21 +90,14 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         let BuildObjects {
             containerfile,
             environment,
-            push_secret,
-            base_secret,
-            entitlement,
+            credentials,
             job,
         } = objects;
-        // Independent objects go together: one round trip, not five, while the API server is
+        // Independent objects go together: one round trip, not three, while the API server is
         // busy with the builds themselves.
         try_join(
             apply_all(&configmaps, [containerfile, environment]),
-            apply_all(
-                &secrets,
-                std::iter::once(push_secret)
-                    .chain(base_secret)
-                    .chain(entitlement),
-            ),
+            apply_all(&secrets, [credentials]),
         )
         .await?;
         // The Job comes after what its pod mounts (else a failed write would leave a pod waiting

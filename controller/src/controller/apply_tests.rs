@@ -207,12 +207,11 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     ctx.events.flush().await;
     let job = format!("build-{name}-bbbbb");
     assert_eq!(
-        server.requests_sorting(&[(0, 4), (4, 7)]),
+        server.requests_sorting(&[(0, 3), (3, 6)]),
         vec![
             format!("PATCH {NS}/configmaps/containerfile-{name}"),
             format!("PATCH {NS}/configmaps/environment-{name}"),
-            format!("PATCH {NS}/secrets/base-{name}"),
-            format!("PATCH {NS}/secrets/push-{name}"),
+            format!("PATCH {NS}/secrets/credentials-{name}"),
             format!("PATCH {BUILDS}/{name}/status"),
             CONFIG_STATUS.to_string(),
             "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
@@ -237,17 +236,16 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
         inputs_hash: Some(hash),
     });
     o3.jobs = vec![serde_json::from_value(json!({"metadata": {"name": job}})).unwrap()];
-    o3.build_secrets = [format!("push-{name}"), format!("base-{name}")].into();
+    o3.build_secrets = [format!("credentials-{name}")].into();
     let p = plan::plan(&o3, &settings);
     apply(&ctx, &o3.config, p).await.unwrap();
     // Events go out in the background once the writes succeeded.
     ctx.events.flush().await;
     assert_eq!(
-        server.requests_sorting(&[(1, 5)]),
+        server.requests_sorting(&[(1, 4)]),
         vec![
             format!("PATCH {BUILDS}/{name}/status"),
-            format!("DELETE {NS}/secrets/base-{name}"),
-            format!("DELETE {NS}/secrets/push-{name}"),
+            format!("DELETE {NS}/secrets/credentials-{name}"),
             format!("DELETE /apis/batch/v1/namespaces/strata-system/jobs/{job}"),
             "PATCH /apis/machineconfiguration.openshift.io/v1/machineconfigs/zz-strata-1-worker"
                 .to_string(),

@@ -37,19 +37,19 @@ fn short_name(prefix: &str, build: &str) -> String {
 pub fn containerfile_configmap(build: &str) -> String {
     short_name("containerfile", build)
 }
-pub fn push_secret(build: &str) -> String {
-    short_name("push", build)
+/// The build's credentials: the push and pull auth and the entitlement, each step mounting only
+/// its own keys.
+pub fn credentials_secret(build: &str) -> String {
+    short_name("credentials", build)
 }
-pub fn base_secret(build: &str) -> String {
-    short_name("base", build)
+/// The per-build Secrets of earlier versions (one per credential), still removed when their
+/// build ends.
+pub fn earlier_secrets(build: &str) -> [String; 3] {
+    ["push", "base", "entitlement"].map(|prefix| short_name(prefix, build))
 }
 /// The build's view of the cluster's environment: registries.conf, CAs.
 pub fn environment_configmap(build: &str) -> String {
     short_name("environment", build)
-}
-/// The build's copy of the cluster's entitlement (a pod mounts Secrets of its own namespace only).
-pub fn entitlement_secret(build: &str) -> String {
-    short_name("entitlement", build)
 }
 
 /// The Job of one incarnation of a build: a rebuild deletes and recreates the MachineOSBuild

@@ -25,11 +25,18 @@ pub struct BuildObjects {
     pub containerfile: ConfigMap,
     /// The cluster's environment as the build sees it (registries.conf, CAs).
     pub environment: ConfigMap,
-    pub push_secret: Secret,
-    pub base_secret: Option<Secret>,
-    /// A copy of the cluster's entitlement, for RUN steps.
-    pub entitlement: Option<Secret>,
+    /// The push and pull auth and a copy of the cluster's entitlement, in one Secret (one write,
+    /// one delete); each step's volume holds only its own keys (see [`credential_keys`]).
+    pub credentials: Secret,
     pub job: Job,
+}
+
+/// Keys of the build's credentials Secret: the push auth, the pull auth, and the prefix of the
+/// entitlement's files.
+pub mod credential_keys {
+    pub const PUSH: &str = "push.dockerconfigjson";
+    pub const PULL: &str = "pull.dockerconfigjson";
+    pub const ENTITLEMENT_PREFIX: &str = "entitlement.";
 }
 
 /// Key prefix of a per-registry CA in the environment ConfigMap (`registry-ca.<host>..<port>`).
@@ -108,19 +115,36 @@ fn meta(name: String, settings: &Settings, build: &MachineOSBuild) -> ObjectMeta
     }
 }
 
-fn auth_secret(
-    name: String,
+/// The build's credentials Secret: `push_auth` and `base_auth` (`.dockerconfigjson` documents)
+/// and the entitlement's files under [`credential_keys`].
+fn credentials_secret(
     settings: &Settings,
     build: &MachineOSBuild,
-    dockerconfigjson: &str,
+    push_auth: &str,
+    base_auth: Option<&str>,
+    entitlement: Option<&BTreeMap<String, ByteString>>,
 ) -> Secret {
+    let name = build.metadata.name.clone().unwrap_or_default();
+    let mut data = BTreeMap::from([(
+        credential_keys::PUSH.to_string(),
+        ByteString(push_auth.as_bytes().to_vec()),
+    )]);
+    if let Some(auth) = base_auth {
+        data.insert(
+            credential_keys::PULL.into(),
+            ByteString(auth.as_bytes().to_vec()),
+        );
+    }
+    for (key, value) in entitlement.into_iter().flatten() {
+        data.insert(
+            format!("{}{key}", credential_keys::ENTITLEMENT_PREFIX),
+            value.clone(),
+        );
+    }
     Secret {
-        metadata: meta(name, settings, build),
-        type_: Some("kubernetes.io/dockerconfigjson".into()),
-        data: Some(BTreeMap::from([(
-            ".dockerconfigjson".into(),
-            ByteString(dockerconfigjson.as_bytes().to_vec()),
-        )])),
+        metadata: meta(names::credentials_secret(&name), settings, build),
+        type_: Some("Opaque".into()),
+        data: Some(data),
         ..Secret::default()
     }
 }
@@ -149,22 +173,18 @@ pub fn build_objects(
         data: Some(environment_data(env, settings)),
         ..ConfigMap::default()
     };
-    let push_secret = auth_secret(names::push_secret(&name), settings, build, push_auth);
-    let base_secret =
-        base_auth.map(|auth| auth_secret(names::base_secret(&name), settings, build, auth));
-    let entitlement = env.entitlement.as_ref().map(|data| Secret {
-        metadata: meta(names::entitlement_secret(&name), settings, build),
-        type_: Some("Opaque".into()),
-        data: Some(data.clone()),
-        ..Secret::default()
-    });
-    let job = builder_job(build, base_secret.is_some(), &environment, env, settings);
+    let credentials = credentials_secret(
+        settings,
+        build,
+        push_auth,
+        base_auth,
+        env.entitlement.as_ref(),
+    );
+    let job = builder_job(build, base_auth.is_some(), &environment, env, settings);
     BuildObjects {
         containerfile,
         environment,
-        push_secret,
-        base_secret,
-        entitlement,
+        credentials,
         job,
     }
 }
@@ -231,6 +251,8 @@ fn builder_job(
     use strata_crds::contract::builder_pod as pod;
     let name = build.metadata.name.clone().unwrap_or_default();
     let image = names::image_for_build(&build.spec.rendered_image_push_spec, &name);
+    // One Secret holds every credential; each step's volume takes only its own keys from it.
+    let credentials = names::credentials_secret(&name);
     let storage = match &settings.cache_claim {
         Some(claim) => json!({"name": "storage", "persistentVolumeClaim": {"claimName": claim}}),
         None => {
@@ -239,7 +261,8 @@ fn builder_job(
     };
     let mut volumes = vec![
         json!({"name": "containerfile", "configMap": {"name": names::containerfile_configmap(&name)}}),
-        json!({"name": "push-auth", "secret": {"secretName": names::push_secret(&name)}}),
+        json!({"name": "push-auth", "secret": {"secretName": credentials,
+            "items": [{"key": credential_keys::PUSH, "path": ".dockerconfigjson"}]}}),
         storage,
         json!({"name": "work", "emptyDir": {"sizeLimit": settings.builder_resources.storage_size_limit}}),
     ];
@@ -263,7 +286,8 @@ fn builder_job(
     let mut pull_mounts = vec![containerfile.clone()];
     if has_pull_auth {
         volumes.push(
-            json!({"name": "pull-auth", "secret": {"secretName": names::base_secret(&name)}}),
+            json!({"name": "pull-auth", "secret": {"secretName": credentials,
+                "items": [{"key": credential_keys::PULL, "path": ".dockerconfigjson"}]}}),
         );
         pull_mounts
             .push(json!({"name": "pull-auth", "mountPath": pod::PULL_AUTH_DIR, "readOnly": true}));
@@ -307,8 +331,14 @@ fn builder_job(
         pull_mounts.push(certs.clone());
         push_mounts.push(certs);
     }
-    if env.entitlement.is_some() {
-        volumes.push(json!({"name": "entitlement", "secret": {"secretName": names::entitlement_secret(&name)}}));
+    if let Some(entitlement) = &env.entitlement {
+        let items: Vec<Value> = entitlement
+            .keys()
+            .map(|k| json!({"key": format!("{}{k}", credential_keys::ENTITLEMENT_PREFIX), "path": k}))
+            .collect();
+        volumes.push(
+            json!({"name": "entitlement", "secret": {"secretName": credentials, "items": items}}),
+        );
         build_mounts.push(
             json!({"name": "entitlement", "mountPath": pod::ENTITLEMENT_DIR, "readOnly": true}),
         );
@@ -593,7 +623,7 @@ mod tests {
             data["registries.conf"]
         );
         assert_eq!(
-            objects.entitlement.as_ref().unwrap().data.as_ref().unwrap()["entitlement.pem"],
+            objects.credentials.data.as_ref().unwrap()["entitlement.entitlement.pem"],
             ByteString(b"c".to_vec())
         );
         let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();

@@ -48,11 +48,8 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
     for build in &observed.builds {
         let name = build.metadata.name.as_deref().unwrap_or_default();
         if phase_of(build).is_some_and(BuildPhase::is_terminal) {
-            let secrets = [
-                names::push_secret(name),
-                names::base_secret(name),
-                names::entitlement_secret(name),
-            ];
+            let secrets = std::iter::once(names::credentials_secret(name))
+                .chain(names::earlier_secrets(name));
             for secret in secrets {
                 if observed.build_secrets.contains(&secret) {
                     delete_secrets.push(secret);

@@ -350,7 +350,9 @@ fn verified_digest_pins_the_pool_and_tidies_up() {
     o.builds = vec![build.clone()];
     o.job = succeeded_job();
     o.image_check = present(&o);
-    o.build_secrets = [names::push_secret(&build_name)].into();
+    // The build's credentials, and a Secret of an earlier version (one per credential).
+    let earlier_push = names::earlier_secrets(&build_name)[0].clone();
+    o.build_secrets = [names::credentials_secret(&build_name), earlier_push.clone()].into();
     o.jobs =
         vec![serde_json::from_value(json!({"metadata": {"name": names::job(&build)}})).unwrap()];
     let p = plan(&o, &Settings::for_tests());
@@ -387,7 +389,10 @@ fn verified_digest_pins_the_pool_and_tidies_up() {
         ("False", "RenderPending")
     );
     assert_eq!(p.metrics.pool_updated, Some(false));
-    assert_eq!(p.delete_secrets, vec![names::push_secret(&build_name)]);
+    assert_eq!(
+        p.delete_secrets,
+        vec![names::credentials_secret(&build_name), earlier_push]
+    );
     // Its Job is done: it goes (no finished Jobs piling up).
     assert_eq!(p.delete_jobs, vec![names::job(&build)]);
     assert!(matches!(
