@@ -244,8 +244,7 @@ async fn hold_pool(client: &kube::Client, pool: &str, paused: bool) -> Result<()
     Ok(())
 }
 
-/// Records the Events, together; a refused Event is logged, never fails the round. Each
-/// transition is also an info line.
+/// Records the round's metric transitions.
 fn record(ctx: &Context, update: MetricsUpdate) {
     let MetricsUpdate {
         pool,
