@@ -31,12 +31,15 @@ pub struct BuildObjects {
     pub job: Job,
 }
 
-/// Keys of the build's credentials Secret: the push auth, the pull auth, and the prefix of the
-/// entitlement's files.
+/// Keys of the build's credentials Secret: the push auth, the pull auth, the entitlement's files.
 pub mod credential_keys {
     pub const PUSH: &str = "push.dockerconfigjson";
     pub const PULL: &str = "pull.dockerconfigjson";
-    pub const ENTITLEMENT_PREFIX: &str = "entitlement.";
+
+    /// The key of the entitlement's file `file`.
+    pub fn entitlement(file: &str) -> String {
+        format!("entitlement.{file}")
+    }
 }
 
 /// Key prefix of a per-registry CA in the environment ConfigMap (`registry-ca.<host>..<port>`).
@@ -135,11 +138,8 @@ fn credentials_secret(
             ByteString(auth.as_bytes().to_vec()),
         );
     }
-    for (key, value) in entitlement.into_iter().flatten() {
-        data.insert(
-            format!("{}{key}", credential_keys::ENTITLEMENT_PREFIX),
-            value.clone(),
-        );
+    for (file, value) in entitlement.into_iter().flatten() {
+        data.insert(credential_keys::entitlement(file), value.clone());
     }
     Secret {
         metadata: meta(names::credentials_secret(&name), settings, build),
@@ -334,7 +334,7 @@ fn builder_job(
     if let Some(entitlement) = &env.entitlement {
         let items: Vec<Value> = entitlement
             .keys()
-            .map(|k| json!({"key": format!("{}{k}", credential_keys::ENTITLEMENT_PREFIX), "path": k}))
+            .map(|file| json!({"key": credential_keys::entitlement(file), "path": file}))
             .collect();
         volumes.push(
             json!({"name": "entitlement", "secret": {"secretName": credentials, "items": items}}),
@@ -662,8 +662,8 @@ mod tests {
         );
     }
 
-    /// Where each step's blob info cache is: (volume, subPath) of its mount at the cache dir.
-    fn blob_info_mounts(settings: &Settings) -> Vec<(String, Option<String>)> {
+    /// The builder pod of a build without pull auth in the default environment, under `settings`.
+    fn pod_with(settings: &Settings) -> k8s_openapi::api::core::v1::PodSpec {
         let objects = build_objects(
             &build(),
             "FROM x AS base\n",
@@ -672,7 +672,12 @@ mod tests {
             &Environment::default(),
             settings,
         );
-        let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+        objects.job.spec.and_then(|s| s.template.spec).unwrap()
+    }
+
+    /// Where each step's blob info cache is: (volume, subPath) of its mount at the cache dir.
+    fn blob_info_mounts(settings: &Settings) -> Vec<(String, Option<String>)> {
+        let pod = pod_with(settings);
         steps(&pod)
             .into_iter()
             .flat_map(|c| c.volume_mounts.iter().flatten())
@@ -697,15 +702,7 @@ mod tests {
     #[test]
     fn on_the_claim_every_step_knows_the_storage_is_shared() {
         let env_of = |settings: &Settings| {
-            let objects = build_objects(
-                &build(),
-                "FROM x AS base\n",
-                "{}",
-                None,
-                &Environment::default(),
-                settings,
-            );
-            let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+            let pod = pod_with(settings);
             steps(&pod)
                 .into_iter()
                 .map(|c| {
