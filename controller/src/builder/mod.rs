@@ -332,7 +332,7 @@ async fn keep_shared_storage_in_bounds(
     buildah: &buildah::Buildah,
 ) -> Result<(), TerminationMessage> {
     let min_free = args.shared_storage_min_free_bytes;
-    let (decision, _lock) = registration.register(min_free).map_err(|e| {
+    let registered = registration.register(min_free).map_err(|e| {
         failure(
             FailureClass::Transient,
             "StorageUnavailable",
@@ -344,8 +344,8 @@ async fn keep_shared_storage_in_bounds(
         )
     })?;
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
-    let free = shared_storage::free_bytes(&args.storage_dir).unwrap_or(0);
-    match decision {
+    let free = registered.free_bytes;
+    match registered.decision {
         shared_storage::Decision::Keep => {}
         shared_storage::Decision::Busy { others } => println!(
             "strata build: the shared image storage has {:.1} GiB free (less than {:.1} GiB), \

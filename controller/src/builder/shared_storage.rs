@@ -45,6 +45,16 @@ pub fn decide(free_bytes: u64, min_free_bytes: u64, others: usize) -> Decision {
     }
 }
 
+/// What [`Registration::register`] found, with the lock still held: the caller empties the
+/// storage (if so decided) before dropping it.
+#[derive(Debug)]
+pub struct Registered {
+    pub decision: Decision,
+    /// Free bytes on the storage when the decision was taken.
+    pub free_bytes: u64,
+    pub lock: File,
+}
+
 /// One build's registration in the shared storage.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -79,9 +89,8 @@ impl Registration {
         self.storage.join(MARKERS)
     }
 
-    /// Takes the lock (blocking), registers this build and returns what to do, with the lock
-    /// still held: the caller empties the storage (if so decided) before dropping it.
-    pub fn register(&self, min_free_bytes: u64) -> std::io::Result<(Decision, File)> {
+    /// Takes the lock (blocking), registers this build and returns what to do.
+    pub fn register(&self, min_free_bytes: u64) -> std::io::Result<Registered> {
         std::fs::create_dir_all(self.markers())?;
         let lock = OpenOptions::new()
             .create(true)
@@ -92,7 +101,11 @@ impl Registration {
         let others = self.others_alive(SystemTime::now())?;
         std::fs::write(self.markers().join(&self.marker), b"")?;
         let free = free_bytes(&self.storage)?;
-        Ok((decide(free, min_free_bytes, others), lock))
+        Ok(Registered {
+            decision: decide(free, min_free_bytes, others),
+            free_bytes: free,
+            lock,
+        })
     }
 
     /// The other builds registered and not stale at `now`; stale markers are removed.
@@ -147,18 +160,18 @@ mod tests {
         let a = Registration::new(dir.path(), "registry:5000/os/image:worker-aaa", hour);
         let b = Registration::new(dir.path(), "registry:5000/os/image:infra-bbb", hour);
         // Nothing can be free enough: the decision shows how many others were seen.
-        let (first, lock) = a.register(u64::MAX)?;
-        drop(lock);
-        assert_eq!(first, Decision::Empty);
-        let (second, lock) = b.register(u64::MAX)?;
-        drop(lock);
-        assert_eq!(second, Decision::Busy { others: 1 });
+        // Each registration's lock is dropped with it, at the end of its statement.
+        assert_eq!(a.register(u64::MAX)?.decision, Decision::Empty);
+        assert_eq!(b.register(u64::MAX)?.decision, Decision::Busy { others: 1 });
         a.release();
-        let (again, lock) = b.register(u64::MAX)?;
-        drop(lock);
-        assert_eq!(again, Decision::Empty, "b alone once a released");
-        let (enough, _lock) = b.register(0)?;
-        assert_eq!(enough, Decision::Keep);
+        assert_eq!(
+            b.register(u64::MAX)?.decision,
+            Decision::Empty,
+            "b alone once a released"
+        );
+        let enough = b.register(0)?;
+        assert_eq!(enough.decision, Decision::Keep);
+        assert!(enough.free_bytes > 0);
         Ok(())
     }
 
@@ -167,16 +180,14 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let hour = Duration::from_secs(3600);
         let dead = Registration::new(dir.path(), "r/i:dead", hour);
-        let (_, lock) = dead.register(0)?;
-        drop(lock);
+        dead.register(0)?;
         let marker = dir.path().join(MARKERS).join("dead");
         File::options()
             .write(true)
             .open(&marker)?
             .set_modified(SystemTime::now() - 2 * hour)?;
         let live = Registration::new(dir.path(), "r/i:live", hour);
-        let (decision, _lock) = live.register(u64::MAX)?;
-        assert_eq!(decision, Decision::Empty);
+        assert_eq!(live.register(u64::MAX)?.decision, Decision::Empty);
         assert!(!marker.exists(), "the stale marker is removed");
         Ok(())
     }
