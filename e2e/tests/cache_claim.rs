@@ -32,16 +32,16 @@ fn stored_names(dir: &Path) -> Result<String> {
     std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The builds registered on the claim (their markers).
-fn registered(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir.join("strata-builds"))
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The builds registered on the claim (their markers). The directory must exist: every build
+/// on the claim registered there.
+fn registered(dir: &Path) -> Result<Vec<String>> {
+    let markers = dir.join("strata-builds");
+    let entries =
+        std::fs::read_dir(&markers).with_context(|| format!("reading {}", markers.display()))?;
+    Ok(entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect())
 }
 
 /// The pull step's log of build `build`, once that step ended.
@@ -171,7 +171,7 @@ async fn check(cluster: &Cluster, client: &kube::Client, dir: &Path) -> Result<(
     pinned_by(client, BUILD_TIMEOUT, b, &fourth).await?;
     eprintln!("ok: two builds at once on the shared claim both succeeded");
 
-    let left = registered(dir);
+    let left = registered(dir)?;
     ensure!(left.is_empty(), "registrations left on the claim: {left:?}");
     eprintln!("ok: no registration left once the builds ended");
 
