@@ -25,9 +25,9 @@ CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/strata"
 STRATA_BIN="${STRATA_BIN:-${CARGO_TARGET_DIR:-$("$HERE/target-dir.sh")}/debug/strata}"
 IMGDIR="$CACHE/images"
 mkdir -p "$IMGDIR"
-BUILDAH=(buildah --root "$CACHE/buildah/root" --runroot /run/strata-buildah --storage-driver vfs)
-exists() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
-label() { "${BUILDAH[@]}" inspect --type image --format "{{index .ImageAnnotations \"$2\"}}{{index .OCIv1.Config.Labels \"$2\"}}" "$1" 2>/dev/null || true; }
+# BUILDAH (the same storage under the cache), image_label, prune_untagged.
+# shellcheck source-path=SCRIPTDIR source=../../images/lib.sh
+. "$ROOT/images/lib.sh"
 TS=(--timestamp 0)
 
 # --- pause -----------------------------------------------------------------------------------
@@ -44,7 +44,7 @@ fi
 
 # --- os-base ---------------------------------------------------------------------------------
 OS_BASE_VERSION=3 # bumped when the layout changes
-if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || [[ "$(label localhost/strata-test/os-base:latest strata.dev/os-base-version)" != "$OS_BASE_VERSION" ]]; then
+if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || [[ "$(image_label localhost/strata-test/os-base:latest strata.dev/os-base-version)" != "$OS_BASE_VERSION" ]]; then
   log "building os-base image (busybox-static root filesystem, CoreOS layout)…"
   R=$(mktemp -d); trap 'rm -rf "$R"' EXIT
   mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,etc,tmp,var/tmp,root,proc,sys,dev,run,home,boot,sysroot/ostree}
@@ -106,7 +106,7 @@ if [[ -x "$STRATA_BIN" ]]; then
       "deb http://deb.debian.org/debian $SUITE main" "deb http://deb.debian.org/debian-security $SUITE-security main"
     mv "${ROOTFS%.tar}.new.tar" "$ROOTFS"; echo "$STAMP" > "$ROOTFS.pkgs"
   fi
-  if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || [[ "$(label localhost/strata/builder:local strata.dev/inputs-sha256)" != *"$SUM"* ]]; then
+  if [[ -n "${STRATA_REBUILD_IMAGES:-}" ]] || [[ "$(image_label localhost/strata/builder:local strata.dev/inputs-sha256)" != *"$SUM"* ]]; then
     log "building builder image (buildah + strata from $STRATA_BIN)…"
     c=$("${BUILDAH[@]}" from scratch)
     "${BUILDAH[@]}" add "$c" "$ROOTFS" / >/dev/null
@@ -122,9 +122,8 @@ else
   log "  (build it with: CARGO_TARGET_DIR=$("$HERE/target-dir.sh") cargo build -p strata-controller --bin strata, or set STRATA_BIN)"
 fi
 
-# Images a rebuild left untagged (the old builder image, ~440 MB each time strata changes) go:
-# nothing here builds with a layer cache, so they are never used again.
-"${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
+# Images a rebuild left untagged (the old builder image, ~440 MB each time strata changes) go.
+prune_untagged
 
 # --- push ------------------------------------------------------------------------------------
 if [[ -n "$PUSH" ]]; then
