@@ -81,36 +81,37 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
     let configs: Api<MachineOSConfig> = Api::all(client.clone());
 
-    if let Some(build) = create_build {
-        // A 409 means the cache was behind; the next round sees the build.
-        builds.create(&create_params(), &build).await?;
-    }
-    let mut job_to_create = None;
-    if let Some(objects) = build_objects {
-        let BuildObjects {
+    // Writes go at once where nothing orders them: while builds run, every write waits on a busy
+    // API server, and a round's time is its longest chain of writes in series.
+    let create = async {
+        match create_build {
+            // A 409 means the cache was behind; the next round sees the build.
+            Some(build) => builds.create(&create_params(), &build).await.map(drop),
+            None => Ok(()),
+        }
+    };
+    // The Job goes with what its pod mounts. One of those whose write failed is made again by
+    // the plan once the Job has run a while without it (plan/build_status.rs), and the pod
+    // waits for its volume meanwhile.
+    let objects = async {
+        let Some(BuildObjects {
             containerfile,
             environment,
             credentials,
             job,
-        } = objects;
-        // Independent objects go together: one round trip, not three, while the API server is
-        // busy with the builds themselves.
-        try_join(
+        }) = build_objects
+        else {
+            return Ok(());
+        };
+        try_join3(
             apply_all(&configmaps, [containerfile, environment]),
             apply_all(&secrets, [credentials]),
-        )
-        .await?;
-        // The Job comes after what its pod mounts (else a failed write would leave a pod waiting
-        // for a Secret that no round makes again), together with the statuses below.
-        job_to_create = Some(job);
-    }
-    let create_job = async {
-        match job_to_create {
             // The Job's name carries its build's uid: a 409 is this very Job, made by an
             // earlier round.
-            Some(job) => ignore_conflict(jobs.create(&create_params(), &job).await),
-            None => Ok(()),
-        }
+            async { ignore_conflict(jobs.create(&create_params(), &job).await) },
+        )
+        .await
+        .map(drop)
     };
     let build_statuses = try_join_all(build_status.into_iter().map(|(name, status)| {
         let builds = &builds;
@@ -122,8 +123,28 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
                 .map(drop)
         }
     }));
+    // A build is recorded as ended before its Job goes: else the next round, finding no Job,
+    // would build it again.
+    let builds_then_deletes = async {
+        try_join3(create, objects, build_statuses).await?;
+        try_join3(
+            delete_all(&jobs, &delete_jobs, &background()),
+            delete_all(&secrets, &delete_secrets, &DeleteParams::default()),
+            delete_all(&builds, &delete_builds, &background()),
+        )
+        .await
+        .map_err(Error::from)
+    };
+    // The config's status tells of the pin once it is written.
     let name = config.name_any();
-    let config_writes = async {
+    let pin_then_config = async {
+        pin(
+            client,
+            &config.spec.machine_config_pool.name,
+            machine_config,
+            pool_paused,
+        )
+        .await?;
         let status = async {
             if let Some(status) = config_status {
                 let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig", "status": status});
@@ -131,7 +152,7 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
                     .patch_status(&name, &ssa(), &Patch::Apply(&patch))
                     .await?;
             }
-            kube::Result::Ok(())
+            Ok::<(), kube::Error>(())
         };
         let annotation = async {
             if remove_rebuild_annotation {
@@ -142,42 +163,12 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
                 };
                 configs.patch(&name, &params, &Patch::Merge(&patch)).await?;
             }
-            kube::Result::Ok(())
+            Ok::<(), kube::Error>(())
         };
-        try_join(status, annotation).await
+        try_join(status, annotation).await?;
+        Ok::<(), Error>(())
     };
-    let deletes_or_pin = !(delete_jobs.is_empty()
-        && delete_secrets.is_empty()
-        && delete_builds.is_empty()
-        && machine_config.is_none()
-        && pool_paused.is_none());
-    if deletes_or_pin {
-        // A build is recorded as ended before its Job goes (else the next round, finding no
-        // Job, would build it again), and the config's status tells of the pin once it is
-        // written. Deleting and pinning are independent of each other.
-        try_join(create_job, build_statuses).await?;
-        let pin = pin(
-            client,
-            &config.spec.machine_config_pool.name,
-            machine_config,
-            pool_paused,
-        );
-        let deletes = async {
-            try_join3(
-                delete_all(&jobs, &delete_jobs, &background()),
-                delete_all(&secrets, &delete_secrets, &DeleteParams::default()),
-                delete_all(&builds, &delete_builds, &background()),
-            )
-            .await
-            .map_err(Error::from)
-        };
-        try_join(deletes, pin).await?;
-        config_writes.await?;
-    } else {
-        // The build's status, the config's and a new Job, together: a status naming a Job that
-        // failed to appear is corrected by the next round, which makes the Job again.
-        try_join3(create_job, build_statuses, config_writes).await?;
-    }
+    try_join(builds_then_deletes, pin_then_config).await?;
     ctx.events.send(&config.object_ref(&()), events);
     record(ctx, metrics);
     Ok(())

@@ -55,6 +55,7 @@ fn observed(config: MachineOSConfig) -> Observed {
         jobs: vec![],
         job: JobObservation::Missing,
         build_secrets: Default::default(),
+        build_config_maps: Default::default(),
         auth: Ok(BuildAuth {
             push: "{\"auths\":{}}".into(),
             base: Some("{\"auths\":{}}".into()),
@@ -130,6 +131,7 @@ fn context(client: Client, machine_configs: Vec<DynamicObject>) -> Context {
     let (jobs, _) = reflector::store();
     let (pods, _) = reflector::store();
     let (secrets, _) = reflector::store();
+    let (build_config_maps, _) = reflector::store();
     let (release, _) = reflector::store();
     let pools = Writer::<DynamicObject>::new(mco::machine_config_pool()).as_reader();
     let mut mcs = Writer::<DynamicObject>::new(mco::machine_config());
@@ -142,6 +144,7 @@ fn context(client: Client, machine_configs: Vec<DynamicObject>) -> Context {
         jobs,
         pods,
         secrets,
+        build_config_maps,
         release,
         pools,
         machine_configs: mcs.as_reader(),
@@ -176,30 +179,32 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     let ctx = context(client, vec![]);
     let settings = Settings::for_tests();
 
-    // Round 1: the build is created, then the config's status; one Event. The build's status
-    // comes in round 2, with its objects.
+    // Round 1: the build is created and the config's status written, together; one Event. The
+    // build's status comes in round 2, with its objects.
     let o = observed(config());
     let p = plan::plan(&o, &settings);
     let build = p.create_build.clone().unwrap();
     let name = build.metadata.name.clone().unwrap();
+    let written = p.config_status.clone();
     apply(&ctx, &o.config, p).await.unwrap();
     // Events go out in the background once the writes succeeded.
     ctx.events.flush().await;
     assert_eq!(
-        server.requests(),
+        server.requests_sorting(&[(0, 2)]),
         vec![
-            format!("POST {BUILDS}"),
             CONFIG_STATUS.to_string(),
+            format!("POST {BUILDS}"),
             EVENTS.to_string(),
         ]
     );
 
-    // Round 2: the build exists (with its uid): its ConfigMaps and Secrets (together), then its
-    // Job, its status and the config's (together).
+    // Round 2: the build exists (with its uid): its ConfigMaps, Secret, Job and status, all
+    // together. The config's status is as round 1 wrote it.
     let mut stored = build.clone();
     stored.metadata.uid = Some("bbbbbbbb-0000-0000-0000-000000000000".into());
     stored.status = Some(Default::default());
     let mut o2 = observed(config());
+    o2.config.status = written;
     o2.builds = vec![stored.clone()];
     let p = plan::plan(&o2, &settings);
     apply(&ctx, &o2.config, p).await.unwrap();
@@ -207,19 +212,19 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     ctx.events.flush().await;
     let job = format!("build-{name}-bbbbb");
     assert_eq!(
-        server.requests_sorting(&[(0, 3), (3, 6)]),
+        server.requests_sorting(&[(0, 5)]),
         vec![
             format!("PATCH {NS}/configmaps/containerfile-{name}"),
             format!("PATCH {NS}/configmaps/environment-{name}"),
             format!("PATCH {NS}/secrets/credentials-{name}"),
             format!("PATCH {BUILDS}/{name}/status"),
-            CONFIG_STATUS.to_string(),
             "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
         ]
     );
 
-    // Round 3: the builder pushed; the digest checks out: the build succeeds; then its Job and
-    // Secrets go while the MachineConfig pins the pool; then the config's status and the Events.
+    // Round 3: the builder pushed; the digest checks out. The build's status and the pinning
+    // MachineConfig go together; the build's Job and Secret go once its status is written, the
+    // config's status once the pin is; then the Events.
     let mut o3 = o2.clone();
     o3.job = JobObservation::Succeeded {
         attempts: 1,
@@ -242,13 +247,13 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     // Events go out in the background once the writes succeeded.
     ctx.events.flush().await;
     assert_eq!(
-        server.requests_sorting(&[(1, 4)]),
+        server.requests_sorting(&[(0, 2), (2, 5)]),
         vec![
+            "PATCH /apis/machineconfiguration.openshift.io/v1/machineconfigs/zz-strata-1-worker"
+                .to_string(),
             format!("PATCH {BUILDS}/{name}/status"),
             format!("DELETE {NS}/secrets/credentials-{name}"),
             format!("DELETE /apis/batch/v1/namespaces/strata-system/jobs/{job}"),
-            "PATCH /apis/machineconfiguration.openshift.io/v1/machineconfigs/zz-strata-1-worker"
-                .to_string(),
             CONFIG_STATUS.to_string(),
             EVENTS.to_string(),
             EVENTS.to_string(),

@@ -105,6 +105,13 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         })
         .map(|s| s.name_any())
         .collect();
+    let build_config_maps: BTreeSet<String> = stores
+        .build_config_maps
+        .state()
+        .iter()
+        .filter(|cm| is_ours(&cm.metadata))
+        .map(|cm| cm.name_any())
+        .collect();
 
     let environment = Environment::from_sources(
         &stores
@@ -200,6 +207,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         jobs,
         job,
         build_secrets,
+        build_config_maps,
         auth,
         image_check,
         machine_config,

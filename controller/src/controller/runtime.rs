@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use super::metrics::Metrics;
 use super::settings::Settings;
-use super::stores::{Stores, strip_machine_config, strip_managed_fields};
+use super::stores::{Stores, strip_config_map, strip_machine_config, strip_managed_fields};
 use super::{Context, environment, error_policy, http, reconcile};
 
 pub(crate) type Trigger = mpsc::Sender<ObjectRef<MachineOSConfig>>;
@@ -178,6 +178,7 @@ async fn wait_for_caches(stores: &Stores) {
         Box::pin(stores.jobs.wait_until_ready()),
         Box::pin(stores.pods.wait_until_ready()),
         Box::pin(stores.secrets.wait_until_ready()),
+        Box::pin(stores.build_config_maps.wait_until_ready()),
         Box::pin(stores.release.wait_until_ready()),
         Box::pin(stores.pools.wait_until_ready()),
         Box::pin(stores.machine_configs.wait_until_ready()),
@@ -388,6 +389,7 @@ fn start_watches(
     let (pods, pods_writer) = reflector::store::<Pod>();
     let (secrets, secrets_writer) = reflector::store::<Secret>();
     let (release, release_writer) = reflector::store::<ConfigMap>();
+    let (build_config_maps, build_config_maps_writer) = reflector::store::<ConfigMap>();
     let pools_writer = reflector::store::Writer::<DynamicObject>::new(mco::machine_config_pool());
     let pools = pools_writer.as_reader();
     let mcs_writer = reflector::store::Writer::<DynamicObject>::new(mco::machine_config());
@@ -433,7 +435,7 @@ fn start_watches(
     );
     spawn_watch(
         Api::<Pod>::namespaced(client.clone(), ns),
-        ours,
+        ours.clone(),
         pods_writer,
         strip_managed_fields,
         every_change(),
@@ -448,6 +450,17 @@ fn start_watches(
         strip_managed_fields,
         every_change(),
         Box::new(configs_of_secret),
+        configs.clone(),
+        trigger.clone(),
+    );
+    // The builds' ConfigMaps: one gone while its build runs is made again (see plan/build_status).
+    spawn_watch(
+        Api::<ConfigMap>::namespaced(client.clone(), ns),
+        ours.clone(),
+        build_config_maps_writer,
+        strip_config_map,
+        Box::new(|_: &ConfigMap, deleted: bool| deleted),
+        Box::new(by_config_annotation),
         configs.clone(),
         trigger.clone(),
     );
@@ -512,6 +525,7 @@ fn start_watches(
         jobs,
         pods,
         secrets,
+        build_config_maps,
         release,
         pools,
         machine_configs,

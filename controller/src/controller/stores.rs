@@ -20,6 +20,9 @@ pub struct Stores {
     pub pods: Store<Pod>,
     /// Every Secret in the controller namespace (users' and the per-build copies).
     pub secrets: Store<Secret>,
+    /// The builds' ConfigMaps (Containerfile, environment), without their data: only whether
+    /// they exist is read.
+    pub build_config_maps: Store<ConfigMap>,
     /// The release ConfigMap (only that one object).
     pub release: Store<ConfigMap>,
     pub pools: Store<DynamicObject>,
@@ -33,6 +36,13 @@ pub struct Stores {
 /// Drops what no reader needs from any object.
 pub fn strip_managed_fields<K: kube::Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
+}
+
+/// A build's ConfigMap as Strata reads it: whether it exists.
+pub fn strip_config_map(cm: &mut ConfigMap) {
+    strip_managed_fields(cm);
+    cm.data = None;
+    cm.binary_data = None;
 }
 
 /// A MachineConfig as Strata reads it: metadata and `spec.osImageURL`.

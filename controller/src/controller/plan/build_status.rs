@@ -228,6 +228,68 @@ pub(super) fn next(
     next
 }
 
+/// How long a Job may run before its ConfigMaps and Secret, missing from the caches, count as
+/// missing: they are written together with the Job, and their watch may trail the Job's.
+const OBJECTS_GRACE_SECONDS: u64 = 10;
+
+/// Plans the build's objects: its ConfigMaps, its credentials Secret and its Job.
+fn make_objects(planner: &mut Planner<'_>, build: &MachineOSBuild, rendered: &Rendered) {
+    let observed = planner.observed;
+    match &observed.auth {
+        Ok(BuildAuth { push, base }) => {
+            planner.plan.build_objects = Some(build_objects(
+                build,
+                &rendered.containerfile,
+                push,
+                base.as_deref(),
+                &observed.environment,
+                planner.settings,
+            ));
+        }
+        Err(problem) => {
+            planner.status.set(
+                strata_crds::condition_types::DEGRADED,
+                true,
+                problem.reason,
+                problem.message.clone(),
+            );
+            planner.requeue(60);
+        }
+    }
+}
+
+/// A running build's ConfigMaps and Secret are made again when they are missing: apply writes
+/// them at the same time as the Job, so one whose write failed (or that someone deleted) would
+/// leave the builder pod waiting for its volume. The Job's create then meets the Job (a 409).
+fn remake_missing_objects(planner: &mut Planner<'_>, build: &MachineOSBuild, rendered: &Rendered) {
+    let observed = planner.observed;
+    let name = build.metadata.name.clone().unwrap_or_default();
+    let config_maps = [
+        names::containerfile_configmap(&name),
+        names::environment_configmap(&name),
+    ];
+    let missing = config_maps
+        .iter()
+        .any(|cm| !observed.build_config_maps.contains(cm))
+        || !observed
+            .build_secrets
+            .contains(&names::credentials_secret(&name));
+    if !missing {
+        return;
+    }
+    let job_name = names::job(build);
+    let job_age = observed
+        .jobs
+        .iter()
+        .find(|j| j.metadata.name.as_deref() == Some(job_name.as_str()))
+        .and_then(|j| j.metadata.creation_timestamp.as_ref())
+        .map(|created| observed.now.as_second() - created.0.as_second());
+    match job_age {
+        Some(age) if age >= OBJECTS_GRACE_SECONDS as i64 => make_objects(planner, build, rendered),
+        _ => planner.requeue(OBJECTS_GRACE_SECONDS),
+    }
+}
+
 fn follow_job(
     planner: &mut Planner<'_>,
     build: &MachineOSBuild,
@@ -239,30 +301,11 @@ fn follow_job(
     let name = build.metadata.name.clone().unwrap_or_default();
     match &observed.job {
         JobObservation::Missing => {
-            match &observed.auth {
-                Ok(BuildAuth { push, base }) => {
-                    planner.plan.build_objects = Some(build_objects(
-                        build,
-                        &rendered.containerfile,
-                        push,
-                        base.as_deref(),
-                        &observed.environment,
-                        planner.settings,
-                    ));
-                }
-                Err(problem) => {
-                    planner.status.set(
-                        strata_crds::condition_types::DEGRADED,
-                        true,
-                        problem.reason,
-                        problem.message.clone(),
-                    );
-                    planner.requeue(60);
-                }
-            }
+            make_objects(planner, build, rendered);
             prepared(old, &rendered.containerfile_sha256(), now)
         }
         JobObservation::Running { attempts, waiting } => {
+            remake_missing_objects(planner, build, rendered);
             let message = match waiting {
                 Some(w) => format!("builder pod attempt {attempts} cannot start: {}", w.reason),
                 None => format!("builder pod attempt {attempts} is running"),

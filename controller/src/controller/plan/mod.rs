@@ -80,6 +80,8 @@ pub struct Observed {
     pub job: JobObservation,
     /// The per-build Secrets of this MachineOSConfig that exist.
     pub build_secrets: BTreeSet<String>,
+    /// The per-build ConfigMaps of this MachineOSConfig that exist.
+    pub build_config_maps: BTreeSet<String>,
     pub auth: Result<BuildAuth, AuthProblem>,
     /// Registry check of the current build's image (its digest from the builder or its status).
     pub image_check: Option<ImageCheck>,
@@ -451,12 +453,8 @@ impl Planner<'_> {
             format!("build {build_name} created for the current inputs"),
         );
         self.plan.metrics.phase = Some(BuildPhase::Prepared);
-        self.status.set(
-            ct::BUILDING,
-            true,
-            "BuildPending",
-            format!("build {build_name} is starting"),
-        );
+        self.status
+            .set(ct::BUILDING, true, "Building", under_way(build_name));
         self.status
             .set(ct::DEGRADED, false, "AsExpected", String::new());
         self.status.not_ready_while_building(build_name);
@@ -541,7 +539,7 @@ impl Planner<'_> {
                 self.status.set(ct::DEGRADED, true, "BuildFailed", message);
             }
             BuildPhase::Interrupted => {}
-            phase @ (BuildPhase::Prepared | BuildPhase::Building) => {
+            BuildPhase::Prepared | BuildPhase::Building => {
                 self.status.machine_os_build = Some(build_ref(build_name));
                 let (reason, message) = match (&self.status.verifying, &self.plan.metrics.waiting) {
                     (Some(why), _) => ("VerifyingDigest", why.clone()),
@@ -552,7 +550,7 @@ impl Planner<'_> {
                             self.status.waiting_message.clone().unwrap_or_default()
                         ),
                     ),
-                    (None, None) => ("Building", format!("build {build_name} is {phase}")),
+                    (None, None) => ("Building", under_way(build_name)),
                 };
                 self.status.set(ct::BUILDING, true, reason, message);
                 self.status
@@ -582,6 +580,13 @@ impl Planner<'_> {
             .into_change(self.observed.config.status.as_ref());
         self.plan
     }
+}
+
+/// The Building condition's message while a build runs. The same from creation to the end, so
+/// the config's status is not written again as the build moves from Prepared to Building: its
+/// MachineOSBuild has the phase.
+fn under_way(build_name: &str) -> String {
+    format!("build {build_name} is under way; its MachineOSBuild shows the phase")
 }
 
 fn build_ref(name: &str) -> ObjectReference {

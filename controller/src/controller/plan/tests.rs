@@ -48,6 +48,7 @@ fn observed(config: MachineOSConfig) -> Observed {
         jobs: vec![],
         job: JobObservation::Missing,
         build_secrets: Default::default(),
+        build_config_maps: Default::default(),
         auth: Ok(BuildAuth {
             push: "{\"auths\":{}}".into(),
             base: None,
@@ -299,6 +300,75 @@ fn running_job_moves_the_build_to_building() {
     assert_eq!(p.events[0].reason, "BuildStarted");
     assert_eq!(p.metrics.phase, Some(BuildPhase::Building));
     assert!(p.metrics.started_after.is_some());
+}
+
+#[test]
+fn the_configs_status_is_written_once_while_its_build_starts_and_runs() {
+    let o = observed(config("RUN true\n"));
+    let first = plan(&o, &Settings::for_tests());
+    let mut o = applied(o, &first);
+    o.builds = vec![created(&o)];
+    // Round 2 writes the build's objects and status; the config's status stays as it is.
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.build_objects.is_some());
+    assert_eq!(p.writes(), "build-objects,build-status");
+    let mut o = applied(o, &p);
+    // The pod runs: the build moves to Building; the config's status still says the same.
+    o.job = JobObservation::Running {
+        attempts: 1,
+        waiting: None,
+    };
+    let name = o.builds[0].metadata.name.clone().unwrap();
+    o.build_config_maps = [
+        names::containerfile_configmap(&name),
+        names::environment_configmap(&name),
+    ]
+    .into();
+    o.build_secrets = [names::credentials_secret(&name)].into();
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.build_status[0].1.phase(), Some(BuildPhase::Building));
+    assert!(p.config_status.is_none(), "{:?}", p.config_status);
+    assert!(p.build_objects.is_none());
+}
+
+#[test]
+fn a_running_builds_missing_objects_are_made_again_once_its_job_is_older_than_the_watch_lag() {
+    let mut o = observed(config("RUN true\n"));
+    let build = created(&o);
+    let name = build.metadata.name.clone().unwrap();
+    let job_name = names::job(&build);
+    o.builds = vec![build];
+    o.job = JobObservation::Running {
+        attempts: 1,
+        waiting: None,
+    };
+    let job_created = |seconds_ago: i64| -> Job {
+        serde_json::from_value(json!({"metadata": {
+            "name": job_name,
+            "creationTimestamp": Timestamp::from_second(1_800_000_000 - seconds_ago).unwrap().to_string(),
+        }}))
+        .unwrap()
+    };
+    // The credentials Secret is there, the environment ConfigMap is not (its write failed).
+    o.build_secrets = [names::credentials_secret(&name)].into();
+    o.build_config_maps = [names::containerfile_configmap(&name)].into();
+    // A Job just made: its ConfigMaps' watch may trail its own; look again later.
+    o.jobs = vec![job_created(2)];
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.build_objects.is_none());
+    assert_eq!(p.requeue_after, Some(std::time::Duration::from_secs(10)));
+    // Ten seconds on, still missing: all of the build's objects are applied again.
+    o.jobs = vec![job_created(10)];
+    let p = plan(&o, &Settings::for_tests());
+    let objects = p.build_objects.as_ref().unwrap();
+    assert_eq!(
+        objects.environment.metadata.name.as_deref(),
+        Some(names::environment_configmap(&name).as_str())
+    );
+    // Everything present: nothing to make.
+    o.build_config_maps
+        .insert(names::environment_configmap(&name));
+    assert!(plan(&o, &Settings::for_tests()).build_objects.is_none());
 }
 
 #[test]
