@@ -88,6 +88,9 @@ struct RunArgs {
     /// MachineOSConfigs applied at once in the scale run before waiting for their builds.
     #[arg(long, env = "STRATA_BENCH_BATCH", default_value_t = 100)]
     batch: usize,
+    /// Extra controller flags for the scale run (e.g. `--concurrency=4`), to compare settings.
+    #[arg(long, allow_hyphen_values = true)]
+    scale_controller_arg: Vec<String>,
     /// Sections to leave out (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     skip: Vec<Section>,
@@ -589,6 +592,7 @@ impl Bench<'_> {
             noop_builder: &noop,
             count: self.args.scale,
             batch: self.args.batch,
+            controller_args: self.args.scale_controller_arg.clone(),
         })
         .await?;
         eprintln!(
@@ -1131,7 +1135,7 @@ fn write_results(report: &Report, state: &State, args: &RunArgs, elapsed: f64) -
         "complete": report.errors.is_empty(),
         "sections": sections,
         "runs": args.runs, "mco_runs": args.mco_runs, "claim_runs": args.claim_runs,
-        "scale": args.scale, "batch": args.batch,
+        "scale": args.scale, "batch": args.batch, "scale_controller_args": args.scale_controller_arg,
     });
     let header = format!(
         "# Strata benchmarks\n\nWritten by `make bench` (bench/run.sh → strata-bench) on {} in {:.0} min{}; \

@@ -184,6 +184,8 @@ pub struct ScaleArgs<'a> {
     pub noop_builder: &'a str,
     pub count: usize,
     pub batch: usize,
+    /// Extra controller flags.
+    pub controller_args: Vec<String>,
 }
 
 pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
@@ -194,6 +196,7 @@ pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
         noop_builder,
         count,
         batch,
+        controller_args,
     } = a;
     eprintln!("bench scale: deploying the controller with the no-op builder {noop_builder}");
     deploy(
@@ -201,6 +204,7 @@ pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
         &DeployOptions {
             strata_bin: Some(strata_bin.to_path_buf()),
             builder_image_override: Some(noop_builder.to_string()),
+            controller_args,
             ..DeployOptions::default()
         },
     )

@@ -190,8 +190,10 @@ pub struct Settings {
     /// keeps the connection open.
     #[arg(long, env = "STRATA_REGISTRY_TIMEOUT_SECONDS", default_value_t = 30)]
     pub registry_timeout_seconds: u64,
-    /// MachineOSConfigs reconciled at the same time.
-    #[arg(long, env = "STRATA_CONCURRENCY", default_value_t = 16)]
+    /// MachineOSConfigs reconciled at the same time. Five, as Kubernetes' own controllers sync
+    /// (e.g. --concurrent-job-syncs): while builds start, the API server is the bottleneck, and
+    /// more rounds at once only make each wait longer (bench/RESULTS.md).
+    #[arg(long, env = "STRATA_CONCURRENCY", default_value_t = 5)]
     pub concurrency: u16,
     /// Address of /healthz and /readyz (plain HTTP), and of /metrics unless --metrics-tls-cert is set.
     #[arg(long, env = "STRATA_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
