@@ -1,6 +1,7 @@
 //! Faults, with the controller deployed from `manifests/` (two replicas, leader election): the
-//! leader killed mid-build, the builder pod evicted, the registry stopped mid-build, the registry
-//! unreachable for the controller's digest check, a user without rights. Each ends with one build,
+//! leader killed mid-build, the builder pod evicted, a build's ConfigMap and Secret gone mid-build,
+//! the registry stopped mid-build, the registry unreachable for the controller's digest check, a
+//! user without rights. Each ends with one build,
 //! the pool pinned, and no 403 for Strata's ServiceAccounts in the API server's audit log. The
 //! tests take turns (they kill shared pieces: the leader, the registry).
 
@@ -8,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{Api, DeleteParams, EvictParams, ListParams};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
@@ -267,6 +268,65 @@ async fn evicted_builder_pod_is_retried() -> Result<()> {
         "attempts {attempts}: an eviction counted as an attempt"
     );
     eprintln!("ok: eviction ignored by the Job's failure policy; {winner} built it");
+    clean_up(cluster, &client, name).await
+}
+
+/// The controller writes a build's ConfigMaps and Secret at the same time as its Job; one that is
+/// missing while the build runs (its write failed, or someone deleted it) is made again.
+#[tokio::test]
+async fn a_running_builds_deleted_configmap_and_secret_are_made_again() -> Result<()> {
+    let test = "a_running_builds_deleted_configmap_and_secret_are_made_again";
+    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
+        return Ok(());
+    };
+    let _turn = TURN.lock().await;
+    let client = cluster.client().await?;
+    let name = "e2e-remake";
+    let build = start_build(cluster, &client, name, "RUN sleep 30\n").await?;
+    running_builder_pod(&client, &build).await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
+    let cm_name = format!("environment-{build}");
+    let secret_name = format!("credentials-{build}");
+    let old_cm = config_maps.get(&cm_name).await?.metadata.uid;
+    let old_secret = secrets.get(&secret_name).await?.metadata.uid;
+    config_maps
+        .delete(&cm_name, &DeleteParams::default())
+        .await?;
+    secrets
+        .delete(&secret_name, &DeleteParams::default())
+        .await?;
+    let deleted = std::time::Instant::now();
+    eprintln!("deleted {cm_name} and {secret_name} while {build} runs");
+    wait_for(
+        "the build's ConfigMap and Secret made again",
+        Duration::from_secs(60),
+        || async {
+            let cm = config_maps.get_opt(&cm_name).await?;
+            let secret = secrets.get_opt(&secret_name).await?;
+            Ok(match (cm, secret) {
+                (Some(cm), Some(secret)) => {
+                    ensure!(
+                        cm.metadata.uid != old_cm && secret.metadata.uid != old_secret,
+                        "the deleted objects are still there"
+                    );
+                    ensure!(
+                        cm.data.is_some_and(|d| d.contains_key("registries.conf")),
+                        "the ConfigMap made again lacks registries.conf"
+                    );
+                    Some(())
+                }
+                _ => None,
+            })
+        },
+    )
+    .await?;
+    eprintln!(
+        "made again {:.1} s after the delete",
+        deleted.elapsed().as_secs_f64()
+    );
+    assert_one_build_pinned(&client, name, &build).await?;
+    eprintln!("ok: {build} succeeded and pinned the pool");
     clean_up(cluster, &client, name).await
 }
 

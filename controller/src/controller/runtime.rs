@@ -322,17 +322,20 @@ fn configs_of_pool(
         .collect()
 }
 
-/// The MachineOSConfigs that name `secret` (the per-build copies Strata makes map to none).
+fn is_strata_secret(secret: &Secret) -> bool {
+    secret
+        .labels()
+        .get(labels::MANAGED_BY)
+        .is_some_and(|v| v == labels::MANAGED_BY_VALUE)
+}
+
+/// The MachineOSConfigs that name `secret`; for a per-build Secret Strata makes, its build's.
 fn configs_of_secret(
     secret: &Secret,
     configs: &Store<MachineOSConfig>,
 ) -> Vec<ObjectRef<MachineOSConfig>> {
-    let ours = secret
-        .labels()
-        .get(labels::MANAGED_BY)
-        .is_some_and(|v| v == labels::MANAGED_BY_VALUE);
-    if ours {
-        return Vec::new();
+    if is_strata_secret(secret) {
+        return by_config_annotation(secret, configs);
     }
     let name = secret.name_any();
     configs
@@ -448,7 +451,9 @@ fn start_watches(
         watcher::Config::default(),
         secrets_writer,
         strip_managed_fields,
-        every_change(),
+        // Users' Secrets on any change; a per-build one only when it goes (made again while its
+        // build runs; see plan/build_status).
+        Box::new(|s: &Secret, deleted: bool| deleted || !is_strata_secret(s)),
         Box::new(configs_of_secret),
         configs.clone(),
         trigger.clone(),
