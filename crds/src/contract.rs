@@ -15,6 +15,16 @@ pub mod labels {
     /// On every object Strata makes, with the value [`MANAGED_BY_VALUE`].
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     pub const MANAGED_BY_VALUE: &str = "strata";
+
+    /// Whether the object of `meta` is one Strata made.
+    pub fn managed_by_strata(
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> bool {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY))
+            .is_some_and(|v| v == MANAGED_BY_VALUE)
+    }
     /// The MCO's pool-role label on MachineConfigs.
     pub const ROLE: &str = "machineconfiguration.openshift.io/role";
     /// On builder pods, with the value [`BUILDER`] (the NetworkPolicy selects them by it).

@@ -99,10 +99,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
         .secrets
         .state()
         .iter()
-        .filter(|s| {
-            s.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
-                && is_ours(&s.metadata)
-        })
+        .filter(|s| labels::managed_by_strata(&s.metadata) && is_ours(&s.metadata))
         .map(|s| s.name_any())
         .collect();
     let build_config_maps: BTreeSet<String> = stores

@@ -322,19 +322,12 @@ fn configs_of_pool(
         .collect()
 }
 
-fn is_strata_secret(secret: &Secret) -> bool {
-    secret
-        .labels()
-        .get(labels::MANAGED_BY)
-        .is_some_and(|v| v == labels::MANAGED_BY_VALUE)
-}
-
 /// The MachineOSConfigs that name `secret`; for a per-build Secret Strata makes, its build's.
 fn configs_of_secret(
     secret: &Secret,
     configs: &Store<MachineOSConfig>,
 ) -> Vec<ObjectRef<MachineOSConfig>> {
-    if is_strata_secret(secret) {
+    if labels::managed_by_strata(&secret.metadata) {
         return by_config_annotation(secret, configs);
     }
     let name = secret.name_any();
@@ -453,7 +446,7 @@ fn start_watches(
         strip_managed_fields,
         // Users' Secrets on any change; a per-build one only when it goes (made again while its
         // build runs; see plan/build_status).
-        Box::new(|s: &Secret, deleted: bool| deleted || !is_strata_secret(s)),
+        Box::new(|s: &Secret, deleted: bool| deleted || !labels::managed_by_strata(&s.metadata)),
         Box::new(configs_of_secret),
         configs.clone(),
         trigger.clone(),
