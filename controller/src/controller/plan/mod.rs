@@ -131,7 +131,8 @@ pub struct Plan {
     /// The build of the current inputs, to create. Its objects follow once it exists (they are
     /// owned by it, so they need its uid).
     pub create_build: Option<MachineOSBuild>,
-    /// The current build's ConfigMap, Secrets and Job, complete, to create.
+    /// The current build's ConfigMaps, Secret and Job, complete, to write (all at once; see
+    /// build_status::remake_missing_objects for one whose write failed).
     pub build_objects: Option<BuildObjects>,
     /// Status to write to builds, by name (only what changed).
     pub build_status: Vec<(String, MachineOSBuildStatus)>,
