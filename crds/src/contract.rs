@@ -107,6 +107,9 @@ pub mod install {
     pub const CONTROLLER_SELECTOR: &str = "app.kubernetes.io/name=strata-controller";
     /// The leader-election Lease (in the controller namespace).
     pub const LEASE: &str = "strata-controller";
+    /// The builders' image storage Strata makes itself (`--cache-claim=auto`, where the cluster
+    /// has a default StorageClass).
+    pub const CACHE_CLAIM: &str = "strata-build-cache";
 }
 
 /// Exit codes of `strata build`; the Job's podFailurePolicy keys on them.

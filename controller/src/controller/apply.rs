@@ -6,7 +6,7 @@
 
 use futures::future::{try_join, try_join_all, try_join3};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use kube::api::{
     Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy,
 };
@@ -79,6 +79,7 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     let configs: Api<MachineOSConfig> = Api::all(client.clone());
 
     // Writes go at once where nothing orders them: while builds run, every write waits on a busy
@@ -99,6 +100,7 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
             environment,
             credentials,
             job,
+            cache_claim,
         }) = build_objects
         else {
             return Ok(());
@@ -107,8 +109,19 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
             apply_all(&configmaps, [containerfile, environment]),
             apply_all(&secrets, [credentials]),
             // The Job's name carries its build's uid: a 409 is this very Job, made by an
-            // earlier round.
-            async { ignore_conflict(jobs.create(&create_params(), &job).await) },
+            // earlier round. The cache claim is made once (a 409: another round made it) and
+            // never changed: its spec is immutable but for growing, which is the admin's call.
+            try_join(
+                async { ignore_conflict(jobs.create(&create_params(), &job).await) },
+                async {
+                    match cache_claim {
+                        Some(claim) => {
+                            ignore_conflict(claims.create(&create_params(), &claim).await)
+                        }
+                        None => Ok(()),
+                    }
+                },
+            ),
         )
         .await
         .map(drop)

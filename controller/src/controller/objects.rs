@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use strata_crds::contract::{annotations, exit_code, install, labels, mco};
 
 use super::environment::{self, Environment};
 use super::names::{self, fit_63};
-use super::settings::Settings;
+use super::settings::{CacheClaim, Settings};
 
 /// Key of the rendered Containerfile in the build's ConfigMap.
 pub const CONTAINERFILE_KEY: &str = "Containerfile";
@@ -29,6 +29,61 @@ pub struct BuildObjects {
     /// one delete); each step's volume holds only its own keys (see [`credential_keys`]).
     pub credentials: Secret,
     pub job: Job,
+    /// Strata's own cache claim, when the Job mounts it and it does not exist yet.
+    pub cache_claim: Option<PersistentVolumeClaim>,
+}
+
+/// Where a builder pod keeps its image storage (`--cache-claim`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImageStorage {
+    /// An emptyDir of the pod's own: the base is pulled for every build.
+    EmptyDir,
+    /// A PersistentVolumeClaim shared by the builds; `own` when Strata makes it.
+    Claim { name: String, own: bool },
+}
+
+impl ImageStorage {
+    pub fn of(settings: &Settings, env: &Environment) -> Self {
+        match &settings.cache_claim {
+            CacheClaim::Named(name) => Self::Claim {
+                name: name.clone(),
+                own: false,
+            },
+            CacheClaim::Auto if env.default_storage_class.is_some() => Self::Claim {
+                name: install::CACHE_CLAIM.to_string(),
+                own: true,
+            },
+            CacheClaim::Auto | CacheClaim::Off => Self::EmptyDir,
+        }
+    }
+
+    fn claim(&self) -> Option<&str> {
+        match self {
+            Self::Claim { name, .. } => Some(name),
+            Self::EmptyDir => None,
+        }
+    }
+}
+
+/// Strata's own cache claim: ReadWriteOnce (what every default StorageClass offers), of the
+/// default class, owned by nothing (it outlives builds and configs; uninstalling removes it with
+/// the namespace).
+fn own_cache_claim(settings: &Settings) -> PersistentVolumeClaim {
+    let claim = json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": install::CACHE_CLAIM,
+            "namespace": settings.namespace,
+            "labels": {labels::MANAGED_BY: labels::MANAGED_BY_VALUE},
+        },
+        "spec": {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": settings.cache_claim_size}},
+        },
+    });
+    // Only fields of core/v1 PersistentVolumeClaim above, so this conversion cannot fail.
+    serde_json::from_value(claim).unwrap_or_default()
 }
 
 /// Keys of the build's credentials Secret: the push auth, the pull auth, the entitlement's files.
@@ -180,12 +235,27 @@ pub fn build_objects(
         base_auth,
         env.entitlement.as_ref(),
     );
-    let job = builder_job(build, base_auth.is_some(), &environment, env, settings);
+    let storage = ImageStorage::of(settings, env);
+    let job = builder_job(
+        build,
+        base_auth.is_some(),
+        &environment,
+        env,
+        &storage,
+        settings,
+    );
+    let cache_claim = match storage {
+        ImageStorage::Claim { own: true, .. } if !env.cache_claim_made => {
+            Some(own_cache_claim(settings))
+        }
+        _ => None,
+    };
     BuildObjects {
         containerfile,
         environment,
         credentials,
         job,
+        cache_claim,
     }
 }
 
@@ -246,6 +316,7 @@ fn builder_job(
     has_pull_auth: bool,
     environment: &ConfigMap,
     env: &Environment,
+    storage: &ImageStorage,
     settings: &Settings,
 ) -> Job {
     use strata_crds::contract::builder_pod as pod;
@@ -253,7 +324,8 @@ fn builder_job(
     let image = names::image_for_build(&build.spec.rendered_image_push_spec, &name);
     // One Secret holds every credential; each step's volume takes only its own keys from it.
     let credentials = names::credentials_secret(&name);
-    let storage = match &settings.cache_claim {
+    let claim = storage.claim();
+    let storage = match claim {
         Some(claim) => json!({"name": "storage", "persistentVolumeClaim": {"claimName": claim}}),
         None => {
             json!({"name": "storage", "emptyDir": {"sizeLimit": settings.builder_resources.storage_size_limit}})
@@ -273,11 +345,7 @@ fn builder_job(
     // them again (it lives outside the storage root). On the cache claim it is kept with the
     // layers it describes: a later build that finds the base there must find this record too,
     // or its push compresses every base layer again to learn its digest.
-    let blob_info_volume = if settings.cache_claim.is_some() {
-        "storage"
-    } else {
-        "work"
-    };
+    let blob_info_volume = if claim.is_some() { "storage" } else { "work" };
     let shared = [
         json!({"name": "storage", "mountPath": pod::STORAGE_DIR}),
         json!({"name": "work", "mountPath": pod::WORK_DIR}),
@@ -366,7 +434,7 @@ fn builder_job(
     for (name, value) in env.proxy.variables() {
         env_vars.push(json!({"name": name, "value": value}));
     }
-    if settings.cache_claim.is_some() {
+    if claim.is_some() {
         // The builds keep the shared storage in bounds themselves (builder-image/README.md).
         env_vars.extend([
             json!({"name": "STRATA_SHARED_STORAGE", "value": "true"}),
@@ -686,11 +754,78 @@ mod tests {
             .collect()
     }
 
+    /// The storage volume of the builder pod and the claim to make, under `cache_claim` in an
+    /// environment with or without a default StorageClass and Strata's claim.
+    fn storage_with(
+        cache_claim: CacheClaim,
+        default_class: bool,
+        claim_made: bool,
+    ) -> (Value, Option<String>) {
+        let env = Environment {
+            default_storage_class: default_class.then(|| "standard".to_string()),
+            cache_claim_made: claim_made,
+            ..Environment::default()
+        };
+        let settings = Settings {
+            cache_claim,
+            cache_claim_size: "20Gi".into(),
+            ..Settings::for_tests()
+        };
+        let objects = build_objects(&build(), "FROM x AS base\n", "{}", None, &env, &settings);
+        let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+        let storage = pod
+            .volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == "storage")
+            .map(|v| serde_json::to_value(v).unwrap())
+            .unwrap();
+        let claim = objects
+            .cache_claim
+            .map(|c| serde_json::to_string(&c).unwrap());
+        (storage, claim)
+    }
+
+    #[test]
+    fn auto_uses_strata_s_own_claim_only_where_the_cluster_has_a_default_storage_class() {
+        let empty_dir = json!({"name": "storage", "emptyDir": {"sizeLimit": "20Gi"}});
+        let own = json!({"name": "storage", "persistentVolumeClaim": {"claimName": "strata-build-cache"}});
+        // No default StorageClass: a claim could never bind, so each pod has its own emptyDir.
+        assert_eq!(
+            storage_with(CacheClaim::Auto, false, false),
+            (empty_dir.clone(), None)
+        );
+        // A default class: the claim is made with the Job (once) and mounted.
+        let (storage, claim) = storage_with(CacheClaim::Auto, true, false);
+        assert_eq!(storage, own);
+        let claim: Value = serde_json::from_str(&claim.expect("the claim is made")).unwrap();
+        assert_eq!(
+            claim,
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "strata-build-cache", "namespace": "strata-system",
+                    "labels": {labels::MANAGED_BY: labels::MANAGED_BY_VALUE}},
+                "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "20Gi"}}}})
+        );
+        assert_eq!(storage_with(CacheClaim::Auto, true, true), (own, None));
+        // Off: an emptyDir even where a class exists; a named claim is the admin's, never made.
+        assert_eq!(
+            storage_with(CacheClaim::Off, true, false),
+            (empty_dir, None)
+        );
+        assert_eq!(
+            storage_with(CacheClaim::Named("mine".into()), false, false),
+            (
+                json!({"name": "storage", "persistentVolumeClaim": {"claimName": "mine"}}),
+                None
+            )
+        );
+    }
+
     #[test]
     fn the_blob_info_cache_is_kept_with_the_layers_it_describes() {
         let per_build = blob_info_mounts(&Settings::for_tests());
         let on_claim = blob_info_mounts(&Settings {
-            cache_claim: Some("strata-cache".into()),
+            cache_claim: CacheClaim::Named("strata-cache".into()),
             ..Settings::for_tests()
         });
         let sub = Some("blob-info-cache".to_string());
@@ -719,7 +854,7 @@ mod tests {
         };
         assert!(env_of(&Settings::for_tests()).iter().all(Vec::is_empty));
         let shared = env_of(&Settings {
-            cache_claim: Some("strata-cache".into()),
+            cache_claim: CacheClaim::Named("strata-cache".into()),
             cache_claim_min_free_gib: 7,
             ..Settings::for_tests()
         });

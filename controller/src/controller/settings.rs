@@ -5,6 +5,28 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use strata_crds::contract::install;
 
+/// `--cache-claim`: where the builder pods keep their image storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheClaim {
+    /// Strata's own claim where the cluster has a default StorageClass, else an emptyDir.
+    Auto,
+    /// An emptyDir per builder pod: every build pulls its base.
+    Off,
+    /// The administrator's PersistentVolumeClaim of this name.
+    Named(String),
+}
+
+impl CacheClaim {
+    fn parse(value: &str) -> Result<Self, String> {
+        match value.trim() {
+            "auto" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            "" => Err("empty: give auto, off or a PersistentVolumeClaim's name".into()),
+            name => Ok(Self::Named(name.to_string())),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -152,11 +174,18 @@ pub struct Settings {
     /// pool uses.
     #[arg(long, env = "STRATA_BUILD_HISTORY", default_value_t = 5)]
     pub build_history: usize,
-    /// PersistentVolumeClaim used as the builder pods' image storage, kept from build to build
-    /// (unset: an emptyDir per builder pod).
-    #[arg(long, env = "STRATA_BUILD_CACHE_CLAIM")]
-    pub cache_claim: Option<String>,
-    /// With --cache-claim: a build that finds less than this free on the claim empties it first
+    /// The builder pods' image storage, kept from build to build so that a rebuild or a second
+    /// pool on the same base does not pull it again: `auto` uses Strata's own claim
+    /// (`strata-build-cache`, made with the first build) when the cluster has a default
+    /// StorageClass, and an emptyDir per builder pod when it has none; `off` always an emptyDir;
+    /// any other value names a PersistentVolumeClaim of yours in Strata's namespace.
+    #[arg(long, env = "STRATA_BUILD_CACHE_CLAIM", default_value = "auto", value_parser = CacheClaim::parse)]
+    pub cache_claim: CacheClaim,
+    /// With `--cache-claim=auto`: the size Strata's own claim asks for (it holds the base, the
+    /// layers of recent builds and their images; the builds keep it in bounds).
+    #[arg(long, env = "STRATA_BUILD_CACHE_CLAIM_SIZE", default_value = "50Gi")]
+    pub cache_claim_size: String,
+    /// On a cache claim: a build that finds less than this free on the claim empties it first
     /// when no other build uses it (builds leave their images there; nothing else removes them).
     /// The default is the builder's ephemeral-storage request: what one build may need.
     #[arg(

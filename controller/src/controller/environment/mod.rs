@@ -12,6 +12,7 @@
 //! | `proxies.config.openshift.io/cluster` `status` | HTTP(S)_PROXY and NO_PROXY for the registry calls and RUN steps |
 //! | Secret `openshift-config-managed/etc-pki-entitlement` (`--entitlement-secret`) | mounted into RUN steps at `/etc/pki/entitlement` |
 //! | ConfigMap `etc-yum-repos-d`, Secret `etc-pki-rpm-gpg` in Strata's namespace | mounted into RUN steps at `/etc/yum.repos.d`, `/etc/pki/rpm-gpg` |
+//! | the default StorageClass; PersistentVolumeClaim `strata-build-cache` in Strata's namespace | `--cache-claim=auto`: the builders' image storage on Strata's own claim |
 //!
 //! None of it is an input of the image: a change rebuilds nothing; the next build uses it. Each
 //! object is optional: absent (or not served, or not readable) means "not configured".
@@ -180,6 +181,10 @@ pub struct Environment {
     /// Whether `etc-yum-repos-d` / `etc-pki-rpm-gpg` exist in Strata's namespace.
     pub yum_repos: bool,
     pub rpm_gpg: bool,
+    /// The cluster's default StorageClass, if it has one (`--cache-claim=auto` uses it).
+    pub default_storage_class: Option<String>,
+    /// Whether Strata's own cache claim exists already.
+    pub cache_claim_made: bool,
     /// Objects that exist but cannot be used, with why (shown in the config's status).
     pub problems: Vec<String>,
 }
@@ -198,6 +203,8 @@ pub struct Sources {
     pub tag_mirror_sets: Vec<Value>,
     pub yum_repos: bool,
     pub rpm_gpg: bool,
+    pub default_storage_class: Option<String>,
+    pub cache_claim_made: bool,
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -258,6 +265,8 @@ impl Environment {
         let mut env = Environment {
             yum_repos: sources.yum_repos,
             rpm_gpg: sources.rpm_gpg,
+            default_storage_class: sources.default_storage_class.clone(),
+            cache_claim_made: sources.cache_claim_made,
             ..Environment::default()
         };
         if let Some(secret) = &sources.pull_secret {

@@ -56,6 +56,8 @@ fn openshift_like() -> Sources {
         })],
         yum_repos: true,
         rpm_gpg: false,
+        default_storage_class: Some("gp3-csi".into()),
+        cache_claim_made: true,
     }
 }
 
@@ -176,4 +178,41 @@ fn no_proxy_is_read_the_way_go_reads_it() {
         !Proxy::default().applies_to("quay.io"),
         "no proxy configured"
     );
+}
+
+#[test]
+fn the_default_storage_class_is_the_one_annotated_so() {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let class = |name: &str, annotations: Value| -> StorageClass {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "annotations": annotations},
+            "provisioner": "ebs.csi.aws.com",
+        }))
+        .unwrap()
+    };
+    let plain = class("slow", json!({}));
+    let off = class(
+        "gp2",
+        json!({"storageclass.kubernetes.io/is-default-class": "false"}),
+    );
+    let default = class(
+        "gp3-csi",
+        json!({"storageclass.kubernetes.io/is-default-class": "true"}),
+    );
+    let beta = class(
+        "old",
+        json!({"storageclass.beta.kubernetes.io/is-default-class": "true"}),
+    );
+    assert_eq!(watches::default_storage_class([&plain, &off]), None);
+    assert_eq!(
+        watches::default_storage_class([&plain, &off, &default]).as_deref(),
+        Some("gp3-csi")
+    );
+    assert_eq!(
+        watches::default_storage_class([&beta]).as_deref(),
+        Some("old")
+    );
+    let env = Environment::from_sources(&openshift_like());
+    assert_eq!(env.default_storage_class.as_deref(), Some("gp3-csi"));
+    assert!(env.cache_claim_made);
 }

@@ -3,12 +3,14 @@
 //! namespace) leaves its cache empty and ready, with a warning, instead of holding the
 //! controller back. A change reconciles every MachineOSConfig: the next builds use it.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use strata_crds::MachineOSConfig;
+use strata_crds::contract::install;
 
 use super::{EnvironmentSettings, Sources, names};
 use crate::controller::runtime::{Trigger, all_configs, every_change, spawn_watch};
@@ -37,6 +39,32 @@ pub struct EnvironmentStores {
     pub proxies: Store<DynamicObject>,
     pub digest_mirror_sets: Store<DynamicObject>,
     pub tag_mirror_sets: Store<DynamicObject>,
+    pub storage_classes: Store<StorageClass>,
+    /// Strata's own cache claim (only that object).
+    pub cache_claim: Store<PersistentVolumeClaim>,
+}
+
+/// The annotations that make a StorageClass the cluster's default (the beta one is still honoured
+/// by the API server's DefaultStorageClass admission).
+const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+/// The name of a default StorageClass in `classes`, if any.
+pub fn default_storage_class<'a>(
+    classes: impl IntoIterator<Item = &'a StorageClass>,
+) -> Option<String> {
+    classes
+        .into_iter()
+        .find(|class| {
+            class.metadata.annotations.as_ref().is_some_and(|a| {
+                DEFAULT_CLASS_ANNOTATIONS
+                    .iter()
+                    .any(|key| a.get(*key).is_some_and(|v| v == "true"))
+            })
+        })
+        .map(|class| class.name_any())
 }
 
 impl EnvironmentStores {
@@ -57,6 +85,8 @@ impl EnvironmentStores {
             proxies: dynamic("Proxy", "proxies"),
             digest_mirror_sets: dynamic("ImageDigestMirrorSet", "imagedigestmirrorsets"),
             tag_mirror_sets: dynamic("ImageTagMirrorSet", "imagetagmirrorsets"),
+            storage_classes: empty(Default::default()),
+            cache_claim: empty(Default::default()),
         }
     }
 
@@ -95,6 +125,10 @@ impl EnvironmentStores {
             rpm_gpg: secrets
                 .get(&ObjectRef::new(names::RPM_GPG).within(namespace))
                 .is_some(),
+            default_storage_class: default_storage_class(
+                self.storage_classes.state().iter().map(|c| c.as_ref()),
+            ),
+            cache_claim_made: !self.cache_claim.state().is_empty(),
         }
     }
 
@@ -108,6 +142,8 @@ impl EnvironmentStores {
         let _ = self.proxies.wait_until_ready().await;
         let _ = self.digest_mirror_sets.wait_until_ready().await;
         let _ = self.tag_mirror_sets.wait_until_ready().await;
+        let _ = self.storage_classes.wait_until_ready().await;
+        let _ = self.cache_claim.wait_until_ready().await;
     }
 }
 
@@ -260,6 +296,16 @@ pub async fn start(
         let on = served.iter().any(|p| p == plural);
         optional_dynamic(client, resource, on, configs, trigger)
     };
+    let storage_classes = optional(
+        Api::<StorageClass>::all(client.clone()),
+        watcher::Config::default(),
+        Default::default(),
+        "StorageClasses",
+        configs,
+        trigger,
+    )
+    .await;
+    let cache_claim = cache_claim(client, namespace, configs, trigger).await;
     EnvironmentStores {
         pull_secret,
         entitlement,
@@ -270,7 +316,37 @@ pub async fn start(
         proxies: kind("Proxy", "proxies").await,
         digest_mirror_sets: kind("ImageDigestMirrorSet", "imagedigestmirrorsets").await,
         tag_mirror_sets: kind("ImageTagMirrorSet", "imagetagmirrorsets").await,
+        storage_classes,
+        cache_claim,
     }
+}
+
+/// Strata's own cache claim: only whether it exists is read, when the next build starts, so its
+/// changes (binding, resizing) reconcile nothing.
+async fn cache_claim(
+    client: &Client,
+    namespace: &str,
+    configs: &Store<MachineOSConfig>,
+    trigger: &Trigger,
+) -> Store<PersistentVolumeClaim> {
+    let api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace);
+    let params = named(install::CACHE_CLAIM);
+    let writer = reflector::store::Writer::default();
+    if !readable(&api, &params, "the cache claim").await {
+        return empty(writer);
+    }
+    let reader = writer.as_reader();
+    spawn_watch(
+        api,
+        params,
+        writer,
+        strip_managed_fields,
+        Box::new(|_: &PersistentVolumeClaim, _: bool| false),
+        Box::new(all_configs),
+        configs.clone(),
+        trigger.clone(),
+    );
+    reader
 }
 
 /// The plural names of the `config.openshift.io/v1` kinds the cluster serves.
