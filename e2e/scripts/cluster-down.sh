@@ -45,6 +45,12 @@ if [[ -f "$D/admin.kubeconfig" && -x "$KUBECTL" ]] && kill -0 "$(pid kubelet)" 2
     if [[ "$(ctrk tasks ls -q 2>/dev/null | wc -l)" == 0 ]]; then break; fi; sleep 0.2
   done
 fi
+# the directories of this cluster's provisioned volumes (removed once nothing uses them, below)
+PV_DIRS=()
+if [[ -f "$D/admin.kubeconfig" && -x "$KUBECTL" ]]; then
+  mapfile -t PV_DIRS < <("$KUBECTL" --kubeconfig "$D/admin.kubeconfig" --request-timeout=10s get pv \
+    -o jsonpath='{range .items[*]}{.spec.hostPath.path}{"\n"}{end}' 2>/dev/null | grep '^/tmp/hostpath_pv/.' || true)
+fi
 stop kubelet 15
 # 2. whatever is left in containerd: kill tasks, remove containers (remember their netns)
 NETNS=()
@@ -114,7 +120,12 @@ done
 find /var/log/containers -maxdepth 1 -type l -lname "$D/*" -delete 2>/dev/null || true
 if ! pgrep -x kubelet >/dev/null; then rm -f /var/lib/kubelet/device-plugins/kubelet.sock; fi
 rmdir /var/lib/kubelet/device-plugins /var/lib/kubelet /var/log/containers /run/containerd/s 2>/dev/null || true
-# 7. the dir itself
+# 7. the provisioned volumes' directories (the provisioner is gone; nothing else removes them)
+for pv in "${PV_DIRS[@]}"; do
+  if [[ "$pv" == /tmp/hostpath_pv/?* && -d "$pv" ]]; then rm -rf "$pv"; log "removed volume $pv"; fi
+done
+rmdir /tmp/hostpath_pv 2>/dev/null || true
+# 8. the dir itself
 if awk -v d="$D" 'index($2, d)==1 {f=1} END {exit !f}' /proc/self/mounts; then
   log "WARNING: mounts left under $D:"; awk -v d="$D" 'index($2, d)==1 {print "  " $2}' /proc/self/mounts >&2
 else

@@ -180,7 +180,7 @@ start kube-controller-manager kube-controller-manager --kubeconfig="$KUBECONFIG"
   --controllers='*' --use-service-account-credentials \
   --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" \
   --cluster-signing-cert-file="$P/ca.crt" --cluster-signing-key-file="$P/ca.key" \
-  --bind-address=127.0.0.1 --secure-port="$KP" --v=1
+  --bind-address=127.0.0.1 --secure-port="$KP" --enable-hostpath-provisioner --v=1
 start kube-scheduler kube-scheduler --kubeconfig="$KUBECONFIG" --leader-elect=false \
   --bind-address=127.0.0.1 --secure-port="$SP" --v=1
 
@@ -335,6 +335,21 @@ wait_for "kube-network-policies on netfilter queue $NETPOL_QUEUE" 60 kube-networ
 wait_for "kube-network-policies /metrics" 10 kube-network-policies curl -sf "http://127.0.0.1:$NPP/metrics"
 "$HERE/netpol-divert.sh" add "$POD_CIDR" "$NETPOL_QUEUE" "$NP"
 log "NetworkPolicy enforcement on (kube-network-policies, queue $NETPOL_QUEUE, mangle/STRATA-NETPOL)"
+
+# --- a default StorageClass, as every OpenShift install has one --------------------------------
+# Upstream's development provisioner (kube-controller-manager --enable-hostpath-provisioner): a
+# claim becomes a directory /tmp/hostpath_pv/<uuid> on this node, removed with the claim;
+# cluster-down removes those of this cluster. It enforces no capacity.
+kubectl apply -f - >/dev/null <<SC
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+SC
 
 # --- images + OpenShift stand-ins ------------------------------------------------------------
 STRATA_IMAGES_OUT="$D/images.env" "$HERE/build-images.sh" --push "$NODE_IP:$RP" ${STRATA_BIN:+"$STRATA_BIN"} >/dev/null

@@ -1,7 +1,8 @@
 //! `cluster-down.sh` leaves nothing behind: no process, no mount, no network namespace, no
 //! bridge/veth, no host-local IP allocations, no temp dir, no NetworkPolicy agent or its netfilter
 //! rules and queue, no rule of the OpenShift environment's. Starts its own cluster (so it runs only
-//! when none is up), runs a pod so there is something to clean, then stops it and looks.
+//! when none is up), runs a pod and makes a claim (a provisioned volume directory) so there is
+//! something to clean, then stops it and looks.
 
 use std::path::Path;
 use std::process::Command;
@@ -124,6 +125,50 @@ fn netns() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Makes a claim of the cluster's default StorageClass and returns its volume's directory.
+fn claim_volume_dir(cluster: &strata_e2e::Cluster) -> Result<std::path::PathBuf> {
+    let mut apply = cluster
+        .kubectl()
+        .args(["apply", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    use std::io::Write;
+    apply.stdin.take().context("kubectl's stdin")?.write_all(
+        br#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "teardown", "namespace": "default"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}"#,
+    )?;
+    ensure!(apply.wait()?.success(), "kubectl apply of the claim failed");
+    for _ in 0..60 {
+        let out = cluster
+            .kubectl()
+            .args([
+                "get",
+                "pvc",
+                "teardown",
+                "-n",
+                "default",
+                "-o",
+                "jsonpath={.spec.volumeName}",
+            ])
+            .output()?;
+        let volume = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !volume.is_empty() {
+            let out = cluster
+                .kubectl()
+                .args(["get", "pv", &volume, "-o", "jsonpath={.spec.hostPath.path}"])
+                .output()?;
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            ensure!(
+                path.starts_with("/tmp/hostpath_pv/"),
+                "volume {volume} is at {path:?}"
+            );
+            return Ok(path.into());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+    anyhow::bail!("the claim was not bound within 60 s")
+}
+
 #[test]
 fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     let test = "cluster_down_leaves_no_process_mount_or_network_state";
@@ -182,6 +227,13 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
             "--timeout=120s",
         ])
         .status()?;
+    // A claim of the default StorageClass: its volume is a directory under /tmp/hostpath_pv.
+    let claim = claim_volume_dir(&cluster)?;
+    ensure!(
+        claim.is_dir(),
+        "the claim's directory {} is missing",
+        claim.display()
+    );
     let before_procs = processes_using(&dir);
     let before_mounts = mounts_under(&dir);
     let before_agents = netpol_agents();
@@ -218,6 +270,11 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
         mounts.join("\n")
     );
     ensure!(!Path::new(&dir).exists(), "cluster dir {dir} still exists");
+    ensure!(
+        !claim.exists(),
+        "the provisioned volume {} is left behind",
+        claim.display()
+    );
     ensure!(
         !Path::new("/sys/class/net/strata0").exists(),
         "bridge strata0 still exists"
