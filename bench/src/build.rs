@@ -5,7 +5,6 @@
 //! registry's access log says what the pod and the controller fetched.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -119,8 +118,6 @@ pub struct Runner<'a> {
     pub client: kube::Client,
     pub base: &'a Base,
     pub log: AccessLog,
-    /// Disk to sample besides the pod's volumes (the cache claim's directory).
-    pub extra_disk: Vec<PathBuf>,
 }
 
 /// The longest a build on the CoreOS-sized base may take here.
@@ -192,9 +189,9 @@ impl Runner<'_> {
                     }
                     match &pod {
                         None => {
-                            let disk = std::iter::once(pod_volumes_dir(self.cluster, &uid).join("kubernetes.io~empty-dir"))
-                                .chain(self.extra_disk.iter().cloned())
-                                .collect();
+                            // The pod's emptyDirs, and the claim its image storage is on, if any.
+                            let mut disk = vec![pod_volumes_dir(self.cluster, &uid).join("kubernetes.io~empty-dir")];
+                            disk.extend(crate::claim::dirs_of(&self.client, &object).await?);
                             sampler = Some(Sampler::start(&uid, disk));
                             pod = Some((at, uid.clone()));
                         }
