@@ -292,3 +292,52 @@ async fn deleting_a_config_removes_only_its_own_machine_config() {
     cleanup(&ctx, &config()).await.unwrap();
     assert!(server.requests().is_empty());
 }
+
+#[tokio::test]
+async fn strata_s_own_cache_claim_is_created_with_the_objects_until_it_exists() {
+    let (client, server) = ApiServer::start();
+    let ctx = context(client, vec![]);
+    let settings = Settings::for_tests();
+    // As round 1 left it: the build created, the config's status written.
+    let first = plan::plan(&observed(config()), &settings);
+    let written = first.config_status.clone();
+    let mut build = first.create_build.unwrap();
+    build.metadata.uid = Some("bbbbbbbb-0000-0000-0000-000000000000".into());
+    build.status = Some(Default::default());
+    let name = build.metadata.name.clone().unwrap();
+    let round = |claim_made: bool| {
+        let mut o = observed(config());
+        o.config.status = written.clone();
+        o.builds = vec![build.clone()];
+        o.environment.default_storage_class = Some("standard".into());
+        o.environment.cache_claim_made = claim_made;
+        o
+    };
+    let creates_claim = format!("POST {NS}/persistentvolumeclaims");
+    // Not made yet: created (POST, never changed afterwards) beside the build's other objects.
+    let o = round(false);
+    apply(&ctx, &o.config, plan::plan(&o, &settings))
+        .await
+        .unwrap();
+    assert_eq!(
+        server.requests_sorting(&[(0, 6)]),
+        vec![
+            format!("PATCH {NS}/configmaps/containerfile-{name}"),
+            format!("PATCH {NS}/configmaps/environment-{name}"),
+            format!("PATCH {NS}/secrets/credentials-{name}"),
+            format!("PATCH {BUILDS}/{name}/status"),
+            creates_claim.clone(),
+            "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
+        ]
+    );
+    // Once the cache holds it, the next build's objects leave it alone.
+    let o = round(true);
+    apply(&ctx, &o.config, plan::plan(&o, &settings))
+        .await
+        .unwrap();
+    let requests = server.requests();
+    assert!(
+        !requests.contains(&creates_claim) && requests.len() == 5,
+        "{requests:?}"
+    );
+}
