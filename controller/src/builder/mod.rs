@@ -96,10 +96,6 @@ pub struct BuildArgs {
     /// With --shared-storage: the free bytes below which the pull step empties the storage.
     #[arg(long, env = "STRATA_SHARED_STORAGE_MIN_FREE_BYTES", default_value_t = 5 << 30)]
     pub shared_storage_min_free_bytes: u64,
-    /// With --shared-storage: a registration older than this is a build that died (the build
-    /// deadline).
-    #[arg(long, env = "STRATA_BUILD_DEADLINE_SECONDS", default_value_t = 7200)]
-    pub build_deadline_seconds: u64,
     /// Work directory shared by the steps: their timings and the image's size for the push step,
     /// buildah's temporary files.
     #[arg(long, env = "STRATA_WORK_DIR", default_value = "/var/lib/strata")]
@@ -136,7 +132,7 @@ impl BuildArgs {
             shared_storage::Registration::new(
                 &self.storage_dir,
                 &self.image,
-                std::time::Duration::from_secs(self.build_deadline_seconds),
+                shared_storage::STALE_AFTER,
             )
         })
     }
@@ -201,11 +197,24 @@ pub async fn run(args: &BuildArgs) -> i32 {
         Step::Push => Redactor::from_auth_files(&[&args.push_authfile]),
         Step::Build => Redactor::default(),
     };
+    // While the step runs, its build's marker on the shared storage says it is alive.
+    let heartbeat = args.registration().map(|registration| {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(shared_storage::HEARTBEAT);
+            loop {
+                every.tick().await;
+                registration.refresh();
+            }
+        })
+    });
     let result = match args.step {
         Step::Pull => pull(args, &redactor).await,
         Step::Build => build(args).await,
         Step::Push => push(args, &redactor).await,
     };
+    if let Some(heartbeat) = heartbeat {
+        heartbeat.abort();
+    }
     // The build ends with the push step, or with the step that failed: it stops using the
     // shared storage.
     if (args.step == Step::Push || !matches!(result, Ok(None)))

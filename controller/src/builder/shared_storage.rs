@@ -5,7 +5,9 @@
 //!
 //! - a build registers while it uses the storage: a marker file named after its image tag,
 //!   written by the pull step before it pulls and removed when the build ends (the push step, or
-//!   the step that failed); a marker older than the build deadline is a build that died;
+//!   the step that failed); every step refreshes it while it runs ([`HEARTBEAT`]), so a marker
+//!   not refreshed for [`STALE_AFTER`] is a build that died (its pod killed, evicted or gone with
+//!   its node) and no longer holds the storage;
 //! - the pull step, before pulling, empties the storage (`buildah rm --all`, `rmi --all`) when
 //!   less than `--shared-storage-min-free` is left on it, but only when no other build is
 //!   registered: images and containers another build uses stay. Registration and the decision
@@ -22,6 +24,11 @@ use std::time::{Duration, SystemTime};
 const MARKERS: &str = "strata-builds";
 /// The lock taken while registering and deciding.
 const LOCK: &str = "strata-builds.lock";
+/// How often a running step refreshes its build's marker.
+pub const HEARTBEAT: Duration = Duration::from_secs(30);
+/// The age of a marker that is a build that died: twenty missed heartbeats, far more than the
+/// kubelet takes to start a pod's next step, or a step its slowest synchronous work.
+pub const STALE_AFTER: Duration = Duration::from_secs(600);
 
 /// What the pull step does about the storage's free space.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,7 +72,7 @@ pub struct Registration {
 
 impl Registration {
     /// The registration of the build pushing `image` (its tag, the build's name, names the
-    /// marker). A marker older than `stale_after` (the build deadline) is a build that died.
+    /// marker). A marker not refreshed for `stale_after` ([`STALE_AFTER`]) is a build that died.
     pub fn new(storage: &Path, image: &str, stale_after: Duration) -> Self {
         let tag = image.rsplit(':').next().unwrap_or(image);
         let marker: String = tag
@@ -127,6 +134,17 @@ impl Registration {
         Ok(alive)
     }
 
+    /// Marks this build alive now. A marker that is gone stays gone: registering is the pull
+    /// step's, under the lock.
+    pub fn refresh(&self) {
+        if let Ok(marker) = OpenOptions::new()
+            .write(true)
+            .open(self.markers().join(&self.marker))
+        {
+            let _ = marker.set_modified(SystemTime::now());
+        }
+    }
+
     /// Ends this build's registration (best effort: a marker left behind goes stale).
     pub fn release(&self) {
         let _ = std::fs::remove_file(self.markers().join(&self.marker));
@@ -176,19 +194,35 @@ mod tests {
     }
 
     #[test]
-    fn a_marker_older_than_the_deadline_is_a_dead_build() -> std::io::Result<()> {
+    fn a_marker_not_refreshed_for_stale_after_is_a_dead_build() -> std::io::Result<()> {
         let dir = tempfile::tempdir()?;
-        let hour = Duration::from_secs(3600);
-        let dead = Registration::new(dir.path(), "r/i:dead", hour);
+        let age = |marker: &Path, age: Duration| {
+            File::options()
+                .write(true)
+                .open(marker)?
+                .set_modified(SystemTime::now() - age)
+        };
+        let running = Registration::new(dir.path(), "r/i:running", STALE_AFTER);
+        let dead = Registration::new(dir.path(), "r/i:dead", STALE_AFTER);
+        running.register(0)?;
         dead.register(0)?;
-        let marker = dir.path().join(MARKERS).join("dead");
-        File::options()
-            .write(true)
-            .open(&marker)?
-            .set_modified(SystemTime::now() - 2 * hour)?;
-        let live = Registration::new(dir.path(), "r/i:live", hour);
-        assert_eq!(live.register(u64::MAX)?.decision, Decision::Empty);
-        assert!(!marker.exists(), "the stale marker is removed");
+        let markers = dir.path().join(MARKERS);
+        // Both registered long ago; only the running build's step refreshed its marker since.
+        age(&markers.join("running"), 2 * STALE_AFTER)?;
+        age(&markers.join("dead"), 2 * STALE_AFTER)?;
+        running.refresh();
+        let live = Registration::new(dir.path(), "r/i:live", STALE_AFTER);
+        assert_eq!(
+            live.register(u64::MAX)?.decision,
+            Decision::Busy { others: 1 }
+        );
+        assert!(
+            !markers.join("dead").exists(),
+            "the stale marker is removed"
+        );
+        // A refresh does not bring a removed marker back.
+        dead.refresh();
+        assert!(!markers.join("dead").exists());
         Ok(())
     }
 

@@ -440,8 +440,6 @@ fn builder_job(
             json!({"name": "STRATA_SHARED_STORAGE", "value": "true"}),
             json!({"name": "STRATA_SHARED_STORAGE_MIN_FREE_BYTES",
                    "value": (u64::from(settings.cache_claim_min_free_gib) << 30).to_string()}),
-            json!({"name": "STRATA_BUILD_DEADLINE_SECONDS",
-                   "value": settings.build_deadline_seconds.to_string()}),
         ]);
     }
     let env = env_vars;
@@ -844,9 +842,7 @@ mod tests {
                     c.env
                         .iter()
                         .flatten()
-                        .filter(|e| {
-                            e.name.contains("SHARED_STORAGE") || e.name.contains("DEADLINE")
-                        })
+                        .filter(|e| e.name.contains("SHARED_STORAGE"))
                         .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
                         .collect::<Vec<_>>()
                 })
@@ -864,7 +860,6 @@ mod tests {
                 "STRATA_SHARED_STORAGE_MIN_FREE_BYTES".into(),
                 (7u64 << 30).to_string(),
             ),
-            ("STRATA_BUILD_DEADLINE_SECONDS".into(), "7200".into()),
         ];
         assert_eq!(shared, vec![expected; 3]);
     }
