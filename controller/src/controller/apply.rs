@@ -4,7 +4,7 @@
 //! Job); the one merge patch (removing a user's rebuild annotation, which SSA cannot take from
 //! another manager) is sent under the same field manager.
 
-use futures::future::{try_join, try_join_all, try_join3};
+use futures::future::{try_join, try_join_all, try_join3, try_join4};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use kube::api::{
@@ -105,23 +105,20 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         else {
             return Ok(());
         };
-        try_join3(
+        try_join4(
             apply_all(&configmaps, [containerfile, environment]),
             apply_all(&secrets, [credentials]),
             // The Job's name carries its build's uid: a 409 is this very Job, made by an
-            // earlier round. The cache claim is made once (a 409: another round made it) and
-            // never changed: its spec is immutable but for growing, which is the admin's call.
-            try_join(
-                async { ignore_conflict(jobs.create(&create_params(), &job).await) },
-                async {
-                    match cache_claim {
-                        Some(claim) => {
-                            ignore_conflict(claims.create(&create_params(), &claim).await)
-                        }
-                        None => Ok(()),
-                    }
-                },
-            ),
+            // earlier round.
+            async { ignore_conflict(jobs.create(&create_params(), &job).await) },
+            // The cache claim is made once (a 409: another round made it) and never changed:
+            // its spec is immutable but for growing, which is the admin's call.
+            async {
+                match cache_claim {
+                    Some(claim) => ignore_conflict(claims.create(&create_params(), &claim).await),
+                    None => Ok(()),
+                }
+            },
         )
         .await
         .map(drop)

@@ -35,7 +35,7 @@ pub struct BuildObjects {
 
 /// Where a builder pod keeps its image storage (`--cache-claim`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ImageStorage {
+enum ImageStorage {
     /// An emptyDir of the pod's own: the base is pulled for every build.
     EmptyDir,
     /// A PersistentVolumeClaim shared by the builds; `own` when Strata makes it.
@@ -43,7 +43,7 @@ pub enum ImageStorage {
 }
 
 impl ImageStorage {
-    pub fn of(settings: &Settings, env: &Environment) -> Self {
+    fn of(settings: &Settings, env: &Environment) -> Self {
         match &settings.cache_claim {
             CacheClaim::Named(name) => Self::Claim {
                 name: name.clone(),

@@ -13,7 +13,7 @@ use strata_crds::MachineOSConfig;
 use strata_crds::contract::install;
 
 use super::{EnvironmentSettings, Sources, names};
-use crate::controller::runtime::{Trigger, all_configs, every_change, spawn_watch};
+use crate::controller::runtime::{Filter, Trigger, all_configs, every_change, spawn_watch};
 use crate::controller::stores::strip_managed_fields;
 
 pub const CONFIG_GROUP: &str = "config.openshift.io";
@@ -177,13 +177,31 @@ where
     }
 }
 
-/// Watches `api` (filtered by `params`) into a new cache when it is readable; an empty ready
-/// cache otherwise.
+/// Watches `api` (filtered by `params`) into a new cache when it is readable, every change
+/// reconciling every config; an empty ready cache otherwise.
 async fn optional<K>(
     api: Api<K>,
     params: watcher::Config,
     writer: reflector::store::Writer<K>,
     what: &str,
+    configs: &Store<MachineOSConfig>,
+    trigger: &Trigger,
+) -> Store<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync,
+    K: 'static,
+    K::DynamicType: Clone + Eq + std::hash::Hash + Send + Sync + Default,
+{
+    optional_with(api, params, writer, what, every_change(), configs, trigger).await
+}
+
+/// The same, with only the changes `filter` passes reconciling every config.
+async fn optional_with<K>(
+    api: Api<K>,
+    params: watcher::Config,
+    writer: reflector::store::Writer<K>,
+    what: &str,
+    filter: Filter<K>,
     configs: &Store<MachineOSConfig>,
     trigger: &Trigger,
 ) -> Store<K>
@@ -201,7 +219,7 @@ where
         params,
         writer,
         strip_managed_fields,
-        every_change(),
+        filter,
         Box::new(all_configs),
         configs.clone(),
         trigger.clone(),
@@ -305,7 +323,18 @@ pub async fn start(
         trigger,
     )
     .await;
-    let cache_claim = cache_claim(client, namespace, configs, trigger).await;
+    // Strata's own cache claim: only whether it exists is read, when the next build starts, so
+    // its changes (binding, resizing) reconcile nothing.
+    let cache_claim = optional_with(
+        Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace),
+        named(install::CACHE_CLAIM),
+        Default::default(),
+        "the cache claim",
+        Box::new(|_: &PersistentVolumeClaim, _: bool| false),
+        configs,
+        trigger,
+    )
+    .await;
     EnvironmentStores {
         pull_secret,
         entitlement,
@@ -319,34 +348,6 @@ pub async fn start(
         storage_classes,
         cache_claim,
     }
-}
-
-/// Strata's own cache claim: only whether it exists is read, when the next build starts, so its
-/// changes (binding, resizing) reconcile nothing.
-async fn cache_claim(
-    client: &Client,
-    namespace: &str,
-    configs: &Store<MachineOSConfig>,
-    trigger: &Trigger,
-) -> Store<PersistentVolumeClaim> {
-    let api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), namespace);
-    let params = named(install::CACHE_CLAIM);
-    let writer = reflector::store::Writer::default();
-    if !readable(&api, &params, "the cache claim").await {
-        return empty(writer);
-    }
-    let reader = writer.as_reader();
-    spawn_watch(
-        api,
-        params,
-        writer,
-        strip_managed_fields,
-        Box::new(|_: &PersistentVolumeClaim, _: bool| false),
-        Box::new(all_configs),
-        configs.clone(),
-        trigger.clone(),
-    );
-    reader
 }
 
 /// The plural names of the `config.openshift.io/v1` kinds the cluster serves.
