@@ -30,8 +30,9 @@ check: fmt-check clippy crds-check bundle-check ## static checks
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
-clippy:
+clippy: ## clippy on everything; non-test code also keeps functions under clippy.toml's line threshold
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --lib --bins --locked -- -D warnings -W clippy::too_many_lines
 
 crds: build ## regenerate crds/crds.yaml from the Rust types
 	$(STRATA) crds > crds/crds.yaml
