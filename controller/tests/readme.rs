@@ -1,12 +1,13 @@
-//! README.md says what the code does (issue 19, item 1), checked against the built binary and the
-//! Makefiles:
+//! README.md and docs/ say what the code does (issue 19, item 1; the README was split into docs/
+//! by issue 28), checked against the built binary and the Makefiles. The checks run over the union
+//! of README.md and every docs/**/*.md, each file parsed on its own (headings do not carry over):
 //!
-//! - every `--flag` the README names for `strata controller`, `strata build` or `strata render`
-//!   exists in that subcommand's `--help`, and every flag there is named in the README (so a new
-//!   flag cannot go undocumented and a removed one, like `--build-registry-cache`, cannot stay);
-//! - in the README's flag tables, each flag's environment variable and default are the ones
-//!   `--help` prints;
-//! - every `make <target>` the README names is a target of the Makefiles;
+//! - every `--flag` they name for `strata controller`, `strata build` or `strata render` exists in
+//!   that subcommand's `--help`, and every flag there is named in them (so a new flag cannot go
+//!   undocumented and a removed one, like `--build-registry-cache`, cannot stay);
+//! - in their flag tables, each flag's environment variable and default are the ones `--help`
+//!   prints;
+//! - every `make <target>` they name is a target of the Makefiles;
 //! - `kubectl`/`oc` commands name Strata's kinds by their own short names (`smosc`, `smosb`), never
 //!   by `mosc`/`mosb`, which are OpenShift's own MachineOSConfig and MachineOSBuild.
 //!
@@ -32,6 +33,41 @@ fn repo() -> PathBuf {
 fn read(relative: &str) -> String {
     let path = repo().join(relative);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The Markdown files under `dir`, recursively, relative to the repository.
+fn markdown_under(dir: &Path, found: &mut Vec<String>) {
+    let entries =
+        std::fs::read_dir(repo().join(dir)).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    for entry in entries {
+        let path = dir.join(
+            entry
+                .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+                .file_name(),
+        );
+        if repo().join(&path).is_dir() {
+            markdown_under(&path, found);
+        } else if path.extension().is_some_and(|e| e == "md") {
+            found.push(path.display().to_string());
+        }
+    }
+}
+
+/// README.md and docs/**/*.md, parsed one by one and put together.
+fn user_docs() -> Readme {
+    let mut files = vec!["README.md".to_string()];
+    markdown_under(Path::new("docs"), &mut files);
+    assert!(files.len() >= 3, "README.md and docs/ hold only {files:?}");
+    let mut all = Readme {
+        snippets: Vec::new(),
+        rows: Vec::new(),
+    };
+    for file in &files {
+        let one = parse_readme(&read(file));
+        all.snippets.extend(one.snippets);
+        all.rows.extend(one.rows);
+    }
+    all
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -368,7 +404,7 @@ fn matches(flag: &str, known: &BTreeMap<String, HelpFlag>) -> bool {
 
 #[test]
 fn every_flag_the_readme_names_exists_and_every_flag_is_documented() {
-    let readme = parse_readme(&read("README.md"));
+    let readme = user_docs();
     let found = readme_flags(&readme);
     let minimum = [(Sub::Controller, 28), (Sub::Build, 11), (Sub::Render, 3)];
     let mut problems = Vec::new();
@@ -384,7 +420,7 @@ fn every_flag_the_readme_names_exists_and_every_flag_is_documented() {
         let names: BTreeSet<&str> = named.iter().map(|(f, _)| f.as_str()).collect();
         assert!(
             names.len() >= at_least,
-            "the README names only {} flags of strata {:?} (expected at least {at_least}): {names:?}",
+            "README.md and docs/ name only {} flags of strata {:?} (expected at least {at_least}): {names:?}",
             names.len(),
             sub.args()
         );
@@ -399,7 +435,7 @@ fn every_flag_the_readme_names_exists_and_every_flag_is_documented() {
         for flag in known.keys() {
             if !names.contains(flag.as_str()) {
                 problems.push(format!(
-                    "`strata {} --help` lists {flag}, which the README does not document",
+                    "`strata {} --help` lists {flag}, which neither README.md nor docs/ documents",
                     sub.args().join(" ")
                 ));
             }
@@ -420,7 +456,7 @@ fn every_flag_the_readme_names_exists_and_every_flag_is_documented() {
 
 #[test]
 fn flag_tables_give_the_env_and_default_of_help() {
-    let readme = parse_readme(&read("README.md"));
+    let readme = user_docs();
     let helps: BTreeMap<Sub, BTreeMap<String, HelpFlag>> =
         [Sub::Controller, Sub::Build, Sub::Render]
             .into_iter()
@@ -508,7 +544,7 @@ fn make_targets() -> BTreeSet<String> {
 
 #[test]
 fn every_make_target_the_readme_names_exists() {
-    let readme = parse_readme(&read("README.md"));
+    let readme = user_docs();
     let targets = make_targets();
     assert!(
         ["demo", "test", "check", "e2e-up", "console-test", "images"]
@@ -532,13 +568,13 @@ fn every_make_target_the_readme_names_exists() {
     }
     assert!(
         named.len() >= 10,
-        "the README names only {} make targets: {named:?}",
+        "README.md and docs/ name only {} make targets: {named:?}",
         named.len()
     );
     let missing: Vec<&String> = named.iter().filter(|t| !targets.contains(*t)).collect();
     assert!(
         missing.is_empty(),
-        "the README names make targets that do not exist: {missing:?} (targets: {targets:?})"
+        "README.md or docs/ name make targets that do not exist: {missing:?} (targets: {targets:?})"
     );
 }
 
@@ -591,7 +627,7 @@ fn kubectl_commands_use_stratas_own_short_names() {
         "machineosbuild",
         "machineosbuilds",
     ];
-    let readme = parse_readme(&read("README.md"));
+    let readme = user_docs();
     let mut ours = 0;
     let mut problems = Vec::new();
     for snippet in &readme.snippets {
@@ -642,7 +678,7 @@ fn kubectl_commands_use_stratas_own_short_names() {
     }
     assert!(
         ours >= 5,
-        "only {ours} kubectl/oc commands in the README name smosc or smosb"
+        "only {ours} kubectl/oc commands in README.md and docs/ name smosc or smosb"
     );
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
