@@ -4,7 +4,10 @@
 //!   installs it, and fails without it);
 //! - every `strata_*` series named in the rules and in the test input is a sample of a real
 //!   exposition of the controller's metrics;
-//! - every alert has a test where it fires.
+//! - every alert has a test where it fires;
+//! - every alert follows OpenShift's alerting conventions: a `severity` of `critical`, `warning` or
+//!   `info`, `summary` and `description`, and a `runbook_url` whose path ends in its own page in
+//!   docs/runbooks/, which exists.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -94,6 +97,42 @@ fn rules_and_their_tests_name_only_metrics_the_controller_emits() {
         assert!(
             firing.contains(alert),
             "alert {alert} has no test where it fires"
+        );
+    }
+}
+
+#[test]
+fn every_alert_has_a_severity_a_summary_a_description_and_its_runbook() {
+    let rule = yaml("prometheusrule.yaml");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    assert!(rules.len() >= 7, "only {} rules", rules.len());
+    let runbooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/runbooks");
+    for r in rules {
+        let alert = r["alert"].as_str().unwrap();
+        let severity = r["labels"]["severity"].as_str().unwrap_or_default();
+        assert!(
+            ["critical", "warning", "info"].contains(&severity),
+            "alert {alert}: severity {severity:?}"
+        );
+        for key in ["summary", "description", "runbook_url"] {
+            assert!(
+                r["annotations"][key]
+                    .as_str()
+                    .is_some_and(|v| !v.is_empty()),
+                "alert {alert} has no {key}"
+            );
+        }
+        let url = r["annotations"]["runbook_url"].as_str().unwrap();
+        let page = format!("{alert}.md");
+        assert!(
+            url.starts_with("https://") && url.ends_with(&format!("/docs/runbooks/{page}")),
+            "alert {alert}: runbook_url {url} does not name docs/runbooks/{page}"
+        );
+        let text = std::fs::read_to_string(runbooks.join(&page))
+            .unwrap_or_else(|e| panic!("alert {alert}: docs/runbooks/{page}: {e}"));
+        assert!(
+            text.starts_with(&format!("# {alert}\n")),
+            "docs/runbooks/{page} does not start with its alert's name"
         );
     }
 }
