@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Machine setup (idempotent), shared by `make demo`, `make test` and CI: the Debian packages that
 # are missing, then the Kubernetes + etcd binaries (cached under ${XDG_CACHE_HOME:-$HOME/.cache}/strata;
-# a cold build took ~7.5 min on 2 cores, a warm check takes about a second).
+# how long a cold build and a warm check take: docs/measurements.md).
 #   --test   also what only the tests need: promtool (Debian's prometheus) for the alert rule
 #            tests and Debian's chromium for the console plugin's browser tests.
 set -euo pipefail

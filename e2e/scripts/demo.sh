@@ -12,7 +12,7 @@ START=$(date +%s)
 say() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - START ))" "$*"; }
 [[ $(id -u) == 0 ]] || { echo "demo: needs root (it runs a kubelet and containerd)" >&2; exit 1; }
 
-say "installing missing Debian packages and building Kubernetes from source if not cached (first time ~8 min)"
+say "installing missing Debian packages and building Kubernetes from source if not cached (the first time takes minutes: docs/measurements.md)"
 e2e/ci-setup.sh
 
 say "building strata"
