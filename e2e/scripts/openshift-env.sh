@@ -2,9 +2,9 @@
 # The OpenShift environment of the local cluster, with real parts (e2e/README.md "The OpenShift
 # environment"): what a real cluster has and Strata must cope with, next to the open plain-HTTP
 # registry of cluster-up.sh.
-#   - OpenShift's own CRDs (Proxy, Image, ImageDigestMirrorSet, ImageTagMirrorSet,
-#     ImageContentSourcePolicy) from ../shared/fixtures/openshift-api/crds/, namespaces
-#     openshift-config and openshift-config-managed;
+#   - stand-ins for OpenShift's config CRDs Strata reads (Proxy, Image, ImageDigestMirrorSet,
+#     ImageTagMirrorSet: e2e/openshift/config-crds.yaml, checked against OpenShift's own by
+#     `make conformance`), namespaces openshift-config and openshift-config-managed;
 #   - a release registry (docker-registry, TLS from the "release CA", htpasswd): its credentials
 #     exist only in the global pull secret openshift-config/pull-secret; its CA only in
 #     openshift-config/registry-cas, named by images.config.openshift.io/cluster;
@@ -90,14 +90,8 @@ for t in docker-registry squid nginx skopeo openssl curl jq iptables kubectl pyt
   command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages: squid, nginx-light, apache2-utils, skopeo)"
 done
 [[ -x "$MCO_BIN" ]] || die "missing $MCO_BIN (cargo build -p strata-e2e --bin strata-e2e-mco)"
-SHARED="${STRATA_SHARED_DIR:-$ROOT/../shared}"
-CRDS="$SHARED/fixtures/openshift-api/crds"
-CRD_FILES=(0000_03_config-operator_01_proxies.crd.yaml 0000_10_config-operator_01_images.crd.yaml
-  0000_10_config-operator_01_imagedigestmirrorsets.crd.yaml 0000_10_config-operator_01_imagetagmirrorsets.crd.yaml
-  0000_10_config-operator_01_imagecontentsourcepolicies.crd.yaml)
-for f in "${CRD_FILES[@]}"; do
-  [[ -s "$CRDS/$f" ]] || die "OpenShift's CRD $CRDS/$f is absent: the OpenShift environment applies OpenShift's own CRDs from ../shared/fixtures/openshift-api/crds/ (set STRATA_SHARED_DIR to another checkout); they are never copied into this repository"
-done
+CONFIG_CRDS="$ROOT/e2e/openshift/config-crds.yaml"
+[[ -s "$CONFIG_CRDS" ]] || die "missing $CONFIG_CRDS"
 
 O="$D/openshift-env"
 P="$O/pki"
@@ -249,10 +243,8 @@ PKG_HTTPS=$("$HERE/package-repo.sh" start --port "$PKGP" --dir "$O/package-repo-
 # --- the service CA publication (Rust stand-in, e2e/src/service_ca.rs) ---------------------------------
 start service-ca env KUBECONFIG="$KUBECONFIG" "$MCO_BIN" service-ca --ca-bundle "$P/service-ca.crt"
 
-# --- OpenShift's CRDs, namespaces -----------------------------------------------------------------
-# (the API server warns that it does not know the OpenAPI format "hostname" of images.config: harmless)
-for f in "${CRD_FILES[@]}"; do echo "---"; cat "$CRDS/$f"; done |
-  kubectl apply --server-side -f - 2> >(grep -v 'unrecognized format "hostname"' >&2) >/dev/null
+# --- OpenShift's config CRDs (our stand-ins), namespaces --------------------------------------------
+kubectl apply --server-side -f "$CONFIG_CRDS" >/dev/null
 kubectl apply -f - >/dev/null <<NS
 apiVersion: v1
 kind: Namespace
@@ -263,8 +255,7 @@ kind: Namespace
 metadata: {name: openshift-config-managed}
 NS
 kubectl wait --for=condition=Established --timeout=60s crd/proxies.config.openshift.io crd/images.config.openshift.io \
-  crd/imagedigestmirrorsets.config.openshift.io crd/imagetagmirrorsets.config.openshift.io \
-  crd/imagecontentsourcepolicies.operator.openshift.io >/dev/null
+  crd/imagedigestmirrorsets.config.openshift.io crd/imagetagmirrorsets.config.openshift.io >/dev/null
 
 # --- wait for the servers, then copy the images ------------------------------------------------------
 status() { curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$@" || true; }
