@@ -8,7 +8,7 @@ export CARGO_TARGET_DIR
 CARGO ?= cargo
 STRATA := $(CARGO_TARGET_DIR)/debug/strata
 
-.PHONY: all build test setup-test check fmt-check clippy crds crds-check bundle bundle-check unit-test e2e-test demo help bench images
+.PHONY: all build test conformance setup-test check fmt-check clippy crds crds-check bundle bundle-check unit-test e2e-test demo help bench images
 all: build
 
 help: ## list the targets
@@ -45,6 +45,9 @@ bundle: ## regenerate bundle/ (the OLM bundle) from manifests/overlays/openshift
 
 bundle-check: ## fail when bundle/ differs from what the manifests generate, then validate it (operator-framework/api)
 	tools/olm/bundle.sh check
+
+conformance: ## checks against OpenShift's own CRDs, validation suites and layering examples in ../shared/fixtures (fails when absent; reuses or starts the local cluster)
+	e2e/scripts/run-conformance.sh
 
 unit-test: ## unit, snapshot, property and fixture tests (no cluster)
 	CI=true INSTA_UPDATE=no $(CARGO) test --workspace --locked
