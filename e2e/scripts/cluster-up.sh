@@ -9,9 +9,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 STATE="${STRATA_E2E_STATE:-$ROOT/e2e/.state}"
-T0=$(date +%s.%N)
-log() { printf 'cluster-up [%5.1fs]: %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=cluster-up LOG_T0=$(date +%s.%N)
 
 [[ $(id -u) == 0 ]] || die "must run as root (kubelet, containerd, CNI)"
 mkdir -p "$STATE"
@@ -51,6 +51,7 @@ chmod 755 "$D"
 echo "$D" > "$STATE/cluster-dir"
 echo "$BIN" > "$D/bin-dir"
 mkdir -p "$D"/{pki,logs,pids,etcd,containerd,cni,certs.d,kubelet,pod-logs,registry}
+PID_DIR="$D/pids" LOG_DIR="$D/logs"  # start, alive, wait_for
 UP_OK=0
 on_exit() {
   ((UP_OK)) && return 0
@@ -61,18 +62,11 @@ on_exit() {
 trap on_exit EXIT
 
 # --- free ports ------------------------------------------------------------------------------
-read -r EP PP AP KP SP RP KLP NPP PRP < <(python3 - <<'PY'
-import socket
-ss=[socket.socket() for _ in range(9)]
-for s in ss: s.bind(("0.0.0.0",0))
-print(*[s.getsockname()[1] for s in ss])
-PY
-)
+read -r EP PP AP KP SP RP KLP NPP PRP < <(free_ports 9)
 log "dir $D, node IP $NODE_IP, ports etcd=$EP apiserver=$AP registry=$RP kubelet=$KLP netpol-metrics=$NPP package-repo=$PRP"
 
 # --- PKI -------------------------------------------------------------------------------------
 P="$D/pki"
-ossl() { openssl "$@" 2>/dev/null; }
 ec() { echo "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"; }
 ossl req -x509 $(ec) -days 7 -subj /CN=strata-e2e-ca -keyout "$P/ca.key" -out "$P/ca.crt"
 cert() { # cert <name> <subject> <ext>
@@ -85,16 +79,15 @@ cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extend
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$P/sa.key"
 ossl pkey -in "$P/sa.key" -pubout -out "$P/sa.pub"
 KUBECONFIG="$D/admin.kubeconfig"
-b64() { base64 -w0 < "$1"; }
 cat > "$KUBECONFIG" <<KC
 apiVersion: v1
 kind: Config
 clusters:
 - name: strata-e2e
-  cluster: {server: "https://$NODE_IP:$AP", certificate-authority-data: $(b64 "$P/ca.crt")}
+  cluster: {server: "https://$NODE_IP:$AP", certificate-authority-data: $(b64 < "$P/ca.crt")}
 users:
 - name: admin
-  user: {client-certificate-data: $(b64 "$P/admin.crt"), client-key-data: $(b64 "$P/admin.key")}
+  user: {client-certificate-data: $(b64 < "$P/admin.crt"), client-key-data: $(b64 < "$P/admin.key")}
 contexts:
 - name: strata-e2e
   context: {cluster: strata-e2e, user: admin}
@@ -102,32 +95,6 @@ current-context: strata-e2e
 KC
 export KUBECONFIG
 
-close_fds() { # close every inherited fd but 0-2, e.g. the lock of a caller's
-  # `flock /tmp/strata-cluster.lock make e2e-up`: held by the daemons, it would block the
-  # `flock … make e2e-down` that stops them
-  local f
-  for f in /proc/$BASHPID/fd/*; do
-    f=${f##*/}
-    if ((f > 2 && f != 255)); then eval "exec $f>&-" 2>/dev/null || true; fi
-  done
-}
-start() { # start <name> <cmd...>  — own session, no inherited fds, logs + pid in $D
-  local n=$1; shift
-  (close_fds; exec setsid "$@") > "$D/logs/$n.log" 2>&1 < /dev/null &
-  echo $! > "$D/pids/$n"
-  echo "$n" >> "$D/pids/order"
-}
-alive() { kill -0 "$(cat "$D/pids/$1")" 2>/dev/null || die "$1 exited; last log lines:$(echo; tail -20 "$D/logs/$1.log")"; }
-wait_for() { # wait_for <what> <timeout s> <proc> <cmd...>
-  local what=$1 to=$2 proc=$3; shift 3
-  local end=$(( $(date +%s) + to ))
-  until "$@" >/dev/null 2>&1; do
-    [[ $proc == - ]] || alive "$proc"
-    (( $(date +%s) < end )) || die "timed out after ${to}s waiting for $what"
-    sleep 0.2
-  done
-  log "$what ready"
-}
 CURL=(curl -sf --max-time 5 --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key")
 
 # --- images (cached; quick when warm) -----------------------------------------------------------

@@ -18,7 +18,9 @@ cd "$ROOT"
 STATE="${STRATA_E2E_STATE:-$ROOT/e2e/.state}"
 [[ -f "$STATE/env" ]] || { echo "deploy-controller: no cluster ($STATE/env missing); run make e2e-up" >&2; exit 1; }
 . "$STATE/env"
-log() { echo "deploy-controller: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=deploy-controller
 
 # The image (buildah + strata) is rebuilt only when the strata binary changed.
 STRATA_IMAGES_OUT="$STATE/controller-images.env" "$HERE/build-images.sh" --push "$STRATA_REGISTRY" >"$STATE/build-images.log" 2>&1 ||

@@ -34,10 +34,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 CHAIN=STRATA-OSENV
 COMMENT=strata-e2e-openshift-env
-T0=$(date +%s.%N)
-log() { printf 'openshift-env [%5.1fs]: %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-ipt() { iptables -w 10 "$@"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=openshift-env LOG_T0=$(date +%s.%N)
 
 # --- down ------------------------------------------------------------------------------------------
 del_rules() {
@@ -102,37 +101,13 @@ done
 O="$D/openshift-env"
 P="$O/pki"
 L="$D/logs"
+PID_DIR="$O/pids" LOG_DIR="$L" WAIT_FOR_POLL=0.1 WAIT_FOR_QUIET=1  # start, alive, wait_for
 mkdir -p "$O/pids" "$P" "$L" "$O"/{release,internal,mirror}-registry "$O/proxy"
-read -r RELP INTP MIRP PROXP PKGP < <(python3 - <<'PY'
-import socket
-ss=[socket.socket() for _ in range(5)]
-for s in ss: s.bind(("0.0.0.0",0))
-print(*[s.getsockname()[1] for s in ss])
-PY
-)
+read -r RELP INTP MIRP PROXP PKGP < <(free_ports 5)
 RELEASE="$NODE_IP:$RELP" INTERNAL="$NODE_IP:$INTP" MIRROR="$NODE_IP:$MIRP" PROXY="http://$NODE_IP:$PROXP"
 log "ports: release registry $RELP, internal registry $INTP, mirror registry $MIRP, proxy $PROXP, HTTPS package repo $PKGP"
 
-close_fds() { local f; for f in "/proc/$BASHPID/fd/"*; do f=${f##*/}; if ((f > 2 && f != 255)); then eval "exec $f>&-" 2>/dev/null || true; fi; done; }
-start() { # start <name> <cmd...>: own session, no inherited fds, log in $D/logs/<name>.log
-  local n=$1; shift
-  (close_fds; exec setsid "$@") >> "$L/$n.log" 2>&1 < /dev/null &
-  echo $! > "$O/pids/$n"
-  echo "$n" >> "$O/pids/order"
-}
-alive() { kill -0 "$(cat "$O/pids/$1")" 2>/dev/null || die "$1 exited; last log lines:$(echo; tail -20 "$L/$1.log")"; }
-wait_for() { # wait_for <what> <timeout s> <proc> <cmd...>
-  local what=$1 to=$2 proc=$3; shift 3
-  local end=$(( $(date +%s) + to ))
-  until "$@" >/dev/null 2>&1; do
-    [[ $proc == - ]] || alive "$proc"
-    (( $(date +%s) < end )) || die "timed out after ${to}s waiting for $what"
-    sleep 0.1
-  done
-}
-
 # --- PKI: five local CAs and what they sign ---------------------------------------------------------
-ossl() { openssl "$@" 2>/dev/null; }
 ca() { # ca <name> <subject>
   ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "$2" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
@@ -318,7 +293,6 @@ copy "$STRATA_OS_BASE_IMAGE" "$MIR_TAG_REPO" "$O/certs/$MIRROR" latest >/dev/nul
 BASE_DIGEST=${STRATA_OS_BASE_IMAGE#*@} NEXT_DIGEST=${STRATA_OS_BASE_IMAGE_NEXT#*@}
 
 # --- objects: the pull secret, the CAs, image config, mirrors, proxy, entitlement -------------------
-b64() { base64 -w0; }
 PULL_SECRET=$(jq -cn --arg r "$RELEASE" --arg ra "$(printf '%s:%s' "$REL_USER" "$REL_PASS" | b64)" \
   --arg m "$MIRROR" --arg ma "$(printf '%s:%s' "$MIR_USER" "$MIR_PASS" | b64)" \
   --arg s "${SOURCE_REPO%%/*}" --arg sa "$(printf 'unused:unused' | b64)" \
