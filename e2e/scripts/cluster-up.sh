@@ -121,15 +121,7 @@ start registry docker-registry serve "$D/registry.yml"
 
 # --- kube-apiserver --------------------------------------------------------------------------
 # Audit log of what Strata's ServiceAccounts do (the e2e tests check it for 403s); nothing else.
-cat > "$D/audit-policy.yaml" <<AP
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-- level: Metadata
-  userGroups: [system:serviceaccounts:strata-system]
-- level: None
-AP
+cp "$ROOT/e2e/manifests/audit-policy.yaml" "$D/audit-policy.yaml"
 start kube-apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$EP" \
   --bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port="$AP" \
   --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
@@ -266,29 +258,7 @@ mkdir -p "$SA_DIR"
 if awk -v q="$NETPOL_QUEUE" '$1==q {f=1} END {exit !f}' /proc/net/netfilter/nfnetlink_queue 2>/dev/null; then
   die "netfilter queue $NETPOL_QUEUE is already bound by another process (set STRATA_NETPOL_QUEUE)"
 fi
-kubectl apply -f - >/dev/null <<RBAC
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: kube-network-policies, namespace: kube-system}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: kube-network-policies}
-rules:
-- apiGroups: [""]
-  resources: [pods, namespaces]
-  verbs: [list, watch]
-- apiGroups: [networking.k8s.io]
-  resources: [networkpolicies]
-  verbs: [list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: kube-network-policies}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kube-network-policies}
-subjects:
-- {kind: ServiceAccount, name: kube-network-policies, namespace: kube-system}
-RBAC
+kubectl apply -f "$ROOT/e2e/manifests/kube-network-policies.yaml" >/dev/null
 kubectl create token kube-network-policies -n kube-system --duration=168h > "$SA_DIR/token"
 cp "$P/ca.crt" "$SA_DIR/ca.crt"
 echo kube-system > "$SA_DIR/namespace"
@@ -307,16 +277,7 @@ log "NetworkPolicy enforcement on (kube-network-policies, queue $NETPOL_QUEUE, m
 # Upstream's development provisioner (kube-controller-manager --enable-hostpath-provisioner): a
 # claim becomes a directory /tmp/hostpath_pv/<uuid> on this node, removed with the claim;
 # cluster-down removes those of this cluster. It enforces no capacity.
-kubectl apply -f - >/dev/null <<SC
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: standard
-  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
-provisioner: kubernetes.io/host-path
-reclaimPolicy: Delete
-volumeBindingMode: Immediate
-SC
+kubectl apply -f "$ROOT/e2e/manifests/storageclass.yaml" >/dev/null
 
 # --- images + OpenShift stand-ins ------------------------------------------------------------
 STRATA_IMAGES_OUT="$D/images.env" "$HERE/build-images.sh" --push "$NODE_IP:$RP" ${STRATA_BIN:+"$STRATA_BIN"} >/dev/null

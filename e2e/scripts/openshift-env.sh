@@ -85,8 +85,8 @@ for v in D NODE_IP POD_CIDR SVC_CIDR APISERVER REGISTRY PACKAGE_REPO MCO_BIN STR
          STRATA_OS_BASE_IMAGE_NEXT STRATA_OS_IMAGE KUBECONFIG; do
   [[ -n "${!v:-}" ]] || die "$v is not set (openshift-env.sh up is run by cluster-up.sh)"
 done
-for t in docker-registry squid nginx skopeo openssl curl jq iptables kubectl python3; do
-  command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages: squid, nginx-light, apache2-utils, skopeo)"
+for t in docker-registry squid nginx skopeo openssl curl jq iptables kubectl python3 envsubst; do
+  command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages: squid, nginx-light, apache2-utils, skopeo, gettext-base)"
 done
 [[ -x "$MCO_BIN" ]] || die "missing $MCO_BIN (cargo build -p strata-e2e --bin strata-e2e-mco)"
 SHARED="${STRATA_SHARED_DIR:-$ROOT/../shared}"
@@ -228,15 +228,7 @@ start service-ca env KUBECONFIG="$KUBECONFIG" "$MCO_BIN" service-ca --ca-bundle 
 # (the API server warns that it does not know the OpenAPI format "hostname" of images.config: harmless)
 for f in "${CRD_FILES[@]}"; do echo "---"; cat "$CRDS/$f"; done |
   kubectl apply --server-side -f - 2> >(grep -v 'unrecognized format "hostname"' >&2) >/dev/null
-kubectl apply -f - >/dev/null <<NS
-apiVersion: v1
-kind: Namespace
-metadata: {name: openshift-config}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: openshift-config-managed}
-NS
+kubectl apply -f "$ROOT/e2e/openshift/config-namespaces.yaml" >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/proxies.config.openshift.io crd/images.config.openshift.io \
   crd/imagedigestmirrorsets.config.openshift.io crd/imagetagmirrorsets.config.openshift.io \
   crd/imagecontentsourcepolicies.operator.openshift.io >/dev/null
@@ -298,98 +290,40 @@ PULL_SECRET=$(jq -cn --arg r "$RELEASE" --arg ra "$(printf '%s:%s' "$REL_USER" "
   --arg s "${SOURCE_REPO%%/*}" --arg sa "$(printf 'unused:unused' | b64)" \
   '{auths: {($r): {auth: $ra, email: "strata-e2e@example.invalid"}, ($m): {auth: $ma}, ($s): {auth: $sa}}}')
 REG_CAS_RELEASE="$NODE_IP..$RELP" REG_CAS_MIRROR="$NODE_IP..$MIRP"
-indent() { sed 's/^/    /' "$1"; }
 # noProxy as the cluster-network-operator computes status.noProxy (spec.noProxy + localhost,
 # 127.0.0.1, .svc, .cluster.local, the service and pod networks, the API server), sorted. The API
 # server and the two plain-HTTP servers share the node IP with the proxied ones, so they are listed
 # as host:port (Go's httpproxy and containers/image match the port; the node IP alone is NOT in it).
 PACKAGE_REPO_HOSTPORT=$(sed -E 's#^[a-z]+://##; s#/.*$##' <<< "$PACKAGE_REPO")
+# shellcheck disable=SC2034 # read by render (e2e/openshift/cluster-config.yaml)
 SPEC_NO_PROXY="$REGISTRY,$PACKAGE_REPO_HOSTPORT"
 NO_PROXY=$(printf '%s\n' .cluster.local .svc 127.0.0.1 localhost "$SVC_CIDR" "$POD_CIDR" "$APISERVER" "$REGISTRY" "$PACKAGE_REPO_HOSTPORT" | LC_ALL=C sort -u | paste -sd, -)
-kubectl apply --server-side --force-conflicts -f - >/dev/null <<OBJ
-# The global pull secret: the only place the release and mirror registries' credentials exist
-# (plus an entry for the unreachable source, as real pull secrets carry quay.io's).
-apiVersion: v1
-kind: Secret
-metadata: {name: pull-secret, namespace: openshift-config}
-type: kubernetes.io/dockerconfigjson
-data:
-  .dockerconfigjson: $(printf '%s' "$PULL_SECRET" | b64)
----
-# Per-registry CAs (key <host>..<port>), named by images.config.openshift.io/cluster.
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: registry-cas, namespace: openshift-config}
-data:
-  $REG_CAS_RELEASE: |
-$(indent "$P/release-ca.crt")
-  $REG_CAS_MIRROR: |
-$(indent "$P/mirror-ca.crt")
----
-# The cluster-wide additional trust bundle (installer: additionalTrustBundle; proxy trustedCA).
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: user-ca-bundle, namespace: openshift-config}
-data:
-  ca-bundle.crt: |
-$(indent "$P/user-ca.crt")
----
-# What cluster-image-registry-operator publishes for the internal registry (the MCO lays these
-# down on nodes as /etc/docker/certs.d/<host:port>/ca.crt).
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: image-registry-ca, namespace: openshift-config-managed}
-data:
-  $NODE_IP..$INTP: |
-$(indent "$P/service-ca.crt")
----
-# The entitlement (simple content access) certificate, as OpenShift's Insights operator publishes it.
-apiVersion: v1
-kind: Secret
-metadata: {name: etc-pki-entitlement, namespace: openshift-config-managed}
-type: Opaque
-data:
-  entitlement.pem: $(b64 < "$P/entitlement.pem")
-  entitlement-key.pem: $(b64 < "$P/entitlement-key.pem")
----
-apiVersion: config.openshift.io/v1
-kind: Image
-metadata: {name: cluster}
-spec:
-  additionalTrustedCA: {name: registry-cas}
-  registrySources:
-    insecureRegistries: ["$REGISTRY"]
----
-apiVersion: config.openshift.io/v1
-kind: Proxy
-metadata: {name: cluster}
-spec:
-  httpProxy: $PROXY
-  httpsProxy: $PROXY
-  noProxy: "$SPEC_NO_PROXY"
-  trustedCA: {name: user-ca-bundle}
----
-# Disconnected: the release's source repository does not resolve; the mirror holds the images
-# under another path. NeverContactSource, as a disconnected cluster sets it: the source is never
-# tried, a failing mirror is an error (not a fall-back to an unreachable host).
-apiVersion: config.openshift.io/v1
-kind: ImageDigestMirrorSet
-metadata: {name: strata-e2e-mirror}
-spec:
-  imageDigestMirrors:
-  - source: $SOURCE_REPO
-    mirrors: ["$MIR_REPO"]
-    mirrorSourcePolicy: NeverContactSource
----
-apiVersion: config.openshift.io/v1
-kind: ImageTagMirrorSet
-metadata: {name: strata-e2e-mirror}
-spec:
-  imageTagMirrors:
-  - source: $SOURCE_TAG_REPO
-    mirrors: ["$MIR_TAG_REPO"]
-    mirrorSourcePolicy: NeverContactSource
-OBJ
+# The Secrets and ConfigMaps from kubectl create (their files as they are), then the configuration
+# objects (e2e/openshift/cluster-config.yaml), applied together.
+{
+  # The global pull secret: the only place the release and mirror registries' credentials exist
+  # (plus an entry for the unreachable source, as real pull secrets carry quay.io's).
+  kubectl create secret generic pull-secret -n openshift-config --type=kubernetes.io/dockerconfigjson \
+    --from-literal=.dockerconfigjson="$PULL_SECRET" --dry-run=client -o yaml
+  echo ---
+  # Per-registry CAs (key <host>..<port>), named by images.config.openshift.io/cluster.
+  kubectl create configmap registry-cas -n openshift-config \
+    --from-file="$REG_CAS_RELEASE=$P/release-ca.crt" --from-file="$REG_CAS_MIRROR=$P/mirror-ca.crt" --dry-run=client -o yaml
+  echo ---
+  # The cluster-wide additional trust bundle (installer: additionalTrustBundle; proxy trustedCA).
+  kubectl create configmap user-ca-bundle -n openshift-config --from-file=ca-bundle.crt="$P/user-ca.crt" --dry-run=client -o yaml
+  echo ---
+  # What cluster-image-registry-operator publishes for the internal registry (the MCO lays these
+  # down on nodes as /etc/docker/certs.d/<host:port>/ca.crt).
+  kubectl create configmap image-registry-ca -n openshift-config-managed \
+    --from-file="$NODE_IP..$INTP=$P/service-ca.crt" --dry-run=client -o yaml
+  echo ---
+  # The entitlement (simple content access) certificate, as OpenShift's Insights operator publishes it.
+  kubectl create secret generic etc-pki-entitlement -n openshift-config-managed --type=Opaque \
+    --from-file=entitlement.pem="$P/entitlement.pem" --from-file=entitlement-key.pem="$P/entitlement-key.pem" --dry-run=client -o yaml
+  echo ---
+  render "$ROOT/e2e/openshift/cluster-config.yaml" REGISTRY PROXY SPEC_NO_PROXY SOURCE_REPO MIR_REPO SOURCE_TAG_REPO MIR_TAG_REPO
+} | kubectl apply --server-side --force-conflicts -f - >/dev/null
 kubectl patch proxy.config.openshift.io cluster --subresource=status --type=merge \
   -p "{\"status\":{\"httpProxy\":\"$PROXY\",\"httpsProxy\":\"$PROXY\",\"noProxy\":\"$NO_PROXY\"}}" >/dev/null
 kubectl patch image.config.openshift.io cluster --subresource=status --type=merge \
