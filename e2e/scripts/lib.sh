@@ -66,10 +66,10 @@ PY
 ossl() { openssl "$@" 2>/dev/null; }
 b64() { base64 -w0; }  # stdin, on one line
 ipt() { iptables -w 10 "$@"; }
-# render <template> <VAR>...: the template with ${VAR} (and $VAR) replaced by the value of each named
-# shell variable; nothing else in it is touched (envsubst with that list).
+# render <template> <NAME=value>...: the template with each $NAME (or ${NAME}) replaced by its value;
+# nothing else in it is touched (envsubst with that list of names).
 render() {
-  local t=$1 v names="" vars=(); shift
-  for v in "$@"; do vars+=("$v=${!v}"); names+=" \${$v}"; done
-  env "${vars[@]}" envsubst "$names" < "$t"
+  local t=$1 a names=""; shift
+  for a in "$@"; do names+=" \${${a%%=*}}"; done
+  env "$@" envsubst "$names" < "$t"
 }

@@ -295,7 +295,6 @@ REG_CAS_RELEASE="$NODE_IP..$RELP" REG_CAS_MIRROR="$NODE_IP..$MIRP"
 # server and the two plain-HTTP servers share the node IP with the proxied ones, so they are listed
 # as host:port (Go's httpproxy and containers/image match the port; the node IP alone is NOT in it).
 PACKAGE_REPO_HOSTPORT=$(sed -E 's#^[a-z]+://##; s#/.*$##' <<< "$PACKAGE_REPO")
-# shellcheck disable=SC2034 # read by render (e2e/openshift/cluster-config.yaml)
 SPEC_NO_PROXY="$REGISTRY,$PACKAGE_REPO_HOSTPORT"
 NO_PROXY=$(printf '%s\n' .cluster.local .svc 127.0.0.1 localhost "$SVC_CIDR" "$POD_CIDR" "$APISERVER" "$REGISTRY" "$PACKAGE_REPO_HOSTPORT" | LC_ALL=C sort -u | paste -sd, -)
 # The Secrets and ConfigMaps from kubectl create (their files as they are), then the configuration
@@ -322,7 +321,8 @@ NO_PROXY=$(printf '%s\n' .cluster.local .svc 127.0.0.1 localhost "$SVC_CIDR" "$P
   kubectl create secret generic etc-pki-entitlement -n openshift-config-managed --type=Opaque \
     --from-file=entitlement.pem="$P/entitlement.pem" --from-file=entitlement-key.pem="$P/entitlement-key.pem" --dry-run=client -o yaml
   echo ---
-  render "$ROOT/e2e/openshift/cluster-config.yaml" REGISTRY PROXY SPEC_NO_PROXY SOURCE_REPO MIR_REPO SOURCE_TAG_REPO MIR_TAG_REPO
+  render "$ROOT/e2e/openshift/cluster-config.yaml" REGISTRY="$REGISTRY" PROXY="$PROXY" SPEC_NO_PROXY="$SPEC_NO_PROXY" \
+    SOURCE_REPO="$SOURCE_REPO" MIR_REPO="$MIR_REPO" SOURCE_TAG_REPO="$SOURCE_TAG_REPO" MIR_TAG_REPO="$MIR_TAG_REPO"
 } | kubectl apply --server-side --force-conflicts -f - >/dev/null
 kubectl patch proxy.config.openshift.io cluster --subresource=status --type=merge \
   -p "{\"status\":{\"httpProxy\":\"$PROXY\",\"httpsProxy\":\"$PROXY\",\"noProxy\":\"$NO_PROXY\"}}" >/dev/null
