@@ -25,7 +25,7 @@ if [[ -f "$STATE/cluster-dir" ]] && [[ -d "$(cat "$STATE/cluster-dir")" ]]; then
   log "cleaning up a stale cluster record ($OLD)"
   flock -u 9; "$HERE/cluster-down.sh" >&2; flock -w 300 9
 fi
-for t in containerd runc ctr docker-registry openssl curl buildah mmdebstrap catatonit busybox iptables iptables-save nft unshare flock bc; do
+for t in containerd runc ctr docker-registry openssl curl buildah mmdebstrap catatonit busybox iptables iptables-save nft unshare flock bc envsubst; do
   command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages)"
 done
 [[ -x /usr/lib/cni/bridge ]] || die "missing /usr/lib/cni/bridge (apt: containernetworking-plugins)"
@@ -199,31 +199,8 @@ ctr --address "$CSOCK" -n k8s.io images label localhost/strata/pause:catatonit i
 # profiles.
 mkdir -p "$D/kubelet/seccomp/strata"
 cp "$ROOT/manifests/seccomp/strata-builder.json" "$D/kubelet/seccomp/strata/builder.json"
-cat > "$D/kubelet.yaml" <<KL
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: $NODE_IP
-port: $KLP
-readOnlyPort: 0
-healthzPort: 0
-containerRuntimeEndpoint: unix://$CSOCK
-cgroupDriver: cgroupfs
-failCgroupV1: false
-failSwapOn: false
-resolvConf: /etc/resolv.conf
-registerNode: true
-serializeImagePulls: false
-podLogsDir: $D/pod-logs
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: $P/ca.crt}
-authorization: {mode: Webhook}
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-maxPods: 50
-KL
+render "$ROOT/e2e/manifests/kubelet.yaml" NODE_IP="$NODE_IP" PORT="$KLP" RUNTIME_SOCKET="$CSOCK" \
+  POD_LOGS_DIR="$D/pod-logs" CLIENT_CA="$P/ca.crt" > "$D/kubelet.yaml"
 start kubelet kubelet --config="$D/kubelet.yaml" --kubeconfig="$KUBECONFIG" --hostname-override="$NODE_NAME" \
   --node-ip="$NODE_IP" --root-dir="$D/kubelet" --cert-dir="$D/kubelet/pki" --v=1
 
