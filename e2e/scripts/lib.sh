@@ -5,7 +5,7 @@
 #   LOG_T0     optional, a `date +%s.%N` time: log lines then carry the seconds since it
 #   START      a `date +%s` time (say)
 #   PID_DIR, LOG_DIR  where start keeps the pids and the output of the processes it starts (start,
-#              alive, wait_for)
+#              alive, wait_for); WAIT_FOR_POLL, WAIT_FOR_QUIET optional (wait_for)
 
 # log <message...>: "<LOG_NAME>: <message>" on stderr, or "<LOG_NAME> [  12.3s]: <message>" with LOG_T0.
 log() {
