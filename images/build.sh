@@ -18,7 +18,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 START=$SECONDS
-log() { echo "images: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=../e2e/scripts/lib.sh
+. "$ROOT/e2e/scripts/lib.sh"
+LOG_NAME=images
 step() { log "[$((SECONDS - START)) s] $*"; }
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
