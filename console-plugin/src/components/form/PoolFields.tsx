@@ -1,13 +1,6 @@
 import type * as React from 'react';
 import { useTranslation } from 'react-i18next';
-import {
-  Alert,
-  FormGroup,
-  FormSelect,
-  FormSelectOption,
-  Spinner,
-  TextInput,
-} from '@patternfly/react-core';
+import { Alert, FormGroup, FormSelect, FormSelectOption, Spinner } from '@patternfly/react-core';
 import {
   MachineConfigPoolModel,
   MachineOSConfigModel,
@@ -17,6 +10,7 @@ import {
 import { errorText } from '../../lib/server-errors';
 import { useWatchList } from '../useWatch';
 import { FieldMessages } from './FieldMessages';
+import { TextField } from './TextField';
 import type { FormModel } from './useFormState';
 
 export interface PoolChoices {
@@ -57,11 +51,12 @@ export const usePoolChoices = (
 
 /** The pool and the MachineOSConfig's name, which follows the pool until edited. */
 export const PoolFields: React.FC<{ form: FormModel; choices: PoolChoices; editing: boolean }> = ({
-  form: { state, shownClient, server, onPool, onName },
+  form,
   choices: { poolNames, taken, loaded, error },
   editing,
 }) => {
   const { t } = useTranslation('plugin__strata-console-plugin');
+  const { state, shownClient, server, onPool, onName } = form;
   return (
     <>
       <FormGroup label={t('MachineConfigPool')} isRequired fieldId="strata-pool">
@@ -108,24 +103,15 @@ export const PoolFields: React.FC<{ form: FormModel; choices: PoolChoices; editi
         />
       </FormGroup>
 
-      <FormGroup label={t('Name')} isRequired fieldId="strata-name">
-        <TextInput
-          id="strata-name"
-          data-test="field-name"
-          value={state.name}
-          readOnlyVariant={editing ? 'default' : undefined}
-          onChange={(_e, v) => {
-            onName(v);
-          }}
-          validated={shownClient('name') || server.fields.name ? 'error' : 'default'}
-        />
-        <FieldMessages
-          id="name"
-          client={shownClient('name')}
-          server={server.fields.name}
-          helper={t("Must equal the pool's name: one MachineOSConfig per pool.")}
-        />
-      </FormGroup>
+      <TextField
+        form={form}
+        id="name"
+        label={t('Name')}
+        required
+        readOnlyVariant={editing ? 'default' : undefined}
+        onChange={onName}
+        helper={t("Must equal the pool's name: one MachineOSConfig per pool.")}
+      />
     </>
   );
 };

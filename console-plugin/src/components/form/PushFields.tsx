@@ -1,11 +1,10 @@
 import type * as React from 'react';
 import { useTranslation } from 'react-i18next';
-import { FormGroup, TextInput } from '@patternfly/react-core';
 import { ALLOWED_CONFIGS_ANNOTATION, CONTROLLER_NAMESPACE } from '../../models';
 import type { SecretMetadataState } from '../useSecretMetadata';
 import { AllowedSecrets } from './AllowedSecrets';
-import { FieldMessages } from './FieldMessages';
 import { SecretField } from './SecretField';
+import { TextField } from './TextField';
 import type { FormModel } from './useFormState';
 
 /** An example value (an image reference, not prose: not translated). */
@@ -15,39 +14,33 @@ const PUSH_SPEC_EXAMPLE =
 /** Where the image goes (push spec and Secret), the base image's pull Secret, and which Secrets
  * allow this MachineOSConfig. */
 export const PushFields: React.FC<{ form: FormModel; secrets: SecretMetadataState }> = ({
-  form: { state, shownClient, server, update, setShowClientErrors },
+  form,
   secrets,
 }) => {
   const { t } = useTranslation('plugin__strata-console-plugin');
+  const { state, shownClient, server, update, setShowClientErrors } = form;
   const allowNote = t(
     'Strata uses a Secret only when its annotation {{annotation}} names this MachineOSConfig (or is *); the plugin reads Secret names and annotations, never their data.',
     { annotation: ALLOWED_CONFIGS_ANNOTATION },
   );
   return (
     <>
-      <FormGroup label={t('Push spec')} isRequired fieldId="strata-pushSpec">
-        <TextInput
-          id="strata-pushSpec"
-          data-test="field-pushSpec"
-          value={state.pushSpec}
-          onChange={(_e, v) => {
-            update({ pushSpec: v.trim() }, ['pushSpec']);
-          }}
-          onBlur={() => {
-            if (state.pushSpec) setShowClientErrors(true);
-          }}
-          placeholder={PUSH_SPEC_EXAMPLE}
-          validated={shownClient('pushSpec') || server.fields.pushSpec ? 'error' : 'default'}
-        />
-        <FieldMessages
-          id="pushSpec"
-          client={shownClient('pushSpec')}
-          server={server.fields.pushSpec}
-          helper={t(
-            'host[:port]/path/name:tag (the host contains a dot). The tag is replaced by the build name; the pool always gets the image by digest.',
-          )}
-        />
-      </FormGroup>
+      <TextField
+        form={form}
+        id="pushSpec"
+        label={t('Push spec')}
+        required
+        onChange={(v) => {
+          update({ pushSpec: v.trim() }, ['pushSpec']);
+        }}
+        onBlur={() => {
+          if (state.pushSpec) setShowClientErrors(true);
+        }}
+        placeholder={PUSH_SPEC_EXAMPLE}
+        helper={t(
+          'host[:port]/path/name:tag (the host contains a dot). The tag is replaced by the build name; the pool always gets the image by digest.',
+        )}
+      />
 
       <SecretField
         id="pushSecret"
