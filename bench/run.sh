@@ -10,12 +10,13 @@ ROOT="$(cd "$HERE/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$("$ROOT/e2e/scripts/target-dir.sh")}"
 START=$(date +%s)
-say() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - START ))" "$*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=../e2e/scripts/lib.sh
+. "$ROOT/e2e/scripts/lib.sh"
 [[ $(id -u) == 0 ]] || { echo "bench: needs root (the local cluster runs a kubelet and containerd)" >&2; exit 1; }
 
-say "installing missing Debian packages and building Kubernetes from source if not cached"
+say "installing missing Debian packages and building Kubernetes from source if not cached" >&2
 e2e/ci-setup.sh
-say "building strata, strata-bench and the MCO stand-in (release; cold: ~15 min on 2 cores)"
+say "building strata, strata-bench and the MCO stand-in (release; cold: ~15 min on 2 cores)" >&2
 cargo build -q --locked --release -p strata-controller --bin strata
 cargo build -q --locked --release -p strata-bench
 # cluster-up.sh finds the MCO stand-in next to STRATA_BIN.
@@ -24,11 +25,11 @@ cargo build -q --locked --release -p strata-e2e --bin strata-e2e-mco
 export STRATA_BIN="$CARGO_TARGET_DIR/release/strata"
 BENCH="$CARGO_TARGET_DIR/release/strata-bench"
 
-say "measuring on the local cluster (reused, or started and stopped around the run)"
+say "measuring on the local cluster (reused, or started and stopped around the run)" >&2
 status=0
 e2e/scripts/with-cluster.sh "$BENCH" --strata-bin "$STRATA_BIN" "$@" || status=$?
 if ((status)); then
-  say "the bench failed (see bench/RESULTS.md for the sections that did)"
+  say "the bench failed (see bench/RESULTS.md for the sections that did)" >&2
 fi
-say "done in $(( $(date +%s) - START )) s (results: bench/RESULTS.md, bench/results.json)"
+say "done in $(( $(date +%s) - START )) s (results: bench/RESULTS.md, bench/results.json)" >&2
 exit $status

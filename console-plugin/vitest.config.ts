@@ -8,8 +8,10 @@ export default defineConfig({
     include: ['src/**/*.test.{ts,tsx}'],
     setupFiles: ['./src/test-setup.ts'],
     css: false,
-    // Two cores shared with other builds: keep the pool small.
+    // Two cores shared with other builds: keep the pool small, and give a test typing into the
+    // form time (the default 5 s times out under load, on main as well).
     maxWorkers: 2,
+    testTimeout: 30_000,
   },
   resolve: {
     alias: {

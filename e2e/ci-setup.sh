@@ -8,7 +8,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PKGS=(containerd runc containernetworking-plugins docker-registry buildah skopeo umoci catatonit
       busybox-static mmdebstrap iptables nftables openssl jq curl bc uidmap fuse-overlayfs
-      dpkg-dev gnupg python3
+      dpkg-dev gnupg python3 gettext-base
       squid nginx-light apache2-utils)  # the OpenShift environment: proxy, HTTPS package repo, htpasswd -B
 if [[ "${1:-}" == --test ]]; then
   PKGS+=(prometheus chromium)

@@ -18,7 +18,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
 START=$SECONDS
-log() { echo "images: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=../e2e/scripts/lib.sh
+. "$ROOT/e2e/scripts/lib.sh"
+LOG_NAME=images
 step() { log "[$((SECONDS - START)) s] $*"; }
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$HERE/lib.sh"
@@ -62,9 +64,9 @@ if [[ -f "$DIST/plugin-manifest.json" ]]; then
   step "console plugin: production build cached ($DIST)"
 else
   t=$SECONDS
-  step "console plugin: npm ci (when node_modules is older than the lock file) and npm run build, node $(node --version)…"
+  step "console plugin: npm ci (when node_modules is older than the lock file) and npm run build, node $("$PLUGIN/scripts/node.sh" node --version)…"
   make --no-print-directory -C "$ROOT" console-deps >&2
-  (cd "$PLUGIN" && npm run --silent build) >&2
+  (cd "$PLUGIN" && scripts/node.sh npm run --silent build) >&2
   rm -rf "$WORK"/console-plugin-dist-*
   cp -a "$PLUGIN/dist" "$DIST.tmp" && mv "$DIST.tmp" "$DIST"
   step "console plugin: built in $((SECONDS - t)) s ($(du -sh "$DIST" | cut -f1))"

@@ -28,8 +28,7 @@ BASE_SOURCE_DATE_EPOCH=1735689600 # 2025-01-01
 # Uid/gid of the unprivileged user of the slim bases (distroless's "nonroot").
 NONROOT_ID=65532
 
-# Logging: callers may define log() first; otherwise lines are prefixed with "images:".
-if ! declare -F log >/dev/null; then log() { echo "images: $*" >&2; }; fi
+# Logs with log() of e2e/scripts/lib.sh, which callers source first (with their LOG_NAME).
 
 # prune_untagged: remove the images a rebuild left untagged. Each rebuild of an image under the same
 # name leaves its predecessor behind (the vfs builder image is ~440 MB); nothing here builds with a

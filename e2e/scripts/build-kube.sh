@@ -9,7 +9,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KB="$HERE/../kube-build"
 BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl etcd)
-log() { echo "build-kube: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=build-kube
 
 if [[ -n "${STRATA_KUBE_BIN_DIR:-}" ]]; then
   for b in "${BINS[@]}"; do

@@ -8,7 +8,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 KB="$HERE/../kube-build/kube-network-policies"
 MOD=sigs.k8s.io/kube-network-policies
-log() { echo "build-netpol: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=build-netpol
 
 if [[ -n "${STRATA_NETPOL_BIN:-}" ]]; then
   [[ -x "$STRATA_NETPOL_BIN" ]] || { log "STRATA_NETPOL_BIN=$STRATA_NETPOL_BIN is not an executable"; exit 1; }

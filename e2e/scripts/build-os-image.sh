@@ -30,7 +30,9 @@ JOBS="${STRATA_JOBS:-2}"
 # Fixed install-time clock (shadow's password dates, dracut, …) so the tree does not depend on the day.
 SOURCE_DATE_EPOCH=1735689600 # 2025-01-01
 START=$SECONDS
-log() { echo "build-os-image: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=build-os-image
 took() { echo "$((SECONDS - $1)) s"; }
 
 PUSH="" TLS_VERIFY="" CERT_DIR="" AUTHFILE=""

@@ -7,7 +7,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 STATE="${STRATA_E2E_STATE:-$ROOT/e2e/.state}"
-log() { echo "cluster-down: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=cluster-down
 BRIDGE=strata0
 CNI_NET=strata-e2e
 

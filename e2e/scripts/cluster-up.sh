@@ -9,9 +9,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 STATE="${STRATA_E2E_STATE:-$ROOT/e2e/.state}"
-T0=$(date +%s.%N)
-log() { printf 'cluster-up [%5.1fs]: %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=cluster-up LOG_T0=$(date +%s.%N)
 
 [[ $(id -u) == 0 ]] || die "must run as root (kubelet, containerd, CNI)"
 mkdir -p "$STATE"
@@ -25,7 +25,7 @@ if [[ -f "$STATE/cluster-dir" ]] && [[ -d "$(cat "$STATE/cluster-dir")" ]]; then
   log "cleaning up a stale cluster record ($OLD)"
   flock -u 9; "$HERE/cluster-down.sh" >&2; flock -w 300 9
 fi
-for t in containerd runc ctr docker-registry openssl curl buildah mmdebstrap catatonit busybox iptables iptables-save nft unshare flock bc; do
+for t in containerd runc ctr docker-registry openssl curl buildah mmdebstrap catatonit busybox iptables iptables-save nft unshare flock bc envsubst; do
   command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages)"
 done
 [[ -x /usr/lib/cni/bridge ]] || die "missing /usr/lib/cni/bridge (apt: containernetworking-plugins)"
@@ -51,6 +51,7 @@ chmod 755 "$D"
 echo "$D" > "$STATE/cluster-dir"
 echo "$BIN" > "$D/bin-dir"
 mkdir -p "$D"/{pki,logs,pids,etcd,containerd,cni,certs.d,kubelet,pod-logs,registry}
+PID_DIR="$D/pids" LOG_DIR="$D/logs"  # start, alive, wait_for
 UP_OK=0
 on_exit() {
   ((UP_OK)) && return 0
@@ -61,18 +62,11 @@ on_exit() {
 trap on_exit EXIT
 
 # --- free ports ------------------------------------------------------------------------------
-read -r EP PP AP KP SP RP KLP NPP PRP < <(python3 - <<'PY'
-import socket
-ss=[socket.socket() for _ in range(9)]
-for s in ss: s.bind(("0.0.0.0",0))
-print(*[s.getsockname()[1] for s in ss])
-PY
-)
+read -r EP PP AP KP SP RP KLP NPP PRP < <(free_ports 9)
 log "dir $D, node IP $NODE_IP, ports etcd=$EP apiserver=$AP registry=$RP kubelet=$KLP netpol-metrics=$NPP package-repo=$PRP"
 
 # --- PKI -------------------------------------------------------------------------------------
 P="$D/pki"
-ossl() { openssl "$@" 2>/dev/null; }
 ec() { echo "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes"; }
 ossl req -x509 $(ec) -days 7 -subj /CN=strata-e2e-ca -keyout "$P/ca.key" -out "$P/ca.crt"
 cert() { # cert <name> <subject> <ext>
@@ -85,16 +79,15 @@ cert kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client" "extend
 ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$P/sa.key"
 ossl pkey -in "$P/sa.key" -pubout -out "$P/sa.pub"
 KUBECONFIG="$D/admin.kubeconfig"
-b64() { base64 -w0 < "$1"; }
 cat > "$KUBECONFIG" <<KC
 apiVersion: v1
 kind: Config
 clusters:
 - name: strata-e2e
-  cluster: {server: "https://$NODE_IP:$AP", certificate-authority-data: $(b64 "$P/ca.crt")}
+  cluster: {server: "https://$NODE_IP:$AP", certificate-authority-data: $(b64 < "$P/ca.crt")}
 users:
 - name: admin
-  user: {client-certificate-data: $(b64 "$P/admin.crt"), client-key-data: $(b64 "$P/admin.key")}
+  user: {client-certificate-data: $(b64 < "$P/admin.crt"), client-key-data: $(b64 < "$P/admin.key")}
 contexts:
 - name: strata-e2e
   context: {cluster: strata-e2e, user: admin}
@@ -102,32 +95,6 @@ current-context: strata-e2e
 KC
 export KUBECONFIG
 
-close_fds() { # close every inherited fd but 0-2, e.g. the lock of a caller's
-  # `flock /tmp/strata-cluster.lock make e2e-up`: held by the daemons, it would block the
-  # `flock … make e2e-down` that stops them
-  local f
-  for f in /proc/$BASHPID/fd/*; do
-    f=${f##*/}
-    if ((f > 2 && f != 255)); then eval "exec $f>&-" 2>/dev/null || true; fi
-  done
-}
-start() { # start <name> <cmd...>  — own session, no inherited fds, logs + pid in $D
-  local n=$1; shift
-  (close_fds; exec setsid "$@") > "$D/logs/$n.log" 2>&1 < /dev/null &
-  echo $! > "$D/pids/$n"
-  echo "$n" >> "$D/pids/order"
-}
-alive() { kill -0 "$(cat "$D/pids/$1")" 2>/dev/null || die "$1 exited; last log lines:$(echo; tail -20 "$D/logs/$1.log")"; }
-wait_for() { # wait_for <what> <timeout s> <proc> <cmd...>
-  local what=$1 to=$2 proc=$3; shift 3
-  local end=$(( $(date +%s) + to ))
-  until "$@" >/dev/null 2>&1; do
-    [[ $proc == - ]] || alive "$proc"
-    (( $(date +%s) < end )) || die "timed out after ${to}s waiting for $what"
-    sleep 0.2
-  done
-  log "$what ready"
-}
 CURL=(curl -sf --max-time 5 --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key")
 
 # --- images (cached; quick when warm) -----------------------------------------------------------
@@ -154,15 +121,7 @@ start registry docker-registry serve "$D/registry.yml"
 
 # --- kube-apiserver --------------------------------------------------------------------------
 # Audit log of what Strata's ServiceAccounts do (the e2e tests check it for 403s); nothing else.
-cat > "$D/audit-policy.yaml" <<AP
-apiVersion: audit.k8s.io/v1
-kind: Policy
-omitStages: [RequestReceived]
-rules:
-- level: Metadata
-  userGroups: [system:serviceaccounts:strata-system]
-- level: None
-AP
+cp "$ROOT/e2e/manifests/audit-policy.yaml" "$D/audit-policy.yaml"
 start kube-apiserver kube-apiserver --etcd-servers="http://127.0.0.1:$EP" \
   --bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port="$AP" \
   --tls-cert-file="$P/apiserver.crt" --tls-private-key-file="$P/apiserver.key" --client-ca-file="$P/ca.crt" \
@@ -240,31 +199,8 @@ ctr --address "$CSOCK" -n k8s.io images label localhost/strata/pause:catatonit i
 # profiles.
 mkdir -p "$D/kubelet/seccomp/strata"
 cp "$ROOT/manifests/seccomp/strata-builder.json" "$D/kubelet/seccomp/strata/builder.json"
-cat > "$D/kubelet.yaml" <<KL
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-address: $NODE_IP
-port: $KLP
-readOnlyPort: 0
-healthzPort: 0
-containerRuntimeEndpoint: unix://$CSOCK
-cgroupDriver: cgroupfs
-failCgroupV1: false
-failSwapOn: false
-resolvConf: /etc/resolv.conf
-registerNode: true
-serializeImagePulls: false
-podLogsDir: $D/pod-logs
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: true}
-  x509: {clientCAFile: $P/ca.crt}
-authorization: {mode: Webhook}
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
-imageGCHighThresholdPercent: 100
-imageGCLowThresholdPercent: 99
-maxPods: 50
-KL
+render "$ROOT/e2e/manifests/kubelet.yaml" NODE_IP="$NODE_IP" PORT="$KLP" RUNTIME_SOCKET="$CSOCK" \
+  POD_LOGS_DIR="$D/pod-logs" CLIENT_CA="$P/ca.crt" > "$D/kubelet.yaml"
 start kubelet kubelet --config="$D/kubelet.yaml" --kubeconfig="$KUBECONFIG" --hostname-override="$NODE_NAME" \
   --node-ip="$NODE_IP" --root-dir="$D/kubelet" --cert-dir="$D/kubelet/pki" --v=1
 
@@ -299,29 +235,7 @@ mkdir -p "$SA_DIR"
 if awk -v q="$NETPOL_QUEUE" '$1==q {f=1} END {exit !f}' /proc/net/netfilter/nfnetlink_queue 2>/dev/null; then
   die "netfilter queue $NETPOL_QUEUE is already bound by another process (set STRATA_NETPOL_QUEUE)"
 fi
-kubectl apply -f - >/dev/null <<RBAC
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: kube-network-policies, namespace: kube-system}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: kube-network-policies}
-rules:
-- apiGroups: [""]
-  resources: [pods, namespaces]
-  verbs: [list, watch]
-- apiGroups: [networking.k8s.io]
-  resources: [networkpolicies]
-  verbs: [list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: kube-network-policies}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: kube-network-policies}
-subjects:
-- {kind: ServiceAccount, name: kube-network-policies, namespace: kube-system}
-RBAC
+kubectl apply -f "$ROOT/e2e/manifests/kube-network-policies.yaml" >/dev/null
 kubectl create token kube-network-policies -n kube-system --duration=168h > "$SA_DIR/token"
 cp "$P/ca.crt" "$SA_DIR/ca.crt"
 echo kube-system > "$SA_DIR/namespace"
@@ -340,16 +254,7 @@ log "NetworkPolicy enforcement on (kube-network-policies, queue $NETPOL_QUEUE, m
 # Upstream's development provisioner (kube-controller-manager --enable-hostpath-provisioner): a
 # claim becomes a directory /tmp/hostpath_pv/<uuid> on this node, removed with the claim;
 # cluster-down removes those of this cluster. It enforces no capacity.
-kubectl apply -f - >/dev/null <<SC
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: standard
-  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
-provisioner: kubernetes.io/host-path
-reclaimPolicy: Delete
-volumeBindingMode: Immediate
-SC
+kubectl apply -f "$ROOT/e2e/manifests/storageclass.yaml" >/dev/null
 
 # --- images + OpenShift stand-ins ------------------------------------------------------------
 STRATA_IMAGES_OUT="$D/images.env" "$HERE/build-images.sh" --push "$NODE_IP:$RP" ${STRATA_BIN:+"$STRATA_BIN"} >/dev/null

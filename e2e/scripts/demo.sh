@@ -9,7 +9,8 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$("$HERE/target-dir.sh")}"
 START=$(date +%s)
-say() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - START ))" "$*"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
 [[ $(id -u) == 0 ]] || { echo "demo: needs root (it runs a kubelet and containerd)" >&2; exit 1; }
 
 say "installing missing Debian packages and building Kubernetes from source if not cached (the first time takes minutes: docs/measurements.md)"

@@ -10,21 +10,23 @@
 set -euo pipefail
 CHAIN=STRATA-NETPOL
 COMMENT=strata-e2e-netpol
-log() { echo "netpol-divert: $*" >&2; }
-ipt() { iptables -w 10 -t mangle "$@"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+LOG_NAME=netpol-divert
+mangle() { ipt -t mangle "$@"; }  # iptables -w 10 -t mangle
 
 del() {
   local dir=${1:-}
-  if ipt -S "$CHAIN" >/dev/null 2>&1; then
+  if mangle -S "$CHAIN" >/dev/null 2>&1; then
     local hook rule
     for hook in POSTROUTING INPUT; do
       # every rule jumping to our chain (iptables -S prints them as "-A <hook> ... -j STRATA-NETPOL")
       while read -r rule; do
-        eval "ipt ${rule/#-A/-D}" || true
-      done < <(ipt -S "$hook" 2>/dev/null | grep -- "-j $CHAIN\$" || true)
+        eval "mangle ${rule/#-A/-D}" || true
+      done < <(mangle -S "$hook" 2>/dev/null | grep -- "-j $CHAIN\$" || true)
     done
-    ipt -F "$CHAIN"
-    ipt -X "$CHAIN"
+    mangle -F "$CHAIN"
+    mangle -X "$CHAIN"
     log "removed mangle/$CHAIN and its jumps"
   fi
   # The ip mangle table (and its base chains) exists only because of us: remove it once empty.
@@ -40,14 +42,14 @@ add() {
   local cidr=$1 queue=$2 dir=$3
   del ""
   nft list table ip mangle >/dev/null 2>&1 || touch "$dir/mangle-table-created"
-  ipt -N "$CHAIN"
-  ipt -A "$CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
-  ipt -A "$CHAIN" -s "$cidr" -j NFQUEUE --queue-num "$queue"
-  ipt -A "$CHAIN" -d "$cidr" -j NFQUEUE --queue-num "$queue"
+  mangle -N "$CHAIN"
+  mangle -A "$CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+  mangle -A "$CHAIN" -s "$cidr" -j NFQUEUE --queue-num "$queue"
+  mangle -A "$CHAIN" -d "$cidr" -j NFQUEUE --queue-num "$queue"
   # forwarded and node-originated packets, except root's own sockets (upstream: "meta skuid 0 accept")
-  ipt -A POSTROUTING -m owner ! --uid-owner 0 -m comment --comment "$COMMENT" -j "$CHAIN"
+  mangle -A POSTROUTING -m owner ! --uid-owner 0 -m comment --comment "$COMMENT" -j "$CHAIN"
   # pod -> node (local delivery never reaches POSTROUTING)
-  ipt -A INPUT -s "$cidr" -m comment --comment "$COMMENT" -j "$CHAIN"
+  mangle -A INPUT -s "$cidr" -m comment --comment "$COMMENT" -j "$CHAIN"
 }
 
 case "${1:-}" in

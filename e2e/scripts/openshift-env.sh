@@ -2,9 +2,9 @@
 # The OpenShift environment of the local cluster, with real parts (e2e/README.md "The OpenShift
 # environment"): what a real cluster has and Strata must cope with, next to the open plain-HTTP
 # registry of cluster-up.sh.
-#   - OpenShift's own CRDs (Proxy, Image, ImageDigestMirrorSet, ImageTagMirrorSet,
-#     ImageContentSourcePolicy) from ../shared/fixtures/openshift-api/crds/, namespaces
-#     openshift-config and openshift-config-managed;
+#   - stand-ins for OpenShift's config CRDs Strata reads (Proxy, Image, ImageDigestMirrorSet,
+#     ImageTagMirrorSet: e2e/openshift/config-crds.yaml, checked against OpenShift's own by
+#     `make conformance`), namespaces openshift-config and openshift-config-managed;
 #   - a release registry (docker-registry, TLS from the "release CA", htpasswd): its credentials
 #     exist only in the global pull secret openshift-config/pull-secret; its CA only in
 #     openshift-config/registry-cas, named by images.config.openshift.io/cluster;
@@ -34,10 +34,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 CHAIN=STRATA-OSENV
 COMMENT=strata-e2e-openshift-env
-T0=$(date +%s.%N)
-log() { printf 'openshift-env [%5.1fs]: %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-ipt() { iptables -w 10 "$@"; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=openshift-env LOG_T0=$(date +%s.%N)
 
 # --- down ------------------------------------------------------------------------------------------
 del_rules() {
@@ -86,53 +85,23 @@ for v in D NODE_IP POD_CIDR SVC_CIDR APISERVER REGISTRY PACKAGE_REPO MCO_BIN STR
          STRATA_OS_BASE_IMAGE_NEXT STRATA_OS_IMAGE KUBECONFIG; do
   [[ -n "${!v:-}" ]] || die "$v is not set (openshift-env.sh up is run by cluster-up.sh)"
 done
-for t in docker-registry squid nginx skopeo openssl curl jq iptables kubectl python3; do
-  command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages: squid, nginx-light, apache2-utils, skopeo)"
+for t in docker-registry squid nginx skopeo openssl curl jq iptables kubectl python3 envsubst; do
+  command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages: squid, nginx-light, apache2-utils, skopeo, gettext-base)"
 done
 [[ -x "$MCO_BIN" ]] || die "missing $MCO_BIN (cargo build -p strata-e2e --bin strata-e2e-mco)"
-SHARED="${STRATA_SHARED_DIR:-$ROOT/../shared}"
-CRDS="$SHARED/fixtures/openshift-api/crds"
-CRD_FILES=(0000_03_config-operator_01_proxies.crd.yaml 0000_10_config-operator_01_images.crd.yaml
-  0000_10_config-operator_01_imagedigestmirrorsets.crd.yaml 0000_10_config-operator_01_imagetagmirrorsets.crd.yaml
-  0000_10_config-operator_01_imagecontentsourcepolicies.crd.yaml)
-for f in "${CRD_FILES[@]}"; do
-  [[ -s "$CRDS/$f" ]] || die "OpenShift's CRD $CRDS/$f is absent: the OpenShift environment applies OpenShift's own CRDs from ../shared/fixtures/openshift-api/crds/ (set STRATA_SHARED_DIR to another checkout); they are never copied into this repository"
-done
+CONFIG_CRDS="$ROOT/e2e/openshift/config-crds.yaml"
+[[ -s "$CONFIG_CRDS" ]] || die "missing $CONFIG_CRDS"
 
 O="$D/openshift-env"
 P="$O/pki"
 L="$D/logs"
+PID_DIR="$O/pids" LOG_DIR="$L" WAIT_FOR_POLL=0.1 WAIT_FOR_QUIET=1  # start, alive, wait_for
 mkdir -p "$O/pids" "$P" "$L" "$O"/{release,internal,mirror}-registry "$O/proxy"
-read -r RELP INTP MIRP PROXP PKGP < <(python3 - <<'PY'
-import socket
-ss=[socket.socket() for _ in range(5)]
-for s in ss: s.bind(("0.0.0.0",0))
-print(*[s.getsockname()[1] for s in ss])
-PY
-)
+read -r RELP INTP MIRP PROXP PKGP < <(free_ports 5)
 RELEASE="$NODE_IP:$RELP" INTERNAL="$NODE_IP:$INTP" MIRROR="$NODE_IP:$MIRP" PROXY="http://$NODE_IP:$PROXP"
 log "ports: release registry $RELP, internal registry $INTP, mirror registry $MIRP, proxy $PROXP, HTTPS package repo $PKGP"
 
-close_fds() { local f; for f in "/proc/$BASHPID/fd/"*; do f=${f##*/}; if ((f > 2 && f != 255)); then eval "exec $f>&-" 2>/dev/null || true; fi; done; }
-start() { # start <name> <cmd...>: own session, no inherited fds, log in $D/logs/<name>.log
-  local n=$1; shift
-  (close_fds; exec setsid "$@") >> "$L/$n.log" 2>&1 < /dev/null &
-  echo $! > "$O/pids/$n"
-  echo "$n" >> "$O/pids/order"
-}
-alive() { kill -0 "$(cat "$O/pids/$1")" 2>/dev/null || die "$1 exited; last log lines:$(echo; tail -20 "$L/$1.log")"; }
-wait_for() { # wait_for <what> <timeout s> <proc> <cmd...>
-  local what=$1 to=$2 proc=$3; shift 3
-  local end=$(( $(date +%s) + to ))
-  until "$@" >/dev/null 2>&1; do
-    [[ $proc == - ]] || alive "$proc"
-    (( $(date +%s) < end )) || die "timed out after ${to}s waiting for $what"
-    sleep 0.1
-  done
-}
-
 # --- PKI: five local CAs and what they sign ---------------------------------------------------------
-ossl() { openssl "$@" 2>/dev/null; }
 ca() { # ca <name> <subject>
   ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj "$2" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
@@ -249,22 +218,11 @@ PKG_HTTPS=$("$HERE/package-repo.sh" start --port "$PKGP" --dir "$O/package-repo-
 # --- the service CA publication (Rust stand-in, e2e/src/service_ca.rs) ---------------------------------
 start service-ca env KUBECONFIG="$KUBECONFIG" "$MCO_BIN" service-ca --ca-bundle "$P/service-ca.crt"
 
-# --- OpenShift's CRDs, namespaces -----------------------------------------------------------------
-# (the API server warns that it does not know the OpenAPI format "hostname" of images.config: harmless)
-for f in "${CRD_FILES[@]}"; do echo "---"; cat "$CRDS/$f"; done |
-  kubectl apply --server-side -f - 2> >(grep -v 'unrecognized format "hostname"' >&2) >/dev/null
-kubectl apply -f - >/dev/null <<NS
-apiVersion: v1
-kind: Namespace
-metadata: {name: openshift-config}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: openshift-config-managed}
-NS
+# --- OpenShift's config CRDs (our stand-ins), namespaces --------------------------------------------
+kubectl apply --server-side -f "$CONFIG_CRDS" >/dev/null
+kubectl apply -f "$ROOT/e2e/openshift/config-namespaces.yaml" >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/proxies.config.openshift.io crd/images.config.openshift.io \
-  crd/imagedigestmirrorsets.config.openshift.io crd/imagetagmirrorsets.config.openshift.io \
-  crd/imagecontentsourcepolicies.operator.openshift.io >/dev/null
+  crd/imagedigestmirrorsets.config.openshift.io crd/imagetagmirrorsets.config.openshift.io >/dev/null
 
 # --- wait for the servers, then copy the images ------------------------------------------------------
 status() { curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$@" || true; }
@@ -318,13 +276,11 @@ copy "$STRATA_OS_BASE_IMAGE" "$MIR_TAG_REPO" "$O/certs/$MIRROR" latest >/dev/nul
 BASE_DIGEST=${STRATA_OS_BASE_IMAGE#*@} NEXT_DIGEST=${STRATA_OS_BASE_IMAGE_NEXT#*@}
 
 # --- objects: the pull secret, the CAs, image config, mirrors, proxy, entitlement -------------------
-b64() { base64 -w0; }
 PULL_SECRET=$(jq -cn --arg r "$RELEASE" --arg ra "$(printf '%s:%s' "$REL_USER" "$REL_PASS" | b64)" \
   --arg m "$MIRROR" --arg ma "$(printf '%s:%s' "$MIR_USER" "$MIR_PASS" | b64)" \
   --arg s "${SOURCE_REPO%%/*}" --arg sa "$(printf 'unused:unused' | b64)" \
   '{auths: {($r): {auth: $ra, email: "strata-e2e@example.invalid"}, ($m): {auth: $ma}, ($s): {auth: $sa}}}')
 REG_CAS_RELEASE="$NODE_IP..$RELP" REG_CAS_MIRROR="$NODE_IP..$MIRP"
-indent() { sed 's/^/    /' "$1"; }
 # noProxy as the cluster-network-operator computes status.noProxy (spec.noProxy + localhost,
 # 127.0.0.1, .svc, .cluster.local, the service and pod networks, the API server), sorted. The API
 # server and the two plain-HTTP servers share the node IP with the proxied ones, so they are listed
@@ -332,90 +288,33 @@ indent() { sed 's/^/    /' "$1"; }
 PACKAGE_REPO_HOSTPORT=$(sed -E 's#^[a-z]+://##; s#/.*$##' <<< "$PACKAGE_REPO")
 SPEC_NO_PROXY="$REGISTRY,$PACKAGE_REPO_HOSTPORT"
 NO_PROXY=$(printf '%s\n' .cluster.local .svc 127.0.0.1 localhost "$SVC_CIDR" "$POD_CIDR" "$APISERVER" "$REGISTRY" "$PACKAGE_REPO_HOSTPORT" | LC_ALL=C sort -u | paste -sd, -)
-kubectl apply --server-side --force-conflicts -f - >/dev/null <<OBJ
-# The global pull secret: the only place the release and mirror registries' credentials exist
-# (plus an entry for the unreachable source, as real pull secrets carry quay.io's).
-apiVersion: v1
-kind: Secret
-metadata: {name: pull-secret, namespace: openshift-config}
-type: kubernetes.io/dockerconfigjson
-data:
-  .dockerconfigjson: $(printf '%s' "$PULL_SECRET" | b64)
----
-# Per-registry CAs (key <host>..<port>), named by images.config.openshift.io/cluster.
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: registry-cas, namespace: openshift-config}
-data:
-  $REG_CAS_RELEASE: |
-$(indent "$P/release-ca.crt")
-  $REG_CAS_MIRROR: |
-$(indent "$P/mirror-ca.crt")
----
-# The cluster-wide additional trust bundle (installer: additionalTrustBundle; proxy trustedCA).
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: user-ca-bundle, namespace: openshift-config}
-data:
-  ca-bundle.crt: |
-$(indent "$P/user-ca.crt")
----
-# What cluster-image-registry-operator publishes for the internal registry (the MCO lays these
-# down on nodes as /etc/docker/certs.d/<host:port>/ca.crt).
-apiVersion: v1
-kind: ConfigMap
-metadata: {name: image-registry-ca, namespace: openshift-config-managed}
-data:
-  $NODE_IP..$INTP: |
-$(indent "$P/service-ca.crt")
----
-# The entitlement (simple content access) certificate, as OpenShift's Insights operator publishes it.
-apiVersion: v1
-kind: Secret
-metadata: {name: etc-pki-entitlement, namespace: openshift-config-managed}
-type: Opaque
-data:
-  entitlement.pem: $(b64 < "$P/entitlement.pem")
-  entitlement-key.pem: $(b64 < "$P/entitlement-key.pem")
----
-apiVersion: config.openshift.io/v1
-kind: Image
-metadata: {name: cluster}
-spec:
-  additionalTrustedCA: {name: registry-cas}
-  registrySources:
-    insecureRegistries: ["$REGISTRY"]
----
-apiVersion: config.openshift.io/v1
-kind: Proxy
-metadata: {name: cluster}
-spec:
-  httpProxy: $PROXY
-  httpsProxy: $PROXY
-  noProxy: "$SPEC_NO_PROXY"
-  trustedCA: {name: user-ca-bundle}
----
-# Disconnected: the release's source repository does not resolve; the mirror holds the images
-# under another path. NeverContactSource, as a disconnected cluster sets it: the source is never
-# tried, a failing mirror is an error (not a fall-back to an unreachable host).
-apiVersion: config.openshift.io/v1
-kind: ImageDigestMirrorSet
-metadata: {name: strata-e2e-mirror}
-spec:
-  imageDigestMirrors:
-  - source: $SOURCE_REPO
-    mirrors: ["$MIR_REPO"]
-    mirrorSourcePolicy: NeverContactSource
----
-apiVersion: config.openshift.io/v1
-kind: ImageTagMirrorSet
-metadata: {name: strata-e2e-mirror}
-spec:
-  imageTagMirrors:
-  - source: $SOURCE_TAG_REPO
-    mirrors: ["$MIR_TAG_REPO"]
-    mirrorSourcePolicy: NeverContactSource
-OBJ
+# The Secrets and ConfigMaps from kubectl create (their files as they are), then the configuration
+# objects (e2e/openshift/cluster-config.yaml), applied together.
+{
+  # The global pull secret: the only place the release and mirror registries' credentials exist
+  # (plus an entry for the unreachable source, as real pull secrets carry quay.io's).
+  kubectl create secret generic pull-secret -n openshift-config --type=kubernetes.io/dockerconfigjson \
+    --from-literal=.dockerconfigjson="$PULL_SECRET" --dry-run=client -o yaml
+  echo ---
+  # Per-registry CAs (key <host>..<port>), named by images.config.openshift.io/cluster.
+  kubectl create configmap registry-cas -n openshift-config \
+    --from-file="$REG_CAS_RELEASE=$P/release-ca.crt" --from-file="$REG_CAS_MIRROR=$P/mirror-ca.crt" --dry-run=client -o yaml
+  echo ---
+  # The cluster-wide additional trust bundle (installer: additionalTrustBundle; proxy trustedCA).
+  kubectl create configmap user-ca-bundle -n openshift-config --from-file=ca-bundle.crt="$P/user-ca.crt" --dry-run=client -o yaml
+  echo ---
+  # What cluster-image-registry-operator publishes for the internal registry (the MCO lays these
+  # down on nodes as /etc/docker/certs.d/<host:port>/ca.crt).
+  kubectl create configmap image-registry-ca -n openshift-config-managed \
+    --from-file="$NODE_IP..$INTP=$P/service-ca.crt" --dry-run=client -o yaml
+  echo ---
+  # The entitlement (simple content access) certificate, as OpenShift's Insights operator publishes it.
+  kubectl create secret generic etc-pki-entitlement -n openshift-config-managed --type=Opaque \
+    --from-file=entitlement.pem="$P/entitlement.pem" --from-file=entitlement-key.pem="$P/entitlement-key.pem" --dry-run=client -o yaml
+  echo ---
+  render "$ROOT/e2e/openshift/cluster-config.yaml" REGISTRY="$REGISTRY" PROXY="$PROXY" SPEC_NO_PROXY="$SPEC_NO_PROXY" \
+    SOURCE_REPO="$SOURCE_REPO" MIR_REPO="$MIR_REPO" SOURCE_TAG_REPO="$SOURCE_TAG_REPO" MIR_TAG_REPO="$MIR_TAG_REPO"
+} | kubectl apply --server-side --force-conflicts -f - >/dev/null
 kubectl patch proxy.config.openshift.io cluster --subresource=status --type=merge \
   -p "{\"status\":{\"httpProxy\":\"$PROXY\",\"httpsProxy\":\"$PROXY\",\"noProxy\":\"$NO_PROXY\"}}" >/dev/null
 kubectl patch image.config.openshift.io cluster --subresource=status --type=merge \

@@ -33,7 +33,9 @@ MIRROR="${STRATA_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY_MIRROR="${STRATA_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}"
 LIST="$ROOT/e2e/os-image/repo-packages.txt"
 KEYDIR="$CACHE/package-repo-key"
-log() { echo "package-repo: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=package-repo
 
 # --- signing key (made once, kept: the OS image's cache key includes its fingerprint) ------------
 ensure_key() {

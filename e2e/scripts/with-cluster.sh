@@ -30,7 +30,9 @@ while (($#)); do
   esac
 done
 (($#)) || { echo "usage: with-cluster.sh [--keep] [--lock] [--] COMMAND [ARGS...]" >&2; exit 2; }
-log() { echo "with-cluster: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
+LOG_NAME=with-cluster
 
 if ((LOCK)); then
   lockfile="${STRATA_CLUSTER_LOCK:-/tmp/strata-cluster.lock}"

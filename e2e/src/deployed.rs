@@ -472,6 +472,40 @@ pub async fn set_release_base(client: &kube::Client, image: &str) -> Result<()> 
     Ok(())
 }
 
+/// The release's OS base as the cluster names it now.
+pub async fn release_base(client: &kube::Client) -> Result<String> {
+    let cm = Api::<ConfigMap>::namespaced(client.clone(), "openshift-machine-config-operator")
+        .get("machine-config-osimageurl")
+        .await?;
+    cm.data
+        .and_then(|d| d.get("baseOSContainerImage").cloned())
+        .context("machine-config-osimageurl has no baseOSContainerImage")
+}
+
+/// Tests of one binary that name a release base take turns (the base is cluster-wide).
+static RELEASE_BASE_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `body` with `image` as the release's OS base, then names the base the cluster had before
+/// again, whatever `body` returned: a test sets the cluster-wide state it needs and puts it back,
+/// so it passes on a cluster `make demo` left on another base, and leaves it as it found it.
+pub async fn with_release_base<T, Fut>(
+    client: &kube::Client,
+    image: &str,
+    body: impl FnOnce() -> Fut,
+) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let _turn = RELEASE_BASE_TURN.lock().await;
+    let before = release_base(client).await?;
+    set_release_base(client, image).await?;
+    let outcome = body().await;
+    let restored = set_release_base(client, &before).await;
+    let value = outcome?;
+    restored.with_context(|| format!("putting the release base back to {before}"))?;
+    Ok(value)
+}
+
 /// The layer digests of `image` (`host:port/repo@sha256:…`) in the local plain-HTTP registry.
 pub fn plain_registry_layers(image: &str) -> Result<Vec<String>> {
     let (name, digest) = image.split_once('@').context("not pinned by digest")?;

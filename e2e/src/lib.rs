@@ -116,6 +116,21 @@ pub fn shared_dir() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("../shared"))
 }
 
+/// A file of `../shared/fixtures` (OpenShift's CRDs and validation suites, real-world layering
+/// Containerfiles), `relative` to it, for the conformance tests (`make conformance`). They are
+/// `#[ignore]`d in `cargo test`, so `make test` and the README's commands need nothing beside a
+/// clone; once asked for, a missing fixture is an error.
+pub fn shared_fixture(relative: &str) -> anyhow::Result<PathBuf> {
+    let path = shared_dir().join("fixtures").join(relative);
+    anyhow::ensure!(
+        path.exists(),
+        "{} is absent: the conformance tests compare Strata with OpenShift's own files, kept \
+         beside the repository in ../shared/fixtures (STRATA_SHARED_DIR names another place)",
+        path.display()
+    );
+    Ok(path)
+}
+
 /// The state dir written by `cluster-up.sh` (`e2e/.state`, or `STRATA_E2E_STATE`).
 pub fn state_dir() -> PathBuf {
     std::env::var_os("STRATA_E2E_STATE")

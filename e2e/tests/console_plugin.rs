@@ -64,8 +64,9 @@ async fn console_plugin_browser_tests_pass_against_the_real_api_server() -> Resu
         std::env::var("PATH").unwrap_or_default()
     );
     let started = Instant::now();
-    let out = Command::new("npx")
-        .args(["--no-install", "playwright", "test"])
+    // On the plugin's Node (package.json `engines`), as `make console-test` runs it.
+    let out = Command::new("scripts/node.sh")
+        .args(["npx", "--no-install", "playwright", "test"])
         .current_dir(&dir)
         .env("KUBECONFIG", &cluster.kubeconfig)
         .env("PATH", path)

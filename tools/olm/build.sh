@@ -7,7 +7,9 @@
 #   STRATA_GO_JOBS=N   go build -p (default 2)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-log() { echo "olm-build: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=../../e2e/scripts/lib.sh
+. "$HERE/../../e2e/scripts/lib.sh"
+LOG_NAME=olm-build
 
 command -v go >/dev/null || { log "go is not installed (Go >= 1.26 is needed to build tools/olm)"; exit 127; }
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/strata"

@@ -10,7 +10,9 @@
 # (STRATA_REQUIRE_PREREQUISITES=1) and CI (CI=true), where it fails.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-log() { echo "bundle: $*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=../../e2e/scripts/lib.sh
+. "$HERE/../../e2e/scripts/lib.sh"
+LOG_NAME=bundle
 missing() {
   if [[ "${CI:-}" == true || "${STRATA_REQUIRE_PREREQUISITES:-}" == 1 ]]; then
     log "FAILED: $1 (make test and CI never skip)"; exit 1

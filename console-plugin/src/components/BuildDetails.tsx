@@ -41,7 +41,8 @@ import {
   podLogsHref,
   stepTimings,
 } from '../lib/build';
-import { CONTAINERFILE_LANGUAGE } from './MachineOSConfigForm';
+import { errorText } from '../lib/server-errors';
+import { CONTAINERFILE_LANGUAGE } from './shared';
 import { PhaseLabel } from './PhaseLabel';
 import { useNow } from './useNow';
 import { useWatchList, useWatchObject } from './useWatch';
@@ -50,9 +51,6 @@ import './strata.css';
 const isNotFound = (e: unknown) =>
   (e as { code?: number } | undefined)?.code === 404 ||
   (e as { json?: { code?: number } } | undefined)?.json?.code === 404;
-
-const errorText = (e: unknown): string =>
-  e instanceof Error ? e.message : typeof e === 'string' ? e : JSON.stringify(e);
 
 const When: React.FC<{ at?: string }> = ({ at }) => (at ? <Timestamp timestamp={at} /> : <>-</>);
 

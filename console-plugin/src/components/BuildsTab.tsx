@@ -33,6 +33,7 @@ import {
   rebuildRequested,
   stepTimings,
 } from '../lib/build';
+import { errorText } from '../lib/server-errors';
 import { PhaseLabel } from './PhaseLabel';
 import { requestRebuild } from './actions';
 import { useNow } from './useNow';
@@ -41,9 +42,6 @@ import './strata.css';
 
 export const buildHref = (name: string) =>
   `/k8s/cluster/${referenceFor(MachineOSBuildModel)}/${encodeURIComponent(name)}`;
-
-const errorText = (e: unknown): string =>
-  e instanceof Error ? e.message : typeof e === 'string' ? e : JSON.stringify(e);
 
 /** Color of a MachineOSConfig condition's label: green when it says what an administrator wants. */
 const conditionColor = (c: Condition): React.ComponentProps<typeof Label>['color'] => {

@@ -3,7 +3,7 @@ import { useTranslation } from 'react-i18next';
 import { k8sPatch, type Action } from '@openshift-console/dynamic-plugin-sdk';
 import { MachineOSConfigModel, type MachineOSConfigKind } from '../models';
 import { rebuildPatch, rebuildRequested } from '../lib/build';
-import { editHref } from './MachineOSConfigForm';
+import { editHref } from './shared';
 
 /** Set `strata.dev/rebuild`: the controller builds the current inputs again and removes it. */
 export const requestRebuild = (obj: MachineOSConfigKind): Promise<MachineOSConfigKind> =>

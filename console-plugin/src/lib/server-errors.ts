@@ -25,6 +25,10 @@ export interface ServerErrors {
   general: string[];
 }
 
+/** Any error as one line of text (an Error's message, a string, or the value as JSON). */
+export const errorText = (e: unknown): string =>
+  e instanceof Error ? e.message : typeof e === 'string' ? e : JSON.stringify(e);
+
 /** The Status body carried by an error from the SDK's k8s calls, if any. */
 export function statusOf(err: unknown): Status | undefined {
   if (!err || typeof err !== 'object') return undefined;

@@ -1,0 +1,75 @@
+# shellcheck shell=bash
+# Helpers shared by the repository's shell scripts (e2e/scripts/, images/, tools/olm/, bench/): one
+# definition each. Source it; it sets no shell options and runs nothing. What a script sets first:
+#   LOG_NAME   the prefix of its log lines (log, die)
+#   LOG_T0     optional, a `date +%s.%N` time: log lines then carry the seconds since it
+#   START      a `date +%s` time (say)
+#   PID_DIR, LOG_DIR  where start keeps the pids and the output of the processes it starts (start,
+#              alive, wait_for); WAIT_FOR_POLL, WAIT_FOR_QUIET optional (wait_for)
+
+# log <message...>: "<LOG_NAME>: <message>" on stderr, or "<LOG_NAME> [  12.3s]: <message>" with LOG_T0.
+log() {
+  if [[ -n "${LOG_T0:-}" ]]; then
+    printf '%s [%5.1fs]: %s\n' "$LOG_NAME" "$(echo "$(date +%s.%N) - $LOG_T0" | bc)" "$*" >&2
+  else
+    echo "$LOG_NAME: $*" >&2
+  fi
+}
+die() { log "ERROR: $*"; exit 1; }
+# say <message...>: a step of a long run (make demo, make bench), with the seconds since START, on stdout.
+say() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - START ))" "$*"; }
+
+# --- background processes ----------------------------------------------------------------------------
+# close_fds: close every inherited fd but 0-2 (and bash's 255), e.g. the lock of a caller's
+# `flock /tmp/strata-cluster.lock make e2e-up`: held by the daemons, it would block the
+# `flock … make e2e-down` that stops them.
+close_fds() {
+  local f
+  for f in "/proc/$BASHPID/fd/"*; do
+    f=${f##*/}
+    if ((f > 2 && f != 255)); then eval "exec $f>&-" 2>/dev/null || true; fi
+  done
+}
+# start <name> <cmd...>: in its own session, no inherited fds; output appended to
+# $LOG_DIR/<name>.log, pid in $PID_DIR/<name>, <name> appended to $PID_DIR/order (stopped in reverse).
+start() {
+  local n=$1; shift
+  (close_fds; exec setsid "$@") >> "$LOG_DIR/$n.log" 2>&1 < /dev/null &
+  echo $! > "$PID_DIR/$n"
+  echo "$n" >> "$PID_DIR/order"
+}
+# alive <name>: dies with the last lines of its log unless the process start started is running.
+alive() { kill -0 "$(cat "$PID_DIR/$1")" 2>/dev/null || die "$1 exited; last log lines:$(echo; tail -20 "$LOG_DIR/$1.log")"; }
+# wait_for <what> <timeout s> <proc> <cmd...>: until <cmd> succeeds, every WAIT_FOR_POLL s (default
+# 0.2), while process <proc> (- for none) is alive; then logs "<what> ready" unless WAIT_FOR_QUIET=1.
+wait_for() {
+  local what=$1 to=$2 proc=$3; shift 3
+  local end=$(( $(date +%s) + to ))
+  until "$@" >/dev/null 2>&1; do
+    [[ $proc == - ]] || alive "$proc"
+    (( $(date +%s) < end )) || die "timed out after ${to}s waiting for $what"
+    sleep "${WAIT_FOR_POLL:-0.2}"
+  done
+  [[ "${WAIT_FOR_QUIET:-}" == 1 ]] || log "$what ready"
+}
+# free_ports <n>: n free TCP ports on one line (bound together, so distinct, then released).
+free_ports() {
+  python3 - "$1" <<'PY'
+import socket, sys
+ss=[socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("0.0.0.0",0))
+print(*[s.getsockname()[1] for s in ss])
+PY
+}
+
+# --- small wrappers ------------------------------------------------------------------------------------
+ossl() { openssl "$@" 2>/dev/null; }
+b64() { base64 -w0; }  # stdin, on one line
+ipt() { iptables -w 10 "$@"; }
+# render <template> <NAME=value>...: the template with each $NAME (or ${NAME}) replaced by its value;
+# nothing else in it is touched (envsubst with that list of names).
+render() {
+  local t=$1 a names=""; shift
+  for a in "$@"; do names+=" \${${a%%=*}}"; done
+  env "$@" envsubst "$names" < "$t"
+}
