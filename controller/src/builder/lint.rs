@@ -46,15 +46,28 @@ pub fn check(root: &Path) -> Vec<Violation> {
 /// Every rule `tree` breaks (the first few of each kind).
 pub fn check_tree(tree: &Tree) -> Vec<Violation> {
     let mut found = Vec::new();
-    let push = |found: &mut Vec<Violation>, rule: &'static str, path: String, why: &str| {
-        if found.iter().filter(|v: &&Violation| v.rule == rule).count() < PER_RULE {
-            found.push(Violation {
-                rule,
-                path,
-                why: why.to_string(),
-            });
-        }
-    };
+    kernel(tree, &mut found);
+    api_directories(tree, &mut found);
+    usr_etc(tree, &mut found);
+    ostree(tree, &mut found);
+    utf8(tree, &mut found);
+    files(tree, &mut found);
+    found
+}
+
+/// Records a violation unless [`PER_RULE`] of its rule are recorded already.
+fn push(found: &mut Vec<Violation>, rule: &'static str, path: String, why: &str) {
+    if found.iter().filter(|v: &&Violation| v.rule == rule).count() < PER_RULE {
+        found.push(Violation {
+            rule,
+            path,
+            why: why.to_string(),
+        });
+    }
+}
+
+/// Rule `kernel`: exactly one `usr/lib/modules/<version>/vmlinuz`.
+fn kernel(tree: &Tree, found: &mut Vec<Violation>) {
     let kernels: Vec<&str> = tree
         .entries
         .iter()
@@ -70,61 +83,82 @@ pub fn check_tree(tree: &Tree) -> Vec<Violation> {
     match kernels.len() {
         1 => {}
         0 => push(
-            &mut found,
+            found,
             "kernel",
             "usr/lib/modules".into(),
             "no kernel (usr/lib/modules/<version>/vmlinuz): the image cannot boot",
         ),
         _ => push(
-            &mut found,
+            found,
             "kernel",
             kernels.join(", /"),
             "several kernels: replace the kernel, do not add one beside it",
         ),
     }
+}
+
+/// Rule `api-directories`: the mount points of the API file systems exist.
+fn api_directories(tree: &Tree, found: &mut Vec<Violation>) {
     for name in API_DIRECTORIES {
         if tree.get(name) != Some(&Kind::Dir) {
             push(
-                &mut found,
+                found,
                 "api-directories",
                 name.into(),
                 "missing; the machine mounts its API file systems there",
             );
         }
     }
+}
+
+/// Rule `usr-etc`: no `usr/etc`.
+fn usr_etc(tree: &Tree, found: &mut Vec<Violation>) {
     if tree.get("usr/etc").is_some() {
         push(
-            &mut found,
+            found,
             "usr-etc",
             "usr/etc".into(),
             "exists; put configuration in /etc (ostree keeps /usr/etc itself)",
         );
     }
+}
+
+/// Rule `ostree`: `sysroot/` and the `ostree` symlink into it.
+fn ostree(tree: &Tree, found: &mut Vec<Violation>) {
     let ostree_ok = tree.get("sysroot") == Some(&Kind::Dir)
         && matches!(tree.get("ostree"), Some(Kind::Symlink(target)) if target.starts_with("sysroot"));
     if !ostree_ok {
         push(
-            &mut found,
+            found,
             "ostree",
             "ostree".into(),
             "the ostree layout (/sysroot, /ostree -> sysroot/ostree) was removed",
         );
     }
+}
+
+/// Rule `utf8`: every file name is UTF-8.
+fn utf8(tree: &Tree, found: &mut Vec<Violation>) {
     for name in &tree.non_utf8 {
         push(
-            &mut found,
+            found,
             "utf8",
             name.clone(),
             "the file name is not valid UTF-8",
         );
     }
+}
+
+/// Rules `boot` and `var`, file by file: no files in `boot/`, none in `var/` outside the
+/// tolerated directories.
+fn files(tree: &Tree, found: &mut Vec<Violation>) {
     for (path, kind) in &tree.entries {
         if *kind != Kind::File {
             continue;
         }
         if path.starts_with("boot/") {
             push(
-                &mut found,
+                found,
                 "boot",
                 path.clone(),
                 "/boot must be empty: machines boot the kernel in /usr/lib/modules",
@@ -135,7 +169,7 @@ pub fn check_tree(tree: &Tree) -> Vec<Violation> {
             .any(|a| path.starts_with(&format!("{a}/")));
         if path.starts_with("var/") && !var_allowed {
             push(
-                &mut found,
+                found,
                 "var",
                 path.clone(),
                 "/var belongs to the machine: content put there by the image is never updated; \
@@ -143,7 +177,6 @@ pub fn check_tree(tree: &Tree) -> Vec<Violation> {
             );
         }
     }
-    found
 }
 
 #[cfg(test)]

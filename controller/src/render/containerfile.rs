@@ -90,91 +90,120 @@ pub fn parse(text: &str) -> Result<Containerfile, FragmentError> {
             i += 1;
             continue;
         }
-        let start = i;
-        let mut logical = String::new();
-        loop {
-            let line = lines[i].trim_end();
-            i += 1;
-            match line.strip_suffix(escape) {
-                Some(head) => {
-                    logical.push_str(head);
-                    logical.push(' ');
-                    // Comment and empty lines inside a continuation are dropped, as BuildKit does.
-                    while i < lines.len()
-                        && (lines[i].trim().is_empty() || lines[i].trim_start().starts_with('#'))
-                    {
-                        i += 1;
-                    }
-                    if i >= lines.len() {
-                        return Err(FragmentError::new(
-                            start + 1,
-                            format!(
-                                "the instruction ends in a line continuation ('{escape}') at the end of the text"
-                            ),
-                        ));
-                    }
-                }
-                None => {
-                    logical.push_str(line);
-                    break;
-                }
-            }
-        }
-        let logical = logical.trim();
-        let (word, args) = logical
-            .split_once(char::is_whitespace)
-            .unwrap_or((logical, ""));
-        let keyword = word.to_ascii_uppercase();
-        if !KEYWORDS.contains(&keyword.as_str()) {
-            return Err(FragmentError::new(
-                start + 1,
-                format!("unknown instruction '{word}'"),
-            ));
-        }
-        let args = args.trim().to_string();
-        let json = parse_json_form(&args);
-        let mut heredocs = Vec::new();
-        if json.is_none() && HEREDOC_KEYWORDS.contains(&keyword.as_str()) {
-            for (delimiter, strip_tabs) in heredoc_markers(&args) {
-                let mut body = String::new();
-                loop {
-                    let Some(line) = lines.get(i) else {
-                        return Err(FragmentError::new(
-                            start + 1,
-                            format!(
-                                "heredoc <<{delimiter} is never closed: expected a line '{delimiter}'"
-                            ),
-                        ));
-                    };
-                    i += 1;
-                    let candidate = if strip_tabs {
-                        line.trim_start_matches('\t')
-                    } else {
-                        line
-                    };
-                    if candidate == delimiter {
-                        break;
-                    }
-                    body.push_str(candidate);
-                    body.push('\n');
-                }
-                heredocs.push(Heredoc { delimiter, body });
-            }
-        }
-        instructions.push(Instruction {
-            line: start + 1,
-            end_line: i,
-            keyword,
-            args,
-            json,
-            heredocs,
-        });
+        instructions.push(parse_instruction(&lines, &mut i, escape)?);
     }
     Ok(Containerfile {
         directives,
         escape,
         instructions,
     })
+}
+
+/// The instruction starting at line `*i`, with its continuations and heredoc bodies; `*i` moves
+/// past them.
+fn parse_instruction(
+    lines: &[&str],
+    i: &mut usize,
+    escape: char,
+) -> Result<Instruction, FragmentError> {
+    let start = *i;
+    let logical = logical_line(lines, i, escape)?;
+    let logical = logical.trim();
+    let (word, args) = logical
+        .split_once(char::is_whitespace)
+        .unwrap_or((logical, ""));
+    let keyword = word.to_ascii_uppercase();
+    if !KEYWORDS.contains(&keyword.as_str()) {
+        return Err(FragmentError::new(
+            start + 1,
+            format!("unknown instruction '{word}'"),
+        ));
+    }
+    let args = args.trim().to_string();
+    let json = parse_json_form(&args);
+    let mut heredocs = Vec::new();
+    if json.is_none() && HEREDOC_KEYWORDS.contains(&keyword.as_str()) {
+        for (delimiter, strip_tabs) in heredoc_markers(&args) {
+            let body = heredoc_body(lines, i, start, &delimiter, strip_tabs)?;
+            heredocs.push(Heredoc { delimiter, body });
+        }
+    }
+    Ok(Instruction {
+        line: start + 1,
+        end_line: *i,
+        keyword,
+        args,
+        json,
+        heredocs,
+    })
+}
+
+/// The lines from `*i` joined at their continuations (`escape` at the end of a line); `*i` moves
+/// past them.
+fn logical_line(lines: &[&str], i: &mut usize, escape: char) -> Result<String, FragmentError> {
+    let start = *i;
+    let mut logical = String::new();
+    loop {
+        let line = lines[*i].trim_end();
+        *i += 1;
+        match line.strip_suffix(escape) {
+            Some(head) => {
+                logical.push_str(head);
+                logical.push(' ');
+                // Comment and empty lines inside a continuation are dropped, as BuildKit does.
+                while *i < lines.len()
+                    && (lines[*i].trim().is_empty() || lines[*i].trim_start().starts_with('#'))
+                {
+                    *i += 1;
+                }
+                if *i >= lines.len() {
+                    return Err(FragmentError::new(
+                        start + 1,
+                        format!(
+                            "the instruction ends in a line continuation ('{escape}') at the end of the text"
+                        ),
+                    ));
+                }
+            }
+            None => {
+                logical.push_str(line);
+                break;
+            }
+        }
+    }
+    Ok(logical)
+}
+
+/// The body of heredoc `delimiter`, from line `*i` to its closing line; `*i` moves past it. Errors
+/// name the instruction's line, `start`.
+fn heredoc_body(
+    lines: &[&str],
+    i: &mut usize,
+    start: usize,
+    delimiter: &str,
+    strip_tabs: bool,
+) -> Result<String, FragmentError> {
+    let mut body = String::new();
+    loop {
+        let Some(line) = lines.get(*i) else {
+            return Err(FragmentError::new(
+                start + 1,
+                format!("heredoc <<{delimiter} is never closed: expected a line '{delimiter}'"),
+            ));
+        };
+        *i += 1;
+        let candidate = if strip_tabs {
+            line.trim_start_matches('\t')
+        } else {
+            line
+        };
+        if candidate == delimiter {
+            break;
+        }
+        body.push_str(candidate);
+        body.push('\n');
+    }
+    Ok(body)
 }
 
 /// Leading `# key=value` lines; the first other line ends them. Returns them and the index of the

@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use regex::Regex;
-use strata_crds::{MAX_CONTAINERFILE_BYTES, MachineOSConfig, rules};
+use strata_crds::{MAX_CONTAINERFILE_BYTES, MachineOSConfig, MachineOSConfigSpec, rules};
 
 use super::RenderError;
 
@@ -71,6 +71,15 @@ fn is_dns1123_subdomain(name: &str) -> bool {
 /// Checks a MachineOSConfig the way its CRD does; the error names the field.
 pub fn validate_config(config: &MachineOSConfig) -> Result<(), RenderError> {
     let spec = &config.spec;
+    validate_name(config)?;
+    validate_references(spec)?;
+    validate_images(spec)?;
+    validate_container_files(spec)
+}
+
+/// The name is given and is the pool's.
+fn validate_name(config: &MachineOSConfig) -> Result<(), RenderError> {
+    let spec = &config.spec;
     let name = config.metadata.name.as_deref().unwrap_or_default();
     if name.is_empty() {
         return Err(RenderError::invalid("metadata.name", "is required"));
@@ -85,6 +94,11 @@ pub fn validate_config(config: &MachineOSConfig) -> Result<(), RenderError> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// The pool and the Secrets are named as Kubernetes names objects.
+fn validate_references(spec: &MachineOSConfigSpec) -> Result<(), RenderError> {
     let names = [
         (
             "spec.machineConfigPool.name",
@@ -109,6 +123,11 @@ pub fn validate_config(config: &MachineOSConfig) -> Result<(), RenderError> {
             ));
         }
     }
+    Ok(())
+}
+
+/// The push spec follows the CRD's rules and the base image, when given, is pinned by digest.
+fn validate_images(spec: &MachineOSConfigSpec) -> Result<(), RenderError> {
     if let Some(message) = push_spec_problem(&spec.rendered_image_push_spec) {
         return Err(RenderError::invalid(
             "spec.renderedImagePushSpec",
@@ -123,6 +142,11 @@ pub fn validate_config(config: &MachineOSConfig) -> Result<(), RenderError> {
             format!("'{base}': {}", rules::DIGEST_MESSAGE),
         ));
     }
+    Ok(())
+}
+
+/// At most one Containerfile per architecture, each within the size limit.
+fn validate_container_files(spec: &MachineOSConfigSpec) -> Result<(), RenderError> {
     if spec.container_file.len() > 4 {
         return Err(RenderError::invalid(
             "spec.containerFile",

@@ -5,7 +5,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use strata_crds::contract::TerminationMessage;
+use strata_crds::contract::{PhaseTiming, TerminationMessage};
 use strata_crds::{
     BuildFailure, BuildPhase, BuilderReference, ImageBuilderType, MachineOSBuild,
     MachineOSBuildStatus, ObjectReference,
@@ -290,6 +290,7 @@ fn remake_missing_objects(planner: &mut Planner<'_>, build: &MachineOSBuild, ren
     }
 }
 
+/// The build's next status from what its Job is doing.
 fn follow_job(
     planner: &mut Planner<'_>,
     build: &MachineOSBuild,
@@ -298,139 +299,16 @@ fn follow_job(
 ) -> MachineOSBuildStatus {
     let observed = planner.observed;
     let now = observed.now;
-    let name = build.metadata.name.clone().unwrap_or_default();
     match &observed.job {
         JobObservation::Missing => {
             make_objects(planner, build, rendered);
             prepared(old, &rendered.containerfile_sha256(), now)
         }
         JobObservation::Running { attempts, waiting } => {
-            remake_missing_objects(planner, build, rendered);
-            let message = match waiting {
-                Some(w) => format!("builder pod attempt {attempts} cannot start: {}", w.reason),
-                None => format!("builder pod attempt {attempts} is running"),
-            };
-            let mut next = with_phase(old, BuildPhase::Building, "Running", &message, now);
-            next.attempts = Some(*attempts);
-            if old.phase() != Some(BuildPhase::Building) {
-                planner.event(
-                    false,
-                    "BuildStarted",
-                    "StartBuild",
-                    format!("build {name}: builder pod started"),
-                );
-            }
-            if let Some(waiting) = waiting {
-                let note = format!(
-                    "build {name}: the builder pod cannot start ({}): {}",
-                    waiting.reason, waiting.message
-                );
-                let known = old
-                    .conditions
-                    .iter()
-                    .any(|c| c.message.contains(&waiting.reason));
-                if !known {
-                    planner.event(true, "BuilderCannotStart", "StartBuild", note);
-                }
-                planner.plan.metrics.waiting = Some(waiting.reason.clone());
-                planner.status.waiting_message = Some(waiting.message.clone());
-            }
-            next
+            running(planner, build, old, rendered, *attempts, waiting.as_ref())
         }
         JobObservation::Succeeded { attempts, message } => {
-            let Some(TerminationMessage::Success { digest, phases, .. }) = message else {
-                return failed(
-                    planner,
-                    build,
-                    *attempts,
-                    "NoDigest",
-                    "the builder succeeded without reporting a digest",
-                    "",
-                );
-            };
-            let image = format!(
-                "{}@{digest}",
-                names::repository(&build.spec.rendered_image_push_spec)
-            );
-            match &observed.image_check {
-                Some(ImageCheck::Present { inputs_hash })
-                    if inputs_hash.as_deref() == Some(rendered.inputs_hash.as_str()) =>
-                {
-                    let mut next = ended(
-                        build,
-                        BuildPhase::Succeeded,
-                        "Pushed",
-                        &format!("pushed and verified {image}"),
-                        now,
-                    );
-                    next.attempts = Some(*attempts);
-                    next.digested_image_push_spec = Some(image.clone());
-                    next.phases = phases
-                        .iter()
-                        .map(|p| strata_crds::BuildPhaseTiming {
-                            phase: p.phase.chars().take(16).collect(),
-                            start_ms: p.start_ms,
-                            end_ms: p.end_ms,
-                        })
-                        .take(8)
-                        .collect();
-                    planner.plan.metrics.phase_seconds = phases
-                        .iter()
-                        .map(|p| {
-                            (
-                                p.phase.clone(),
-                                (p.end_ms - p.start_ms).max(0) as f64 / 1000.0,
-                            )
-                        })
-                        .collect();
-                    planner.event(
-                        false,
-                        "BuildSucceeded",
-                        "Verify",
-                        format!("build {name} pushed {image}"),
-                    );
-                    next
-                }
-                Some(ImageCheck::Present { inputs_hash }) => failed(
-                    planner,
-                    build,
-                    *attempts,
-                    "DigestMismatch",
-                    &format!(
-                        "the image the builder reported, {image}, carries inputs hash {} instead \
-                         of this build's {}: it is not this build's image and is never pinned",
-                        inputs_hash.as_deref().unwrap_or("<none>"),
-                        rendered.inputs_hash
-                    ),
-                    "",
-                ),
-                Some(ImageCheck::Missing { misses, .. }) if *misses >= 3 => failed(
-                    planner,
-                    build,
-                    *attempts,
-                    "DigestNotFound",
-                    &format!("the builder reported {image}, but the registry does not have it"),
-                    "",
-                ),
-                Some(ImageCheck::Missing { misses, .. }) => {
-                    planner.requeue(20);
-                    planner.status.verifying = Some(format!(
-                        "pushed {image}; the registry does not serve it yet ({misses} checks), retrying"
-                    ));
-                    old.clone()
-                }
-                Some(ImageCheck::Unknown(why)) => {
-                    planner.requeue(15);
-                    planner.status.verifying = Some(format!(
-                        "pushed {image}; cannot verify it in the registry yet, retrying: {why}"
-                    ));
-                    old.clone()
-                }
-                None => {
-                    planner.requeue(15);
-                    old.clone()
-                }
-            }
+            succeeded(planner, build, old, rendered, *attempts, message.as_ref())
         }
         JobObservation::Failed {
             attempts,
@@ -463,6 +341,169 @@ fn follow_job(
             _ => failed(planner, build, *attempts, reason, message, raw_message),
         },
     }
+}
+
+/// The builder pod runs (or cannot start, and says why).
+fn running(
+    planner: &mut Planner<'_>,
+    build: &MachineOSBuild,
+    old: &MachineOSBuildStatus,
+    rendered: &Rendered,
+    attempts: i32,
+    waiting: Option<&Waiting>,
+) -> MachineOSBuildStatus {
+    let now = planner.observed.now;
+    let name = build.metadata.name.clone().unwrap_or_default();
+    remake_missing_objects(planner, build, rendered);
+    let message = match waiting {
+        Some(w) => format!("builder pod attempt {attempts} cannot start: {}", w.reason),
+        None => format!("builder pod attempt {attempts} is running"),
+    };
+    let mut next = with_phase(old, BuildPhase::Building, "Running", &message, now);
+    next.attempts = Some(attempts);
+    if old.phase() != Some(BuildPhase::Building) {
+        planner.event(
+            false,
+            "BuildStarted",
+            "StartBuild",
+            format!("build {name}: builder pod started"),
+        );
+    }
+    if let Some(waiting) = waiting {
+        let note = format!(
+            "build {name}: the builder pod cannot start ({}): {}",
+            waiting.reason, waiting.message
+        );
+        let known = old
+            .conditions
+            .iter()
+            .any(|c| c.message.contains(&waiting.reason));
+        if !known {
+            planner.event(true, "BuilderCannotStart", "StartBuild", note);
+        }
+        planner.plan.metrics.waiting = Some(waiting.reason.clone());
+        planner.status.waiting_message = Some(waiting.message.clone());
+    }
+    next
+}
+
+/// The builder succeeded: the build succeeds once the registry serves the image it reported,
+/// carrying this build's inputs hash.
+fn succeeded(
+    planner: &mut Planner<'_>,
+    build: &MachineOSBuild,
+    old: &MachineOSBuildStatus,
+    rendered: &Rendered,
+    attempts: i32,
+    message: Option<&TerminationMessage>,
+) -> MachineOSBuildStatus {
+    let observed = planner.observed;
+    let Some(TerminationMessage::Success { digest, phases, .. }) = message else {
+        return failed(
+            planner,
+            build,
+            attempts,
+            "NoDigest",
+            "the builder succeeded without reporting a digest",
+            "",
+        );
+    };
+    let image = format!(
+        "{}@{digest}",
+        names::repository(&build.spec.rendered_image_push_spec)
+    );
+    match &observed.image_check {
+        Some(ImageCheck::Present { inputs_hash })
+            if inputs_hash.as_deref() == Some(rendered.inputs_hash.as_str()) =>
+        {
+            verified(planner, build, attempts, &image, phases)
+        }
+        Some(ImageCheck::Present { inputs_hash }) => failed(
+            planner,
+            build,
+            attempts,
+            "DigestMismatch",
+            &format!(
+                "the image the builder reported, {image}, carries inputs hash {} instead \
+                 of this build's {}: it is not this build's image and is never pinned",
+                inputs_hash.as_deref().unwrap_or("<none>"),
+                rendered.inputs_hash
+            ),
+            "",
+        ),
+        Some(ImageCheck::Missing { misses, .. }) if *misses >= 3 => failed(
+            planner,
+            build,
+            attempts,
+            "DigestNotFound",
+            &format!("the builder reported {image}, but the registry does not have it"),
+            "",
+        ),
+        Some(ImageCheck::Missing { misses, .. }) => {
+            planner.requeue(20);
+            planner.status.verifying = Some(format!(
+                "pushed {image}; the registry does not serve it yet ({misses} checks), retrying"
+            ));
+            old.clone()
+        }
+        Some(ImageCheck::Unknown(why)) => {
+            planner.requeue(15);
+            planner.status.verifying = Some(format!(
+                "pushed {image}; cannot verify it in the registry yet, retrying: {why}"
+            ));
+            old.clone()
+        }
+        None => {
+            planner.requeue(15);
+            old.clone()
+        }
+    }
+}
+
+/// The registry serves the builder's image with this build's inputs: the build succeeded.
+fn verified(
+    planner: &mut Planner<'_>,
+    build: &MachineOSBuild,
+    attempts: i32,
+    image: &str,
+    phases: &[PhaseTiming],
+) -> MachineOSBuildStatus {
+    let now = planner.observed.now;
+    let name = build.metadata.name.clone().unwrap_or_default();
+    let mut next = ended(
+        build,
+        BuildPhase::Succeeded,
+        "Pushed",
+        &format!("pushed and verified {image}"),
+        now,
+    );
+    next.attempts = Some(attempts);
+    next.digested_image_push_spec = Some(image.to_string());
+    next.phases = phases
+        .iter()
+        .map(|p| strata_crds::BuildPhaseTiming {
+            phase: p.phase.chars().take(16).collect(),
+            start_ms: p.start_ms,
+            end_ms: p.end_ms,
+        })
+        .take(8)
+        .collect();
+    planner.plan.metrics.phase_seconds = phases
+        .iter()
+        .map(|p| {
+            (
+                p.phase.clone(),
+                (p.end_ms - p.start_ms).max(0) as f64 / 1000.0,
+            )
+        })
+        .collect();
+    planner.event(
+        false,
+        "BuildSucceeded",
+        "Verify",
+        format!("build {name} pushed {image}"),
+    );
+    next
 }
 
 fn failed(

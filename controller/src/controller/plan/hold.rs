@@ -13,104 +13,169 @@ use super::Planner;
 pub(super) fn decide(planner: &mut Planner<'_>) {
     let o = planner.observed;
     let Some(pool) = &o.pool else { return };
-    let (Some(current), Some(base)) = (planner.current.clone(), planner.current_base.clone())
-    else {
+    let Some(round) = Round::read(planner, pool) else {
         report(planner);
         return;
     };
-    let pool_name = o.config.spec.machine_config_pool.name.clone();
-    let paused = pool["spec"]["paused"].as_bool().unwrap_or(false);
-    let held = planner.status.is_true(ct::POOL_HELD);
-    // The current build after this plan: its phase and, once it succeeded, its image.
-    let planned = planner
-        .plan
-        .build_status
-        .iter()
-        .find(|(name, _)| *name == current)
-        .map(|(_, s)| s.clone());
-    let build = o
-        .builds
-        .iter()
-        .find(|b| b.metadata.name.as_deref() == Some(current.as_str()));
-    let status = planned.or_else(|| build.and_then(|b| b.status.clone()));
-    let phase = status.as_ref().and_then(|s| s.phase());
-    let built = status
-        .as_ref()
-        .and_then(|s| s.digested_image_push_spec.clone());
-    let pinned = planner.status.current_image_pull_spec.clone();
-    let pinned_now = phase == Some(BuildPhase::Succeeded) && built.is_some() && built == pinned;
-
-    if held {
-        if !paused {
-            planner.status.set(
-                ct::POOL_HELD,
-                false,
-                "ReleasedByOthers",
-                format!(
-                    "someone unpaused pool {pool_name} while Strata held it for build {current}; \
-                     Strata does not pause it again for this build"
-                ),
-            );
-            planner.event(
-                true,
-                "PoolReleasedByOthers",
-                "HoldPool",
-                format!("pool {pool_name} was unpaused while Strata held it for its rebuild"),
-            );
-        } else if pinned_now {
-            let image = pinned.unwrap_or_default();
-            let target = o
-                .target_config
-                .as_ref()
-                .and_then(|t| t["spec"]["osImageURL"].as_str());
-            if target == Some(image.as_str()) {
-                planner.plan.pool_paused = Some(false);
-                planner.status.set(
-                    ct::POOL_HELD,
-                    false,
-                    "Released",
-                    format!("released pool {pool_name}: its machines roll once, to {image}"),
-                );
-                planner.event(
-                    false,
-                    "PoolReleased",
-                    "HoldPool",
-                    format!("released pool {pool_name}: its machines roll once, to {image}"),
-                );
-            } else {
-                planner.status.set(
-                    ct::POOL_HELD,
-                    true,
-                    "WaitingForRender",
-                    format!("holding pool {pool_name} until the MCO has rendered it with {image}"),
-                );
-                planner.requeue(5);
-            }
-        } else if phase == Some(BuildPhase::Failed) {
-            planner.status.set(
-                ct::POOL_HELD,
-                true,
-                "BuildFailed",
-                format!(
-                    "holding pool {pool_name}: the rebuild on the new release base failed ({current}); \
-                     fix the MachineOSConfig, or unpause the pool to roll it with the previous image"
-                ),
-            );
-        }
-        report(planner);
-        return;
+    if planner.status.is_true(ct::POOL_HELD) {
+        while_held(planner, &round);
+    } else if !released_by_others(planner, &round.current) {
+        hold_for_new_base(planner, &round);
     }
+    report(planner);
+}
 
-    // Released by someone during this very rebuild: not taken again.
-    let released_by_others = planner.status.conditions.iter().any(|c| {
+/// What the hold depends on this round: the pool and the current build after this plan.
+struct Round {
+    pool_name: String,
+    paused: bool,
+    /// The current build and its base image.
+    current: String,
+    base: String,
+    phase: Option<BuildPhase>,
+    /// The image pinned after this plan.
+    pinned: Option<String>,
+    /// Whether the current build succeeded and its image is the one pinned.
+    pinned_now: bool,
+}
+
+impl Round {
+    /// None when the current inputs did not render (no current build).
+    fn read(planner: &Planner<'_>, pool: &serde_json::Value) -> Option<Self> {
+        let o = planner.observed;
+        let (Some(current), Some(base)) = (planner.current.clone(), planner.current_base.clone())
+        else {
+            return None;
+        };
+        let pool_name = o.config.spec.machine_config_pool.name.clone();
+        let paused = pool["spec"]["paused"].as_bool().unwrap_or(false);
+        // The current build after this plan: its phase and, once it succeeded, its image.
+        let planned = planner
+            .plan
+            .build_status
+            .iter()
+            .find(|(name, _)| *name == current)
+            .map(|(_, s)| s.clone());
+        let build = o
+            .builds
+            .iter()
+            .find(|b| b.metadata.name.as_deref() == Some(current.as_str()));
+        let status = planned.or_else(|| build.and_then(|b| b.status.clone()));
+        let phase = status.as_ref().and_then(|s| s.phase());
+        let built = status
+            .as_ref()
+            .and_then(|s| s.digested_image_push_spec.clone());
+        let pinned = planner.status.current_image_pull_spec.clone();
+        let pinned_now = phase == Some(BuildPhase::Succeeded) && built.is_some() && built == pinned;
+        Some(Self {
+            pool_name,
+            paused,
+            current,
+            base,
+            phase,
+            pinned,
+            pinned_now,
+        })
+    }
+}
+
+/// Strata holds the pool: it notices a release by someone else, releases the pool once the
+/// rebuild is pinned and rendered, or says why it keeps holding it.
+fn while_held(planner: &mut Planner<'_>, round: &Round) {
+    let Round {
+        pool_name,
+        paused,
+        current,
+        phase,
+        pinned_now,
+        ..
+    } = round;
+    if !paused {
+        planner.status.set(
+            ct::POOL_HELD,
+            false,
+            "ReleasedByOthers",
+            format!(
+                "someone unpaused pool {pool_name} while Strata held it for build {current}; \
+                 Strata does not pause it again for this build"
+            ),
+        );
+        planner.event(
+            true,
+            "PoolReleasedByOthers",
+            "HoldPool",
+            format!("pool {pool_name} was unpaused while Strata held it for its rebuild"),
+        );
+    } else if *pinned_now {
+        release_once_rendered(planner, round);
+    } else if *phase == Some(BuildPhase::Failed) {
+        planner.status.set(
+            ct::POOL_HELD,
+            true,
+            "BuildFailed",
+            format!(
+                "holding pool {pool_name}: the rebuild on the new release base failed ({current}); \
+                 fix the MachineOSConfig, or unpause the pool to roll it with the previous image"
+            ),
+        );
+    }
+}
+
+/// The rebuild is pinned: the pool is released once the MCO has rendered it with that image.
+fn release_once_rendered(planner: &mut Planner<'_>, round: &Round) {
+    let o = planner.observed;
+    let pool_name = &round.pool_name;
+    let image = round.pinned.clone().unwrap_or_default();
+    let target = o
+        .target_config
+        .as_ref()
+        .and_then(|t| t["spec"]["osImageURL"].as_str());
+    if target == Some(image.as_str()) {
+        planner.plan.pool_paused = Some(false);
+        planner.status.set(
+            ct::POOL_HELD,
+            false,
+            "Released",
+            format!("released pool {pool_name}: its machines roll once, to {image}"),
+        );
+        planner.event(
+            false,
+            "PoolReleased",
+            "HoldPool",
+            format!("released pool {pool_name}: its machines roll once, to {image}"),
+        );
+    } else {
+        planner.status.set(
+            ct::POOL_HELD,
+            true,
+            "WaitingForRender",
+            format!("holding pool {pool_name} until the MCO has rendered it with {image}"),
+        );
+        planner.requeue(5);
+    }
+}
+
+/// Released by someone during this very rebuild: not taken again.
+fn released_by_others(planner: &Planner<'_>, current: &str) -> bool {
+    planner.status.conditions.iter().any(|c| {
         c.type_ == ct::POOL_HELD
             && c.reason == "ReleasedByOthers"
             && c.message.contains(&format!("build {current};"))
-    });
-    if released_by_others {
-        report(planner);
-        return;
-    }
+    })
+}
+
+/// The pool is not held: Strata holds it when the release base changed under the pinned image
+/// (unless someone else paused it).
+fn hold_for_new_base(planner: &mut Planner<'_>, round: &Round) {
+    let o = planner.observed;
+    let Round {
+        pool_name,
+        paused,
+        current,
+        base,
+        phase,
+        ..
+    } = round;
     let from_release = o.config.spec.base_image.is_none();
     // The image the pool ran when this round began: a build reused for the new base is pinned in
     // this very round, and the MCO may render the new release with the old image before it sees
@@ -123,9 +188,9 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
     let pinned_base = was_pinned
         .as_ref()
         .and_then(|image| built_on(&o.builds, image));
-    let base_changed = pinned_base.is_some_and(|b| b != base);
-    if from_release && base_changed && phase != Some(BuildPhase::Failed) {
-        if paused {
+    let base_changed = pinned_base.is_some_and(|b| b != *base);
+    if from_release && base_changed && *phase != Some(BuildPhase::Failed) {
+        if *paused {
             planner.status.set(
                 ct::POOL_HELD,
                 false,
@@ -136,7 +201,7 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
             planner.plan.pool_paused = Some(true);
             // A build that already succeeded on this base is reused: it is pinned as soon as its
             // image is confirmed (maybe a round later), nothing is built.
-            let message = if phase == Some(BuildPhase::Succeeded) {
+            let message = if *phase == Some(BuildPhase::Succeeded) {
                 format!(
                     "holding pool {pool_name} while the MCO renders it with {current}, built on \
                      this release base before, so that its machines roll once, to that image"
@@ -153,7 +218,6 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
             planner.event(false, "PoolHeld", "HoldPool", message);
         }
     }
-    report(planner);
 }
 
 /// The base image of the build that pushed `image`.

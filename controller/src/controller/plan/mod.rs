@@ -30,7 +30,7 @@ use super::names::{self, fit_63};
 use super::objects::{self, BuildObjects};
 use super::registry::ImageCheck;
 use super::settings::Settings;
-use crate::render::{BuildInputs, render};
+use crate::render::{BuildInputs, Rendered, render};
 use config_status::ConfigStatus;
 
 /// A pinned image that the registry stops serving is rebuilt only after this many misses…
@@ -216,7 +216,7 @@ struct Planner<'a> {
     current_base: Option<String>,
 }
 
-impl Planner<'_> {
+impl<'a> Planner<'a> {
     fn event(&mut self, warning: bool, reason: &'static str, action: &'static str, note: String) {
         self.plan.events.push(PlannedEvent {
             warning,
@@ -244,73 +244,14 @@ impl Planner<'_> {
     fn decide(&mut self) {
         let o = self.observed;
         let config = &o.config;
-        let pool_name = config.spec.machine_config_pool.name.clone();
-        self.plan.metrics.pool = pool_name.clone();
-        let Some(pool) = &o.pool else {
-            self.refuse(
-                "PoolNotFound",
-                "Validate",
-                format!("MachineConfigPool {pool_name} does not exist; Strata builds once it does"),
-            );
+        self.plan.metrics.pool = config.spec.machine_config_pool.name.clone();
+        let Some(pool) = self.claimed_pool() else {
             return;
         };
-        if let Some(theirs) = &o.layered_by_openshift {
-            self.refuse(
-                "PoolLayeredByOpenShift",
-                "Validate",
-                format!(
-                    "OpenShift's own on-cluster layering builds for pool {pool_name} \
-                     (machineosconfigs.machineconfiguration.openshift.io/{theirs}); Strata does not \
-                     fight it: delete one of the two"
-                ),
-            );
-            return;
-        }
-        if let Some(winner) = self.rival_winner() {
-            self.refuse(
-                "PoolClaimed",
-                "Validate",
-                format!(
-                    "MachineOSConfig {winner} also builds for pool {pool_name}; only one \
-                     MachineOSConfig may, the one named after the pool (or the oldest)"
-                ),
-            );
-            return;
-        }
-        let base = match &o.base {
-            Ok(base) => base.clone(),
-            Err(why) => {
-                self.status
-                    .set(ct::DEGRADED, true, "BaseImageUnavailable", why.clone());
-                self.requeue(60);
-                return;
-            }
-        };
+        let Some(base) = self.base() else { return };
         let inputs = BuildInputs::from_config(config, &base);
-        if !inputs.has_fragment_for_amd64() {
-            let arches: Vec<String> = config
-                .spec
-                .container_file
-                .iter()
-                .map(|e| format!("{:?}", e.containerfile_arch))
-                .collect();
-            self.refuse(
-                "NoFragmentForArchitecture",
-                "Validate",
-                format!(
-                    "spec.containerFile has entries for {} only; Strata builds amd64 images: add \
-                     an AMD64 or a NoArch entry",
-                    arches.join(", ")
-                ),
-            );
+        let Some(rendered) = self.rendered(&inputs) else {
             return;
-        }
-        let rendered = match render(&inputs) {
-            Ok(rendered) => rendered,
-            Err(err) => {
-                self.refuse("InvalidContainerfile", "Validate", err.to_string());
-                return;
-            }
         };
         let build_name = rendered.build_name.clone();
         self.current = Some(build_name.clone());
@@ -327,31 +268,137 @@ impl Planner<'_> {
             .iter()
             .find(|b| b.metadata.name.as_deref() == Some(build_name.as_str()))
         else {
-            if o.foreign_builds.contains(&build_name) {
-                // A deleted MachineOSConfig of the same name left it; the garbage collector
-                // removes it shortly. Taking over its status would be wrong.
-                self.status.set(
-                    ct::BUILDING,
-                    false,
-                    "WaitingForGarbageCollection",
-                    format!(
-                        "build {build_name} of a deleted MachineOSConfig of the same name is \
-                         being removed"
-                    ),
-                );
-                self.requeue(10);
-                return;
-            }
-            if let Err(problem) = &o.auth {
-                self.status
-                    .set(ct::DEGRADED, true, problem.reason, problem.message.clone());
-                self.requeue(60);
-                return;
-            }
-            self.create_build(&inputs, &rendered, rebuild);
+            self.start_build(&inputs, &rendered, rebuild);
             return;
         };
+        if self.rebuild_ended(current, rebuild) {
+            return;
+        }
+        let next = build_status::next(self, current, &rendered);
+        let next_phase = next.phase().unwrap_or(BuildPhase::Prepared);
+        if rebuild && !next_phase.is_terminal() {
+            self.plan.remove_rebuild_annotation = true;
+        }
+        self.plan.metrics.phase = Some(next_phase);
+        self.conclude(&build_name, &next, pool);
+    }
 
+    /// The pool this config builds for, when it exists and this config may build for it (else
+    /// Degraded, with why).
+    fn claimed_pool(&mut self) -> Option<&'a Value> {
+        let o = self.observed;
+        let pool_name = o.config.spec.machine_config_pool.name.clone();
+        let Some(pool) = &o.pool else {
+            self.refuse(
+                "PoolNotFound",
+                "Validate",
+                format!("MachineConfigPool {pool_name} does not exist; Strata builds once it does"),
+            );
+            return None;
+        };
+        if let Some(theirs) = &o.layered_by_openshift {
+            self.refuse(
+                "PoolLayeredByOpenShift",
+                "Validate",
+                format!(
+                    "OpenShift's own on-cluster layering builds for pool {pool_name} \
+                     (machineosconfigs.machineconfiguration.openshift.io/{theirs}); Strata does not \
+                     fight it: delete one of the two"
+                ),
+            );
+            return None;
+        }
+        if let Some(winner) = self.rival_winner() {
+            self.refuse(
+                "PoolClaimed",
+                "Validate",
+                format!(
+                    "MachineOSConfig {winner} also builds for pool {pool_name}; only one \
+                     MachineOSConfig may, the one named after the pool (or the oldest)"
+                ),
+            );
+            return None;
+        }
+        Some(pool)
+    }
+
+    /// The base image pinned by digest; Degraded, and a look again later, while it is not.
+    fn base(&mut self) -> Option<String> {
+        match &self.observed.base {
+            Ok(base) => Some(base.clone()),
+            Err(why) => {
+                self.status
+                    .set(ct::DEGRADED, true, "BaseImageUnavailable", why.clone());
+                self.requeue(60);
+                None
+            }
+        }
+    }
+
+    /// The Containerfile of `inputs`, rendered; Degraded when there is none for amd64 or it is
+    /// invalid.
+    fn rendered(&mut self, inputs: &BuildInputs) -> Option<Rendered> {
+        let config = &self.observed.config;
+        if !inputs.has_fragment_for_amd64() {
+            let arches: Vec<String> = config
+                .spec
+                .container_file
+                .iter()
+                .map(|e| format!("{:?}", e.containerfile_arch))
+                .collect();
+            self.refuse(
+                "NoFragmentForArchitecture",
+                "Validate",
+                format!(
+                    "spec.containerFile has entries for {} only; Strata builds amd64 images: add \
+                     an AMD64 or a NoArch entry",
+                    arches.join(", ")
+                ),
+            );
+            return None;
+        }
+        match render(inputs) {
+            Ok(rendered) => Some(rendered),
+            Err(err) => {
+                self.refuse("InvalidContainerfile", "Validate", err.to_string());
+                None
+            }
+        }
+    }
+
+    /// The current inputs have no build yet: it is created, once a deleted config's build of the
+    /// same name is gone and the credentials can be used.
+    fn start_build(&mut self, inputs: &BuildInputs, rendered: &Rendered, rebuild: bool) {
+        let o = self.observed;
+        let build_name = rendered.build_name.clone();
+        if o.foreign_builds.contains(&build_name) {
+            // A deleted MachineOSConfig of the same name left it; the garbage collector
+            // removes it shortly. Taking over its status would be wrong.
+            self.status.set(
+                ct::BUILDING,
+                false,
+                "WaitingForGarbageCollection",
+                format!(
+                    "build {build_name} of a deleted MachineOSConfig of the same name is \
+                     being removed"
+                ),
+            );
+            self.requeue(10);
+            return;
+        }
+        if let Err(problem) = &o.auth {
+            self.status
+                .set(ct::DEGRADED, true, problem.reason, problem.message.clone());
+            self.requeue(60);
+            return;
+        }
+        self.create_build(inputs, rendered, rebuild);
+    }
+
+    /// An ended build of the current inputs is deleted to build it again when asked to, when it
+    /// was interrupted, or when its image is gone. Whether it was.
+    fn rebuild_ended(&mut self, current: &MachineOSBuild, rebuild: bool) -> bool {
+        let build_name = current.metadata.name.clone().unwrap_or_default();
         let phase = current.phase();
         let image_gone = self.image_gone();
         if phase.is_some_and(BuildPhase::is_terminal)
@@ -373,15 +420,9 @@ impl Planner<'_> {
             );
             self.status.set(ct::BUILDING, true, "Rebuilding", why);
             self.requeue(5);
-            return;
+            return true;
         }
-        let next = build_status::next(self, current, &rendered);
-        let next_phase = next.phase().unwrap_or(BuildPhase::Prepared);
-        if rebuild && !next_phase.is_terminal() {
-            self.plan.remove_rebuild_annotation = true;
-        }
-        self.plan.metrics.phase = Some(next_phase);
-        self.conclude(&build_name, &next, pool);
+        false
     }
 
     /// The config whose claim on the pool beats this one's, if any: the one named after the pool,
@@ -435,12 +476,7 @@ impl Planner<'_> {
         }
     }
 
-    fn create_build(
-        &mut self,
-        inputs: &BuildInputs,
-        rendered: &crate::render::Rendered,
-        rebuild: bool,
-    ) {
+    fn create_build(&mut self, inputs: &BuildInputs, rendered: &Rendered, rebuild: bool) {
         let build_name = &rendered.build_name;
         let build = new_build(&self.observed.config, inputs, build_name);
         // Its status is written with its objects in the next round: it names the Job, whose name
@@ -466,99 +502,108 @@ impl Planner<'_> {
 
     /// Conditions, pinning and the MachineOSConfig's status from the current build's phase.
     fn conclude(&mut self, build_name: &str, next: &MachineOSBuildStatus, pool: &Value) {
-        let pool_name = self.observed.config.spec.machine_config_pool.name.clone();
         match next.phase().unwrap_or(BuildPhase::Prepared) {
-            BuildPhase::Succeeded => {
-                let Some(image) = next.digested_image_push_spec.clone() else {
-                    return;
-                };
-                if self.status.current_image_pull_spec.as_deref() != Some(image.as_str()) {
-                    self.event(
-                        false,
-                        "PoolPinned",
-                        "Pin",
-                        format!("MachineConfigPool {pool_name} now uses {image}"),
-                    );
-                }
-                let config_name = self
-                    .observed
-                    .config
-                    .metadata
-                    .name
-                    .clone()
-                    .unwrap_or_default();
-                let selector = objects::pool_selector_labels(&pool_name, pool);
-                let desired = objects::machine_config(&pool_name, &selector, &image, &config_name);
-                // Steady state writes nothing: apply only when what we own differs.
-                if !objects::machine_config_matches(self.observed.machine_config.as_ref(), &desired)
-                {
-                    self.plan.machine_config = Some(desired);
-                }
-                self.status.current_image_pull_spec = Some(image.clone());
-                self.status.machine_os_build = Some(build_ref(build_name));
-                let ready = match &self.observed.image_check {
-                    Some(ImageCheck::Missing { first_seen, misses }) => format!(
-                        "pool {pool_name} is pinned to {image}, but the registry did not find it \
-                         ({misses} checks since {first_seen}); Strata rebuilds it after \
-                         {MISSES_BEFORE_REBUILD} misses over {} minutes",
-                        MISSING_FOR_BEFORE_REBUILD / 60
-                    ),
-                    _ => format!("pool {pool_name} is pinned to {image}"),
-                };
-                if let Some(ImageCheck::Missing { misses: 1, .. }) = &self.observed.image_check {
-                    self.event(
-                        true,
-                        "ImageMissing",
-                        "CheckImage",
-                        format!("the registry does not serve {image}, which pool {pool_name} uses"),
-                    );
-                    self.requeue(60);
-                } else if let Some(ImageCheck::Missing { .. }) = &self.observed.image_check {
-                    self.requeue(60);
-                }
-                self.status.set(ct::READY, true, "BuildSucceeded", ready);
-                self.status
-                    .set(ct::BUILDING, false, "BuildSucceeded", String::new());
-                self.status
-                    .set(ct::DEGRADED, false, "AsExpected", String::new());
-            }
-            BuildPhase::Failed => {
-                let failure = next.failure.clone().unwrap_or_default();
-                let message = format!(
-                    "build {build_name} failed ({}): {}",
-                    failure.reason, failure.message
-                );
-                self.status.machine_os_build = Some(build_ref(build_name));
-                let keeps = match &self.status.current_image_pull_spec {
-                    Some(image) => format!("; the pool keeps {image}"),
-                    None => String::new(),
-                };
-                self.status
-                    .set(ct::READY, false, "BuildFailed", format!("{message}{keeps}"));
-                self.status
-                    .set(ct::BUILDING, false, "BuildFailed", String::new());
-                self.status.set(ct::DEGRADED, true, "BuildFailed", message);
-            }
+            BuildPhase::Succeeded => self.conclude_succeeded(build_name, next, pool),
+            BuildPhase::Failed => self.conclude_failed(build_name, next),
             BuildPhase::Interrupted => {}
-            BuildPhase::Prepared | BuildPhase::Building => {
-                self.status.machine_os_build = Some(build_ref(build_name));
-                let (reason, message) = match (&self.status.verifying, &self.plan.metrics.waiting) {
-                    (Some(why), _) => ("VerifyingDigest", why.clone()),
-                    (None, Some(reason)) => (
-                        "BuilderCannotStart",
-                        format!(
-                            "build {build_name}: the builder pod cannot start ({reason}): {}",
-                            self.status.waiting_message.clone().unwrap_or_default()
-                        ),
-                    ),
-                    (None, None) => ("Building", under_way(build_name)),
-                };
-                self.status.set(ct::BUILDING, true, reason, message);
-                self.status
-                    .set(ct::DEGRADED, false, "AsExpected", String::new());
-                self.status.not_ready_while_building(build_name);
-            }
+            BuildPhase::Prepared | BuildPhase::Building => self.conclude_building(build_name),
         }
+    }
+
+    /// The build succeeded: the pool is pinned to its image, Ready (and whether the registry
+    /// still serves the image).
+    fn conclude_succeeded(&mut self, build_name: &str, next: &MachineOSBuildStatus, pool: &Value) {
+        let pool_name = self.observed.config.spec.machine_config_pool.name.clone();
+        let Some(image) = next.digested_image_push_spec.clone() else {
+            return;
+        };
+        if self.status.current_image_pull_spec.as_deref() != Some(image.as_str()) {
+            self.event(
+                false,
+                "PoolPinned",
+                "Pin",
+                format!("MachineConfigPool {pool_name} now uses {image}"),
+            );
+        }
+        let config_name = self
+            .observed
+            .config
+            .metadata
+            .name
+            .clone()
+            .unwrap_or_default();
+        let selector = objects::pool_selector_labels(&pool_name, pool);
+        let desired = objects::machine_config(&pool_name, &selector, &image, &config_name);
+        // Steady state writes nothing: apply only when what we own differs.
+        if !objects::machine_config_matches(self.observed.machine_config.as_ref(), &desired) {
+            self.plan.machine_config = Some(desired);
+        }
+        self.status.current_image_pull_spec = Some(image.clone());
+        self.status.machine_os_build = Some(build_ref(build_name));
+        let ready = match &self.observed.image_check {
+            Some(ImageCheck::Missing { first_seen, misses }) => format!(
+                "pool {pool_name} is pinned to {image}, but the registry did not find it \
+                     ({misses} checks since {first_seen}); Strata rebuilds it after \
+                     {MISSES_BEFORE_REBUILD} misses over {} minutes",
+                MISSING_FOR_BEFORE_REBUILD / 60
+            ),
+            _ => format!("pool {pool_name} is pinned to {image}"),
+        };
+        if let Some(ImageCheck::Missing { misses: 1, .. }) = &self.observed.image_check {
+            self.event(
+                true,
+                "ImageMissing",
+                "CheckImage",
+                format!("the registry does not serve {image}, which pool {pool_name} uses"),
+            );
+            self.requeue(60);
+        } else if let Some(ImageCheck::Missing { .. }) = &self.observed.image_check {
+            self.requeue(60);
+        }
+        self.status.set(ct::READY, true, "BuildSucceeded", ready);
+        self.status
+            .set(ct::BUILDING, false, "BuildSucceeded", String::new());
+        self.status
+            .set(ct::DEGRADED, false, "AsExpected", String::new());
+    }
+
+    /// The build failed: Degraded, and the pool keeps the image it has.
+    fn conclude_failed(&mut self, build_name: &str, next: &MachineOSBuildStatus) {
+        let failure = next.failure.clone().unwrap_or_default();
+        let message = format!(
+            "build {build_name} failed ({}): {}",
+            failure.reason, failure.message
+        );
+        self.status.machine_os_build = Some(build_ref(build_name));
+        let keeps = match &self.status.current_image_pull_spec {
+            Some(image) => format!("; the pool keeps {image}"),
+            None => String::new(),
+        };
+        self.status
+            .set(ct::READY, false, "BuildFailed", format!("{message}{keeps}"));
+        self.status
+            .set(ct::BUILDING, false, "BuildFailed", String::new());
+        self.status.set(ct::DEGRADED, true, "BuildFailed", message);
+    }
+
+    /// The build runs: Building says what it is doing (or waiting on); not Ready yet.
+    fn conclude_building(&mut self, build_name: &str) {
+        self.status.machine_os_build = Some(build_ref(build_name));
+        let (reason, message) = match (&self.status.verifying, &self.plan.metrics.waiting) {
+            (Some(why), _) => ("VerifyingDigest", why.clone()),
+            (None, Some(reason)) => (
+                "BuilderCannotStart",
+                format!(
+                    "build {build_name}: the builder pod cannot start ({reason}): {}",
+                    self.status.waiting_message.clone().unwrap_or_default()
+                ),
+            ),
+            (None, None) => ("Building", under_way(build_name)),
+        };
+        self.status.set(ct::BUILDING, true, reason, message);
+        self.status
+            .set(ct::DEGRADED, false, "AsExpected", String::new());
+        self.status.not_ready_while_building(build_name);
     }
 
     fn finish(mut self) -> Plan {
