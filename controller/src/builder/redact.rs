@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::controller::auth::secret_values;
+use crate::docker_config::secret_values;
 
 #[derive(Clone, Debug, Default)]
 pub struct Redactor {

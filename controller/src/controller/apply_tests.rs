@@ -17,10 +17,10 @@ use strata_crds::contract::mco;
 use strata_crds::{MachineOSBuild, MachineOSConfig};
 
 use super::*;
+use crate::controller::cache::Stores;
 use crate::controller::metrics::Metrics;
 use crate::controller::plan::{self, BuildAuth, JobObservation, Observed};
-use crate::controller::registry::ImageCheck;
-use crate::controller::stores::Stores;
+use crate::controller::registry_client::ImageCheck;
 use crate::controller::{Context, Settings};
 
 const BASE: &str = "registry.example.com/rhcos@sha256:1111111111111111111111111111111111111111111111111111111111111111";
@@ -150,7 +150,7 @@ fn context(client: Client, machine_configs: Vec<DynamicObject>) -> Context {
         machine_configs: mcs.as_reader(),
         openshift_configs: Writer::<DynamicObject>::new(mco::openshift_machine_os_config())
             .as_reader(),
-        environment: crate::controller::environment::watches::EnvironmentStores::unstarted(),
+        environment: crate::controller::cache::EnvironmentStores::empty(),
     };
     let recorder = Recorder::new(
         client.clone(),

@@ -2,11 +2,35 @@
 //!
 //! Reconcile = [`observe`] (read the caches, and the registry through a cache) → [`plan::plan`]
 //! (pure: every decision, every object fully built) → [`apply`] (thin: executes the plan with
-//! one field manager) → metrics. [`runtime`] runs the watches that feed the caches, leader
-//! election and the HTTP endpoints.
+//! one field manager) → metrics.
+//!
+//! Module map:
+//!
+//! - The reconcile pipeline
+//!   - [`observe`]: what the planner needs about one MachineOSConfig (caches, registry).
+//!   - [`plan`]: every decision, from what was observed (pure: no I/O, no clock).
+//!   - [`objects`]: the objects a build needs and the MachineConfig that pins a pool (pure).
+//!   - [`apply`]: executes a plan as it is, with one field manager.
+//! - The caches
+//!   - [`cache`]: every watch and its cache, started in one place ([`cache::start`]).
+//! - The process
+//!   - [`runtime`]: HTTP servers, the leader Lease, the caches, the controller loop, shutdown.
+//!   - [`http`]: probes and `/metrics` (plain and TLS).
+//!   - [`metrics`]: Strata's Prometheus metrics.
+//!   - [`events`]: Kubernetes Events, sent in the background after a round's writes.
+//!   - [`settings`]: the controller's flags, each with an environment variable.
+//! - Model helpers
+//!   - [`names`]: names of the objects Strata makes, and the limits they must fit.
+//!   - [`conditions`]: condition bookkeeping shared by both kinds.
+//!   - [`error`]: reconcile errors; the kind decides how soon to retry.
+//!   - [`environment`]: the cluster's environment (CAs, proxy, mirrors, pull secret) for a build.
+//!   - [`registry_client`]: registry lookups (resolve a digest, inspect an image).
+//!
+//! Shared with the builder, outside this module: [`crate::docker_config`] (registry
+//! credentials) and [`crate::registry_policy`] (mirrors, blocked and insecure registries).
 
 pub mod apply;
-pub mod auth;
+pub mod cache;
 pub mod conditions;
 pub mod environment;
 pub mod error;
@@ -17,10 +41,9 @@ pub mod names;
 pub mod objects;
 pub mod observe;
 pub mod plan;
-pub mod registry;
+pub mod registry_client;
 pub mod runtime;
 pub mod settings;
-pub mod stores;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -39,9 +62,9 @@ pub use error::Error;
 pub use runtime::run;
 pub use settings::Settings;
 
+use cache::Stores;
 use metrics::Metrics;
-use registry::Registry;
-use stores::Stores;
+use registry_client::Registry;
 
 /// Longest wait between retries of a failing reconcile.
 const MAX_RETRY: Duration = Duration::from_secs(300);
@@ -69,7 +92,7 @@ impl Context {
         metrics: Arc<Metrics>,
         recorder: Recorder,
     ) -> Self {
-        let registry = Registry::new(registry::RegistrySettings {
+        let registry = Registry::new(registry_client::RegistrySettings {
             insecure: settings.insecure_registries.clone(),
             connect_timeout: settings.registry_connect_timeout(),
             total_timeout: settings.registry_total_timeout(),

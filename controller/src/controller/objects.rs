@@ -640,7 +640,7 @@ mod tests {
     /// The cluster's environment reaches each step it is for, and only that step.
     #[test]
     fn an_openshift_environment_reaches_the_steps_that_need_it() {
-        use crate::registries::{MirrorRule, RegistryPolicy};
+        use crate::registry_policy::{MirrorRule, RegistryPolicy};
         let env = Environment {
             ca_bundle: "-----BEGIN CERTIFICATE-----\nQQ==\n-----END CERTIFICATE-----\n".into(),
             registry_cas: [("mirror.local:5000".to_string(), "PEM".to_string())].into(),

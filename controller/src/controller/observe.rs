@@ -11,12 +11,12 @@ use strata_crds::contract::{annotations, labels, mco};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 
 use super::Context;
-use super::auth::{merge, secret_auths};
 use super::environment::Environment;
 use super::error::Error;
 use super::names::{self, fit_63};
 use super::plan::{AuthProblem, BuildAuth, JobObservation, Observed, job_observation};
-use super::registry::{ImageCheck, Transport};
+use super::registry_client::{ImageCheck, Transport};
+use crate::docker_config::{merge, secret_auths};
 use crate::render::{BuildInputs, is_digest_pinned};
 use strata_crds::contract::TerminationMessage;
 

@@ -17,16 +17,16 @@
 //! None of it is an input of the image: a change rebuilds nothing; the next build uses it. Each
 //! object is optional: absent (or not served, or not readable) means "not configured".
 
-pub mod watches;
-
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::ResourceExt;
 use serde_json::{Map, Value};
 
-use super::auth::secret_auths;
-use crate::registries::{MirrorRule, RegistryPolicy};
+use crate::docker_config::secret_auths;
+use crate::registry_policy::{MirrorRule, RegistryPolicy};
 
 /// Where the environment's objects are.
 #[derive(Debug, Clone, clap::Args)]
@@ -207,6 +207,29 @@ pub struct Sources {
     pub cache_claim_made: bool,
 }
 
+/// The annotations that make a StorageClass the cluster's default (the beta one is still honoured
+/// by the API server's DefaultStorageClass admission).
+const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+/// The name of a default StorageClass in `classes`, if any.
+pub fn default_storage_class<'a>(
+    classes: impl IntoIterator<Item = &'a StorageClass>,
+) -> Option<String> {
+    classes
+        .into_iter()
+        .find(|class| {
+            class.metadata.annotations.as_ref().is_some_and(|a| {
+                DEFAULT_CLASS_ANNOTATIONS
+                    .iter()
+                    .any(|key| a.get(*key).is_some_and(|v| v == "true"))
+            })
+        })
+        .map(|class| class.name_any())
+}
+
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
@@ -259,104 +282,137 @@ fn mirror_rules(sets: &[Value], field: &str, by_digest: bool) -> Vec<MirrorRule>
         .collect()
 }
 
+/// The global pull secret's `auths`; none, with a problem, when it cannot be read.
+fn global_auths(secret: Option<&Secret>, problems: &mut Vec<String>) -> Map<String, Value> {
+    let Some(secret) = secret else {
+        return Map::new();
+    };
+    match secret_auths(&secret.data.clone().unwrap_or_default()) {
+        Ok(auths) => auths,
+        Err(why) => {
+            problems.push(format!(
+                "the global pull secret {}/{} {why}",
+                secret.metadata.namespace.as_deref().unwrap_or_default(),
+                secret.metadata.name.as_deref().unwrap_or_default()
+            ));
+            Map::new()
+        }
+    }
+}
+
+fn config_map<'a>(config_maps: &'a [ConfigMap], name: &str) -> Option<&'a ConfigMap> {
+    config_maps
+        .iter()
+        .find(|cm| cm.metadata.name.as_deref() == Some(name))
+}
+
+/// The service CA and the user CA bundle, one after the other.
+fn ca_bundle(sources: &Sources) -> String {
+    let mut bundle = Vec::new();
+    if let Some(pem) = sources
+        .service_ca
+        .as_ref()
+        .and_then(|cm| config_map_text(cm, names::SERVICE_CA_KEY))
+    {
+        bundle.push(pem);
+    }
+    if let Some(pem) = config_map(&sources.config_maps, names::USER_CA_BUNDLE)
+        .and_then(|cm| config_map_text(cm, names::USER_CA_KEY))
+    {
+        bundle.push(pem);
+    }
+    bundle
+        .iter()
+        .map(|pem| format!("{}\n", pem.trim_end()))
+        .collect()
+}
+
+/// The image config's `additionalTrustedCA`: per registry, the certificates it trusts.
+fn registry_cas(
+    image: &Value,
+    config_maps: &[ConfigMap],
+    problems: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let mut cas = BTreeMap::new();
+    let Some(name) = image["spec"]["additionalTrustedCA"]["name"].as_str() else {
+        return cas;
+    };
+    match config_map(config_maps, name) {
+        Some(cm) => {
+            for key in cm.data.iter().flatten().map(|(k, _)| k.clone()) {
+                if let Some(pem) = config_map_text(cm, &key) {
+                    // OpenShift's keys name `host..port` (a ConfigMap key has no `:`).
+                    cas.insert(key.replace("..", ":"), pem);
+                }
+            }
+        }
+        None => problems.push(format!(
+            "images.config.openshift.io/cluster names additionalTrustedCA {name}, which \
+             is not a ConfigMap in openshift-config"
+        )),
+    }
+    cas
+}
+
+/// The mirror sets and the image config's `registrySources`.
+fn registry_policy(sources: &Sources, image: &Value) -> RegistryPolicy {
+    let registry_sources = &image["spec"]["registrySources"];
+    RegistryPolicy {
+        mirrors: mirror_rules(&sources.digest_mirror_sets, "imageDigestMirrors", true)
+            .into_iter()
+            .chain(mirror_rules(
+                &sources.tag_mirror_sets,
+                "imageTagMirrors",
+                false,
+            ))
+            .collect(),
+        blocked: strings(&registry_sources["blockedRegistries"]),
+        allowed: strings(&registry_sources["allowedRegistries"]),
+        insecure: strings(&registry_sources["insecureRegistries"]),
+    }
+}
+
+/// The cluster's proxy object as a [`Proxy`]. The status is what the cluster's proxy operator
+/// computed (with its default no-proxy entries); the spec stands in when it has not run.
+fn proxy(proxy: &Value) -> Proxy {
+    let field = |name: &str| {
+        [&proxy["status"][name], &proxy["spec"][name]]
+            .into_iter()
+            .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
+            .unwrap_or_default()
+            .to_string()
+    };
+    Proxy {
+        http: field("httpProxy"),
+        https: field("httpsProxy"),
+        no: field("noProxy"),
+    }
+}
+
 impl Environment {
     /// What `sources` say. Pure.
     pub fn from_sources(sources: &Sources) -> Self {
-        let mut env = Environment {
+        let mut problems = Vec::new();
+        let global_auths = global_auths(sources.pull_secret.as_ref(), &mut problems);
+        let image = sources.image_config.clone().unwrap_or(Value::Null);
+        let registry_cas = registry_cas(&image, &sources.config_maps, &mut problems);
+        Environment {
+            global_auths,
+            ca_bundle: ca_bundle(sources),
+            registry_cas,
+            proxy: sources.proxy.as_ref().map(proxy).unwrap_or_default(),
+            registries: registry_policy(sources, &image),
+            entitlement: sources
+                .entitlement
+                .as_ref()
+                .and_then(|s| s.data.clone())
+                .filter(|d| !d.is_empty()),
             yum_repos: sources.yum_repos,
             rpm_gpg: sources.rpm_gpg,
             default_storage_class: sources.default_storage_class.clone(),
             cache_claim_made: sources.cache_claim_made,
-            ..Environment::default()
-        };
-        if let Some(secret) = &sources.pull_secret {
-            match secret_auths(&secret.data.clone().unwrap_or_default()) {
-                Ok(auths) => env.global_auths = auths,
-                Err(why) => env.problems.push(format!(
-                    "the global pull secret {}/{} {why}",
-                    secret.metadata.namespace.as_deref().unwrap_or_default(),
-                    secret.metadata.name.as_deref().unwrap_or_default()
-                )),
-            }
+            problems,
         }
-        let config_map = |name: &str| {
-            sources
-                .config_maps
-                .iter()
-                .find(|cm| cm.metadata.name.as_deref() == Some(name))
-        };
-        let mut bundle = Vec::new();
-        if let Some(pem) = sources
-            .service_ca
-            .as_ref()
-            .and_then(|cm| config_map_text(cm, names::SERVICE_CA_KEY))
-        {
-            bundle.push(pem);
-        }
-        if let Some(pem) =
-            config_map(names::USER_CA_BUNDLE).and_then(|cm| config_map_text(cm, names::USER_CA_KEY))
-        {
-            bundle.push(pem);
-        }
-        env.ca_bundle = bundle
-            .iter()
-            .map(|pem| format!("{}\n", pem.trim_end()))
-            .collect();
-
-        let image = sources.image_config.clone().unwrap_or(Value::Null);
-        if let Some(name) = image["spec"]["additionalTrustedCA"]["name"].as_str() {
-            match config_map(name) {
-                Some(cm) => {
-                    for key in cm.data.iter().flatten().map(|(k, _)| k.clone()) {
-                        if let Some(pem) = config_map_text(cm, &key) {
-                            // OpenShift's keys name `host..port` (a ConfigMap key has no `:`).
-                            env.registry_cas.insert(key.replace("..", ":"), pem);
-                        }
-                    }
-                }
-                None => env.problems.push(format!(
-                    "images.config.openshift.io/cluster names additionalTrustedCA {name}, which \
-                     is not a ConfigMap in openshift-config"
-                )),
-            }
-        }
-        let sources_field = &image["spec"]["registrySources"];
-        env.registries = RegistryPolicy {
-            mirrors: mirror_rules(&sources.digest_mirror_sets, "imageDigestMirrors", true)
-                .into_iter()
-                .chain(mirror_rules(
-                    &sources.tag_mirror_sets,
-                    "imageTagMirrors",
-                    false,
-                ))
-                .collect(),
-            blocked: strings(&sources_field["blockedRegistries"]),
-            allowed: strings(&sources_field["allowedRegistries"]),
-            insecure: strings(&sources_field["insecureRegistries"]),
-        };
-
-        if let Some(proxy) = &sources.proxy {
-            // The status is what the cluster's proxy operator computed (with its default no-proxy
-            // entries); the spec stands in when it has not run.
-            let field = |name: &str| {
-                [&proxy["status"][name], &proxy["spec"][name]]
-                    .into_iter()
-                    .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
-                    .unwrap_or_default()
-                    .to_string()
-            };
-            env.proxy = Proxy {
-                http: field("httpProxy"),
-                https: field("httpsProxy"),
-                no: field("noProxy"),
-            };
-        }
-        env.entitlement = sources
-            .entitlement
-            .as_ref()
-            .and_then(|s| s.data.clone())
-            .filter(|d| !d.is_empty());
-        env
     }
 
     /// Every PEM certificate the controller's registry client trusts beyond the system's.

@@ -203,15 +203,12 @@ fn the_default_storage_class_is_the_one_annotated_so() {
         "old",
         json!({"storageclass.beta.kubernetes.io/is-default-class": "true"}),
     );
-    assert_eq!(watches::default_storage_class([&plain, &off]), None);
+    assert_eq!(default_storage_class([&plain, &off]), None);
     assert_eq!(
-        watches::default_storage_class([&plain, &off, &default]).as_deref(),
+        default_storage_class([&plain, &off, &default]).as_deref(),
         Some("gp3-csi")
     );
-    assert_eq!(
-        watches::default_storage_class([&beta]).as_deref(),
-        Some("old")
-    );
+    assert_eq!(default_storage_class([&beta]).as_deref(), Some("old"));
     let env = Environment::from_sources(&openshift_like());
     assert_eq!(env.default_storage_class.as_deref(), Some("gp3-csi"));
     assert!(env.cache_claim_made);

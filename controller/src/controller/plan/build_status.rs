@@ -15,7 +15,7 @@ use super::{BuildAuth, Planner};
 use crate::controller::conditions::{end_after, set};
 use crate::controller::names;
 use crate::controller::objects::build_objects;
-use crate::controller::registry::ImageCheck;
+use crate::controller::registry_client::ImageCheck;
 use crate::render::Rendered;
 
 /// Waiting reasons of a builder container that will not start by itself: an image that cannot be

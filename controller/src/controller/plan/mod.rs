@@ -28,7 +28,7 @@ pub use build_status::{JobObservation, Waiting, job_observation};
 use super::environment::Environment;
 use super::names::{self, fit_63};
 use super::objects::{self, BuildObjects};
-use super::registry::ImageCheck;
+use super::registry_client::ImageCheck;
 use super::settings::Settings;
 use crate::render::{BuildInputs, Rendered, render};
 use config_status::ConfigStatus;

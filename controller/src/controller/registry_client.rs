@@ -17,10 +17,10 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde_json::Value;
 
-use super::auth::{Credential, credential_for};
 use super::environment::{Environment, Proxy};
 use super::names::repository;
-use crate::registries::RegistryPolicy;
+use crate::docker_config::{Credential, credential_for};
+use crate::registry_policy::RegistryPolicy;
 use crate::render::{INPUTS_HASH_LABEL, is_digest_pinned};
 
 /// How long a resolved tag or a present image is believed without asking again.
