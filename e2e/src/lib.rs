@@ -7,8 +7,9 @@
 //! session that waits for EOF on a pipe whose write end only this process holds, then runs
 //! `cluster-down.sh`. No `unsafe`, no `atexit`.
 //!
-//! Tests that need a cluster call [`Cluster::shared_or_skip`], which returns `None` (after printing
-//! why) unless `STRATA_E2E` is set, so `cargo test --workspace` passes on machines without one.
+//! Tests that need a cluster start with `let cluster = needs!(Cluster::shared_or_skip(test));`:
+//! [`Cluster::shared_or_skip`] returns `None` (after printing why) unless `STRATA_E2E` is set, and
+//! [`needs!`] then returns from the test, so `cargo test --workspace` passes on machines without one.
 
 pub mod cache_claim;
 pub mod deployed;
@@ -20,11 +21,11 @@ pub mod util;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// A running cluster: how to reach it and what was pushed into its registry.
@@ -147,8 +148,16 @@ pub fn e2e_enabled() -> bool {
 /// (which sets `STRATA_REQUIRE_PREREQUISITES=1`) and in CI (`CI=true`). A quick local
 /// `cargo test` may still skip, loudly.
 pub fn prerequisites_required() -> bool {
-    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-    set("STRATA_REQUIRE_PREREQUISITES") || set("CI")
+    env_flag("STRATA_REQUIRE_PREREQUISITES") || in_ci()
+}
+
+/// Whether this is a CI run (`CI` set to anything but `""`/`0`/`false`).
+pub fn in_ci() -> bool {
+    env_flag("CI")
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 /// A prerequisite of `test` is missing: under `make test` and in CI that is a failure (a panic
@@ -169,8 +178,54 @@ pub fn not_an_e2e_run(test: &str) {
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "not run {test}: needs a real cluster; set STRATA_E2E=1 (as root) or run `make e2e-test`"
+        "not run {test}: an end-to-end test; set STRATA_E2E=1 (as root) or run `make e2e-test`"
     );
+}
+
+/// `Some(())` in an end-to-end run; otherwise `None`, after [`not_an_e2e_run`] said so. For the
+/// e2e tests that need no cluster (with [`needs!`]).
+pub fn e2e_run_or_skip(test: &str) -> Option<()> {
+    if e2e_enabled() {
+        Some(())
+    } else {
+        not_an_e2e_run(test);
+        None
+    }
+}
+
+/// `path` under [`shared_dir`] (fixtures that are never copied into the repository), or `None`
+/// after [`skip`] said it is missing (a failure under `make test` and CI).
+pub fn shared_fixture_or_skip(test: &str, path: &str) -> Option<PathBuf> {
+    let fixture = shared_dir().join(path);
+    if fixture.exists() {
+        return Some(fixture);
+    }
+    skip(
+        test,
+        &format!(
+            "{} not found (the shared fixtures are not on this machine)",
+            fixture.display()
+        ),
+    );
+    None
+}
+
+/// The prologue of an e2e test: the value of a prerequisite that returns `Option` after saying why
+/// it is missing (`Cluster::shared_or_skip`, `Cluster::with_deployed_controller_or_skip`,
+/// [`e2e_run_or_skip`], [`shared_fixture_or_skip`] …), or `return Ok(())` from the test, which
+/// then passes without running (`make test` and CI panic in [`skip`] instead).
+///
+/// ```ignore
+/// let cluster = strata_e2e::needs!(Cluster::shared_or_skip(test));
+/// ```
+#[macro_export]
+macro_rules! needs {
+    ($prerequisite:expr) => {
+        match $prerequisite {
+            ::std::option::Option::Some(found) => found,
+            ::std::option::Option::None => return ::std::result::Result::Ok(()),
+        }
+    };
 }
 
 /// Parse the `export K=V` lines of an env file.
@@ -202,10 +257,7 @@ impl Cluster {
     /// The cluster for this test binary, or `None` with a printed skip message when `STRATA_E2E`
     /// is unset. Panics if the cluster cannot be started (the error includes where the logs are).
     pub fn shared_or_skip(test: &str) -> Option<&'static Cluster> {
-        if !e2e_enabled() {
-            not_an_e2e_run(test);
-            return None;
-        }
+        e2e_run_or_skip(test)?;
         Some(Self::shared())
     }
 
@@ -350,6 +402,35 @@ impl Cluster {
         let mut c = Command::new(self.bin_dir.join("kubectl"));
         c.env("KUBECONFIG", &self.kubeconfig);
         c
+    }
+
+    /// `kubectl exec` of `shell -c script` in pod `ns/pod` (`shell`: `/bin/sh` in busybox images,
+    /// `bash` in the CoreOS-like one): its output, whatever its exit status.
+    pub fn exec(&self, ns: &str, pod: &str, shell: &str, script: &str) -> Result<Output> {
+        let mut cmd = self.kubectl();
+        cmd.args(["exec", "-n", ns, pod, "--", shell, "-c", script]);
+        cmd.output().with_context(|| format!("running {cmd:?}"))
+    }
+
+    /// [`Cluster::exec`] that must succeed: its stdout, trimmed; else an error naming `what`
+    /// with the exit status and both outputs.
+    pub fn exec_ok(
+        &self,
+        ns: &str,
+        pod: &str,
+        shell: &str,
+        what: &str,
+        script: &str,
+    ) -> Result<String> {
+        let out = self.exec(ns, pod, shell, script)?;
+        ensure!(
+            out.status.success(),
+            "{what} in the pod failed ({}): {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
 

@@ -256,7 +256,26 @@ async fn step(
     ssa: &PatchParams,
     release_base: &str,
 ) -> Result<()> {
-    // The template controller: MCO-owned configs follow the release.
+    follow_release(caches, configs_api, ssa, release_base).await?;
+    let configs: Vec<Value> = caches
+        .configs
+        .state()
+        .iter()
+        .map(|mc| serde_json::to_value(mc.as_ref()))
+        .collect::<Result<_, _>>()?;
+    for pool in caches.pools.state() {
+        sync_pool(&pool, &configs, pools_api, configs_api, ssa, release_base).await?;
+    }
+    Ok(())
+}
+
+/// The template controller: MCO-owned configs follow the release.
+async fn follow_release(
+    caches: &Caches,
+    configs_api: &Api<DynamicObject>,
+    ssa: &PatchParams,
+    release_base: &str,
+) -> Result<()> {
     for mc in caches.configs.state() {
         let owned = mc.labels().contains_key(MCO_OWNED_LABEL);
         let release = mc
@@ -276,96 +295,111 @@ async fn step(
                 .await?;
         }
     }
-    let configs: Vec<Value> = caches
-        .configs
-        .state()
+    Ok(())
+}
+
+/// The render controller for one pool, then (once the pool names the rendered configuration) its
+/// node controller.
+async fn sync_pool(
+    pool: &DynamicObject,
+    configs: &[Value],
+    pools_api: &Api<DynamicObject>,
+    configs_api: &Api<DynamicObject>,
+    ssa: &PatchParams,
+    release_base: &str,
+) -> Result<()> {
+    let pool_json = serde_json::to_value(pool)?;
+    let name = pool.name_any();
+    let (rendered, image, sources) = render(&pool_json, configs, release_base);
+    if !configs
         .iter()
-        .map(|mc| serde_json::to_value(mc.as_ref()))
-        .collect::<Result<_, _>>()?;
-    for pool in caches.pools.state() {
-        let pool_json = serde_json::to_value(pool.as_ref())?;
-        let name = pool.name_any();
-        // The render controller.
-        let (rendered, image, sources) = render(&pool_json, &configs, release_base);
-        if !configs
-            .iter()
-            .any(|mc| mc["metadata"]["name"] == rendered.as_str())
-        {
-            let mc = json!({
-                "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig",
-                "metadata": {"name": rendered, "annotations": {"machineconfiguration.openshift.io/generated-by-controller-version": "strata-e2e-mco"}},
-                "spec": {"osImageURL": image},
-            });
-            configs_api
-                .patch(&rendered, ssa, &Patch::Apply(&mc))
-                .await?;
-        }
-        let configuration = json!({
-            "name": rendered,
-            "source": sources.iter().map(|s| json!({"apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig", "name": s})).collect::<Vec<_>>(),
+        .any(|mc| mc["metadata"]["name"] == rendered.as_str())
+    {
+        let mc = json!({
+            "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig",
+            "metadata": {"name": rendered, "annotations": {"machineconfiguration.openshift.io/generated-by-controller-version": "strata-e2e-mco"}},
+            "spec": {"osImageURL": image},
         });
-        if pool_json["spec"]["configuration"]["name"] != rendered.as_str() {
-            let patch = json!({
-                "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
-                "metadata": {"name": name}, "spec": {"configuration": configuration},
-            });
-            pools_api.patch(&name, ssa, &Patch::Apply(&patch)).await?;
-            continue; // the next pass rolls against the stored target
-        }
-        // The node controller: one more machine on the target per pass, unless paused.
-        let machines: i64 = pool
-            .annotations()
-            .get(MACHINES_ANNOTATION)
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(1);
-        let generation = pool.metadata.generation.unwrap_or(0);
-        let status = &pool_json["status"];
-        let updated = status["updatedMachineCount"].as_i64().unwrap_or(0);
-        if status["configuration"]["name"] == rendered.as_str() {
-            let settled = status["machineCount"].as_i64() == Some(machines) && updated == machines;
-            if !settled {
-                let status = pool_status(machines, machines, &configuration, generation);
-                pools_api
-                    .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
-                    .await?;
-            }
-            continue;
-        }
-        if pool_json["spec"]["paused"].as_bool().unwrap_or(false) {
-            continue;
-        }
-        let rolling_to = pool
-            .annotations()
-            .get(ROLLING_ANNOTATION)
-            .cloned()
-            .unwrap_or_default();
-        let on_target = if rolling_to == rendered { updated } else { 0 };
-        let moved = on_target + 1;
-        let (status, annotations) = if moved >= machines {
-            let history = pool
-                .annotations()
-                .get(ROLLOUTS_ANNOTATION)
-                .cloned()
-                .unwrap_or_default();
-            let rolled = format!("{history} {rendered}").trim().to_string();
-            (
-                pool_status(machines, machines, &configuration, generation),
-                json!({ROLLOUTS_ANNOTATION: rolled, ROLLING_ANNOTATION: null}),
-            )
-        } else {
-            (
-                pool_status(machines, moved, &status["configuration"], generation),
-                json!({ROLLING_ANNOTATION: rendered}),
-            )
-        };
-        let patch = json!({"metadata": {"annotations": annotations}});
-        pools_api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        pools_api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        configs_api
+            .patch(&rendered, ssa, &Patch::Apply(&mc))
             .await?;
     }
+    let configuration = json!({
+        "name": rendered,
+        "source": sources.iter().map(|s| json!({"apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig", "name": s})).collect::<Vec<_>>(),
+    });
+    if pool_json["spec"]["configuration"]["name"] != rendered.as_str() {
+        let patch = json!({
+            "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
+            "metadata": {"name": name}, "spec": {"configuration": configuration},
+        });
+        pools_api.patch(&name, ssa, &Patch::Apply(&patch)).await?;
+        return Ok(()); // the next pass rolls against the stored target
+    }
+    roll_machines(pool, &pool_json, &rendered, &configuration, pools_api).await
+}
+
+/// The node controller: one more machine on the target `rendered` per pass, unless paused.
+async fn roll_machines(
+    pool: &DynamicObject,
+    pool_json: &Value,
+    rendered: &str,
+    configuration: &Value,
+    pools_api: &Api<DynamicObject>,
+) -> Result<()> {
+    let name = pool.name_any();
+    let machines: i64 = pool
+        .annotations()
+        .get(MACHINES_ANNOTATION)
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(1);
+    let generation = pool.metadata.generation.unwrap_or(0);
+    let status = &pool_json["status"];
+    let updated = status["updatedMachineCount"].as_i64().unwrap_or(0);
+    if status["configuration"]["name"] == rendered {
+        let settled = status["machineCount"].as_i64() == Some(machines) && updated == machines;
+        if !settled {
+            let status = pool_status(machines, machines, configuration, generation);
+            pools_api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+        }
+        return Ok(());
+    }
+    if pool_json["spec"]["paused"].as_bool().unwrap_or(false) {
+        return Ok(());
+    }
+    let rolling_to = pool
+        .annotations()
+        .get(ROLLING_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    let on_target = if rolling_to == rendered { updated } else { 0 };
+    let moved = on_target + 1;
+    let (status, annotations) = if moved >= machines {
+        let history = pool
+            .annotations()
+            .get(ROLLOUTS_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        let rolled = format!("{history} {rendered}").trim().to_string();
+        (
+            pool_status(machines, machines, configuration, generation),
+            json!({ROLLOUTS_ANNOTATION: rolled, ROLLING_ANNOTATION: null}),
+        )
+    } else {
+        (
+            pool_status(machines, moved, &status["configuration"], generation),
+            json!({ROLLING_ANNOTATION: rendered}),
+        )
+    };
+    let patch = json!({"metadata": {"annotations": annotations}});
+    pools_api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    pools_api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
     Ok(())
 }
 

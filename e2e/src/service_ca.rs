@@ -171,7 +171,24 @@ async fn pass(
         field_manager: Some("service-ca".into()),
         ..Default::default()
     };
-    // The publisher.
+    publish_into_namespaces(client, namespaces, configmaps, &pp, &mut errors).await;
+    inject_bundles(client, configmaps, bundle, &pp, &mut errors).await;
+    sync_managed_bundle(client, namespaces, configmaps, bundle, &pp, &mut errors).await;
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{}", errors.join("; "))
+    }
+}
+
+/// The publisher: `openshift-service-ca.crt` in every namespace that is not terminating.
+async fn publish_into_namespaces(
+    client: &Client,
+    namespaces: &Store<Namespace>,
+    configmaps: &Store<ConfigMap>,
+    pp: &PostParams,
+    errors: &mut Vec<String>,
+) {
     for ns in namespaces.state() {
         let name = ns.name_any();
         let phase = ns.status.as_ref().and_then(|s| s.phase.as_deref());
@@ -183,14 +200,14 @@ async fn pass(
         let result = match publisher_action(existing.as_deref()) {
             PublisherAction::Nothing => continue,
             PublisherAction::Create => api
-                .create(&pp, &published_configmap(&name))
+                .create(pp, &published_configmap(&name))
                 .await
                 .map(|_| eprintln!("published {name}/{CONFIGMAP}")),
             PublisherAction::ResetAnnotations => {
                 let mut cm = existing.as_deref().cloned().unwrap_or_default();
                 cm.metadata.annotations = Some(injection_annotations());
                 cm.metadata.managed_fields = None;
-                api.replace(CONFIGMAP, &pp, &cm)
+                api.replace(CONFIGMAP, pp, &cm)
                     .await
                     .map(|_| eprintln!("reset the annotations of {name}/{CONFIGMAP}"))
             }
@@ -203,7 +220,16 @@ async fn pass(
             Ok(()) => {}
         }
     }
-    // The injector.
+}
+
+/// The injector: the bundle into every ConfigMap that asks for it.
+async fn inject_bundles(
+    client: &Client,
+    configmaps: &Store<ConfigMap>,
+    bundle: &str,
+    pp: &PostParams,
+    errors: &mut Vec<String>,
+) {
     for cm in configmaps.state() {
         if !wants_injection(&cm) {
             continue;
@@ -217,7 +243,7 @@ async fn pass(
         updated.data = Some(data);
         updated.metadata.managed_fields = None;
         match Api::<ConfigMap>::namespaced(client.clone(), &ns)
-            .replace(&name, &pp, &updated)
+            .replace(&name, pp, &updated)
             .await
         {
             Ok(_) => eprintln!("updated configmap {ns}/{name} with the service signing CA bundle"),
@@ -225,44 +251,51 @@ async fn pass(
             Err(e) => errors.push(format!("injecting into {ns}/{name}: {e}")),
         }
     }
-    // The operator's resource sync into openshift-config-managed.
-    if namespaces.get(&ObjectRef::new(MANAGED_NAMESPACE)).is_some() {
-        let managed = configmaps.get(&ObjectRef::new(MANAGED_NAME).within(MANAGED_NAMESPACE));
-        let want = BTreeMap::from([(MANAGED_KEY.to_string(), bundle.to_string())]);
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), MANAGED_NAMESPACE);
-        let result = match managed {
-            None => api
-                .create(
-                    &pp,
-                    &ConfigMap {
-                        metadata: kube::api::ObjectMeta {
-                            name: Some(MANAGED_NAME.into()),
-                            ..Default::default()
-                        },
-                        data: Some(want),
+}
+
+/// The operator's resource sync: the bundle in `openshift-config-managed/service-ca`, once that
+/// namespace exists.
+async fn sync_managed_bundle(
+    client: &Client,
+    namespaces: &Store<Namespace>,
+    configmaps: &Store<ConfigMap>,
+    bundle: &str,
+    pp: &PostParams,
+    errors: &mut Vec<String>,
+) {
+    if namespaces.get(&ObjectRef::new(MANAGED_NAMESPACE)).is_none() {
+        return;
+    }
+    let managed = configmaps.get(&ObjectRef::new(MANAGED_NAME).within(MANAGED_NAMESPACE));
+    let want = BTreeMap::from([(MANAGED_KEY.to_string(), bundle.to_string())]);
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), MANAGED_NAMESPACE);
+    let result = match managed {
+        None => api
+            .create(
+                pp,
+                &ConfigMap {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(MANAGED_NAME.into()),
                         ..Default::default()
                     },
-                )
-                .await
-                .map(|_| ()),
-            Some(cm) if cm.data.as_ref() != Some(&want) => {
-                let mut updated = (*cm).clone();
-                updated.data = Some(want);
-                updated.metadata.managed_fields = None;
-                api.replace(MANAGED_NAME, &pp, &updated).await.map(|_| ())
-            }
-            Some(_) => Ok(()),
-        };
-        match result {
-            Ok(()) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
-            Err(e) => errors.push(format!("{MANAGED_NAMESPACE}/{MANAGED_NAME}: {e}")),
+                    data: Some(want),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map(|_| ()),
+        Some(cm) if cm.data.as_ref() != Some(&want) => {
+            let mut updated = (*cm).clone();
+            updated.data = Some(want);
+            updated.metadata.managed_fields = None;
+            api.replace(MANAGED_NAME, pp, &updated).await.map(|_| ())
         }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        anyhow::bail!("{}", errors.join("; "))
+        Some(_) => Ok(()),
+    };
+    match result {
+        Ok(()) => {}
+        Err(kube::Error::Api(s)) if s.code == 409 => {}
+        Err(e) => errors.push(format!("{MANAGED_NAMESPACE}/{MANAGED_NAME}: {e}")),
     }
 }
 

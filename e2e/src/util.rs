@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
@@ -29,6 +29,35 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+/// The port of an address (`host:port`, `https://host:port`, `https://host:port/`).
+pub fn port_of(address: &str) -> Result<u16> {
+    let port = address
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .context("no port")?;
+    port.parse()
+        .with_context(|| format!("no port in {address}"))
+}
+
+/// Wait until pod `name` is Ready with its IP published, and return the IP; a pod that failed
+/// fails at once.
+pub async fn ready_pod_ip(pods: &Api<Pod>, name: &str, timeout: Duration) -> Result<String> {
+    wait_for(&format!("pod {name} Ready with an IP"), timeout, || async {
+        let st = pods.get(name).await?.status.unwrap_or_default();
+        if st.phase.as_deref() == Some("Failed") {
+            bail!("pod {name} failed: {:?}", st.container_statuses);
+        }
+        let ready = st
+            .conditions
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        Ok(st.pod_ip.filter(|ip| ready && !ip.is_empty()))
+    })
+    .await
 }
 
 /// Create a namespace with a unique name derived from `prefix`; delete it with

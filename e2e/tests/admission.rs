@@ -8,18 +8,16 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use strata_crds::contract::install;
-use strata_e2e::Cluster;
 use strata_e2e::deployed::{NAMESPACE, create_pool, delete_pool, machine_configs, pools};
 use strata_e2e::util::{api_code, api_message, service_account_token};
+use strata_e2e::{Cluster, needs};
 
 const POOL: &str = "e2e-admission";
 
 #[tokio::test]
 async fn the_api_server_holds_the_controller_to_its_own_objects() -> Result<()> {
     let test = "the_api_server_holds_the_controller_to_its_own_objects";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let admin = cluster.client().await?;
     create_pool(&admin, POOL).await?;
     let users_secret: Secret = serde_json::from_value(json!({

@@ -5,7 +5,8 @@
 //! looks like a registry or credential problem; the push registry down (transient); an image the
 //! pull step did not fetch is not fetched by the build step; a secret that never reaches a layer,
 //! the log or the message; SIGTERM mid-build; wrong push credentials against an htpasswd registry
-//! (terminal, AuthFailed). Needs root; STRATA_E2E=1.
+//! (terminal, AuthFailed). One test per scenario, each with its own registry and base image, so
+//! any runs alone and they run in parallel. Needs root; STRATA_E2E=1.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use strata_e2e::e2e_enabled;
+use strata_e2e::{e2e_run_or_skip, needs};
 
 struct Registry {
     child: Child,
@@ -315,25 +316,56 @@ fn manifest_digest(registry: &str, repo: &str, tag: &str) -> Result<String> {
         .context("no Docker-Content-Digest header")
 }
 
-#[test]
-fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
-    let Some(dir) = test_dir("strata_build_on_the_host_with_buildah_and_a_registry") else {
-        return Ok(());
-    };
-    let registry = start_registry(&dir)?;
-    let base = push_base(&dir, &registry)?;
-    let reg = registry.address.clone();
+/// What every scenario starts from: a directory, a registry and a base image of its own, so the
+/// scenarios run in parallel (`--test-threads=2`) without seeing each other.
+struct Setup {
+    dir: PathBuf,
+    registry: Registry,
+    /// The base image, by digest.
+    base: String,
+    /// The registry's address (`127.0.0.1:<port>`).
+    reg: String,
+}
 
-    // Success: the digest in the message is the one the registry serves for the tag.
-    let secret = "s3cr3t-VALUE-that-must-not-leak";
+impl Setup {
+    /// The scenario's setup, or `None` (not run) without STRATA_E2E.
+    fn start(test: &str) -> Result<Option<Setup>> {
+        let Some(dir) = test_dir(test) else {
+            return Ok(None);
+        };
+        let registry = start_registry(&dir)?;
+        let base = push_base(&dir, &registry)?;
+        let reg = registry.address.clone();
+        Ok(Some(Setup {
+            dir,
+            registry,
+            base,
+            reg,
+        }))
+    }
+
+    /// Stops the registry and removes the directory; a failed scenario skips this and leaves its
+    /// directory to look at.
+    fn remove(self) {
+        drop(self.registry);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The secret in the push credentials of [`build_with_a_secret`].
+const SECRET: &str = "s3cr3t-VALUE-that-must-not-leak";
+
+/// A build that succeeds, pushing with credentials whose password is [`SECRET`].
+fn build_with_a_secret(setup: &Setup) -> Result<Build> {
+    let Setup { dir, base, reg, .. } = setup;
     let auth = dir.join("auth.json");
-    auth_file(&auth, &reg, &format!("user:{secret}"))?;
+    auth_file(&auth, reg, &format!("user:{SECRET}"))?;
     let ok = strata_build(
-        &dir,
+        dir,
         "ok",
         &format!("FROM {base}\nRUN echo layered > /etc/layered\n"),
         &format!("{reg}/builder-test/out:ok"),
-        &reg,
+        reg,
         Some(&auth),
     )?;
     ensure!(
@@ -343,12 +375,23 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         ok.message,
         ok.log
     );
+    Ok(ok)
+}
+
+/// Success: the digest in the message is the one the registry serves for the tag, and the message
+/// times every phase.
+#[test]
+fn a_build_pushes_the_digest_the_registry_serves_and_times_each_phase() -> Result<()> {
+    let setup = needs!(Setup::start(
+        "a_build_pushes_the_digest_the_registry_serves_and_times_each_phase"
+    )?);
+    let ok = build_with_a_secret(&setup)?;
     let digest = ok.message["digest"]
         .as_str()
         .context("no digest")?
         .to_string();
     ensure!(
-        digest == manifest_digest(&reg, "builder-test/out", "ok")?,
+        digest == manifest_digest(&setup.reg, "builder-test/out", "ok")?,
         "digest {digest} differs from the registry's"
     );
     ensure!(
@@ -370,15 +413,24 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         "ok: built and pushed {digest} ({} bytes), phases {}",
         ok.message["sizeBytes"], ok.message["phases"]
     );
+    setup.remove();
+    Ok(())
+}
 
-    // The secret is nowhere: log, message, any blob in the registry (layers decompressed).
+/// The push credential is nowhere: log, message, any blob in the registry (layers decompressed).
+#[test]
+fn a_push_credential_reaches_no_layer_log_or_message() -> Result<()> {
+    let setup = needs!(Setup::start(
+        "a_push_credential_reaches_no_layer_log_or_message"
+    )?);
+    let ok = build_with_a_secret(&setup)?;
     ensure!(
-        !ok.log.contains(secret) && !ok.message.to_string().contains(secret),
+        !ok.log.contains(SECRET) && !ok.message.to_string().contains(SECRET),
         "secret in the log or message"
     );
     let blobs = run(Command::new("sh").arg("-c").arg(format!(
-        "find '{}' -name data -path '*blobs*' -exec sh -c 'zcat -f \"$1\" 2>/dev/null | grep -a -c {secret} || true' _ {{}} \\;",
-        registry.storage.display()
+        "find '{}' -name data -path '*blobs*' -exec sh -c 'zcat -f \"$1\" 2>/dev/null | grep -a -c {SECRET} || true' _ {{}} \\;",
+        setup.registry.storage.display()
     )))?;
     let hits: u32 = String::from_utf8(blobs.stdout)?
         .lines()
@@ -389,14 +441,23 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         "the secret is in {hits} place(s) of the pushed blobs"
     );
     eprintln!("ok: the credential appears in no layer, log or message");
+    setup.remove();
+    Ok(())
+}
 
-    // A failing step: terminal (exit 3), StepFailed, the step and its line.
+/// A failing step: terminal (exit 3), StepFailed, the step and its line.
+#[test]
+fn a_failing_run_step_is_terminal_and_names_the_step_and_its_line() -> Result<()> {
+    let setup = needs!(Setup::start(
+        "a_failing_run_step_is_terminal_and_names_the_step_and_its_line"
+    )?);
+    let Setup { dir, base, reg, .. } = &setup;
     let failed = strata_build(
-        &dir,
+        dir,
         "fail",
         &format!("FROM {base}\nRUN true\nRUN false\n"),
         &format!("{reg}/builder-test/out:fail"),
-        &reg,
+        reg,
         None,
     )?;
     ensure!(
@@ -417,9 +478,18 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
     );
     ensure!(failed.step == "build", "failed in {}", failed.step);
     eprintln!("ok: failing step → {message}");
+    setup.remove();
+    Ok(())
+}
 
-    // A failing step is the step's failure, whatever it prints: not a registry outage to retry,
-    // not a credential problem.
+/// A failing step is the step's failure, whatever it prints: not a registry outage to retry, not a
+/// credential problem.
+#[test]
+fn a_failing_step_that_prints_registry_or_credential_errors_is_still_step_failed() -> Result<()> {
+    let setup = needs!(Setup::start(
+        "a_failing_step_that_prints_registry_or_credential_errors_is_still_step_failed"
+    )?);
+    let Setup { dir, base, reg, .. } = &setup;
     for (tag, printed) in [
         (
             "refused",
@@ -431,11 +501,11 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         ),
     ] {
         let b = strata_build(
-            &dir,
+            dir,
             tag,
             &format!("FROM {base}\nRUN echo '{printed}'; exit 1\n"),
             &format!("{reg}/builder-test/out:{tag}"),
-            &reg,
+            reg,
             None,
         )?;
         ensure!(
@@ -448,21 +518,30 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
     eprintln!(
         "ok: a step printing 'Connection refused' or 'Permission denied' is StepFailed, terminal"
     );
+    setup.remove();
+    Ok(())
+}
 
-    // The build step fetches nothing: an image the pull step did not fetch is missing there.
+/// The build step fetches nothing: an image the pull step did not fetch is missing there.
+#[test]
+fn the_build_step_fetches_nothing_the_pull_step_did_not() -> Result<()> {
+    let setup = needs!(Setup::start(
+        "the_build_step_fetches_nothing_the_pull_step_did_not"
+    )?);
+    let Setup { dir, base, reg, .. } = &setup;
     let containerfile = format!("FROM {base}\nRUN true\n");
     let b = {
         let child = step_command(
-            &dir,
+            dir,
             "unpulled",
             "build",
             &containerfile,
             &format!("{reg}/builder-test/out:unpulled"),
-            &reg,
+            reg,
             None,
         )?
         .spawn()?;
-        finish(&dir, "unpulled", "build", child)?
+        finish(dir, "unpulled", "build", child)?
     };
     ensure!(
         b.status == Some(3) && b.message["class"] == "terminal",
@@ -474,11 +553,18 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         "ok: the build step does not pull ({})",
         b.message["message"]
     );
+    setup.remove();
+    Ok(())
+}
 
-    // The push registry is down: transient (exit 4).
+/// The push registry is down: transient (exit 4).
+#[test]
+fn the_push_registry_down_is_transient() -> Result<()> {
+    let setup = needs!(Setup::start("the_push_registry_down_is_transient")?);
+    let Setup { dir, base, reg, .. } = &setup;
     let closed = free_port()?;
     let down = strata_build(
-        &dir,
+        dir,
         "down",
         &format!("FROM {base}\nRUN echo x > /x\n"),
         &format!("127.0.0.1:{closed}/builder-test/out:down"),
@@ -497,18 +583,27 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         down.message
     );
     eprintln!("ok: registry down → {}", down.message["message"]);
+    setup.remove();
+    Ok(())
+}
 
-    // SIGTERM mid-build: buildah stops, a transient message is still written.
+/// SIGTERM mid-build: buildah stops, a transient message is still written.
+#[test]
+fn sigterm_mid_build_stops_buildah_and_writes_a_transient_message() -> Result<()> {
+    let setup = needs!(Setup::start(
+        "sigterm_mid_build_stops_buildah_and_writes_a_transient_message"
+    )?);
+    let Setup { dir, base, reg, .. } = &setup;
     let containerfile = format!("FROM {base}\nRUN sleep 60\n");
     let image = format!("{reg}/builder-test/out:term");
-    let pulled = step_command(&dir, "term", "pull", &containerfile, &image, &reg, None)?.spawn()?;
-    let pulled = finish(&dir, "term", "pull", pulled)?;
+    let pulled = step_command(dir, "term", "pull", &containerfile, &image, reg, None)?.spawn()?;
+    let pulled = finish(dir, "term", "pull", pulled)?;
     ensure!(pulled.status == Some(0), "pull: {}", pulled.log);
-    let child = step_command(&dir, "term", "build", &containerfile, &image, &reg, None)?.spawn()?;
+    let child = step_command(dir, "term", "build", &containerfile, &image, reg, None)?.spawn()?;
     std::thread::sleep(Duration::from_secs(4));
     run(Command::new("kill").args(["-TERM", &child.id().to_string()]))?;
     let started = Instant::now();
-    let term = finish(&dir, "term", "build", child)?;
+    let term = finish(dir, "term", "build", child)?;
     ensure!(
         started.elapsed() < Duration::from_secs(30),
         "took {:?} to stop",
@@ -528,9 +623,7 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
         term.message["reason"],
         started.elapsed()
     );
-
-    drop(registry);
-    let _ = std::fs::remove_dir_all(&dir);
+    setup.remove();
     Ok(())
 }
 
@@ -539,12 +632,10 @@ fn strata_build_on_the_host_with_buildah_and_a_registry() -> Result<()> {
 /// pushed. Removals reach the gate as overlay whiteouts and opaque directories, so those are here.
 #[test]
 fn the_image_gate_refuses_a_fragment_that_breaks_each_rule() -> Result<()> {
-    let Some(dir) = test_dir("the_image_gate_refuses_a_fragment_that_breaks_each_rule") else {
-        return Ok(());
-    };
-    let registry = start_registry(&dir)?;
-    let base = push_base(&dir, &registry)?;
-    let reg = registry.address.clone();
+    let setup = needs!(Setup::start(
+        "the_image_gate_refuses_a_fragment_that_breaks_each_rule"
+    )?);
+    let Setup { dir, base, reg, .. } = &setup;
     let cases = [
         (
             "kernel",
@@ -588,11 +679,11 @@ fn the_image_gate_refuses_a_fragment_that_breaks_each_rule() -> Result<()> {
         let name = format!("gate-{i}");
         let tag = format!("builder-test/gate:{i}");
         let build = strata_build(
-            &dir,
+            dir,
             &name,
             &format!("FROM {base}\n{fragment}\n"),
             &format!("{reg}/{tag}"),
-            &reg,
+            reg,
             None,
         )?;
         ensure!(
@@ -621,17 +712,13 @@ fn the_image_gate_refuses_a_fragment_that_breaks_each_rule() -> Result<()> {
         eprintln!("ok: {fragment} → {message}");
         let _ = std::fs::remove_dir_all(dir.join(&name));
     }
-    drop(registry);
-    let _ = std::fs::remove_dir_all(&dir);
+    setup.remove();
     Ok(())
 }
 
 /// The test dir, or `None` (skipped) without STRATA_E2E.
 fn test_dir(test: &str) -> Option<PathBuf> {
-    if !e2e_enabled() {
-        strata_e2e::not_an_e2e_run(test);
-        return None;
-    }
+    e2e_run_or_skip(test)?;
     let dir = std::env::temp_dir().join(format!("{test}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir)
@@ -639,11 +726,14 @@ fn test_dir(test: &str) -> Option<PathBuf> {
 
 #[test]
 fn wrong_push_credentials_are_terminal_with_a_clear_message() -> Result<()> {
-    let Some(dir) = test_dir("wrong_push_credentials_are_terminal_with_a_clear_message") else {
-        return Ok(());
-    };
-    let open = start_registry(&dir)?;
-    let base = push_base(&dir, &open)?;
+    let Setup {
+        dir,
+        registry: open,
+        base,
+        ..
+    } = needs!(Setup::start(
+        "wrong_push_credentials_are_terminal_with_a_clear_message"
+    )?);
     // The push registry asks for user:right (bcrypt, as docker-registry's htpasswd wants it).
     let hash = run(Command::new("python3").args([
         "-W",

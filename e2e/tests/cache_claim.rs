@@ -15,13 +15,13 @@ use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use strata_crds::contract::builder_pod;
-use strata_e2e::Cluster;
 use strata_e2e::cache_claim;
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, create_pool, create_push_secret, current_build, delete_config,
     delete_pool, machine_os_config, pinned_by,
 };
 use strata_e2e::measure::deploy::{DeployOptions, deploy};
+use strata_e2e::{Cluster, needs};
 
 const CLAIM: &str = "e2e-cache";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -86,9 +86,7 @@ fn storage_action(log: &str) -> &'static str {
 #[tokio::test]
 async fn builds_keep_the_shared_claim_in_bounds_without_breaking_each_other() -> Result<()> {
     let test = "builds_keep_the_shared_claim_in_bounds_without_breaking_each_other";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let client = cluster.client().await?;
     let dir = cluster.dir.join("e2e-cache-claim");
     cache_claim::create(&client, CLAIM, &dir).await?;

@@ -15,11 +15,11 @@ use kube::api::{
     PatchParams, PostParams,
 };
 use serde_json::{Value, json};
-use strata_e2e::Cluster;
 use strata_e2e::util::{
     api_code, api_message, delete_namespace, install_strata_crds, json_patch, test_namespace,
     wait_for, yaml_docs,
 };
+use strata_e2e::{Cluster, needs};
 
 /// Tests that change the cluster-scoped MachineOSConfig CRD or objects run one at a time.
 static CRD_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -56,11 +56,9 @@ fn mosc(name: &str, pool: &str, push_spec: &str) -> Result<DynamicObject> {
 
 #[tokio::test]
 async fn strata_crds_enforce_cel_rules_with_their_messages() -> Result<()> {
-    let Some(cluster) =
-        Cluster::shared_or_skip("strata_crds_enforce_cel_rules_with_their_messages")
-    else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(
+        "strata_crds_enforce_cel_rules_with_their_messages"
+    ));
     let _guard = CRD_LOCK.lock().await;
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
@@ -290,20 +288,11 @@ async fn run_case(
 #[tokio::test]
 async fn openshift_machineosconfig_validation_suite_passes_on_strata_crd() -> Result<()> {
     let test = "openshift_machineosconfig_validation_suite_passes_on_strata_crd";
-    let Some(cluster) = Cluster::shared_or_skip(test) else {
-        return Ok(());
-    };
-    let suite = strata_e2e::shared_dir().join("fixtures/openshift-api/tests/machineosconfigs.yaml");
-    if !suite.exists() {
-        strata_e2e::skip(
-            test,
-            &format!(
-                "{} not found (the shared fixtures are not on this machine)",
-                suite.display()
-            ),
-        );
-        return Ok(());
-    }
+    let cluster = needs!(Cluster::shared_or_skip(test));
+    let suite = needs!(strata_e2e::shared_fixture_or_skip(
+        test,
+        "fixtures/openshift-api/tests/machineosconfigs.yaml"
+    ));
     let _guard = CRD_LOCK.lock().await;
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
@@ -348,9 +337,9 @@ async fn openshift_machineosconfig_validation_suite_passes_on_strata_crd() -> Re
 
 #[tokio::test]
 async fn job_pod_runs_on_the_kubelet_and_completes() -> Result<()> {
-    let Some(cluster) = Cluster::shared_or_skip("job_pod_runs_on_the_kubelet_and_completes") else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(
+        "job_pod_runs_on_the_kubelet_and_completes"
+    ));
     let client = cluster.client().await?;
     let ns = test_namespace(&client, "e2e-job").await?;
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
@@ -410,9 +399,9 @@ async fn job_pod_runs_on_the_kubelet_and_completes() -> Result<()> {
 
 #[tokio::test]
 async fn pod_pulls_image_from_the_local_registry() -> Result<()> {
-    let Some(cluster) = Cluster::shared_or_skip("pod_pulls_image_from_the_local_registry") else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(
+        "pod_pulls_image_from_the_local_registry"
+    ));
     let client = cluster.client().await?;
     let ns = test_namespace(&client, "e2e-pull").await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -471,9 +460,9 @@ async fn pod_pulls_image_from_the_local_registry() -> Result<()> {
 
 #[tokio::test]
 async fn restricted_service_account_gets_403() -> Result<()> {
-    let Some(cluster) = Cluster::shared_or_skip("restricted_service_account_gets_403") else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(
+        "restricted_service_account_gets_403"
+    ));
     let client = cluster.client().await?;
     let ns = test_namespace(&client, "e2e-rbac").await?;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
@@ -562,9 +551,7 @@ async fn restricted_service_account_gets_403() -> Result<()> {
 
 #[tokio::test]
 async fn openshift_standins_are_installed() -> Result<()> {
-    let Some(cluster) = Cluster::shared_or_skip("openshift_standins_are_installed") else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip("openshift_standins_are_installed"));
     let client = cluster.client().await?;
     let cm: Api<ConfigMap> = Api::namespaced(client.clone(), "openshift-machine-config-operator");
     let cm = cm.get("machine-config-osimageurl").await?;
@@ -625,9 +612,7 @@ async fn openshift_standins_are_installed() -> Result<()> {
 #[tokio::test]
 async fn builder_image_builds_and_pushes_from_an_unprivileged_pod() -> Result<()> {
     let test = "builder_image_builds_and_pushes_from_an_unprivileged_pod";
-    let Some((cluster, builder)) = Cluster::with_builder_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, builder) = needs!(Cluster::with_builder_or_skip(test));
     let client = cluster.client().await?;
     let ns = test_namespace(&client, "e2e-buildah").await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -729,11 +714,9 @@ fn openshift_error_placeholder_matches_any_value() {
 /// after buildStart, frozen conditions once terminal, digest format.
 #[tokio::test]
 async fn machineosbuild_rules_are_enforced_by_the_api_server() -> Result<()> {
-    let Some(cluster) =
-        Cluster::shared_or_skip("machineosbuild_rules_are_enforced_by_the_api_server")
-    else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(
+        "machineosbuild_rules_are_enforced_by_the_api_server"
+    ));
     let _guard = CRD_LOCK.lock().await;
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;

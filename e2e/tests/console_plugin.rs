@@ -15,16 +15,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use strata_e2e::util::install_strata_crds;
-use strata_e2e::{Cluster, repo_root, skip};
+use strata_e2e::{Cluster, needs, repo_root, skip};
 
 const TEST: &str = "console_plugin_browser_tests_pass_against_the_real_api_server";
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 #[tokio::test]
 async fn console_plugin_browser_tests_pass_against_the_real_api_server() -> Result<()> {
-    let Some(cluster) = Cluster::shared_or_skip(TEST) else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(TEST));
     let dir = repo_root().join("console-plugin");
     let chromium = std::env::var("STRATA_CHROMIUM").unwrap_or_else(|_| CHROMIUM.into());
     let mut missing = Vec::new();

@@ -4,25 +4,27 @@
 //! by digest. A fragment change builds a new digest; the rebuild annotation rebuilds; a new release
 //! base rebuilds every pool, and the old base again reuses the old builds without building; a bad
 //! step fails without touching the pool; deleting the MachineOSConfig removes the MachineConfig.
-//! Each step checks the exact conditions, Events and objects. One test: the release base is
-//! cluster-wide, so nothing else may build while it changes.
+//! Each step checks the exact conditions, Events and objects. One test calling the steps in order:
+//! each starts from the state the one before left (the pool's builds and image), and the release
+//! base is cluster-wide, so nothing else may build while it changes.
 
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
-use strata_e2e::Cluster;
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, create_pool,
     create_pool_with, create_push_secret, current_build, delete_config, delete_pool, ended_build,
-    expect_event, machine_configs, machine_os_config, pinned_by, pools,
+    expect_event, machine_configs, machine_os_config, pinned_by, pools, set_release_base,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for};
+use strata_e2e::{Cluster, needs};
 
 const POOL: &str = "e2e-flow";
 /// Longer than a label value may be (63): the controller must map its objects back by annotation,
@@ -62,65 +64,111 @@ async fn job_count(client: &kube::Client, build: &str) -> Result<usize> {
         .count())
 }
 
+/// What the steps share: the cluster, a client of it, the APIs they read and the push Secret's
+/// name.
+struct Flow {
+    cluster: &'static Cluster,
+    client: kube::Client,
+    configs: Api<MachineOSConfig>,
+    builds: Api<MachineOSBuild>,
+    mcs: Api<DynamicObject>,
+    push_secret: String,
+}
+
+impl Flow {
+    /// Applies the MachineOSConfig of `pool` with `fragment`, pushing with the flow's Secret.
+    async fn apply(&self, pool: &str, fragment: &str) -> Result<()> {
+        apply_config(
+            &self.client,
+            &machine_os_config(self.cluster, pool, &self.push_secret, fragment)?,
+        )
+        .await
+    }
+}
+
+/// The builds of `POOL`'s MachineOSConfig, by their label.
+fn pool_builds() -> ListParams {
+    ListParams::default().labels(&format!("strata.dev/machine-os-config={POOL}"))
+}
+
 #[tokio::test]
 async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> {
     let test = "deployed_controller_builds_pins_rebuilds_and_cleans_up";
-    let Some((cluster, _builder)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _builder) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let flow = start_with_fresh_pools(cluster).await?;
+    no_build_without_an_allowed_push_secret(&flow).await?;
+    let (first, image_v1) = first_build_pins_the_pool(&flow).await?;
+    let second = fragment_change_builds_a_new_digest(&flow, &first, &image_v1).await?;
+    let image_v2 = rebuild_annotation_builds_again(&flow, &second).await?;
+    new_release_rebuilds_and_the_old_base_reuses_builds(&flow, &second, &image_v2).await?;
+    failing_step_keeps_the_pool_on_its_image(&flow, &second, &image_v2).await?;
+    deleting_the_configs_removes_their_objects(&flow).await?;
+    no_request_of_strata_refused(cluster)
+}
+
+/// The CRDs installed; `POOL` (two machines) and `SIDE_POOL` created without MachineOSConfigs;
+/// no push Secret yet.
+async fn start_with_fresh_pools(cluster: &'static Cluster) -> Result<Flow> {
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
-    let configs: Api<MachineOSConfig> = Api::all(client.clone());
-    let builds: Api<MachineOSBuild> = Api::all(client.clone());
-    let mcs = machine_configs(&client);
-    let push_secret = format!("{POOL}-push");
+    let flow = Flow {
+        cluster,
+        configs: Api::all(client.clone()),
+        builds: Api::all(client.clone()),
+        mcs: machine_configs(&client),
+        push_secret: format!("{POOL}-push"),
+        client,
+    };
+    let client = &flow.client;
     for name in [POOL, SIDE_POOL] {
-        delete_config(&client, name).await?;
+        delete_config(client, name).await?;
     }
     // POOL has two machines and takes the MCO's own worker configuration too (00-worker, which a
     // release rewrites), as a custom pool does: an upgrade changes more than the image.
     create_pool_with(
-        &client,
+        client,
         POOL,
         json!({"matchExpressions": [{"key": "machineconfiguration.openshift.io/role", "operator": "In", "values": ["worker", POOL]}]}),
         2,
     )
     .await?;
-    create_pool(&client, SIDE_POOL).await?;
+    create_pool(client, SIDE_POOL).await?;
     let _ = Api::<Secret>::namespaced(client.clone(), NAMESPACE)
-        .delete(&push_secret, &Default::default())
+        .delete(&flow.push_secret, &Default::default())
         .await;
+    Ok(flow)
+}
 
-    // 0. Without its push Secret: Degraded/SecretUnavailable, no build and no Job; creating the
-    //    Secret (a legacy .dockercfg one) starts the build at once.
+/// 0. Without its push Secret: Degraded/SecretUnavailable, no build and no Job; a Secret without
+///    the opt-in: Degraded/SecretNotAllowed; creating the allowed Secret (a legacy .dockercfg one)
+///    starts the build at once.
+async fn no_build_without_an_allowed_push_secret(flow: &Flow) -> Result<()> {
+    let Flow {
+        client,
+        configs,
+        builds,
+        push_secret,
+        ..
+    } = flow;
     let fragment_v1 = "RUN echo layered-by-strata > /etc/strata-e2e\n";
-    apply_config(
-        &client,
-        &machine_os_config(cluster, POOL, &push_secret, fragment_v1)?,
-    )
-    .await?;
+    flow.apply(POOL, fragment_v1).await?;
     wait_for(
         "Degraded SecretUnavailable",
         Duration::from_secs(60),
         || async {
-            let (status, reason, message) = condition(&configs, POOL, "Degraded").await?;
+            let (status, reason, message) = condition(configs, POOL, "Degraded").await?;
             Ok((status == "True" && reason == "SecretUnavailable").then_some(message))
         },
     )
     .await
     .map(|m| eprintln!("ok: no push Secret → Degraded/SecretUnavailable: {m}"))?;
-    let mine = format!("strata.dev/machine-os-config={POOL}");
     ensure!(
-        builds
-            .list(&ListParams::default().labels(&mine))
-            .await?
-            .items
-            .is_empty(),
+        builds.list(&pool_builds()).await?.items.is_empty(),
         "a build exists without a push Secret"
     );
     ensure!(
-        builder_jobs(&client)
-            .list(&ListParams::default().labels(&mine))
+        builder_jobs(client)
+            .list(&pool_builds())
             .await?
             .items
             .is_empty(),
@@ -141,25 +189,32 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         "Degraded SecretNotAllowed",
         Duration::from_secs(60),
         || async {
-            let (status, reason, message) = condition(&configs, POOL, "Degraded").await?;
+            let (status, reason, message) = condition(configs, POOL, "Degraded").await?;
             Ok((status == "True" && reason == "SecretNotAllowed").then_some(message))
         },
     )
     .await
     .map(|m| eprintln!("ok: a Secret without the opt-in → Degraded/SecretNotAllowed: {m}"))?;
     ensure!(
-        builds
-            .list(&ListParams::default().labels(&mine))
-            .await?
-            .items
-            .is_empty(),
+        builds.list(&pool_builds()).await?.items.is_empty(),
         "a build exists with a Secret that did not opt in"
     );
-    create_push_secret(&client, &push_secret).await?;
+    create_push_secret(client, push_secret).await
+}
 
-    // 1. Build → digest verified → MachineConfig zz-strata-2-<pool> pins the pool by digest.
-    let first = current_build(&client, POOL, None).await?;
-    let image_v1 = pinned_by(&client, BUILD_TIMEOUT, POOL, &first).await?;
+/// 1. Build → digest verified → MachineConfig zz-strata-2-<pool> pins the pool by digest, with
+///    its conditions and Events; the registry serves the digest; the per-build Secret is gone.
+///    Returns the build and its image.
+async fn first_build_pins_the_pool(flow: &Flow) -> Result<(String, String)> {
+    let Flow {
+        cluster,
+        client,
+        configs,
+        mcs,
+        ..
+    } = flow;
+    let first = current_build(client, POOL, None).await?;
+    let image_v1 = pinned_by(client, BUILD_TIMEOUT, POOL, &first).await?;
     ensure!(
         image_v1.starts_with(&format!("{}/strata-e2e/{POOL}@sha256:", cluster.registry)),
         "pinned {image_v1}"
@@ -183,10 +238,10 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         ("Building", "False", "BuildSucceeded"),
         ("Degraded", "False", "AsExpected"),
     ] {
-        let got = condition(&configs, POOL, ty).await?;
+        let got = condition(configs, POOL, ty).await?;
         ensure!(got.0 == status && got.1 == reason, "{ty}: {got:?}");
     }
-    let (_, _, ready) = condition(&configs, POOL, "Ready").await?;
+    let (_, _, ready) = condition(configs, POOL, "Ready").await?;
     ensure!(
         ready == format!("pool {POOL} is pinned to {image_v1}"),
         "Ready message {ready:?}"
@@ -203,12 +258,19 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
             format!("MachineConfigPool {POOL} now uses {image_v1}"),
         ),
     ] {
-        expect_event(&client, POOL, reason, &needle).await?;
+        expect_event(client, POOL, reason, &needle).await?;
     }
-    // The registry serves that digest.
-    let (repo, digest) = image_v1.split_once('@').context("no digest")?;
+    registry_serves(&cluster.registry, &image_v1)?;
+    build_secret_deleted_containerfile_kept(client, &first).await?;
+    eprintln!("ok: {POOL} pinned to {image_v1} by {first}, with its Events and conditions");
+    Ok((first, image_v1))
+}
+
+/// The registry serves `image`'s digest.
+fn registry_serves(registry: &str, image: &str) -> Result<()> {
+    let (repo, digest) = image.split_once('@').context("no digest")?;
     let path = repo.split_once('/').map(|x| x.1).unwrap_or_default();
-    let url = format!("http://{}/v2/{path}/manifests/{digest}", cluster.registry);
+    let url = format!("http://{registry}/v2/{path}/manifests/{digest}");
     let served = Command::new("curl")
         .args([
             "-sf",
@@ -221,14 +283,18 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         .status()?
         .success();
     ensure!(served, "{url} not served");
-    // Per-build Secrets are gone once the build ended; the Containerfile ConfigMap is kept.
+    Ok(())
+}
+
+/// Per-build Secrets are gone once the build ended; the Containerfile ConfigMap is kept.
+async fn build_secret_deleted_containerfile_kept(client: &kube::Client, build: &str) -> Result<()> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), NAMESPACE);
     wait_for(
         "per-build credentials Secret deleted",
         Duration::from_secs(30),
         || async {
             Ok(secrets
-                .get_opt(&format!("credentials-{first}"))
+                .get_opt(&format!("credentials-{build}"))
                 .await?
                 .is_none()
                 .then_some(()))
@@ -236,7 +302,7 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     )
     .await?;
     let cm = Api::<ConfigMap>::namespaced(client.clone(), NAMESPACE)
-        .get(&format!("containerfile-{first}"))
+        .get(&format!("containerfile-{build}"))
         .await?;
     let containerfile = cm
         .data
@@ -247,26 +313,38 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         containerfile.contains("layered-by-strata"),
         "ConfigMap: {containerfile}"
     );
-    eprintln!("ok: {POOL} pinned to {image_v1} by {first}, with its Events and conditions");
+    Ok(())
+}
 
-    // 2. A fragment change → a new build, a new digest, the MachineConfig follows.
+/// 2. A fragment change → a new build, a new digest, the MachineConfig follows. Returns the build.
+async fn fragment_change_builds_a_new_digest(
+    flow: &Flow,
+    first: &str,
+    image_v1: &str,
+) -> Result<String> {
     let fragment_v2 = "RUN echo layered-by-strata-v2 > /etc/strata-e2e\n";
-    apply_config(
-        &client,
-        &machine_os_config(cluster, POOL, &push_secret, fragment_v2)?,
-    )
-    .await?;
-    let second = current_build(&client, POOL, Some(&first)).await?;
-    let image_v2 = pinned_by(&client, BUILD_TIMEOUT, POOL, &second).await?;
+    flow.apply(POOL, fragment_v2).await?;
+    let second = current_build(&flow.client, POOL, Some(first)).await?;
+    let image_v2 = pinned_by(&flow.client, BUILD_TIMEOUT, POOL, &second).await?;
     ensure!(
         image_v2 != image_v1,
         "a new fragment kept the digest {image_v1}"
     );
     eprintln!("ok: fragment change → {second} → {image_v2}");
+    Ok(second)
+}
 
-    // 3. The rebuild annotation builds the same inputs again under the same name, then goes.
+/// 3. The rebuild annotation builds the same inputs again under the same name, then goes. Returns
+///    the image the pool is pinned to after it.
+async fn rebuild_annotation_builds_again(flow: &Flow, second: &str) -> Result<String> {
+    let Flow {
+        client,
+        configs,
+        builds,
+        ..
+    } = flow;
     let before = builds
-        .get(&second)
+        .get(second)
         .await?
         .metadata
         .creation_timestamp
@@ -285,7 +363,7 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
             .annotations
             .unwrap_or_default()
             .contains_key("strata.dev/rebuild");
-        let Some(b) = builds.get_opt(&second).await? else {
+        let Some(b) = builds.get_opt(second).await? else {
             return Ok(None);
         };
         let newer = b
@@ -297,157 +375,41 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     })
     .await?;
     expect_event(
-        &client,
+        client,
         POOL,
         "Rebuilding",
         &format!("building {second} again: rebuild requested"),
     )
     .await?;
     eprintln!("ok: rebuild annotation rebuilt {second} and was removed");
-    let image_v2 = pinned_by(&client, BUILD_TIMEOUT, POOL, &second).await?;
+    pinned_by(client, BUILD_TIMEOUT, POOL, second).await
+}
 
-    // 4. A new release base rebuilds every pool; the old base again reuses the old builds.
-    apply_config(
-        &client,
-        &machine_os_config(
-            cluster,
-            SIDE_POOL,
-            &push_secret,
-            "RUN echo side > /etc/side\n",
-        )?,
-    )
-    .await?;
-    let side_first = current_build(&client, SIDE_POOL, None).await?;
-    pinned_by(&client, BUILD_TIMEOUT, SIDE_POOL, &side_first).await?;
-    let side_mc = mcs.get(&format!("zz-strata-2-{SIDE_POOL}")).await?;
-    let side_labels = side_mc.metadata.labels.unwrap_or_default();
-    ensure!(
-        side_labels.get("e2e.strata.dev/pool").map(String::as_str) == Some("long"),
-        "MachineConfig of the long-named pool lacks its selector label: {side_labels:?}"
+/// 4. A new release base rebuilds every pool; the old base again reuses the old builds.
+async fn new_release_rebuilds_and_the_old_base_reuses_builds(
+    flow: &Flow,
+    second: &str,
+    image_v2: &str,
+) -> Result<()> {
+    let Flow {
+        cluster,
+        client,
+        configs,
+        builds,
+        ..
+    } = flow;
+    let side_first = side_pool_pinned(flow).await?;
+    let before = (
+        created(builds, second).await?,
+        created(builds, &side_first).await?,
     );
-    let created = |build: &str| {
-        let builds = builds.clone();
-        let build = build.to_string();
-        async move { Ok::<_, anyhow::Error>(builds.get(&build).await?.metadata.creation_timestamp) }
-    };
-    let before = (created(&second).await?, created(&side_first).await?);
-    let release: Api<ConfigMap> =
-        Api::namespaced(client.clone(), "openshift-machine-config-operator");
-    let set_base = |image: String| {
-        let release = release.clone();
-        async move {
-            release
-                .patch(
-                    "machine-config-osimageurl",
-                    &PatchParams::default(),
-                    &Patch::Merge(json!({"data": {"baseOSContainerImage": image}})),
-                )
-                .await
-        }
-    };
-    // A new release: every pool rebuilds on its base, and each machine rolls once — Strata holds
-    // the pool (spec.paused) from the moment it sees the new base until its rebuild is pinned
-    // and rendered, so the MCO never rolls the new release's configuration with the old image.
-    let rollouts = |name: &'static str| {
-        let pools = pools(&client);
-        async move {
-            let pool = pools.get(name).await?;
-            Ok::<_, anyhow::Error>(
-                pool.metadata
-                    .annotations
-                    .unwrap_or_default()
-                    .get(ROLLOUTS_ANNOTATION)
-                    .map(|r| r.split_whitespace().map(str::to_string).collect::<Vec<_>>())
-                    .unwrap_or_default(),
-            )
-        }
-    };
+    // A new release, then the first base again.
     let mut images = Vec::new();
     for (release, previous) in [
-        (cluster.os_base_image_next.clone(), second.clone()),
-        (cluster.os_base_image.clone(), String::new()),
+        (&cluster.os_base_image_next, Some(second)),
+        (&cluster.os_base_image, None),
     ] {
-        let rolled_before = rollouts(POOL).await?;
-        set_base(release.clone()).await?;
-        if previous.is_empty() {
-            // A build made on this base before is pinned at once: the hold lasts until the MCO
-            // renders the pool, a moment; its Event says it was taken.
-            expect_event(
-                &client,
-                POOL,
-                "PoolHeld",
-                &format!("renders it with {second}"),
-            )
-            .await?;
-        } else {
-            wait_for("Strata holds the pool", Duration::from_secs(30), || async {
-                let pool = pools(&client).get(POOL).await?;
-                let (held, reason, _) = condition(&configs, POOL, "PoolHeld")
-                    .await
-                    .unwrap_or_default();
-                Ok((pool.data["spec"]["paused"] == true
-                    && held == "True"
-                    && reason == "BaseImageChanged")
-                    .then_some(()))
-            })
-            .await?;
-        }
-        let build = if previous.is_empty() {
-            // Back on the first base: the old build is reused, nothing is built.
-            wait_for(
-                "back on the first build",
-                Duration::from_secs(120),
-                || async {
-                    let status = configs.get(POOL).await?.status.unwrap_or_default();
-                    Ok(status
-                        .machine_os_build
-                        .map(|b| b.name)
-                        .filter(|n| *n == second))
-                },
-            )
-            .await?
-        } else {
-            current_build(&client, POOL, Some(&previous)).await?
-        };
-        let image = pinned_by(&client, BUILD_TIMEOUT, POOL, &build).await?;
-        ensure!(
-            builds.get(&build).await?.spec.base_image == release,
-            "{build} not on {release}"
-        );
-        wait_for(
-            "the hold released and the pool updated",
-            BUILD_TIMEOUT,
-            || async {
-                let pool = pools(&client).get(POOL).await?;
-                let (held, reason, _) = condition(&configs, POOL, "PoolHeld").await?;
-                let (updated, _, _) = condition(&configs, POOL, "PoolUpdated").await?;
-                Ok((pool.data["spec"]["paused"] == false
-                    && held == "False"
-                    && reason == "Released"
-                    && updated == "True")
-                    .then_some(()))
-            },
-        )
-        .await?;
-        let rolled = rollouts(POOL).await?;
-        let new: Vec<&String> = rolled.iter().skip(rolled_before.len()).collect();
-        ensure!(
-            new.len() == 1,
-            "the upgrade rolled the machines {} times: {new:?}",
-            new.len()
-        );
-        let rendered = mcs.get(new[0]).await?;
-        ensure!(
-            rendered.data["spec"]["osImageURL"] == Value::String(image.clone()),
-            "the machines rolled to {} without the new image",
-            new[0]
-        );
-        expect_event(&client, POOL, "PoolHeld", "holding pool").await?;
-        expect_event(&client, POOL, "PoolReleased", &image).await?;
-        eprintln!(
-            "ok: release {release}: {POOL} held, rebuilt as {build}, released; its machines rolled once, to {image}"
-        );
-        images.push(image);
+        images.push(release_rolls_the_pool_once(flow, release, previous, second).await?);
     }
     // The side pool followed both releases too, and is back on its first build.
     wait_for(
@@ -462,13 +424,16 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         },
     )
     .await?;
-    let after = (created(&second).await?, created(&side_first).await?);
+    let after = (
+        created(builds, second).await?,
+        created(builds, &side_first).await?,
+    );
     ensure!(
         after == before,
         "identical inputs built again: builds recreated {before:?} → {after:?}"
     );
     ensure!(
-        job_count(&client, &second).await? == 0,
+        job_count(client, second).await? == 0,
         "a succeeded build's Job was left behind (or a new one made)"
     );
     ensure!(
@@ -479,15 +444,171 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     eprintln!(
         "ok: back on the release base, {second} and {side_first} reused without building; no finished Job left"
     );
+    Ok(())
+}
 
-    // 5. A failing step → Failed with the step and its fragment line; the pool keeps its image.
-    apply_config(
-        &client,
-        &machine_os_config(cluster, POOL, &push_secret, "RUN true\nRUN false\n")?,
+/// `SIDE_POOL` (a name longer than a label value) built and pinned; its MachineConfig carries the
+/// pool's selector label. Returns its build.
+async fn side_pool_pinned(flow: &Flow) -> Result<String> {
+    flow.apply(SIDE_POOL, "RUN echo side > /etc/side\n").await?;
+    let side_first = current_build(&flow.client, SIDE_POOL, None).await?;
+    pinned_by(&flow.client, BUILD_TIMEOUT, SIDE_POOL, &side_first).await?;
+    let side_mc = flow.mcs.get(&format!("zz-strata-2-{SIDE_POOL}")).await?;
+    let side_labels = side_mc.metadata.labels.unwrap_or_default();
+    ensure!(
+        side_labels.get("e2e.strata.dev/pool").map(String::as_str) == Some("long"),
+        "MachineConfig of the long-named pool lacks its selector label: {side_labels:?}"
+    );
+    Ok(side_first)
+}
+
+/// When `build` was created.
+async fn created(builds: &Api<MachineOSBuild>, build: &str) -> Result<Option<Time>> {
+    Ok(builds.get(build).await?.metadata.creation_timestamp)
+}
+
+/// The rendered configurations pool `name`'s machines rolled to, oldest first.
+async fn rollouts(client: &kube::Client, name: &str) -> Result<Vec<String>> {
+    let pool = pools(client).get(name).await?;
+    Ok(pool
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get(ROLLOUTS_ANNOTATION)
+        .map(|r| r.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+        .unwrap_or_default())
+}
+
+/// Release base `release`: POOL rebuilds on it (on a base not built for before, `previous` the
+/// build it replaces) or reuses `second` (back on the first base, `previous` `None`), and each
+/// machine rolls once — Strata holds the pool (spec.paused) from the moment it sees the new base
+/// until its rebuild is pinned and rendered, so the MCO never rolls the new release's
+/// configuration with the old image. Returns the image the pool is pinned to.
+async fn release_rolls_the_pool_once(
+    flow: &Flow,
+    release: &str,
+    previous: Option<&str>,
+    second: &str,
+) -> Result<String> {
+    let Flow {
+        client,
+        configs,
+        builds,
+        mcs,
+        ..
+    } = flow;
+    let rolled_before = rollouts(client, POOL).await?;
+    set_release_base(client, release).await?;
+    let build = match previous {
+        Some(previous) => {
+            pool_held_for_the_new_base(flow).await?;
+            current_build(client, POOL, Some(previous)).await?
+        }
+        None => {
+            // A build made on this base before is pinned at once: the hold lasts until the MCO
+            // renders the pool, a moment; its Event says it was taken.
+            expect_event(
+                client,
+                POOL,
+                "PoolHeld",
+                &format!("renders it with {second}"),
+            )
+            .await?;
+            back_on_build(configs, second).await?
+        }
+    };
+    let image = pinned_by(client, BUILD_TIMEOUT, POOL, &build).await?;
+    ensure!(
+        builds.get(&build).await?.spec.base_image == release,
+        "{build} not on {release}"
+    );
+    pool_released(flow).await?;
+    let rolled = rollouts(client, POOL).await?;
+    let new: Vec<&String> = rolled.iter().skip(rolled_before.len()).collect();
+    ensure!(
+        new.len() == 1,
+        "the upgrade rolled the machines {} times: {new:?}",
+        new.len()
+    );
+    let rendered = mcs.get(new[0]).await?;
+    ensure!(
+        rendered.data["spec"]["osImageURL"] == Value::String(image.clone()),
+        "the machines rolled to {} without the new image",
+        new[0]
+    );
+    expect_event(client, POOL, "PoolHeld", "holding pool").await?;
+    expect_event(client, POOL, "PoolReleased", &image).await?;
+    eprintln!(
+        "ok: release {release}: {POOL} held, rebuilt as {build}, released; its machines rolled once, to {image}"
+    );
+    Ok(image)
+}
+
+/// Strata holds POOL (paused, PoolHeld/BaseImageChanged) while it rebuilds for a new base.
+async fn pool_held_for_the_new_base(flow: &Flow) -> Result<()> {
+    wait_for("Strata holds the pool", Duration::from_secs(30), || async {
+        let pool = pools(&flow.client).get(POOL).await?;
+        let (held, reason, _) = condition(&flow.configs, POOL, "PoolHeld")
+            .await
+            .unwrap_or_default();
+        Ok(
+            (pool.data["spec"]["paused"] == true && held == "True" && reason == "BaseImageChanged")
+                .then_some(()),
+        )
+    })
+    .await
+}
+
+/// Back on the first base: POOL's current build is `build` again, reused, nothing built.
+async fn back_on_build(configs: &Api<MachineOSConfig>, build: &str) -> Result<String> {
+    wait_for(
+        "back on the first build",
+        Duration::from_secs(120),
+        || async {
+            let status = configs.get(POOL).await?.status.unwrap_or_default();
+            Ok(status
+                .machine_os_build
+                .map(|b| b.name)
+                .filter(|n| *n == build))
+        },
     )
-    .await?;
-    let failing = current_build(&client, POOL, Some(&second)).await?;
-    let failed = ended_build(&client, &failing, BUILD_TIMEOUT).await?;
+    .await
+}
+
+/// The hold on POOL released (unpaused, PoolHeld/Released) and the pool updated.
+async fn pool_released(flow: &Flow) -> Result<()> {
+    wait_for(
+        "the hold released and the pool updated",
+        BUILD_TIMEOUT,
+        || async {
+            let pool = pools(&flow.client).get(POOL).await?;
+            let (held, reason, _) = condition(&flow.configs, POOL, "PoolHeld").await?;
+            let (updated, _, _) = condition(&flow.configs, POOL, "PoolUpdated").await?;
+            Ok((pool.data["spec"]["paused"] == false
+                && held == "False"
+                && reason == "Released"
+                && updated == "True")
+                .then_some(()))
+        },
+    )
+    .await
+}
+
+/// 5. A failing step → Failed with the step and its fragment line; the pool keeps its image.
+async fn failing_step_keeps_the_pool_on_its_image(
+    flow: &Flow,
+    second: &str,
+    image_v2: &str,
+) -> Result<()> {
+    let Flow {
+        client,
+        configs,
+        mcs,
+        ..
+    } = flow;
+    flow.apply(POOL, "RUN true\nRUN false\n").await?;
+    let failing = current_build(client, POOL, Some(second)).await?;
+    let failed = ended_build(client, &failing, BUILD_TIMEOUT).await?;
     ensure!(
         failed.phase() == Some(BuildPhase::Failed),
         "phase {:?}",
@@ -503,43 +624,52 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
         "failure {failure:?}"
     );
     wait_for("Degraded BuildFailed", Duration::from_secs(30), || async {
-        let (status, reason, message) = condition(&configs, POOL, "Degraded").await?;
+        let (status, reason, message) = condition(configs, POOL, "Degraded").await?;
         Ok(
             (status == "True" && reason == "BuildFailed" && message.contains(&failing))
                 .then_some(()),
         )
     })
     .await?;
-    let (_, _, ready) = condition(&configs, POOL, "Ready").await?;
+    let (_, _, ready) = condition(configs, POOL, "Ready").await?;
     ensure!(
         ready.ends_with(&format!("; the pool keeps {image_v2}")),
         "Ready message {ready:?}"
     );
-    expect_event(&client, POOL, "BuildFailed", &failing).await?;
+    expect_event(client, POOL, "BuildFailed", &failing).await?;
     let mc = mcs.get(&format!("zz-strata-2-{POOL}")).await?;
     ensure!(
-        mc.data["spec"]["osImageURL"] == Value::String(image_v2.clone()),
+        mc.data["spec"]["osImageURL"] == Value::String(image_v2.to_string()),
         "a failed build changed the MachineConfig"
     );
     let status = configs.get(POOL).await?.status.unwrap_or_default();
-    ensure!(status.current_image_pull_spec.as_deref() == Some(image_v2.as_str()));
+    ensure!(status.current_image_pull_spec.as_deref() == Some(image_v2));
     eprintln!("ok: failing step → {}: {}", failure.reason, failure.message);
+    Ok(())
+}
 
-    // 6. Deleting the MachineOSConfigs removes their MachineConfigs and builds.
+/// 6. Deleting the MachineOSConfigs removes their MachineConfigs and builds.
+async fn deleting_the_configs_removes_their_objects(flow: &Flow) -> Result<()> {
+    let Flow {
+        client,
+        builds,
+        mcs,
+        ..
+    } = flow;
     for name in [POOL, SIDE_POOL] {
-        delete_config(&client, name).await?;
+        delete_config(client, name).await?;
         ensure!(
             mcs.get_opt(&format!("zz-strata-2-{name}")).await?.is_none(),
             "MachineConfig of {name} left behind"
         );
-        delete_pool(&client, name).await;
+        delete_pool(client, name).await;
     }
     wait_for(
         "builds gone with their configs",
         Duration::from_secs(60),
         || async {
             Ok(builds
-                .list(&ListParams::default().labels(&mine))
+                .list(&pool_builds())
                 .await?
                 .items
                 .is_empty()
@@ -548,7 +678,11 @@ async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> 
     )
     .await?;
     eprintln!("ok: deleting the MachineOSConfigs removed their MachineConfigs and builds");
+    Ok(())
+}
 
+/// 7. The audit log has requests of Strata's ServiceAccounts, none refused.
+fn no_request_of_strata_refused(cluster: &Cluster) -> Result<()> {
     let checked = assert_no_forbidden_requests(cluster)?;
     ensure!(
         checked > 0,

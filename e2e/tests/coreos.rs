@@ -22,7 +22,7 @@ use strata_e2e::deployed::{
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for, yaml_docs};
-use strata_e2e::{Cluster, repo_root};
+use strata_e2e::{Cluster, needs, repo_root};
 
 const POOL: &str = "e2e-coreos";
 /// A cold pull of the 1.3 GiB base into the builder pod, four fragments, the gate, the push.
@@ -52,9 +52,7 @@ fn example_fragment(file: &str, package_repo: &str) -> Result<String> {
 #[tokio::test]
 async fn realistic_fragments_build_on_the_coreos_like_release_base() -> Result<()> {
     let test = "realistic_fragments_build_on_the_coreos_like_release_base";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
     set_release_base(&client, &cluster.os_image).await?;

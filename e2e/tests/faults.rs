@@ -19,7 +19,7 @@ use strata_e2e::deployed::{
     scrape,
 };
 use strata_e2e::util::{install_strata_crds, wait_for};
-use strata_e2e::{Cluster, repo_root};
+use strata_e2e::{Cluster, needs, repo_root};
 
 /// One fault at a time: they take away pieces every test shares.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -144,11 +144,9 @@ async fn two_replicas(client: &kube::Client) -> Result<Vec<(String, String)>> {
 
 #[tokio::test]
 async fn two_replicas_elect_one_leader() -> Result<()> {
-    let Some((cluster, _)) =
-        Cluster::with_deployed_controller_or_skip("two_replicas_elect_one_leader")
-    else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(
+        "two_replicas_elect_one_leader"
+    ));
     let _turn = TURN.lock().await;
     let client = cluster.client().await?;
     let pods = two_replicas(&client).await?;
@@ -177,9 +175,7 @@ async fn two_replicas_elect_one_leader() -> Result<()> {
 #[tokio::test]
 async fn leader_killed_mid_build_another_replica_finishes_it() -> Result<()> {
     let test = "leader_killed_mid_build_another_replica_finishes_it";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let _turn = TURN.lock().await;
     let client = cluster.client().await?;
     two_replicas(&client).await?;
@@ -213,9 +209,7 @@ async fn leader_killed_mid_build_another_replica_finishes_it() -> Result<()> {
 #[tokio::test]
 async fn evicted_builder_pod_is_retried() -> Result<()> {
     let test = "evicted_builder_pod_is_retried";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let _turn = TURN.lock().await;
     let client = cluster.client().await?;
     let name = "e2e-evict";
@@ -276,9 +270,7 @@ async fn evicted_builder_pod_is_retried() -> Result<()> {
 #[tokio::test]
 async fn a_running_builds_deleted_configmap_and_secret_are_made_again() -> Result<()> {
     let test = "a_running_builds_deleted_configmap_and_secret_are_made_again";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let _turn = TURN.lock().await;
     let client = cluster.client().await?;
     let name = "e2e-remake";
@@ -351,9 +343,7 @@ impl Drop for RegistryBack {
 #[tokio::test]
 async fn registry_stopped_mid_build_is_retried_until_it_is_back() -> Result<()> {
     let test = "registry_stopped_mid_build_is_retried_until_it_is_back";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let _turn = TURN.lock().await;
     let client = cluster.client().await?;
     let name = "e2e-registry";
@@ -493,9 +483,7 @@ impl Drop for RegistryCutOff {
 #[tokio::test]
 async fn digest_check_waits_for_an_unreachable_registry() -> Result<()> {
     let test = "digest_check_waits_for_an_unreachable_registry";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let _turn = TURN.lock().await;
     let client = cluster.client().await?;
     let pods = two_replicas(&client).await?;
@@ -542,9 +530,7 @@ async fn digest_check_waits_for_an_unreachable_registry() -> Result<()> {
 #[tokio::test]
 async fn user_without_rights_cannot_create_a_machineosconfig() -> Result<()> {
     let test = "user_without_rights_cannot_create_a_machineosconfig";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let config = serde_json::to_string(&machine_os_config(
         cluster,
         "e2e-nobody",

@@ -25,11 +25,11 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use strata_crds::contract::{annotations, builder_pod};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
-use strata_e2e::Cluster;
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, controller_pods, create_pool, current_build, delete_config,
     delete_pool, ended_build, machine_configs, machine_os_config, pod_logs,
 };
+use strata_e2e::{Cluster, needs};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -210,9 +210,7 @@ fn blobs_containing(cluster: &Cluster, needle: &str) -> Result<u32> {
 #[tokio::test]
 async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result<()> {
     let test = "hostile_fragments_reach_no_credential_and_no_blocked_target";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let client = cluster.client().await?;
     let nonce = format!(
         "{}-{}",

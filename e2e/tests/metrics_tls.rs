@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use strata_e2e::Cluster;
 use strata_e2e::deployed::{NAMESPACE, controller_pods};
 use strata_e2e::util::{service_account_token, test_namespace, wait_for};
+use strata_e2e::{Cluster, needs};
 use strata_e2e::{repo_root, state_dir};
 
 fn redeploy(cluster: &Cluster, tls: bool) -> Result<()> {
@@ -92,9 +92,7 @@ fn tempfile_dir() -> Result<std::path::PathBuf> {
 #[tokio::test]
 async fn metrics_over_tls_for_authorised_callers_only() -> Result<()> {
     let test = "metrics_over_tls_for_authorised_callers_only";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let client = cluster.client().await?;
     serving_cert(&client).await?;
     redeploy(cluster, true)?;

@@ -10,7 +10,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Output;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -18,18 +17,14 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, PostParams};
 use serde_json::json;
-use strata_e2e::util::{delete_namespace, test_namespace, wait_for};
-use strata_e2e::{Cluster, parse_env_file, skip, state_dir};
+use strata_e2e::util::{delete_namespace, port_of, ready_pod_ip, test_namespace, wait_for};
+use strata_e2e::{Cluster, in_ci, needs, parse_env_file, skip, state_dir};
 
 /// The tests read the agent's global drop counter: one at a time, so a drop is ours.
 static NETPOL_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Seconds `nc` waits for a connection; a dropped SYN takes this long to fail.
 const CONNECT_TIMEOUT_S: u32 = 3;
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
 
 /// The cluster and the agent's metrics URL, `None` when skipped. Fails under `CI=true` when the
 /// running cluster has no NetworkPolicy agent.
@@ -98,42 +93,17 @@ fn sleeper(name: &str, image: &str, labels: serde_json::Value, command: &str) ->
 
 /// Wait until the pod runs and its IP is published (the agent matches packets to pods by that IP).
 async fn running_ip(pods: &Api<Pod>, name: &str) -> Result<String> {
-    wait_for(
-        &format!("pod {name} Running with an IP"),
-        Duration::from_secs(120),
-        || async {
-            let p = pods.get(name).await?;
-            let st = p.status.unwrap_or_default();
-            if st.phase.as_deref() == Some("Failed") {
-                bail!("pod {name} failed: {:?}", st.container_statuses);
-            }
-            let ready = st
-                .conditions
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            Ok(st.pod_ip.filter(|ip| ready && !ip.is_empty()))
-        },
-    )
-    .await
-}
-
-fn exec(cluster: &Cluster, ns: &str, pod: &str, script: &str) -> Result<Output> {
-    cluster
-        .kubectl()
-        .args(["exec", "-n", ns, pod, "--", "/bin/sh", "-c", script])
-        .output()
-        .context("running kubectl exec")
+    ready_pod_ip(pods, name, Duration::from_secs(120)).await
 }
 
 /// Whether `pod` can open a TCP connection to `host:port` (busybox `nc -e true`: exits 0 as soon
 /// as it is connected). A refused or timed-out connection is `false`; anything else (exec failed)
 /// is an error, so a broken probe is never mistaken for a blocked connection.
 fn connects(cluster: &Cluster, ns: &str, pod: &str, host: &str, port: u16) -> Result<bool> {
-    let out = exec(
-        cluster,
+    let out = cluster.exec(
         ns,
         pod,
+        "/bin/sh",
         &format!("nc -w {CONNECT_TIMEOUT_S} {host} {port} -e true"),
     )?;
     if out.status.success() {
@@ -182,15 +152,6 @@ fn assert_blocked(
     Ok(())
 }
 
-fn port_of(addr: &str) -> Result<u16> {
-    let port = addr
-        .rsplit(':')
-        .next()
-        .context("no port")?
-        .trim_end_matches('/');
-    port.parse().with_context(|| format!("no port in {addr}"))
-}
-
 fn agent_log_tail(cluster: &Cluster) -> String {
     let log = std::fs::read_to_string(cluster.dir.join("logs/kube-network-policies.log"))
         .unwrap_or_default();
@@ -201,9 +162,7 @@ fn agent_log_tail(cluster: &Cluster) -> String {
 #[tokio::test]
 async fn egress_policy_allows_only_dns_and_the_registry_port() -> Result<()> {
     let test = "egress_policy_allows_only_dns_and_the_registry_port";
-    let Some((cluster, metrics)) = cluster_with_netpol(test)? else {
-        return Ok(());
-    };
+    let (cluster, metrics) = needs!(cluster_with_netpol(test)?);
     let _guard = NETPOL_LOCK.lock().await;
     let client = cluster.client().await?;
     let ns = test_namespace(&client, "e2e-netpol-egress").await?;
@@ -271,10 +230,10 @@ async fn egress_policy_allows_only_dns_and_the_registry_port() -> Result<()> {
         // Only probed once enforcement is proven above: the SYN is dropped on the node.
         assert_blocked(cluster, &metrics, &ns, "probe", "169.254.169.254", 80)?;
         // The allowed port still works, with a real HTTP exchange.
-        let out = exec(
-            cluster,
+        let out = cluster.exec(
             &ns,
             "probe",
+            "/bin/sh",
             &format!(
                 "timeout 10 wget -q -O - http://{}/v2/_catalog",
                 cluster.registry
@@ -308,9 +267,7 @@ async fn egress_policy_allows_only_dns_and_the_registry_port() -> Result<()> {
 #[tokio::test]
 async fn ingress_policy_admits_only_labelled_pods() -> Result<()> {
     let test = "ingress_policy_admits_only_labelled_pods";
-    let Some((cluster, metrics)) = cluster_with_netpol(test)? else {
-        return Ok(());
-    };
+    let (cluster, metrics) = needs!(cluster_with_netpol(test)?);
     let _guard = NETPOL_LOCK.lock().await;
     let client = cluster.client().await?;
     let ns = test_namespace(&client, "e2e-netpol-ingress").await?;
@@ -332,10 +289,10 @@ async fn ingress_policy_admits_only_labelled_pods() -> Result<()> {
     running_ip(&pods, "allowed").await?;
     running_ip(&pods, "denied").await?;
     let fetch = |pod: &str| -> Result<bool> {
-        let out = exec(
-            cluster,
+        let out = cluster.exec(
             &ns,
             pod,
+            "/bin/sh",
             // busybox 1.35's `wget -T` segfaults: bound it with `timeout` instead
             &format!("timeout {CONNECT_TIMEOUT_S} wget -q -O - http://{server}:8080/os-release"),
         )?;

@@ -25,12 +25,12 @@ use anyhow::{Context, Result, ensure};
 use kube::api::Api;
 use serde_json::Value;
 use strata_crds::{BuildPhase, MachineOSBuild};
-use strata_e2e::Cluster;
 use strata_e2e::deployed::{
     apply_config, create_pool, create_push_secret, current_build, delete_config, delete_pool,
     ended_build, machine_os_config, pinned_by, plain_registry_layers, set_release_base,
 };
 use strata_e2e::util::{install_strata_crds, wait_for};
+use strata_e2e::{Cluster, needs};
 use tokio::sync::Mutex;
 
 /// The release base is one ConfigMap for the whole cluster.
@@ -147,9 +147,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[tokio::test]
 async fn builds_with_the_global_pull_secret_cluster_cas_proxy_and_entitlement() -> Result<()> {
     let test = "builds_with_the_global_pull_secret_cluster_cas_proxy_and_entitlement";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let _release = RELEASE.lock().await;
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
@@ -299,9 +297,7 @@ RUN printf 'Types: deb\nURIs: %s\nSuites: strata\nComponents: main\nSigned-By: /
 #[tokio::test]
 async fn a_release_named_by_an_unresolvable_source_builds_from_its_mirror() -> Result<()> {
     let test = "a_release_named_by_an_unresolvable_source_builds_from_its_mirror";
-    let Some((cluster, _)) = Cluster::with_deployed_controller_or_skip(test) else {
-        return Ok(());
-    };
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let _release = RELEASE.lock().await;
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;

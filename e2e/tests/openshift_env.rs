@@ -27,15 +27,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use kube::api::{
     Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use strata_e2e::Cluster;
-use strata_e2e::util::{delete_namespace, test_namespace, wait_for};
+use strata_e2e::util::{delete_namespace, port_of, ready_pod_ip, test_namespace, wait_for};
+use strata_e2e::{Cluster, needs};
 
 const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json,\
 application/vnd.docker.distribution.manifest.v2+json,application/vnd.oci.image.index.v1+json,\
@@ -235,9 +235,7 @@ fn manifest_url(reference: &str) -> Result<String> {
 #[tokio::test]
 async fn release_registry_needs_the_pull_secret_and_the_ca_from_registry_cas() -> Result<()> {
     let test = "release_registry_needs_the_pull_secret_and_the_ca_from_registry_cas";
-    let Some(cluster) = Cluster::shared_or_skip(test) else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(test));
     let env = &cluster.openshift;
     let client = cluster.client().await?;
     let published = Published::read(&client).await?;
@@ -359,9 +357,7 @@ async fn release_registry_needs_the_pull_secret_and_the_ca_from_registry_cas() -
 #[tokio::test]
 async fn internal_registry_verifies_against_the_service_ca_of_a_new_namespace() -> Result<()> {
     let test = "internal_registry_verifies_against_the_service_ca_of_a_new_namespace";
-    let Some(cluster) = Cluster::shared_or_skip(test) else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(test));
     let client = cluster.client().await?;
     let published = Published::read(&client).await?;
     let ns = test_namespace(&client, "e2e-service-ca").await?;
@@ -524,9 +520,7 @@ fn registries_conf(idms: &Value, itms: &Value) -> String {
 #[tokio::test]
 async fn mirror_serves_the_base_by_digest_while_the_source_does_not_resolve() -> Result<()> {
     let test = "mirror_serves_the_base_by_digest_while_the_source_does_not_resolve";
-    let Some(cluster) = Cluster::shared_or_skip(test) else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(test));
     let env = &cluster.openshift;
     let client = cluster.client().await?;
     let published = Published::read(&client).await?;
@@ -672,9 +666,7 @@ async fn mirror_serves_the_base_by_digest_while_the_source_does_not_resolve() ->
 #[tokio::test]
 async fn https_package_repo_serves_only_the_entitlement_certificate() -> Result<()> {
     let test = "https_package_repo_serves_only_the_entitlement_certificate";
-    let Some(cluster) = Cluster::shared_or_skip(test) else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(test));
     let env = &cluster.openshift;
     let client = cluster.client().await?;
     let published = Published::read(&client).await?;
@@ -766,30 +758,16 @@ async fn https_package_repo_serves_only_the_entitlement_certificate() -> Result<
     Ok(())
 }
 
-/// `kubectl exec` a bash script in the probe pod.
-fn exec(cluster: &Cluster, ns: &str, script: &str) -> Result<Output> {
-    run(cluster
-        .kubectl()
-        .args(["exec", "-n", ns, "probe", "--", "bash", "-c", script]))
-}
-
-fn exec_ok(cluster: &Cluster, ns: &str, what: &str, script: &str) -> Result<String> {
-    let out = exec(cluster, ns, script)?;
-    ensure!(
-        out.status.success(),
-        "{what} in the pod failed ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
+/// The pod [`probe_pod`] makes, and the shell its scripts run in (the CoreOS-like image has bash).
+const PROBE: &str = "probe";
+const PROBE_SHELL: &str = "bash";
 
 /// curl in the pod: "<exit code> <HTTP status>".
 fn pod_curl(cluster: &Cluster, ns: &str, args: &str) -> Result<String> {
-    let out = exec(
-        cluster,
+    let out = cluster.exec(
         ns,
+        PROBE,
+        PROBE_SHELL,
         &format!("curl -s -o /dev/null --max-time 20 -w '%{{http_code}}' {args}; echo \" $?\""),
     )?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -800,9 +778,7 @@ fn pod_curl(cluster: &Cluster, ns: &str, args: &str) -> Result<String> {
 #[tokio::test]
 async fn pods_reach_the_registries_and_the_package_repo_only_through_the_proxy() -> Result<()> {
     let test = "pods_reach_the_registries_and_the_package_repo_only_through_the_proxy";
-    let Some(cluster) = Cluster::shared_or_skip(test) else {
-        return Ok(());
-    };
+    let cluster = needs!(Cluster::shared_or_skip(test));
     let env = &cluster.openshift;
     let client = cluster.client().await?;
     let published = Published::read(&client).await?;
@@ -910,7 +886,7 @@ async fn probe_pod(
     )
     .await?;
     let pod: Pod = serde_json::from_value(json!({
-        "metadata": {"name": "probe"},
+        "metadata": {"name": PROBE},
         "spec": {
             "terminationGracePeriodSeconds": 1,
             "containers": [{
@@ -929,30 +905,10 @@ async fn probe_pod(
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     pods.create(&PostParams::default(), &pod).await?;
     let started = std::time::Instant::now();
-    let ip = wait_for(
-        "probe pod Ready (pulls the CoreOS-like image)",
-        Duration::from_secs(420),
-        || async {
-            let st = pods.get("probe").await?.status.unwrap_or_default();
-            if st.phase.as_deref() == Some("Failed") {
-                bail!("probe failed: {:?}", st.container_statuses);
-            }
-            let ready = st
-                .conditions
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            Ok(st.pod_ip.filter(|ip| ready && !ip.is_empty()))
-        },
-    )
-    .await?;
+    // Long: the node pulls the CoreOS-like image (1.3 GiB) first.
+    let ip = ready_pod_ip(&pods, PROBE, Duration::from_secs(420)).await?;
     eprintln!("probe pod {ip} ready in {:?}", started.elapsed());
     Ok(ip)
-}
-
-fn port_of(host_port: &str) -> String {
-    let hp = host_port.trim_end_matches('/');
-    hp.rsplit(':').next().unwrap_or_default().to_string()
 }
 
 async fn proxy_checks(
@@ -1049,9 +1005,10 @@ async fn proxy_checks(
                  cp /etc/osenv/mirror-ca.crt /tmp/certs/mirror/ca.crt";
     let skopeo = skopeo.replace("{proxy}", proxy);
     let release_base = &env.release_os_base_image;
-    let digest = exec_ok(
-        cluster,
+    let digest = cluster.exec_ok(
         ns,
+        PROBE,
+        PROBE_SHELL,
         "skopeo via the proxy",
         &format!(
             "{certs} && {skopeo} --cert-dir /tmp/certs/release docker://{release_base} \
@@ -1063,9 +1020,10 @@ async fn proxy_checks(
         "skopeo in the pod got {digest}"
     );
     let source = &env.mirror_source_os_base_image;
-    let digest = exec_ok(
-        cluster,
+    let digest = cluster.exec_ok(
         ns,
+        PROBE,
+        PROBE_SHELL,
         "skopeo through the mirror",
         &format!(
             "{skopeo} --registries-conf /etc/osenv/registries.conf --cert-dir /tmp/certs/mirror \
@@ -1078,9 +1036,10 @@ async fn proxy_checks(
     );
     // A fragment's RUN step: apt over HTTPS through the proxy with the entitlement certificate.
     let repo = &env.package_repo_https;
-    let apt = exec_ok(
-        cluster,
+    let apt = cluster.exec_ok(
         ns,
+        PROBE,
+        PROBE_SHELL,
         "apt-get install from the HTTPS repository",
         &format!(
             r#"set -e
@@ -1105,12 +1064,12 @@ tree --version"#
 
     // The proxy saw this pod's tunnels to each of the four servers.
     let ports = [
-        port_of(&env.release_registry),
-        port_of(&env.internal_registry),
-        port_of(&env.mirror_registry),
-        port_of(&env.package_repo_https),
+        port_of(&env.release_registry)?,
+        port_of(&env.internal_registry)?,
+        port_of(&env.mirror_registry)?,
+        port_of(&env.package_repo_https)?,
     ];
-    let tunnel = |line: &str, port: &str| {
+    let tunnel = |line: &str, port: u16| {
         let f: Vec<&str> = line.split_whitespace().collect();
         f.len() > 6
             && f[2] == pod_ip
@@ -1123,7 +1082,7 @@ tree --version"#
         Duration::from_secs(15),
         || async {
             let log = std::fs::read_to_string(&env.proxy_log)?;
-            let all = ports.iter().all(|p| log.lines().any(|l| tunnel(l, p)));
+            let all = ports.iter().all(|p| log.lines().any(|l| tunnel(l, *p)));
             Ok(all.then_some(log))
         },
     )
@@ -1135,7 +1094,7 @@ tree --version"#
     eprintln!(
         "ok: {} has {ours} lines from {pod_ip}, tunnels to {node}:{{{}}}",
         env.proxy_log.display(),
-        ports.join(",")
+        ports.map(|p| p.to_string()).join(",")
     );
     Ok(())
 }

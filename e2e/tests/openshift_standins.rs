@@ -51,14 +51,10 @@ fn crds_by_name(docs: Vec<Value>) -> BTreeMap<String, Value> {
 
 #[test]
 fn standin_crds_are_a_subset_of_openshift_crds() -> Result<()> {
-    let theirs_dir = strata_e2e::shared_dir().join("fixtures/openshift-api/crds");
-    if !theirs_dir.is_dir() {
-        strata_e2e::skip(
-            "standin_crds_are_a_subset_of_openshift_crds",
-            &format!("{} not found", theirs_dir.display()),
-        );
-        return Ok(());
-    }
+    let theirs_dir = strata_e2e::needs!(strata_e2e::shared_fixture_or_skip(
+        "standin_crds_are_a_subset_of_openshift_crds",
+        "fixtures/openshift-api/crds"
+    ));
     let ours = crds_by_name(yaml_docs(&std::fs::read_to_string(
         strata_e2e::repo_root().join("e2e/openshift/crds.yaml"),
     )?)?);

@@ -18,14 +18,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
-use strata_e2e::{e2e_enabled, repo_root};
+use strata_e2e::{e2e_run_or_skip, in_ci, needs, repo_root};
 
 const GIB: u64 = 1 << 30;
 const TEST: &str = "os_image_is_a_chunked_coreos_like_tree";
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-}
 
 /// A prerequisite is missing: a failure under CI, a loud skip otherwise.
 fn missing(why: &str) -> Result<()> {
@@ -244,14 +240,7 @@ fn blob_path(layout: &Path, digest: &str) -> Result<PathBuf> {
 
 #[test]
 fn os_image_is_a_chunked_coreos_like_tree() -> Result<()> {
-    if !e2e_enabled() {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "not run {TEST}: an e2e test; set STRATA_E2E=1 (as root) or run `make e2e-test`"
-        );
-        return Ok(());
-    }
+    needs!(e2e_run_or_skip(TEST));
     let uid = Command::new("id").arg("-u").output()?;
     if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
         return missing("must run as root (mmdebstrap, chroot)");

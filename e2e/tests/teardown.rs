@@ -172,10 +172,7 @@ fn claim_volume_dir(cluster: &strata_e2e::Cluster) -> Result<std::path::PathBuf>
 #[test]
 fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     let test = "cluster_down_leaves_no_process_mount_or_network_state";
-    if !strata_e2e::e2e_enabled() {
-        strata_e2e::not_an_e2e_run(test);
-        return Ok(());
-    }
+    strata_e2e::needs!(strata_e2e::e2e_run_or_skip(test));
     // A previous test binary's cluster may still be stopping (its watchdog runs cluster-down.sh
     // once that process has exited): give it a moment to take the lock, then wait for the lock.
     let state = strata_e2e::state_dir();
