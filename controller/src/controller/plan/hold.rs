@@ -8,7 +8,7 @@
 
 use strata_crds::{BuildPhase, MachineOSBuild, condition_types as ct};
 
-use super::Planner;
+use super::{EventType, Planner};
 
 pub(super) fn decide(planner: &mut Planner<'_>) {
     let o = planner.observed;
@@ -19,7 +19,7 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
         return;
     };
     let pool_name = o.config.spec.machine_config_pool.name.clone();
-    let paused = pool["spec"]["paused"].as_bool().unwrap_or(false);
+    let paused = pool.spec.paused;
     let held = planner.status.is_true(ct::POOL_HELD);
     // The current build after this plan: its phase and, once it succeeded, its image.
     let planned = planner
@@ -52,7 +52,7 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
                 ),
             );
             planner.event(
-                true,
+                EventType::Warning,
                 "PoolReleasedByOthers",
                 "HoldPool",
                 format!("pool {pool_name} was unpaused while Strata held it for its rebuild"),
@@ -62,7 +62,7 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
             let target = o
                 .target_config
                 .as_ref()
-                .and_then(|t| t["spec"]["osImageURL"].as_str());
+                .and_then(|t| t.spec.os_image_url.as_deref());
             if target == Some(image.as_str()) {
                 planner.plan.pool_paused = Some(false);
                 planner.status.set(
@@ -72,7 +72,7 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
                     format!("released pool {pool_name}: its machines roll once, to {image}"),
                 );
                 planner.event(
-                    false,
+                    EventType::Normal,
                     "PoolReleased",
                     "HoldPool",
                     format!("released pool {pool_name}: its machines roll once, to {image}"),
@@ -150,7 +150,7 @@ pub(super) fn decide(planner: &mut Planner<'_>) {
             planner
                 .status
                 .set(ct::POOL_HELD, true, "BaseImageChanged", message.clone());
-            planner.event(false, "PoolHeld", "HoldPool", message);
+            planner.event(EventType::Normal, "PoolHeld", "HoldPool", message);
         }
     }
     report(planner);
