@@ -494,7 +494,7 @@ fn the_strata_builder_scc_grants_only_what_the_builder_pod_uses() {
         // The seccomp profile is the one the controller is configured with.
         assert_eq!(
             pod["securityContext"]["seccompProfile"],
-            settings.builder_placement.seccomp_profile()
+            serde_json::to_value(settings.builder_placement.seccomp_profile()).unwrap()
         );
         for c in containers(pod) {
             caps.extend(strings(&c["securityContext"]["capabilities"]["add"]));

@@ -223,6 +223,9 @@ fn keep_head(text: &str, max: usize) -> String {
 /// The Machine Config Operator's kinds Strata reads and writes (group
 /// `machineconfiguration.openshift.io/v1`).
 pub mod mco {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+    use serde::Deserialize;
+
     use super::{ApiResource, GroupVersionKind};
 
     pub const GROUP: &str = "machineconfiguration.openshift.io";
@@ -243,6 +246,90 @@ pub mod mco {
     /// OpenShift's own MachineOSConfig (on-cluster layering), which Strata must not fight.
     pub fn openshift_machine_os_config() -> ApiResource {
         resource("MachineOSConfig", "machineosconfigs")
+    }
+
+    /// What Strata reads of a MachineConfigPool; every field may be absent.
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+    #[serde(default)]
+    pub struct MachineConfigPool {
+        pub metadata: ObjectMeta,
+        pub spec: PoolSpec,
+        pub status: PoolStatus,
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct PoolSpec {
+        /// Which MachineConfigs the pool renders; Strata's MachineConfig carries its labels.
+        pub machine_config_selector: Option<LabelSelector>,
+        /// The pool's hold: the MCO rolls no machine while it is set.
+        pub paused: bool,
+        /// The rendered MachineConfig the MCO moves the pool to.
+        pub configuration: NameRef,
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct PoolStatus {
+        /// The rendered MachineConfig the pool runs.
+        pub configuration: NameRef,
+        pub machine_count: i64,
+        pub updated_machine_count: i64,
+        pub degraded_machine_count: i64,
+        pub conditions: Vec<PoolCondition>,
+    }
+
+    impl PoolStatus {
+        /// Whether the condition `type_` is True.
+        pub fn is(&self, type_: &str) -> bool {
+            self.conditions
+                .iter()
+                .any(|c| c.type_ == type_ && c.status == "True")
+        }
+    }
+
+    /// An object named by its name (a pool's rendered MachineConfig, OpenShift's config's pool).
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+    #[serde(default)]
+    pub struct NameRef {
+        pub name: Option<String>,
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+    #[serde(default)]
+    pub struct PoolCondition {
+        #[serde(rename = "type")]
+        pub type_: String,
+        pub status: String,
+    }
+
+    /// What Strata reads of OpenShift's own MachineOSConfig: the pool it builds for.
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct OpenShiftMachineOSConfig {
+        pub metadata: ObjectMeta,
+        pub spec: OpenShiftMachineOSConfigSpec,
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+    #[serde(default, rename_all = "camelCase")]
+    pub struct OpenShiftMachineOSConfigSpec {
+        pub machine_config_pool: NameRef,
+    }
+
+    /// What Strata reads of a MachineConfig: its labels and the OS image it names.
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+    #[serde(default)]
+    pub struct MachineConfig {
+        pub metadata: ObjectMeta,
+        pub spec: MachineConfigSpec,
+    }
+
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+    #[serde(default)]
+    pub struct MachineConfigSpec {
+        #[serde(rename = "osImageURL")]
+        pub os_image_url: Option<String>,
     }
 }
 

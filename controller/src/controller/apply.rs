@@ -13,10 +13,10 @@ use kube::api::{
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use strata_crds::contract::{FIELD_MANAGER, annotations, labels, mco};
-use strata_crds::{MachineOSBuild, MachineOSConfig};
+use strata_crds::{MachineOSBuild, MachineOSBuildStatus, MachineOSConfig, MachineOSConfigStatus};
 
 use super::Context;
-use super::error::Error;
+use super::error::{Error, Write};
 use super::names;
 use super::objects::BuildObjects;
 use super::plan::{MetricsUpdate, Plan};
@@ -55,6 +55,37 @@ fn ignore_conflict<T>(result: kube::Result<T>) -> kube::Result<()> {
     }
 }
 
+/// The APIs a round writes to.
+struct Apis {
+    builds: Api<MachineOSBuild>,
+    jobs: Api<Job>,
+    secrets: Api<Secret>,
+    configmaps: Api<ConfigMap>,
+    claims: Api<PersistentVolumeClaim>,
+    configs: Api<MachineOSConfig>,
+}
+
+impl Apis {
+    fn new(client: &kube::Client, ns: &str) -> Self {
+        Self {
+            builds: Api::all(client.clone()),
+            jobs: Api::namespaced(client.clone(), ns),
+            secrets: Api::namespaced(client.clone(), ns),
+            configmaps: Api::namespaced(client.clone(), ns),
+            claims: Api::namespaced(client.clone(), ns),
+            configs: Api::all(client.clone()),
+        }
+    }
+}
+
+/// How an error names the object `name`: `namespace/name`, or the name of a cluster-scoped one.
+fn object_name(ns: Option<&str>, name: &str) -> String {
+    match ns {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_string(),
+    }
+}
+
 /// Executes `plan` for `config`; once its writes succeeded, hands its Events to the sink (sent in
 /// the background) and records its metric transitions.
 pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Result<(), Error> {
@@ -73,110 +104,47 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         metrics,
         requeue_after: _, // the reconciler's, not apply's
     } = plan;
-    let client = &ctx.client;
-    let ns = &ctx.settings.namespace;
-    let builds: Api<MachineOSBuild> = Api::all(client.clone());
-    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
-    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
-    let configs: Api<MachineOSConfig> = Api::all(client.clone());
-
+    let apis = &Apis::new(&ctx.client, &ctx.settings.namespace);
     // Writes go at once where nothing orders them: while builds run, every write waits on a busy
     // API server, and a round's time is its longest chain of writes in series.
-    let create = async {
-        match create_build {
-            // A 409 means the cache was behind; the next round sees the build.
-            Some(build) => builds.create(&create_params(), &build).await.map(drop),
-            None => Ok(()),
-        }
-    };
-    // The Job goes with what its pod mounts. One of those whose write failed is made again by
-    // the plan once the Job has run a while without it (plan/build_status.rs), and the pod
-    // waits for its volume meanwhile.
-    let objects = async {
-        let Some(BuildObjects {
-            containerfile,
-            environment,
-            credentials,
-            job,
-            cache_claim,
-        }) = build_objects
-        else {
-            return Ok(());
-        };
-        try_join4(
-            apply_all(&configmaps, [containerfile, environment]),
-            apply_all(&secrets, [credentials]),
-            // The Job's name carries its build's uid: a 409 is this very Job, made by an
-            // earlier round.
-            async { ignore_conflict(jobs.create(&create_params(), &job).await) },
-            // The cache claim is made once (a 409: another round made it) and never changed:
-            // its spec is immutable but for growing, which is the admin's call.
-            async {
-                match cache_claim {
-                    Some(claim) => ignore_conflict(claims.create(&create_params(), &claim).await),
-                    None => Ok(()),
-                }
-            },
+    // A build is recorded as ended before its Job goes: else the next round, finding no Job,
+    // would build it again.
+    let builds_then_deletes = async {
+        try_join3(
+            create(apis, create_build),
+            write_build_objects(apis, build_objects),
+            patch_build_statuses(apis, build_status),
+        )
+        .await?;
+        try_join3(
+            delete_all(&apis.jobs, Write::DeleteJob, &delete_jobs, &background()),
+            delete_all(
+                &apis.secrets,
+                Write::DeleteSecret,
+                &delete_secrets,
+                &DeleteParams::default(),
+            ),
+            delete_all(
+                &apis.builds,
+                Write::DeleteBuild,
+                &delete_builds,
+                &background(),
+            ),
         )
         .await
         .map(drop)
     };
-    let build_statuses = try_join_all(build_status.into_iter().map(|(name, status)| {
-        let builds = &builds;
-        async move {
-            let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild", "status": status});
-            builds
-                .patch_status(&name, &ssa(), &Patch::Apply(&patch))
-                .await
-                .map(drop)
-        }
-    }));
-    // A build is recorded as ended before its Job goes: else the next round, finding no Job,
-    // would build it again.
-    let builds_then_deletes = async {
-        try_join3(create, objects, build_statuses).await?;
-        try_join3(
-            delete_all(&jobs, &delete_jobs, &background()),
-            delete_all(&secrets, &delete_secrets, &DeleteParams::default()),
-            delete_all(&builds, &delete_builds, &background()),
+    // The config's status tells of the pin once it is written.
+    let pin_then_config = async {
+        let pool = &config.spec.machine_config_pool.name;
+        pin(&ctx.client, pool, machine_config, pool_paused).await?;
+        let name = config.name_any();
+        try_join(
+            patch_config_status(apis, &name, config_status),
+            remove_annotation(apis, &name, remove_rebuild_annotation),
         )
         .await
-        .map_err(Error::from)
-    };
-    // The config's status tells of the pin once it is written.
-    let name = config.name_any();
-    let pin_then_config = async {
-        pin(
-            client,
-            &config.spec.machine_config_pool.name,
-            machine_config,
-            pool_paused,
-        )
-        .await?;
-        let status = async {
-            if let Some(status) = config_status {
-                let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig", "status": status});
-                configs
-                    .patch_status(&name, &ssa(), &Patch::Apply(&patch))
-                    .await?;
-            }
-            Ok::<(), kube::Error>(())
-        };
-        let annotation = async {
-            if remove_rebuild_annotation {
-                let patch = json!({"metadata": {"annotations": {(annotations::REBUILD): null}}});
-                let params = PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..Default::default()
-                };
-                configs.patch(&name, &params, &Patch::Merge(&patch)).await?;
-            }
-            Ok::<(), kube::Error>(())
-        };
-        try_join(status, annotation).await?;
-        Ok::<(), Error>(())
+        .map(drop)
     };
     try_join(builds_then_deletes, pin_then_config).await?;
     ctx.events.send(&config.object_ref(&()), events);
@@ -184,30 +152,146 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     Ok(())
 }
 
+/// Creates the build of the current inputs. A 409 means the cache was behind; the next round
+/// sees the build.
+async fn create(apis: &Apis, build: Option<MachineOSBuild>) -> Result<(), Error> {
+    let Some(build) = build else { return Ok(()) };
+    apis.builds
+        .create(&create_params(), &build)
+        .await
+        .map(drop)
+        .map_err(Write::CreateBuild.failed(build.name_any()))
+}
+
+/// The Job goes with what its pod mounts. One of those whose write failed is made again by the
+/// plan once the Job has run a while without it (plan/build_status.rs), and the pod waits for its
+/// volume meanwhile.
+async fn write_build_objects(apis: &Apis, objects: Option<BuildObjects>) -> Result<(), Error> {
+    let Some(BuildObjects {
+        containerfile,
+        environment,
+        credentials,
+        job,
+        cache_claim,
+    }) = objects
+    else {
+        return Ok(());
+    };
+    try_join4(
+        apply_all(
+            &apis.configmaps,
+            Write::ApplyConfigMap,
+            [containerfile, environment],
+        ),
+        apply_all(&apis.secrets, Write::ApplySecret, [credentials]),
+        // The Job's name carries its build's uid: a 409 is this very Job, made by an earlier
+        // round.
+        async {
+            ignore_conflict(apis.jobs.create(&create_params(), &job).await).map_err(
+                Write::CreateJob.failed(object_name(apis.jobs.namespace(), &job.name_any())),
+            )
+        },
+        // The cache claim is made once (a 409: another round made it) and never changed: its
+        // spec is immutable but for growing, which is the admin's call.
+        async {
+            let Some(claim) = cache_claim else {
+                return Ok(());
+            };
+            ignore_conflict(apis.claims.create(&create_params(), &claim).await).map_err(
+                Write::CreateCacheClaim
+                    .failed(object_name(apis.claims.namespace(), &claim.name_any())),
+            )
+        },
+    )
+    .await
+    .map(drop)
+}
+
+/// Server-side applies the builds' new statuses, all at once.
+async fn patch_build_statuses(
+    apis: &Apis,
+    statuses: Vec<(String, MachineOSBuildStatus)>,
+) -> Result<(), Error> {
+    try_join_all(statuses.into_iter().map(|(name, status)| async move {
+        let patch = json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild", "status": status});
+        apis.builds
+            .patch_status(&name, &ssa(), &Patch::Apply(&patch))
+            .await
+            .map(drop)
+            .map_err(Write::PatchBuildStatus.failed(name))
+    }))
+    .await
+    .map(drop)
+}
+
+/// Server-side applies the MachineOSConfig's new status.
+async fn patch_config_status(
+    apis: &Apis,
+    name: &str,
+    status: Option<MachineOSConfigStatus>,
+) -> Result<(), Error> {
+    let Some(status) = status else { return Ok(()) };
+    let patch =
+        json!({"apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig", "status": status});
+    apis.configs
+        .patch_status(name, &ssa(), &Patch::Apply(&patch))
+        .await
+        .map(drop)
+        .map_err(Write::PatchConfigStatus.failed(name))
+}
+
+/// Removes the user's rebuild annotation with a merge patch (SSA cannot take a field from
+/// another manager).
+async fn remove_annotation(apis: &Apis, name: &str, remove: bool) -> Result<(), Error> {
+    if !remove {
+        return Ok(());
+    }
+    let patch = json!({"metadata": {"annotations": {(annotations::REBUILD): null}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    };
+    apis.configs
+        .patch(name, &params, &Patch::Merge(&patch))
+        .await
+        .map(drop)
+        .map_err(Write::RemoveRebuildAnnotation.failed(name))
+}
+
 /// Server-side applies each of `objects`, all at once.
-async fn apply_all<K>(api: &Api<K>, objects: impl IntoIterator<Item = K>) -> kube::Result<()>
+async fn apply_all<K>(
+    api: &Api<K>,
+    write: Write,
+    objects: impl IntoIterator<Item = K>,
+) -> Result<(), Error>
 where
     K: Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
 {
     try_join_all(objects.into_iter().map(|object| async move {
-        api.patch(&object.name_any(), &ssa(), &Patch::Apply(&object))
+        let name = object.name_any();
+        api.patch(&name, &ssa(), &Patch::Apply(&object))
             .await
             .map(drop)
+            .map_err(write.failed(object_name(api.namespace(), &name)))
     }))
     .await
     .map(drop)
 }
 
 /// Deletes each of `names`, all at once; one already gone is fine.
-async fn delete_all<K>(api: &Api<K>, names: &[String], params: &DeleteParams) -> kube::Result<()>
+async fn delete_all<K>(
+    api: &Api<K>,
+    write: Write,
+    names: &[String],
+    params: &DeleteParams,
+) -> Result<(), Error>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
 {
-    try_join_all(
-        names
-            .iter()
-            .map(|name| async move { ignore_not_found(api.delete(name, params).await) }),
-    )
+    try_join_all(names.iter().map(|name| async move {
+        ignore_not_found(api.delete(name, params).await)
+            .map_err(write.failed(object_name(api.namespace(), name)))
+    }))
     .await
     .map(drop)
 }
@@ -226,7 +310,9 @@ async fn pin(
     if let Some(mc) = machine_config {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config());
         let name = mc["metadata"]["name"].as_str().unwrap_or_default();
-        api.patch(name, &ssa(), &Patch::Apply(&mc)).await?;
+        api.patch(name, &ssa(), &Patch::Apply(&mc))
+            .await
+            .map_err(Write::ApplyMachineConfig.failed(name))?;
     }
     if pool_paused == Some(false) {
         hold_pool(client, pool, false).await?;
@@ -241,7 +327,9 @@ async fn hold_pool(client: &kube::Client, pool: &str, paused: bool) -> Result<()
         "apiVersion": format!("{}/{}", mco::GROUP, mco::VERSION), "kind": "MachineConfigPool",
         "metadata": {"name": pool}, "spec": {"paused": paused},
     });
-    api.patch(pool, &ssa(), &Patch::Apply(&patch)).await?;
+    api.patch(pool, &ssa(), &Patch::Apply(&patch))
+        .await
+        .map_err(Write::HoldPool.failed(pool))?;
     Ok(())
 }
 
@@ -304,7 +392,8 @@ pub async fn cleanup(ctx: &Context, config: &MachineOSConfig) -> Result<(), Erro
     if let Some(mc) = cached
         && mc.labels().get(labels::CONFIG) == Some(&names::fit_63(&config.name_any()))
     {
-        ignore_not_found(api.delete(&name, &DeleteParams::default()).await)?;
+        ignore_not_found(api.delete(&name, &DeleteParams::default()).await)
+            .map_err(Write::DeleteMachineConfig.failed(&name))?;
     }
     Ok(())
 }

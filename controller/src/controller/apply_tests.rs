@@ -6,7 +6,6 @@
 use std::sync::{Arc, Mutex};
 
 use http::{Request, Response};
-use k8s_openapi::jiff::Timestamp;
 use kube::client::Body;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, store::Writer};
@@ -18,53 +17,24 @@ use strata_crds::{MachineOSBuild, MachineOSConfig};
 
 use super::*;
 use crate::controller::cache::Stores;
+use crate::controller::fixtures::{self, BASE, DIGEST};
 use crate::controller::metrics::Metrics;
 use crate::controller::plan::{self, BuildAuth, JobObservation, Observed};
 use crate::controller::registry_client::ImageCheck;
 use crate::controller::{Context, Settings};
 
-const BASE: &str = "registry.example.com/rhcos@sha256:1111111111111111111111111111111111111111111111111111111111111111";
-const DIGEST: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-
 fn config() -> MachineOSConfig {
-    serde_json::from_value(json!({
-        "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
-        "metadata": {"name": "worker", "uid": "aaaaaaaa-0000-0000-0000-000000000000", "generation": 1},
-        "spec": {
-            "machineConfigPool": {"name": "worker"},
-            "imageBuilder": {"imageBuilderType": "Job"},
-            "renderedImagePushSecret": {"name": "push"},
-            "renderedImagePushSpec": "registry.example.com/strata/os:latest",
-            "containerFile": [{"containerfileArch": "NoArch", "content": "RUN true\n"}],
-        }
-    }))
-    .unwrap()
+    fixtures::config("RUN true\n")
 }
 
+/// What observe sees of `config`, with base pull auth (the builder pod mounts it).
 fn observed(config: MachineOSConfig) -> Observed {
-    Observed {
-        config,
-        pool: Some(json!({"metadata": {"name": "worker"}, "status": {}})),
-        rendered_config: None,
-        target_config: None,
-        layered_by_openshift: None,
-        rivals: vec![],
-        base: Ok(BASE.into()),
-        builds: vec![],
-        foreign_builds: vec![],
-        jobs: vec![],
-        job: JobObservation::Missing,
-        build_secrets: Default::default(),
-        build_config_maps: Default::default(),
-        auth: Ok(BuildAuth {
-            push: "{\"auths\":{}}".into(),
-            base: Some("{\"auths\":{}}".into()),
-        }),
-        image_check: None,
-        machine_config: None,
-        environment: Default::default(),
-        now: Timestamp::from_second(1_800_000_000).unwrap(),
-    }
+    let mut o = fixtures::observed(config);
+    o.auth = Ok(BuildAuth {
+        push: "{\"auths\":{}}".into(),
+        base: Some("{\"auths\":{}}".into()),
+    });
+    o
 }
 
 /// Every request as "METHOD path" (query dropped), answered as the API server would enough for

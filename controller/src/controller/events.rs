@@ -38,23 +38,19 @@ impl EventSink {
     pub fn send(&self, regarding: &ObjectReference, events: Vec<PlannedEvent>) {
         for planned in events {
             let PlannedEvent {
-                warning,
+                type_,
                 reason,
                 action,
                 note,
                 build,
             } = planned;
-            if warning {
+            if type_ == EventType::Warning {
                 tracing::warn!(reason, action, %note, "transition");
             } else {
                 tracing::info!(reason, action, %note, "transition");
             }
             let event = Event {
-                type_: if warning {
-                    EventType::Warning
-                } else {
-                    EventType::Normal
-                },
+                type_,
                 reason: reason.into(),
                 note: Some(note.chars().take(1000).collect()),
                 action: action.into(),

@@ -35,6 +35,8 @@ pub mod conditions;
 pub mod environment;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fixtures;
 pub mod http;
 pub mod metrics;
 pub mod names;
@@ -147,7 +149,7 @@ async fn reconcile(config: Arc<MachineOSConfig>, ctx: Arc<Context>) -> Result<Ac
 
 async fn reconcile_config(ctx: &Context, config: &MachineOSConfig) -> Result<Action, Error> {
     let started = Instant::now();
-    let observed = observe::observe(ctx, config).await?;
+    let observed = observe::observe(ctx, config).await;
     let observed_after = started.elapsed();
     let plan = plan::plan(&observed, &ctx.settings);
     let requeue = plan.requeue_after.unwrap_or(RESYNC);

@@ -4,8 +4,17 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, Secret, SecretVolumeSource,
+    SecurityContext, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
 use serde_json::{Value, json};
@@ -14,7 +23,7 @@ use strata_crds::contract::{annotations, exit_code, install, labels, mco};
 
 use super::environment::{self, Environment};
 use super::names::{self, fit_63};
-use super::settings::{CacheClaim, Settings};
+use super::settings::{BuilderPlacement, CacheClaim, Settings};
 
 /// Key of the rendered Containerfile in the build's ConfigMap.
 pub const CONTAINERFILE_KEY: &str = "Containerfile";
@@ -69,21 +78,29 @@ impl ImageStorage {
 /// default class, owned by nothing (it outlives builds and configs; uninstalling removes it with
 /// the namespace).
 fn own_cache_claim(settings: &Settings) -> PersistentVolumeClaim {
-    let claim = json!({
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {
-            "name": install::CACHE_CLAIM,
-            "namespace": settings.namespace,
-            "labels": {labels::MANAGED_BY: labels::MANAGED_BY_VALUE},
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(install::CACHE_CLAIM.into()),
+            namespace: Some(settings.namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                labels::MANAGED_BY.to_string(),
+                labels::MANAGED_BY_VALUE.to_string(),
+            )])),
+            ..ObjectMeta::default()
         },
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": settings.cache_claim_size}},
-        },
-    });
-    // Only fields of core/v1 PersistentVolumeClaim above, so this conversion cannot fail.
-    serde_json::from_value(claim).unwrap_or_default()
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "storage".to_string(),
+                    Quantity(settings.cache_claim_size.clone()),
+                )])),
+                ..VolumeResourceRequirements::default()
+            }),
+            ..PersistentVolumeClaimSpec::default()
+        }),
+        ..PersistentVolumeClaim::default()
+    }
 }
 
 /// Keys of the build's credentials Secret: the push auth, the pull auth, the entitlement's files.
@@ -269,46 +286,376 @@ const STEP_CAPABILITIES: &[&str] = &["SETFCAP", "SETGID", "SETUID"];
 /// The architecture builder pods build for (and run on).
 pub const BUILD_ARCH: &str = "amd64";
 
+/// The builder pod's volumes and what each step mounts of them, in the order the pod lists them.
+#[derive(Default)]
+struct PodVolumes {
+    volumes: Vec<Volume>,
+    pull: Vec<VolumeMount>,
+    build: Vec<VolumeMount>,
+    push: Vec<VolumeMount>,
+}
+
+fn mount(volume: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: volume.into(),
+        mount_path: path.into(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn key_to_path(key: impl Into<String>, path: impl Into<String>) -> KeyToPath {
+    KeyToPath {
+        key: key.into(),
+        path: path.into(),
+        ..KeyToPath::default()
+    }
+}
+
+fn config_map_volume(volume: &str, config_map: &str, items: Option<Vec<KeyToPath>>) -> Volume {
+    Volume {
+        name: volume.into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.into(),
+            items,
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn secret_volume(volume: &str, secret: &str, items: Option<Vec<KeyToPath>>) -> Volume {
+    Volume {
+        name: volume.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.into()),
+            items,
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn empty_dir_volume(volume: &str, size_limit: &str) -> Volume {
+    Volume {
+        name: volume.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            size_limit: Some(Quantity(size_limit.into())),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The volumes every build has: its Containerfile, the push auth, the image storage (the cache
+/// claim or an emptyDir), the work directory; and the pull auth when the base needs it.
+fn build_volumes(
+    build_name: &str,
+    has_pull_auth: bool,
+    claim: Option<&str>,
+    settings: &Settings,
+) -> PodVolumes {
+    use strata_crds::contract::builder_pod as pod;
+    // One Secret holds every credential; each step's volume takes only its own keys from it.
+    let credentials = names::credentials_secret(build_name);
+    let size = &settings.builder_resources.storage_size_limit;
+    let storage = match claim {
+        Some(claim) => Volume {
+            name: "storage".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: claim.into(),
+                ..PersistentVolumeClaimVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        None => empty_dir_volume("storage", size),
+    };
+    let auth_items = |key: &str| Some(vec![key_to_path(key, ".dockerconfigjson")]);
+    let mut volumes = vec![
+        config_map_volume(
+            "containerfile",
+            &names::containerfile_configmap(build_name),
+            None,
+        ),
+        secret_volume("push-auth", &credentials, auth_items(credential_keys::PUSH)),
+        storage,
+        empty_dir_volume("work", size),
+    ];
+    let containerfile = mount("containerfile", pod::CONTAINERFILE_DIR, true);
+    // containers/image's record of which compressed blob each layer came from: shared, so the
+    // push step reuses the base's layers in the registry instead of compressing and uploading
+    // them again (it lives outside the storage root). On the cache claim it is kept with the
+    // layers it describes: a later build that finds the base there must find this record too,
+    // or its push compresses every base layer again to learn its digest.
+    let blob_info_volume = if claim.is_some() { "storage" } else { "work" };
+    let shared = [
+        mount("storage", pod::STORAGE_DIR, false),
+        mount("work", pod::WORK_DIR, false),
+        VolumeMount {
+            sub_path: Some("blob-info-cache".into()),
+            ..mount(blob_info_volume, pod::BLOB_INFO_CACHE_DIR, false)
+        },
+    ];
+    let mut pull = vec![containerfile.clone()];
+    if has_pull_auth {
+        volumes.push(secret_volume(
+            "pull-auth",
+            &credentials,
+            auth_items(credential_keys::PULL),
+        ));
+        pull.push(mount("pull-auth", pod::PULL_AUTH_DIR, true));
+    }
+    pull.extend(shared.iter().cloned());
+    let mut build = vec![containerfile];
+    build.extend(shared.iter().cloned());
+    let mut push = vec![mount("push-auth", pod::PUSH_AUTH_DIR, true)];
+    push.extend(shared);
+    PodVolumes {
+        volumes,
+        pull,
+        build,
+        push,
+    }
+}
+
+/// Adds the cluster's environment: every step reads registries.conf and the CAs; the registry
+/// steps find per-registry CAs where containers/image looks; RUN steps (the build step) get the
+/// entitlement and repositories.
+fn add_environment(
+    pod_volumes: &mut PodVolumes,
+    build_name: &str,
+    environment: &ConfigMap,
+    env: &Environment,
+) {
+    use strata_crds::contract::builder_pod as pod;
+    let PodVolumes {
+        volumes,
+        pull,
+        build,
+        push,
+    } = pod_volumes;
+    let env_name = environment.metadata.name.clone().unwrap_or_default();
+    let data = environment.data.clone().unwrap_or_default();
+    let (per_registry, general): (Vec<&String>, Vec<&String>) =
+        data.keys().partition(|k| k.starts_with(REGISTRY_CA_PREFIX));
+    let general = general.iter().map(|k| key_to_path(*k, *k)).collect();
+    volumes.push(config_map_volume("environment", &env_name, Some(general)));
+    let environment_mount = mount("environment", pod::ENVIRONMENT_DIR, true);
+    pull.push(environment_mount.clone());
+    build.push(environment_mount.clone());
+    push.push(environment_mount);
+    if !per_registry.is_empty() {
+        let items = per_registry.iter().map(|k| {
+            let registry = k.trim_start_matches(REGISTRY_CA_PREFIX).replace("..", ":");
+            key_to_path(*k, format!("{registry}/ca.crt"))
+        });
+        volumes.push(config_map_volume(
+            "registry-cas",
+            &env_name,
+            Some(items.collect()),
+        ));
+        let certs = mount("registry-cas", pod::REGISTRY_CERTS_DIR, true);
+        pull.push(certs.clone());
+        push.push(certs);
+    }
+    if let Some(entitlement) = &env.entitlement {
+        let items = entitlement
+            .keys()
+            .map(|file| key_to_path(credential_keys::entitlement(file), file))
+            .collect();
+        let credentials = names::credentials_secret(build_name);
+        volumes.push(secret_volume("entitlement", &credentials, Some(items)));
+        build.push(mount("entitlement", pod::ENTITLEMENT_DIR, true));
+    }
+    if env.yum_repos {
+        volumes.push(config_map_volume(
+            "yum-repos",
+            environment::names::YUM_REPOS,
+            None,
+        ));
+        build.push(mount("yum-repos", pod::YUM_REPOS_DIR, true));
+    }
+    if env.rpm_gpg {
+        volumes.push(secret_volume("rpm-gpg", environment::names::RPM_GPG, None));
+        build.push(mount("rpm-gpg", pod::RPM_GPG_DIR, true));
+    }
+}
+
+fn env_var(name: &str, value: String) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value),
+        ..EnvVar::default()
+    }
+}
+
+/// Every step's environment: the image to make, the insecure registries, the cluster proxy, and
+/// the shared storage's bounds when the storage is the cache claim.
+fn step_env(image: String, env: &Environment, shared: bool, settings: &Settings) -> Vec<EnvVar> {
+    let mut vars = vec![env_var("STRATA_IMAGE", image)];
+    if !settings.insecure_registries.is_empty() {
+        vars.push(env_var(
+            "STRATA_INSECURE_REGISTRIES",
+            settings.insecure_registries.join(","),
+        ));
+    }
+    // The cluster proxy, for the registries and for RUN steps (buildah passes these on).
+    for (name, value) in env.proxy.variables() {
+        vars.push(env_var(name, value));
+    }
+    if shared {
+        // The builds keep the shared storage in bounds themselves (builder-image/README.md).
+        let min_free = u64::from(settings.cache_claim_min_free_gib) << 30;
+        vars.extend([
+            env_var("STRATA_SHARED_STORAGE", "true".into()),
+            env_var("STRATA_SHARED_STORAGE_MIN_FREE_BYTES", min_free.to_string()),
+        ]);
+    }
+    vars
+}
+
+/// The common resources of every step.
+fn step_resources(settings: &Settings) -> ResourceRequirements {
+    let r = &settings.builder_resources;
+    let quantity = |value: &String| Quantity(value.clone());
+    let mut limits = BTreeMap::from([
+        ("memory".to_string(), quantity(&r.memory_limit)),
+        (
+            "ephemeral-storage".to_string(),
+            quantity(&r.ephemeral_storage_limit),
+        ),
+    ]);
+    if !r.cpu_limit.is_empty() {
+        limits.insert("cpu".into(), quantity(&r.cpu_limit));
+    }
+    let requests = BTreeMap::from([
+        ("cpu".to_string(), quantity(&r.cpu_request)),
+        ("memory".to_string(), quantity(&r.memory_request)),
+        (
+            "ephemeral-storage".to_string(),
+            quantity(&r.ephemeral_storage_request),
+        ),
+    ]);
+    ResourceRequirements {
+        limits: Some(limits),
+        requests: Some(requests),
+        ..ResourceRequirements::default()
+    }
+}
+
 /// One step's container: `strata build <name>`, its mounts and capabilities, the common
 /// resources.
 fn step(
     name: &str,
     settings: &Settings,
-    env: &[Value],
-    mounts: Vec<Value>,
+    env: &[EnvVar],
+    mounts: Vec<VolumeMount>,
     capabilities: &[&str],
-) -> Value {
-    let r = &settings.builder_resources;
-    let mut limits = serde_json::Map::new();
-    limits.insert("memory".into(), json!(r.memory_limit));
-    limits.insert("ephemeral-storage".into(), json!(r.ephemeral_storage_limit));
-    if !r.cpu_limit.is_empty() {
-        limits.insert("cpu".into(), json!(r.cpu_limit));
-    }
-    json!({
-        "name": name,
-        "image": settings.builder_image,
-        "imagePullPolicy": "IfNotPresent",
-        "args": ["build", name],
-        "env": env,
-        "volumeMounts": mounts,
+) -> Container {
+    let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    Container {
+        name: name.into(),
+        image: Some(settings.builder_image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        args: Some(strings(&["build", name])),
+        env: Some(env.to_vec()),
+        volume_mounts: Some(mounts),
         // A step that dies without writing its message (OOM, a crash) still reports its log's end.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "privileged": false,
-            "allowPrivilegeEscalation": false,
-            "runAsUser": 0,
-            "capabilities": {"drop": ["ALL"], "add": capabilities},
-        },
-        "resources": {
-            "requests": {
-                "cpu": r.cpu_request,
-                "memory": r.memory_request,
-                "ephemeral-storage": r.ephemeral_storage_request,
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        security_context: Some(SecurityContext {
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            run_as_user: Some(0),
+            capabilities: Some(Capabilities {
+                drop: Some(strings(&["ALL"])),
+                add: Some(strings(capabilities)),
+            }),
+            ..SecurityContext::default()
+        }),
+        resources: Some(step_resources(settings)),
+        ..Container::default()
+    }
+}
+
+/// The builder pod's nodeSelector: the built architecture and the configured entries.
+fn node_selector(placement: &BuilderPlacement) -> BTreeMap<String, String> {
+    let mut selector = BTreeMap::from([("kubernetes.io/arch".to_string(), BUILD_ARCH.to_string())]);
+    for entry in &placement.node_selector {
+        if let Some((k, v)) = entry.split_once('=') {
+            selector.insert(k.trim().to_string(), v.trim().to_string());
+        }
+    }
+    selector
+}
+
+/// The configured tolerations; none when unset or not a list of Tolerations.
+fn tolerations(placement: &BuilderPlacement) -> Vec<Toleration> {
+    placement
+        .tolerations
+        .as_deref()
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
+}
+
+/// The builder pod: the pull and build steps as init containers, the push step last.
+fn pod_spec(volumes: PodVolumes, env: &[EnvVar], settings: &Settings) -> PodSpec {
+    use strata_crds::contract::builder_pod as pod;
+    let placement = &settings.builder_placement;
+    let PodVolumes {
+        volumes,
+        pull,
+        build,
+        push,
+    } = volumes;
+    let container = |name: &str, mounts| step(name, settings, env, mounts, STEP_CAPABILITIES);
+    PodSpec {
+        restart_policy: Some("Never".into()),
+        service_account_name: Some(settings.builder_service_account.clone()),
+        // No API access from any step, and no service addresses in the environment.
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(PodSecurityContext {
+            seccomp_profile: Some(placement.seccomp_profile()),
+            ..PodSecurityContext::default()
+        }),
+        node_selector: Some(node_selector(placement)),
+        tolerations: Some(tolerations(placement)),
+        priority_class_name: placement.priority_class.clone(),
+        init_containers: Some(vec![
+            container(pod::PULL, pull),
+            container(pod::BUILD, build),
+        ]),
+        containers: vec![container(pod::PUSH, push)],
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    }
+}
+
+/// When a failed pod fails the Job at once, and when it does not count.
+fn pod_failure_policy() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![
+            // A failing step, refused credentials or a bad reference: retrying cannot help.
+            PodFailurePolicyRule {
+                action: "FailJob".into(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    operator: "In".into(),
+                    values: vec![exit_code::TERMINAL],
+                    ..PodFailurePolicyOnExitCodesRequirement::default()
+                }),
+                ..PodFailurePolicyRule::default()
             },
-            "limits": limits,
-        },
-    })
+            // Evictions and preemptions are not the build's fault.
+            PodFailurePolicyRule {
+                action: "Ignore".into(),
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".into(),
+                    status: "True".into(),
+                }]),
+                ..PodFailurePolicyRule::default()
+            },
+        ],
+    }
 }
 
 fn builder_job(
@@ -319,196 +666,49 @@ fn builder_job(
     storage: &ImageStorage,
     settings: &Settings,
 ) -> Job {
-    use strata_crds::contract::builder_pod as pod;
     let name = build.metadata.name.clone().unwrap_or_default();
-    let image = names::image_for_build(&build.spec.rendered_image_push_spec, &name);
-    // One Secret holds every credential; each step's volume takes only its own keys from it.
-    let credentials = names::credentials_secret(&name);
     let claim = storage.claim();
-    let storage = match claim {
-        Some(claim) => json!({"name": "storage", "persistentVolumeClaim": {"claimName": claim}}),
-        None => {
-            json!({"name": "storage", "emptyDir": {"sizeLimit": settings.builder_resources.storage_size_limit}})
-        }
-    };
-    let mut volumes = vec![
-        json!({"name": "containerfile", "configMap": {"name": names::containerfile_configmap(&name)}}),
-        json!({"name": "push-auth", "secret": {"secretName": credentials,
-            "items": [{"key": credential_keys::PUSH, "path": ".dockerconfigjson"}]}}),
-        storage,
-        json!({"name": "work", "emptyDir": {"sizeLimit": settings.builder_resources.storage_size_limit}}),
-    ];
-    let containerfile =
-        json!({"name": "containerfile", "mountPath": pod::CONTAINERFILE_DIR, "readOnly": true});
-    // containers/image's record of which compressed blob each layer came from: shared, so the
-    // push step reuses the base's layers in the registry instead of compressing and uploading
-    // them again (it lives outside the storage root). On the cache claim it is kept with the
-    // layers it describes: a later build that finds the base there must find this record too,
-    // or its push compresses every base layer again to learn its digest.
-    let blob_info_volume = if claim.is_some() { "storage" } else { "work" };
-    let shared = [
-        json!({"name": "storage", "mountPath": pod::STORAGE_DIR}),
-        json!({"name": "work", "mountPath": pod::WORK_DIR}),
-        json!({"name": blob_info_volume, "mountPath": pod::BLOB_INFO_CACHE_DIR, "subPath": "blob-info-cache"}),
-    ];
-    let mut pull_mounts = vec![containerfile.clone()];
-    if has_pull_auth {
-        volumes.push(
-            json!({"name": "pull-auth", "secret": {"secretName": credentials,
-                "items": [{"key": credential_keys::PULL, "path": ".dockerconfigjson"}]}}),
-        );
-        pull_mounts
-            .push(json!({"name": "pull-auth", "mountPath": pod::PULL_AUTH_DIR, "readOnly": true}));
-    }
-    pull_mounts.extend(shared.iter().cloned());
-    let mut build_mounts = vec![containerfile];
-    build_mounts.extend(shared.iter().cloned());
-    let mut push_mounts =
-        vec![json!({"name": "push-auth", "mountPath": pod::PUSH_AUTH_DIR, "readOnly": true})];
-    push_mounts.extend(shared.iter().cloned());
-
-    // The cluster's environment: every step reads registries.conf and the CAs; the registry
-    // steps find per-registry CAs where containers/image looks; RUN steps (the build step) get
-    // the entitlement and repositories.
-    let env_name = environment.metadata.name.clone().unwrap_or_default();
-    let data = environment.data.clone().unwrap_or_default();
-    let (per_registry, general): (Vec<&String>, Vec<&String>) =
-        data.keys().partition(|k| k.starts_with(REGISTRY_CA_PREFIX));
-    let items = |keys: &[&String], path: &dyn Fn(&str) -> String| -> Vec<Value> {
-        keys.iter()
-            .map(|k| json!({"key": k, "path": path(k)}))
-            .collect()
-    };
-    volumes.push(json!({"name": "environment", "configMap": {
-        "name": env_name, "items": items(&general, &|k| k.to_string())}}));
-    let environment_mount =
-        json!({"name": "environment", "mountPath": pod::ENVIRONMENT_DIR, "readOnly": true});
-    pull_mounts.push(environment_mount.clone());
-    build_mounts.push(environment_mount.clone());
-    push_mounts.push(environment_mount);
-    if !per_registry.is_empty() {
-        volumes.push(json!({"name": "registry-cas", "configMap": {
-            "name": env_name,
-            "items": items(&per_registry, &|k| format!(
-                "{}/ca.crt",
-                k.trim_start_matches(REGISTRY_CA_PREFIX).replace("..", ":")
-            )),
-        }}));
-        let certs =
-            json!({"name": "registry-cas", "mountPath": pod::REGISTRY_CERTS_DIR, "readOnly": true});
-        pull_mounts.push(certs.clone());
-        push_mounts.push(certs);
-    }
-    if let Some(entitlement) = &env.entitlement {
-        let items: Vec<Value> = entitlement
-            .keys()
-            .map(|file| json!({"key": credential_keys::entitlement(file), "path": file}))
-            .collect();
-        volumes.push(
-            json!({"name": "entitlement", "secret": {"secretName": credentials, "items": items}}),
-        );
-        build_mounts.push(
-            json!({"name": "entitlement", "mountPath": pod::ENTITLEMENT_DIR, "readOnly": true}),
-        );
-    }
-    if env.yum_repos {
-        volumes.push(
-            json!({"name": "yum-repos", "configMap": {"name": environment::names::YUM_REPOS}}),
-        );
-        build_mounts
-            .push(json!({"name": "yum-repos", "mountPath": pod::YUM_REPOS_DIR, "readOnly": true}));
-    }
-    if env.rpm_gpg {
-        volumes.push(
-            json!({"name": "rpm-gpg", "secret": {"secretName": environment::names::RPM_GPG}}),
-        );
-        build_mounts
-            .push(json!({"name": "rpm-gpg", "mountPath": pod::RPM_GPG_DIR, "readOnly": true}));
-    }
-
-    let mut env_vars = vec![json!({"name": "STRATA_IMAGE", "value": image})];
-    if !settings.insecure_registries.is_empty() {
-        env_vars.push(json!({"name": "STRATA_INSECURE_REGISTRIES", "value": settings.insecure_registries.join(",")}));
-    }
-    // The cluster proxy, for the registries and for RUN steps (buildah passes these on).
-    for (name, value) in env.proxy.variables() {
-        env_vars.push(json!({"name": name, "value": value}));
-    }
-    if claim.is_some() {
-        // The builds keep the shared storage in bounds themselves (builder-image/README.md).
-        env_vars.extend([
-            json!({"name": "STRATA_SHARED_STORAGE", "value": "true"}),
-            json!({"name": "STRATA_SHARED_STORAGE_MIN_FREE_BYTES",
-                   "value": (u64::from(settings.cache_claim_min_free_gib) << 30).to_string()}),
-        ]);
-    }
-    let env = env_vars;
+    let mut volumes = build_volumes(&name, has_pull_auth, claim, settings);
+    add_environment(&mut volumes, &name, environment, env);
+    let image = names::image_for_build(&build.spec.rendered_image_push_spec, &name);
+    let step_env = step_env(image, env, claim.is_some(), settings);
     let mut pod_labels = build_labels(build);
     pod_labels.insert(labels::COMPONENT.into(), labels::BUILDER.into());
-    let placement = &settings.builder_placement;
-    let mut node_selector =
-        BTreeMap::from([("kubernetes.io/arch".to_string(), BUILD_ARCH.to_string())]);
-    for entry in &placement.node_selector {
-        if let Some((k, v)) = entry.split_once('=') {
-            node_selector.insert(k.trim().to_string(), v.trim().to_string());
-        }
+    Job {
+        metadata: meta(names::job(build), settings, build),
+        spec: Some(JobSpec {
+            backoff_limit: Some(settings.backoff_limit),
+            active_deadline_seconds: Some(settings.build_deadline_seconds),
+            pod_failure_policy: Some(pod_failure_policy()),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    annotations: Some(pod_annotations(build)),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(pod_spec(volumes, &step_env, settings)),
+            },
+            ..JobSpec::default()
+        }),
+        ..Job::default()
     }
-    let tolerations: Value = placement
-        .tolerations
-        .as_deref()
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_else(|| json!([]));
-    let steps =
-        |name: &str, mounts: Vec<Value>, caps: &[&str]| step(name, settings, &env, mounts, caps);
-    let job = json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": meta(names::job(build), settings, build),
-        "spec": {
-            "backoffLimit": settings.backoff_limit,
-            "activeDeadlineSeconds": settings.build_deadline_seconds,
-            "podFailurePolicy": {"rules": [
-                // A failing step, refused credentials or a bad reference: retrying cannot help.
-                {"action": "FailJob", "onExitCodes": {"operator": "In", "values": [exit_code::TERMINAL]}},
-                // Evictions and preemptions are not the build's fault.
-                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-            ]},
-            "template": {
-                "metadata": {"labels": pod_labels, "annotations": pod_annotations(build)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": settings.builder_service_account,
-                    // No API access from any step, and no service addresses in the environment.
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "securityContext": {"seccompProfile": settings.builder_placement.seccomp_profile()},
-                    "nodeSelector": node_selector,
-                    "tolerations": tolerations,
-                    "priorityClassName": placement.priority_class,
-                    "initContainers": [
-                        steps(pod::PULL, pull_mounts, STEP_CAPABILITIES),
-                        steps(pod::BUILD, build_mounts, STEP_CAPABILITIES),
-                    ],
-                    "containers": [steps(pod::PUSH, push_mounts, STEP_CAPABILITIES)],
-                    "volumes": volumes,
-                }
-            }
-        }
-    });
-    // The JSON above only uses fields of batch/v1 Job, so this conversion cannot fail.
-    serde_json::from_value(job).unwrap_or_default()
 }
 
 /// The labels that make the pool's MachineConfigPool select a MachineConfig: its
 /// `machineConfigSelector.matchLabels`, else the role label (`…/role: <pool>`), which also
 /// satisfies the usual `role In [worker, <pool>]` expression of custom pools.
-pub fn pool_selector_labels(pool_name: &str, pool: &Value) -> serde_json::Map<String, Value> {
-    let selected = pool["spec"]["machineConfigSelector"]["matchLabels"]
-        .as_object()
-        .cloned()
+pub fn pool_selector_labels(
+    pool_name: &str,
+    pool: &mco::MachineConfigPool,
+) -> BTreeMap<String, String> {
+    let selected = pool
+        .spec
+        .machine_config_selector
+        .as_ref()
+        .and_then(|s| s.match_labels.clone())
         .unwrap_or_default();
     if selected.is_empty() {
-        serde_json::Map::from_iter([(labels::ROLE.to_string(), Value::from(pool_name))])
+        BTreeMap::from([(labels::ROLE.to_string(), pool_name.to_string())])
     } else {
         selected
     }
@@ -518,13 +718,13 @@ pub fn pool_selector_labels(pool_name: &str, pool: &Value) -> serde_json::Map<St
 /// `selector` labels; owned by nothing: it is removed by the MachineOSConfig's finalizer.
 pub fn machine_config(
     pool: &str,
-    selector: &serde_json::Map<String, Value>,
+    selector: &BTreeMap<String, String>,
     image: &str,
     config_name: &str,
 ) -> Value {
     let mut mc_labels = selector.clone();
     mc_labels.insert(labels::MANAGED_BY.into(), labels::MANAGED_BY_VALUE.into());
-    mc_labels.insert(labels::CONFIG.into(), fit_63(config_name).into());
+    mc_labels.insert(labels::CONFIG.into(), fit_63(config_name));
     json!({
         "apiVersion": format!("{}/{}", mco::GROUP, mco::VERSION),
         "kind": "MachineConfig",
@@ -538,16 +738,17 @@ pub fn machine_config(
 }
 
 /// Whether `current` already carries every label and the osImageURL of `desired`.
-pub fn machine_config_matches(current: Option<&Value>, desired: &Value) -> bool {
+pub fn machine_config_matches(current: Option<&mco::MachineConfig>, desired: &Value) -> bool {
     let Some(current) = current else { return false };
+    let current_labels = current.metadata.labels.clone().unwrap_or_default();
     let labels_match = desired["metadata"]["labels"]
         .as_object()
         .is_some_and(|labels| {
             labels
                 .iter()
-                .all(|(k, v)| &current["metadata"]["labels"][k] == v)
+                .all(|(k, v)| current_labels.get(k).map(String::as_str) == v.as_str())
         });
-    labels_match && current["spec"]["osImageURL"] == desired["spec"]["osImageURL"]
+    labels_match && current.spec.os_image_url.as_deref() == desired["spec"]["osImageURL"].as_str()
 }
 
 #[cfg(test)]
@@ -622,7 +823,7 @@ mod tests {
                 long
             );
         }
-        let selector = pool_selector_labels(&long, &json!({}));
+        let selector = pool_selector_labels(&long, &mco::MachineConfigPool::default());
         let mc = machine_config(&long, &selector, "r.example.com/os@sha256:x", &long);
         assert!(
             mc["metadata"]["labels"][labels::CONFIG]
@@ -917,11 +1118,14 @@ mod tests {
 
     #[test]
     fn machine_config_carries_the_pools_selector_labels() {
-        let role = pool_selector_labels("infra", &json!({"spec": {}}));
+        let role = pool_selector_labels("infra", &mco::MachineConfigPool::default());
         let mc = machine_config("infra", &role, "r.example.com/os@sha256:x", "infra");
         assert_eq!(mc["metadata"]["labels"][labels::ROLE], "infra");
         // A pool selecting by other labels gets those.
-        let pool = json!({"spec": {"machineConfigSelector": {"matchLabels": {"example.com/pool": "gpu"}}}});
+        let pool = serde_json::from_value(
+            json!({"spec": {"machineConfigSelector": {"matchLabels": {"example.com/pool": "gpu"}}}}),
+        )
+        .unwrap();
         let mc = machine_config(
             "gpu",
             &pool_selector_labels("gpu", &pool),

@@ -4,59 +4,136 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::api::DynamicObject;
 use kube::runtime::reflector::ObjectRef;
+use serde::de::DeserializeOwned;
 use strata_crds::contract::{annotations, labels, mco};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 
 use super::Context;
 use super::environment::Environment;
-use super::error::Error;
 use super::names::{self, fit_63};
-use super::plan::{AuthProblem, BuildAuth, JobObservation, Observed, job_observation};
-use super::registry_client::{ImageCheck, Transport};
+use super::plan::{
+    AuthProblem, AuthReason, BaseUnknown, BuildAuth, JobObservation, Observed, job_observation,
+};
+use super::registry_client::Transport;
 use crate::docker_config::{merge, secret_auths};
 use crate::render::{BuildInputs, is_digest_pinned};
 use strata_crds::contract::TerminationMessage;
 
-pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed, Error> {
+pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Observed {
     let stores = &ctx.stores;
-    let now = k8s_openapi::jiff::Timestamp::now();
-    let name = config.name_any();
+    let now = Timestamp::now();
     let pool_name = &config.spec.machine_config_pool.name;
-    let pool = stores
+    let pool: Option<mco::MachineConfigPool> = stores
         .pools
         .get(&ObjectRef::new_with(pool_name, mco::machine_config_pool()))
-        .map(|p| serde_json::to_value(p.as_ref()))
-        .transpose()?;
-    let rendered_config = pool
+        .and_then(|pool| mco_view(&pool));
+    let rendered = pool
         .as_ref()
-        .and_then(|p| p["status"]["configuration"]["name"].as_str())
-        .and_then(|rendered| {
-            stores
-                .machine_configs
-                .get(&ObjectRef::new_with(rendered, mco::machine_config()))
-        })
-        .map(|mc| serde_json::to_value(mc.as_ref()))
-        .transpose()?;
-    let target_config = pool
+        .and_then(|p| p.status.configuration.name.as_deref());
+    let rendered_config = machine_config(ctx, rendered);
+    let target = pool
         .as_ref()
-        .and_then(|p| p["spec"]["configuration"]["name"].as_str())
-        .and_then(|rendered| {
-            stores
-                .machine_configs
-                .get(&ObjectRef::new_with(rendered, mco::machine_config()))
-        })
-        .map(|mc| serde_json::to_value(mc.as_ref()))
-        .transpose()?;
-    let layered_by_openshift = stores
+        .and_then(|p| p.spec.configuration.name.as_deref());
+    let target_config = machine_config(ctx, target);
+    let layered_by_openshift = layered_by_openshift(ctx, pool_name);
+    let rivals = rivals(ctx, config);
+    let (builds, foreign) = builds_of(ctx, config);
+    let owned = OwnedObjects::of(ctx, &config.name_any());
+    let environment = Environment::from_sources(
+        &stores
+            .environment
+            .sources(&stores.secrets, &ctx.settings.namespace),
+    );
+    let transport = Transport::from_environment(&environment);
+    let auth = read_auth(ctx, config, &environment);
+    let base_auth = auth.as_ref().ok().and_then(|a| a.base.clone());
+    let base = base(ctx, config, base_auth.as_deref(), &builds, &transport).await;
+    let current = base
+        .as_ref()
+        .ok()
+        .map(|b| BuildInputs::from_config(config, b).build_name())
+        .and_then(|n| builds.iter().find(|b| b.metadata.name.as_ref() == Some(&n)));
+    let job = job_of(ctx, current, &owned.jobs);
+    let push_auth = auth.as_ref().ok().map(|a| a.push.clone());
+    let image_check = match image_to_check(ctx, &job, current) {
+        Some(image) => Some(
+            ctx.registry
+                .inspect(&image, push_auth.as_deref(), &transport, now)
+                .await,
+        ),
+        None => None,
+    };
+    let machine_config = machine_config(ctx, Some(&names::machine_config(pool_name)));
+    Observed {
+        config: config.clone(),
+        pool,
+        rendered_config,
+        target_config,
+        layered_by_openshift,
+        rivals,
+        base,
+        builds,
+        foreign_builds: foreign.iter().map(|b| b.name_any()).collect(),
+        jobs: owned.jobs,
+        job,
+        build_secrets: owned.secrets,
+        build_config_maps: owned.config_maps,
+        auth,
+        image_check,
+        machine_config,
+        environment,
+        now,
+    }
+}
+
+/// The typed view of a cached MCO object. One that does not read as the view (a field of another
+/// type than the MCO's) counts as absent, with a warning: the MCO's API validates its objects.
+fn mco_view<T: DeserializeOwned>(object: &DynamicObject) -> Option<T> {
+    match serde_json::to_value(object).and_then(serde_json::from_value) {
+        Ok(view) => Some(view),
+        Err(err) => {
+            let kind = object.types.as_ref().map(|t| t.kind.as_str());
+            let name = object.name_any();
+            tracing::warn!(?kind, %name, %err, "cannot read it; taken as absent");
+            None
+        }
+    }
+}
+
+/// The cached MachineConfig `name`.
+fn machine_config(ctx: &Context, name: Option<&str>) -> Option<mco::MachineConfig> {
+    let cached = ctx
+        .stores
+        .machine_configs
+        .get(&ObjectRef::new_with(name?, mco::machine_config()))?;
+    mco_view(&cached)
+}
+
+/// OpenShift's own MachineOSConfig naming `pool_name`, if any.
+fn layered_by_openshift(ctx: &Context, pool_name: &str) -> Option<String> {
+    ctx.stores
         .openshift_configs
         .state()
         .iter()
-        .find(|ocl| ocl.data["spec"]["machineConfigPool"]["name"] == pool_name.as_str())
-        .map(|ocl| ocl.name_any());
-    let rivals = stores
+        .find(|ocl| {
+            mco_view::<mco::OpenShiftMachineOSConfig>(ocl)
+                .is_some_and(|v| v.spec.machine_config_pool.name.as_deref() == Some(pool_name))
+        })
+        .map(|ocl| ocl.name_any())
+}
+
+/// The other MachineOSConfigs (not being deleted) naming `config`'s pool: (name, created at).
+fn rivals(ctx: &Context, config: &MachineOSConfig) -> Vec<(String, Option<Timestamp>)> {
+    let name = config.name_any();
+    let pool_name = &config.spec.machine_config_pool.name;
+    ctx.stores
         .configs
         .state()
         .iter()
@@ -71,91 +148,116 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
                 c.metadata.creation_timestamp.as_ref().map(|t| t.0),
             )
         })
-        .collect();
+        .collect()
+}
 
-    let (builds, foreign): (Vec<MachineOSBuild>, Vec<MachineOSBuild>) = stores
+/// The builds carrying `config`'s name: (its own, those of a deleted config of the same name).
+fn builds_of(
+    ctx: &Context,
+    config: &MachineOSConfig,
+) -> (Vec<MachineOSBuild>, Vec<MachineOSBuild>) {
+    let name = config.name_any();
+    ctx.stores
         .builds
         .state()
         .iter()
         .filter(|b| b.spec.machine_os_config.name == name)
         .map(|b| b.as_ref().clone())
-        .partition(|b| belongs_to(b, config));
-    let is_ours = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| match meta
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(annotations::CONFIG))
-    {
-        Some(full) => *full == name,
-        None => meta.labels.as_ref().and_then(|l| l.get(labels::CONFIG)) == Some(&fit_63(&name)),
-    };
-    let jobs: Vec<_> = stores
-        .jobs
-        .state()
-        .iter()
-        .filter(|j| is_ours(&j.metadata))
-        .map(|j| j.as_ref().clone())
-        .collect();
-    let build_secrets: BTreeSet<String> = stores
-        .secrets
-        .state()
-        .iter()
-        .filter(|s| labels::managed_by_strata(&s.metadata) && is_ours(&s.metadata))
-        .map(|s| s.name_any())
-        .collect();
-    let build_config_maps: BTreeSet<String> = stores
-        .build_config_maps
-        .state()
-        .iter()
-        .filter(|cm| is_ours(&cm.metadata))
-        .map(|cm| cm.name_any())
-        .collect();
+        .partition(|b| belongs_to(b, config))
+}
 
-    let environment = Environment::from_sources(
-        &stores
-            .environment
-            .sources(&stores.secrets, &ctx.settings.namespace),
-    );
-    let transport = Transport::from_environment(&environment);
-    let auth = read_auth(ctx, config, &environment);
-    let base_auth = auth.as_ref().ok().and_then(|a| a.base.clone());
-    let base = match &config.spec.base_image {
-        Some(base) => Ok(base.clone()),
-        None => release_base(ctx),
-    };
-    let base = match base {
-        Ok(base) if already_built_on(&base, &builds) => Ok(base),
-        Ok(base) => {
-            ctx.registry
-                .resolve(&base, base_auth.as_deref(), &transport)
-                .await
-        }
-        Err(why) => Err(why),
-    };
+/// The objects made for the builds of one MachineOSConfig that exist.
+struct OwnedObjects {
+    jobs: Vec<Job>,
+    secrets: BTreeSet<String>,
+    config_maps: BTreeSet<String>,
+}
 
-    let current = base
-        .as_ref()
-        .ok()
-        .map(|b| BuildInputs::from_config(config, b).build_name())
-        .and_then(|n| builds.iter().find(|b| b.metadata.name.as_ref() == Some(&n)));
-    let job = match current {
-        Some(build) if build.phase().is_none_or(|p| !p.is_terminal()) => {
-            let job_name = names::job(build);
-            let pods = stores.pods.state();
-            let pods: Vec<_> = pods
+impl OwnedObjects {
+    /// Those of the MachineOSConfig `name`: by the annotation with its full name, else (objects
+    /// made before it) by the label with the name cut to 63 characters.
+    fn of(ctx: &Context, name: &str) -> Self {
+        let stores = &ctx.stores;
+        let is_ours = |meta: &ObjectMeta| match meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(annotations::CONFIG))
+        {
+            Some(full) => full == name,
+            None => meta.labels.as_ref().and_then(|l| l.get(labels::CONFIG)) == Some(&fit_63(name)),
+        };
+        let jobs = stores.jobs.state();
+        let secrets = stores.secrets.state();
+        let config_maps = stores.build_config_maps.state();
+        Self {
+            jobs: jobs
                 .iter()
-                .filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&job_name))
-                .map(AsRef::as_ref)
-                .collect();
-            job_observation(
-                jobs.iter()
-                    .find(|j| j.metadata.name.as_ref() == Some(&job_name)),
-                &pods,
-            )
+                .filter(|j| is_ours(&j.metadata))
+                .map(|j| j.as_ref().clone())
+                .collect(),
+            secrets: secrets
+                .iter()
+                .filter(|s| labels::managed_by_strata(&s.metadata) && is_ours(&s.metadata))
+                .map(|s| s.name_any())
+                .collect(),
+            config_maps: config_maps
+                .iter()
+                .filter(|cm| is_ours(&cm.metadata))
+                .map(|cm| cm.name_any())
+                .collect(),
         }
-        _ => JobObservation::Missing,
-    };
+    }
+}
 
-    let image_to_check = match (&job, current) {
+/// The base image pinned by digest: the config's or the release's, resolved unless a build was
+/// already made from that very digest.
+async fn base(
+    ctx: &Context,
+    config: &MachineOSConfig,
+    base_auth: Option<&str>,
+    builds: &[MachineOSBuild],
+    transport: &Transport,
+) -> Result<String, BaseUnknown> {
+    let base = match &config.spec.base_image {
+        Some(base) => base.clone(),
+        None => release_base(ctx)?,
+    };
+    if already_built_on(&base, builds) {
+        return Ok(base);
+    }
+    ctx.registry
+        .resolve(&base, base_auth, transport)
+        .await
+        .map_err(BaseUnknown::Unresolved)
+}
+
+/// What the Job of `current` is doing, while the build has not ended.
+fn job_of(ctx: &Context, current: Option<&MachineOSBuild>, jobs: &[Job]) -> JobObservation {
+    let Some(build) = current.filter(|b| b.phase().is_none_or(|p| !p.is_terminal())) else {
+        return JobObservation::Missing;
+    };
+    let job_name = names::job(build);
+    let pods = ctx.stores.pods.state();
+    let pods: Vec<_> = pods
+        .iter()
+        .filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&job_name))
+        .map(AsRef::as_ref)
+        .collect();
+    job_observation(
+        jobs.iter()
+            .find(|j| j.metadata.name.as_ref() == Some(&job_name)),
+        &pods,
+    )
+}
+
+/// The image of `current` to ask the registry about: the one its builder just pushed, or the
+/// periodic re-check of one verified when its build ended.
+fn image_to_check(
+    ctx: &Context,
+    job: &JobObservation,
+    current: Option<&MachineOSBuild>,
+) -> Option<String> {
+    match (job, current) {
         (
             JobObservation::Succeeded {
                 message: Some(TerminationMessage::Success { digest, .. }),
@@ -166,55 +268,17 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Result<Observed
             "{}@{digest}",
             names::repository(&build.spec.rendered_image_push_spec)
         )),
-        // The periodic re-check of an image verified when its build ended.
         (_, Some(build)) if build.phase() == Some(BuildPhase::Succeeded) => build
             .status
             .as_ref()
             .and_then(|s| s.digested_image_push_spec.clone())
             .filter(|image| ctx.registry.recheck_due(image)),
         _ => None,
-    };
-    let push_auth = auth.as_ref().ok().map(|a| a.push.clone());
-    let image_check: Option<ImageCheck> = match image_to_check {
-        Some(image) => Some(
-            ctx.registry
-                .inspect(&image, push_auth.as_deref(), &transport, now)
-                .await,
-        ),
-        None => None,
-    };
-    let machine_config = stores
-        .machine_configs
-        .get(&ObjectRef::new_with(
-            &names::machine_config(pool_name),
-            mco::machine_config(),
-        ))
-        .map(|mc| serde_json::to_value(mc.as_ref()))
-        .transpose()?;
-    Ok(Observed {
-        config: config.clone(),
-        pool,
-        rendered_config,
-        target_config,
-        layered_by_openshift,
-        rivals,
-        base,
-        builds,
-        foreign_builds: foreign.iter().map(|b| b.name_any()).collect(),
-        jobs,
-        job,
-        build_secrets,
-        build_config_maps,
-        auth,
-        image_check,
-        machine_config,
-        environment,
-        now,
-    })
+    }
 }
 
 /// The release's OS base image from the release ConfigMap.
-fn release_base(ctx: &Context) -> Result<String, String> {
+fn release_base(ctx: &Context) -> Result<String, BaseUnknown> {
     let s = &ctx.settings;
     let where_ = format!(
         "ConfigMap {}/{} key {}",
@@ -225,14 +289,14 @@ fn release_base(ctx: &Context) -> Result<String, String> {
         .release
         .get(&ObjectRef::new(&s.release_configmap).within(&s.release_configmap_namespace));
     match cm {
-        None => Err(format!("{where_}: the ConfigMap does not exist")),
+        None => Err(BaseUnknown::NoReleaseConfigMap { where_ }),
         Some(cm) => match cm
             .data
             .as_ref()
             .and_then(|d| d.get(&s.release_configmap_key))
         {
             Some(base) if !base.trim().is_empty() => Ok(base.trim().to_string()),
-            _ => Err(format!("{where_}: the key is missing or empty")),
+            _ => Err(BaseUnknown::NoReleaseKey { where_ }),
         },
     }
 }
@@ -263,7 +327,7 @@ fn read_auth(
     let name = config.name_any();
     let read = |field: &str, secret_name: &str| {
         let unavailable = |why: String| AuthProblem {
-            reason: "SecretUnavailable",
+            reason: AuthReason::SecretUnavailable,
             message: format!("{field}: Secret {ns}/{secret_name} {why}"),
         };
         let secret = ctx
@@ -273,7 +337,7 @@ fn read_auth(
             .ok_or_else(|| unavailable("does not exist".into()))?;
         if !allows(&secret, &name) {
             return Err(AuthProblem {
-                reason: "SecretNotAllowed",
+                reason: AuthReason::SecretNotAllowed,
                 message: format!(
                     "{field}: Secret {ns}/{secret_name} does not allow MachineOSConfig {name} to \
                      use it; its owner opts in with the annotation {}={name}",
@@ -327,20 +391,10 @@ fn already_built_on(base: &str, builds: &[MachineOSBuild]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controller::fixtures::{self, CONFIG_UID};
 
     fn config() -> MachineOSConfig {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
-            "metadata": {"name": "worker", "uid": "new-uid"},
-            "spec": {
-                "machineConfigPool": {"name": "worker"},
-                "imageBuilder": {"imageBuilderType": "Job"},
-                "renderedImagePushSecret": {"name": "push"},
-                "renderedImagePushSpec": "r.example.com/os:latest",
-                "containerFile": [],
-            }
-        }))
-        .unwrap()
+        fixtures::config("RUN true\n")
     }
 
     fn build(uid: &str, base: &str) -> MachineOSBuild {
@@ -363,20 +417,20 @@ mod tests {
 
     #[test]
     fn builds_of_a_deleted_config_with_the_same_name_are_not_ours() {
-        assert!(belongs_to(&build("new-uid", "x"), &config()));
+        assert!(belongs_to(&build(CONFIG_UID, "x"), &config()));
         assert!(!belongs_to(&build("old-uid", "x"), &config()));
     }
 
     #[test]
     fn a_digest_already_built_on_is_not_asked_again() {
         let base = format!("r.example.com/os@sha256:{}", "a".repeat(64));
-        let built = build("new-uid", &base);
+        let built = build(CONFIG_UID, &base);
         assert!(already_built_on(&base, std::slice::from_ref(&built)));
         assert!(!already_built_on(&base, &[]));
         let other = format!("r.example.com/os@sha256:{}", "b".repeat(64));
         assert!(!already_built_on(&other, std::slice::from_ref(&built)));
         // A tag can move: it is always resolved.
-        let tagged = build("new-uid", "r.example.com/os:latest");
+        let tagged = build(CONFIG_UID, "r.example.com/os:latest");
         assert!(!already_built_on("r.example.com/os:latest", &[tagged]));
     }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use k8s_openapi::api::core::v1::SeccompProfile;
 use strata_crds::contract::install;
 
 /// `--cache-claim`: where the builder pods keep their image storage.
@@ -129,12 +130,16 @@ pub struct BuilderPlacement {
 
 impl BuilderPlacement {
     /// The pod's `seccompProfile`.
-    pub fn seccomp_profile(&self) -> serde_json::Value {
+    pub fn seccomp_profile(&self) -> SeccompProfile {
         match self.seccomp.split_once(':') {
-            Some(("Localhost", path)) => {
-                serde_json::json!({"type": "Localhost", "localhostProfile": path})
-            }
-            _ => serde_json::json!({"type": self.seccomp}),
+            Some(("Localhost", path)) => SeccompProfile {
+                type_: "Localhost".into(),
+                localhost_profile: Some(path.into()),
+            },
+            _ => SeccompProfile {
+                type_: self.seccomp.clone(),
+                localhost_profile: None,
+            },
         }
     }
 }

@@ -11,7 +11,7 @@ use strata_crds::{
     MachineOSBuildStatus, ObjectReference,
 };
 
-use super::{BuildAuth, Planner};
+use super::{BuildAuth, EventType, Planner};
 use crate::controller::conditions::{end_after, set};
 use crate::controller::names;
 use crate::controller::objects::build_objects;
@@ -250,7 +250,7 @@ fn make_objects(planner: &mut Planner<'_>, build: &MachineOSBuild, rendered: &Re
             planner.status.set(
                 strata_crds::condition_types::DEGRADED,
                 true,
-                problem.reason,
+                problem.reason.as_str(),
                 problem.message.clone(),
             );
             planner.requeue(60);
@@ -363,7 +363,7 @@ fn running(
     next.attempts = Some(attempts);
     if old.phase() != Some(BuildPhase::Building) {
         planner.event(
-            false,
+            EventType::Normal,
             "BuildStarted",
             "StartBuild",
             format!("build {name}: builder pod started"),
@@ -379,7 +379,7 @@ fn running(
             .iter()
             .any(|c| c.message.contains(&waiting.reason));
         if !known {
-            planner.event(true, "BuilderCannotStart", "StartBuild", note);
+            planner.event(EventType::Warning, "BuilderCannotStart", "StartBuild", note);
         }
         planner.plan.metrics.waiting = Some(waiting.reason.clone());
         planner.status.waiting_message = Some(waiting.message.clone());
@@ -498,7 +498,7 @@ fn verified(
         })
         .collect();
     planner.event(
-        false,
+        EventType::Normal,
         "BuildSucceeded",
         "Verify",
         format!("build {name} pushed {image}"),
@@ -529,7 +529,7 @@ fn failed(
         log_tail: strata_crds::contract::keep_tail(log_tail, 4000),
     });
     planner.event(
-        true,
+        EventType::Warning,
         "BuildFailed",
         "FailBuild",
         format!("build {name} failed ({reason}): {message}"),

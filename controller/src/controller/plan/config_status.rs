@@ -2,7 +2,7 @@
 //! generation and the time, and PoolUpdated from the pool and its rendered configuration.
 
 use k8s_openapi::jiff::Timestamp;
-use serde_json::Value;
+use strata_crds::contract::mco;
 use strata_crds::{MachineOSConfig, MachineOSConfigStatus, condition_types as ct};
 
 use crate::controller::conditions;
@@ -88,20 +88,15 @@ impl ConfigStatus {
 /// PoolUpdated as (value, reason, message): True only when the configuration the pool currently
 /// runs (`status.configuration.name`) carries `pinned` and every machine of the pool has it.
 pub fn pool_updated(
-    pool: &Value,
-    rendered: Option<&Value>,
+    pool: &mco::MachineConfigPool,
+    rendered: Option<&mco::MachineConfig>,
     pinned: Option<&str>,
 ) -> (bool, &'static str, String) {
-    let is = |ty: &str| {
-        pool.pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == ty && c["status"] == "True"))
-    };
-    let count = |field: &str| pool["status"][field].as_i64().unwrap_or(0);
+    let status = &pool.status;
     let (machines, updated, degraded) = (
-        count("machineCount"),
-        count("updatedMachineCount"),
-        count("degradedMachineCount"),
+        status.machine_count,
+        status.updated_machine_count,
+        status.degraded_machine_count,
     );
     let Some(pinned) = pinned else {
         return (
@@ -110,10 +105,8 @@ pub fn pool_updated(
             "no image is pinned yet; the pool runs the release's stock image".into(),
         );
     };
-    let configuration = pool["status"]["configuration"]["name"]
-        .as_str()
-        .unwrap_or("<none>");
-    let runs = rendered.and_then(|r| r["spec"]["osImageURL"].as_str());
+    let configuration = status.configuration.name.as_deref().unwrap_or("<none>");
+    let runs = rendered.and_then(|r| r.spec.os_image_url.as_deref());
     if runs != Some(pinned) {
         return (
             false,
@@ -131,7 +124,7 @@ pub fn pool_updated(
             format!("{degraded} of {machines} machines are degraded; {updated} run {pinned}"),
         );
     }
-    if is("Updated") && !is("Updating") && updated == machines {
+    if status.is("Updated") && !status.is("Updating") && updated == machines {
         (
             true,
             "PoolUpdated",
@@ -151,24 +144,26 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::controller::fixtures::view;
 
     const IMAGE: &str = "r.example.com/os@sha256:1";
 
-    fn pool(updated: i64, updating: bool) -> Value {
-        json!({"status": {
+    fn pool(updated: i64, updating: bool) -> mco::MachineConfigPool {
+        view(json!({"status": {
             "configuration": {"name": "rendered-worker-1"},
             "machineCount": 3, "updatedMachineCount": updated, "degradedMachineCount": 0,
             "conditions": [
                 {"type": "Updated", "status": if updating {"False"} else {"True"}},
                 {"type": "Updating", "status": if updating {"True"} else {"False"}},
             ],
-        }})
+        }}))
     }
 
     #[test]
     fn updated_only_when_the_rendered_configuration_carries_the_pinned_image() {
-        let rendered = json!({"spec": {"osImageURL": IMAGE}});
-        let stale = json!({"spec": {"osImageURL": "r.example.com/os@sha256:0"}});
+        let rendered: mco::MachineConfig = view(json!({"spec": {"osImageURL": IMAGE}}));
+        let stale: mco::MachineConfig =
+            view(json!({"spec": {"osImageURL": "r.example.com/os@sha256:0"}}));
         assert_eq!(
             pool_updated(&pool(3, false), Some(&rendered), Some(IMAGE)).1,
             "PoolUpdated"
@@ -185,7 +180,7 @@ mod tests {
         );
         assert_eq!(pool_updated(&pool(3, false), None, None).1, "NoImage");
         let mut degraded = pool(2, true);
-        degraded["status"]["degradedMachineCount"] = json!(1);
+        degraded.status.degraded_machine_count = 1;
         assert_eq!(
             pool_updated(&degraded, Some(&rendered), Some(IMAGE)).1,
             "PoolDegraded"

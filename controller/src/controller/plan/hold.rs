@@ -6,9 +6,10 @@
 //! the MCO has rendered the pool with that image. A failed build keeps the hold and says so. A
 //! pause Strata did not set is never undone, and a hold someone released is not taken again.
 
+use strata_crds::contract::mco;
 use strata_crds::{BuildPhase, MachineOSBuild, condition_types as ct};
 
-use super::Planner;
+use super::{EventType, Planner};
 
 pub(super) fn decide(planner: &mut Planner<'_>) {
     let o = planner.observed;
@@ -41,14 +42,14 @@ struct Round {
 
 impl Round {
     /// None when the current inputs did not render (no current build).
-    fn read(planner: &Planner<'_>, pool: &serde_json::Value) -> Option<Self> {
+    fn read(planner: &Planner<'_>, pool: &mco::MachineConfigPool) -> Option<Self> {
         let o = planner.observed;
         let (Some(current), Some(base)) = (planner.current.clone(), planner.current_base.clone())
         else {
             return None;
         };
         let pool_name = o.config.spec.machine_config_pool.name.clone();
-        let paused = pool["spec"]["paused"].as_bool().unwrap_or(false);
+        let paused = pool.spec.paused;
         // The current build after this plan: its phase and, once it succeeded, its image.
         let planned = planner
             .plan
@@ -101,7 +102,7 @@ fn while_held(planner: &mut Planner<'_>, round: &Round) {
             ),
         );
         planner.event(
-            true,
+            EventType::Warning,
             "PoolReleasedByOthers",
             "HoldPool",
             format!("pool {pool_name} was unpaused while Strata held it for its rebuild"),
@@ -129,7 +130,7 @@ fn release_once_rendered(planner: &mut Planner<'_>, round: &Round) {
     let target = o
         .target_config
         .as_ref()
-        .and_then(|t| t["spec"]["osImageURL"].as_str());
+        .and_then(|t| t.spec.os_image_url.as_deref());
     if target == Some(image.as_str()) {
         planner.plan.pool_paused = Some(false);
         planner.status.set(
@@ -139,7 +140,7 @@ fn release_once_rendered(planner: &mut Planner<'_>, round: &Round) {
             format!("released pool {pool_name}: its machines roll once, to {image}"),
         );
         planner.event(
-            false,
+            EventType::Normal,
             "PoolReleased",
             "HoldPool",
             format!("released pool {pool_name}: its machines roll once, to {image}"),
@@ -215,7 +216,7 @@ fn hold_for_new_base(planner: &mut Planner<'_>, round: &Round) {
             planner
                 .status
                 .set(ct::POOL_HELD, true, "BaseImageChanged", message.clone());
-            planner.event(false, "PoolHeld", "HoldPool", message);
+            planner.event(EventType::Normal, "PoolHeld", "HoldPool", message);
         }
     }
 }

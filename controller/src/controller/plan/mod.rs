@@ -15,8 +15,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
+pub use kube::runtime::events::EventType;
 use serde_json::Value;
-use strata_crds::contract::labels;
+use strata_crds::contract::{labels, mco};
 use strata_crds::{
     BuildPhase, LocalObjectName, MachineOSBuild, MachineOSBuildSpec, MachineOSBuildStatus,
     MachineOSConfig, MachineOSConfigStatus, ObjectReference, REBUILD_ANNOTATION,
@@ -48,9 +49,41 @@ pub struct BuildAuth {
 /// Why a MachineOSConfig's credentials cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthProblem {
-    /// `SecretUnavailable` or `SecretNotAllowed`.
-    pub reason: &'static str,
+    pub reason: AuthReason,
     pub message: String,
+}
+
+/// The Degraded reason of an [`AuthProblem`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthReason {
+    /// The Secret does not exist or holds no usable auth.
+    SecretUnavailable,
+    /// The Secret does not opt in to this MachineOSConfig.
+    SecretNotAllowed,
+}
+
+impl AuthReason {
+    /// The condition reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthReason::SecretUnavailable => "SecretUnavailable",
+            AuthReason::SecretNotAllowed => "SecretNotAllowed",
+        }
+    }
+}
+
+/// Why the base image is not known by digest (the message of Degraded/BaseImageUnavailable).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BaseUnknown {
+    /// The release ConfigMap (`where_`: which ConfigMap and key) does not exist.
+    #[error("{where_}: the ConfigMap does not exist")]
+    NoReleaseConfigMap { where_: String },
+    /// The release ConfigMap lacks the key, or it is empty.
+    #[error("{where_}: the key is missing or empty")]
+    NoReleaseKey { where_: String },
+    /// The registry did not resolve the reference (its error).
+    #[error("{0}")]
+    Unresolved(String),
 }
 
 /// Everything the planner needs about one MachineOSConfig, read from the caches (and the
@@ -58,18 +91,18 @@ pub struct AuthProblem {
 #[derive(Clone, Debug)]
 pub struct Observed {
     pub config: MachineOSConfig,
-    /// The MachineConfigPool; None when it does not exist.
-    pub pool: Option<Value>,
+    /// The MachineConfigPool; None when it does not exist (or does not read as one).
+    pub pool: Option<mco::MachineConfigPool>,
     /// The MachineConfig the pool currently runs (`status.configuration.name`), when known.
-    pub rendered_config: Option<Value>,
+    pub rendered_config: Option<mco::MachineConfig>,
     /// The MachineConfig the MCO rendered for the pool to move to (`spec.configuration.name`).
-    pub target_config: Option<Value>,
+    pub target_config: Option<mco::MachineConfig>,
     /// OpenShift's own MachineOSConfig naming the same pool, if any.
     pub layered_by_openshift: Option<String>,
     /// Other MachineOSConfigs naming the same pool: (name, created at).
     pub rivals: Vec<(String, Option<Timestamp>)>,
     /// The base image pinned by digest, or why it could not be resolved.
-    pub base: Result<String, String>,
+    pub base: Result<String, BaseUnknown>,
     /// This MachineOSConfig's builds (owned by its uid).
     pub builds: Vec<MachineOSBuild>,
     /// Builds carrying this MachineOSConfig's name that belong to a deleted one of the same name.
@@ -86,7 +119,7 @@ pub struct Observed {
     /// Registry check of the current build's image (its digest from the builder or its status).
     pub image_check: Option<ImageCheck>,
     /// The pool's pinning MachineConfig as it is now (None when absent).
-    pub machine_config: Option<Value>,
+    pub machine_config: Option<mco::MachineConfig>,
     /// The cluster's environment: what the builder pod gets beyond the config's own inputs.
     pub environment: Environment,
     pub now: Timestamp,
@@ -94,7 +127,7 @@ pub struct Observed {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlannedEvent {
-    pub warning: bool,
+    pub type_: EventType,
     /// CamelCase reason.
     pub reason: &'static str,
     /// What Strata did or tried: CreateBuild, StartBuild, Pin, Interrupt, Rebuild, …
@@ -217,9 +250,15 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    fn event(&mut self, warning: bool, reason: &'static str, action: &'static str, note: String) {
+    fn event(
+        &mut self,
+        type_: EventType,
+        reason: &'static str,
+        action: &'static str,
+        note: String,
+    ) {
         self.plan.events.push(PlannedEvent {
-            warning,
+            type_,
             reason,
             action,
             note,
@@ -235,7 +274,7 @@ impl<'a> Planner<'a> {
     /// Degraded with `reason`, nothing building; an Event when the message is new.
     fn refuse(&mut self, reason: &'static str, action: &'static str, message: String) {
         if !self.status.has_message(ct::DEGRADED, &message) {
-            self.event(true, reason, action, message.clone());
+            self.event(EventType::Warning, reason, action, message.clone());
         }
         self.status.set(ct::DEGRADED, true, reason, message);
         self.status.set(ct::BUILDING, false, reason, String::new());
@@ -285,7 +324,7 @@ impl<'a> Planner<'a> {
 
     /// The pool this config builds for, when it exists and this config may build for it (else
     /// Degraded, with why).
-    fn claimed_pool(&mut self) -> Option<&'a Value> {
+    fn claimed_pool(&mut self) -> Option<&'a mco::MachineConfigPool> {
         let o = self.observed;
         let pool_name = o.config.spec.machine_config_pool.name.clone();
         let Some(pool) = &o.pool else {
@@ -328,7 +367,7 @@ impl<'a> Planner<'a> {
             Ok(base) => Some(base.clone()),
             Err(why) => {
                 self.status
-                    .set(ct::DEGRADED, true, "BaseImageUnavailable", why.clone());
+                    .set(ct::DEGRADED, true, "BaseImageUnavailable", why.to_string());
                 self.requeue(60);
                 None
             }
@@ -387,8 +426,12 @@ impl<'a> Planner<'a> {
             return;
         }
         if let Err(problem) = &o.auth {
-            self.status
-                .set(ct::DEGRADED, true, problem.reason, problem.message.clone());
+            self.status.set(
+                ct::DEGRADED,
+                true,
+                problem.reason.as_str(),
+                problem.message.clone(),
+            );
             self.requeue(60);
             return;
         }
@@ -413,7 +456,7 @@ impl<'a> Planner<'a> {
             };
             self.plan.delete_builds.push(build_name.clone());
             self.event(
-                false,
+                EventType::Normal,
                 "Rebuilding",
                 "Rebuild",
                 format!("building {build_name} again: {why}"),
@@ -468,7 +511,7 @@ impl<'a> Planner<'a> {
                 build_status::ended(old, BuildPhase::Interrupted, "Superseded", &why, now),
             ));
             self.event(
-                false,
+                EventType::Normal,
                 "BuildInterrupted",
                 "Interrupt",
                 format!("build {old_name} {why}; its builder is stopped"),
@@ -484,7 +527,7 @@ impl<'a> Planner<'a> {
         // write per build, in series after the create, while the API server is busiest.
         self.plan.create_build = Some(build);
         self.event(
-            false,
+            EventType::Normal,
             "BuildCreated",
             "CreateBuild",
             format!("build {build_name} created for the current inputs"),
@@ -501,7 +544,12 @@ impl<'a> Planner<'a> {
     }
 
     /// Conditions, pinning and the MachineOSConfig's status from the current build's phase.
-    fn conclude(&mut self, build_name: &str, next: &MachineOSBuildStatus, pool: &Value) {
+    fn conclude(
+        &mut self,
+        build_name: &str,
+        next: &MachineOSBuildStatus,
+        pool: &mco::MachineConfigPool,
+    ) {
         match next.phase().unwrap_or(BuildPhase::Prepared) {
             BuildPhase::Succeeded => self.conclude_succeeded(build_name, next, pool),
             BuildPhase::Failed => self.conclude_failed(build_name, next),
@@ -512,14 +560,19 @@ impl<'a> Planner<'a> {
 
     /// The build succeeded: the pool is pinned to its image, Ready (and whether the registry
     /// still serves the image).
-    fn conclude_succeeded(&mut self, build_name: &str, next: &MachineOSBuildStatus, pool: &Value) {
+    fn conclude_succeeded(
+        &mut self,
+        build_name: &str,
+        next: &MachineOSBuildStatus,
+        pool: &mco::MachineConfigPool,
+    ) {
         let pool_name = self.observed.config.spec.machine_config_pool.name.clone();
         let Some(image) = next.digested_image_push_spec.clone() else {
             return;
         };
         if self.status.current_image_pull_spec.as_deref() != Some(image.as_str()) {
             self.event(
-                false,
+                EventType::Normal,
                 "PoolPinned",
                 "Pin",
                 format!("MachineConfigPool {pool_name} now uses {image}"),
@@ -551,7 +604,7 @@ impl<'a> Planner<'a> {
         };
         if let Some(ImageCheck::Missing { misses: 1, .. }) = &self.observed.image_check {
             self.event(
-                true,
+                EventType::Warning,
                 "ImageMissing",
                 "CheckImage",
                 format!("the registry does not serve {image}, which pool {pool_name} uses"),

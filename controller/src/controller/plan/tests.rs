@@ -1,64 +1,10 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::json;
+use strata_crds::ContainerfileArch;
 use strata_crds::contract::{FailureClass, PhaseTiming, TerminationMessage};
-use strata_crds::{ContainerfileArch, ContainerfileEntry};
 
 use super::*;
-
-const BASE: &str = "registry.example.com/rhcos@sha256:1111111111111111111111111111111111111111111111111111111111111111";
-const DIGEST: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
-
-fn config(fragment: &str) -> MachineOSConfig {
-    let mut config: MachineOSConfig = serde_json::from_value(json!({
-        "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
-        "metadata": {"name": "worker", "uid": "aaaaaaaa-0000-0000-0000-000000000000", "generation": 3},
-        "spec": {
-            "machineConfigPool": {"name": "worker"},
-            "imageBuilder": {"imageBuilderType": "Job"},
-            "renderedImagePushSecret": {"name": "push"},
-            "renderedImagePushSpec": "registry.example.com/strata/os:latest",
-        }
-    }))
-    .unwrap();
-    config.spec.container_file = vec![ContainerfileEntry {
-        containerfile_arch: ContainerfileArch::NoArch,
-        content: fragment.into(),
-    }];
-    config
-}
-
-fn pool() -> Value {
-    json!({"metadata": {"name": "worker"}, "status": {
-        "configuration": {"name": "rendered-worker-1"},
-        "machineCount": 1, "updatedMachineCount": 1, "degradedMachineCount": 0,
-        "conditions": [{"type": "Updated", "status": "True"}]}})
-}
-
-fn observed(config: MachineOSConfig) -> Observed {
-    Observed {
-        config,
-        pool: Some(pool()),
-        rendered_config: None,
-        target_config: None,
-        layered_by_openshift: None,
-        rivals: vec![],
-        base: Ok(BASE.into()),
-        builds: vec![],
-        foreign_builds: vec![],
-        jobs: vec![],
-        job: JobObservation::Missing,
-        build_secrets: Default::default(),
-        build_config_maps: Default::default(),
-        auth: Ok(BuildAuth {
-            push: "{\"auths\":{}}".into(),
-            base: None,
-        }),
-        image_check: None,
-        machine_config: None,
-        environment: Default::default(),
-        now: Timestamp::from_second(1_800_000_000).unwrap(),
-    }
-}
+use crate::controller::fixtures::{BASE, DIGEST, config, observed, rendered, view};
 
 /// The inputs hash of `o`'s current build (what a correct image's config carries).
 fn inputs_hash(o: &Observed) -> String {
@@ -139,7 +85,7 @@ fn applied(mut o: Observed, p: &Plan) -> Observed {
         o.config.status = Some(status.clone());
     }
     if let Some(mc) = &p.machine_config {
-        o.machine_config = Some(mc.clone());
+        o.machine_config = Some(view(mc.clone()));
     }
     o
 }
@@ -223,7 +169,10 @@ fn invalid_fragment_degrades_with_the_line_and_builds_nothing() {
 
 #[test]
 fn missing_or_forbidden_secret_degrades_and_retries_later() {
-    for reason in ["SecretUnavailable", "SecretNotAllowed"] {
+    for (reason, label) in [
+        (AuthReason::SecretUnavailable, "SecretUnavailable"),
+        (AuthReason::SecretNotAllowed, "SecretNotAllowed"),
+    ] {
         let mut o = observed(config("RUN true\n"));
         o.auth = Err(AuthProblem {
             reason,
@@ -231,7 +180,7 @@ fn missing_or_forbidden_secret_degrades_and_retries_later() {
         });
         let p = plan(&o, &Settings::for_tests());
         assert!(p.create_build.is_none());
-        assert_eq!(cond(&p.config_status, ct::DEGRADED).reason, reason);
+        assert_eq!(cond(&p.config_status, ct::DEGRADED).reason, label);
         assert_eq!(p.requeue_after, Some(Duration::from_secs(60)));
     }
 }
@@ -398,7 +347,7 @@ fn a_builder_pod_that_cannot_start_says_why() {
     assert!(
         p.events
             .iter()
-            .any(|e| e.warning && e.reason == "BuilderCannotStart")
+            .any(|e| e.type_ == EventType::Warning && e.reason == "BuilderCannotStart")
     );
     assert_eq!(p.metrics.waiting.as_deref(), Some("ImagePullBackOff"));
     // Recorded once: the next round with the same reason adds no Event.
@@ -472,7 +421,7 @@ fn verified_digest_pins_the_pool_and_tidies_up() {
 
     // Once the MCO renders the pool with the image and rolls it, PoolUpdated follows.
     let mut rolled = applied(o, &p);
-    rolled.rendered_config = Some(json!({"spec": {"osImageURL": image}}));
+    rolled.rendered_config = Some(rendered(&image));
     let p = plan(&rolled, &Settings::for_tests());
     assert_eq!(cond(&p.config_status, ct::POOL_UPDATED).status, "True");
     assert_eq!(p.metrics.pool_updated, Some(true));
@@ -495,7 +444,7 @@ fn an_image_without_this_builds_inputs_hash_is_never_pinned() {
         assert!(
             p.events
                 .iter()
-                .any(|e| e.warning && e.reason == "BuildFailed")
+                .any(|e| e.type_ == EventType::Warning && e.reason == "BuildFailed")
         );
         assert!(
             p.config_status
@@ -588,11 +537,9 @@ fn failed_build_keeps_the_current_image_and_never_touches_the_pool() {
     assert_eq!(ready.status, "False");
     assert!(ready.message.contains(&previous));
     assert_eq!(cond(&p.config_status, ct::DEGRADED).status, "True");
-    assert!(
-        p.events
-            .iter()
-            .any(|e| e.warning && e.reason == "BuildFailed" && e.action == "FailBuild")
-    );
+    assert!(p.events.iter().any(|e| e.type_ == EventType::Warning
+        && e.reason == "BuildFailed"
+        && e.action == "FailBuild"));
 
     // Once recorded, a failed build stays failed: nothing to write, no retry by itself.
     let again = plan(&applied(o, &p), &Settings::for_tests());
@@ -685,7 +632,7 @@ fn a_vanished_image_is_rebuilt_only_after_several_misses_over_minutes() {
     assert!(
         p.events
             .iter()
-            .any(|e| e.warning && e.reason == "ImageMissing")
+            .any(|e| e.type_ == EventType::Warning && e.reason == "ImageMissing")
     );
     assert!(
         cond(&p.config_status, ct::READY)
@@ -854,7 +801,7 @@ fn a_new_release_base_holds_the_pool_from_the_first_round_until_the_rebuild_is_r
 
     // The pool is paused; the new build runs: nothing more to write about the hold.
     let mut o = applied(o, &p);
-    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(true);
+    o.pool.as_mut().unwrap().spec.paused = true;
     let mut new_build = p.create_build.clone().unwrap();
     new_build.metadata.uid = Some("cccccccc-0000-0000-0000-000000000000".into());
     o.builds.push(new_build);
@@ -890,13 +837,13 @@ fn a_new_release_base_holds_the_pool_from_the_first_round_until_the_rebuild_is_r
     // Rendered with the new image: released, once.
     let mut o = applied(o, &p);
     let image = status(&p, &o).current_image_pull_spec.unwrap();
-    o.target_config = Some(json!({"spec": {"osImageURL": image}}));
+    o.target_config = Some(rendered(&image));
     let p = plan(&o, &Settings::for_tests());
     assert_eq!(p.pool_paused, Some(false));
     assert_eq!(held(&p, &o), ("False".into(), "Released".into()));
     assert!(p.events.iter().any(|e| e.reason == "PoolReleased"));
     let mut o = applied(o, &p);
-    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(false);
+    o.pool.as_mut().unwrap().spec.paused = false;
     let again = plan(&o, &Settings::for_tests());
     assert_eq!(again.pool_paused, None);
     assert_eq!(again.metrics.pool_held, Some(false));
@@ -936,7 +883,7 @@ fn a_release_back_to_a_base_already_built_holds_the_pool_while_it_pins_the_old_b
     let mut o = applied(o, &p);
     let second_image = status(&p, &o).current_image_pull_spec.unwrap();
     assert_ne!(Some(second_image.clone()), first_image);
-    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(false);
+    o.pool.as_mut().unwrap().spec.paused = false;
     o.config
         .status
         .as_mut()
@@ -991,8 +938,8 @@ fn a_release_back_to_a_base_already_built_holds_the_pool_while_it_pins_the_old_b
     );
 
     let mut o = applied(o, &p);
-    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(true);
-    o.target_config = Some(json!({"spec": {"osImageURL": first_image}}));
+    o.pool.as_mut().unwrap().spec.paused = true;
+    o.target_config = Some(rendered(first_image.as_deref().unwrap()));
     let p = plan(&o, &Settings::for_tests());
     assert_eq!(p.pool_paused, Some(false), "released once rendered");
     assert_eq!(held(&p, &o), ("False".into(), "Released".into()));
@@ -1003,7 +950,7 @@ fn a_failed_rebuild_keeps_the_hold_and_says_so() {
     let o = pinned_then_release(NEW_BASE);
     let p = plan(&o, &Settings::for_tests());
     let mut o = applied(o, &p);
-    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(true);
+    o.pool.as_mut().unwrap().spec.paused = true;
     let mut new_build = p.create_build.clone().unwrap();
     new_build.metadata.uid = Some("cccccccc-0000-0000-0000-000000000000".into());
     o.builds.push(new_build);
@@ -1030,7 +977,7 @@ fn a_failed_rebuild_keeps_the_hold_and_says_so() {
 fn a_pause_strata_did_not_set_is_left_alone() {
     // Paused by an admin before the new base: Strata does not take it over.
     let mut o = pinned_then_release(NEW_BASE);
-    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(true);
+    o.pool.as_mut().unwrap().spec.paused = true;
     let p = plan(&o, &Settings::for_tests());
     assert_eq!(p.pool_paused, None);
     assert_eq!(held(&p, &o), ("False".into(), "PausedByAdmin".into()));
@@ -1039,7 +986,7 @@ fn a_pause_strata_did_not_set_is_left_alone() {
     let o = pinned_then_release(NEW_BASE);
     let p = plan(&o, &Settings::for_tests());
     let mut o = applied(o, &p);
-    o.pool.as_mut().unwrap()["spec"]["paused"] = json!(false);
+    o.pool.as_mut().unwrap().spec.paused = false;
     let p = plan(&o, &Settings::for_tests());
     assert_eq!(p.pool_paused, None);
     assert_eq!(held(&p, &o), ("False".into(), "ReleasedByOthers".into()));
