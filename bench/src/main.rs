@@ -9,7 +9,7 @@
 //! controller with its default settings.
 //!
 //! This file: the command line, the sections in order, the results written. sections/ runs each
-//! section, report/ renders what they found; build.rs, mco_way.rs, scale.rs, host.rs measure.
+//! section, report/ renders what they found; build.rs, mco_way.rs, scale/, host.rs measure.
 
 mod build;
 mod claim;

@@ -1,5 +1,5 @@
 //! The bench's sections (builds, the MCO's way, the cache claim, scale): each sets up the
-//! cluster, measures through build.rs, mco_way.rs and scale.rs, keeps what it found in [`State`]
+//! cluster, measures through build.rs, mco_way.rs and scale/, keeps what it found in [`State`]
 //! and adds its figures to the report (report/).
 
 mod builds;

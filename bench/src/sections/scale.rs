@@ -7,7 +7,7 @@ use crate::report::{self, Report};
 use crate::{host, objects, scale};
 
 impl Bench<'_> {
-    /// The no-op builder image made from the builder image, then scale.rs's run.
+    /// The no-op builder image made from the builder image, then scale/'s run.
     pub async fn scale(&self, state: &mut State, report: &mut Report) -> Result<()> {
         objects::cleanup(&self.client).await?;
         if state.builder_image.is_empty() {
