@@ -18,7 +18,7 @@ use strata_crds::MachineOSBuild;
 use strata_crds::contract::{TerminationMessage, builder_pod, labels};
 use strata_e2e::Cluster;
 use strata_e2e::deployed::{NAMESPACE, apply_config, controller_pods, machine_configs};
-use strata_e2e::measure::pod_usage::{ContainerUsage, Sampler, pod_volumes_dir};
+use strata_e2e::measure::pod_usage::{ContainerUsage, PodUsage, Sampler, pod_volumes_dir};
 use strata_e2e::measure::registry_log::{AccessLog, Counts, Request};
 
 use crate::objects;
@@ -38,8 +38,16 @@ impl Base {
         self.layers.iter().map(|(_, s)| s).sum::<u64>() + self.config_bytes
     }
 
-    pub fn digests(&self) -> HashSet<String> {
-        self.layers.iter().map(|(d, _)| d.clone()).collect()
+    /// Bytes of the base's layers downloaded in `requests`.
+    pub fn bytes_pulled(&self, requests: &[&Request]) -> u64 {
+        let digests: HashSet<&str> = self.layers.iter().map(|(d, _)| d.as_str()).collect();
+        requests
+            .iter()
+            .filter(|r| {
+                r.is_blob_download() && r.blob_digest().is_some_and(|d| digests.contains(d))
+            })
+            .map(|r| r.bytes)
+            .sum()
     }
 }
 
@@ -142,6 +150,34 @@ fn container_ids(pod: &Pod) -> Vec<(String, String)> {
         .collect()
 }
 
+/// What following one build saw, up to the MachineConfig naming its digest.
+#[derive(Default)]
+struct Followed {
+    /// The builder pod's first event, and its UID.
+    pod: Option<(Instant, String)>,
+    /// Samples the pod's containers from its first event to its push step's end.
+    sampler: Option<Sampler>,
+    usage: Option<PodUsage>,
+    last_pod: Option<Pod>,
+    /// The push container seen terminated, and its message.
+    done: Option<(Instant, TerminationMessage)>,
+    /// Each MachineConfig event: its `osImageURL`.
+    mc_seen: Vec<(Instant, String)>,
+}
+
+impl Followed {
+    /// When the MachineConfig first named the digest the push step reported.
+    fn pinned(&self) -> Option<Instant> {
+        let Some((_, TerminationMessage::Success { digest, .. })) = &self.done else {
+            return None;
+        };
+        self.mc_seen
+            .iter()
+            .find(|(_, url)| url.ends_with(digest.as_str()))
+            .map(|(at, _)| *at)
+    }
+}
+
 impl Runner<'_> {
     /// Applies the MachineOSConfig `config` (pool of the same name) with `fragment`, pushing to
     /// `push_spec`, and follows its new build to the pinned MachineConfig.
@@ -165,80 +201,110 @@ impl Runner<'_> {
         let object = objects::config(config, push_spec, &self.base.image, fragment)?;
         let t0 = Instant::now();
         apply_config(&self.client, &object).await?;
+        let (followed, pinned) = self.follow(config, &mut pods, &mut mcs).await?;
+        self.measured(config, t0, pinned, followed).await
+    }
+
+    /// Follows the build's pod and MachineConfig until the MachineConfig names the pushed
+    /// digest; returns what was seen and when it was pinned.
+    async fn follow(
+        &self,
+        config: &str,
+        pods: &mut Watch<Pod>,
+        mcs: &mut Watch<DynamicObject>,
+    ) -> Result<(Followed, Instant)> {
         let deadline = tokio::time::Instant::now() + BUILD_TIMEOUT;
-        let mut pod: Option<(Instant, String)> = None;
-        let mut sampler: Option<Sampler> = None;
-        let mut last_pod: Option<Pod> = None;
-        let mut done: Option<(Instant, TerminationMessage)> = None;
-        let mut usage = None;
-        let mut mc_seen: Vec<(Instant, String)> = Vec::new();
-        let pinned = loop {
-            if let Some((_, TerminationMessage::Success { digest, .. })) = &done
-                && let Some((at, _)) = mc_seen
-                    .iter()
-                    .find(|(_, url)| url.ends_with(digest.as_str()))
-            {
-                break *at;
+        let mut followed = Followed::default();
+        loop {
+            if let Some(at) = followed.pinned() {
+                return Ok((followed, at));
             }
             tokio::select! {
                 seen = pods.rx.recv() => {
-                    let Seen { at, object } = seen.context("the pod watch ended")?;
-                    let uid = object.uid().unwrap_or_default();
-                    if pods.initial.contains(&uid) {
-                        continue;
+                    let seen = seen.context("the pod watch ended")?;
+                    if !pods.initial.contains(&seen.object.uid().unwrap_or_default()) {
+                        self.on_pod(config, seen, &mut followed).await?;
                     }
-                    match &pod {
-                        None => {
-                            // The pod's emptyDirs, and the claim its image storage is on, if any.
-                            let mut disk = vec![pod_volumes_dir(self.cluster, &uid).join("kubernetes.io~empty-dir")];
-                            disk.extend(crate::claim::dirs_of(&self.client, &object).await?);
-                            sampler = Some(Sampler::start(&uid, disk));
-                            pod = Some((at, uid.clone()));
-                        }
-                        Some((_, first)) if *first != uid => {
-                            bail!("{config}: a second builder pod {} started (the first failed and was retried)", object.name_any());
-                        }
-                        Some(_) => {}
-                    }
-                    let status = object.status.as_ref();
-                    for step in [builder_pod::PULL, builder_pod::BUILD] {
-                        if let Some((code, message)) = terminated(status.and_then(|s| s.init_container_statuses.as_ref()), step)
-                            && code != 0
-                        {
-                            bail!("{config}: the {step} step failed (exit {code}): {message}");
-                        }
-                    }
-                    if done.is_none()
-                        && let Some((code, message)) = terminated(status.and_then(|s| s.container_statuses.as_ref()), builder_pod::PUSH)
-                    {
-                        if code != 0 {
-                            bail!("{config}: the push step failed (exit {code}): {message}");
-                        }
-                        let parsed = TerminationMessage::parse(&message)
-                            .with_context(|| format!("{config}: push step message {message:?}"))?;
-                        done = Some((at, parsed));
-                        // The pod's volumes go with its Job once the controller pins: stop now.
-                        if let Some(s) = sampler.take() {
-                            usage = Some(s.stop().await);
-                        }
-                    }
-                    last_pod = Some(object);
                 }
                 seen = mcs.rx.recv() => {
                     let Seen { at, object } = seen.context("the MachineConfig watch ended")?;
                     let url = object.data["spec"]["osImageURL"].as_str().unwrap_or_default().to_string();
-                    mc_seen.push((at, url));
+                    followed.mc_seen.push((at, url));
                 }
                 _ = tokio::time::sleep_until(deadline) => bail!("{config}: not pinned within {BUILD_TIMEOUT:?}"),
             }
-        };
-        let (pod_at, _) = pod.context("no builder pod")?;
-        let usage = usage.unwrap_or_default();
-        let (done_at, message) = done.context("no termination message")?;
+        }
+    }
+
+    /// An event of the build's pod: sampling starts at the first; a failed step fails the run;
+    /// the push step's end stops sampling and keeps its message.
+    async fn on_pod(&self, config: &str, seen: Seen<Pod>, followed: &mut Followed) -> Result<()> {
+        let Seen { at, object } = seen;
+        let uid = object.uid().unwrap_or_default();
+        match &followed.pod {
+            None => {
+                // The pod's emptyDirs, and the claim its image storage is on, if any.
+                let mut disk =
+                    vec![pod_volumes_dir(self.cluster, &uid).join("kubernetes.io~empty-dir")];
+                disk.extend(crate::claim::dirs_of(&self.client, &object).await?);
+                followed.sampler = Some(Sampler::start(&uid, disk));
+                followed.pod = Some((at, uid.clone()));
+            }
+            Some((_, first)) if *first != uid => {
+                bail!(
+                    "{config}: a second builder pod {} started (the first failed and was retried)",
+                    object.name_any()
+                );
+            }
+            Some(_) => {}
+        }
+        let status = object.status.as_ref();
+        for step in [builder_pod::PULL, builder_pod::BUILD] {
+            if let Some((code, message)) = terminated(
+                status.and_then(|s| s.init_container_statuses.as_ref()),
+                step,
+            ) && code != 0
+            {
+                bail!("{config}: the {step} step failed (exit {code}): {message}");
+            }
+        }
+        if followed.done.is_none()
+            && let Some((code, message)) = terminated(
+                status.and_then(|s| s.container_statuses.as_ref()),
+                builder_pod::PUSH,
+            )
+        {
+            if code != 0 {
+                bail!("{config}: the push step failed (exit {code}): {message}");
+            }
+            let parsed = TerminationMessage::parse(&message)
+                .with_context(|| format!("{config}: push step message {message:?}"))?;
+            followed.done = Some((at, parsed));
+            // The pod's volumes go with its Job once the controller pins: stop now.
+            if let Some(s) = followed.sampler.take() {
+                followed.usage = Some(s.stop().await);
+            }
+        }
+        followed.last_pod = Some(object);
+        Ok(())
+    }
+
+    /// The run's figures from what was followed, the build's status and Containerfile, and the
+    /// registry's access log.
+    async fn measured(
+        &mut self,
+        config: &str,
+        t0: Instant,
+        pinned: Instant,
+        followed: Followed,
+    ) -> Result<StrataRun> {
+        let (pod_at, _) = followed.pod.context("no builder pod")?;
+        let usage = followed.usage.unwrap_or_default();
+        let (done_at, message) = followed.done.context("no termination message")?;
         let TerminationMessage::Success { size_bytes, .. } = message else {
             bail!("{config}: the build failed");
         };
-        let last_pod = last_pod.context("no pod status")?;
+        let last_pod = followed.last_pod.context("no pod status")?;
         let build = last_pod
             .labels()
             .get(labels::BUILD)
@@ -257,41 +323,9 @@ impl Runner<'_> {
                 name,
             })
             .collect();
-        let built: MachineOSBuild = Api::<MachineOSBuild>::all(self.client.clone())
-            .get(&build)
-            .await
-            .with_context(|| format!("reading MachineOSBuild {build}"))?;
-        let phases = built
-            .status
-            .map(|s| {
-                s.phases
-                    .into_iter()
-                    .map(|p| (p.phase, (p.end_ms - p.start_ms) as f64 / 1000.0))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let containerfile = Api::<ConfigMap>::namespaced(self.client.clone(), NAMESPACE)
-            .list(&ListParams::default().labels(&format!("{}={build}", labels::BUILD)))
-            .await?
-            .items
-            .into_iter()
-            .find_map(|cm| cm.data?.get("Containerfile").cloned())
-            .context("no Containerfile ConfigMap for the build")?;
-        // The registry logs a request when it completes; the last ones are in by now.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let requests = self.log.read_new()?;
-        let controllers: HashSet<String> = controller_pods(&self.client)
-            .await?
-            .into_iter()
-            .map(|(_, ip)| ip)
-            .collect();
-        let base = self.base.digests();
-        let from_pod: Vec<&Request> = requests.iter().filter(|r| r.client == pod_ip).collect();
-        let base_bytes_pulled = from_pod
-            .iter()
-            .filter(|r| r.is_blob_download() && r.blob_digest().is_some_and(|d| base.contains(d)))
-            .map(|r| r.bytes)
-            .sum();
+        let phases = self.phases(&build).await?;
+        let containerfile = self.containerfile(&build).await?;
+        let registry = self.registry(&pod_ip).await?;
         Ok(StrataRun {
             build,
             apply_to_pod: (pod_at - t0).as_secs_f64(),
@@ -302,13 +336,69 @@ impl Runner<'_> {
             steps,
             peak_disk_bytes: usage.peak_disk_bytes,
             image_size_bytes: size_bytes,
-            pod_registry: Counts::of(from_pod.iter().copied()),
-            base_bytes_pulled,
-            controller_registry: Counts::of(
-                requests.iter().filter(|r| controllers.contains(&r.client)),
-            ),
-            agent: from_pod.first().map(|r| r.agent.clone()),
+            pod_registry: registry.pod,
+            base_bytes_pulled: registry.base_bytes_pulled,
+            controller_registry: registry.controllers,
+            agent: registry.agent,
             containerfile,
         })
     }
+
+    /// The builder's own timings of `build` (its `status.phases`), in seconds.
+    async fn phases(&self, build: &str) -> Result<Vec<(String, f64)>> {
+        let built: MachineOSBuild = Api::<MachineOSBuild>::all(self.client.clone())
+            .get(build)
+            .await
+            .with_context(|| format!("reading MachineOSBuild {build}"))?;
+        Ok(built
+            .status
+            .map(|s| {
+                s.phases
+                    .into_iter()
+                    .map(|p| (p.phase, (p.end_ms - p.start_ms) as f64 / 1000.0))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// The Containerfile the controller rendered for `build`.
+    async fn containerfile(&self, build: &str) -> Result<String> {
+        Api::<ConfigMap>::namespaced(self.client.clone(), NAMESPACE)
+            .list(&ListParams::default().labels(&format!("{}={build}", labels::BUILD)))
+            .await?
+            .items
+            .into_iter()
+            .find_map(|cm| cm.data?.get("Containerfile").cloned())
+            .context("no Containerfile ConfigMap for the build")
+    }
+
+    /// The registry requests since the build was applied: the builder pod's (at `pod_ip`) and
+    /// the controller replicas'.
+    async fn registry(&mut self, pod_ip: &str) -> Result<Registry> {
+        // The registry logs a request when it completes; the last ones are in by now.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let requests = self.log.read_new()?;
+        let controllers: HashSet<String> = controller_pods(&self.client)
+            .await?
+            .into_iter()
+            .map(|(_, ip)| ip)
+            .collect();
+        let from_pod: Vec<&Request> = requests.iter().filter(|r| r.client == pod_ip).collect();
+        Ok(Registry {
+            pod: Counts::of(from_pod.iter().copied()),
+            base_bytes_pulled: self.base.bytes_pulled(&from_pod),
+            controllers: Counts::of(requests.iter().filter(|r| controllers.contains(&r.client))),
+            agent: from_pod.first().map(|r| r.agent.clone()),
+        })
+    }
+}
+
+/// A build's registry requests.
+struct Registry {
+    pod: Counts,
+    /// Bytes of the base's layers the pod downloaded.
+    base_bytes_pulled: u64,
+    controllers: Counts,
+    /// The user agent of the pod's requests.
+    agent: Option<String>,
 }

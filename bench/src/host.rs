@@ -344,61 +344,16 @@ pub async fn free_bytes(path: &Path) -> Option<u64> {
 
 /// `key → value` describing the machine and the versions under test.
 pub async fn machine(strata: &Path, builder_image: &str) -> Vec<(String, String)> {
-    let text = |r: Result<String>| {
-        r.map(|s| s.trim().to_string())
-            .unwrap_or_else(|e| format!("unknown ({e})"))
-    };
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
-        .unwrap_or_default();
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let cpu = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, m)| m.trim().to_string())
-        .unwrap_or_default();
-    let root = strata_e2e::repo_root().display().to_string();
-    let rev = text(
-        run(
-            "git",
-            &["-C", &root, "rev-parse", "--short=12", "HEAD"],
-            &[],
-        )
-        .await,
-    );
-    let dirty = run(
-        "git",
-        &["-C", &root, "status", "--porcelain", "--untracked-files=no"],
-        &[],
-    )
-    .await
-    .map(|s| s.lines().count())
-    .unwrap_or(0);
-    let kube = run("kubectl", &["version", "-o", "json"], &[])
-        .await
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(String::from))
-        .unwrap_or_else(|| "unknown".into());
+    let mem = memory();
+    let cpu = cpu_model();
+    let (rev, dirty) = checkout().await;
+    let kube = kubernetes_version().await;
     let cgroup = if Path::new("/sys/fs/cgroup/memory/kubepods").is_dir() {
         "v1 (hybrid)"
     } else {
         "v2"
     };
     let strata_s = strata.display().to_string();
-    let profile = if strata_s.contains("/release/") {
-        "release"
-    } else if strata_s.contains("/debug/") {
-        "debug"
-    } else {
-        "unknown profile"
-    };
     vec![
         ("nproc".into(), text(run("nproc", &[], &[]).await)),
         ("CPU".into(), cpu),
@@ -423,19 +378,93 @@ pub async fn machine(strata: &Path, builder_image: &str) -> Vec<(String, String)
         ),
         (
             "strata".into(),
-            format!(
-                "{} ({profile} build) — git {rev}{}",
-                text(run(&strata_s, &["--version"], &[]).await),
-                if dirty > 0 {
-                    format!(" + {dirty} uncommitted changed files in the checkout")
-                } else {
-                    String::new()
-                }
-            ),
+            strata_version(&strata_s, &rev, dirty).await,
         ),
         ("strata binary".into(), strata_s),
         ("builder image".into(), builder_image.to_string()),
     ]
+}
+
+/// A command's trimmed output, or why there is none.
+fn text(r: Result<String>) -> String {
+    r.map(|s| s.trim().to_string())
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+/// MemTotal of /proc/meminfo in GiB.
+fn memory() -> String {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+        .unwrap_or_default()
+}
+
+/// The first CPU's model name in /proc/cpuinfo.
+fn cpu_model() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, m)| m.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// This checkout's commit and how many tracked files differ from it.
+async fn checkout() -> (String, usize) {
+    let root = strata_e2e::repo_root().display().to_string();
+    let rev = text(
+        run(
+            "git",
+            &["-C", &root, "rev-parse", "--short=12", "HEAD"],
+            &[],
+        )
+        .await,
+    );
+    let dirty = run(
+        "git",
+        &["-C", &root, "status", "--porcelain", "--untracked-files=no"],
+        &[],
+    )
+    .await
+    .map(|s| s.lines().count())
+    .unwrap_or(0);
+    (rev, dirty)
+}
+
+/// The API server's version (`kubectl version`).
+async fn kubernetes_version() -> String {
+    run("kubectl", &["version", "-o", "json"], &[])
+        .await
+        .ok()
+        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+        .and_then(|v| v["serverVersion"]["gitVersion"].as_str().map(String::from))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// `strata --version`, the build profile read from the binary's path, and the checkout's commit
+/// (`rev`, with `dirty` changed files).
+async fn strata_version(strata: &str, rev: &str, dirty: usize) -> String {
+    let profile = if strata.contains("/release/") {
+        "release"
+    } else if strata.contains("/debug/") {
+        "debug"
+    } else {
+        "unknown profile"
+    };
+    format!(
+        "{} ({profile} build) — git {rev}{}",
+        text(run(strata, &["--version"], &[]).await),
+        if dirty > 0 {
+            format!(" + {dirty} uncommitted changed files in the checkout")
+        } else {
+            String::new()
+        }
+    )
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ use strata_e2e::measure::registry_log::{AccessLog, Counts};
 use crate::build::Base;
 use crate::host;
 use crate::objects::MANAGER;
-use crate::watch::{Seen, watch};
+use crate::watch::{Seen, Watch, watch};
 
 const CONFIGMAP: &str = "bench-mco-way-containerfile";
 
@@ -102,7 +102,46 @@ pub async fn run(a: McoArgs<'_>) -> Result<McoRun> {
         watcher::Config::default().fields(&format!("metadata.name={name}")),
     )
     .await?;
-    let pod: Pod = serde_json::from_value(json!({
+    let pod = pod(&name, builder_image, image)?;
+    log.read_new()?;
+    let t0 = Instant::now();
+    let created = pods.create(&PostParams::default(), &pod).await?;
+    let uid = created.uid().unwrap_or_default();
+    let volumes = pod_volumes_dir(cluster, &uid).join("kubernetes.io~empty-dir");
+    let sampler = Sampler::start(&uid, vec![volumes.clone()]);
+    let guard = Guard {
+        kubelet_dir: cluster.dir.join("kubelet"),
+        min_free_bytes,
+    };
+    let (mut result, message, pod_ip) = follow(&mut w, t0, sampler, guard).await?;
+    let _ = pods
+        .delete(&name, &DeleteParams::default().grace_period(0))
+        .await;
+    if result.aborted.is_none() {
+        let m: serde_json::Value = serde_json::from_str(message.trim())
+            .with_context(|| format!("the MCO's-way message {message:?}"))?;
+        let ms = |k: &str| m[k].as_f64().unwrap_or(0.0);
+        result.bud_seconds = (ms("builtMs") - ms("startMs")) / 1000.0;
+        result.push_seconds = (ms("pushedMs") - ms("builtMs")) / 1000.0;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let requests = log.read_new()?;
+    let mine: Vec<_> = requests.iter().filter(|r| r.client == pod_ip).collect();
+    result.base_bytes_pulled = base.bytes_pulled(&mine);
+    result.registry = Counts::of(mine.iter().copied());
+    // Wait for the pod (and its emptyDirs) to be gone before anything else runs.
+    let gone = Instant::now() + Duration::from_secs(300);
+    while pods.get_opt(&name).await?.is_some() && Instant::now() < gone {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let _ = cms.delete(CONFIGMAP, &DeleteParams::default()).await;
+    Ok(result)
+}
+
+/// The build pod `name`: the builder image running [`SCRIPT`] with the MCO's build pod's
+/// settings, its storage and temporary files on emptyDirs.
+fn pod(name: &str, builder_image: &str, image: &str) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": name, "namespace": NAMESPACE,
                      "labels": {labels::COMPONENT: labels::BUILDER, "strata.dev/bench": "mco-way"}},
@@ -141,16 +180,27 @@ pub async fn run(a: McoArgs<'_>) -> Result<McoRun> {
                 {"name": "tmp", "emptyDir": {}},
             ],
         }
-    }))?;
-    log.read_new()?;
-    let t0 = Instant::now();
-    let created = pods.create(&PostParams::default(), &pod).await?;
-    let uid = created.uid().unwrap_or_default();
-    let volumes = pod_volumes_dir(cluster, &uid).join("kubernetes.io~empty-dir");
-    let sampler = Sampler::start(&uid, vec![volumes.clone()]);
-    let kubelet_dir: PathBuf = cluster.dir.join("kubelet");
+    }))?)
+}
+
+/// The disk guard: the build is stopped when the node's free disk (where the kubelet keeps the
+/// pod's volumes) falls below `min_free_bytes`.
+struct Guard {
+    kubelet_dir: PathBuf,
+    min_free_bytes: u64,
+}
+
+/// Follows the pod until its container ends, the disk guard stops it or 90 minutes pass; then
+/// stops `sampler`. Returns the run so far (time, usage, why stopped), the container's message
+/// and the pod's IP.
+async fn follow(
+    w: &mut Watch<Pod>,
+    t0: Instant,
+    sampler: Sampler,
+    guard: Guard,
+) -> Result<(McoRun, String, String)> {
     let deadline = Instant::now() + Duration::from_secs(90 * 60);
-    let mut guard = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut result = McoRun::default();
     let mut pod_ip = String::new();
     let message = loop {
@@ -173,12 +223,12 @@ pub async fn run(a: McoArgs<'_>) -> Result<McoRun> {
                     break t.message.unwrap_or_default();
                 }
             }
-            _ = guard.tick() => {
-                let free = host::free_bytes(&kubelet_dir).await.unwrap_or(u64::MAX);
-                if free < min_free_bytes {
+            _ = tick.tick() => {
+                let free = host::free_bytes(&guard.kubelet_dir).await.unwrap_or(u64::MAX);
+                if free < guard.min_free_bytes {
                     result.aborted = Some(format!(
                         "stopped after {:.0} s: the node's free disk fell to {:.1} GiB (guard {:.1} GiB)",
-                        t0.elapsed().as_secs_f64(), free as f64 / GIB, min_free_bytes as f64 / GIB));
+                        t0.elapsed().as_secs_f64(), free as f64 / GIB, guard.min_free_bytes as f64 / GIB));
                     break String::new();
                 }
                 if Instant::now() > deadline {
@@ -189,9 +239,6 @@ pub async fn run(a: McoArgs<'_>) -> Result<McoRun> {
         }
     };
     let usage = sampler.stop().await;
-    let _ = pods
-        .delete(&name, &DeleteParams::default().grace_period(0))
-        .await;
     result.usage = usage
         .containers
         .values()
@@ -199,30 +246,7 @@ pub async fn run(a: McoArgs<'_>) -> Result<McoRun> {
         .cloned()
         .unwrap_or_default();
     result.peak_disk_bytes = usage.peak_disk_bytes;
-    if result.aborted.is_none() {
-        let m: serde_json::Value = serde_json::from_str(message.trim())
-            .with_context(|| format!("the MCO's-way message {message:?}"))?;
-        let ms = |k: &str| m[k].as_f64().unwrap_or(0.0);
-        result.bud_seconds = (ms("builtMs") - ms("startMs")) / 1000.0;
-        result.push_seconds = (ms("pushedMs") - ms("builtMs")) / 1000.0;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let requests = log.read_new()?;
-    let digests = base.digests();
-    let mine: Vec<_> = requests.iter().filter(|r| r.client == pod_ip).collect();
-    result.base_bytes_pulled = mine
-        .iter()
-        .filter(|r| r.is_blob_download() && r.blob_digest().is_some_and(|d| digests.contains(d)))
-        .map(|r| r.bytes)
-        .sum();
-    result.registry = Counts::of(mine.iter().copied());
-    // Wait for the pod (and its emptyDirs) to be gone before anything else runs.
-    let gone = Instant::now() + Duration::from_secs(300);
-    while pods.get_opt(&name).await?.is_some() && Instant::now() < gone {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let _ = cms.delete(CONFIGMAP, &DeleteParams::default()).await;
-    Ok(result)
+    Ok((result, message, pod_ip))
 }
 
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+pub const GIB: f64 = 1024.0 * 1024.0 * 1024.0;

@@ -1,11 +1,26 @@
 //! What a run found: the figures (a table of repeated measurements), the goals of issues 16 and
 //! 17 with whether each is met, free-text sections; written as bench/RESULTS.md and
 //! bench/results.json.
+//!
+//! This file: the report and how it renders; one module per section adds that section's figures
+//! (builds, mco, claim, scale), goals.rs judges the goals, results.rs makes RESULTS.md's header
+//! and results.json's `meta`.
+
+pub mod builds;
+pub mod claim;
+pub mod goals;
+pub mod mco;
+pub mod results;
+pub mod scale;
+
+#[cfg(test)]
+mod layout_tests;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde_json::{Value, json};
+use strata_e2e::measure::registry_log::Counts;
 
 use crate::stats::{Summary, summarize};
 
@@ -259,6 +274,11 @@ pub fn bytes(v: f64) -> String {
     } else {
         format!("{:.2} GiB", v / K / K / K)
     }
+}
+
+/// Requests in a registry access-log count.
+fn requests(counts: &Counts) -> u64 {
+    counts.requests.values().sum()
 }
 
 #[cfg(test)]

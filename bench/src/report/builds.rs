@@ -1,0 +1,159 @@
+//! The builds section's figures: cold builds through Strata and their phases and steps, the same
+//! build on the host, rebuilds, the second pool.
+
+use crate::build::StrataRun;
+use crate::host::HostBuild;
+use crate::sections::State;
+
+use super::{Report, requests};
+
+const SECTION: &str = "builds";
+
+/// Cold builds, the host's, rebuilds, the second pool; per builder step its resources.
+pub fn rows(state: &State, report: &mut Report) {
+    cold_times(&state.cold, report);
+    cold_steps(&state.cold, report);
+    cold_sizes(&state.cold, report);
+    host(&state.host, report);
+    rebuilds(state, report);
+    cold_registry(&state.cold, report);
+    if let Some(last) = state.cold.last() {
+        report.key("last_cold_build", last.build.clone());
+    }
+    if let Some((total, layers)) = state.base_uncompressed {
+        report.key("base_uncompressed_bytes", total);
+        report.key("base_layers", layers as u64);
+    }
+}
+
+/// One figure of a run.
+type Figure = fn(&StrataRun) -> f64;
+
+/// One figure of every run.
+fn each(runs: &[StrataRun], f: Figure) -> Vec<f64> {
+    runs.iter().map(f).collect()
+}
+
+/// The cold build's path as a user sees it, then as the builder timed its phases.
+fn cold_times(cold: &[StrataRun], report: &mut Report) {
+    let path: [(&str, Figure); 4] = [
+        ("Strata cold: apply → pinned", |r| r.apply_to_pinned),
+        ("Strata cold: apply → builder pod", |r| r.apply_to_pod),
+        ("Strata cold: pod → push done", |r| r.pod_to_done),
+        ("Strata cold: push done → pinned", |r| r.done_to_pinned),
+    ];
+    for (what, f) in path {
+        report.add(SECTION, what, "s", each(cold, f), "");
+    }
+    for phase in ["pull", "build", "lint", "push"] {
+        let values: Vec<f64> = cold.iter().filter_map(|r| r.phase(phase)).collect();
+        report.add(
+            SECTION,
+            format!("Strata cold: builder phase {phase}"),
+            "s",
+            values,
+            "status.phases",
+        );
+    }
+}
+
+/// Each builder step's peak memory and CPU time.
+fn cold_steps(cold: &[StrataRun], report: &mut Report) {
+    for step in ["pull", "build", "push"] {
+        let usage: Vec<_> = cold.iter().filter_map(|r| r.step(step)).collect();
+        report.add(
+            SECTION,
+            format!("Strata cold: step {step} peak RSS"),
+            "B",
+            usage.iter().map(|u| u.peak_rss_bytes as f64).collect(),
+            "",
+        );
+        report.add(
+            SECTION,
+            format!("Strata cold: step {step} CPU"),
+            "s",
+            usage.iter().map(|u| u.cpu_seconds).collect(),
+            "",
+        );
+    }
+}
+
+fn cold_sizes(cold: &[StrataRun], report: &mut Report) {
+    report.add(
+        SECTION,
+        "Strata cold: peak disk (pod volumes and cache claim)",
+        "B",
+        each(cold, |r| r.peak_disk_bytes as f64),
+        "",
+    );
+    report.add(
+        SECTION,
+        "Strata cold: image size (uncompressed)",
+        "B",
+        each(cold, |r| r.image_size_bytes as f64),
+        "",
+    );
+}
+
+/// The same build on the host with buildah.
+fn host(host: &[HostBuild], report: &mut Report) {
+    report.add(
+        SECTION,
+        "host buildah (pull + bud + push)",
+        "s",
+        host.iter().map(HostBuild::total).collect(),
+        "overlay storage, same Containerfile",
+    );
+    report.add(
+        SECTION,
+        "host buildah peak disk",
+        "B",
+        host.iter().map(|h| h.peak_disk_bytes as f64).collect(),
+        "",
+    );
+}
+
+/// Rebuilds changing the last step, and the second pool on the same base.
+fn rebuilds(state: &State, report: &mut Report) {
+    report.add(
+        SECTION,
+        "Strata rebuild (last step changed): apply → pinned",
+        "s",
+        each(&state.rebuild, |r| r.apply_to_pinned),
+        "",
+    );
+    if let Some(second) = &state.second {
+        report.add(
+            SECTION,
+            "second pool: base bytes pulled",
+            "B",
+            vec![second.base_bytes_pulled as f64],
+            "",
+        );
+        report.add(
+            SECTION,
+            "second pool: apply → pinned",
+            "s",
+            vec![second.apply_to_pinned],
+            "",
+        );
+    }
+}
+
+/// What the builder pod and the controller asked the registry during the cold builds.
+fn cold_registry(cold: &[StrataRun], report: &mut Report) {
+    report.add(
+        SECTION,
+        "Strata cold: registry requests by the builder pod",
+        "",
+        each(cold, |r| requests(&r.pod_registry) as f64),
+        "",
+    );
+    report.add(
+        SECTION,
+        "Strata cold: registry requests by the controller",
+        "",
+        each(cold, |r| requests(&r.controller_registry) as f64),
+        "digest checks while the build ran",
+    );
+}

@@ -1,0 +1,126 @@
+//! The goals of issues 16 and 17, judged from what the sections measured.
+
+use crate::host::HostBuild;
+use crate::sections::State;
+use crate::stats::summarize;
+
+use super::Report;
+
+/// Every goal, in the order of the goals table; `runs` is how many cold builds were asked for.
+pub fn conclude(state: &State, report: &mut Report, runs: usize) {
+    build_goals(state, report, runs);
+    scale_goals(state, report);
+}
+
+/// The build path against host buildah and the MCO's way, the second pool, the disk.
+fn build_goals(state: &State, report: &mut Report, runs: usize) {
+    let cold = median(state.cold.iter().map(|r| r.apply_to_pinned));
+    let host = median(state.host.iter().map(HostBuild::total));
+    report.goal(
+        "path_over_host",
+        "cold build through Strata / host buildah, same Containerfile",
+        ratio(cold, host),
+        "x",
+        "≤ 1.15",
+        1.15,
+        format!("medians of {runs} runs"),
+    );
+    let rebuild = median(state.rebuild.iter().map(|r| r.apply_to_pinned));
+    let mco = median(
+        state
+            .mco
+            .iter()
+            .filter(|r| r.aborted.is_none())
+            .map(|r| r.create_to_done),
+    );
+    report.goal(
+        "rebuild_over_mco_way",
+        "rebuild changing the last fragment / the MCO's way",
+        ratio(rebuild, mco),
+        "x",
+        "≤ 0.2",
+        0.2,
+        state.mco_skipped.clone().unwrap_or_default(),
+    );
+    report.goal(
+        "second_pool_base_bytes_pulled",
+        "second pool on the same base: base bytes pulled",
+        state.second.as_ref().map(|s| s.base_bytes_pulled as f64),
+        "B",
+        "0",
+        0.0,
+        "default settings: Strata's own cache claim",
+    );
+    let disk = median(state.cold.iter().map(|r| r.peak_disk_bytes as f64));
+    let size = median(state.cold.iter().map(|r| r.image_size_bytes as f64));
+    report.goal(
+        "disk_over_image_size",
+        "builder ephemeral disk per build / image size",
+        ratio(disk, size),
+        "x",
+        "≤ 1.5",
+        1.5,
+        "cold build: its emptyDirs and the claim it started empty",
+    );
+}
+
+/// The controller core: the resync's requests, writes and settle time, memory, latency.
+fn scale_goals(state: &State, report: &mut Report) {
+    let scale = state.scale.as_ref();
+    report.goal(
+        "resync_requests_per_config",
+        "API requests per config in a resync beyond the initial lists",
+        scale.map(|s| s.audit.beyond_lists_and_leases() as f64 / s.total_configs.max(1) as f64),
+        "",
+        "≤ 1",
+        1.0,
+        "",
+    );
+    report.goal(
+        "resync_writes",
+        "writes in a resync (leader Lease left out)",
+        scale.map(|s| s.audit.writes_excluding_leases() as f64),
+        "",
+        "0",
+        0.0,
+        "",
+    );
+    report.goal(
+        "resync_settle_seconds",
+        "new leader → its last reconcile of the resync",
+        scale.map(|s| s.settle_seconds),
+        "s",
+        "≤ 5 s",
+        5.0,
+        "",
+    );
+    report.goal(
+        "rss_mib",
+        "steady leader RSS",
+        scale.map(|s| s.rss_after_resync_mib),
+        "MiB",
+        "< 64 MiB",
+        64.0,
+        "",
+    );
+    report.goal(
+        "reconcile_p99_seconds",
+        "reconcile p99 while builds run",
+        scale.and_then(|s| s.build_phase_p99),
+        "s",
+        "< 1 s",
+        1.0,
+        "",
+    );
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn median(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    summarize(&values.into_iter().collect::<Vec<_>>()).map(|s| s.median)
+}
