@@ -1,8 +1,9 @@
 //! Strata on a CoreOS-sized base, as users run it: the release ConfigMap names the CoreOS-like OS
 //! image (build-os-image.sh: a Debian trixie tree with systemd, one kernel, dpkg; ~1.3 GiB in 48
 //! layers chunked by package), and one MachineOSConfig carries the realistic fragments of
-//! `e2e/examples/` and `examples/` — a multi-stage tool build, packages from the signed local repository, a package's
-//! systemd units enabled, kernel module configuration checked against the image's own kernel. The
+//! `e2e/examples/` and `examples/` — a multi-stage tool build, packages from the signed local
+//! repository, a package's systemd units enabled, kernel module configuration checked against the
+//! image's own kernel. The
 //! build must pass the image gate, push only its own layers (the base's 48 are the base's, by
 //! digest), and the pool must roll to it once. Then a fragment that leaves a file in /var fails
 //! the gate: `LintFailed` with the rule and the path, a Warning Event, and the pool keeps its image.
