@@ -40,7 +40,8 @@ fn seccomp_machineconfig_carries_the_profile() {
         "the MachineConfig's profile differs from manifests/seccomp/strata-builder.json: regenerate its data URL (see the file's header)"
     );
     let scc = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/overlays/openshift/builder-scc.yaml"),
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../manifests/overlays/openshift/builder-scc.yaml"),
     )
     .unwrap();
     assert!(scc.contains("seccompProfiles: [localhost/strata/builder.json]"));
