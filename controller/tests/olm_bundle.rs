@@ -361,7 +361,7 @@ fn bundle_versions_follow_the_console_plugin() {
     let api = plugin["consolePlugin"]["dependencies"]["@console/pluginAPI"]
         .as_str()
         .unwrap();
-    let sdk = plugin["dependencies"]["@openshift-console/dynamic-plugin-sdk"]
+    let sdk = plugin["devDependencies"]["@openshift-console/dynamic-plugin-sdk"]
         .as_str()
         .unwrap();
     let minor = |v: &str| {
