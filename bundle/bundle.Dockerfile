@@ -8,6 +8,6 @@ LABEL operators.operatorframework.io.bundle.metadata.v1=metadata/
 LABEL operators.operatorframework.io.bundle.package.v1=strata
 LABEL operators.operatorframework.io.bundle.channels.v1=candidate-v0
 LABEL operators.operatorframework.io.bundle.channel.default.v1=candidate-v0
-LABEL com.redhat.openshift.versions=v4.20
+LABEL com.redhat.openshift.versions=v4.22
 COPY manifests /manifests/
 COPY metadata /metadata/

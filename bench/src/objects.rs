@@ -38,16 +38,16 @@ pub fn config(name: &str, push_spec: &str, base: &str, fragment: &str) -> Result
     }))?)
 }
 
-/// The fragment of `examples/package-install.yaml` (packages from the cluster's signed repository)
+/// The fragment of `e2e/examples/package-install.yaml` (packages from the cluster's signed repository)
 /// and a last step that writes `last` — what a rebuild changes.
 pub fn fragment(package_repo: &str, last: &str) -> Result<String> {
-    let path = repo_root().join("examples/package-install.yaml");
+    let path = repo_root().join("e2e/examples/package-install.yaml");
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let docs = yaml_docs(&text)?;
     let content = docs
         .first()
         .and_then(|d| d["spec"]["containerFile"][0]["content"].as_str())
-        .context("examples/package-install.yaml: no spec.containerFile[0].content")?;
+        .context("e2e/examples/package-install.yaml: no spec.containerFile[0].content")?;
     let mut fragment = String::new();
     for line in content.lines() {
         if line.starts_with("ARG PACKAGE_REPO=") {

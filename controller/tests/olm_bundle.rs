@@ -119,6 +119,13 @@ fn repo_copy() -> tempfile::TempDir {
         copy_dir(&root.join(dir), &tmp.path().join(dir));
     }
     std::fs::copy(root.join("Cargo.toml"), tmp.path().join("Cargo.toml")).unwrap();
+    // The console plugin's supported console releases set the bundle's OpenShift versions.
+    std::fs::create_dir_all(tmp.path().join("console-plugin")).unwrap();
+    std::fs::copy(
+        root.join("console-plugin/package.json"),
+        tmp.path().join("console-plugin/package.json"),
+    )
+    .unwrap();
     std::fs::create_dir_all(tmp.path().join("tools/olm")).unwrap();
     for f in ["csv-metadata.yaml", "icon.svg"] {
         std::fs::copy(
@@ -328,6 +335,64 @@ fn validation_catches_broken_bundles() {
         "{out}"
     );
     assert!(out.contains("holds 2 objects"), "{out}");
+
+    // Claiming disconnected support while an image is by tag: mirrors work by digest only.
+    let (ok, out) = validate_with(|_, csv| {
+        csv["metadata"]["annotations"]["features.operators.openshift.io/disconnected"] =
+            json!("true");
+    });
+    assert!(!ok, "{out}");
+    assert!(out.contains("is not pinned by digest"), "{out}");
+}
+
+#[test]
+fn bundle_versions_follow_the_console_plugin() {
+    let test = "bundle_versions_follow_the_console_plugin";
+    let Some(_) = require(test, strata_olm()) else {
+        return;
+    };
+    let Some(kubectl) = require(test, kubectl()) else {
+        return;
+    };
+    let plugin: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("console-plugin/package.json")).unwrap(),
+    )
+    .unwrap();
+    let api = plugin["consolePlugin"]["dependencies"]["@console/pluginAPI"]
+        .as_str()
+        .unwrap();
+    let sdk = plugin["devDependencies"]["@openshift-console/dynamic-plugin-sdk"]
+        .as_str()
+        .unwrap();
+    let minor = |v: &str| {
+        v.trim_start_matches(">=")
+            .split('.')
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    assert_eq!(minor(api), minor(sdk), "pluginAPI {api} vs SDK {sdk}");
+    let annotations =
+        std::fs::read_to_string(repo().join("bundle/metadata/annotations.yaml")).unwrap();
+    assert!(
+        annotations.contains(&format!("com.redhat.openshift.versions: v{}\n", minor(api))),
+        "{annotations}"
+    );
+
+    // A plugin for a console the table does not know stops generation.
+    let tmp = repo_copy();
+    edit(
+        &tmp.path().join("console-plugin/package.json"),
+        api,
+        ">=4.99.0-0",
+    );
+    let out = bundle_sh(&kubectl, &["generate", tmp.path().to_str().unwrap()]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("console 4.99 is not in the OpenShift table"),
+        "{t}"
+    );
 }
 
 #[test]

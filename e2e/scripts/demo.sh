@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make demo: build Strata, start the local real cluster, deploy the controller in it from
 # manifests/, name the CoreOS-like OS image as the release's base, apply
-# examples/package-install.yaml (packages from the local signed repository), wait for the build,
+# e2e/examples/package-install.yaml (packages from the local signed repository), wait for the build,
 # print the pinned MachineConfig.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -30,9 +30,9 @@ say "the release's OS base: the CoreOS-like image ($STRATA_OS_IMAGE)"
 kubectl -n openshift-machine-config-operator patch configmap machine-config-osimageurl --type merge \
   -p "{\"data\":{\"baseOSContainerImage\":\"$STRATA_OS_IMAGE\"}}" >/dev/null
 
-say "applying examples/package-install.yaml (push spec: the local registry; packages: $STRATA_PACKAGE_REPO)"
+say "applying e2e/examples/package-install.yaml (push spec: the local registry; packages: $STRATA_PACKAGE_REPO)"
 sed -e "s|renderedImagePushSpec: .*|renderedImagePushSpec: $STRATA_REGISTRY/strata-demo/os-image:latest|" \
-    -e "s|ARG PACKAGE_REPO=.*|ARG PACKAGE_REPO=$STRATA_PACKAGE_REPO|" examples/package-install.yaml |
+    -e "s|ARG PACKAGE_REPO=.*|ARG PACKAGE_REPO=$STRATA_PACKAGE_REPO|" e2e/examples/package-install.yaml |
   kubectl apply --server-side --force-conflicts -f -
 
 say "waiting for the build (Ctrl-C is safe: the controller keeps going)"

@@ -1,8 +1,9 @@
 //! Strata on a CoreOS-sized base, as users run it: the release ConfigMap names the CoreOS-like OS
 //! image (build-os-image.sh: a Debian trixie tree with systemd, one kernel, dpkg; ~1.3 GiB in 48
 //! layers chunked by package), and one MachineOSConfig carries the realistic fragments of
-//! `examples/` — a multi-stage tool build, packages from the signed local repository, a package's
-//! systemd units enabled, kernel module configuration checked against the image's own kernel. The
+//! `e2e/examples/` and `examples/` — a multi-stage tool build, packages from the signed local
+//! repository, a package's systemd units enabled, kernel module configuration checked against the
+//! image's own kernel. The
 //! build must pass the image gate, push only its own layers (the base's 48 are the base's, by
 //! digest), and the pool must roll to it once. Then a fragment that leaves a file in /var fails
 //! the gate: `LintFailed` with the rule and the path, a Warning Event, and the pool keeps its image.
@@ -29,17 +30,20 @@ const POOL: &str = "e2e-coreos";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 /// In the order they can be concatenated: the multi-stage fragment ends on `FROM base`, and the
 /// others continue that stage.
+/// Paths below the repository: the Debian-only fragments are e2e's own (`e2e/examples/`), the
+/// kernel module configuration is the user-facing example, valid for RHCOS and this base alike.
 const EXAMPLES: [&str; 4] = [
-    "multi-stage-from-base.yaml",
-    "package-install.yaml",
-    "systemd-unit-from-package.yaml",
-    "kernel-module-config.yaml",
+    "e2e/examples/multi-stage-from-base.yaml",
+    "e2e/examples/package-install.yaml",
+    "e2e/examples/systemd-unit-from-package.yaml",
+    "examples/kernel-module-config.yaml",
 ];
 const EXAMPLE_REPO: &str = "ARG PACKAGE_REPO=http://packages.example.com/strata/";
 
-/// The fragment of `examples/<file>`, its package repository pointed at the cluster's.
+/// The fragment of the example at `file` (below the repository), its package repository pointed
+/// at the cluster's.
 fn example_fragment(file: &str, package_repo: &str) -> Result<String> {
-    let path = repo_root().join("examples").join(file);
+    let path = repo_root().join(file);
     let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let docs = yaml_docs(&text)?;
     let content = docs

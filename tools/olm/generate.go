@@ -41,6 +41,11 @@ type Metadata struct {
 	DisplayName       string                 `json:"displayName"`
 	ShortDescription  string                 `json:"shortDescription"`
 	Provider          v1alpha1.AppLink       `json:"provider"`
+	Support           string                 `json:"support"`
+	Repository        string                 `json:"repository"`
+	CreatedAt         string                 `json:"createdAt"`
+	Replaces          string                 `json:"replaces"`
+	ConsolePluginPkg  string                 `json:"consolePluginPackage"`
 	Maintainers       []v1alpha1.Maintainer  `json:"maintainers"`
 	Links             []v1alpha1.AppLink     `json:"links"`
 	Maturity          string                 `json:"maturity"`
@@ -714,7 +719,6 @@ func buildBundle(o genOptions) (*bundleFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Cargo.toml version %q: %w", ver, err)
 	}
-	minKube := "1." + kubeMinor + ".0"
 	ocp := ""
 	for _, e := range ocpKube {
 		if e.kube == "1."+kubeMinor {
@@ -723,6 +727,26 @@ func buildBundle(o genOptions) (*bundleFiles, error) {
 	}
 	if ocp == "" {
 		return nil, fmt.Errorf("Kubernetes 1.%s (k8s-openapi feature in Cargo.toml) is not in the OpenShift table of tools/olm/generate.go", kubeMinor)
+	}
+	// The bundle carries the console plugin: it is for the OpenShift releases whose console the
+	// plugin supports, when those start later than the controller's API.
+	if md.ConsolePluginPkg != "" {
+		pluginOCP, err := pluginMinOpenShift(filepath.Join(o.repo, md.ConsolePluginPkg))
+		if err != nil {
+			return nil, err
+		}
+		if kubeOf(pluginOCP) == "" {
+			return nil, fmt.Errorf("%s: console %s is not in the OpenShift table of tools/olm/generate.go", md.ConsolePluginPkg, pluginOCP)
+		}
+		if semver.MustParse(pluginOCP + ".0").GT(semver.MustParse(ocp + ".0")) {
+			ocp = pluginOCP
+		}
+	}
+	minKube := kubeOf(ocp) + ".0"
+	if md.CreatedAt != "" {
+		if _, err := time.Parse(time.RFC3339, md.CreatedAt); err != nil {
+			return nil, fmt.Errorf("createdAt %q in the CSV metadata: %w", md.CreatedAt, err)
+		}
 	}
 	raw, err := renderOverlay(o)
 	if err != nil {
@@ -902,6 +926,14 @@ func buildBundle(o genOptions) (*bundleFiles, error) {
 	for k, v := range md.OpenShiftFeatures {
 		annotations["features.operators.openshift.io/"+k] = v
 	}
+	// Upgrade graph: any earlier version (pre-releases and installs from a catalog of our own)
+	// upgrades straight to this one; `replaces` names the previous release once there is one.
+	annotations["olm.skipRange"] = "<" + ver
+	for k, v := range map[string]string{"createdAt": md.CreatedAt, "repository": md.Repository, "support": md.Support} {
+		if v != "" {
+			annotations[k] = v
+		}
+	}
 	labels := map[string]string{}
 	for _, a := range md.Architectures {
 		labels["operatorframework.io/arch."+a] = "supported"
@@ -932,6 +964,7 @@ func buildBundle(o genOptions) (*bundleFiles, error) {
 			DisplayName:    md.DisplayName,
 			Description:    strings.ReplaceAll(strings.TrimRight(md.Description, "\n"), "${NAMESPACE}", installNS) + "\n\n" + describe(r, md, deps, nsPerms, clusterPerms, wide, pluginNames),
 			Version:        version.OperatorVersion{Version: semVer},
+			Replaces:       md.Replaces,
 			Maturity:       md.Maturity,
 			MinKubeVersion: minKube,
 			Provider:       md.Provider,
@@ -974,6 +1007,29 @@ func buildBundle(o genOptions) (*bundleFiles, error) {
 		{"com.redhat.openshift.versions", "v" + ocp},
 	}
 	return &bundleFiles{files: files, annotations: ann}, nil
+}
+
+// pluginMinOpenShift reads the console releases the plugin supports from its package.json
+// (consolePlugin.dependencies["@console/pluginAPI"], e.g. ">=4.22.0-0") as "4.22".
+func pluginMinOpenShift(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	var pkg struct {
+		ConsolePlugin struct {
+			Dependencies map[string]string `json:"dependencies"`
+		} `json:"consolePlugin"`
+	}
+	if err := json.Unmarshal(data, &pkg); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	dep := pkg.ConsolePlugin.Dependencies["@console/pluginAPI"]
+	m := regexp.MustCompile(`^>=\s*(\d+)\.(\d+)\.\d+(-0)?$`).FindStringSubmatch(strings.TrimSpace(dep))
+	if m == nil {
+		return "", fmt.Errorf("%s: consolePlugin.dependencies[\"@console/pluginAPI\"] is %q, not \">=MAJOR.MINOR.PATCH-0\"", path, dep)
+	}
+	return m[1] + "." + m[2], nil
 }
 
 func namespaceTemplate(ns *unstructured.Unstructured) string {

@@ -264,6 +264,10 @@ func checkOpenShift(dir string, ann map[string]string, b *manifests.Bundle) apie
 	related := map[string]bool{}
 	for _, r := range csv.Spec.RelatedImages {
 		related[r.Image] = true
+		// Mirroring for a disconnected cluster works by digest only (ImageDigestMirrorSets).
+		if csv.Annotations["features.operators.openshift.io/disconnected"] == "true" && !strings.Contains(r.Image, "@sha256:") {
+			errf("features.operators.openshift.io/disconnected is \"true\" but relatedImage %s (%s) is not pinned by digest", r.Name, r.Image)
+		}
 	}
 	for _, d := range strategy.DeploymentSpecs {
 		for _, c := range append(d.Spec.Template.Spec.InitContainers, d.Spec.Template.Spec.Containers...) {
