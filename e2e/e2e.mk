@@ -5,7 +5,7 @@ E2E_TARGET ?= $(if $(CARGO_TARGET_DIR),$(CARGO_TARGET_DIR),$(shell $(E2E_DIR)scr
 STRATA_BIN ?= $(E2E_TARGET)/debug/strata
 export STRATA_BIN
 
-.PHONY: e2e-setup e2e-build-kube e2e-images e2e-up e2e-down e2e-test e2e-env
+.PHONY: e2e-setup e2e-build-kube e2e-images e2e-up e2e-down e2e-test e2e-env teardown-test
 
 e2e-setup: ## apt packages + kube binaries (idempotent)
 	$(E2E_DIR)ci-setup.sh
@@ -28,3 +28,6 @@ e2e-env:
 
 e2e-test: ## run the e2e tests against a real cluster (started and stopped around the tests if not up)
 	$(E2E_DIR)scripts/run-e2e-tests.sh
+
+teardown-test: ## the teardown test on a cluster of its own (needs no cluster up: make e2e-down first)
+	$(E2E_DIR)scripts/run-teardown-test.sh

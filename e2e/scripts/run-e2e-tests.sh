@@ -21,15 +21,17 @@ cargo build -q -p strata-e2e --bin strata-e2e-mco
 cargo test --no-run -q -p strata-e2e
 
 # The cluster: reused when one runs (it stays up), else started for all test binaries and stopped
-# at the end (with-cluster.sh, as make demo and make bench use it).
+# at the end (with-cluster.sh, as make demo and make bench use it). The suite runs on the small
+# release base; a reused cluster's own base (make demo's CoreOS-like one) is named again after it.
 TEARDOWN=cluster_down_leaves_no_process_mount_or_network_state
 status=0
-"$HERE/with-cluster.sh" cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2 --skip "$TEARDOWN" || status=$?
+"$HERE/with-cluster.sh" sh -c 'exec "$0" "$STRATA_OS_BASE_IMAGE" "$@"' "$HERE/on-release-base.sh" \
+  cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2 --skip "$TEARDOWN" || status=$?
 # tests/teardown.rs starts a cluster of its own and checks that cluster-down leaves nothing behind:
-# it runs once no cluster is up.
+# it runs once no cluster is up (`make teardown-test` after `make e2e-down`, as .ci/run does).
 if [[ -f "$ROOT/e2e/.state/env" ]]; then
-  echo "run-e2e-tests: $TEARDOWN not run: a cluster is up (make e2e-down, then run it)" >&2
+  echo "run-e2e-tests: $TEARDOWN not run: a cluster is up (make e2e-down, then make teardown-test)" >&2
 else
-  cargo test -p strata-e2e --test teardown "$@" || status=$?
+  "$HERE/run-teardown-test.sh" "$@" || status=$?
 fi
 exit $status

@@ -193,29 +193,12 @@ pub fn e2e_run_or_skip(test: &str) -> Option<()> {
     }
 }
 
-/// `path` under [`shared_dir`] (fixtures that are never copied into the repository), or `None`
-/// after [`skip`] said it is missing (a failure under `make test` and CI).
-pub fn shared_fixture_or_skip(test: &str, path: &str) -> Option<PathBuf> {
-    let fixture = shared_dir().join(path);
-    if fixture.exists() {
-        return Some(fixture);
-    }
-    skip(
-        test,
-        &format!(
-            "{} not found (the shared fixtures are not on this machine)",
-            fixture.display()
-        ),
-    );
-    None
-}
-
 /// The prologue of an e2e test: the value of a prerequisite that returns `Option` after saying why
 /// it is missing (`Cluster::shared_or_skip`, `Cluster::with_deployed_controller_or_skip`,
-/// [`e2e_run_or_skip`], [`shared_fixture_or_skip`] …), or `return Ok(())` from the test, which
+/// [`e2e_run_or_skip`] …), or `return Ok(())` from the test, which
 /// then passes without running (`make test` and CI panic in [`skip`] instead).
 ///
-/// ```ignore
+/// ```text
 /// let cluster = strata_e2e::needs!(Cluster::shared_or_skip(test));
 /// ```
 #[macro_export]

@@ -21,6 +21,7 @@ use strata_e2e::deployed::{
     NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, create_pool,
     create_pool_with, create_push_secret, current_build, delete_config, delete_pool, ended_build,
     expect_event, machine_configs, machine_os_config, pinned_by, pools, set_release_base,
+    with_release_base,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for};
@@ -95,15 +96,21 @@ fn pool_builds() -> ListParams {
 async fn deployed_controller_builds_pins_rebuilds_and_cleans_up() -> Result<()> {
     let test = "deployed_controller_builds_pins_rebuilds_and_cleans_up";
     let (cluster, _builder) = needs!(Cluster::with_deployed_controller_or_skip(test));
-    let flow = start_with_fresh_pools(cluster).await?;
-    no_build_without_an_allowed_push_secret(&flow).await?;
-    let (first, image_v1) = first_build_pins_the_pool(&flow).await?;
-    let second = fragment_change_builds_a_new_digest(&flow, &first, &image_v1).await?;
-    let image_v2 = rebuild_annotation_builds_again(&flow, &second).await?;
-    new_release_rebuilds_and_the_old_base_reuses_builds(&flow, &second, &image_v2).await?;
-    failing_step_keeps_the_pool_on_its_image(&flow, &second, &image_v2).await?;
-    deleting_the_configs_removes_their_objects(&flow).await?;
-    no_request_of_strata_refused(cluster)
+    // The flow starts on the small base and switches releases; the base the cluster had (make
+    // demo's CoreOS-like one, say) is named again at the end.
+    let client = cluster.client().await?;
+    with_release_base(&client, &cluster.os_base_image, || async {
+        let flow = start_with_fresh_pools(cluster).await?;
+        no_build_without_an_allowed_push_secret(&flow).await?;
+        let (first, image_v1) = first_build_pins_the_pool(&flow).await?;
+        let second = fragment_change_builds_a_new_digest(&flow, &first, &image_v1).await?;
+        let image_v2 = rebuild_annotation_builds_again(&flow, &second).await?;
+        new_release_rebuilds_and_the_old_base_reuses_builds(&flow, &second, &image_v2).await?;
+        failing_step_keeps_the_pool_on_its_image(&flow, &second, &image_v2).await?;
+        deleting_the_configs_removes_their_objects(&flow).await?;
+        no_request_of_strata_refused(cluster)
+    })
+    .await
 }
 
 /// The CRDs installed; `POOL` (two machines) and `SIDE_POOL` created without MachineOSConfigs;

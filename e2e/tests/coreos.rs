@@ -19,7 +19,7 @@ use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
     apply_config, config_events, create_pool, create_push_secret, current_build, delete_config,
     delete_pool, ended_build, machine_configs, machine_os_config, pinned_by, plain_registry_layers,
-    pools, set_release_base,
+    pools, with_release_base,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for, yaml_docs};
@@ -59,12 +59,13 @@ async fn realistic_fragments_build_on_the_coreos_like_release_base() -> Result<(
     let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
-    set_release_base(&client, &cluster.os_image).await?;
-    let result = check(cluster, &client).await;
-    let _ = delete_config(&client, POOL).await;
-    delete_pool(&client, POOL).await;
-    set_release_base(&client, &cluster.os_base_image).await?;
-    result
+    with_release_base(&client, &cluster.os_image, || async {
+        let result = check(cluster, &client).await;
+        let _ = delete_config(&client, POOL).await;
+        delete_pool(&client, POOL).await;
+        result
+    })
+    .await
 }
 
 async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {

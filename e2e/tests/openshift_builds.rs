@@ -27,7 +27,7 @@ use serde_json::Value;
 use strata_crds::{BuildPhase, MachineOSBuild};
 use strata_e2e::deployed::{
     apply_config, create_pool, create_push_secret, current_build, delete_config, delete_pool,
-    ended_build, machine_os_config, pinned_by, plain_registry_layers, set_release_base,
+    ended_build, machine_os_config, pinned_by, plain_registry_layers, with_release_base,
 };
 use strata_e2e::util::{install_strata_crds, wait_for};
 use strata_e2e::{Cluster, needs};
@@ -152,12 +152,13 @@ async fn builds_with_the_global_pull_secret_cluster_cas_proxy_and_entitlement() 
     let client = cluster.client().await?;
     install_strata_crds(&client).await?;
     const POOL: &str = "e2e-osenv";
-    set_release_base(&client, &cluster.openshift.release_os_image).await?;
-    let result = openshift_build(cluster, &client, POOL).await;
-    let _ = delete_config(&client, POOL).await;
-    delete_pool(&client, POOL).await;
-    set_release_base(&client, &cluster.os_base_image).await?;
-    result
+    with_release_base(&client, &cluster.openshift.release_os_image, || async {
+        let result = openshift_build(cluster, &client, POOL).await;
+        let _ = delete_config(&client, POOL).await;
+        delete_pool(&client, POOL).await;
+        result
+    })
+    .await
 }
 
 async fn openshift_build(cluster: &Cluster, client: &kube::Client, pool: &str) -> Result<()> {
@@ -303,12 +304,13 @@ async fn a_release_named_by_an_unresolvable_source_builds_from_its_mirror() -> R
     install_strata_crds(&client).await?;
     const POOL: &str = "e2e-mirror";
     let source = cluster.openshift.mirror_source_os_base_image.clone();
-    set_release_base(&client, &source).await?;
-    let result = mirrored_build(cluster, &client, POOL, &source).await;
-    let _ = delete_config(&client, POOL).await;
-    delete_pool(&client, POOL).await;
-    set_release_base(&client, &cluster.os_base_image).await?;
-    result
+    with_release_base(&client, &source, || async {
+        let result = mirrored_build(cluster, &client, POOL, &source).await;
+        let _ = delete_config(&client, POOL).await;
+        delete_pool(&client, POOL).await;
+        result
+    })
+    .await
 }
 
 async fn mirrored_build(
