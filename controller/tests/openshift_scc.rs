@@ -447,7 +447,7 @@ fn the_builder_pod_fits_the_strata_builder_scc() {
         assert!(
             refused.is_empty(),
             "strata-builder refuses the {name} builder pod:\n{}\n(change \
-             {OVERLAY}/builder-scc.yaml together with controller/src/controller/objects.rs)",
+             {OVERLAY}/builder-scc.yaml together with controller/src/controller/reconcile/objects.rs)",
             refused.join("\n")
         );
         let loose = unhardened(&pod);

@@ -6,7 +6,7 @@
 //!
 //! Module map:
 //!
-//! - The reconcile pipeline
+//! - The reconcile pipeline ([`reconcile`]; its stages re-exported here)
 //!   - [`observe`]: what the planner needs about one MachineOSConfig (caches, registry).
 //!   - [`plan`]: every decision, from what was observed (pure: no I/O, no clock).
 //!   - [`objects`]: the objects a build needs and the MachineConfig that pins a pool (pure).
@@ -29,7 +29,6 @@
 //! Shared with the builder, outside this module: [`crate::docker_config`] (registry
 //! credentials) and [`crate::registry_policy`] (mirrors, blocked and insecure registries).
 
-pub mod apply;
 pub mod cache;
 pub mod conditions;
 pub mod environment;
@@ -40,9 +39,7 @@ mod fixtures;
 pub mod http;
 pub mod metrics;
 pub mod names;
-pub mod objects;
-pub mod observe;
-pub mod plan;
+pub mod reconcile;
 pub mod registry_client;
 pub mod runtime;
 pub mod settings;
@@ -59,6 +56,9 @@ use kube::{Api, Client, ResourceExt};
 use strata_crds::MachineOSConfig;
 use strata_crds::contract::FINALIZER;
 use tracing::Instrument;
+
+// The pipeline's stages by their short paths (`controller::plan`, …).
+pub use reconcile::{apply, objects, observe, plan};
 
 pub use error::Error;
 pub use runtime::run;

@@ -15,13 +15,13 @@ use serde::de::DeserializeOwned;
 use strata_crds::contract::{annotations, labels, mco};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 
-use super::Context;
-use super::environment::Environment;
-use super::names::{self, fit_63};
 use super::plan::{
     AuthProblem, AuthReason, BaseUnknown, BuildAuth, JobObservation, Observed, job_observation,
 };
-use super::registry_client::Transport;
+use crate::controller::Context;
+use crate::controller::environment::Environment;
+use crate::controller::names::{self, fit_63};
+use crate::controller::registry_client::Transport;
 use crate::docker_config::{merge, secret_auths};
 use crate::render::{BuildInputs, is_digest_pinned};
 use strata_crds::contract::TerminationMessage;

@@ -21,9 +21,9 @@ use serde_json::{Value, json};
 use strata_crds::MachineOSBuild;
 use strata_crds::contract::{annotations, exit_code, install, labels, mco};
 
-use super::environment::{self, Environment};
-use super::names::{self, fit_63};
-use super::settings::{BuilderPlacement, CacheClaim, Settings};
+use crate::controller::environment::{self, Environment};
+use crate::controller::names::{self, fit_63};
+use crate::controller::settings::{BuilderPlacement, CacheClaim, Settings};
 
 /// Key of the rendered Containerfile in the build's ConfigMap.
 pub const CONTAINERFILE_KEY: &str = "Containerfile";

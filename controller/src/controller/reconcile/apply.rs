@@ -15,11 +15,11 @@ use serde_json::json;
 use strata_crds::contract::{FIELD_MANAGER, annotations, labels, mco};
 use strata_crds::{MachineOSBuild, MachineOSBuildStatus, MachineOSConfig, MachineOSConfigStatus};
 
-use super::Context;
-use super::error::{Error, Write};
-use super::names;
 use super::objects::BuildObjects;
 use super::plan::{MetricsUpdate, Plan};
+use crate::controller::Context;
+use crate::controller::error::{Error, Write};
+use crate::controller::names;
 
 fn ssa() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -374,7 +374,10 @@ fn jiff_now() -> f64 {
 /// references.
 pub async fn cleanup(ctx: &Context, config: &MachineOSConfig) -> Result<(), Error> {
     let held = config.status.as_ref().is_some_and(|s| {
-        super::conditions::is_true(&s.conditions, strata_crds::condition_types::POOL_HELD)
+        crate::controller::conditions::is_true(
+            &s.conditions,
+            strata_crds::condition_types::POOL_HELD,
+        )
     });
     if held {
         hold_pool(&ctx.client, &config.spec.machine_config_pool.name, false).await?;

@@ -26,11 +26,11 @@ use strata_crds::{
 
 pub use build_status::{JobObservation, Waiting, job_observation};
 
-use super::environment::Environment;
-use super::names::{self, fit_63};
 use super::objects::{self, BuildObjects};
-use super::registry_client::ImageCheck;
-use super::settings::Settings;
+use crate::controller::environment::Environment;
+use crate::controller::names::{self, fit_63};
+use crate::controller::registry_client::ImageCheck;
+use crate::controller::settings::Settings;
 use crate::render::{BuildInputs, Rendered, render};
 use config_status::ConfigStatus;
 
