@@ -4,7 +4,7 @@
 use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 use strata_crds::contract::mco;
-use strata_crds::{ContainerfileArch, ContainerfileEntry, MachineOSConfig};
+use strata_crds::{ContainerfileArch, ContainerfileEntry, MachineOSBuild, MachineOSConfig};
 
 use super::plan::{BuildAuth, JobObservation, Observed};
 
@@ -77,4 +77,17 @@ pub fn observed(config: MachineOSConfig) -> Observed {
         environment: Default::default(),
         now: Timestamp::from_second(1_800_000_000).unwrap(),
     }
+}
+
+/// A build of `worker` on an `a…a` base, for the tests of the objects a build needs and their names.
+pub fn build() -> MachineOSBuild {
+    view(json!({
+        "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
+        "metadata": {"name": "worker-0123456789ab", "uid": "11111111-2222-3333-4444-555555555555"},
+        "spec": {
+            "machineOSConfig": {"name": "worker"}, "machineConfigPool": {"name": "worker"},
+            "baseImage": format!("registry.example.com/os@sha256:{}", "a".repeat(64)),
+            "renderedImagePushSpec": "registry.example.com/strata/os:latest",
+        }
+    }))
 }

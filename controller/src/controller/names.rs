@@ -103,19 +103,7 @@ pub fn machine_config(pool: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn build() -> MachineOSBuild {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
-            "metadata": {"name": "worker-0123456789ab", "uid": "11111111-2222-3333-4444-555555555555"},
-            "spec": {
-                "machineOSConfig": {"name": "worker"}, "machineConfigPool": {"name": "worker"},
-                "baseImage": format!("registry.example.com/os@sha256:{}", "a".repeat(64)),
-                "renderedImagePushSpec": "registry.example.com/strata/os:latest",
-            }
-        }))
-        .unwrap()
-    }
+    use crate::controller::fixtures::build;
 
     #[test]
     fn names_fit_in_63_characters_and_keep_the_hash() {

@@ -754,19 +754,7 @@ pub fn machine_config_matches(current: Option<&mco::MachineConfig>, desired: &Va
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn build() -> MachineOSBuild {
-        serde_json::from_value(json!({
-            "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSBuild",
-            "metadata": {"name": "worker-0123456789ab", "uid": "11111111-2222-3333-4444-555555555555"},
-            "spec": {
-                "machineOSConfig": {"name": "worker"}, "machineConfigPool": {"name": "worker"},
-                "baseImage": format!("registry.example.com/os@sha256:{}", "a".repeat(64)),
-                "renderedImagePushSpec": "registry.example.com/strata/os:latest",
-            }
-        }))
-        .unwrap()
-    }
+    use crate::controller::fixtures::build;
 
     /// The builder pod's steps in order: its init containers, then its container.
     fn steps(
