@@ -27,8 +27,7 @@ say "deploying the controller from manifests/ (its image: buildah + strata, buil
 e2e/scripts/deploy-controller.sh >/dev/null
 
 say "the release's OS base: the CoreOS-like image ($STRATA_OS_IMAGE)"
-kubectl -n openshift-machine-config-operator patch configmap machine-config-osimageurl --type merge \
-  -p "{\"data\":{\"baseOSContainerImage\":\"$STRATA_OS_IMAGE\"}}" >/dev/null
+name_release_base "$STRATA_OS_IMAGE"
 
 say "applying e2e/examples/package-install.yaml (push spec: the local registry; packages: $STRATA_PACKAGE_REPO)"
 sed -e "s|renderedImagePushSpec: .*|renderedImagePushSpec: $STRATA_REGISTRY/strata-demo/os-image:latest|" \

@@ -73,3 +73,10 @@ render() {
   for a in "$@"; do names+=" \${${a%%=*}}"; done
   env "$@" envsubst "$names" < "$t"
 }
+
+# name_release_base IMAGE: name IMAGE as the release's OS base (the release ConfigMap's
+# baseOSContainerImage, which the MCO stand-in and Strata read). Needs the cluster's kubectl env.
+name_release_base() {
+  kubectl -n openshift-machine-config-operator patch configmap machine-config-osimageurl \
+    --type merge -p "{\"data\":{\"baseOSContainerImage\":\"$1\"}}" >/dev/null
+}

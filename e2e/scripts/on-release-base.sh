@@ -11,21 +11,16 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LOG_NAME=on-release-base
 (($# >= 2)) || die "usage: on-release-base.sh IMAGE COMMAND [ARGS...]"
 image=$1; shift
-release() { kubectl -n openshift-machine-config-operator "$@"; }
-name_base() {
-  release patch configmap machine-config-osimageurl --type merge \
-    -p "{\"data\":{\"baseOSContainerImage\":\"$1\"}}" >/dev/null
-}
-before=$(release get configmap machine-config-osimageurl -o jsonpath='{.data.baseOSContainerImage}')
+before=$(kubectl -n openshift-machine-config-operator get configmap machine-config-osimageurl -o jsonpath='{.data.baseOSContainerImage}')
 [[ -n "$before" ]] || die "machine-config-osimageurl has no baseOSContainerImage"
 if [[ "$before" != "$image" ]]; then
   log "the release base is $before; naming $image for the run"
-  name_base "$image"
+  name_release_base "$image"
 fi
 status=0
 "$@" || status=$?
 if [[ "$before" != "$image" ]]; then
   log "naming the release base $before again"
-  name_base "$before"
+  name_release_base "$before"
 fi
 exit $status
