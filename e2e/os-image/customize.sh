@@ -121,8 +121,12 @@ rm -f "$R"/etc/ssh/ssh_host_*
 mkdir -p "$R/etc/systemd/system/ssh.service.d"
 cat > "$R/etc/systemd/system/ssh.service.d/10-strata-hostkeys.conf" <<'EOF'
 # The image ships no host keys (every machine makes its own on first boot, as RHCOS's sshd-keygen does).
+# The empty ExecStartPre= clears the unit's own list, so the keys exist before `sshd -t` checks them
+# (appended after it, as a plain drop-in line would be, sshd -t failed first: ssh.service failed on boot).
 [Service]
+ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
 EOF
 echo uninitialized > "$R/etc/machine-id"   # systemd makes one on first boot (ConditionFirstBoot=yes)
 # Storage identities made at install time would be shared by every node: regenerate them per machine.
@@ -144,6 +148,28 @@ chroot "$R" systemctl enable strata-nvme-hostnqn.service >/dev/null 2>&1
 rm -f "$R/etc/hostname" "$R/etc/resolv.conf" "$R/etc/.pwd.lock"
 rm -rf "$R"/var/lib/dbus/machine-id
 chroot "$R" systemctl set-default multi-user.target >/dev/null 2>&1
+# /var ships empty, so the directories and links packages put there come back at boot from
+# tmpfiles.d, with their modes and owners (as rpm-ostree and ostree-ext turn an image's /var into
+# tmpfiles.d entries): auditd (/var/log/audit) and ovsdb-server (/var/lib/openvswitch,
+# /var/log/openvswitch) failed on the first boot without them. Paths the layout file above already
+# creates are left to it; files in /var are not carried (none is needed at boot).
+var_tmpfiles() {
+  local known
+  known=$(awk '$1 ~ /^[dL]$/ {print $2}' "$R/usr/lib/tmpfiles.d/strata-ostree-layout.conf")
+  chroot "$R" find /var -mindepth 1 \( -type d -o -type l \) -printf '%y %#m %u %g %p %l\n' | sort -k5,5 |
+    while read -r type mode user group path target; do
+      grep -qxF -- "$path" <<<"$known" && continue
+      case $type in
+        d) echo "d $path $mode $user $group -" ;;
+        l) echo "L $path - - - - $target" ;;
+      esac
+    done
+}
+{
+  echo "# The image's /var, as packages installed it (e2e/os-image/customize.sh): made at boot."
+  var_tmpfiles
+} > "$R/usr/lib/tmpfiles.d/strata-var.conf"
+log "/var as tmpfiles.d: $(grep -c '^[dL] ' "$R/usr/lib/tmpfiles.d/strata-var.conf") entries"
 rm -rf "${R:?}"/var/* "$R"/var/.[!.]* 2>/dev/null || true
 chmod 0755 "$R/var"
 log "done: /var empty, /boot empty, dpkg database in /usr/lib/sysimage/dpkg"
