@@ -5,6 +5,7 @@
 //! [`registry_policy`] (mirrors, blocked and insecure registries) and [`docker_config`] (registry
 //! credentials); neither imports the other.
 
+pub mod boot;
 pub mod builder;
 pub mod cli;
 pub mod controller;

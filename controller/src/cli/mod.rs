@@ -1,6 +1,7 @@
-//! The `strata` command line: one binary, four subcommands.
+//! The `strata` command line: one binary, six subcommands.
 
 mod crds;
+mod disk_image;
 pub mod render;
 
 use std::process::ExitCode;
@@ -45,6 +46,12 @@ pub enum Command {
     Build(crate::builder::BuildArgs),
     /// Print the CustomResourceDefinitions of MachineOSConfig and MachineOSBuild as YAML.
     Crds,
+    /// Make a first-boot disk image (raw, qcow2) of an OS image: an ostree sysroot made by the
+    /// image's own ostree, booted by its own GRUB from UEFI. Needs root and buildah.
+    DiskImage(disk_image::DiskImageArgs),
+    /// Boot an OS image's disk in a VM (QEMU; KVM or software emulation) and check that the
+    /// system reaches its target with no failed unit. Needs root, buildah, qemu and OVMF.
+    BootCheck(disk_image::BootCheckArgs),
 }
 
 /// Runs one subcommand; errors are printed here, once, to stderr.
@@ -52,6 +59,8 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => render::run(&args),
         Command::Crds => crds::run(),
+        Command::DiskImage(args) => disk_image::run_disk_image(&args),
+        Command::BootCheck(args) => disk_image::run_boot_check(&args),
         Command::Build(args) => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

@@ -1,0 +1,270 @@
+//! The boot check: boot a disk made with the report unit, wait for the report (or the timeout),
+//! and judge it against the base's own baseline and the configuration's expectations.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::BootError;
+use super::report::{self, Report};
+use super::vm::{Accel, OVMF_VARS, Vm};
+
+/// Lines of the serial console kept with a verdict.
+const CONSOLE_TAIL_LINES: usize = 40;
+
+/// The outcome of one boot.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outcome {
+    pub passed: bool,
+    /// Why it failed, in one sentence; empty when it passed.
+    pub reason: String,
+    pub report: Option<Report>,
+    /// Failed units the baseline does not also fail.
+    pub new_failed_units: Vec<String>,
+    pub seconds: f64,
+    pub accel: Accel,
+    pub console_tail: Vec<String>,
+}
+
+/// Judges a report (`None`: none came before the timeout or the VM stopped). Pure.
+pub fn judge(
+    report: Option<&Report>,
+    baseline_failed: &[String],
+    timeout: Duration,
+) -> (bool, String, Vec<String>) {
+    let Some(report) = report else {
+        return (
+            false,
+            format!(
+                "the system did not finish booting within {} s",
+                timeout.as_secs()
+            ),
+            Vec::new(),
+        );
+    };
+    let new_failed: Vec<String> = report
+        .failed_units
+        .iter()
+        .filter(|u| !baseline_failed.contains(u))
+        .cloned()
+        .collect();
+    let mut reasons = Vec::new();
+    if !report.target_active {
+        reasons.push(format!(
+            "the target is not active (system {})",
+            report.state
+        ));
+    }
+    if !new_failed.is_empty() {
+        reasons.push(format!("failed units: {}", new_failed.join(", ")));
+    }
+    if !report.inactive_units.is_empty() {
+        let units: Vec<String> = report
+            .inactive_units
+            .iter()
+            .map(|(u, s)| format!("{u} ({s})"))
+            .collect();
+        reasons.push(format!("units not active: {}", units.join(", ")));
+    }
+    if !report.failed_commands.is_empty() {
+        let cmds: Vec<String> = report
+            .failed_commands
+            .iter()
+            .map(|(i, code)| format!("#{} exited {code}", i + 1))
+            .collect();
+        reasons.push(format!("check commands failed: {}", cmds.join(", ")));
+    }
+    (reasons.is_empty(), reasons.join("; "), new_failed)
+}
+
+/// Boots `disk` (made with [`report::Expectations::etc_files`]) in `work`, waits at most
+/// `timeout`, and judges the report.
+pub fn boot(
+    disk: &Path,
+    work: &Path,
+    accel: Accel,
+    timeout: Duration,
+    baseline_failed: &[String],
+) -> Result<Outcome, BootError> {
+    std::fs::create_dir_all(work).map_err(|e| BootError::io(work, e))?;
+    let vars = work.join("vars.fd");
+    std::fs::copy(OVMF_VARS, &vars).map_err(|e| BootError::io(OVMF_VARS, e))?;
+    let vm = Vm {
+        disk: disk.to_path_buf(),
+        vars,
+        console_log: work.join("console.log"),
+        report: work.join("report"),
+        accel: accel.resolve(),
+        cpus: 2,
+        memory_mib: 2048,
+    };
+    for f in [&vm.console_log, &vm.report] {
+        std::fs::write(f, "").map_err(|e| BootError::io(f, e))?;
+    }
+    let start = Instant::now();
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(vm.qemu_args())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| BootError::Tool {
+            tool: "qemu-system-x86_64".into(),
+            detail: format!("cannot start: {e}"),
+        })?;
+    // The console as it was when the report came (what follows is the power-off).
+    let mut console_at_report = None;
+    let parsed = loop {
+        let text = std::fs::read_to_string(&vm.report).unwrap_or_default();
+        if let Some(report) = report::parse(&text) {
+            console_at_report = std::fs::metadata(&vm.console_log).ok().map(|m| m.len());
+            break Some(report);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                // Exited before a whole report: read once more (the file may have been
+                // flushed at exit), then give up.
+                let text = std::fs::read_to_string(&vm.report).unwrap_or_default();
+                let parsed = report::parse(&text);
+                if parsed.is_none() && !status.success() {
+                    let mut stderr = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        use std::io::Read;
+                        let _ = e.read_to_string(&mut stderr);
+                    }
+                    return Err(BootError::Tool {
+                        tool: "qemu-system-x86_64".into(),
+                        detail: format!("{status}: {}", stderr.trim()),
+                    });
+                }
+                break parsed;
+            }
+            Ok(None) if start.elapsed() >= timeout => break None,
+            Ok(None) => std::thread::sleep(Duration::from_millis(500)),
+            Err(e) => return Err(BootError::io("qemu-system-x86_64", e)),
+        }
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    // The report's script powers the VM off; wait briefly, then stop it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let (passed, reason, new_failed_units) = judge(parsed.as_ref(), baseline_failed, timeout);
+    Ok(Outcome {
+        passed,
+        reason,
+        report: parsed,
+        new_failed_units,
+        seconds,
+        accel: vm.accel,
+        console_tail: console_tail(&vm.console_log, console_at_report),
+    })
+}
+
+/// The last lines of the serial console (of its first `upto` bytes), terminal escapes and
+/// carriage returns removed.
+pub fn console_tail(path: &PathBuf, upto: Option<u64>) -> Vec<String> {
+    let mut bytes = std::fs::read(path).unwrap_or_default();
+    if let Some(upto) = upto {
+        bytes.truncate(usize::try_from(upto).unwrap_or(usize::MAX));
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let clean = strip_escapes(&text);
+    let lines: Vec<&str> = clean
+        .lines()
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect()
+}
+
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI: ESC [ … final byte in @..~
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+            }
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(failed: &[&str]) -> Report {
+        Report {
+            state: if failed.is_empty() {
+                "running"
+            } else {
+                "degraded"
+            }
+            .into(),
+            target_active: true,
+            failed_units: failed.iter().map(|s| s.to_string()).collect(),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn failures_the_base_also_has_do_not_fail_the_check() {
+        let baseline = vec!["auditd.service".to_string()];
+        let t = Duration::from_secs(600);
+        assert!(judge(Some(&report(&["auditd.service"])), &baseline, t).0);
+        let (passed, reason, new) =
+            judge(Some(&report(&["auditd.service", "x.mount"])), &baseline, t);
+        assert!(!passed);
+        assert_eq!(new, ["x.mount"]);
+        assert_eq!(reason, "failed units: x.mount");
+    }
+
+    #[test]
+    fn no_report_is_a_timeout_and_each_unmet_expectation_is_named() {
+        let t = Duration::from_secs(600);
+        assert_eq!(
+            judge(None, &[], t).1,
+            "the system did not finish booting within 600 s"
+        );
+        let r = Report {
+            state: "starting".into(),
+            target_active: false,
+            inactive_units: vec![("hello.service".into(), "failed".into())],
+            failed_commands: vec![(0, 1)],
+            ..Report::default()
+        };
+        assert_eq!(
+            judge(Some(&r), &[], t).1,
+            "the target is not active (system starting); units not active: hello.service (failed); check commands failed: #1 exited 1"
+        );
+    }
+
+    #[test]
+    fn the_console_tail_has_no_terminal_escapes() {
+        assert_eq!(
+            strip_escapes("\u{1b}[0;32m  OK  \u{1b}[0m] x\r\n"),
+            "  OK  ] x\n"
+        );
+    }
+}

@@ -1,0 +1,58 @@
+#!/bin/sh
+# Runs inside the OS image (buildah run), so the sysroot is made by the image's own ostree and
+# GRUB (controller/src/boot/disk/mod.rs). In: /run/strata-image (the image's tree, read-only),
+# env STRATA_STATEROOT, STRATA_KARGS (one per line), STRATA_IMAGE_REF, STRATA_BOOT_UUID.
+# Out, in /run/strata-disk: sysroot/ (ostree repo + one deployment, /boot's content under
+# sysroot/boot), grub-entries.cfg (ostree's GRUB menu entries), BOOTX64.EFI.
+set -eu
+IMAGE=/run/strata-image
+W=/run/strata-disk
+S=$W/sysroot
+step() { echo "disk-image: $*" >&2; }
+
+mkdir -p "$S"
+ostree admin init-fs --modern "$S"
+R=$S/ostree/repo
+# The disk's first boot loader config is written below from ostree's own generator (grub-mkconfig
+# cannot probe an unmounted file). TODO(issue 27): grub2 here once the image carries
+# /etc/default/grub, so updates on the machine regenerate the menu.
+ostree --repo="$R" config set sysroot.bootloader none
+
+selinux=""
+if [ -e "$IMAGE/etc/selinux/config" ] || [ -e "$IMAGE/usr/etc/selinux/config" ]; then
+  selinux="--selinux-policy=$IMAGE"
+fi
+step "commit the image's tree"
+# An image keeps its defaults in /etc; an ostree commit carries them in /usr/etc (ostree-ext moves
+# them on import; ostree admin deploy wants /usr/etc): the tree without /etc, plus a small tree
+# holding a copy of /etc at usr/etc.
+printf '/etc\n' > "$W/skip-list"
+mkdir -p "$W/etc-tree/usr"
+cp -a "$IMAGE/etc" "$W/etc-tree/usr/etc"
+# shellcheck disable=SC2086 # $selinux is one word or none
+ostree --repo="$R" commit --branch=strata/image --tree=dir="$IMAGE" --tree=dir="$W/etc-tree" \
+  --skip-list="$W/skip-list" $selinux \
+  --subject="$STRATA_IMAGE_REF" --add-metadata-string=strata.dev/image="$STRATA_IMAGE_REF" >/dev/null
+
+ostree admin os-init --sysroot="$S" "$STRATA_STATEROOT" >/dev/null
+rm -rf "$W/etc-tree"
+step "deploy"
+set --
+while IFS= read -r karg; do
+  [ -n "$karg" ] && set -- "$@" "--karg=$karg"
+done <<KARGS
+$STRATA_KARGS
+KARGS
+ostree admin deploy --sysroot="$S" --os="$STRATA_STATEROOT" "$@" strata/image >&2
+
+step "GRUB menu entries (ostree's generator) and EFI binary"
+version=$(readlink "$S/boot/loader")
+version=${version#loader.}
+GRUB2_BOOT_DEVICE_ID="$STRATA_BOOT_UUID" \
+GRUB2_PREPARE_ROOT_CACHE="search --no-floppy --fs-uuid --set=root $STRATA_BOOT_UUID" \
+  ostree admin instutil grub2-generate --sysroot="$S" "$version" > "$W/grub-entries.cfg"
+mkdir -p "$S/boot/grub"
+cp -a /usr/lib/grub/x86_64-efi "$S/boot/grub/"
+# shellcheck disable=SC2086 # STRATA_GRUB_MODULES is a word list
+grub-mkimage -O x86_64-efi -p /grub -c "$W/grub-early.cfg" -o "$W/BOOTX64.EFI" $STRATA_GRUB_MODULES
+step "done"
