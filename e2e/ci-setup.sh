@@ -9,7 +9,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PKGS=(containerd runc containernetworking-plugins docker-registry buildah skopeo umoci catatonit
       busybox-static mmdebstrap iptables nftables openssl jq curl bc uidmap fuse-overlayfs
       dpkg-dev gnupg python3 gettext-base
-      squid nginx-light apache2-utils)  # the OpenShift environment: proxy, HTTPS package repo, htpasswd -B
+      squid nginx-light apache2-utils  # the OpenShift environment: proxy, HTTPS package repo, htpasswd -B
+      qemu-system-x86 qemu-utils ovmf mtools dosfstools fdisk e2fsprogs)  # disk images and boot checks (docs/booting.md)
 if [[ "${1:-}" == --test ]]; then
   PKGS+=(prometheus chromium)
 fi

@@ -64,6 +64,8 @@ enum Section {
     Claim,
     /// The controller core at scale, with a leader change.
     Scale,
+    /// A first-boot disk image of the base and its boot check (strata disk-image, boot-check).
+    Boot,
 }
 
 #[derive(clap::Args)]
@@ -159,6 +161,7 @@ async fn bench(cli: Cli) -> Result<()> {
         Section::Mco,
         Section::Claim,
         Section::Scale,
+        Section::Boot,
     ] {
         if !args.skip.contains(&section) {
             run_section(&bench, section, &mut state, &mut report).await?;
@@ -197,6 +200,7 @@ async fn run_section(
         Section::Mco => bench.mco(state, report).await,
         Section::Claim => bench.claim(state, report).await,
         Section::Scale => bench.scale(state, report).await,
+        Section::Boot => bench.boot(state, report).await,
     };
     if let Err(err) = &result {
         eprintln!("bench: section {section:?} failed: {err:#}");

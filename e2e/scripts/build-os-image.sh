@@ -116,9 +116,12 @@ else
   touch "$OUT/done"
   jq -r '"image: \(.layers) layers, \(.packages) packages, \(.uncompressed / 1048576 | floor) MiB uncompressed (tar), \(.compressed / 1048576 | floor) MiB compressed, manifest \(.manifest)"' "$OUT/summary.json" >&2
   log "OCI layout written in $(took "$t")"
-  # Older images and trees (other inputs) are not needed any more.
-  find "$CACHE" -maxdepth 1 \( -name 'os-image-*' -o -name 'os-rootfs-*' \) -not -name '*.lock' \
-    -not -path "$OUT" -not -path "$RFS" -exec rm -rf {} +
+  # Images and trees of other inputs: the newest other one of each kind is kept (two checkouts on
+  # one machine, a branch and main, each keep theirs), older ones go (~2 GiB each).
+  for kind in os-image os-rootfs; do
+    find "$CACHE" -maxdepth 1 -name "$kind-*" -not -name '*.lock' -not -path "$OUT" -not -path "$RFS" \
+      -printf '%T@ %p\n' | sort -rn | tail -n +2 | cut -d' ' -f2- | xargs -r rm -rf
+  done
 fi
 
 # --- push ------------------------------------------------------------------------------------------

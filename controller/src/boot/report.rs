@@ -39,7 +39,9 @@ impl Expectations {
         let unit = format!(
             "[Unit]\n\
              Description=Strata boot check: report how the boot went to the VM's host\n\
-             ConditionPathExists=/dev/virtio-ports/{PORT}\n\
+             # Also started by emergency.target and rescue.target (no default dependencies, which\n\
+             # those never reach), so a boot that falls into emergency mode reports too.\n\
+             DefaultDependencies=no\n\
              After={target}\n\
              [Service]\n\
              # Not oneshot: the boot must be able to finish while this waits for it.\n\
@@ -51,24 +53,40 @@ impl Expectations {
         vec![
             EtcEntry::file(SCRIPT, self.script(), 0o755),
             EtcEntry::file(&format!("systemd/system/{UNIT}"), unit, 0o644),
-            EtcEntry::Link {
-                path: format!("systemd/system/{}.wants/{UNIT}", self.target),
-                target: format!("../{UNIT}"),
-            },
         ]
+        .into_iter()
+        .chain(
+            [self.target.as_str(), "emergency.target", "rescue.target"]
+                .into_iter()
+                .map(|target| EtcEntry::Link {
+                    path: format!("systemd/system/{target}.wants/{UNIT}"),
+                    target: format!("../{UNIT}"),
+                }),
+        )
+        .collect()
     }
 
     fn script(&self) -> String {
+        // The port is found by its name in sysfs: in emergency mode udev may not have made
+        // /dev/virtio-ports/<name>.
         let mut s = format!(
             "#!/bin/sh\n\
              # Written by Strata's boot check; reports to the host and powers off.\n\
-             out=/dev/virtio-ports/{PORT}\n\
              state=$(systemctl is-system-running --wait)\n\
+             out=\n\
+             for p in /sys/class/virtio-ports/*; do\n\
+             \x20 [ \"$(cat \"$p/name\" 2>/dev/null)\" = {PORT} ] && out=/dev/${{p##*/}}\n\
+             done\n\
+             [ -n \"$out\" ] || {{ echo 'strata boot check: no report port'; exit 0; }}\n\
              {{\n\
              echo '{FIRST_LINE}'\n\
              echo \"state $state\"\n\
              echo \"target {t} $(systemctl is-active {t})\"\n\
-             systemctl list-units --failed --plain --no-legend --no-pager | while read -r u _; do echo \"failed $u\"; done\n",
+             systemctl list-units --failed --plain --no-legend --no-pager | while read -r u _; do\n\
+             \x20 echo \"failed $u\"\n\
+             \x20 journalctl -u \"$u\" -b -n 5 --no-pager -o cat 2>/dev/null | while IFS= read -r l; do echo \"log $u $l\"; done\n\
+             done\n\
+             journalctl -b -p err --no-pager -o cat 2>/dev/null | tail -n 20 | while IFS= read -r l; do echo \"error $l\"; done\n",
             t = shell_word(&self.target)
         );
         for unit in &self.active_units {
@@ -109,6 +127,10 @@ pub struct Report {
     pub inactive_units: Vec<(String, String)>,
     /// Commands (by index) that did not exit 0, with their exit status.
     pub failed_commands: Vec<(usize, i32)>,
+    /// The last journal lines of each failed unit.
+    pub failed_unit_logs: Vec<(String, String)>,
+    /// The boot's last messages of priority error and above.
+    pub errors: Vec<String>,
 }
 
 /// Reads a report; `None` unless it is whole (first line to `end`).
@@ -123,6 +145,14 @@ pub fn parse(text: &str) -> Option<Report> {
             (Some("state"), Some(state), None) => report.state = state.to_string(),
             (Some("target"), Some(_), Some(active)) => report.target_active = active == "active",
             (Some("failed"), Some(unit), None) => report.failed_units.push(unit.to_string()),
+            (Some("error"), Some(_), _) => {
+                report.errors.push(line["error ".len()..].to_string());
+            }
+            (Some("log"), Some(unit), Some(line)) => {
+                report
+                    .failed_unit_logs
+                    .push((unit.to_string(), line.to_string()));
+            }
             (Some("unit"), Some(unit), Some(state)) if state != "active" => {
                 report
                     .inactive_units
@@ -146,7 +176,9 @@ mod tests {
     #[test]
     fn a_report_reads_back_what_the_script_writes() {
         let text = "noise\nstrata-boot-report v1\nstate degraded\ntarget multi-user.target active\n\
-                    failed auditd.service\nfailed ovsdb-server.service\nunit hello.service active\n\
+                    failed auditd.service\nlog auditd.service Could not open dir /var/log/audit\n\
+                    failed ovsdb-server.service\nerror Failed to start auditd.service\n\
+                    unit hello.service active\n\
                     unit other.service inactive\ncommand 0 0\ncommand 1 3\nend\n";
         let report = parse(text).unwrap();
         assert_eq!(report.state, "degraded");
@@ -160,6 +192,14 @@ mod tests {
             [("other.service".to_string(), "inactive".to_string())]
         );
         assert_eq!(report.failed_commands, [(1, 3)]);
+        assert_eq!(report.errors, ["Failed to start auditd.service"]);
+        assert_eq!(
+            report.failed_unit_logs,
+            [(
+                "auditd.service".to_string(),
+                "Could not open dir /var/log/audit".to_string()
+            )]
+        );
     }
 
     #[test]
@@ -182,7 +222,9 @@ mod tests {
             [
                 "strata/boot-report.sh",
                 "systemd/system/strata-boot-report.service",
-                "systemd/system/multi-user.target.wants/strata-boot-report.service"
+                "systemd/system/multi-user.target.wants/strata-boot-report.service",
+                "systemd/system/emergency.target.wants/strata-boot-report.service",
+                "systemd/system/rescue.target.wants/strata-boot-report.service",
             ]
         );
         let text = |i: usize| match &files[i] {
@@ -192,6 +234,7 @@ mod tests {
         insta::assert_snapshot!(text(0));
         assert!(text(1).contains("After=multi-user.target\n"));
         assert!(text(1).contains("Type=exec\n"));
+        assert!(text(1).contains("DefaultDependencies=no\n"));
         assert_eq!(text(2), "../strata-boot-report.service");
     }
 
