@@ -53,7 +53,8 @@ pub struct BuildArgs {
     )]
     pub containerfile: PathBuf,
     /// The image: host[:port]/path/name:tag (the tag is the build's name); the build step tags
-    /// it, the push step pushes it.
+    /// what it built with it, the push step pushes that image (by the ID the build step wrote)
+    /// to it.
     #[arg(long, env = "STRATA_IMAGE")]
     pub image: String,
     /// Auth file for pulling the base and the images the fragment names (pull step; optional).
@@ -426,12 +427,16 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
             String::new(),
         )
     })?;
+    // A file left by an earlier run of this step must not stand for this build's image.
+    let iidfile = image_id_file(args);
+    let _ = std::fs::remove_file(&iidfile);
     let mut bud = vec![
         "bud".to_string(),
         "--pull=never".into(),
         "--isolation=chroot".into(),
         "--layers".into(),
         "--format=oci".into(),
+        format!("--iidfile={}", iidfile.display()),
     ];
     bud.extend(buildah.policy_flag());
     bud.extend(run_volumes(args, &buildah, &containerfile)?);
@@ -461,11 +466,15 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
         };
         return Err(failure(class, reason, message, output.tail));
     }
+    // From here on the image is its ID: the gate checks, and the push step pushes, exactly what
+    // buildah built, whatever the tag names by then.
+    let image_id = built_image_id(args, FailureClass::Terminal)?;
+    println!("strata build: built image {image_id}");
     let mut handover = Handover::load(args);
     handover.record("build", started);
     let gate = now_ms();
     println!("strata build: checking the image (the gate: builder-image/README.md)");
-    let violations = buildah.lint(&args.image)?;
+    let violations = buildah.lint(&image_id)?;
     if let Some(first) = violations.first() {
         let all: Vec<String> = violations.iter().map(ToString::to_string).collect();
         for line in &all {
@@ -483,17 +492,19 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
         ));
     }
     handover.record("lint", gate);
-    handover.size_bytes = buildah.image_size(&args.image).await.unwrap_or(0);
+    handover.size_bytes = buildah.image_size(&image_id).await.unwrap_or(0);
     handover.save(args)?;
     Ok(None)
 }
 
-/// Step 3: the push, with the push credentials; the success message.
+/// Step 3: the push of the image the build step built (by its ID), with the push credentials;
+/// the success message.
 async fn push(
     args: &BuildArgs,
     redactor: &Redactor,
 ) -> Result<Option<TerminationMessage>, TerminationMessage> {
     let started = now_ms();
+    let image_id = built_image_id(args, FailureClass::Transient)?;
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
     let digestfile = args.work_dir.join("digest");
     let mut command = vec!["push".to_string()];
@@ -504,10 +515,10 @@ async fn push(
     command.extend(buildah.policy_flag());
     command.extend([
         format!("--digestfile={}", digestfile.display()),
-        args.image.clone(),
+        image_id.clone(),
         format!("docker://{}", args.image),
     ]);
-    println!("strata build: pushing {}", args.image);
+    println!("strata build: pushing image {image_id} to {}", args.image);
     let output = buildah.run(&command).await?;
     if !output.success {
         let (class, reason, message) = message::classify(Stage::Push, &output.tail);
@@ -552,6 +563,48 @@ fn step_line(containerfile: &str, step: &str) -> Option<usize> {
         .map(|i| i.line)
 }
 
+/// Where the build step leaves the ID of the image it built (`buildah bud --iidfile`): the pod's
+/// own work directory, which no other pod and no RUN step sees. The gate checks and the push step
+/// pushes that ID, never a name: a tag re-pointed in the storage between the build and the push
+/// (by anything else that writes the storage) changes nothing.
+fn image_id_file(args: &BuildArgs) -> PathBuf {
+    args.work_dir.join("iid")
+}
+
+/// Whether `text` is an image ID of containers/storage: 64 lowercase hex digits. No image name
+/// can be one (a reference of 64 hex digits is refused as a name), so it names one image only.
+pub fn is_image_id(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The image ID in the text buildah writes to its `--iidfile` (`sha256:<64 hex>`).
+fn parse_image_id(text: &str) -> Option<String> {
+    let id = text.trim();
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    is_image_id(id).then(|| id.to_string())
+}
+
+/// The ID of the image the build step built, read back from [`image_id_file`].
+fn built_image_id(args: &BuildArgs, class: FailureClass) -> Result<String, TerminationMessage> {
+    let file = image_id_file(args);
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    parse_image_id(&text).ok_or_else(|| {
+        failure(
+            class,
+            "BuildFailed",
+            format!(
+                "the build step left no image ID in {} ('{}')",
+                file.display(),
+                text.trim()
+            ),
+            String::new(),
+        )
+    })
+}
+
 /// Unix time in milliseconds.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -569,6 +622,25 @@ mod tests {
         let cf = "FROM x AS base\nFROM base\nRUN echo a\nRUN   false  \nLABEL a=b\n";
         assert_eq!(step_line(cf, "RUN false"), Some(4));
         assert_eq!(step_line(cf, "USER nobody"), None);
+    }
+
+    #[test]
+    fn the_image_id_is_what_buildah_wrote_and_nothing_else() {
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(parse_image_id(&format!("sha256:{id}\n")), Some(id.clone()));
+        assert_eq!(parse_image_id(&id), Some(id.clone()));
+        for bad in [
+            "",
+            "sha256:",
+            "registry.example.com/os:build",
+            &id[1..],
+            &format!("{id}0"),
+            &id.to_uppercase(),
+            &format!("sha512:{id}"),
+        ] {
+            assert_eq!(parse_image_id(bad), None, "{bad}");
+        }
+        assert!(is_image_id(&id) && !is_image_id("latest"));
     }
 
     #[test]
