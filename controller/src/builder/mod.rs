@@ -191,8 +191,26 @@ impl Handover {
     }
 }
 
+/// Empties the termination log if it exists (the kubelet makes it; nothing is created here).
+fn clear_termination_log(path: &std::path::Path) {
+    if let Err(err) = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!("strata build: cannot empty {}: {err}", path.display());
+    }
+}
+
 /// Runs one step and writes its termination message; returns the process exit code.
+///
+/// The termination log is Strata's alone: emptied before anything of the step runs, and at the
+/// step's end written with its message or emptied again, so nothing a RUN step wrote there (the
+/// build step's fragment code can reach `/dev/termination-log`) outlives the step. The controller
+/// takes a success only from the push step's message in any case.
 pub async fn run(args: &BuildArgs) -> i32 {
+    clear_termination_log(&args.termination_log);
     let redactor = match args.step {
         Step::Pull => Redactor::from_auth_files(&[&args.pull_authfile]),
         Step::Push => Redactor::from_auth_files(&[&args.push_authfile]),
@@ -226,6 +244,7 @@ pub async fn run(args: &BuildArgs) -> i32 {
     let message = match result {
         Ok(Some(message)) => message,
         Ok(None) => {
+            clear_termination_log(&args.termination_log);
             println!("strata build: {:?} done", args.step);
             return exit_code::SUCCESS;
         }
@@ -622,6 +641,18 @@ mod tests {
         let cf = "FROM x AS base\nFROM base\nRUN echo a\nRUN   false  \nLABEL a=b\n";
         assert_eq!(step_line(cf, "RUN false"), Some(4));
         assert_eq!(step_line(cf, "USER nobody"), None);
+    }
+
+    #[test]
+    fn the_termination_log_is_emptied_and_never_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("termination-log");
+        std::fs::write(&log, r#"{"digest":"sha256:forged","sizeBytes":1}"#).unwrap();
+        clear_termination_log(&log);
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
+        let absent = dir.path().join("absent");
+        clear_termination_log(&absent);
+        assert!(!absent.exists());
     }
 
     #[test]

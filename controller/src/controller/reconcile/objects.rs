@@ -543,6 +543,18 @@ fn step_resources(settings: &Settings) -> ResourceRequirements {
     }
 }
 
+/// How the kubelet makes a step's termination message. The build step's log is mostly fragment
+/// code's output, so it never stands for the message (`File`: a build step killed without one
+/// reports only the kubelet's reason); the pull and push steps run only Strata and buildah, and
+/// one that dies without writing its message (OOM, a crash) still reports its log's end.
+fn termination_message_policy(step: &str) -> &'static str {
+    if step == strata_crds::contract::builder_pod::BUILD {
+        "File"
+    } else {
+        "FallbackToLogsOnError"
+    }
+}
+
 /// One step's container: `strata build <name>`, its mounts and capabilities, the common
 /// resources.
 fn step(
@@ -560,8 +572,7 @@ fn step(
         args: Some(strings(&["build", name])),
         env: Some(env.to_vec()),
         volume_mounts: Some(mounts),
-        // A step that dies without writing its message (OOM, a crash) still reports its log's end.
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        termination_message_policy: Some(termination_message_policy(name).into()),
         security_context: Some(SecurityContext {
             privileged: Some(false),
             allow_privilege_escalation: Some(false),
@@ -1102,6 +1113,28 @@ mod tests {
             );
         }
         assert_eq!(pod.node_selector.unwrap()["kubernetes.io/arch"], "amd64");
+    }
+
+    #[test]
+    fn only_the_registry_steps_fall_back_to_their_logs_for_a_message() {
+        let pod = pod_with(&Settings::for_tests());
+        let policies: Vec<(&str, &str)> = steps(&pod)
+            .into_iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.termination_message_policy.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            policies,
+            [
+                ("pull", "FallbackToLogsOnError"),
+                ("build", "File"),
+                ("push", "FallbackToLogsOnError")
+            ]
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use strata_crds::contract::{PhaseTiming, TerminationMessage};
+use strata_crds::contract::{PhaseTiming, TerminationMessage, builder_pod};
 use strata_crds::{
     BuildFailure, BuildPhase, BuilderReference, ImageBuilderType, MachineOSBuild,
     MachineOSBuildStatus, ObjectReference,
@@ -60,8 +60,11 @@ pub enum JobObservation {
     },
 }
 
-/// One ended builder container: (finished at, exit code, termination message, kubelet's reason).
+/// One ended builder container: (its step, finished at, exit code, termination message,
+/// kubelet's reason).
 struct Ended {
+    /// The container's name: the step it ran ([`builder_pod::STEPS`]).
+    step: String,
     finished: String,
     exit_code: i32,
     message: Option<String>,
@@ -79,6 +82,7 @@ fn ended_containers(pods: &[&Pod]) -> Vec<Ended> {
         .filter_map(|c: &ContainerStatus| {
             let t = c.state.as_ref()?.terminated.as_ref()?;
             Some(Ended {
+                step: c.name.clone(),
                 finished: t
                     .finished_at
                     .as_ref()
@@ -94,12 +98,14 @@ fn ended_containers(pods: &[&Pod]) -> Vec<Ended> {
     ended
 }
 
-/// The success message of the last container that exited 0 with one (the push step's).
+/// The success message of the push step, which alone pushes and alone may report a digest.
+/// Fragment code runs in the build step and can write that step's termination log: a message
+/// with a digest from any other step is not a success, whatever it says.
 fn success_message(ended: &[Ended]) -> Option<TerminationMessage> {
     ended
         .iter()
         .rev()
-        .filter(|e| e.exit_code == 0)
+        .filter(|e| e.step == builder_pod::PUSH && e.exit_code == 0)
         .filter_map(|e| e.message.as_deref().and_then(TerminationMessage::parse))
         .find(|m| matches!(m, TerminationMessage::Success { .. }))
 }
@@ -616,4 +622,128 @@ pub fn ended(
         });
     }
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const PUSHED: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const FORGED: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn success(digest: &str) -> String {
+        format!(r#"{{"digest":"{digest}","sizeBytes":1}}"#)
+    }
+
+    /// A container status: `None` exit code for one still running.
+    fn step(name: &str, exit: Option<i32>, finished: &str, message: &str) -> Value {
+        let state = match exit {
+            Some(code) => json!({"terminated": {"exitCode": code, "finishedAt": finished,
+                "message": message}}),
+            None => json!({"running": {}}),
+        };
+        json!({"name": name, "image": "b", "imageID": "", "ready": false, "restartCount": 0,
+            "state": state})
+    }
+
+    fn pod(init: Vec<Value>, containers: Vec<Value>) -> Pod {
+        serde_json::from_value(json!({"status": {"phase": "Running",
+            "initContainerStatuses": init, "containerStatuses": containers}}))
+        .unwrap()
+    }
+
+    fn job(condition: Option<&str>) -> Job {
+        let conditions: Vec<Value> = condition
+            .map(|c| json!({"type": c, "status": "True"}))
+            .into_iter()
+            .collect();
+        serde_json::from_value(json!({"status": {"active": 1, "conditions": conditions}})).unwrap()
+    }
+
+    #[test]
+    fn a_digest_forged_in_the_build_step_is_no_success() {
+        // RUN wrote a success message with a digest into the build step's termination log; the
+        // push step is still running.
+        let forged = pod(
+            vec![
+                step("pull", Some(0), "2026-01-01T00:00:01Z", ""),
+                step("build", Some(0), "2026-01-01T00:00:02Z", &success(FORGED)),
+            ],
+            vec![step("push", None, "", "")],
+        );
+        assert!(
+            matches!(
+                job_observation(Some(&job(None)), &[&forged]),
+                JobObservation::Running { .. }
+            ),
+            "a build step's digest is taken as the build's"
+        );
+        // The Job completes: the digest is the push step's, even when the forged message is the
+        // last one written.
+        let pushed = pod(
+            vec![
+                step("pull", Some(0), "2026-01-01T00:00:01Z", &success(FORGED)),
+                step("build", Some(0), "2026-01-01T00:00:09Z", &success(FORGED)),
+            ],
+            vec![step(
+                "push",
+                Some(0),
+                "2026-01-01T00:00:03Z",
+                &success(PUSHED),
+            )],
+        );
+        for condition in [None, Some("Complete")] {
+            match job_observation(Some(&job(condition)), &[&pushed]) {
+                JobObservation::Succeeded {
+                    message: Some(TerminationMessage::Success { digest, .. }),
+                    ..
+                } => assert_eq!(digest, PUSHED),
+                other => panic!("{other:?}"),
+            }
+        }
+        // A Job complete with no message from the push step reports no digest at all.
+        let no_push_message = pod(
+            vec![step(
+                "build",
+                Some(0),
+                "2026-01-01T00:00:02Z",
+                &success(FORGED),
+            )],
+            vec![step("push", Some(0), "2026-01-01T00:00:03Z", "")],
+        );
+        assert_eq!(
+            job_observation(Some(&job(Some("Complete"))), &[&no_push_message]),
+            JobObservation::Succeeded {
+                attempts: 1,
+                message: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_push_step_that_failed_reports_its_failure_not_a_forged_success() {
+        let failure = r#"{"class":"transient","reason":"PushFailed","message":"m","logTail":"t"}"#;
+        let p = pod(
+            vec![step(
+                "build",
+                Some(0),
+                "2026-01-01T00:00:02Z",
+                &success(FORGED),
+            )],
+            vec![step("push", Some(4), "2026-01-01T00:00:03Z", failure)],
+        );
+        match job_observation(Some(&job(Some("Failed"))), &[&p]) {
+            JobObservation::Failed { termination, .. } => assert!(
+                matches!(termination, Some(TerminationMessage::Failure { reason, .. }) if reason == "PushFailed")
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Still running (the Job not failed yet): not a success either.
+        assert!(matches!(
+            job_observation(Some(&job(None)), &[&p]),
+            JobObservation::Running { .. }
+        ));
+    }
 }
