@@ -211,11 +211,7 @@ fn clear_termination_log(path: &std::path::Path) {
 /// takes a success only from the push step's message in any case.
 pub async fn run(args: &BuildArgs) -> i32 {
     clear_termination_log(&args.termination_log);
-    let redactor = match args.step {
-        Step::Pull => Redactor::from_auth_files(&[&args.pull_authfile]),
-        Step::Push => Redactor::from_auth_files(&[&args.push_authfile]),
-        Step::Build => Redactor::default(),
-    };
+    let redactor = step_redactor(args);
     // While the step runs, its build's marker on the shared storage says it is alive.
     let heartbeat = args.registration().map(|registration| {
         tokio::spawn(async move {
@@ -228,7 +224,7 @@ pub async fn run(args: &BuildArgs) -> i32 {
     });
     let result = match args.step {
         Step::Pull => pull(args, &redactor).await,
-        Step::Build => build(args).await,
+        Step::Build => build(args, &redactor).await,
         Step::Push => push(args, &redactor).await,
     };
     if let Some(heartbeat) = heartbeat {
@@ -263,6 +259,19 @@ pub async fn run(args: &BuildArgs) -> i32 {
         TerminationMessage::Success { .. } => exit_code::SUCCESS,
         TerminationMessage::Failure { class, .. } => class.exit_code(),
     }
+}
+
+/// What the step redacts from its output ([`redact`]): its own registry auth file (pull, push),
+/// the cluster proxy's credentials (every step has the proxy variables), the entitlement's
+/// files (mounted in the build step only, and only for a config that opts in).
+fn step_redactor(args: &BuildArgs) -> Redactor {
+    let auth = match args.step {
+        Step::Pull => Redactor::from_auth_files(&[&args.pull_authfile]),
+        Step::Push => Redactor::from_auth_files(&[&args.push_authfile]),
+        Step::Build => Redactor::default(),
+    };
+    auth.with_proxy_environment()
+        .with_files_in(&args.entitlement_dir)
 }
 
 fn redact_message(message: TerminationMessage, redactor: &Redactor) -> TerminationMessage {
@@ -432,11 +441,15 @@ fn run_volumes(
     })
 }
 
-/// Step 2: the build, with --pull=never and no credential; then the image gate.
-async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, TerminationMessage> {
+/// Step 2: the build, with --pull=never and no registry credential; then the image gate. What
+/// RUN steps print goes through `redactor` (the proxy's credentials, the entitlement).
+async fn build(
+    args: &BuildArgs,
+    redactor: &Redactor,
+) -> Result<Option<TerminationMessage>, TerminationMessage> {
     let started = now_ms();
     let containerfile = read_containerfile(args)?;
-    let buildah = buildah::Buildah::new(args, Redactor::default())?;
+    let buildah = buildah::Buildah::new(args, redactor.clone())?;
     let context = args.work_dir.join("context");
     std::fs::create_dir_all(&context).map_err(|e| {
         failure(
@@ -497,7 +510,8 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
     if let Some(first) = violations.first() {
         let all: Vec<String> = violations.iter().map(ToString::to_string).collect();
         for line in &all {
-            println!("strata build: gate: {line}");
+            // Paths fragment code chose: redacted like everything else the step prints.
+            println!("strata build: gate: {}", redactor.redact(line));
         }
         let more = match violations.len() {
             1 => String::new(),
