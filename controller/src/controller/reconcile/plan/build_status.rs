@@ -243,12 +243,15 @@ fn make_objects(planner: &mut Planner<'_>, build: &MachineOSBuild, rendered: &Re
     let observed = planner.observed;
     match &observed.auth {
         Ok(BuildAuth { push, base }) => {
+            let environment = observed
+                .environment
+                .for_builds(observed.config.spec.mounts_entitlement());
             planner.plan.build_objects = Some(build_objects(
                 build,
                 &rendered.containerfile,
                 push,
                 base.as_deref(),
-                &observed.environment,
+                &environment,
                 planner.settings,
             ));
         }
