@@ -442,6 +442,17 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
 // in a failed build's log tail, a termination message forged from RUN, a tag re-pointed in the
 // image storage between the build and the push.
 
+/// A value no earlier run used (for fragments the layer cache must not answer).
+fn nonce() -> Result<String> {
+    Ok(format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    ))
+}
+
 /// `proxies.config.openshift.io` (the local cluster's stand-in CRD).
 fn proxies(client: &kube::Client) -> Api<DynamicObject> {
     let gvk = GroupVersionKind::gvk("config.openshift.io", "v1", "Proxy");
@@ -602,12 +613,7 @@ async fn entitlement_and_proxy_credentials_stay_out_of_status_and_logs() -> Resu
 
     // The proxy with credentials, as a corporate proxy has them (squid here ignores them).
     let old_status = proxies(&client).get("cluster").await?.data["status"].clone();
-    let canary = format!(
-        "PROXYCANARY{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos()
-    );
+    let canary = format!("PROXYCANARY{}", nonce()?.replace('-', ""));
     let proxy = cluster.openshift.proxy.clone();
     let with_credentials = proxy.replacen("://", &format!("://e2e-proxy-user:{canary}@"), 1);
     set_proxy_status(
@@ -734,15 +740,21 @@ async fn a_termination_message_forged_in_run_is_not_taken() -> Result<()> {
     let (_, forged) = image
         .split_once('@')
         .context("the benign image by digest")?;
+    // A nonce keeps the layer cache (the claim outlives the test) from skipping the RUN step.
+    let nonce = nonce()?;
     let fragment = format!(
         "RUN printf '{{\"digest\":\"{forged}\",\"sizeBytes\":1}}\\n' > /dev/termination-log \
-         && echo FORGED-WRITTEN || echo FORGED-REFUSED\n\
+         && echo FORGED-WRITTEN || echo FORGED-REFUSED; echo {nonce} > /etc/forgery-nonce\n\
          RUN echo built after the forgery > /etc/after-forgery\n"
     );
     let build = apply_fragment(cluster, &client, pool, push, &fragment, json!({}), &benign).await?;
     let ended = ended_build(&client, &build, BUILD_TIMEOUT).await?;
     let logs = build_logs(cluster, &client, &build).await?;
     let written = logs.lines().any(|l| l.trim() == "FORGED-WRITTEN");
+    ensure!(
+        written || logs.lines().any(|l| l.trim() == "FORGED-REFUSED"),
+        "the forging RUN step did not run:\n{logs}"
+    );
     eprintln!(
         "{pool}: RUN {} /dev/termination-log",
         if written {
@@ -902,7 +914,7 @@ async fn a_tag_repointed_between_build_and_push_changes_nothing_pushed() -> Resu
         &client,
         pool,
         push,
-        "RUN echo what was built > /etc/built\n",
+        &format!("RUN echo what was built {} > /etc/built\n", nonce()?),
         json!({}),
         &benign,
     )
