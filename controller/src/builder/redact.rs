@@ -79,7 +79,12 @@ impl Redactor {
             .filter_map(|e| std::fs::read(e.path()).ok())
             .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
             .collect();
-        self.with(texts.iter().flat_map(|t| file_secrets(t)))
+        self.with_file_texts(texts.iter().map(String::as_str))
+    }
+
+    /// Also redacts credential files given by their text (see [`file_secrets`]).
+    pub fn with_file_texts<'a>(self, texts: impl IntoIterator<Item = &'a str>) -> Self {
+        self.with(texts.into_iter().flat_map(file_secrets))
     }
 
     fn with(mut self, values: impl IntoIterator<Item = String>) -> Self {

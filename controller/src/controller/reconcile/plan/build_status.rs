@@ -12,7 +12,9 @@ use strata_crds::{
 };
 
 use super::{BuildAuth, EventType, Planner};
+use crate::builder::redact::Redactor;
 use crate::controller::conditions::{end_after, set};
+use crate::controller::environment::Environment;
 use crate::controller::names;
 use crate::controller::objects::build_objects;
 use crate::controller::registry_client::ImageCheck;
@@ -515,6 +517,22 @@ fn verified(
     next
 }
 
+/// What the controller hides in a failure it records: the cluster proxy's credentials and the
+/// entitlement's files, as the builder steps do. The steps redact their own messages; this
+/// covers a message that is not theirs (a termination log written after the step's own, by a
+/// process a RUN step left behind; the end of a log the kubelet took for a message).
+fn failure_redactor(env: &Environment) -> Redactor {
+    let entitlement: Vec<String> = env
+        .entitlement
+        .iter()
+        .flatten()
+        .map(|(_, value)| String::from_utf8_lossy(&value.0).into_owned())
+        .collect();
+    Redactor::default()
+        .with_proxies([env.proxy.http.as_str(), env.proxy.https.as_str()])
+        .with_file_texts(entitlement.iter().map(String::as_str))
+}
+
 fn failed(
     planner: &mut Planner<'_>,
     build: &MachineOSBuild,
@@ -524,6 +542,9 @@ fn failed(
     log_tail: &str,
 ) -> MachineOSBuildStatus {
     let name = build.metadata.name.clone().unwrap_or_default();
+    let redactor = failure_redactor(&planner.observed.environment);
+    let (message, log_tail) = (redactor.redact(message), redactor.redact(log_tail));
+    let (message, log_tail) = (message.as_str(), log_tail.as_str());
     let mut next = ended(
         build,
         BuildPhase::Failed,
@@ -722,6 +743,39 @@ mod tests {
                 attempts: 1,
                 message: None
             }
+        );
+    }
+
+    #[test]
+    fn a_recorded_failure_hides_the_proxy_s_credentials_and_the_entitlement() {
+        use k8s_openapi::ByteString;
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpQIBAAKCAQEA3+Prmbmbz+gXVoPU\n-----END RSA PRIVATE KEY-----\n";
+        let env = Environment {
+            proxy: crate::controller::environment::Proxy {
+                http: "http://jane:s3cr3t-pw@proxy:3128".into(),
+                https: String::new(),
+                no: String::new(),
+            },
+            entitlement: Some(
+                [(
+                    "entitlement-key.pem".to_string(),
+                    ByteString(key.as_bytes().to_vec()),
+                )]
+                .into(),
+            ),
+            ..Environment::default()
+        };
+        let redactor = failure_redactor(&env);
+        let tail = redactor.redact(&format!(
+            "HTTP_PROXY=http://jane:s3cr3t-pw@proxy:3128\n{key}"
+        ));
+        assert!(
+            !tail.contains("s3cr3t-pw") && !tail.contains("MIIEpQIBAAKCAQEA3+Prmbmbz+gXVoPU"),
+            "{tail}"
+        );
+        assert_eq!(
+            failure_redactor(&Environment::default()).redact("a plain message"),
+            "a plain message"
         );
     }
 
