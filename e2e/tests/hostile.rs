@@ -14,6 +14,12 @@
 //!
 //! The first fragment is the one that read the push credentials before the builder was split
 //! (a bind mount through a symlink, buildah CVE-2024-1753).
+//!
+//! The builder's holes of issue 32 (items 3–5), each a test of its own: the entitlement key and
+//! the proxy's credentials printed by a failing RUN step stay out of the build's status, Events,
+//! Job and pod, and logs, and a config that does not opt in gets no entitlement; a success message
+//! forged by RUN in `/dev/termination-log` is not taken; a tag re-pointed in the image storage
+//! between the build and the push changes nothing pushed.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
