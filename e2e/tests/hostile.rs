@@ -31,7 +31,6 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, S
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-    ValidationDirective,
 };
 use serde_json::{Value, json};
 use strata_crds::contract::{annotations, builder_pod};
@@ -489,10 +488,10 @@ async fn pinned_pool(
     Ok((build, image))
 }
 
-/// Applies pool `pool`'s config with `fragment` and the spec fields `extra`; returns its new
-/// build once the config names it. Unknown fields are dropped rather than refused (the probes
-/// run against controllers whose API predates a field too), so a probe checks itself that what
-/// such a field asks for happened.
+/// Applies pool `pool`'s config with `fragment` and the spec fields `extra` (as JSON, so that the
+/// probes also run against a controller older than a field: it ignores what it does not know, and
+/// a probe checks itself that what such a field asks for happened); returns its new build once
+/// the config names it.
 async fn apply_fragment(
     cluster: &Cluster,
     client: &kube::Client,
@@ -507,11 +506,12 @@ async fn apply_fragment(
     if let (Some(spec), Some(extra)) = (value["spec"].as_object_mut(), extra.as_object()) {
         spec.extend(extra.clone());
     }
-    let params = PatchParams::apply("e2e")
-        .force()
-        .validation(ValidationDirective::Ignore);
     Api::<MachineOSConfig>::all(client.clone())
-        .patch(pool, &params, &Patch::Apply(&value))
+        .patch(
+            pool,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&value),
+        )
         .await?;
     current_build(client, pool, Some(previous)).await
 }
