@@ -22,7 +22,9 @@ pub use machineosbuild::{
     BuildFailure, BuildPhase, BuildPhaseTiming, BuilderReference, MachineOSBuild,
     MachineOSBuildSpec, MachineOSBuildStatus,
 };
-pub use machineosconfig::{MachineOSConfig, MachineOSConfigSpec, MachineOSConfigStatus};
+pub use machineosconfig::{
+    Entitlement, MachineOSConfig, MachineOSConfigSpec, MachineOSConfigStatus,
+};
 
 /// The API group of both kinds.
 pub const GROUP: &str = "strata.dev";

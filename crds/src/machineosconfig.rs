@@ -2,6 +2,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{ContainerfileEntry, ImageBuilder, LocalObjectName, ObjectReference};
@@ -80,6 +81,34 @@ pub struct MachineOSConfigSpec {
     #[schemars(length(min = 1, max = 447))]
     #[x_kube(validation = kube::core::Rule::new(DIGEST_RULE).message(DIGEST_MESSAGE))]
     pub base_image: Option<String>,
+
+    /// entitlement says whether this config's RUN steps get the cluster's RHEL entitlement
+    /// (Strata addition): `Mount` mounts the entitlement Secret (the controller's
+    /// --entitlement-secret, openshift-config-managed/etc-pki-entitlement by default) read-only
+    /// at /etc/pki/entitlement in RUN steps, as OpenShift's builds do for every pool; `Omit`, the
+    /// default, leaves it out. Fragment code can read whatever is mounted: opt in only where
+    /// fragments install entitled content. Not an input of the image: a change starts no build;
+    /// the next one uses it (the strata.dev/rebuild annotation builds the current inputs again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<Entitlement>,
+}
+
+// Whether RUN steps get the cluster's RHEL entitlement (`spec.entitlement`). No doc comment: the
+// schema would take it for the field's description.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
+pub enum Entitlement {
+    /// Mounted read-only at /etc/pki/entitlement in RUN steps.
+    Mount,
+    /// Not mounted.
+    #[default]
+    Omit,
+}
+
+impl MachineOSConfigSpec {
+    /// Whether this config's RUN steps get the cluster's entitlement.
+    pub fn mounts_entitlement(&self) -> bool {
+        self.entitlement == Some(Entitlement::Mount)
+    }
 }
 
 /// The observed state of a MachineOSConfig.

@@ -14,20 +14,31 @@
 //!
 //! The first fragment is the one that read the push credentials before the builder was split
 //! (a bind mount through a symlink, buildah CVE-2024-1753).
+//!
+//! The builder's holes of issue 32 (items 3–5), each a test of its own: the entitlement key and
+//! the proxy's credentials printed by a failing RUN step stay out of the build's status, Events,
+//! Job and pod, and logs, and a config that does not opt in gets no entitlement; a success message
+//! forged by RUN in `/dev/termination-log` is not taken; a tag re-pointed in the image storage
+//! between the build and the push changes nothing pushed.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use base64::Engine;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use serde_json::{Value, json};
 use strata_crds::contract::{annotations, builder_pod};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
-    NAMESPACE, apply_config, controller_pods, create_pool, current_build, delete_config,
-    delete_pool, ended_build, machine_configs, machine_os_config, pod_logs,
+    NAMESPACE, apply_config, controller_pods, create_pool, create_push_secret, current_build,
+    delete_config, delete_pool, ended_build, machine_configs, machine_os_config, pinned_by,
+    pod_logs, running_builder_pod,
 };
 use strata_e2e::{Cluster, needs};
 
@@ -428,5 +439,518 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
         delete_config(&client, pool).await?;
         delete_pool(&client, pool).await;
     }
+    Ok(())
+}
+
+// ------------------------------------------------------------------------------------------------
+// The builder's remaining holes (issue 32, items 3–5): the entitlement and the proxy's credentials
+// in a failed build's log tail, a termination message forged from RUN, a tag re-pointed in the
+// image storage between the build and the push.
+
+/// A value no earlier run used (for fragments the layer cache must not answer).
+fn nonce() -> Result<String> {
+    Ok(format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos()
+    ))
+}
+
+/// `proxies.config.openshift.io` (the local cluster's stand-in CRD).
+fn proxies(client: &kube::Client) -> Api<DynamicObject> {
+    let gvk = GroupVersionKind::gvk("config.openshift.io", "v1", "Proxy");
+    Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, "proxies"),
+    )
+}
+
+/// Pool `pool` with a config pinned by a benign build; returns (that build, its image).
+async fn pinned_pool(
+    cluster: &Cluster,
+    client: &kube::Client,
+    pool: &str,
+    push_secret: &str,
+) -> Result<(String, String)> {
+    delete_config(client, pool).await?;
+    create_pool(client, pool).await?;
+    let config = machine_os_config(
+        cluster,
+        pool,
+        push_secret,
+        "RUN echo benign > /etc/benign\n",
+    )?;
+    apply_config(client, &config).await?;
+    let build = current_build(client, pool, None).await?;
+    let image = pinned_by(client, BUILD_TIMEOUT, pool, &build).await?;
+    Ok((build, image))
+}
+
+/// Applies pool `pool`'s config with `fragment` and the spec fields `extra` (as JSON, so that the
+/// probes also run against a controller older than a field: it ignores what it does not know, and
+/// a probe checks itself that what such a field asks for happened); returns its new build once
+/// the config names it.
+async fn apply_fragment(
+    cluster: &Cluster,
+    client: &kube::Client,
+    pool: &str,
+    push_secret: &str,
+    fragment: &str,
+    extra: Value,
+    previous: &str,
+) -> Result<String> {
+    let config = machine_os_config(cluster, pool, push_secret, fragment)?;
+    let mut value = serde_json::to_value(&config)?;
+    if let (Some(spec), Some(extra)) = (value["spec"].as_object_mut(), extra.as_object()) {
+        spec.extend(extra.clone());
+    }
+    Api::<MachineOSConfig>::all(client.clone())
+        .patch(
+            pool,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&value),
+        )
+        .await?;
+    current_build(client, pool, Some(previous)).await
+}
+
+/// Everything about build `build` a reader of the cluster can see, as text: the MachineOSBuild,
+/// the config, every Event, the build's Jobs and pods (spec and status, so termination messages
+/// and environment variables) and each step's log.
+async fn build_surfaces(
+    cluster: &Cluster,
+    client: &kube::Client,
+    pool: &str,
+    build: &str,
+) -> Result<String> {
+    let mut text = String::new();
+    let builds: Api<MachineOSBuild> = Api::all(client.clone());
+    text.push_str(&serde_json::to_string(&builds.get(build).await?)?);
+    let configs: Api<MachineOSConfig> = Api::all(client.clone());
+    text.push_str(&serde_json::to_string(&configs.get(pool).await?)?);
+    let events: Api<Event> = Api::all(client.clone());
+    text.push_str(&serde_json::to_string(
+        &events.list(&ListParams::default()).await?.items,
+    )?);
+    let selector = ListParams::default().labels(&format!("strata.dev/machine-os-build={build}"));
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
+    text.push_str(&serde_json::to_string(&jobs.list(&selector).await?.items)?);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    for pod in pods.list(&selector).await?.items {
+        text.push_str(&serde_json::to_string(&pod)?);
+        text.push_str(&pod_logs(
+            cluster,
+            pod.metadata.name.as_deref().unwrap_or_default(),
+        ));
+    }
+    Ok(text)
+}
+
+/// The logs of every step of build `build`'s pods (step by step: `--all-containers` gives
+/// nothing while a step has not started).
+async fn build_logs(cluster: &Cluster, client: &kube::Client, build: &str) -> Result<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let selector = ListParams::default().labels(&format!("strata.dev/machine-os-build={build}"));
+    let mut logs = String::new();
+    for pod in pods.list(&selector).await?.items {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        for step in builder_pod::STEPS {
+            let out = cluster
+                .kubectl()
+                .args(["-n", NAMESPACE, "logs", &name, "-c", step])
+                .output()?;
+            logs.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+    }
+    Ok(logs)
+}
+
+/// The lines of the entitlement's private key that a redactor must hide: every line of its PEM
+/// body (the last, short one aside).
+async fn entitlement_key_lines(client: &kube::Client) -> Result<Vec<String>> {
+    let secret = Api::<Secret>::namespaced(client.clone(), "openshift-config-managed")
+        .get("etc-pki-entitlement")
+        .await
+        .context("the entitlement Secret openshift-config-managed/etc-pki-entitlement")?;
+    let data = secret.data.unwrap_or_default();
+    let key = data
+        .iter()
+        .find(|(k, _)| k.ends_with("-key.pem"))
+        .map(|(_, v)| String::from_utf8_lossy(&v.0).into_owned())
+        .context("the entitlement Secret holds no *-key.pem")?;
+    let lines: Vec<String> = key
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .map(str::to_string)
+        .collect();
+    ensure!(
+        lines.len() >= 10,
+        "the entitlement key has {} lines",
+        lines.len()
+    );
+    Ok(lines)
+}
+
+/// The cluster proxy's `status` set to `status` (a merge patch).
+async fn set_proxy_status(client: &kube::Client, status: Value) -> Result<()> {
+    proxies(client)
+        .patch_status(
+            "cluster",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn entitlement_and_proxy_credentials_stay_out_of_status_and_logs() -> Result<()> {
+    let test = "entitlement_and_proxy_credentials_stay_out_of_status_and_logs";
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let client = cluster.client().await?;
+    let push = "e2e-hostile-holes-push";
+    create_push_secret(&client, push).await?;
+    let (opted_in, opted_out) = ("e2e-hostile-entitled", "e2e-hostile-unentitled");
+    let (benign_in, _) = pinned_pool(cluster, &client, opted_in, push).await?;
+    let (benign_out, _) = pinned_pool(cluster, &client, opted_out, push).await?;
+
+    // The proxy with credentials, as a corporate proxy has them (squid here ignores them).
+    let old_status = proxies(&client).get("cluster").await?.data["status"].clone();
+    let canary = format!("PROXYCANARY{}", nonce()?.replace('-', ""));
+    let proxy = cluster.openshift.proxy.clone();
+    let with_credentials = proxy.replacen("://", &format!("://e2e-proxy-user:{canary}@"), 1);
+    set_proxy_status(
+        &client,
+        json!({"httpProxy": with_credentials, "httpsProxy": with_credentials}),
+    )
+    .await?;
+    let result = async {
+        // The controller's watch of the Proxy is asynchronous.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        // The proxy's variables last: the log tail keeps a failure's last 4000 bytes.
+        let probe = "RUN if test -s /etc/pki/entitlement/entitlement-key.pem; then echo ENTITLEMENT-KEY-MOUNTED; fi; \
+             cat /etc/pki/entitlement/*-key.pem | tr -d '\\n'; echo; \
+             cat /etc/pki/entitlement/*-key.pem; env | grep -i _proxy; exit 1\n";
+        let build_in = apply_fragment(
+            cluster,
+            &client,
+            opted_in,
+            push,
+            probe,
+            json!({"entitlement": "Mount"}),
+            &benign_in,
+        )
+        .await?;
+        let build_out =
+            apply_fragment(cluster, &client, opted_out, push, probe, json!({}), &benign_out)
+                .await?;
+        for build in [&build_in, &build_out] {
+            let ended = ended_build(&client, build, BUILD_TIMEOUT).await?;
+            ensure!(
+                ended.phase() == Some(BuildPhase::Failed),
+                "the probe build {build} did not fail: {:?}",
+                ended.status
+            );
+        }
+        let key_lines = entitlement_key_lines(&client).await?;
+        let logs_in = build_logs(cluster, &client, &build_in).await?;
+        let logs_out = build_logs(cluster, &client, &build_out).await?;
+        // Every finding, so that one run says all that is wrong.
+        let mut problems = Vec::new();
+        // The probe ran as meant: the key was there to print, the proxy's credentials too.
+        let mounted = |logs: &str| logs.lines().any(|l| l.trim() == "ENTITLEMENT-KEY-MOUNTED");
+        if !mounted(&logs_in) {
+            problems.push(format!(
+                "{opted_in} opts in, but RUN found no entitlement key:\n{logs_in}"
+            ));
+        }
+        if mounted(&logs_out) {
+            problems.push(format!(
+                "{opted_out} does not opt in, yet RUN found the entitlement key"
+            ));
+        }
+        let proxy_host = proxy.split("://").nth(1).unwrap_or_default();
+        if !logs_in
+            .lines()
+            .any(|l| l.starts_with("HTTPS_PROXY=") && l.contains(&format!("@{proxy_host}")))
+        {
+            problems.push(format!(
+                "RUN did not get the proxy with credentials (the controller had not seen it \
+                 yet?):\n{logs_in}"
+            ));
+        }
+        for (pool, build) in [(opted_in, &build_in), (opted_out, &build_out)] {
+            let surfaces = build_surfaces(cluster, &client, pool, build).await?;
+            let status = serde_json::to_string(
+                &Api::<MachineOSBuild>::all(client.clone())
+                    .get(build)
+                    .await?
+                    .status,
+            )?;
+            let leaks = |text: &str| {
+                let lines = key_lines.iter().filter(|l| text.contains(l.as_str())).count();
+                (text.contains(&canary), lines)
+            };
+            let (proxy_anywhere, key_anywhere) = leaks(&surfaces);
+            let (proxy_in_status, key_in_status) = leaks(&status);
+            if proxy_anywhere || key_anywhere > 0 {
+                problems.push(format!(
+                    "{pool}: the proxy's password {} the build's status ({} anywhere); {} of \
+                     the entitlement key's {} lines in its status, {key_anywhere} anywhere \
+                     (status, Events, Job and pod specs and statuses, logs)",
+                    if proxy_in_status { "is in" } else { "is not in" },
+                    if proxy_anywhere { "found" } else { "not found" },
+                    key_in_status,
+                    key_lines.len(),
+                ));
+            } else {
+                eprintln!(
+                    "ok: {pool}: neither the proxy's password nor any of the entitlement key's \
+                     {} lines in {} bytes of status, Events, Job, pods and logs",
+                    key_lines.len(),
+                    surfaces.len()
+                );
+            }
+        }
+        ensure!(problems.is_empty(), "{}", problems.join("\n"));
+        Ok(())
+    }
+    .await;
+    set_proxy_status(
+        &client,
+        json!({"httpProxy": old_status["httpProxy"], "httpsProxy": old_status["httpsProxy"]}),
+    )
+    .await?;
+    result?;
+    for pool in [opted_in, opted_out] {
+        delete_config(&client, pool).await?;
+        delete_pool(&client, pool).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_termination_message_forged_in_run_is_not_taken() -> Result<()> {
+    let test = "a_termination_message_forged_in_run_is_not_taken";
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let client = cluster.client().await?;
+    let push = "e2e-hostile-holes-push";
+    create_push_secret(&client, push).await?;
+    let pool = "e2e-hostile-forge";
+    let (benign, image) = pinned_pool(cluster, &client, pool, push).await?;
+    // The forged success names an image the registry serves in the pool's own repository: the
+    // benign build's.
+    let (_, forged) = image
+        .split_once('@')
+        .context("the benign image by digest")?;
+    // A nonce keeps the layer cache (the claim outlives the test) from skipping the RUN step.
+    let nonce = nonce()?;
+    let fragment = format!(
+        "RUN printf '{{\"digest\":\"{forged}\",\"sizeBytes\":1}}\\n' > /dev/termination-log \
+         && echo FORGED-WRITTEN || echo FORGED-REFUSED; echo {nonce} > /etc/forgery-nonce\n\
+         RUN echo built after the forgery > /etc/after-forgery\n"
+    );
+    let build = apply_fragment(cluster, &client, pool, push, &fragment, json!({}), &benign).await?;
+    let ended = ended_build(&client, &build, BUILD_TIMEOUT).await?;
+    let logs = build_logs(cluster, &client, &build).await?;
+    let written = logs.lines().any(|l| l.trim() == "FORGED-WRITTEN");
+    ensure!(
+        written || logs.lines().any(|l| l.trim() == "FORGED-REFUSED"),
+        "the forging RUN step did not run:\n{logs}"
+    );
+    eprintln!(
+        "{pool}: RUN {} /dev/termination-log",
+        if written {
+            "could write"
+        } else {
+            "could not write"
+        }
+    );
+    let status = ended.status.clone().unwrap_or_default();
+    ensure!(
+        ended.phase() == Some(BuildPhase::Succeeded),
+        "the build with a forged termination message did not succeed: {:?}",
+        status.failure
+    );
+    let pushed = status.digested_image_push_spec.unwrap_or_default();
+    ensure!(
+        !pushed.ends_with(forged),
+        "the build took the forged digest: {pushed}"
+    );
+    // The build step's own termination message is Strata's (empty on success), not RUN's.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let selector = ListParams::default().labels(&format!("strata.dev/machine-os-build={build}"));
+    for pod in pods.list(&selector).await?.items {
+        let status = pod.status.unwrap_or_default();
+        for c in status
+            .init_container_statuses
+            .iter()
+            .flatten()
+            .chain(status.container_statuses.iter().flatten())
+        {
+            let message = c
+                .state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+                .and_then(|t| t.message.clone())
+                .unwrap_or_default();
+            ensure!(
+                !message.contains(forged),
+                "the {} step's termination message is the forged one: {message}",
+                c.name
+            );
+        }
+    }
+    eprintln!("ok: {pool}: the build pushed and pinned {pushed}, not the forged digest");
+    delete_config(&client, pool).await?;
+    delete_pool(&client, pool).await;
+    Ok(())
+}
+
+/// The image storage of builder pod `pod` on this node: the cache claim's directory, or the
+/// pod's emptyDir.
+async fn storage_dir(cluster: &Cluster, client: &kube::Client, pod: &Pod) -> Result<PathBuf> {
+    let volume = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .and_then(|v| v.iter().find(|v| v.name == "storage"))
+        .context("the builder pod has no storage volume")?;
+    if let Some(claim) = &volume.persistent_volume_claim {
+        let pvc = Api::<PersistentVolumeClaim>::namespaced(client.clone(), NAMESPACE)
+            .get(&claim.claim_name)
+            .await?;
+        let pv_name = pvc
+            .spec
+            .and_then(|s| s.volume_name)
+            .context("the cache claim is not bound")?;
+        let pv = Api::<PersistentVolume>::all(client.clone())
+            .get(&pv_name)
+            .await?;
+        let path = pv
+            .spec
+            .and_then(|s| s.host_path)
+            .map(|h| h.path)
+            .context("the cache claim's volume is not a hostPath")?;
+        return Ok(PathBuf::from(path));
+    }
+    let uid = pod.metadata.uid.clone().context("pod uid")?;
+    Ok(cluster
+        .dir
+        .join("kubelet/pods")
+        .join(uid)
+        .join("volumes/kubernetes.io~empty-dir/storage"))
+}
+
+/// Waits (polling every few milliseconds, up to `timeout`) until an image in the containers/storage
+/// at `storage` carries the name `tag`, then moves that name to the image named `target`: what a
+/// process with write access to the storage could do between the build and the push. Returns
+/// (the image the tag left, the image it names now).
+fn repoint_tag(
+    storage: &Path,
+    tag: &str,
+    target: &str,
+    timeout: Duration,
+) -> Result<(String, String)> {
+    let start = std::time::Instant::now();
+    let names = |image: &Value| -> Vec<String> {
+        image["names"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect()
+    };
+    loop {
+        ensure!(
+            start.elapsed() < timeout,
+            "no image named {tag} appeared in {} within {timeout:?}",
+            storage.display()
+        );
+        for driver in ["overlay", "vfs"] {
+            let file = storage.join(format!("{driver}-images/images.json"));
+            let Ok(text) = std::fs::read(&file) else {
+                continue;
+            };
+            let Ok(mut images) = serde_json::from_slice::<Vec<Value>>(&text) else {
+                continue;
+            };
+            let built = images
+                .iter()
+                .position(|i| names(i).iter().any(|n| n == tag));
+            let other = images
+                .iter()
+                .position(|i| names(i).iter().any(|n| n == target));
+            let (Some(built), Some(other)) = (built, other) else {
+                continue;
+            };
+            let kept: Vec<String> = names(&images[built])
+                .into_iter()
+                .filter(|n| n != tag)
+                .collect();
+            images[built]["names"] = json!(kept);
+            let mut moved = names(&images[other]);
+            moved.push(tag.to_string());
+            images[other]["names"] = json!(moved);
+            let temp = file.with_extension("json.e2e-tmp");
+            std::fs::write(&temp, serde_json::to_vec(&images)?)?;
+            std::fs::rename(&temp, &file)?;
+            let id = |i: &Value| i["id"].as_str().unwrap_or_default().to_string();
+            return Ok((id(&images[built]), id(&images[other])));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[tokio::test]
+async fn a_tag_repointed_between_build_and_push_changes_nothing_pushed() -> Result<()> {
+    let test = "a_tag_repointed_between_build_and_push_changes_nothing_pushed";
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let client = cluster.client().await?;
+    let push = "e2e-hostile-holes-push";
+    create_push_secret(&client, push).await?;
+    let pool = "e2e-hostile-retag";
+    let (benign, image) = pinned_pool(cluster, &client, pool, push).await?;
+    let repository = image.split('@').next().unwrap_or_default().to_string();
+    let build = apply_fragment(
+        cluster,
+        &client,
+        pool,
+        push,
+        &format!("RUN echo what was built {} > /etc/built\n", nonce()?),
+        json!({}),
+        &benign,
+    )
+    .await?;
+    let pod = running_builder_pod(&client, &build).await?;
+    let storage = storage_dir(cluster, &client, &pod).await?;
+    // The build's tag, re-pointed at the benign image (still in the storage: the same claim).
+    let tag = format!("{repository}:{build}");
+    let target = format!("{repository}:{benign}");
+    let repointed =
+        tokio::task::spawn_blocking(move || repoint_tag(&storage, &tag, &target, BUILD_TIMEOUT))
+            .await??;
+    eprintln!(
+        "{pool}: re-pointed the build's tag from image {} to {} (the benign build's)",
+        repointed.0, repointed.1
+    );
+    let ended = ended_build(&client, &build, BUILD_TIMEOUT).await?;
+    let status = ended.status.clone().unwrap_or_default();
+    ensure!(
+        ended.phase() == Some(BuildPhase::Succeeded),
+        "with its tag re-pointed before the push, the build did not succeed: {:?}",
+        status.failure
+    );
+    let pushed = status.digested_image_push_spec.unwrap_or_default();
+    ensure!(
+        pushed != image,
+        "the build pushed the image its tag was re-pointed to: {pushed}"
+    );
+    eprintln!("ok: {pool}: the build pushed what it built ({pushed}), not what its tag named");
+    delete_config(&client, pool).await?;
+    delete_pool(&client, pool).await;
     Ok(())
 }

@@ -10,7 +10,8 @@
 //!   `proxies.config.openshift.io/cluster`;
 //! - a fragment installs a package from the HTTPS repository with the entitlement certificate
 //!   (`openshift-config-managed/etc-pki-entitlement`, mounted at `/etc/pki/entitlement` in RUN
-//!   steps), trusting its server through `openshift-config/user-ca-bundle`;
+//!   steps: the config opts in with `spec.entitlement: Mount`), trusting its server through
+//!   `openshift-config/user-ca-bundle`;
 //! - the pushed image holds the package and neither the entitlement nor the cluster's CAs;
 //! - a release named by a source that does not resolve (`quay.example.invalid/…@sha256:…`) is
 //!   resolved and pulled from the mirror an ImageDigestMirrorSet names.
@@ -191,6 +192,8 @@ RUN printf 'Types: deb\nURIs: %s\nSuites: strata\nComponents: main\nSigned-By: /
     let mut config = machine_os_config(cluster, pool, &push_secret, &fragment)?;
     config.spec.rendered_image_push_spec =
         format!("{}/strata-e2e/{pool}:latest", env.internal_registry);
+    // The entitlement reaches only the RUN steps of configs that opt in.
+    config.spec.entitlement = Some(strata_crds::Entitlement::Mount);
     ensure!(
         config.spec.base_image_pull_secret.is_none(),
         "the config must rely on the global pull secret"

@@ -53,7 +53,8 @@ pub struct BuildArgs {
     )]
     pub containerfile: PathBuf,
     /// The image: host[:port]/path/name:tag (the tag is the build's name); the build step tags
-    /// it, the push step pushes it.
+    /// what it built with it, the push step pushes that image (by the ID the build step wrote)
+    /// to it.
     #[arg(long, env = "STRATA_IMAGE")]
     pub image: String,
     /// Auth file for pulling the base and the images the fragment names (pull step; optional).
@@ -190,13 +191,27 @@ impl Handover {
     }
 }
 
+/// Empties the termination log if it exists (the kubelet makes it; nothing is created here).
+fn clear_termination_log(path: &std::path::Path) {
+    if let Err(err) = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        && err.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!("strata build: cannot empty {}: {err}", path.display());
+    }
+}
+
 /// Runs one step and writes its termination message; returns the process exit code.
+///
+/// The termination log is Strata's alone: emptied before anything of the step runs, and at the
+/// step's end written with its message or emptied again, so nothing a RUN step wrote there (the
+/// build step's fragment code can reach `/dev/termination-log`) outlives the step. The controller
+/// takes a success only from the push step's message in any case.
 pub async fn run(args: &BuildArgs) -> i32 {
-    let redactor = match args.step {
-        Step::Pull => Redactor::from_auth_files(&[&args.pull_authfile]),
-        Step::Push => Redactor::from_auth_files(&[&args.push_authfile]),
-        Step::Build => Redactor::default(),
-    };
+    clear_termination_log(&args.termination_log);
+    let redactor = step_redactor(args);
     // While the step runs, its build's marker on the shared storage says it is alive.
     let heartbeat = args.registration().map(|registration| {
         tokio::spawn(async move {
@@ -209,7 +224,7 @@ pub async fn run(args: &BuildArgs) -> i32 {
     });
     let result = match args.step {
         Step::Pull => pull(args, &redactor).await,
-        Step::Build => build(args).await,
+        Step::Build => build(args, &redactor).await,
         Step::Push => push(args, &redactor).await,
     };
     if let Some(heartbeat) = heartbeat {
@@ -225,6 +240,7 @@ pub async fn run(args: &BuildArgs) -> i32 {
     let message = match result {
         Ok(Some(message)) => message,
         Ok(None) => {
+            clear_termination_log(&args.termination_log);
             println!("strata build: {:?} done", args.step);
             return exit_code::SUCCESS;
         }
@@ -243,6 +259,19 @@ pub async fn run(args: &BuildArgs) -> i32 {
         TerminationMessage::Success { .. } => exit_code::SUCCESS,
         TerminationMessage::Failure { class, .. } => class.exit_code(),
     }
+}
+
+/// What the step redacts from its output ([`redact`]): its own registry auth file (pull, push),
+/// the cluster proxy's credentials (every step has the proxy variables), the entitlement's
+/// files (mounted in the build step only, and only for a config that opts in).
+fn step_redactor(args: &BuildArgs) -> Redactor {
+    let auth = match args.step {
+        Step::Pull => Redactor::from_auth_files(&[&args.pull_authfile]),
+        Step::Push => Redactor::from_auth_files(&[&args.push_authfile]),
+        Step::Build => Redactor::default(),
+    };
+    auth.with_proxy_environment()
+        .with_files_in(&args.entitlement_dir)
 }
 
 fn redact_message(message: TerminationMessage, redactor: &Redactor) -> TerminationMessage {
@@ -412,11 +441,15 @@ fn run_volumes(
     })
 }
 
-/// Step 2: the build, with --pull=never and no credential; then the image gate.
-async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, TerminationMessage> {
+/// Step 2: the build, with --pull=never and no registry credential; then the image gate. What
+/// RUN steps print goes through `redactor` (the proxy's credentials, the entitlement).
+async fn build(
+    args: &BuildArgs,
+    redactor: &Redactor,
+) -> Result<Option<TerminationMessage>, TerminationMessage> {
     let started = now_ms();
     let containerfile = read_containerfile(args)?;
-    let buildah = buildah::Buildah::new(args, Redactor::default())?;
+    let buildah = buildah::Buildah::new(args, redactor.clone())?;
     let context = args.work_dir.join("context");
     std::fs::create_dir_all(&context).map_err(|e| {
         failure(
@@ -426,12 +459,16 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
             String::new(),
         )
     })?;
+    // A file left by an earlier run of this step must not stand for this build's image.
+    let iidfile = image_id_file(args);
+    let _ = std::fs::remove_file(&iidfile);
     let mut bud = vec![
         "bud".to_string(),
         "--pull=never".into(),
         "--isolation=chroot".into(),
         "--layers".into(),
         "--format=oci".into(),
+        format!("--iidfile={}", iidfile.display()),
     ];
     bud.extend(buildah.policy_flag());
     bud.extend(run_volumes(args, &buildah, &containerfile)?);
@@ -461,15 +498,20 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
         };
         return Err(failure(class, reason, message, output.tail));
     }
+    // From here on the image is its ID: the gate checks, and the push step pushes, exactly what
+    // buildah built, whatever the tag names by then.
+    let image_id = built_image_id(args, FailureClass::Terminal)?;
+    println!("strata build: built image {image_id}");
     let mut handover = Handover::load(args);
     handover.record("build", started);
     let gate = now_ms();
     println!("strata build: checking the image (the gate: builder-image/README.md)");
-    let violations = buildah.lint(&args.image)?;
+    let violations = buildah.lint(&image_id)?;
     if let Some(first) = violations.first() {
         let all: Vec<String> = violations.iter().map(ToString::to_string).collect();
         for line in &all {
-            println!("strata build: gate: {line}");
+            // Paths fragment code chose: redacted like everything else the step prints.
+            println!("strata build: gate: {}", redactor.redact(line));
         }
         let more = match violations.len() {
             1 => String::new(),
@@ -483,17 +525,19 @@ async fn build(args: &BuildArgs) -> Result<Option<TerminationMessage>, Terminati
         ));
     }
     handover.record("lint", gate);
-    handover.size_bytes = buildah.image_size(&args.image).await.unwrap_or(0);
+    handover.size_bytes = buildah.image_size(&image_id).await.unwrap_or(0);
     handover.save(args)?;
     Ok(None)
 }
 
-/// Step 3: the push, with the push credentials; the success message.
+/// Step 3: the push of the image the build step built (by its ID), with the push credentials;
+/// the success message.
 async fn push(
     args: &BuildArgs,
     redactor: &Redactor,
 ) -> Result<Option<TerminationMessage>, TerminationMessage> {
     let started = now_ms();
+    let image_id = built_image_id(args, FailureClass::Transient)?;
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
     let digestfile = args.work_dir.join("digest");
     let mut command = vec!["push".to_string()];
@@ -504,10 +548,10 @@ async fn push(
     command.extend(buildah.policy_flag());
     command.extend([
         format!("--digestfile={}", digestfile.display()),
-        args.image.clone(),
+        image_id.clone(),
         format!("docker://{}", args.image),
     ]);
-    println!("strata build: pushing {}", args.image);
+    println!("strata build: pushing image {image_id} to {}", args.image);
     let output = buildah.run(&command).await?;
     if !output.success {
         let (class, reason, message) = message::classify(Stage::Push, &output.tail);
@@ -552,6 +596,48 @@ fn step_line(containerfile: &str, step: &str) -> Option<usize> {
         .map(|i| i.line)
 }
 
+/// Where the build step leaves the ID of the image it built (`buildah bud --iidfile`): the pod's
+/// own work directory, which no other pod and no RUN step sees. The gate checks and the push step
+/// pushes that ID, never a name: a tag re-pointed in the storage between the build and the push
+/// (by anything else that writes the storage) changes nothing.
+fn image_id_file(args: &BuildArgs) -> PathBuf {
+    args.work_dir.join("iid")
+}
+
+/// Whether `text` is an image ID of containers/storage: 64 lowercase hex digits. No image name
+/// can be one (a reference of 64 hex digits is refused as a name), so it names one image only.
+pub fn is_image_id(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The image ID in the text buildah writes to its `--iidfile` (`sha256:<64 hex>`).
+fn parse_image_id(text: &str) -> Option<String> {
+    let id = text.trim();
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    is_image_id(id).then(|| id.to_string())
+}
+
+/// The ID of the image the build step built, read back from [`image_id_file`].
+fn built_image_id(args: &BuildArgs, class: FailureClass) -> Result<String, TerminationMessage> {
+    let file = image_id_file(args);
+    let text = std::fs::read_to_string(&file).unwrap_or_default();
+    parse_image_id(&text).ok_or_else(|| {
+        failure(
+            class,
+            "BuildFailed",
+            format!(
+                "the build step left no image ID in {} ('{}')",
+                file.display(),
+                text.trim()
+            ),
+            String::new(),
+        )
+    })
+}
+
 /// Unix time in milliseconds.
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -569,6 +655,37 @@ mod tests {
         let cf = "FROM x AS base\nFROM base\nRUN echo a\nRUN   false  \nLABEL a=b\n";
         assert_eq!(step_line(cf, "RUN false"), Some(4));
         assert_eq!(step_line(cf, "USER nobody"), None);
+    }
+
+    #[test]
+    fn the_termination_log_is_emptied_and_never_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("termination-log");
+        std::fs::write(&log, r#"{"digest":"sha256:forged","sizeBytes":1}"#).unwrap();
+        clear_termination_log(&log);
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
+        let absent = dir.path().join("absent");
+        clear_termination_log(&absent);
+        assert!(!absent.exists());
+    }
+
+    #[test]
+    fn the_image_id_is_what_buildah_wrote_and_nothing_else() {
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(parse_image_id(&format!("sha256:{id}\n")), Some(id.clone()));
+        assert_eq!(parse_image_id(&id), Some(id.clone()));
+        for bad in [
+            "",
+            "sha256:",
+            "registry.example.com/os:build",
+            &id[1..],
+            &format!("{id}0"),
+            &id.to_uppercase(),
+            &format!("sha512:{id}"),
+        ] {
+            assert_eq!(parse_image_id(bad), None, "{bad}");
+        }
+        assert!(is_image_id(&id) && !is_image_id("latest"));
     }
 
     #[test]

@@ -35,9 +35,22 @@ const MAX_LINKS: usize = 16;
 
 #[derive(Deserialize)]
 struct StoredImage {
+    id: String,
     #[serde(default)]
     names: Vec<String>,
     layer: String,
+}
+
+impl StoredImage {
+    /// Whether this is `image`: an image ID (64 hex digits, which no name can be) names exactly
+    /// one image whatever names point where; a name is looked up as buildah looks it up.
+    fn is(&self, image: &str) -> bool {
+        if super::is_image_id(image) {
+            return self.id == image;
+        }
+        let local = format!("localhost/{image}");
+        self.names.iter().any(|n| n == image || *n == local)
+    }
 }
 
 #[derive(Deserialize)]
@@ -60,14 +73,14 @@ impl Tree {
         tree
     }
 
-    /// The tree of `image` in buildah's storage at `storage`, with storage driver `driver`.
+    /// The tree of `image` (an image ID or a name) in buildah's storage at `storage`, with
+    /// storage driver `driver`.
     pub fn from_storage(storage: &Path, driver: &str, image: &str) -> Result<Self, String> {
         let images: Vec<StoredImage> =
             read_json(&storage.join(format!("{driver}-images/images.json")))?;
-        let wanted = [image.to_string(), format!("localhost/{image}")];
         let top = images
             .iter()
-            .find(|i| i.names.iter().any(|n| wanted.contains(n)))
+            .find(|i| i.is(image))
             .map(|i| i.layer.clone())
             .ok_or_else(|| format!("{image} is not in the image storage"))?;
         let layers: Vec<StoredLayer> =
@@ -228,6 +241,41 @@ fn is_opaque(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_id_names_its_image_whatever_the_tags_say() {
+        let storage = tempfile::tempdir().unwrap();
+        let s = storage.path();
+        let (built, other) = ("a".repeat(64), "b".repeat(64));
+        // The build's tag re-pointed at another image: the ID still finds the built one.
+        std::fs::create_dir_all(s.join("overlay-images")).unwrap();
+        std::fs::write(
+            s.join("overlay-images/images.json"),
+            format!(
+                r#"[{{"id":"{built}","names":[],"layer":"l1"}},
+                   {{"id":"{other}","names":["r/os:build"],"layer":"l2"}}]"#
+            ),
+        )
+        .unwrap();
+        std::fs::create_dir_all(s.join("overlay-layers")).unwrap();
+        std::fs::write(
+            s.join("overlay-layers/layers.json"),
+            r#"[{"id":"l1"},{"id":"l2"}]"#,
+        )
+        .unwrap();
+        for (layer, file) in [("l1", "built"), ("l2", "other")] {
+            let diff = s.join("overlay").join(layer).join("diff/etc");
+            std::fs::create_dir_all(&diff).unwrap();
+            std::fs::write(diff.join(file), "").unwrap();
+        }
+        let by_id = Tree::from_storage(s, "overlay", &built).unwrap();
+        assert_eq!(by_id.get("etc/built"), Some(&Kind::File));
+        assert_eq!(by_id.get("etc/other"), None);
+        let by_name = Tree::from_storage(s, "overlay", "r/os:build").unwrap();
+        assert_eq!(by_name.get("etc/other"), Some(&Kind::File));
+        // An ID is never taken for a name, nor a name's suffix for an ID.
+        assert!(Tree::from_storage(s, "overlay", &"c".repeat(64)).is_err());
+    }
 
     #[test]
     fn files_are_read_through_symlinks_the_way_the_image_sees_them() {

@@ -10,7 +10,7 @@
 //! | `images.config.openshift.io/cluster` `spec.registrySources` | blocked, allowed and insecure registries |
 //! | ImageDigestMirrorSets, ImageTagMirrorSets | mirrors for pulls by digest, by tag |
 //! | `proxies.config.openshift.io/cluster` `status` | HTTP(S)_PROXY and NO_PROXY for the registry calls and RUN steps |
-//! | Secret `openshift-config-managed/etc-pki-entitlement` (`--entitlement-secret`) | mounted into RUN steps at `/etc/pki/entitlement` |
+//! | Secret `openshift-config-managed/etc-pki-entitlement` (`--entitlement-secret`) | mounted into RUN steps at `/etc/pki/entitlement` for configs that opt in (`spec.entitlement: Mount`) |
 //! | ConfigMap `etc-yum-repos-d`, Secret `etc-pki-rpm-gpg` in Strata's namespace | mounted into RUN steps at `/etc/yum.repos.d`, `/etc/pki/rpm-gpg` |
 //! | the default StorageClass; PersistentVolumeClaim `strata-build-cache` in Strata's namespace | `--cache-claim=auto`: the builders' image storage on Strata's own claim |
 //!
@@ -39,8 +39,8 @@ pub struct EnvironmentSettings {
         default_value = "openshift-config/pull-secret"
     )]
     pub global_pull_secret: String,
-    /// The RHEL entitlement Secret (namespace/name) mounted into RUN steps when it exists. Empty:
-    /// none.
+    /// The RHEL entitlement Secret (namespace/name) mounted into the RUN steps of configs that
+    /// opt in (spec.entitlement: Mount) when it exists. Empty: none.
     #[arg(
         long,
         env = "STRATA_ENTITLEMENT_SECRET",
@@ -413,6 +413,16 @@ impl Environment {
             cache_claim_made: sources.cache_claim_made,
             problems,
         }
+    }
+
+    /// The environment the builds of a config get: the entitlement only when the config opts in
+    /// (`mount_entitlement`), since fragment code can read what RUN steps get.
+    pub fn for_builds(&self, mount_entitlement: bool) -> Self {
+        let mut env = self.clone();
+        if !mount_entitlement {
+            env.entitlement = None;
+        }
+        env
     }
 
     /// Every PEM certificate the controller's registry client trusts beyond the system's.

@@ -10,9 +10,10 @@ use k8s_openapi::api::batch::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements, Secret, SecretVolumeSource,
-    SecurityContext, Toleration, Volume, VolumeMount, VolumeResourceRequirements,
+    EnvVarSource, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    Toleration, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -34,8 +35,9 @@ pub struct BuildObjects {
     pub containerfile: ConfigMap,
     /// The cluster's environment as the build sees it (registries.conf, CAs).
     pub environment: ConfigMap,
-    /// The push and pull auth and a copy of the cluster's entitlement, in one Secret (one write,
-    /// one delete); each step's volume holds only its own keys (see [`credential_keys`]).
+    /// The push and pull auth, the cluster proxy's URLs and, for a config that opts in, a copy of
+    /// the cluster's entitlement, in one Secret (one write, one delete); each step's volume holds
+    /// only its own keys (see [`credential_keys`]), every step's proxy variables refer to it.
     pub credentials: Secret,
     pub job: Job,
     /// Strata's own cache claim, when the Job mounts it and it does not exist yet.
@@ -103,10 +105,15 @@ fn own_cache_claim(settings: &Settings) -> PersistentVolumeClaim {
     }
 }
 
-/// Keys of the build's credentials Secret: the push auth, the pull auth, the entitlement's files.
+/// Keys of the build's credentials Secret: the push auth, the pull auth, the cluster proxy's
+/// URLs, the entitlement's files.
 pub mod credential_keys {
     pub const PUSH: &str = "push.dockerconfigjson";
     pub const PULL: &str = "pull.dockerconfigjson";
+    /// The proxy URLs (`httpProxy`, `httpsProxy`), which may hold `user:password`: the steps'
+    /// proxy variables refer to them instead of carrying them in the Job.
+    pub const PROXY_HTTP: &str = "proxy.http";
+    pub const PROXY_HTTPS: &str = "proxy.https";
 
     /// The key of the entitlement's file `file`.
     pub fn entitlement(file: &str) -> String {
@@ -190,27 +197,31 @@ fn meta(name: String, settings: &Settings, build: &MachineOSBuild) -> ObjectMeta
     }
 }
 
-/// The build's credentials Secret: `push_auth` and `base_auth` (`.dockerconfigjson` documents)
-/// and the entitlement's files under [`credential_keys`].
+/// The build's credentials Secret: `push_auth` and `base_auth` (`.dockerconfigjson` documents),
+/// the proxy URLs and the entitlement's files (when the config's builds get it) under
+/// [`credential_keys`].
 fn credentials_secret(
     settings: &Settings,
     build: &MachineOSBuild,
     push_auth: &str,
     base_auth: Option<&str>,
-    entitlement: Option<&BTreeMap<String, ByteString>>,
+    env: &Environment,
 ) -> Secret {
     let name = build.metadata.name.clone().unwrap_or_default();
-    let mut data = BTreeMap::from([(
-        credential_keys::PUSH.to_string(),
-        ByteString(push_auth.as_bytes().to_vec()),
-    )]);
+    let bytes = |text: &str| ByteString(text.as_bytes().to_vec());
+    let mut data = BTreeMap::from([(credential_keys::PUSH.to_string(), bytes(push_auth))]);
     if let Some(auth) = base_auth {
-        data.insert(
-            credential_keys::PULL.into(),
-            ByteString(auth.as_bytes().to_vec()),
-        );
+        data.insert(credential_keys::PULL.into(), bytes(auth));
     }
-    for (file, value) in entitlement.into_iter().flatten() {
+    for (key, url) in [
+        (credential_keys::PROXY_HTTP, &env.proxy.http),
+        (credential_keys::PROXY_HTTPS, &env.proxy.https),
+    ] {
+        if !url.is_empty() {
+            data.insert(key.into(), bytes(url));
+        }
+    }
+    for (file, value) in env.entitlement.iter().flatten() {
         data.insert(credential_keys::entitlement(file), value.clone());
     }
     Secret {
@@ -245,13 +256,7 @@ pub fn build_objects(
         data: Some(environment_data(env, settings)),
         ..ConfigMap::default()
     };
-    let credentials = credentials_secret(
-        settings,
-        build,
-        push_auth,
-        base_auth,
-        env.entitlement.as_ref(),
-    );
+    let credentials = credentials_secret(settings, build, push_auth, base_auth, env);
     let storage = ImageStorage::of(settings, env);
     let job = builder_job(
         build,
@@ -489,9 +494,68 @@ fn env_var(name: &str, value: String) -> EnvVar {
     }
 }
 
-/// Every step's environment: the image to make, the insecure registries, the cluster proxy, and
-/// the shared storage's bounds when the storage is the cache claim.
-fn step_env(image: String, env: &Environment, shared: bool, settings: &Settings) -> Vec<EnvVar> {
+/// A variable read from `key` of the Secret `secret`.
+fn secret_env_var(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// The cluster proxy's variables, in both spellings (tools read one or the other), for the
+/// registries and for RUN steps (buildah passes them on). The proxy URLs may carry
+/// `user:password`, so they are read from the build's credentials Secret (`credentials`) and never
+/// written into the Job or pod; NO_PROXY, which holds no credential, is a plain value. The steps
+/// redact the URLs' credentials from everything they print.
+fn proxy_env(proxy: &environment::Proxy, credentials: &str) -> Vec<EnvVar> {
+    if !proxy.is_set() {
+        return Vec::new();
+    }
+    let mut vars = Vec::new();
+    for (upper, lower, url, key) in [
+        (
+            "HTTP_PROXY",
+            "http_proxy",
+            &proxy.http,
+            credential_keys::PROXY_HTTP,
+        ),
+        (
+            "HTTPS_PROXY",
+            "https_proxy",
+            &proxy.https,
+            credential_keys::PROXY_HTTPS,
+        ),
+    ] {
+        if !url.is_empty() {
+            vars.push(secret_env_var(upper, credentials, key));
+            vars.push(secret_env_var(lower, credentials, key));
+        }
+    }
+    if !proxy.no.is_empty() {
+        vars.push(env_var("NO_PROXY", proxy.no.clone()));
+        vars.push(env_var("no_proxy", proxy.no.clone()));
+    }
+    vars
+}
+
+/// Every step's environment: the image to make, the insecure registries, the cluster proxy
+/// (from the credentials Secret `credentials`), and the shared storage's bounds when the storage
+/// is the cache claim.
+fn step_env(
+    image: String,
+    env: &Environment,
+    credentials: &str,
+    shared: bool,
+    settings: &Settings,
+) -> Vec<EnvVar> {
     let mut vars = vec![env_var("STRATA_IMAGE", image)];
     if !settings.insecure_registries.is_empty() {
         vars.push(env_var(
@@ -499,10 +563,7 @@ fn step_env(image: String, env: &Environment, shared: bool, settings: &Settings)
             settings.insecure_registries.join(","),
         ));
     }
-    // The cluster proxy, for the registries and for RUN steps (buildah passes these on).
-    for (name, value) in env.proxy.variables() {
-        vars.push(env_var(name, value));
-    }
+    vars.extend(proxy_env(&env.proxy, credentials));
     if shared {
         // The builds keep the shared storage in bounds themselves (builder-image/README.md).
         let min_free = u64::from(settings.cache_claim_min_free_gib) << 30;
@@ -543,6 +604,18 @@ fn step_resources(settings: &Settings) -> ResourceRequirements {
     }
 }
 
+/// How the kubelet makes a step's termination message. The build step's log is mostly fragment
+/// code's output, so it never stands for the message (`File`: a build step killed without one
+/// reports only the kubelet's reason); the pull and push steps run only Strata and buildah, and
+/// one that dies without writing its message (OOM, a crash) still reports its log's end.
+fn termination_message_policy(step: &str) -> &'static str {
+    if step == strata_crds::contract::builder_pod::BUILD {
+        "File"
+    } else {
+        "FallbackToLogsOnError"
+    }
+}
+
 /// One step's container: `strata build <name>`, its mounts and capabilities, the common
 /// resources.
 fn step(
@@ -560,8 +633,7 @@ fn step(
         args: Some(strings(&["build", name])),
         env: Some(env.to_vec()),
         volume_mounts: Some(mounts),
-        // A step that dies without writing its message (OOM, a crash) still reports its log's end.
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        termination_message_policy: Some(termination_message_policy(name).into()),
         security_context: Some(SecurityContext {
             privileged: Some(false),
             allow_privilege_escalation: Some(false),
@@ -671,7 +743,13 @@ fn builder_job(
     let mut volumes = build_volumes(&name, has_pull_auth, claim, settings);
     add_environment(&mut volumes, &name, environment, env);
     let image = names::image_for_build(&build.spec.rendered_image_push_spec, &name);
-    let step_env = step_env(image, env, claim.is_some(), settings);
+    let step_env = step_env(
+        image,
+        env,
+        &names::credentials_secret(&name),
+        claim.is_some(),
+        settings,
+    );
     let mut pod_labels = build_labels(build);
     pod_labels.insert(labels::COMPONENT.into(), labels::BUILDER.into());
     Job {
@@ -1102,6 +1180,108 @@ mod tests {
             );
         }
         assert_eq!(pod.node_selector.unwrap()["kubernetes.io/arch"], "amd64");
+    }
+
+    /// A proxy URL may carry `user:password`: the steps read it from the build's credentials
+    /// Secret, and neither the Job nor its pod spells it out.
+    #[test]
+    fn the_proxy_s_credentials_stay_out_of_the_job() {
+        let env = Environment {
+            proxy: environment::Proxy {
+                http: "http://jane:s3cr3t-pw@proxy:3128".into(),
+                https: "http://jane:s3cr3t-pw@proxy:3128".into(),
+                no: ".svc".into(),
+            },
+            ..Environment::default()
+        };
+        let objects = build_objects(
+            &build(),
+            "FROM x AS base\n",
+            "{}",
+            None,
+            &env,
+            &Settings::for_tests(),
+        );
+        let job = serde_json::to_string(&objects.job).unwrap();
+        assert!(!job.contains("s3cr3t-pw"), "{job}");
+        let secret = objects.credentials.metadata.name.clone().unwrap();
+        let data = objects.credentials.data.clone().unwrap();
+        assert_eq!(
+            data[credential_keys::PROXY_HTTPS],
+            ByteString(b"http://jane:s3cr3t-pw@proxy:3128".to_vec())
+        );
+        let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+        for c in steps(&pod) {
+            let vars: BTreeMap<&str, &EnvVar> = c
+                .env
+                .iter()
+                .flatten()
+                .map(|e| (e.name.as_str(), e))
+                .collect();
+            for (name, key) in [
+                ("HTTP_PROXY", credential_keys::PROXY_HTTP),
+                ("http_proxy", credential_keys::PROXY_HTTP),
+                ("HTTPS_PROXY", credential_keys::PROXY_HTTPS),
+                ("https_proxy", credential_keys::PROXY_HTTPS),
+            ] {
+                let var = vars[name];
+                let reference = var
+                    .value_from
+                    .as_ref()
+                    .and_then(|v| v.secret_key_ref.as_ref())
+                    .unwrap();
+                assert_eq!(
+                    (
+                        var.value.as_deref(),
+                        reference.name.as_str(),
+                        reference.key.as_str()
+                    ),
+                    (None, secret.as_str(), key),
+                    "{}: {name}",
+                    c.name
+                );
+            }
+            assert_eq!(vars["NO_PROXY"].value.as_deref(), Some(".svc"));
+        }
+        // No proxy: no proxy variable, no proxy key.
+        let plain = build_objects(
+            &build(),
+            "FROM x AS base\n",
+            "{}",
+            None,
+            &Environment::default(),
+            &Settings::for_tests(),
+        );
+        assert!(
+            !plain
+                .credentials
+                .data
+                .unwrap()
+                .keys()
+                .any(|k| k.starts_with("proxy."))
+        );
+    }
+
+    #[test]
+    fn only_the_registry_steps_fall_back_to_their_logs_for_a_message() {
+        let pod = pod_with(&Settings::for_tests());
+        let policies: Vec<(&str, &str)> = steps(&pod)
+            .into_iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.termination_message_policy.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            policies,
+            [
+                ("pull", "FallbackToLogsOnError"),
+                ("build", "File"),
+                ("push", "FallbackToLogsOnError")
+            ]
+        );
     }
 
     #[test]

@@ -5,14 +5,16 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use strata_crds::contract::{PhaseTiming, TerminationMessage};
+use strata_crds::contract::{PhaseTiming, TerminationMessage, builder_pod};
 use strata_crds::{
     BuildFailure, BuildPhase, BuilderReference, ImageBuilderType, MachineOSBuild,
     MachineOSBuildStatus, ObjectReference,
 };
 
 use super::{BuildAuth, EventType, Planner};
+use crate::builder::redact::Redactor;
 use crate::controller::conditions::{end_after, set};
+use crate::controller::environment::Environment;
 use crate::controller::names;
 use crate::controller::objects::build_objects;
 use crate::controller::registry_client::ImageCheck;
@@ -60,8 +62,11 @@ pub enum JobObservation {
     },
 }
 
-/// One ended builder container: (finished at, exit code, termination message, kubelet's reason).
+/// One ended builder container: (its step, finished at, exit code, termination message,
+/// kubelet's reason).
 struct Ended {
+    /// The container's name: the step it ran ([`builder_pod::STEPS`]).
+    step: String,
     finished: String,
     exit_code: i32,
     message: Option<String>,
@@ -79,6 +84,7 @@ fn ended_containers(pods: &[&Pod]) -> Vec<Ended> {
         .filter_map(|c: &ContainerStatus| {
             let t = c.state.as_ref()?.terminated.as_ref()?;
             Some(Ended {
+                step: c.name.clone(),
                 finished: t
                     .finished_at
                     .as_ref()
@@ -94,12 +100,14 @@ fn ended_containers(pods: &[&Pod]) -> Vec<Ended> {
     ended
 }
 
-/// The success message of the last container that exited 0 with one (the push step's).
+/// The success message of the push step, which alone pushes and alone may report a digest.
+/// Fragment code runs in the build step and can write that step's termination log: a message
+/// with a digest from any other step is not a success, whatever it says.
 fn success_message(ended: &[Ended]) -> Option<TerminationMessage> {
     ended
         .iter()
         .rev()
-        .filter(|e| e.exit_code == 0)
+        .filter(|e| e.step == builder_pod::PUSH && e.exit_code == 0)
         .filter_map(|e| e.message.as_deref().and_then(TerminationMessage::parse))
         .find(|m| matches!(m, TerminationMessage::Success { .. }))
 }
@@ -237,12 +245,15 @@ fn make_objects(planner: &mut Planner<'_>, build: &MachineOSBuild, rendered: &Re
     let observed = planner.observed;
     match &observed.auth {
         Ok(BuildAuth { push, base }) => {
+            let environment = observed
+                .environment
+                .for_builds(observed.config.spec.mounts_entitlement());
             planner.plan.build_objects = Some(build_objects(
                 build,
                 &rendered.containerfile,
                 push,
                 base.as_deref(),
-                &observed.environment,
+                &environment,
                 planner.settings,
             ));
         }
@@ -506,6 +517,22 @@ fn verified(
     next
 }
 
+/// What the controller hides in a failure it records: the cluster proxy's credentials and the
+/// entitlement's files, as the builder steps do. The steps redact their own messages; this
+/// covers a message that is not theirs (a termination log written after the step's own, by a
+/// process a RUN step left behind; the end of a log the kubelet took for a message).
+fn failure_redactor(env: &Environment) -> Redactor {
+    let entitlement: Vec<String> = env
+        .entitlement
+        .iter()
+        .flatten()
+        .map(|(_, value)| String::from_utf8_lossy(&value.0).into_owned())
+        .collect();
+    Redactor::default()
+        .with_proxies([env.proxy.http.as_str(), env.proxy.https.as_str()])
+        .with_file_texts(entitlement.iter().map(String::as_str))
+}
+
 fn failed(
     planner: &mut Planner<'_>,
     build: &MachineOSBuild,
@@ -515,6 +542,9 @@ fn failed(
     log_tail: &str,
 ) -> MachineOSBuildStatus {
     let name = build.metadata.name.clone().unwrap_or_default();
+    let redactor = failure_redactor(&planner.observed.environment);
+    let (message, log_tail) = (redactor.redact(message), redactor.redact(log_tail));
+    let (message, log_tail) = (message.as_str(), log_tail.as_str());
     let mut next = ended(
         build,
         BuildPhase::Failed,
@@ -616,4 +646,161 @@ pub fn ended(
         });
     }
     next
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    const PUSHED: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const FORGED: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn success(digest: &str) -> String {
+        format!(r#"{{"digest":"{digest}","sizeBytes":1}}"#)
+    }
+
+    /// A container status: `None` exit code for one still running.
+    fn step(name: &str, exit: Option<i32>, finished: &str, message: &str) -> Value {
+        let state = match exit {
+            Some(code) => json!({"terminated": {"exitCode": code, "finishedAt": finished,
+                "message": message}}),
+            None => json!({"running": {}}),
+        };
+        json!({"name": name, "image": "b", "imageID": "", "ready": false, "restartCount": 0,
+            "state": state})
+    }
+
+    fn pod(init: Vec<Value>, containers: Vec<Value>) -> Pod {
+        serde_json::from_value(json!({"status": {"phase": "Running",
+            "initContainerStatuses": init, "containerStatuses": containers}}))
+        .unwrap()
+    }
+
+    fn job(condition: Option<&str>) -> Job {
+        let conditions: Vec<Value> = condition
+            .map(|c| json!({"type": c, "status": "True"}))
+            .into_iter()
+            .collect();
+        serde_json::from_value(json!({"status": {"active": 1, "conditions": conditions}})).unwrap()
+    }
+
+    #[test]
+    fn a_digest_forged_in_the_build_step_is_no_success() {
+        // RUN wrote a success message with a digest into the build step's termination log; the
+        // push step is still running.
+        let forged = pod(
+            vec![
+                step("pull", Some(0), "2026-01-01T00:00:01Z", ""),
+                step("build", Some(0), "2026-01-01T00:00:02Z", &success(FORGED)),
+            ],
+            vec![step("push", None, "", "")],
+        );
+        assert!(
+            matches!(
+                job_observation(Some(&job(None)), &[&forged]),
+                JobObservation::Running { .. }
+            ),
+            "a build step's digest is taken as the build's"
+        );
+        // The Job completes: the digest is the push step's, even when the forged message is the
+        // last one written.
+        let pushed = pod(
+            vec![
+                step("pull", Some(0), "2026-01-01T00:00:01Z", &success(FORGED)),
+                step("build", Some(0), "2026-01-01T00:00:09Z", &success(FORGED)),
+            ],
+            vec![step(
+                "push",
+                Some(0),
+                "2026-01-01T00:00:03Z",
+                &success(PUSHED),
+            )],
+        );
+        for condition in [None, Some("Complete")] {
+            match job_observation(Some(&job(condition)), &[&pushed]) {
+                JobObservation::Succeeded {
+                    message: Some(TerminationMessage::Success { digest, .. }),
+                    ..
+                } => assert_eq!(digest, PUSHED),
+                other => panic!("{other:?}"),
+            }
+        }
+        // A Job complete with no message from the push step reports no digest at all.
+        let no_push_message = pod(
+            vec![step(
+                "build",
+                Some(0),
+                "2026-01-01T00:00:02Z",
+                &success(FORGED),
+            )],
+            vec![step("push", Some(0), "2026-01-01T00:00:03Z", "")],
+        );
+        assert_eq!(
+            job_observation(Some(&job(Some("Complete"))), &[&no_push_message]),
+            JobObservation::Succeeded {
+                attempts: 1,
+                message: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_recorded_failure_hides_the_proxy_s_credentials_and_the_entitlement() {
+        use k8s_openapi::ByteString;
+        let key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpQIBAAKCAQEA3+Prmbmbz+gXVoPU\n-----END RSA PRIVATE KEY-----\n";
+        let env = Environment {
+            proxy: crate::controller::environment::Proxy {
+                http: "http://jane:s3cr3t-pw@proxy:3128".into(),
+                https: String::new(),
+                no: String::new(),
+            },
+            entitlement: Some(
+                [(
+                    "entitlement-key.pem".to_string(),
+                    ByteString(key.as_bytes().to_vec()),
+                )]
+                .into(),
+            ),
+            ..Environment::default()
+        };
+        let redactor = failure_redactor(&env);
+        let tail = redactor.redact(&format!(
+            "HTTP_PROXY=http://jane:s3cr3t-pw@proxy:3128\n{key}"
+        ));
+        assert!(
+            !tail.contains("s3cr3t-pw") && !tail.contains("MIIEpQIBAAKCAQEA3+Prmbmbz+gXVoPU"),
+            "{tail}"
+        );
+        assert_eq!(
+            failure_redactor(&Environment::default()).redact("a plain message"),
+            "a plain message"
+        );
+    }
+
+    #[test]
+    fn a_push_step_that_failed_reports_its_failure_not_a_forged_success() {
+        let failure = r#"{"class":"transient","reason":"PushFailed","message":"m","logTail":"t"}"#;
+        let p = pod(
+            vec![step(
+                "build",
+                Some(0),
+                "2026-01-01T00:00:02Z",
+                &success(FORGED),
+            )],
+            vec![step("push", Some(4), "2026-01-01T00:00:03Z", failure)],
+        );
+        match job_observation(Some(&job(Some("Failed"))), &[&p]) {
+            JobObservation::Failed { termination, .. } => assert!(
+                matches!(termination, Some(TerminationMessage::Failure { reason, .. }) if reason == "PushFailed")
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Still running (the Job not failed yet): not a success either.
+        assert!(matches!(
+            job_observation(Some(&job(None)), &[&p]),
+            JobObservation::Running { .. }
+        ));
+    }
 }

@@ -1026,3 +1026,47 @@ fn a_pool_openshifts_own_layering_builds_for_is_refused() {
             .contains("machineconfiguration.openshift.io")
     );
 }
+
+/// The entitlement is copied into the build's Secret and mounted in its build step only for a
+/// config that opts in: fragment code reads whatever RUN steps get.
+#[test]
+fn the_entitlement_reaches_only_configs_that_opt_in() {
+    use k8s_openapi::ByteString;
+    let entitlement = |opt_in: Option<strata_crds::Entitlement>| {
+        let mut config = config("RUN true\n");
+        config.spec.entitlement = opt_in;
+        let mut o = observed(config);
+        o.environment.entitlement = Some(
+            [(
+                "entitlement-key.pem".to_string(),
+                ByteString(b"KEY".to_vec()),
+            )]
+            .into(),
+        );
+        o.builds = vec![created(&o)];
+        let objects = plan(&o, &Settings::for_tests()).build_objects.unwrap();
+        let in_secret = objects
+            .credentials
+            .data
+            .unwrap_or_default()
+            .contains_key("entitlement.entitlement-key.pem");
+        let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
+        let mounted = pod
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&pod.containers)
+            .flat_map(|c| c.volume_mounts.iter().flatten())
+            .any(|m| m.name == "entitlement");
+        (in_secret, mounted)
+    };
+    assert_eq!(entitlement(None), (false, false));
+    assert_eq!(
+        entitlement(Some(strata_crds::Entitlement::Omit)),
+        (false, false)
+    );
+    assert_eq!(
+        entitlement(Some(strata_crds::Entitlement::Mount)),
+        (true, true)
+    );
+}
