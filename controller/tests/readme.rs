@@ -2,7 +2,7 @@
 //! by issue 28), checked against the built binary and the Makefiles. The checks run over the union
 //! of README.md and every docs/**/*.md, each file parsed on its own (headings do not carry over):
 //!
-//! - every `--flag` they name for `strata controller`, `strata build` or `strata render` exists in
+//! - every `--flag` they name for `strata controller`, `build`, `render`, `disk-image` or `boot-check` exists in
 //!   that subcommand's `--help`, and every flag there is named in them (so a new flag cannot go
 //!   undocumented and a removed one, like `--build-registry-cache`, cannot stay);
 //! - in their flag tables, each flag's environment variable and default are the ones `--help`
@@ -13,7 +13,7 @@
 //!
 //! Which subcommand a flag belongs to: a command in code (`strata build --image …`) says so; a bare
 //! flag in code (`--build-history`) belongs to `strata controller`, unless it stands under a heading
-//! that names `strata build` or `strata render`. Flags of other programs are only ever written
+//! that names `strata build`, `strata render`, `strata disk-image` or `strata boot-check`. Flags of other programs are only ever written
 //! after their program's name (`buildah bud --pull=never`), so they are not taken for Strata's.
 //! Each check asserts that it found a minimum number of things, so it cannot pass vacuously.
 
@@ -77,6 +77,8 @@ enum Sub {
     Build,
     Render,
     Crds,
+    DiskImage,
+    BootCheck,
 }
 
 impl Sub {
@@ -87,6 +89,8 @@ impl Sub {
             Sub::Build => &["build"],
             Sub::Render => &["render"],
             Sub::Crds => &["crds"],
+            Sub::DiskImage => &["disk-image"],
+            Sub::BootCheck => &["boot-check"],
         }
     }
 
@@ -96,6 +100,8 @@ impl Sub {
             "build" => Some(Sub::Build),
             "render" => Some(Sub::Render),
             "crds" => Some(Sub::Crds),
+            "disk-image" => Some(Sub::DiskImage),
+            "boot-check" => Some(Sub::BootCheck),
             _ => None,
         }
     }
@@ -353,6 +359,10 @@ fn section_sub(heading: &str) -> Sub {
         Sub::Build
     } else if heading.contains("strata render") {
         Sub::Render
+    } else if heading.contains("strata disk-image") {
+        Sub::DiskImage
+    } else if heading.contains("strata boot-check") {
+        Sub::BootCheck
     } else {
         Sub::Controller
     }
@@ -406,7 +416,13 @@ fn matches(flag: &str, known: &BTreeMap<String, HelpFlag>) -> bool {
 fn every_flag_the_readme_names_exists_and_every_flag_is_documented() {
     let readme = user_docs();
     let found = readme_flags(&readme);
-    let minimum = [(Sub::Controller, 28), (Sub::Build, 11), (Sub::Render, 3)];
+    let minimum = [
+        (Sub::Controller, 28),
+        (Sub::Build, 11),
+        (Sub::Render, 3),
+        (Sub::DiskImage, 6),
+        (Sub::BootCheck, 11),
+    ];
     let mut problems = Vec::new();
     for (sub, at_least) in minimum {
         let known = help(sub);
