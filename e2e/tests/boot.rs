@@ -142,8 +142,8 @@ const CUSTOM: &str = "\
 FROM localhost/strata-e2e-boot/base:latest
 RUN printf '[Unit]\\nDescription=Strata e2e hello\\n[Service]\\nType=oneshot\\nRemainAfterExit=yes\\nExecStart=/bin/echo hello from a fragment\\n[Install]\\nWantedBy=multi-user.target\\n' > /usr/lib/systemd/system/strata-hello.service \\
  && systemctl enable strata-hello.service \\
- && echo 'options dummy numdummies=3' > /etc/modprobe.d/strata-dummy.conf \\
- && echo dummy > /etc/modules-load.d/strata-dummy.conf
+ && echo 'options nbd nbds_max=3' > /etc/modprobe.d/strata-nbd.conf \\
+ && echo nbd > /etc/modules-load.d/strata-nbd.conf
 ";
 
 const BROKEN_FSTAB: &str = "\
@@ -194,8 +194,8 @@ fn boot_check_passes_a_customised_image_and_fails_a_broken_one() -> Result<()> {
                 "--expect-active",
                 "strata-hello.service",
                 "--check-command",
-                // numdummies=3 makes dummy0..dummy2 (the parameter itself is not in sysfs).
-                "test -e /sys/class/net/dummy2 && ! test -e /sys/class/net/dummy3",
+                // The module loaded at boot with the option (the default is 16).
+                "test \"$(cat /sys/module/nbd/parameters/nbds_max)\" = 3",
             ],
         )?;
         ensure!(

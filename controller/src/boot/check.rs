@@ -73,7 +73,18 @@ pub fn judge(
         let cmds: Vec<String> = report
             .failed_commands
             .iter()
-            .map(|(i, code)| format!("#{} exited {code}", i + 1))
+            .map(|(i, code)| {
+                let said: Vec<&str> = report
+                    .command_output
+                    .iter()
+                    .filter(|(j, _)| j == i)
+                    .map(|(_, line)| line.as_str())
+                    .collect();
+                match said.last() {
+                    Some(last) => format!("#{} exited {code}: {last}", i + 1),
+                    None => format!("#{} exited {code}", i + 1),
+                }
+            })
             .collect();
         reasons.push(format!("check commands failed: {}", cmds.join(", ")));
     }

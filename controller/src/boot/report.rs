@@ -95,7 +95,8 @@ impl Expectations {
         }
         for (i, command) in self.commands.iter().enumerate() {
             s.push_str(&format!(
-                "timeout 60 sh -c {} >/dev/null 2>&1; echo \"command {i} $?\"\n",
+                "o=$(timeout 60 sh -c {} 2>&1); echo \"command {i} $?\"\n\
+                 printf '%s\\n' \"$o\" | tail -n 5 | while IFS= read -r l; do echo \"output {i} $l\"; done\n",
                 shell_quote(command)
             ));
         }
@@ -127,6 +128,8 @@ pub struct Report {
     pub inactive_units: Vec<(String, String)>,
     /// Commands (by index) that did not exit 0, with their exit status.
     pub failed_commands: Vec<(usize, i32)>,
+    /// The last lines each command printed (by index).
+    pub command_output: Vec<(usize, String)>,
     /// The last journal lines of each failed unit.
     pub failed_unit_logs: Vec<(String, String)>,
     /// The boot's last messages of priority error and above.
@@ -147,6 +150,13 @@ pub fn parse(text: &str) -> Option<Report> {
             (Some("failed"), Some(unit), None) => report.failed_units.push(unit.to_string()),
             (Some("error"), Some(_), _) => {
                 report.errors.push(line["error ".len()..].to_string());
+            }
+            (Some("output"), Some(i), rest) => {
+                if let Ok(i) = i.parse() {
+                    report
+                        .command_output
+                        .push((i, rest.unwrap_or_default().to_string()));
+                }
             }
             (Some("log"), Some(unit), Some(line)) => {
                 report
@@ -179,7 +189,7 @@ mod tests {
                     failed auditd.service\nlog auditd.service Could not open dir /var/log/audit\n\
                     failed ovsdb-server.service\nerror Failed to start auditd.service\n\
                     unit hello.service active\n\
-                    unit other.service inactive\ncommand 0 0\ncommand 1 3\nend\n";
+                    unit other.service inactive\ncommand 0 0\ncommand 1 3\noutput 1 no such file\nend\n";
         let report = parse(text).unwrap();
         assert_eq!(report.state, "degraded");
         assert!(report.target_active);
@@ -192,6 +202,7 @@ mod tests {
             [("other.service".to_string(), "inactive".to_string())]
         );
         assert_eq!(report.failed_commands, [(1, 3)]);
+        assert_eq!(report.command_output, [(1, "no such file".to_string())]);
         assert_eq!(report.errors, ["Failed to start auditd.service"]);
         assert_eq!(
             report.failed_unit_logs,
