@@ -159,6 +159,9 @@ pub struct MetricsUpdate {
     pub phase_seconds: Vec<(String, f64)>,
     /// The MachineOSConfig, for its own series.
     pub config: String,
+    /// Whether the build of the config's current inputs has failed (None: not known this round,
+    /// the base could not be resolved).
+    pub latest_build_failed: Option<bool>,
     /// The pool condition the config waits on (WaitingForPool True), if any.
     pub waiting_for_pool: Option<String>,
 }
@@ -305,6 +308,7 @@ impl<'a> Planner<'a> {
         let config = &o.config;
         self.plan.metrics.pool = config.spec.machine_config_pool.name.clone();
         self.plan.metrics.config = config.metadata.name.clone().unwrap_or_default();
+        self.plan.metrics.latest_build_failed = Some(false);
         let Some(pool) = self.claimed_pool() else {
             return;
         };
@@ -341,6 +345,7 @@ impl<'a> Planner<'a> {
             self.plan.remove_rebuild_annotation = true;
         }
         self.plan.metrics.phase = Some(next_phase);
+        self.plan.metrics.latest_build_failed = Some(next_phase == BuildPhase::Failed);
         self.conclude(&build_name, &next, pool);
     }
 
@@ -390,6 +395,8 @@ impl<'a> Planner<'a> {
             Err(why) => {
                 self.status
                     .set(ct::DEGRADED, true, "BaseImageUnavailable", why.to_string());
+                // The current inputs are not known: whether their build failed neither.
+                self.plan.metrics.latest_build_failed = None;
                 self.requeue(60);
                 None
             }

@@ -1142,6 +1142,7 @@ fn a_degraded_pool_starts_no_build_and_says_why_until_it_recovers() {
         (EventType::Warning, "WaitForPool")
     );
     assert_eq!(p.metrics.waiting_for_pool.as_deref(), Some("NodeDegraded"));
+    assert_eq!(p.metrics.latest_build_failed, Some(false));
 
     // The same condition again: no Event, nothing to write.
     let o = applied(o, &p);
@@ -1258,6 +1259,7 @@ fn a_build_that_succeeds_while_the_pool_is_degraded_is_pinned_once_it_recovers()
     assert_eq!((value.as_str(), reason.as_str()), ("True", "NodeDegraded"));
     assert!(message.contains(&format!("pinning {image}")), "{message}");
     assert_eq!(events_of(&p, "NodeDegraded").len(), 1);
+    assert_eq!(p.metrics.latest_build_failed, Some(false));
 
     // Still degraded: nothing more.
     let mut o = applied(o, &p);
@@ -1362,6 +1364,62 @@ fn a_degraded_pool_is_not_held_for_a_new_base_nor_repinned() {
     assert_eq!(cond(&p.config_status, ct::READY).reason, "WaitingForPool");
     degrade(&mut o, &[]);
     assert!(plan(&o, &Settings::for_tests()).machine_config.is_some());
+}
+
+#[test]
+fn the_latest_build_failed_metric_follows_the_current_inputs() {
+    let mut o = observed(config("RUN false\n"));
+    o.builds = vec![created(&o)];
+    o.job = JobObservation::Failed {
+        attempts: 1,
+        reason: "PodFailurePolicy".into(),
+        message: String::new(),
+        termination: Some(TerminationMessage::Failure {
+            class: FailureClass::Terminal,
+            reason: "StepFailed".into(),
+            message: "step RUN false failed".into(),
+            log_tail: String::new(),
+        }),
+        killed: None,
+        raw_message: String::new(),
+    };
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.metrics.latest_build_failed, Some(true));
+    assert_eq!(p.metrics.config, "worker");
+    let o = applied(o, &p);
+    // Recorded: still failed, round after round (a state, not an event).
+    assert_eq!(
+        plan(&o, &Settings::for_tests()).metrics.latest_build_failed,
+        Some(true)
+    );
+    // The base cannot be resolved: the current inputs are unknown, the gauge is left as it is.
+    let mut unknown = o.clone();
+    unknown.base = Err(BaseUnknown::Unresolved("registry down".into()));
+    assert_eq!(
+        plan(&unknown, &Settings::for_tests())
+            .metrics
+            .latest_build_failed,
+        None
+    );
+    // Fixed fragments: new inputs, a new build, no longer failed.
+    let mut fixed = o.clone();
+    fixed.config.spec.container_file[0].content = "RUN true\n".into();
+    assert_eq!(
+        plan(&fixed, &Settings::for_tests())
+            .metrics
+            .latest_build_failed,
+        Some(false)
+    );
+    // The same inputs rebuilt: not failed while the rebuild runs.
+    let mut rebuild = o;
+    rebuild.config.metadata.annotations =
+        Some([(REBUILD_ANNOTATION.to_string(), "1".to_string())].into());
+    assert_eq!(
+        plan(&rebuild, &Settings::for_tests())
+            .metrics
+            .latest_build_failed,
+        Some(false)
+    );
 }
 
 /// Pool condition types the MCO writes, the four holding ones among them.
