@@ -153,12 +153,16 @@ async fn a_degraded_pool_holds_builds_and_pins_until_it_recovers() -> Result<()>
             "RUN echo one > /etc/e2e-degraded\n",
         )?;
         let image = no_build_until_the_pool_recovers(&client, &one).await?;
-        // Long enough for the pool to degrade while it runs.
+        // Long enough for the pool to degrade while it runs, and new on every run: the cache
+        // claim keeps an earlier run's layers, and a cached RUN step takes no time.
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos();
         let two = machine_os_config(
             cluster,
             POOL,
             &push_secret,
-            "RUN sleep 20 && echo two > /etc/e2e-degraded\n",
+            &format!("RUN sleep 20 && echo two-{nonce} > /etc/e2e-degraded\n"),
         )?;
         no_pin_until_the_pool_recovers(&client, &image, &two).await?;
         no_rebuild_until_the_pool_recovers(&client).await?;
