@@ -39,6 +39,7 @@ export const CONFIG_CONDITIONS = [
   'Degraded',
   'PoolUpdated',
   'PoolHeld',
+  'WaitingForPool',
 ] as const;
 
 export const MachineOSConfigModel: K8sModel = {

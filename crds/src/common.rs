@@ -19,6 +19,10 @@ pub mod condition_types {
     /// MachineOSConfig: Strata holds the pool (`spec.paused`) while it rebuilds on a new release
     /// base, so that machines roll once, to the new image.
     pub const POOL_HELD: &str = "PoolHeld";
+    /// MachineOSConfig: the pool is degraded (the MCO's NodeDegraded, RenderDegraded,
+    /// PinnedImageSetsDegraded or PoolSynchronizerDegraded), so Strata starts no build and pins
+    /// nothing until it recovers, as the MCO's build controller does.
+    pub const WAITING_FOR_POOL: &str = "WaitingForPool";
     /// MachineOSBuild: its objects exist and it waits for the builder pod.
     pub const PREPARED: &str = "Prepared";
     /// MachineOSBuild: terminal, the image is pushed and verified.

@@ -295,12 +295,15 @@ pub mod mco {
         pub name: Option<String>,
     }
 
+    /// A condition of the pool, as the MCO writes it (its reason and message may be empty).
     #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
     #[serde(default)]
     pub struct PoolCondition {
         #[serde(rename = "type")]
         pub type_: String,
         pub status: String,
+        pub reason: String,
+        pub message: String,
     }
 
     /// What Strata reads of OpenShift's own MachineOSConfig: the pool it builds for.

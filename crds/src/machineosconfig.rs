@@ -118,7 +118,9 @@ pub struct MachineOSConfigStatus {
     /// conditions: Ready (the pool points at an image built from the current inputs), Building
     /// (a build is running), Degraded (administrator action needed; the message says what),
     /// PoolUpdated (the pool's rendered configuration carries the pinned image and every machine
-    /// runs it) and PoolHeld (Strata has paused the pool while it rebuilds on a new release base).
+    /// runs it), PoolHeld (Strata has paused the pool while it rebuilds on a new release base) and
+    /// WaitingForPool (the pool is degraded: Strata starts no build and pins nothing until it
+    /// recovers; the reason is the pool's condition).
     /// Each carries observedGeneration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]

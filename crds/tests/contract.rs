@@ -88,6 +88,7 @@ fn the_console_plugins_models_follow_the_contract() {
         ct::DEGRADED,
         ct::POOL_UPDATED,
         ct::POOL_HELD,
+        ct::WAITING_FOR_POOL,
     ] {
         assert!(
             conditions.iter().any(|x| x == c),

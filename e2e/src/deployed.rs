@@ -368,6 +368,13 @@ pub async fn scrape(pod_ip: &str) -> Result<String> {
     Ok(response.text().await?)
 }
 
+/// The `/metrics` text of the replica that leads (the one that reconciles).
+pub async fn leader_metrics(client: &kube::Client) -> Result<String> {
+    let leader =
+        crate::measure::deploy::wait_for_leader(client, None, Duration::from_secs(60)).await?;
+    scrape(&leader.ip).await
+}
+
 /// The value of an unlabelled sample `name` in a Prometheus exposition.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
     text.lines()

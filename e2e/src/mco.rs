@@ -18,6 +18,14 @@
 //!
 //! Every rollout that completes is appended to the pool's annotation `e2e.strata.dev/rollouts`
 //! (the rendered names, space-separated), so a test can count how often machines rolled.
+//!
+//! A test makes a pool degraded with an annotation, and the stand-in reports it as the MCO does:
+//! `e2e.strata.dev/node-degraded: <what the node says>` — one machine degraded, `NodeDegraded`
+//! True with the node controller's reason and message (`calculateStatus`,
+//! `pkg/controller/node/status.go`); `e2e.strata.dev/render-degraded: <error>` — the render
+//! controller cannot render the pool (it keeps its target) and reports `RenderDegraded` True
+//! (`syncFailingStatus`, `pkg/controller/render/render_controller.go`). Either sets `Degraded`.
+//! Removing the annotation clears it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +51,10 @@ pub const ROLLOUTS_ANNOTATION: &str = "e2e.strata.dev/rollouts";
 pub const RELEASE_ANNOTATION: &str = "e2e.strata.dev/release";
 /// The rendered configuration a rollout in progress moves machines to.
 const ROLLING_ANNOTATION: &str = "e2e.strata.dev/rolling-to";
+/// A machine of the pool is degraded; the value is what its node reports.
+pub const NODE_DEGRADED_ANNOTATION: &str = "e2e.strata.dev/node-degraded";
+/// The pool cannot be rendered; the value is the render error.
+pub const RENDER_DEGRADED_ANNOTATION: &str = "e2e.strata.dev/render-degraded";
 
 /// Timing of the emulation.
 #[derive(Clone, Copy, Debug)]
@@ -140,16 +152,97 @@ pub fn render(
     )
 }
 
-fn condition(ty: &str, on: bool, message: &str) -> Value {
+fn condition(ty: &str, on: bool, reason: &str, message: &str) -> Value {
     json!({
-        "type": ty, "status": if on {"True"} else {"False"}, "reason": "", "message": message,
+        "type": ty, "status": if on {"True"} else {"False"}, "reason": reason, "message": message,
         "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
     })
 }
 
+/// What a test made a pool suffer (its annotations), to be reported as the MCO would.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// What the degraded machine's node reports.
+    pub node: Option<String>,
+    /// Why the pool cannot be rendered.
+    pub render: Option<String>,
+}
+
+impl Faults {
+    pub fn of(pool: &DynamicObject) -> Self {
+        let annotation = |key: &str| pool.annotations().get(key).cloned();
+        Self {
+            node: annotation(NODE_DEGRADED_ANNOTATION),
+            render: annotation(RENDER_DEGRADED_ANNOTATION),
+        }
+    }
+
+    /// `(type, status, reason, message)` of the degraded conditions, as the MCO words them.
+    fn conditions(&self, pool: &str) -> [(&'static str, bool, String, String); 3] {
+        let node = self.node.as_ref().map(|said| {
+            (
+                "1 nodes are reporting degraded status on sync".to_string(),
+                format!("Node {pool}-0 is reporting: {said:?}"),
+            )
+        });
+        let render = self
+            .render
+            .as_ref()
+            .map(|err| format!("Failed to render configuration for pool {pool}: {err}"));
+        // Degraded carries NodeDegraded's message, as calculateStatus sets it.
+        let degraded_message = node.as_ref().map(|(_, m)| m.clone()).unwrap_or_default();
+        let (node_reason, node_message) = node.unwrap_or_default();
+        [
+            (
+                "NodeDegraded",
+                self.node.is_some(),
+                node_reason,
+                node_message,
+            ),
+            (
+                "RenderDegraded",
+                self.render.is_some(),
+                String::new(),
+                render.unwrap_or_default(),
+            ),
+            (
+                "Degraded",
+                self.node.is_some() || self.render.is_some(),
+                String::new(),
+                degraded_message,
+            ),
+        ]
+    }
+
+    /// Whether the pool's `status` already reports these faults.
+    fn reported_in(&self, status: &Value, pool: &str) -> bool {
+        let conditions = status["conditions"].as_array();
+        self.conditions(pool)
+            .iter()
+            .all(|(ty, on, reason, message)| {
+                conditions.into_iter().flatten().any(|c| {
+                    c["type"] == *ty
+                        && c["status"] == if *on { "True" } else { "False" }
+                        && c["reason"].as_str().unwrap_or_default() == reason
+                        && c["message"].as_str().unwrap_or_default() == message
+                })
+            })
+    }
+}
+
 /// The pool's status, as the MCO's node controller reports it: `updated` of `machines` are on the
-/// target configuration; `configuration` is what all machines run (the target once all moved).
-pub fn pool_status(machines: i64, updated: i64, configuration: &Value, generation: i64) -> Value {
+/// target configuration; `configuration` is what all machines run (the target once all moved);
+/// `faults` are reported as degraded conditions (a degraded machine is not counted updated).
+pub fn pool_status(
+    pool: &str,
+    machines: i64,
+    updated: i64,
+    configuration: &Value,
+    generation: i64,
+    faults: &Faults,
+) -> Value {
+    let degraded = i64::from(faults.node.is_some());
+    let updated = updated.min(machines - degraded);
     let done = updated >= machines;
     let message = if done {
         format!(
@@ -159,16 +252,19 @@ pub fn pool_status(machines: i64, updated: i64, configuration: &Value, generatio
     } else {
         format!("{updated} of {machines} nodes are updated")
     };
+    let mut conditions = vec![
+        condition("Updated", done, "", &message),
+        condition("Updating", !done, "", &message),
+    ];
+    for (ty, on, reason, message) in faults.conditions(pool) {
+        conditions.push(condition(ty, on, &reason, &message));
+    }
     json!({"status": {
         "observedGeneration": generation,
         "machineCount": machines, "readyMachineCount": updated, "updatedMachineCount": updated,
-        "unavailableMachineCount": i64::from(!done), "degradedMachineCount": 0,
+        "unavailableMachineCount": i64::from(!done), "degradedMachineCount": degraded,
         "configuration": configuration,
-        "conditions": [
-            condition("Updated", done, &message),
-            condition("Updating", !done, &message),
-            condition("Degraded", false, ""),
-        ],
+        "conditions": conditions,
     }})
 }
 
@@ -310,6 +406,13 @@ async fn sync_pool(
 ) -> Result<()> {
     let pool_json = serde_json::to_value(pool)?;
     let name = pool.name_any();
+    let faults = Faults::of(pool);
+    if faults.render.is_some() {
+        // The render controller fails: the pool keeps the target it has.
+        let configuration = pool_json["spec"]["configuration"].clone();
+        let target = configuration["name"].as_str().unwrap_or_default();
+        return roll_machines(pool, &pool_json, target, &configuration, &faults, pools_api).await;
+    }
     let (rendered, image, sources) = render(&pool_json, configs, release_base);
     if !configs
         .iter()
@@ -336,15 +439,26 @@ async fn sync_pool(
         pools_api.patch(&name, ssa, &Patch::Apply(&patch)).await?;
         return Ok(()); // the next pass rolls against the stored target
     }
-    roll_machines(pool, &pool_json, &rendered, &configuration, pools_api).await
+    roll_machines(
+        pool,
+        &pool_json,
+        &rendered,
+        &configuration,
+        &faults,
+        pools_api,
+    )
+    .await
 }
 
-/// The node controller: one more machine on the target `rendered` per pass, unless paused.
+/// The node controller: one more machine on the target `rendered` per pass, unless paused or a
+/// machine is degraded (a simplification: the MCO would go on with the others, within
+/// maxUnavailable); the pool's faults reported.
 async fn roll_machines(
     pool: &DynamicObject,
     pool_json: &Value,
     rendered: &str,
     configuration: &Value,
+    faults: &Faults,
     pools_api: &Api<DynamicObject>,
 ) -> Result<()> {
     let name = pool.name_any();
@@ -356,17 +470,34 @@ async fn roll_machines(
     let generation = pool.metadata.generation.unwrap_or(0);
     let status = &pool_json["status"];
     let updated = status["updatedMachineCount"].as_i64().unwrap_or(0);
-    if status["configuration"]["name"] == rendered {
-        let settled = status["machineCount"].as_i64() == Some(machines) && updated == machines;
+    let reported = faults.reported_in(status, &name);
+    let degraded = i64::from(faults.node.is_some());
+    if status["configuration"]["name"] == rendered || rendered.is_empty() {
+        let settled = status["machineCount"].as_i64() == Some(machines)
+            && updated == machines - degraded
+            && reported;
         if !settled {
-            let status = pool_status(machines, machines, configuration, generation);
+            let status = pool_status(&name, machines, machines, configuration, generation, faults);
             pools_api
                 .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
                 .await?;
         }
         return Ok(());
     }
-    if pool_json["spec"]["paused"].as_bool().unwrap_or(false) {
+    if pool_json["spec"]["paused"].as_bool().unwrap_or(false) || degraded > 0 {
+        if !reported {
+            let status = pool_status(
+                &name,
+                machines,
+                updated,
+                &status["configuration"],
+                generation,
+                faults,
+            );
+            pools_api
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+                .await?;
+        }
         return Ok(());
     }
     let rolling_to = pool
@@ -384,12 +515,19 @@ async fn roll_machines(
             .unwrap_or_default();
         let rolled = format!("{history} {rendered}").trim().to_string();
         (
-            pool_status(machines, machines, configuration, generation),
+            pool_status(&name, machines, machines, configuration, generation, faults),
             json!({ROLLOUTS_ANNOTATION: rolled, ROLLING_ANNOTATION: null}),
         )
     } else {
         (
-            pool_status(machines, moved, &status["configuration"], generation),
+            pool_status(
+                &name,
+                machines,
+                moved,
+                &status["configuration"],
+                generation,
+                faults,
+            ),
             json!({ROLLING_ANNOTATION: rendered}),
         )
     };
@@ -437,6 +575,47 @@ mod tests {
         assert_eq!(again, name);
         let (other, _, _) = render(&pool, &configs[..2], "r/os@sha256:release");
         assert_ne!(other, name);
+    }
+
+    #[test]
+    fn faults_are_reported_as_the_mco_words_them_and_cleared() {
+        let configuration = json!({"name": "rendered-w-1"});
+        let faults = Faults {
+            node: Some("disk full".into()),
+            render: Some("bad ignition".into()),
+        };
+        let status = pool_status("w", 2, 2, &configuration, 1, &faults)["status"].clone();
+        let condition = |ty: &str| {
+            status["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == ty)
+                .cloned()
+                .unwrap()
+        };
+        let node = condition("NodeDegraded");
+        assert_eq!(node["status"], "True");
+        assert_eq!(
+            node["reason"],
+            "1 nodes are reporting degraded status on sync"
+        );
+        assert_eq!(node["message"], "Node w-0 is reporting: \"disk full\"");
+        assert_eq!(
+            condition("RenderDegraded")["message"],
+            "Failed to render configuration for pool w: bad ignition"
+        );
+        assert_eq!(condition("Degraded")["status"], "True");
+        assert_eq!(status["degradedMachineCount"], 1);
+        assert_eq!(status["updatedMachineCount"], 1);
+        assert_eq!(condition("Updated")["status"], "False");
+        assert!(faults.reported_in(&status, "w"));
+        // Cleared: the same status no longer reports what the pool suffers.
+        let healthy = Faults::default();
+        assert!(!healthy.reported_in(&status, "w"));
+        let status = pool_status("w", 2, 2, &configuration, 1, &healthy)["status"].clone();
+        assert!(healthy.reported_in(&status, "w"));
+        assert_eq!(status["degradedMachineCount"], 0);
     }
 
     #[test]

@@ -20,8 +20,8 @@ use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, create_pool,
     create_pool_with, create_push_secret, current_build, delete_config, delete_pool, ended_build,
-    expect_event, machine_configs, machine_os_config, pinned_by, pools, set_release_base,
-    with_release_base,
+    expect_event, leader_metrics, machine_configs, machine_os_config, pinned_by, pools,
+    set_release_base, with_release_base,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for};
@@ -46,6 +46,24 @@ async fn condition(
         .find(|c| c.type_ == ty)
         .with_context(|| format!("{name} has no {ty} condition"))?;
     Ok((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the leader's `strata_config_latest_build_failed` of `POOL`'s config (the state
+/// `StrataBuildFailed` fires on) is `want` (None: no series).
+async fn latest_build_failed(client: &kube::Client, want: Option<f64>) -> Result<()> {
+    let prefix = format!("strata_config_latest_build_failed{{config=\"{POOL}\",pool=\"{POOL}\"}} ");
+    wait_for(
+        &format!("strata_config_latest_build_failed of {POOL} = {want:?}"),
+        Duration::from_secs(30),
+        || async {
+            let text = leader_metrics(client).await?;
+            let value: Option<f64> = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok());
+            Ok((value == want).then_some(()))
+        },
+    )
+    .await
 }
 
 /// The Jobs made for build `build` (owned by it; its label value may be cut to 63 characters).
@@ -269,6 +287,7 @@ async fn first_build_pins_the_pool(flow: &Flow) -> Result<(String, String)> {
     }
     registry_serves(&cluster.registry, &image_v1)?;
     build_secret_deleted_containerfile_kept(client, &first).await?;
+    latest_build_failed(client, Some(0.0)).await?;
     eprintln!("ok: {POOL} pinned to {image_v1} by {first}, with its Events and conditions");
     Ok((first, image_v1))
 }
@@ -644,6 +663,8 @@ async fn failing_step_keeps_the_pool_on_its_image(
         "Ready message {ready:?}"
     );
     expect_event(client, POOL, "BuildFailed", &failing).await?;
+    // StrataBuildFailed's state: 1 for as long as the latest build stays failed.
+    latest_build_failed(client, Some(1.0)).await?;
     let mc = mcs.get(&format!("zz-strata-2-{POOL}")).await?;
     ensure!(
         mc.data["spec"]["osImageURL"] == Value::String(image_v2.to_string()),
@@ -655,7 +676,7 @@ async fn failing_step_keeps_the_pool_on_its_image(
     Ok(())
 }
 
-/// 6. Deleting the MachineOSConfigs removes their MachineConfigs and builds.
+/// 6. Deleting the MachineOSConfigs removes their MachineConfigs, builds and metric series.
 async fn deleting_the_configs_removes_their_objects(flow: &Flow) -> Result<()> {
     let Flow {
         client,
@@ -671,6 +692,7 @@ async fn deleting_the_configs_removes_their_objects(flow: &Flow) -> Result<()> {
         );
         delete_pool(client, name).await;
     }
+    latest_build_failed(client, None).await?;
     wait_for(
         "builds gone with their configs",
         Duration::from_secs(60),

@@ -24,6 +24,7 @@ const config: MachineOSConfigKind = {
       cond('Ready', 'False'),
       cond('PoolUpdated', 'True'),
       cond('Degraded', 'False'),
+      cond('WaitingForPool', 'True'),
     ],
   },
 };
@@ -78,10 +79,16 @@ it('watches the builds by the config label and lists them newest first with the 
   expect(rows[0]).toHaveTextContent('pull 2s');
   expect(screen.getByTestId('condition-PoolHeld')).toHaveTextContent('PoolHeld=True');
   expect(screen.getByTestId('condition-PoolUpdated')).toHaveTextContent('PoolUpdated=True');
-  // Shown in a fixed order: Ready, Building, Degraded, PoolUpdated, PoolHeld.
+  // Shown in a fixed order: Ready, Building, Degraded, PoolUpdated, PoolHeld, WaitingForPool.
   expect(
     within(screen.getByTestId('config-conditions'))
       .getAllByText(/=/)
       .map((l) => l.textContent),
-  ).toEqual(['Ready=False', 'Degraded=False', 'PoolUpdated=True', 'PoolHeld=True']);
+  ).toEqual([
+    'Ready=False',
+    'Degraded=False',
+    'PoolUpdated=True',
+    'PoolHeld=True',
+    'WaitingForPool=True',
+  ]);
 });

@@ -47,11 +47,16 @@ export const buildHref = (name: string) =>
 const conditionColor = (c: Condition): React.ComponentProps<typeof Label>['color'] => {
   if (c.status === 'Unknown') return 'grey';
   if (c.type === 'Building' || c.type === 'PoolHeld') return c.status === 'True' ? 'blue' : 'grey';
-  const good = c.type === 'Degraded' ? c.status === 'False' : c.status === 'True';
+  // Degraded and WaitingForPool say what is wrong when True.
+  const good =
+    c.type === 'Degraded' || c.type === 'WaitingForPool'
+      ? c.status === 'False'
+      : c.status === 'True';
   return good ? 'green' : 'red';
 };
 
-/** The MachineOSConfig's conditions (Ready, Building, Degraded, PoolUpdated, PoolHeld). */
+/** The MachineOSConfig's conditions (Ready, Building, Degraded, PoolUpdated, PoolHeld,
+ * WaitingForPool). */
 export const ConfigConditions: React.FC<{ obj: MachineOSConfigKind }> = ({ obj }) => {
   const { t } = useTranslation('plugin__strata-console-plugin');
   const conditions = CONFIG_CONDITIONS.flatMap(

@@ -306,7 +306,9 @@ test('build view, Builds tab and Rebuild read and write real objects', async ({ 
       config,
     ]).status.conditions;
     for (const c of conditions.filter((x) =>
-      ['Ready', 'Building', 'Degraded', 'PoolUpdated', 'PoolHeld'].includes(x.type),
+      ['Ready', 'Building', 'Degraded', 'PoolUpdated', 'PoolHeld', 'WaitingForPool'].includes(
+        x.type,
+      ),
     ))
       await expect(page.getByTestId(`condition-${c.type}`)).toHaveText(`${c.type}=${c.status}`);
     await screenshot(page, 'machineosconfig-builds');

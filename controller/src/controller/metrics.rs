@@ -19,6 +19,13 @@ use strata_crds::BuildPhase;
 type Labels = Vec<(String, String)>;
 /// Per pool: its current build's phase and the builder pod's waiting reason.
 type PoolSeries = (Option<BuildPhase>, Option<String>);
+
+/// Per MachineOSConfig: the pool its series carry, and the pool condition it waits on.
+#[derive(Default)]
+struct ConfigSeries {
+    pool: String,
+    waiting_for_pool: Option<String>,
+}
 type HistogramFamily = Family<Labels, Histogram, fn() -> Histogram>;
 
 /// Builds take 30 s to 2 h.
@@ -54,11 +61,15 @@ pub struct Metrics {
     leader: Gauge,
     pool_updated: Family<Labels, Gauge>,
     pool_held: Family<Labels, Gauge>,
+    latest_build_failed: Family<Labels, Gauge>,
+    waiting_for_pool: Family<Labels, Gauge>,
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<Labels, Counter>,
     /// Per pool: its current build's phase and waiting reason (to clear old series).
     pools: Mutex<HashMap<String, PoolSeries>>,
+    /// Per MachineOSConfig: what its series carry (to clear old series).
+    configs: Mutex<HashMap<String, ConfigSeries>>,
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -83,11 +94,14 @@ impl Default for Metrics {
             leader: Gauge::default(),
             pool_updated: Family::default(),
             pool_held: Family::default(),
+            latest_build_failed: Family::default(),
+            waiting_for_pool: Family::default(),
             last_success: Family::default(),
             // 1 ms … 32 s: above the slowest reconcile seen under load (bench/RESULTS.md).
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             reconcile_errors: Family::default(),
             pools: Mutex::default(),
+            configs: Mutex::default(),
             registry: Registry::default(),
         };
         m.registry.register_collector(Box::new(ProcessCollector));
@@ -141,6 +155,16 @@ impl Default for Metrics {
             "pool_held",
             "1 while Strata holds the pool (spec.paused) for a rebuild on a new release base",
             m.pool_held.clone(),
+        );
+        strata.register(
+            "config_latest_build_failed",
+            "1 while the build of a MachineOSConfig's current inputs has failed, so its pool runs an older image (or the release's); 0 otherwise",
+            m.latest_build_failed.clone(),
+        );
+        strata.register(
+            "config_waiting_for_pool",
+            "1 while a MachineOSConfig waits for its degraded pool (WaitingForPool), by the pool's condition (NodeDegraded, RenderDegraded, PinnedImageSetsDegraded, PoolSynchronizerDegraded)",
+            m.waiting_for_pool.clone(),
         );
         strata.register(
             "last_success_timestamp_seconds",
@@ -268,6 +292,68 @@ impl Metrics {
         self.pool_held
             .get_or_create(&labels(&[("pool", pool)]))
             .set(i64::from(held));
+    }
+
+    /// The series of MachineOSConfig `config` of `pool`: whether the build of its current inputs
+    /// failed (None: unchanged), and the pool condition it waits on (None: it does not wait).
+    pub fn set_config(
+        &self,
+        config: &str,
+        pool: &str,
+        latest_build_failed: Option<bool>,
+        waiting_for_pool: Option<&str>,
+    ) {
+        let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = configs.entry(config.to_string()).or_default();
+        if entry.pool != pool {
+            self.remove_config_series(config, entry);
+            entry.pool = pool.to_string();
+        }
+        if let Some(failed) = latest_build_failed {
+            self.latest_build_failed
+                .get_or_create(&labels(&[("config", config), ("pool", pool)]))
+                .set(i64::from(failed));
+        }
+        if entry.waiting_for_pool.as_deref() != waiting_for_pool {
+            if let Some(old) = entry.waiting_for_pool.take() {
+                self.waiting_for_pool.remove(&labels(&[
+                    ("config", config),
+                    ("pool", pool),
+                    ("reason", &old),
+                ]));
+            }
+            if let Some(reason) = waiting_for_pool {
+                self.waiting_for_pool
+                    .get_or_create(&labels(&[
+                        ("config", config),
+                        ("pool", pool),
+                        ("reason", reason),
+                    ]))
+                    .set(1);
+                entry.waiting_for_pool = Some(reason.to_string());
+            }
+        }
+    }
+
+    /// A MachineOSConfig went: its series go too.
+    pub fn forget_config(&self, config: &str) {
+        let mut configs = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut entry) = configs.remove(config) {
+            self.remove_config_series(config, &mut entry);
+        }
+    }
+
+    fn remove_config_series(&self, config: &str, entry: &mut ConfigSeries) {
+        let pool = entry.pool.as_str();
+        self.latest_build_failed
+            .remove(&labels(&[("config", config), ("pool", pool)]));
+        if let Some(old) = entry.waiting_for_pool.take() {
+            self.waiting_for_pool.remove(&labels(&[
+                ("config", config),
+                ("pool", pool),
+                ("reason", &old),
+            ]));
+        }
     }
 
     pub fn builder_phase(&self, pool: &str, step: &str, seconds: f64) {
@@ -409,5 +495,42 @@ mod tests {
         let text = m.encode();
         assert!(!text.contains("strata_build_waiting{"), "{text}");
         assert!(!text.contains("strata_build_phase{"), "{text}");
+    }
+
+    #[test]
+    fn config_series_carry_the_state_and_go_with_the_config() {
+        let m = Metrics::default();
+        m.set_config("worker", "worker", Some(true), Some("NodeDegraded"));
+        let text = m.encode();
+        for line in [
+            "strata_config_latest_build_failed{config=\"worker\",pool=\"worker\"} 1",
+            "strata_config_waiting_for_pool{config=\"worker\",pool=\"worker\",reason=\"NodeDegraded\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        // The state stays until a round knows better; the wait follows the pool's condition.
+        m.set_config("worker", "worker", None, Some("RenderDegraded"));
+        let text = m.encode();
+        assert!(text.contains("pool=\"worker\"} 1"), "{text}");
+        assert!(!text.contains("reason=\"NodeDegraded\""), "{text}");
+        assert!(text.contains("reason=\"RenderDegraded\"} 1"), "{text}");
+        m.set_config("worker", "worker", Some(false), None);
+        let text = m.encode();
+        assert!(
+            text.contains("strata_config_latest_build_failed{config=\"worker\",pool=\"worker\"} 0"),
+            "{text}"
+        );
+        assert!(!text.contains("strata_config_waiting_for_pool{"), "{text}");
+        // Another pool: the old series go.
+        m.set_config("worker", "infra", Some(true), Some("NodeDegraded"));
+        let text = m.encode();
+        assert!(!text.contains("pool=\"worker\""), "{text}");
+        m.forget_config("worker");
+        let text = m.encode();
+        assert!(
+            !text.contains("strata_config_latest_build_failed{"),
+            "{text}"
+        );
+        assert!(!text.contains("strata_config_waiting_for_pool{"), "{text}");
     }
 }

@@ -124,6 +124,7 @@ async fn reconcile(config: Arc<MachineOSConfig>, ctx: Arc<Context>) -> Result<Ac
                     apply::cleanup(&ctx, &config).await?;
                     ctx.metrics
                         .forget_pool(&config.spec.machine_config_pool.name);
+                    ctx.metrics.forget_config(&config.name_any());
                     Ok(Action::await_change())
                 }
             }

@@ -344,8 +344,17 @@ fn record(ctx: &Context, update: MetricsUpdate) {
         waiting,
         pool_held,
         phase_seconds,
+        config,
+        latest_build_failed,
+        waiting_for_pool,
     } = update;
     let m = &ctx.metrics;
+    m.set_config(
+        &config,
+        &pool,
+        latest_build_failed,
+        waiting_for_pool.as_deref(),
+    );
     m.set_phase(&pool, phase);
     m.set_waiting(&pool, waiting.as_deref());
     if let Some(seconds) = started_after {

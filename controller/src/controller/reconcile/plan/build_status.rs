@@ -213,6 +213,13 @@ pub(super) fn next(
     let name = build.metadata.name.clone().unwrap_or_default();
     let mut next = match old.phase() {
         Some(phase) if phase.is_terminal() => old.clone(),
+        // Its Job starts the build: not while the pool is degraded (pool_wait.rs). Nothing of
+        // the build changes meanwhile (its status would name a Job that does not exist).
+        _ if observed_job_missing(planner)
+            && planner.held_by_pool(format!("the builder Job of build {name}")) =>
+        {
+            return old;
+        }
         _ => follow_job(planner, build, &old, rendered),
     };
     let phase = next.phase().unwrap_or(BuildPhase::Prepared);
@@ -234,6 +241,10 @@ pub(super) fn next(
         planner.plan.metrics.ended = Some((phase, since_start));
     }
     next
+}
+
+fn observed_job_missing(planner: &Planner<'_>) -> bool {
+    planner.observed.job == JobObservation::Missing
 }
 
 /// How long a Job may run before its ConfigMaps and Secret, missing from the caches, count as

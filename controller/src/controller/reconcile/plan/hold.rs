@@ -4,7 +4,8 @@
 //! again once Strata's rebuild lands. So Strata holds (`spec.paused`) each pool it rebuilds for a
 //! new base, from the round it sees the new base, and releases it once its rebuild is pinned and
 //! the MCO has rendered the pool with that image. A failed build keeps the hold and says so. A
-//! pause Strata did not set is never undone, and a hold someone released is not taken again.
+//! pause Strata did not set is never undone, a hold someone released is not taken again, and a
+//! degraded pool is not held (pool_wait.rs).
 
 use strata_crds::contract::mco;
 use strata_crds::{BuildPhase, MachineOSBuild, condition_types as ct};
@@ -190,7 +191,10 @@ fn hold_for_new_base(planner: &mut Planner<'_>, round: &Round) {
         .as_ref()
         .and_then(|image| built_on(&o.builds, image));
     let base_changed = pinned_base.is_some_and(|b| b != *base);
-    if from_release && base_changed && *phase != Some(BuildPhase::Failed) {
+    // A degraded pool is not paused: that would keep the MCO from rolling out the fix that
+    // clears it (pool_wait.rs). Its rebuild waits anyway; the hold is taken once it recovers.
+    let degraded = planner.degraded.is_some();
+    if from_release && base_changed && !degraded && *phase != Some(BuildPhase::Failed) {
         if *paused {
             planner.status.set(
                 ct::POOL_HELD,

@@ -7,6 +7,7 @@ mod build_status;
 mod config_status;
 mod history;
 mod hold;
+mod pool_wait;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -156,6 +157,13 @@ pub struct MetricsUpdate {
     pub pool_held: Option<bool>,
     /// How long each builder step took, for a build that succeeded this round.
     pub phase_seconds: Vec<(String, f64)>,
+    /// The MachineOSConfig, for its own series.
+    pub config: String,
+    /// Whether the build of the config's current inputs has failed (None: not known this round,
+    /// the base could not be resolved).
+    pub latest_build_failed: Option<bool>,
+    /// The pool condition the config waits on (WaitingForPool True), if any.
+    pub waiting_for_pool: Option<String>,
 }
 
 /// What to do. Apply destructures every field: a field nobody applies does not compile.
@@ -233,6 +241,8 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
         status: ConfigStatus::new(&observed.config, observed.now),
         current: None,
         current_base: None,
+        degraded: None,
+        held_back: Vec::new(),
     };
     planner.decide();
     planner.finish()
@@ -247,6 +257,10 @@ struct Planner<'a> {
     current: Option<String>,
     /// The base image of the current inputs.
     current_base: Option<String>,
+    /// The pool's degradation, which holds builds and pins back (see pool_wait.rs).
+    degraded: Option<pool_wait::Degradation>,
+    /// What the degraded pool held back this round (a build, a rebuild, a pin).
+    held_back: Vec<String>,
 }
 
 impl<'a> Planner<'a> {
@@ -264,6 +278,15 @@ impl<'a> Planner<'a> {
             note,
             build: self.current.clone(),
         });
+    }
+
+    /// Whether the degraded pool holds `what` back; if so, it is recorded for WaitingForPool.
+    fn held_by_pool(&mut self, what: String) -> bool {
+        if self.degraded.is_none() {
+            return false;
+        }
+        self.held_back.push(what);
+        true
     }
 
     fn requeue(&mut self, secs: u64) {
@@ -284,9 +307,12 @@ impl<'a> Planner<'a> {
         let o = self.observed;
         let config = &o.config;
         self.plan.metrics.pool = config.spec.machine_config_pool.name.clone();
+        self.plan.metrics.config = config.metadata.name.clone().unwrap_or_default();
+        self.plan.metrics.latest_build_failed = Some(false);
         let Some(pool) = self.claimed_pool() else {
             return;
         };
+        self.degraded = pool_wait::degradation(pool);
         let Some(base) = self.base() else { return };
         let inputs = BuildInputs::from_config(config, &base);
         let Some(rendered) = self.rendered(&inputs) else {
@@ -319,6 +345,7 @@ impl<'a> Planner<'a> {
             self.plan.remove_rebuild_annotation = true;
         }
         self.plan.metrics.phase = Some(next_phase);
+        self.plan.metrics.latest_build_failed = Some(next_phase == BuildPhase::Failed);
         self.conclude(&build_name, &next, pool);
     }
 
@@ -368,6 +395,8 @@ impl<'a> Planner<'a> {
             Err(why) => {
                 self.status
                     .set(ct::DEGRADED, true, "BaseImageUnavailable", why.to_string());
+                // The current inputs are not known: whether their build failed neither.
+                self.plan.metrics.latest_build_failed = None;
                 self.requeue(60);
                 None
             }
@@ -435,6 +464,13 @@ impl<'a> Planner<'a> {
             self.requeue(60);
             return;
         }
+        if self.held_by_pool(format!("build {build_name} of the current inputs")) {
+            // Nothing exists yet to name in status.machineOSBuild; the rebuild annotation stays.
+            self.status
+                .set(ct::DEGRADED, false, "AsExpected", String::new());
+            self.status.not_ready_while_building(&build_name);
+            return;
+        }
         self.create_build(inputs, rendered, rebuild);
     }
 
@@ -454,6 +490,10 @@ impl<'a> Planner<'a> {
             } else {
                 "its image is gone from the registry".to_string()
             };
+            if self.held_by_pool(format!("rebuilding {build_name} ({why})")) {
+                // The ended build stays as it is until the pool recovers.
+                return false;
+            }
             self.plan.delete_builds.push(build_name.clone());
             self.event(
                 EventType::Normal,
@@ -570,14 +610,6 @@ impl<'a> Planner<'a> {
         let Some(image) = next.digested_image_push_spec.clone() else {
             return;
         };
-        if self.status.current_image_pull_spec.as_deref() != Some(image.as_str()) {
-            self.event(
-                EventType::Normal,
-                "PoolPinned",
-                "Pin",
-                format!("MachineConfigPool {pool_name} now uses {image}"),
-            );
-        }
         let config_name = self
             .observed
             .config
@@ -587,8 +619,22 @@ impl<'a> Planner<'a> {
             .unwrap_or_default();
         let selector = objects::pool_selector_labels(&pool_name, pool);
         let desired = objects::machine_config(&pool_name, &selector, &image, &config_name);
+        let new_image = self.status.current_image_pull_spec.as_deref() != Some(image.as_str());
         // Steady state writes nothing: apply only when what we own differs.
-        if !objects::machine_config_matches(self.observed.machine_config.as_ref(), &desired) {
+        let differs =
+            !objects::machine_config_matches(self.observed.machine_config.as_ref(), &desired);
+        if (new_image || differs) && self.pin_held(build_name, &image, new_image) {
+            return;
+        }
+        if new_image {
+            self.event(
+                EventType::Normal,
+                "PoolPinned",
+                "Pin",
+                format!("MachineConfigPool {pool_name} now uses {image}"),
+            );
+        }
+        if differs {
             self.plan.machine_config = Some(desired);
         }
         self.status.current_image_pull_spec = Some(image.clone());
@@ -618,6 +664,34 @@ impl<'a> Planner<'a> {
             .set(ct::BUILDING, false, "BuildSucceeded", String::new());
         self.status
             .set(ct::DEGRADED, false, "AsExpected", String::new());
+    }
+
+    /// Whether the degraded pool holds back pinning `image` of the succeeded `build_name` (a new
+    /// image, or the MachineConfig of the pinned one written again); if so, Ready says what the
+    /// pool keeps meanwhile.
+    fn pin_held(&mut self, build_name: &str, image: &str, new_image: bool) -> bool {
+        if !self.held_by_pool(format!("pinning {image} (build {build_name})")) {
+            return false;
+        }
+        let ready = match (&self.status.current_image_pull_spec, new_image) {
+            (Some(old), true) => format!(
+                "build {build_name} succeeded with {image}; the pool keeps {old} until it is no \
+                 longer degraded"
+            ),
+            (None, _) => format!(
+                "build {build_name} succeeded with {image}; the pool keeps the release's image \
+                 until it is no longer degraded"
+            ),
+            (Some(_), false) => format!(
+                "the pool is pinned to {image}, but its MachineConfig differs; Strata writes it \
+                 again once the pool is no longer degraded"
+            ),
+        };
+        self.status.machine_os_build = Some(build_ref(build_name));
+        self.status.set(ct::READY, false, "WaitingForPool", ready);
+        self.status
+            .set(ct::DEGRADED, false, "AsExpected", String::new());
+        true
     }
 
     /// The build failed: Degraded, and the pool keeps the image it has.
@@ -663,6 +737,7 @@ impl<'a> Planner<'a> {
         let current = self.current.clone();
         history::tidy(&mut self, current.as_deref());
         hold::decide(&mut self);
+        pool_wait::report(&mut self);
         // PoolUpdated: True only when the configuration the pool runs carries the image pinned
         // (after this round) and every machine has it.
         if let Some(pool) = &self.observed.pool {

@@ -1070,3 +1070,425 @@ fn the_entitlement_reaches_only_configs_that_opt_in() {
         (true, true)
     );
 }
+
+// A degraded pool (pool_wait.rs): no build, no Job, no rebuild, no pin until it recovers.
+
+/// `o`'s pool with the MCO's conditions `conditions` (`(type, reason, message)`, all True).
+fn degrade(o: &mut Observed, conditions: &[(&str, &str, &str)]) {
+    let pool = o.pool.as_mut().unwrap();
+    pool.status.conditions = vec![view(json!({"type": "Updated", "status": "True"}))];
+    for (ty, reason, message) in conditions {
+        pool.status.conditions.push(view(
+            json!({"type": ty, "status": "True", "reason": reason, "message": message}),
+        ));
+    }
+}
+
+const NODE_DEGRADED: (&str, &str, &str) = (
+    "NodeDegraded",
+    "1 nodes are reporting degraded status on sync",
+    "Node w1 is reporting: \"disk full\"",
+);
+const RENDER_DEGRADED: (&str, &str, &str) = (
+    "RenderDegraded",
+    "",
+    "Failed to render configuration for pool worker: bad ignition",
+);
+
+fn waiting(p: &Plan, o: &Observed) -> Option<(String, String, String)> {
+    status(p, o)
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ct::WAITING_FOR_POOL)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn events_of<'p>(p: &'p Plan, reason: &str) -> Vec<&'p PlannedEvent> {
+    p.events.iter().filter(|e| e.reason == reason).collect()
+}
+
+#[test]
+fn a_degraded_pool_starts_no_build_and_says_why_until_it_recovers() {
+    let mut o = observed(config("RUN true\n"));
+    degrade(&mut o, &[NODE_DEGRADED]);
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.create_build.is_none() && p.build_objects.is_none() && p.machine_config.is_none());
+    let build = created(&observed(config("RUN true\n")))
+        .metadata
+        .name
+        .unwrap();
+    let (value, reason, message) = waiting(&p, &o).unwrap();
+    assert_eq!((value.as_str(), reason.as_str()), ("True", "NodeDegraded"));
+    for needle in [
+        &format!("build {build} of the current inputs"),
+        "1 nodes are reporting degraded status on sync",
+        "disk full",
+    ] {
+        assert!(message.contains(needle), "{needle:?} not in {message}");
+    }
+    let building = cond(&p.config_status, ct::BUILDING);
+    assert_eq!(
+        (building.status.as_str(), building.reason.as_str()),
+        ("False", "WaitingForPool")
+    );
+    assert_eq!(cond(&p.config_status, ct::READY).status, "False");
+    assert_eq!(cond(&p.config_status, ct::DEGRADED).status, "False");
+    // No build exists to name yet.
+    assert!(status(&p, &o).machine_os_build.is_none());
+    let warned = events_of(&p, "NodeDegraded");
+    assert_eq!(warned.len(), 1);
+    assert_eq!(
+        (warned[0].type_, warned[0].action),
+        (EventType::Warning, "WaitForPool")
+    );
+    assert_eq!(p.metrics.waiting_for_pool.as_deref(), Some("NodeDegraded"));
+    assert_eq!(p.metrics.latest_build_failed, Some(false));
+
+    // The same condition again: no Event, nothing to write.
+    let o = applied(o, &p);
+    let again = plan(&o, &Settings::for_tests());
+    assert!(again.events.is_empty() && again.config_status.is_none());
+    assert_eq!(
+        again.metrics.waiting_for_pool.as_deref(),
+        Some("NodeDegraded")
+    );
+
+    // Another condition holds it now: one more Event, the reason follows.
+    let mut o = o;
+    degrade(&mut o, &[RENDER_DEGRADED]);
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.create_build.is_none());
+    assert_eq!(waiting(&p, &o).unwrap().1, "RenderDegraded");
+    assert!(waiting(&p, &o).unwrap().2.contains("bad ignition"));
+    assert_eq!(events_of(&p, "RenderDegraded").len(), 1);
+    assert_eq!(
+        p.metrics.waiting_for_pool.as_deref(),
+        Some("RenderDegraded")
+    );
+
+    // The pool recovers: the build is created at once, and WaitingForPool says why it goes on.
+    let mut o = applied(o, &p);
+    degrade(&mut o, &[]);
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(
+        p.create_build.as_ref().unwrap().metadata.name.as_deref(),
+        Some(build.as_str())
+    );
+    let (value, reason, _) = waiting(&p, &o).unwrap();
+    assert_eq!(
+        (value.as_str(), reason.as_str()),
+        ("False", "PoolRecovered")
+    );
+    let recovered = events_of(&p, "PoolRecovered");
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(recovered[0].type_, EventType::Normal);
+    assert_eq!(cond(&p.config_status, ct::BUILDING).reason, "Building");
+    assert_eq!(p.metrics.waiting_for_pool, None);
+    // Once recovered, no further Event.
+    let mut o = applied(o, &p);
+    o.builds = vec![created(&o)];
+    let p = plan(&o, &Settings::for_tests());
+    assert!(events_of(&p, "PoolRecovered").is_empty());
+}
+
+#[test]
+fn a_pool_degraded_only_by_an_image_build_still_builds() {
+    // The MCO lets a retry clear ImageBuildDegraded; the aggregate Degraded alone says nothing.
+    let mut o = observed(config("RUN true\n"));
+    degrade(
+        &mut o,
+        &[
+            (
+                "ImageBuildDegraded",
+                "BuildFailed",
+                "Failed to build OS image",
+            ),
+            ("Degraded", "", "Custom OS image build failed"),
+        ],
+    );
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.create_build.is_some());
+    assert!(waiting(&p, &o).is_none());
+    assert_eq!(p.metrics.waiting_for_pool, None);
+}
+
+#[test]
+fn a_build_that_succeeds_while_the_pool_is_degraded_is_pinned_once_it_recovers() {
+    let mut cfg = config("RUN echo two\n");
+    let previous = format!("registry.example.com/strata/os@sha256:{}", "9".repeat(64));
+    cfg.status = Some(MachineOSConfigStatus {
+        current_image_pull_spec: Some(previous.clone()),
+        ..Default::default()
+    });
+    let mut o = observed(cfg);
+    o.builds = vec![created(&o)];
+    // A build in flight goes on while the pool is degraded, as in the MCO.
+    degrade(&mut o, &[NODE_DEGRADED]);
+    o.job = JobObservation::Running {
+        attempts: 1,
+        waiting: None,
+    };
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.build_status[0].1.phase(), Some(BuildPhase::Building));
+    assert!(waiting(&p, &o).is_none(), "nothing waits yet");
+    let mut o = applied(o, &p);
+
+    // It succeeds: recorded, but not pinned; the pool keeps its image.
+    o.job = succeeded_job();
+    o.image_check = present(&o);
+    let p = plan(&o, &Settings::for_tests());
+    let image = format!("registry.example.com/strata/os@{DIGEST}");
+    assert_eq!(p.build_status[0].1.phase(), Some(BuildPhase::Succeeded));
+    assert!(p.machine_config.is_none(), "not pinned while degraded");
+    assert!(events_of(&p, "PoolPinned").is_empty());
+    assert_eq!(
+        status(&p, &o).current_image_pull_spec.as_deref(),
+        Some(previous.as_str())
+    );
+    let ready = cond(&p.config_status, ct::READY);
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "WaitingForPool")
+    );
+    assert!(
+        ready.message.contains(&image) && ready.message.contains(&previous),
+        "{}",
+        ready.message
+    );
+    let (value, reason, message) = waiting(&p, &o).unwrap();
+    assert_eq!((value.as_str(), reason.as_str()), ("True", "NodeDegraded"));
+    assert!(message.contains(&format!("pinning {image}")), "{message}");
+    assert_eq!(events_of(&p, "NodeDegraded").len(), 1);
+    assert_eq!(p.metrics.latest_build_failed, Some(false));
+
+    // Still degraded: nothing more.
+    let mut o = applied(o, &p);
+    o.job = JobObservation::Missing;
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.machine_config.is_none() && p.events.is_empty() && p.config_status.is_none());
+
+    // Recovered: pinned, with its Events.
+    let mut o = applied(o, &p);
+    degrade(&mut o, &[]);
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(
+        p.machine_config.as_ref().unwrap()["spec"]["osImageURL"],
+        image
+    );
+    assert_eq!(events_of(&p, "PoolPinned").len(), 1);
+    assert_eq!(events_of(&p, "PoolRecovered").len(), 1);
+    assert_eq!(cond(&p.config_status, ct::READY).status, "True");
+    assert_eq!(
+        status(&p, &o).current_image_pull_spec.as_deref(),
+        Some(image.as_str())
+    );
+}
+
+#[test]
+fn a_degraded_pool_holds_the_builder_job_and_a_rebuild_back() {
+    // The build exists (created before the pool degraded), its Job does not: not started.
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    degrade(&mut o, &[NODE_DEGRADED]);
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.build_objects.is_none(), "no Job while degraded");
+    assert!(p.build_status.is_empty());
+    assert!(
+        waiting(&p, &o)
+            .unwrap()
+            .2
+            .contains("the builder Job of build"),
+        "{:?}",
+        waiting(&p, &o)
+    );
+    degrade(&mut o, &[]);
+    assert!(
+        plan(&o, &Settings::for_tests()).build_objects.is_some(),
+        "made once it recovers"
+    );
+
+    // A succeeded build and the rebuild annotation: the build is kept, the annotation waits.
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    o.job = succeeded_job();
+    o.image_check = present(&o);
+    let done = plan(&o, &Settings::for_tests());
+    let mut asked = applied(o.clone(), &done);
+    asked.job = JobObservation::Missing;
+    asked.config.metadata.annotations =
+        Some([(REBUILD_ANNOTATION.to_string(), "1".to_string())].into());
+    degrade(&mut asked, &[RENDER_DEGRADED]);
+    let p = plan(&asked, &Settings::for_tests());
+    assert!(p.delete_builds.is_empty() && !p.remove_rebuild_annotation);
+    assert!(events_of(&p, "Rebuilding").is_empty());
+    let (_, reason, message) = waiting(&p, &asked).unwrap();
+    assert_eq!(reason, "RenderDegraded");
+    assert!(message.contains("rebuilding"), "{message}");
+    // The pool keeps running the build's image: Ready stays.
+    assert_eq!(
+        status(&p, &asked)
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ct::READY)
+            .unwrap()
+            .status,
+        "True"
+    );
+    degrade(&mut asked, &[]);
+    let p = plan(&asked, &Settings::for_tests());
+    assert_eq!(
+        p.delete_builds,
+        vec![o.builds[0].metadata.name.clone().unwrap()]
+    );
+}
+
+#[test]
+fn a_degraded_pool_is_not_held_for_a_new_base_nor_repinned() {
+    let mut o = pinned_then_release(NEW_BASE);
+    degrade(&mut o, &[NODE_DEGRADED]);
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.pool_paused, None, "a degraded pool is not paused");
+    assert!(p.create_build.is_none());
+    assert_eq!(held(&p, &o).0, "");
+    degrade(&mut o, &[]);
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.pool_paused, Some(true), "held once it recovers");
+    assert!(p.create_build.is_some());
+
+    // A MachineConfig someone removed is written again only once the pool recovers.
+    let mut o = pinned_then_release(BASE);
+    o.machine_config = None;
+    degrade(&mut o, &[NODE_DEGRADED]);
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.machine_config.is_none());
+    assert_eq!(cond(&p.config_status, ct::READY).reason, "WaitingForPool");
+    degrade(&mut o, &[]);
+    assert!(plan(&o, &Settings::for_tests()).machine_config.is_some());
+}
+
+#[test]
+fn the_latest_build_failed_metric_follows_the_current_inputs() {
+    let mut o = observed(config("RUN false\n"));
+    o.builds = vec![created(&o)];
+    o.job = JobObservation::Failed {
+        attempts: 1,
+        reason: "PodFailurePolicy".into(),
+        message: String::new(),
+        termination: Some(TerminationMessage::Failure {
+            class: FailureClass::Terminal,
+            reason: "StepFailed".into(),
+            message: "step RUN false failed".into(),
+            log_tail: String::new(),
+        }),
+        killed: None,
+        raw_message: String::new(),
+    };
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.metrics.latest_build_failed, Some(true));
+    assert_eq!(p.metrics.config, "worker");
+    let o = applied(o, &p);
+    // Recorded: still failed, round after round (a state, not an event).
+    assert_eq!(
+        plan(&o, &Settings::for_tests()).metrics.latest_build_failed,
+        Some(true)
+    );
+    // The base cannot be resolved: the current inputs are unknown, the gauge is left as it is.
+    let mut unknown = o.clone();
+    unknown.base = Err(BaseUnknown::Unresolved("registry down".into()));
+    assert_eq!(
+        plan(&unknown, &Settings::for_tests())
+            .metrics
+            .latest_build_failed,
+        None
+    );
+    // Fixed fragments: new inputs, a new build, no longer failed.
+    let mut fixed = o.clone();
+    fixed.config.spec.container_file[0].content = "RUN true\n".into();
+    assert_eq!(
+        plan(&fixed, &Settings::for_tests())
+            .metrics
+            .latest_build_failed,
+        Some(false)
+    );
+    // The same inputs rebuilt: not failed while the rebuild runs.
+    let mut rebuild = o;
+    rebuild.config.metadata.annotations =
+        Some([(REBUILD_ANNOTATION.to_string(), "1".to_string())].into());
+    assert_eq!(
+        plan(&rebuild, &Settings::for_tests())
+            .metrics
+            .latest_build_failed,
+        Some(false)
+    );
+}
+
+/// Pool condition types the MCO writes, the four holding ones among them.
+const POOL_CONDITION_TYPES: [&str; 8] = [
+    "Updated",
+    "Updating",
+    "Degraded",
+    "ImageBuildDegraded",
+    "NodeDegraded",
+    "RenderDegraded",
+    "PinnedImageSetsDegraded",
+    "PoolSynchronizerDegraded",
+];
+
+proptest::proptest! {
+    /// Whatever conditions the pool has: while one of the MCO's four is True, no round creates a
+    /// build or a Job, deletes one to rebuild it, or writes a MachineConfig, and WaitingForPool
+    /// names the first of them; otherwise a fresh config builds and a succeeded build is pinned.
+    #[test]
+    fn no_build_and_no_pin_while_the_pool_is_degraded(
+        conditions in proptest::collection::vec(
+            (0..POOL_CONDITION_TYPES.len(), proptest::sample::select(vec!["True", "False", "Unknown"])),
+            0..6,
+        ),
+        stage in 0..4usize,
+    ) {
+        let mut o = observed(config("RUN true\n"));
+        // 0: nothing built; 1: a build without its Job; 2: a build succeeded; 3: and pinned (on
+        // a healthy pool), then the rebuild asked.
+        if stage >= 1 {
+            o.builds = vec![created(&o)];
+        }
+        if stage >= 2 {
+            o.job = succeeded_job();
+            o.image_check = present(&o);
+        }
+        if stage == 3 {
+            let done = plan(&o, &Settings::for_tests());
+            o = applied(o, &done);
+            o.job = JobObservation::Missing;
+            o.config.metadata.annotations =
+                Some([(REBUILD_ANNOTATION.to_string(), "1".to_string())].into());
+        }
+        o.pool.as_mut().unwrap().status.conditions = conditions
+            .iter()
+            .map(|(i, s)| view(json!({"type": POOL_CONDITION_TYPES[*i], "status": s})))
+            .collect();
+        let holding = pool_wait::HOLDING.iter().find(|ty| {
+            conditions.iter().any(|(i, s)| POOL_CONDITION_TYPES[*i] == **ty && *s == "True")
+        });
+        let p = plan(&o, &Settings::for_tests());
+        match holding {
+            Some(ty) => {
+                proptest::prop_assert!(p.create_build.is_none() && p.build_objects.is_none());
+                proptest::prop_assert!(p.machine_config.is_none() && p.delete_builds.is_empty());
+                proptest::prop_assert_eq!(p.pool_paused, None);
+                let (value, reason, _) = waiting(&p, &o).unwrap();
+                proptest::prop_assert_eq!((value.as_str(), reason.as_str()), ("True", *ty));
+                proptest::prop_assert_eq!(p.metrics.waiting_for_pool.as_deref(), Some(*ty));
+            }
+            None => {
+                proptest::prop_assert!(waiting(&p, &o).is_none());
+                match stage {
+                    0 => proptest::prop_assert!(p.create_build.is_some()),
+                    1 => proptest::prop_assert!(p.build_objects.is_some()),
+                    2 => proptest::prop_assert!(p.machine_config.is_some()),
+                    _ => proptest::prop_assert!(!p.delete_builds.is_empty()),
+                }
+            }
+        }
+    }
+}
