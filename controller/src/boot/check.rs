@@ -1,7 +1,7 @@
 //! The boot check: boot a disk made with the report unit, wait for the report (or the timeout),
 //! and judge it against the base's own baseline and the configuration's expectations.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -180,7 +180,7 @@ pub fn boot(
 
 /// The last lines of the serial console (of its first `upto` bytes), terminal escapes and
 /// carriage returns removed.
-pub fn console_tail(path: &PathBuf, upto: Option<u64>) -> Vec<String> {
+pub fn console_tail(path: &Path, upto: Option<u64>) -> Vec<String> {
     let mut bytes = std::fs::read(path).unwrap_or_default();
     if let Some(upto) = upto {
         bytes.truncate(usize::try_from(upto).unwrap_or(usize::MAX));
