@@ -41,6 +41,7 @@ pub async fn main(args: &[String]) -> i32 {
             reason: "BenchNoopFailed".into(),
             message: format!("{err:#}"),
             log_tail: String::new(),
+            boot_check: None,
         },
     };
     let code = match &message {
@@ -142,6 +143,7 @@ async fn push() -> Result<TerminationMessage> {
         digest,
         size_bytes: 1024,
         phases: Vec::new(),
+        boot_check: None,
     })
 }
 

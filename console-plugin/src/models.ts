@@ -27,7 +27,7 @@ export const BUILDER_COMPONENT = 'builder';
 export const CONTAINERFILE_KEY = 'Containerfile';
 /** The builder pod's containers, one per step, in order: `pull` and `build` are init
  * containers, `push` the main one. */
-export const BUILDER_STEPS = ['pull', 'build', 'push'] as const;
+export const BUILDER_STEPS = ['pull', 'build', 'boot', 'push'] as const;
 export type BuilderStep = (typeof BUILDER_STEPS)[number];
 /** kubectl short names of the two kinds (OpenShift's own MachineOSConfig owns `mosc`). */
 export const MACHINE_OS_CONFIG_SHORT_NAME = 'smosc';

@@ -25,6 +25,7 @@ use strata::controller::Settings;
 use strata::controller::environment::Environment;
 use strata::controller::objects::build_objects;
 use strata_crds::MachineOSBuild;
+use strata_crds::contract::BootPlan;
 
 const OVERLAY: &str = "manifests/overlays/openshift";
 
@@ -112,6 +113,8 @@ fn builder_pods() -> Vec<(&'static str, Settings, Value)> {
             "{\"auths\":{}}",
             Some("{\"auths\":{}}"),
             &env,
+            // With the boot step: every step must fit the SCC.
+            Some(&BootPlan::default()),
             &settings,
         );
         let job = serde_json::to_value(&objects.job).unwrap();
@@ -467,6 +470,7 @@ fn builder_pods_ask_for_the_strata_builder_scc_by_name() {
             "{\"auths\":{}}",
             None,
             &Environment::default(),
+            None,
             &settings,
         );
         let job = serde_json::to_value(&objects.job).unwrap();

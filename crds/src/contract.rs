@@ -5,6 +5,8 @@
 use kube::core::{ApiResource, GroupVersionKind};
 use serde::{Deserialize, Serialize};
 
+use crate::boot_check::BootCheckResult;
+
 /// Labels on the objects Strata makes.
 pub mod labels {
     /// On every object made for a build, and on the pinning MachineConfig: the MachineOSConfig's
@@ -38,9 +40,15 @@ pub mod builder_pod {
     pub const PULL: &str = "pull";
     /// Init container: `buildah bud --pull=never`, then the image gate; no credential at all.
     pub const BUILD: &str = "build";
+    /// Init container, unless the config disables the boot check: boots the built image in a
+    /// VM, from the disk a new machine would boot; no credential at all.
+    pub const BOOT: &str = "boot";
     /// Container: pushes the image (push credentials only); its message carries the digest.
     pub const PUSH: &str = "push";
-    pub const STEPS: [&str; 3] = [PULL, BUILD, PUSH];
+    /// The steps in the order they run (`boot` only where the boot check is on).
+    pub const STEPS: [&str; 4] = [PULL, BUILD, BOOT, PUSH];
+    /// The boot step's environment variable holding its [`super::BootPlan`] as JSON.
+    pub const BOOT_PLAN_ENV: &str = "STRATA_BOOT_PLAN";
     /// Where each step finds its inputs.
     pub const CONTAINERFILE_DIR: &str = "/etc/strata/build";
     pub const PULL_AUTH_DIR: &str = "/etc/strata/pull-auth";
@@ -146,7 +154,7 @@ impl FailureClass {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PhaseTiming {
-    /// pull, build, lint or push.
+    /// pull, build, lint, boot or push.
     pub phase: String,
     pub start_ms: i64,
     pub end_ms: i64,
@@ -162,6 +170,10 @@ pub enum TerminationMessage {
         size_bytes: u64,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         phases: Vec<PhaseTiming>,
+        /// What the boot step found (absent when the check was off). Boxed: the message travels
+        /// in `Result`s, whose error side stays small.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot_check: Option<Box<BootCheckResult>>,
     },
     #[serde(rename_all = "camelCase")]
     Failure {
@@ -169,7 +181,51 @@ pub enum TerminationMessage {
         reason: String,
         message: String,
         log_tail: String,
+        /// What the boot step found, when it is the step that failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        boot_check: Option<Box<BootCheckResult>>,
     },
+}
+
+/// What the boot step is asked to check: the config's `spec.bootCheck` with its defaults filled,
+/// and the base image's own failed units when an earlier build recorded them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BootPlan {
+    pub timeout_seconds: u64,
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub active_units: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<String>,
+    /// The base image's failed units (None: not known; the step boots the base to learn them
+    /// only if the built image has failed units).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_image_failed_units: Option<Vec<String>>,
+}
+
+impl BootPlan {
+    /// The plan of a config's `spec.bootCheck` (None: the check is off).
+    pub fn of(
+        check: Option<&crate::BootCheck>,
+        base_image_failed_units: Option<Vec<String>>,
+    ) -> Option<Self> {
+        use crate::boot_check::{DEFAULT_TARGET, DEFAULT_TIMEOUT_SECONDS};
+        if !crate::BootCheck::enabled(check) {
+            return None;
+        }
+        let check = check.cloned().unwrap_or_default();
+        Some(BootPlan {
+            timeout_seconds: u64::try_from(
+                check.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),
+            )
+            .unwrap_or(DEFAULT_TIMEOUT_SECONDS as u64),
+            target: check.target.unwrap_or_else(|| DEFAULT_TARGET.into()),
+            active_units: check.active_units,
+            commands: check.commands,
+            base_image_failed_units,
+        })
+    }
 }
 
 impl TerminationMessage {
@@ -345,6 +401,7 @@ mod tests {
         let m = TerminationMessage::Success {
             digest: format!("sha256:{}", "a".repeat(64)),
             size_bytes: 10,
+            boot_check: None,
             phases: vec![PhaseTiming {
                 phase: "build".into(),
                 start_ms: 1,
@@ -365,6 +422,7 @@ mod tests {
             reason: "StepFailed".into(),
             message: "step RUN false failed".into(),
             log_tail: format!("{}THE END", "é".repeat(5000)),
+            boot_check: None,
         };
         let line = m.to_line();
         assert!(
@@ -393,6 +451,7 @@ mod tests {
             reason: "BuildFailed".into(),
             message: "x".repeat(10_000),
             log_tail: String::new(),
+            boot_check: None,
         };
         assert!(m.to_line().len() <= MAX_TERMINATION_MESSAGE_BYTES);
     }

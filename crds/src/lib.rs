@@ -7,12 +7,14 @@
 //! The shapes mirror OpenShift's `machineconfiguration.openshift.io/v1` kinds field for field, so a
 //! MachineOSConfig written for OpenShift converts by changing `apiVersion` only.
 
+pub mod boot_check;
 mod common;
 pub mod contract;
 mod crd_yaml;
 mod machineosbuild;
 mod machineosconfig;
 
+pub use boot_check::{BootCheck, BootCheckMode, BootCheckResult};
 pub use common::{
     ContainerfileArch, ContainerfileEntry, ImageBuilder, ImageBuilderType, LocalObjectName,
     ObjectReference, condition_types,

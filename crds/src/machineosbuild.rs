@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::boot_check::BootCheckResult;
 use crate::common::{
     ContainerfileEntry, ImageBuilderType, LocalObjectName, ObjectReference, condition_types,
 };
@@ -133,18 +134,23 @@ pub struct MachineOSBuildStatus {
     #[schemars(regex(pattern = r"^[a-f0-9]{64}$"))]
     pub containerfile_sha256: Option<String>,
 
-    /// phases are the builder's steps and when each ran, in Unix milliseconds: pull, build, lint
+    /// phases are the builder's steps and when each ran, in Unix milliseconds: pull, build, lint,
     /// and push (Strata addition), so an administrator sees where the time went.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
     pub phases: Vec<BuildPhaseTiming>,
+
+    /// bootCheck is what the boot check found (Strata addition); absent when the check was
+    /// disabled or did not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_check: Option<BootCheckResult>,
 }
 
 /// When one step of a build ran.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BuildPhaseTiming {
-    /// phase is the step: pull, build, lint or push.
+    /// phase is the step: pull, build, lint, boot or push.
     #[schemars(length(max = 16))]
     pub phase: String,
     /// startMs is when the step started, in Unix milliseconds.

@@ -5,6 +5,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::boot_check::BootCheck;
 use crate::common::{ContainerfileEntry, ImageBuilder, LocalObjectName, ObjectReference};
 use crate::rules::{
     DIGEST_MESSAGE, DIGEST_RULE, NAME_MATCHES_POOL_MESSAGE, NAME_MATCHES_POOL_RULE,
@@ -91,6 +92,16 @@ pub struct MachineOSConfigSpec {
     /// the next one uses it (the strata.dev/rebuild annotation builds the current inputs again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entitlement: Option<Entitlement>,
+
+    /// bootCheck tunes the boot check (Strata addition). Before the pool is pinned, each built
+    /// image boots in a VM in its builder pod, from the disk a new machine would boot; the build
+    /// fails with BootFailed, and the pool keeps its image, unless the system reaches its target
+    /// with no failed unit that the release's base image does not also fail, and with the units
+    /// and commands asked for here working. On unless `mode: Disabled`. Not an input of the
+    /// image: a change starts no build; the next one uses it (the strata.dev/rebuild annotation
+    /// builds the current inputs again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_check: Option<BootCheck>,
 }
 
 // Whether RUN steps get the cluster's RHEL entitlement (`spec.entitlement`). No doc comment: the
@@ -108,6 +119,11 @@ impl MachineOSConfigSpec {
     /// Whether this config's RUN steps get the cluster's entitlement.
     pub fn mounts_entitlement(&self) -> bool {
         self.entitlement == Some(Entitlement::Mount)
+    }
+
+    /// Whether this config's builds boot before the pin.
+    pub fn boots_before_pin(&self) -> bool {
+        BootCheck::enabled(self.boot_check.as_ref())
     }
 }
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make demo: build Strata, start the local real cluster, deploy the controller in it from
 # manifests/, name the CoreOS-like OS image as the release's base, apply
-# e2e/examples/package-install.yaml (packages from the local signed repository), wait for the build,
-# print the pinned MachineConfig.
+# e2e/examples/package-install.yaml (packages from the local signed repository), wait for the build
+# (which boots the image in a VM before the pin: the boot check), print the pinned MachineConfig.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -34,9 +34,9 @@ sed -e "s|renderedImagePushSpec: .*|renderedImagePushSpec: $STRATA_REGISTRY/stra
     -e "s|ARG PACKAGE_REPO=.*|ARG PACKAGE_REPO=$STRATA_PACKAGE_REPO|" e2e/examples/package-install.yaml |
   kubectl apply --server-side --force-conflicts -f -
 
-say "waiting for the build (Ctrl-C is safe: the controller keeps going)"
+say "waiting for the build and its boot check (several minutes: the image boots in software emulation; Ctrl-C is safe: the controller keeps going)"
 last=""
-for _ in $(seq 1 450); do
+for _ in $(seq 1 600); do
   build=$(kubectl get smosc worker -o jsonpath='{.status.machineOSBuild.name}' 2>/dev/null || true)
   phase=""
   [[ -n "$build" ]] && phase=$(kubectl get smosb "$build" -o jsonpath='{.status.conditions[?(@.status=="True")].type}' 2>/dev/null || true)
@@ -50,9 +50,10 @@ for _ in $(seq 1 450); do
   fi
   sleep 2
 done
-[[ -n "$image" ]] || { echo "demo: the build did not finish in 15 minutes; see kubectl -n strata-system logs deploy/strata-controller" >&2; exit 1; }
+[[ -n "$image" ]] || { echo "demo: the build did not finish in 20 minutes; see kubectl -n strata-system logs deploy/strata-controller" >&2; exit 1; }
 
 say "done in $(( $(date +%s) - START )) s"
+echo "    boot check: $(kubectl get smosb "$build" -o jsonpath='{.status.bootCheck}')"
 kubectl get smosc,smosb -o wide
 echo
 kubectl get machineconfig "$(kubectl get mc -l strata.dev/machine-os-config=worker -o name | head -1 | cut -d/ -f2)" -o yaml

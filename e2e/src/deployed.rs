@@ -149,7 +149,9 @@ pub async fn create_push_secret(client: &kube::Client, name: &str) -> Result<()>
     Ok(())
 }
 
-/// A MachineOSConfig for pool `name` pushing to `<registry>/strata-e2e/<name>`.
+/// A MachineOSConfig for pool `name` pushing to `<registry>/strata-e2e/<name>`, with the boot
+/// check off: a test about booting turns it on (`boot_check.rs`); the others would each add
+/// minutes of software-emulated boot.
 pub fn machine_os_config(
     cluster: &Cluster,
     name: &str,
@@ -165,6 +167,7 @@ pub fn machine_os_config(
             "renderedImagePushSecret": {"name": push_secret},
             "renderedImagePushSpec": format!("{}/strata-e2e/{name}:latest", cluster.registry),
             "containerFile": [{"containerfileArch": "NoArch", "content": fragment}],
+            "bootCheck": {"mode": "Disabled"},
         }
     }))?)
 }

@@ -118,6 +118,9 @@ pub fn boot(
     let start = Instant::now();
     let mut child = Command::new("qemu-system-x86_64")
         .args(vm.qemu_args())
+        // The disk's copy-on-write overlay (snapshot=on) goes to TMPDIR: the work directory, not
+        // a small /var/tmp.
+        .env("TMPDIR", work)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

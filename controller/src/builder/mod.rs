@@ -5,12 +5,15 @@
 //!   only;
 //! - `build`: `buildah bud --pull=never`, where fragment code runs — no credential of any kind, no
 //!   service account token; then the image gate ([`lint`]);
+//! - `boot` (unless the config turns the boot check off): the built image boots in a VM from
+//!   the disk a new machine would boot ([`boot_step`]); no credential;
 //! - `push`: pushes with the push credentials only; runs nothing from the Containerfile.
 //!
 //! Each step writes the one-line JSON termination message of the builder contract
 //! (builder-image/README.md) with every credential value it holds redacted; the push step's
 //! success message carries the digest and the timings of all steps.
 
+mod boot_step;
 mod buildah;
 pub mod environment;
 pub mod images;
@@ -36,6 +39,8 @@ pub enum Step {
     Pull,
     /// Build with --pull=never and no credential, then check the image (the gate).
     Build,
+    /// Boot the built image in a VM (no credential).
+    Boot,
     /// Push the built image (push credentials only).
     Push,
 }
@@ -124,6 +129,10 @@ pub struct BuildArgs {
     /// Repository signing keys, mounted into RUN steps at /etc/pki/rpm-gpg when they exist.
     #[arg(long, env = "STRATA_RPM_GPG_DIR", default_value = builder_pod::RPM_GPG_DIR)]
     pub rpm_gpg_dir: PathBuf,
+    /// What the boot step checks, as JSON (the controller writes it from the config's
+    /// spec.bootCheck).
+    #[arg(long, env = builder_pod::BOOT_PLAN_ENV)]
+    pub boot_plan: Option<String>,
 }
 
 impl BuildArgs {
@@ -154,6 +163,8 @@ impl BuildArgs {
 struct Handover {
     phases: Vec<PhaseTiming>,
     size_bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    boot_check: Option<Box<strata_crds::BootCheckResult>>,
 }
 
 impl Handover {
@@ -211,6 +222,12 @@ fn clear_termination_log(path: &std::path::Path) {
 /// takes a success only from the push step's message in any case.
 pub async fn run(args: &BuildArgs) -> i32 {
     clear_termination_log(&args.termination_log);
+    if args.step == Step::Boot && boot_step::needs_user_namespace() {
+        return match boot_step::run_in_user_namespace(args) {
+            Ok(code) => code,
+            Err(message) => write_message(args, message),
+        };
+    }
     let redactor = step_redactor(args);
     // While the step runs, its build's marker on the shared storage says it is alive.
     let heartbeat = args.registration().map(|registration| {
@@ -225,6 +242,7 @@ pub async fn run(args: &BuildArgs) -> i32 {
     let result = match args.step {
         Step::Pull => pull(args, &redactor).await,
         Step::Build => build(args, &redactor).await,
+        Step::Boot => boot_step::boot(args).await,
         Step::Push => push(args, &redactor).await,
     };
     if let Some(heartbeat) = heartbeat {
@@ -246,7 +264,11 @@ pub async fn run(args: &BuildArgs) -> i32 {
         }
         Err(failure) => failure,
     };
-    let message = redact_message(message, &redactor);
+    write_message(args, redact_message(message, &redactor))
+}
+
+/// Writes the step's termination message and says it; returns the step's exit code.
+fn write_message(args: &BuildArgs, message: TerminationMessage) -> i32 {
     let line = message.to_line();
     if let Err(err) = std::fs::write(&args.termination_log, format!("{line}\n")) {
         eprintln!(
@@ -268,7 +290,7 @@ fn step_redactor(args: &BuildArgs) -> Redactor {
     let auth = match args.step {
         Step::Pull => Redactor::from_auth_files(&[&args.pull_authfile]),
         Step::Push => Redactor::from_auth_files(&[&args.push_authfile]),
-        Step::Build => Redactor::default(),
+        Step::Build | Step::Boot => Redactor::default(),
     };
     auth.with_proxy_environment()
         .with_files_in(&args.entitlement_dir)
@@ -281,11 +303,13 @@ fn redact_message(message: TerminationMessage, redactor: &Redactor) -> Terminati
             reason,
             message,
             log_tail,
+            boot_check,
         } => TerminationMessage::Failure {
             class,
             reason,
             message: redactor.redact(&message),
             log_tail: redactor.redact(&log_tail),
+            boot_check,
         },
         success => success,
     }
@@ -302,6 +326,7 @@ fn failure(
         reason: reason.into(),
         message: message.into(),
         log_tail,
+        boot_check: None,
     }
 }
 
@@ -575,6 +600,7 @@ async fn push(
         digest,
         size_bytes: handover.size_bytes,
         phases: handover.phases,
+        boot_check: handover.boot_check,
     }))
 }
 

@@ -82,6 +82,7 @@ fn request(args: &ImageArgs, output: PathBuf, formats: Vec<Format>) -> disk::Req
         root_mib: args.root_size_mib,
         kernel_args: args.kernel_args.clone(),
         etc_files: Vec::new(),
+        buildah: disk::Buildah::default(),
     }
 }
 

@@ -55,6 +55,7 @@ pub fn rendered(image: &str) -> mco::MachineConfig {
 /// What observe sees of `config` before anything was built: its pool, the base, push auth.
 pub fn observed(config: MachineOSConfig) -> Observed {
     Observed {
+        base_failed_units: None,
         config,
         pool: Some(pool()),
         rendered_config: None,

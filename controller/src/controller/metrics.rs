@@ -45,6 +45,11 @@ fn build_histogram() -> Histogram {
 }
 
 /// A builder step takes from under a second (push of a cached layer) to an hour.
+/// 15 s … 32 min: a boot takes well under a minute with KVM, minutes in software emulation.
+fn boot_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(15.0, 2.0, 8))
+}
+
 fn step_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.25, 2.0, 15))
 }
@@ -55,6 +60,7 @@ pub struct Metrics {
     build_duration: HistogramFamily,
     queue_duration: HistogramFamily,
     step_duration: HistogramFamily,
+    boot_check_duration: HistogramFamily,
     phase: Family<Labels, Gauge>,
     waiting: Family<Labels, Gauge>,
     active_builds: Gauge,
@@ -88,6 +94,7 @@ impl Default for Metrics {
             build_duration: Family::new_with_constructor(build_histogram),
             queue_duration: Family::new_with_constructor(build_histogram),
             step_duration: Family::new_with_constructor(step_histogram),
+            boot_check_duration: Family::new_with_constructor(boot_histogram),
             phase: Family::default(),
             waiting: Family::default(),
             active_builds: Gauge::default(),
@@ -123,8 +130,13 @@ impl Default for Metrics {
         );
         strata.register(
             "builder_step_duration_seconds",
-            "Time of each builder step (pull, build, lint, push) of builds that succeeded, by pool and step",
+            "Time of each builder step (pull, build, lint, boot, push) of builds that succeeded, by pool and step",
             m.step_duration.clone(),
+        );
+        strata.register(
+            "boot_check_duration_seconds",
+            "Time of each boot check, from the VM's power-on until the system reported (or the timeout), by pool, result (passed, failed) and accelerator (KVM, TCG)",
+            m.boot_check_duration.clone(),
         );
         strata.register(
             "build_phase",
@@ -359,6 +371,17 @@ impl Metrics {
     pub fn builder_phase(&self, pool: &str, step: &str, seconds: f64) {
         self.step_duration
             .get_or_create(&labels(&[("pool", pool), ("step", step)]))
+            .observe(seconds);
+    }
+
+    pub fn boot_checked(&self, pool: &str, passed: bool, accelerator: &str, seconds: f64) {
+        let result = if passed { "passed" } else { "failed" };
+        self.boot_check_duration
+            .get_or_create(&labels(&[
+                ("pool", pool),
+                ("result", result),
+                ("accelerator", accelerator),
+            ]))
             .observe(seconds);
     }
 

@@ -169,6 +169,12 @@ pub struct Settings {
     /// plain HTTP and the builder over plain HTTP or unverified TLS. TLS stays on for all others.
     #[arg(long, env = "STRATA_INSECURE_REGISTRIES", value_delimiter = ',')]
     pub insecure_registries: Vec<String>,
+    /// An extended resource that gives a pod /dev/kvm (for example KubeVirt's
+    /// `devices.kubevirt.io/kvm`): the boot step asks for one and boots with KVM. Empty: the
+    /// boot step boots with QEMU's software emulation (minutes instead of seconds) unless the
+    /// node gives /dev/kvm to every pod.
+    #[arg(long, env = "STRATA_BOOT_CHECK_KVM_RESOURCE", default_value = "")]
+    pub boot_check_kvm_resource: String,
     /// Builder pod retries for transient failures (the Job's backoffLimit).
     #[arg(long, env = "STRATA_BUILD_BACKOFF_LIMIT", default_value_t = 3)]
     pub backoff_limit: i32,

@@ -46,6 +46,35 @@ pub struct Request {
     pub kernel_args: Vec<String>,
     /// Written into the deployment's `/etc`: the boot check's report unit, for example.
     pub etc_files: Vec<EtcEntry>,
+    pub buildah: Buildah,
+}
+
+/// How buildah is run: the program, global options (a storage root and driver of its own, as in
+/// the builder pod) and environment. The default is the host's `buildah` as it is.
+#[derive(Clone, Debug)]
+pub struct Buildah {
+    pub program: PathBuf,
+    pub global_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Buildah {
+    fn default() -> Self {
+        Buildah {
+            program: "buildah".into(),
+            global_args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Buildah {
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.global_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
 }
 
 /// A file or symlink written into the deployment's `/etc` (path relative to it).
@@ -296,8 +325,12 @@ fn remove_work(work: &Path) -> Result<(), BootError> {
             let dir = std::fs::File::open(&path).map_err(|e| BootError::io(&path, e))?;
             let flags =
                 rustix::fs::ioctl_getflags(&dir).map_err(|e| BootError::io(&path, e.into()))?;
-            rustix::fs::ioctl_setflags(&dir, flags - rustix::fs::IFlags::IMMUTABLE)
-                .map_err(|e| BootError::io(&path, e.into()))?;
+            // Only when set: changing the flag takes CAP_LINUX_IMMUTABLE, which a user namespace
+            // (the builder pod's) does not give, and where ostree could not set it either.
+            if flags.contains(rustix::fs::IFlags::IMMUTABLE) {
+                rustix::fs::ioctl_setflags(&dir, flags - rustix::fs::IFlags::IMMUTABLE)
+                    .map_err(|e| BootError::io(&path, e.into()))?;
+            }
         }
     }
     std::fs::remove_dir_all(work).map_err(|e| BootError::io(work, e))
@@ -310,11 +343,12 @@ fn write(path: &Path, text: &str) -> Result<(), BootError> {
 /// A buildah working container of the image, removed when dropped.
 struct Container {
     name: String,
+    buildah: Buildah,
 }
 
 impl Container {
     fn from(req: &Request) -> Result<Self, BootError> {
-        let mut cmd = Command::new("buildah");
+        let mut cmd = req.buildah.command();
         cmd.args(["from", "--quiet", "--pull=missing"]);
         cmd.arg(format!("--tls-verify={}", req.tls_verify));
         if let Some(authfile) = &req.authfile {
@@ -322,11 +356,14 @@ impl Container {
         }
         cmd.arg(&req.image);
         let name = run_tool(&mut cmd)?.trim().to_string();
-        Ok(Container { name })
+        Ok(Container {
+            name,
+            buildah: req.buildah.clone(),
+        })
     }
 
     fn image_id(&self) -> Result<String, BootError> {
-        let out = run_tool(Command::new("buildah").args([
+        let out = run_tool(self.buildah.command().args([
             "inspect",
             "--type",
             "container",
@@ -339,7 +376,7 @@ impl Container {
 
     fn mount(&self) -> Result<PathBuf, BootError> {
         Ok(PathBuf::from(
-            run_tool(Command::new("buildah").args(["mount", &self.name]))?.trim(),
+            run_tool(self.buildah.command().args(["mount", &self.name]))?.trim(),
         ))
     }
 
@@ -351,7 +388,7 @@ impl Container {
         req: &Request,
     ) -> Result<(), BootError> {
         let kargs = layout.kernel_args(&req.kernel_args).join("\n");
-        let mut cmd = Command::new("buildah");
+        let mut cmd = self.buildah.command();
         cmd.args(["run", "--isolation", "chroot"])
             .arg(format!("--volume={}:/run/strata-image:ro", mount.display()))
             .arg(format!("--volume={}:/run/strata-disk", work.display()))
@@ -372,6 +409,6 @@ impl Container {
 impl Drop for Container {
     fn drop(&mut self) {
         // Best effort: a container left behind is visible in `buildah containers`.
-        let _ = Command::new("buildah").args(["rm", &self.name]).output();
+        let _ = self.buildah.command().args(["rm", &self.name]).output();
     }
 }

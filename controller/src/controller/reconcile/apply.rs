@@ -347,6 +347,7 @@ fn record(ctx: &Context, update: MetricsUpdate) {
         config,
         latest_build_failed,
         waiting_for_pool,
+        boot_check,
     } = update;
     let m = &ctx.metrics;
     m.set_config(
@@ -371,6 +372,9 @@ fn record(ctx: &Context, update: MetricsUpdate) {
     }
     for (phase, seconds) in phase_seconds {
         m.builder_phase(&pool, &phase, seconds);
+    }
+    if let Some((passed, seconds, accelerator)) = boot_check {
+        m.boot_checked(&pool, passed, &accelerator, seconds);
     }
 }
 

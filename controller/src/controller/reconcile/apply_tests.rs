@@ -201,6 +201,7 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
         message: Some(strata_crds::contract::TerminationMessage::Success {
             digest: DIGEST.into(),
             size_bytes: 1,
+            boot_check: None,
             phases: vec![],
         }),
     };

@@ -20,7 +20,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 use serde_json::{Value, json};
 use strata_crds::MachineOSBuild;
-use strata_crds::contract::{annotations, exit_code, install, labels, mco};
+use strata_crds::contract::{BootPlan, annotations, exit_code, install, labels, mco};
 
 use crate::controller::environment::{self, Environment};
 use crate::controller::names::{self, fit_63};
@@ -234,12 +234,16 @@ fn credentials_secret(
 
 /// The ConfigMaps, Secrets and Job of `build`. `push_auth`/`base_auth` are canonical
 /// `.dockerconfigjson` documents.
+/// The objects of `build`; `boot` is the boot step's plan (None: the config turned the check
+/// off).
+#[allow(clippy::too_many_arguments)]
 pub fn build_objects(
     build: &MachineOSBuild,
     containerfile: &str,
     push_auth: &str,
     base_auth: Option<&str>,
     env: &Environment,
+    boot: Option<&BootPlan>,
     settings: &Settings,
 ) -> BuildObjects {
     let name = build.metadata.name.clone().unwrap_or_default();
@@ -264,6 +268,7 @@ pub fn build_objects(
         &environment,
         env,
         &storage,
+        boot,
         settings,
     );
     let cache_claim = match storage {
@@ -297,6 +302,7 @@ struct PodVolumes {
     volumes: Vec<Volume>,
     pull: Vec<VolumeMount>,
     build: Vec<VolumeMount>,
+    boot: Vec<VolumeMount>,
     push: Vec<VolumeMount>,
 }
 
@@ -411,14 +417,19 @@ fn build_volumes(
         pull.push(mount("pull-auth", pod::PULL_AUTH_DIR, true));
     }
     pull.extend(shared.iter().cloned());
-    let mut build = vec![containerfile];
+    let mut build = vec![containerfile.clone()];
     build.extend(shared.iter().cloned());
+    // The boot step reads the Containerfile (its base) and the storage; no credential, no
+    // environment: it reaches no registry, and its VM has no network.
+    let mut boot = vec![containerfile];
+    boot.extend(shared.iter().cloned());
     let mut push = vec![mount("push-auth", pod::PUSH_AUTH_DIR, true)];
     push.extend(shared);
     PodVolumes {
         volumes,
         pull,
         build,
+        boot,
         push,
     }
 }
@@ -438,6 +449,7 @@ fn add_environment(
         pull,
         build,
         push,
+        ..
     } = pod_volumes;
     let env_name = environment.metadata.name.clone().unwrap_or_default();
     let data = environment.data.clone().unwrap_or_default();
@@ -546,14 +558,15 @@ fn proxy_env(proxy: &environment::Proxy, credentials: &str) -> Vec<EnvVar> {
     vars
 }
 
-/// Every step's environment: the image to make, the insecure registries, the cluster proxy
-/// (from the credentials Secret `credentials`), and the shared storage's bounds when the storage
-/// is the cache claim.
+/// A step's environment: the image to make, the insecure registries, the cluster proxy (from the
+/// credentials Secret `credentials`; not for the boot step, which reaches no network), and the
+/// shared storage's bounds when the storage is the cache claim.
 fn step_env(
     image: String,
     env: &Environment,
     credentials: &str,
     shared: bool,
+    with_proxy: bool,
     settings: &Settings,
 ) -> Vec<EnvVar> {
     let mut vars = vec![env_var("STRATA_IMAGE", image)];
@@ -563,7 +576,9 @@ fn step_env(
             settings.insecure_registries.join(","),
         ));
     }
-    vars.extend(proxy_env(&env.proxy, credentials));
+    if with_proxy {
+        vars.extend(proxy_env(&env.proxy, credentials));
+    }
     if shared {
         // The builds keep the shared storage in bounds themselves (builder-image/README.md).
         let min_free = u64::from(settings.cache_claim_min_free_gib) << 30;
@@ -609,7 +624,9 @@ fn step_resources(settings: &Settings) -> ResourceRequirements {
 /// reports only the kubelet's reason); the pull and push steps run only Strata and buildah, and
 /// one that dies without writing its message (OOM, a crash) still reports its log's end.
 fn termination_message_policy(step: &str) -> &'static str {
-    if step == strata_crds::contract::builder_pod::BUILD {
+    use strata_crds::contract::builder_pod::{BOOT, BUILD};
+    // The boot step's log carries the booted image's console.
+    if step == BUILD || step == BOOT {
         "File"
     } else {
         "FallbackToLogsOnError"
@@ -669,17 +686,57 @@ fn tolerations(placement: &BuilderPlacement) -> Vec<Toleration> {
         .unwrap_or_default()
 }
 
-/// The builder pod: the pull and build steps as init containers, the push step last.
-fn pod_spec(volumes: PodVolumes, env: &[EnvVar], settings: &Settings) -> PodSpec {
+/// The boot step's memory request: the VM's 2 GiB and QEMU's own (its translation cache under
+/// software emulation). The builder's memory limit (default 4 GiB) must stay above it.
+const BOOT_MEMORY_REQUEST: &str = "2560Mi";
+
+/// The boot step's container: the common step, and the cluster's KVM device resource when one
+/// is configured (KubeVirt's device plugin offers `devices.kubevirt.io/kvm`).
+fn boot_step(settings: &Settings, env: &[EnvVar], mounts: Vec<VolumeMount>) -> Container {
+    use strata_crds::contract::builder_pod::BOOT;
+    let mut container = step(BOOT, settings, env, mounts, STEP_CAPABILITIES);
+    // The VM's memory is used, not a peak: the scheduler must count it.
+    if let Some(requests) = container
+        .resources
+        .as_mut()
+        .and_then(|r| r.requests.as_mut())
+    {
+        requests.insert("memory".into(), Quantity(BOOT_MEMORY_REQUEST.into()));
+    }
+    let kvm = &settings.boot_check_kvm_resource;
+    if !kvm.is_empty()
+        && let Some(resources) = container.resources.as_mut()
+    {
+        for list in [&mut resources.limits, &mut resources.requests] {
+            list.get_or_insert_with(BTreeMap::new)
+                .insert(kvm.clone(), Quantity("1".into()));
+        }
+    }
+    container
+}
+
+/// The builder pod: the pull, build and (when the check is on) boot steps as init containers,
+/// the push step last.
+fn pod_spec(
+    volumes: PodVolumes,
+    env: &[EnvVar],
+    boot_env: Option<Vec<EnvVar>>,
+    settings: &Settings,
+) -> PodSpec {
     use strata_crds::contract::builder_pod as pod;
     let placement = &settings.builder_placement;
     let PodVolumes {
         volumes,
         pull,
         build,
+        boot,
         push,
     } = volumes;
     let container = |name: &str, mounts| step(name, settings, env, mounts, STEP_CAPABILITIES);
+    let mut init_containers = vec![container(pod::PULL, pull), container(pod::BUILD, build)];
+    if let Some(boot_env) = boot_env {
+        init_containers.push(boot_step(settings, &boot_env, boot));
+    }
     PodSpec {
         restart_policy: Some("Never".into()),
         service_account_name: Some(settings.builder_service_account.clone()),
@@ -693,10 +750,7 @@ fn pod_spec(volumes: PodVolumes, env: &[EnvVar], settings: &Settings) -> PodSpec
         node_selector: Some(node_selector(placement)),
         tolerations: Some(tolerations(placement)),
         priority_class_name: placement.priority_class.clone(),
-        init_containers: Some(vec![
-            container(pod::PULL, pull),
-            container(pod::BUILD, build),
-        ]),
+        init_containers: Some(init_containers),
         containers: vec![container(pod::PUSH, push)],
         volumes: Some(volumes),
         ..PodSpec::default()
@@ -736,6 +790,7 @@ fn builder_job(
     environment: &ConfigMap,
     env: &Environment,
     storage: &ImageStorage,
+    boot: Option<&BootPlan>,
     settings: &Settings,
 ) -> Job {
     let name = build.metadata.name.clone().unwrap_or_default();
@@ -743,13 +798,23 @@ fn builder_job(
     let mut volumes = build_volumes(&name, has_pull_auth, claim, settings);
     add_environment(&mut volumes, &name, environment, env);
     let image = names::image_for_build(&build.spec.rendered_image_push_spec, &name);
-    let step_env = step_env(
-        image,
-        env,
-        &names::credentials_secret(&name),
-        claim.is_some(),
-        settings,
-    );
+    let credentials = names::credentials_secret(&name);
+    let boot_env = boot.map(|plan| {
+        let mut vars = step_env(
+            image.clone(),
+            env,
+            &credentials,
+            claim.is_some(),
+            false,
+            settings,
+        );
+        vars.push(env_var(
+            strata_crds::contract::builder_pod::BOOT_PLAN_ENV,
+            serde_json::to_string(plan).unwrap_or_default(),
+        ));
+        vars
+    });
+    let step_env = step_env(image, env, &credentials, claim.is_some(), true, settings);
     let mut pod_labels = build_labels(build);
     pod_labels.insert(labels::COMPONENT.into(), labels::BUILDER.into());
     Job {
@@ -764,7 +829,7 @@ fn builder_job(
                     annotations: Some(pod_annotations(build)),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(volumes, &step_env, settings)),
+                spec: Some(pod_spec(volumes, &step_env, boot_env, settings)),
             },
             ..JobSpec::default()
         }),
@@ -854,6 +919,7 @@ mod tests {
             "{\"auths\":{}}",
             Some("{\"auths\":{}}"),
             &Environment::default(),
+            BootPlan::of(None, None).as_ref(),
             &settings,
         );
         insta::assert_yaml_snapshot!(objects.job);
@@ -871,6 +937,7 @@ mod tests {
             "{}",
             None,
             &Environment::default(),
+            None,
             &Settings::for_tests(),
         );
         let job_meta = &objects.job.metadata;
@@ -936,6 +1003,7 @@ mod tests {
             "{}",
             Some("{}"),
             &env,
+            None,
             &Settings::for_tests(),
         );
         let data = objects.environment.data.clone().unwrap();
@@ -1003,6 +1071,7 @@ mod tests {
             "{}",
             None,
             &Environment::default(),
+            None,
             settings,
         );
         objects.job.spec.and_then(|s| s.template.spec).unwrap()
@@ -1036,7 +1105,15 @@ mod tests {
             cache_claim_size: "20Gi".into(),
             ..Settings::for_tests()
         };
-        let objects = build_objects(&build(), "FROM x AS base\n", "{}", None, &env, &settings);
+        let objects = build_objects(
+            &build(),
+            "FROM x AS base\n",
+            "{}",
+            None,
+            &env,
+            None,
+            &settings,
+        );
         let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
         let storage = pod
             .volumes
@@ -1132,20 +1209,21 @@ mod tests {
     }
 
     #[test]
-    fn no_credential_reaches_the_build_step() {
+    fn no_credential_reaches_the_build_and_boot_steps() {
         let objects = build_objects(
             &build(),
             "FROM x AS base\n",
             "{}",
             Some("{}"),
             &Environment::default(),
+            BootPlan::of(None, None).as_ref(),
             &Settings::for_tests(),
         );
         let pod = objects.job.spec.and_then(|s| s.template.spec).unwrap();
         assert_eq!(pod.automount_service_account_token, Some(false));
         let containers = steps(&pod);
         let names: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["pull", "build", "push"]);
+        assert_eq!(names, ["pull", "build", "boot", "push"]);
         let secret_volumes: Vec<&str> = pod
             .volumes
             .iter()
@@ -1160,17 +1238,20 @@ mod tests {
                 .map(|m| m.name.clone())
                 .collect()
         };
-        let build_mounts = mounts(containers[1]);
-        assert!(
-            secret_volumes
-                .iter()
-                .all(|s| !build_mounts.contains(&s.to_string())),
-            "the build step mounts a Secret: {build_mounts:?}"
-        );
+        for step in [containers[1], containers[2]] {
+            let step_mounts = mounts(step);
+            assert!(
+                secret_volumes
+                    .iter()
+                    .all(|s| !step_mounts.contains(&s.to_string())),
+                "the {} step mounts a Secret: {step_mounts:?}",
+                step.name
+            );
+        }
         assert!(mounts(containers[0]).contains(&"pull-auth".to_string()));
         assert!(!mounts(containers[0]).contains(&"push-auth".to_string()));
-        assert!(mounts(containers[2]).contains(&"push-auth".to_string()));
-        assert!(!mounts(containers[2]).contains(&"pull-auth".to_string()));
+        assert!(mounts(containers[3]).contains(&"push-auth".to_string()));
+        assert!(!mounts(containers[3]).contains(&"pull-auth".to_string()));
         for c in &containers {
             let sc = c.security_context.as_ref().unwrap();
             assert_eq!(sc.allow_privilege_escalation, Some(false));
@@ -1180,6 +1261,85 @@ mod tests {
             );
         }
         assert_eq!(pod.node_selector.unwrap()["kubernetes.io/arch"], "amd64");
+    }
+
+    /// The boot step gets its plan, no proxy (its VM has no network), and the KVM device
+    /// resource when one is configured; a config that turns the check off has no boot step.
+    #[test]
+    fn the_boot_step_follows_the_config_and_the_cluster() {
+        let env = Environment {
+            proxy: environment::Proxy {
+                http: "http://proxy:3128".into(),
+                ..environment::Proxy::default()
+            },
+            ..Environment::default()
+        };
+        let plan = BootPlan {
+            timeout_seconds: 300,
+            target: "multi-user.target".into(),
+            active_units: vec!["agent.service".into()],
+            commands: vec!["test -x /usr/bin/agent".into()],
+            base_image_failed_units: Some(vec!["auditd.service".into()]),
+        };
+        let settings = Settings {
+            boot_check_kvm_resource: "devices.kubevirt.io/kvm".into(),
+            ..Settings::for_tests()
+        };
+        let pod_of = |boot: Option<&BootPlan>| {
+            build_objects(
+                &build(),
+                "FROM x AS base\n",
+                "{}",
+                None,
+                &env,
+                boot,
+                &settings,
+            )
+            .job
+            .spec
+            .and_then(|s| s.template.spec)
+            .unwrap()
+        };
+        let pod = pod_of(Some(&plan));
+        let boot = steps(&pod)
+            .into_iter()
+            .find(|c| c.name == "boot")
+            .cloned()
+            .unwrap();
+        let vars: BTreeMap<String, Option<String>> = boot
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect();
+        let written: BootPlan =
+            serde_json::from_str(vars["STRATA_BOOT_PLAN"].as_deref().unwrap()).unwrap();
+        assert_eq!(written, plan);
+        assert!(
+            !vars.keys().any(|k| k.to_lowercase().contains("proxy")),
+            "{vars:?}"
+        );
+        let resources = boot.resources.unwrap();
+        for list in [resources.limits, resources.requests] {
+            assert_eq!(
+                list.unwrap()["devices.kubevirt.io/kvm"],
+                Quantity("1".into())
+            );
+        }
+        assert_eq!(boot.termination_message_policy.as_deref(), Some("File"));
+        let others = steps(&pod);
+        assert!(others.iter().filter(|c| c.name != "boot").all(|c| {
+            !c.resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap()
+                .contains_key("devices.kubevirt.io/kvm")
+        }));
+        let off = pod_of(None);
+        let names: Vec<String> = steps(&off).iter().map(|c| c.name.clone()).collect();
+        assert_eq!(names, ["pull", "build", "push"]);
     }
 
     /// A proxy URL may carry `user:password`: the steps read it from the build's credentials
@@ -1200,6 +1360,7 @@ mod tests {
             "{}",
             None,
             &env,
+            None,
             &Settings::for_tests(),
         );
         let job = serde_json::to_string(&objects.job).unwrap();
@@ -1250,6 +1411,7 @@ mod tests {
             "{}",
             None,
             &Environment::default(),
+            None,
             &Settings::for_tests(),
         );
         assert!(

@@ -71,6 +71,10 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Observed {
         None => None,
     };
     let machine_config = machine_config(ctx, Some(&names::machine_config(pool_name)));
+    let base_failed_units = base.as_ref().ok().and_then(|base| {
+        let all = ctx.stores.builds.state();
+        recorded_base_failures(base, all.iter().map(|b| b.as_ref()))
+    });
     Observed {
         config: config.clone(),
         pool,
@@ -89,8 +93,30 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Observed {
         image_check,
         machine_config,
         environment,
+        base_failed_units,
         now,
     }
+}
+
+/// The units `base` fails by itself, as the newest build of any config on that base recorded
+/// them (its boot step boots the base only when nothing recorded them yet).
+pub fn recorded_base_failures<'b>(
+    base: &str,
+    builds: impl Iterator<Item = &'b MachineOSBuild>,
+) -> Option<Vec<String>> {
+    builds
+        .filter(|b| b.spec.base_image == base)
+        .filter_map(|b| {
+            let status = b.status.as_ref()?;
+            let units = status
+                .boot_check
+                .as_ref()?
+                .base_image_failed_units
+                .clone()?;
+            Some((status.build_end.clone(), units))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, units)| units)
 }
 
 /// The typed view of a cached MCO object. One that does not read as the view (a field of another

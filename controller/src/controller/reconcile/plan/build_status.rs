@@ -20,6 +20,9 @@ use crate::controller::objects::build_objects;
 use crate::controller::registry_client::ImageCheck;
 use crate::render::Rendered;
 
+/// The failure reason of a build whose image did not boot (the builder's boot step).
+const BOOT_FAILED: &str = "BootFailed";
+
 /// Waiting reasons of a builder container that will not start by itself: an image that cannot be
 /// pulled, a missing ConfigMap or Secret.
 const STUCK_REASONS: [&str; 6] = [
@@ -259,12 +262,17 @@ fn make_objects(planner: &mut Planner<'_>, build: &MachineOSBuild, rendered: &Re
             let environment = observed
                 .environment
                 .for_builds(observed.config.spec.mounts_entitlement());
+            let boot = strata_crds::contract::BootPlan::of(
+                observed.config.spec.boot_check.as_ref(),
+                observed.base_failed_units.clone(),
+            );
             planner.plan.build_objects = Some(build_objects(
                 build,
                 &rendered.containerfile,
                 push,
                 base.as_deref(),
                 &environment,
+                boot.as_ref(),
                 planner.settings,
             ));
         }
@@ -345,10 +353,15 @@ fn follow_job(
                     reason,
                     message,
                     log_tail,
+                    boot_check,
                     ..
                 }),
                 _,
-            ) => failed(planner, build, *attempts, reason, message, log_tail),
+            ) => {
+                let mut next = failed(planner, build, *attempts, reason, message, log_tail);
+                record_boot_check(planner, &mut next, boot_check.as_deref());
+                next
+            }
             (_, Some("OOMKilled")) => failed(
                 planner,
                 build,
@@ -420,7 +433,13 @@ fn succeeded(
     message: Option<&TerminationMessage>,
 ) -> MachineOSBuildStatus {
     let observed = planner.observed;
-    let Some(TerminationMessage::Success { digest, phases, .. }) = message else {
+    let Some(TerminationMessage::Success {
+        digest,
+        phases,
+        boot_check,
+        ..
+    }) = message
+    else {
         return failed(
             planner,
             build,
@@ -438,7 +457,9 @@ fn succeeded(
         Some(ImageCheck::Present { inputs_hash })
             if inputs_hash.as_deref() == Some(rendered.inputs_hash.as_str()) =>
         {
-            verified(planner, build, attempts, &image, phases)
+            let mut next = verified(planner, build, attempts, &image, phases);
+            record_boot_check(planner, &mut next, boot_check.as_deref());
+            next
         }
         Some(ImageCheck::Present { inputs_hash }) => failed(
             planner,
@@ -528,6 +549,22 @@ fn verified(
     next
 }
 
+/// The boot check's result in the build's status and metrics (a build whose check was off has
+/// none).
+fn record_boot_check(
+    planner: &mut Planner<'_>,
+    next: &mut MachineOSBuildStatus,
+    result: Option<&strata_crds::BootCheckResult>,
+) {
+    let Some(result) = result else { return };
+    next.boot_check = Some(result.clone());
+    planner.plan.metrics.boot_check = Some((
+        result.passed,
+        f64::from(result.seconds),
+        result.accelerator.clone(),
+    ));
+}
+
 /// What the controller hides in a failure it records: the cluster proxy's credentials and the
 /// entitlement's files, as the builder steps do. The steps redact their own messages; this
 /// covers a message that is not theirs (a termination log written after the step's own, by a
@@ -569,9 +606,16 @@ fn failed(
         message: strata_crds::contract::keep_tail(message, 4000),
         log_tail: strata_crds::contract::keep_tail(log_tail, 4000),
     });
+    // A boot failure has an Event reason of its own: the one an administrator who lost a node
+    // to a bad image watches for.
+    let event_reason = if reason == BOOT_FAILED {
+        BOOT_FAILED
+    } else {
+        "BuildFailed"
+    };
     planner.event(
         EventType::Warning,
-        "BuildFailed",
+        event_reason,
         "FailBuild",
         format!("build {name} failed ({reason}): {message}"),
     );

@@ -123,6 +123,9 @@ pub struct Observed {
     pub machine_config: Option<mco::MachineConfig>,
     /// The cluster's environment: what the builder pod gets beyond the config's own inputs.
     pub environment: Environment,
+    /// The units the current base fails by itself, when a build recorded them (the boot check's
+    /// baseline).
+    pub base_failed_units: Option<Vec<String>>,
     pub now: Timestamp,
 }
 
@@ -164,6 +167,8 @@ pub struct MetricsUpdate {
     pub latest_build_failed: Option<bool>,
     /// The pool condition the config waits on (WaitingForPool True), if any.
     pub waiting_for_pool: Option<String>,
+    /// A build's boot check ended this round: passed, its seconds, the accelerator.
+    pub boot_check: Option<(bool, f64, String)>,
 }
 
 /// What to do. Apply destructures every field: a field nobody applies does not compile.

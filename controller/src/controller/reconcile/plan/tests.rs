@@ -61,6 +61,7 @@ fn succeeded_job() -> JobObservation {
         message: Some(TerminationMessage::Success {
             digest: DIGEST.into(),
             size_bytes: 1,
+            boot_check: None,
             phases: vec![PhaseTiming {
                 phase: "push".into(),
                 start_ms: 1,
@@ -520,6 +521,7 @@ fn failed_build_keeps_the_current_image_and_never_touches_the_pool() {
             reason: "StepFailed".into(),
             message: "step RUN false failed: exit status 1 (Containerfile line 7)".into(),
             log_tail: "STEP 2/3: RUN false".into(),
+            boot_check: None,
         }),
         killed: Some("Error".into()),
         raw_message: String::new(),
@@ -820,6 +822,7 @@ fn a_new_release_base_holds_the_pool_from_the_first_round_until_the_rebuild_is_r
         message: Some(TerminationMessage::Success {
             digest: format!("sha256:{}", "4".repeat(64)),
             size_bytes: 1,
+            boot_check: None,
             phases: vec![],
         }),
     };
@@ -870,6 +873,7 @@ fn a_release_back_to_a_base_already_built_holds_the_pool_while_it_pins_the_old_b
         message: Some(TerminationMessage::Success {
             digest: format!("sha256:{}", "4".repeat(64)),
             size_bytes: 1,
+            boot_check: None,
             phases: vec![],
         }),
     };
@@ -963,6 +967,7 @@ fn a_failed_rebuild_keeps_the_hold_and_says_so() {
             reason: "StepFailed".into(),
             message: "step RUN true failed".into(),
             log_tail: String::new(),
+            boot_check: None,
         }),
         killed: None,
         raw_message: String::new(),
@@ -1379,6 +1384,7 @@ fn the_latest_build_failed_metric_follows_the_current_inputs() {
             reason: "StepFailed".into(),
             message: "step RUN false failed".into(),
             log_tail: String::new(),
+            boot_check: None,
         }),
         killed: None,
         raw_message: String::new(),
@@ -1491,4 +1497,176 @@ proptest::proptest! {
             }
         }
     }
+}
+
+fn boot_result(passed: bool, failed: &[&str]) -> strata_crds::BootCheckResult {
+    strata_crds::BootCheckResult {
+        passed,
+        seconds: 170,
+        accelerator: "TCG".into(),
+        failed_units: failed.iter().map(|u| u.to_string()).collect(),
+        base_image_failed_units: Some(vec![]),
+    }
+}
+
+#[test]
+fn a_build_that_did_not_boot_fails_with_its_units_and_never_touches_the_pool() {
+    let mut cfg = config("RUN echo 'LABEL=x /var/broken xfs defaults 0 2' >> /etc/fstab\n");
+    let previous = format!("registry.example.com/strata/os@{DIGEST}");
+    cfg.status = Some(MachineOSConfigStatus {
+        current_image_pull_spec: Some(previous.clone()),
+        ..Default::default()
+    });
+    let mut o = observed(cfg);
+    o.builds = vec![created(&o)];
+    o.job = JobObservation::Failed {
+        attempts: 1,
+        reason: "PodFailurePolicy".into(),
+        message: "container boot exited with 3".into(),
+        termination: Some(TerminationMessage::Failure {
+            class: FailureClass::Terminal,
+            reason: "BootFailed".into(),
+            message: "the image did not boot as required: failed units: var-broken.mount".into(),
+            log_tail: "var-broken.mount: Failed to mount /var/broken".into(),
+            boot_check: Some(Box::new(boot_result(false, &["var-broken.mount"]))),
+        }),
+        killed: Some("Error".into()),
+        raw_message: String::new(),
+    };
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.machine_config.is_none());
+    let build_status = &p.build_status[0].1;
+    assert_eq!(build_status.phase(), Some(BuildPhase::Failed));
+    assert_eq!(build_status.failure.as_ref().unwrap().reason, "BootFailed");
+    assert_eq!(
+        build_status.boot_check,
+        Some(boot_result(false, &["var-broken.mount"]))
+    );
+    assert_eq!(
+        status(&p, &o).current_image_pull_spec.as_deref(),
+        Some(previous.as_str())
+    );
+    let event = p
+        .events
+        .iter()
+        .find(|e| e.type_ == EventType::Warning && e.reason == "BootFailed")
+        .unwrap();
+    assert!(event.note.contains("var-broken.mount"), "{}", event.note);
+    assert_eq!(p.metrics.boot_check, Some((false, 170.0, "TCG".into())));
+}
+
+#[test]
+fn a_build_that_booted_records_its_check() {
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    o.job = JobObservation::Succeeded {
+        attempts: 1,
+        message: Some(TerminationMessage::Success {
+            digest: DIGEST.into(),
+            size_bytes: 1,
+            phases: vec![],
+            boot_check: Some(Box::new(boot_result(true, &[]))),
+        }),
+    };
+    o.image_check = present(&o);
+    let p = plan(&o, &Settings::for_tests());
+    let status = &p.build_status[0].1;
+    assert_eq!(status.phase(), Some(BuildPhase::Succeeded));
+    assert_eq!(status.boot_check, Some(boot_result(true, &[])));
+    assert!(p.machine_config.is_some());
+    assert_eq!(p.metrics.boot_check, Some((true, 170.0, "TCG".into())));
+}
+
+/// The boot step gets the config's check (defaults filled) and the base's recorded failures; a
+/// config that turns the check off gets no boot step.
+#[test]
+fn the_builder_job_boots_unless_the_config_says_not_to() {
+    let boot_step = |o: &Observed| {
+        let p = plan(o, &Settings::for_tests());
+        let job = p.build_objects.unwrap().job;
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        pod.init_containers
+            .unwrap()
+            .into_iter()
+            .find(|c| c.name == "boot")
+            .map(|c| {
+                let plan = c
+                    .env
+                    .unwrap()
+                    .into_iter()
+                    .find(|e| e.name == "STRATA_BOOT_PLAN")
+                    .and_then(|e| e.value)
+                    .unwrap();
+                serde_json::from_str::<strata_crds::contract::BootPlan>(&plan).unwrap()
+            })
+    };
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    o.base_failed_units = Some(vec!["auditd.service".into()]);
+    let plan_of_default = boot_step(&o).unwrap();
+    assert_eq!(
+        (
+            plan_of_default.timeout_seconds,
+            plan_of_default.target.as_str()
+        ),
+        (900, "multi-user.target")
+    );
+    assert_eq!(
+        plan_of_default.base_image_failed_units,
+        Some(vec!["auditd.service".to_string()])
+    );
+    o.config.spec.boot_check = Some(strata_crds::BootCheck {
+        mode: Some(strata_crds::BootCheckMode::Enabled),
+        timeout_seconds: Some(120),
+        active_units: vec!["agent.service".into()],
+        ..Default::default()
+    });
+    let tuned = boot_step(&o).unwrap();
+    assert_eq!(tuned.timeout_seconds, 120);
+    assert_eq!(tuned.active_units, ["agent.service"]);
+    o.config.spec.boot_check = Some(strata_crds::BootCheck {
+        mode: Some(strata_crds::BootCheckMode::Disabled),
+        ..Default::default()
+    });
+    assert_eq!(boot_step(&o), None);
+}
+
+#[test]
+fn the_base_s_failures_come_from_the_newest_build_that_recorded_them() {
+    use crate::controller::reconcile::observe::recorded_base_failures;
+    let o = observed(config("RUN true\n"));
+    let with = |units: Option<&[&str]>, end: i64, base: &str| {
+        let mut b = created(&o);
+        b.spec.base_image = base.into();
+        let mut status = MachineOSBuildStatus {
+            build_end: Some(Time(
+                k8s_openapi::jiff::Timestamp::from_second(end).unwrap(),
+            )),
+            ..Default::default()
+        };
+        status.boot_check = units.map(|u| strata_crds::BootCheckResult {
+            base_image_failed_units: Some(u.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        });
+        b.status = Some(status);
+        b
+    };
+    let builds = [
+        with(Some(&["old.service"]), 100, BASE),
+        with(Some(&["new.service"]), 200, BASE),
+        with(None, 300, BASE),
+        with(
+            Some(&["other-base.service"]),
+            400,
+            "registry.example.com/other@sha256:1",
+        ),
+    ];
+    assert_eq!(
+        recorded_base_failures(BASE, builds.iter()),
+        Some(vec!["new.service".to_string()])
+    );
+    assert_eq!(
+        recorded_base_failures("registry.example.com/none@sha256:2", builds.iter()),
+        None
+    );
 }

@@ -1,0 +1,193 @@
+//! The boot check, through the deployed controller, on the CoreOS-like base: every build boots in
+//! its builder pod before anything is pushed or pinned (QEMU from UEFI firmware, the disk a new
+//! machine would boot; software emulation here, no KVM in pods).
+//!
+//! - A fragment that installs a package from the signed local repository, adds and enables a
+//!   systemd unit and sets a kernel module option boots: the check asks for the unit to be active
+//!   and the module option to have taken, the build records a passed check, and the pool is
+//!   pinned.
+//! - A fragment with a broken fstab line fails the build with `BootFailed` naming the mount unit
+//!   (after booting the base once to learn that the base itself fails nothing), with a Warning
+//!   Event of that reason; the pool is never pointed at it.
+//! - A fragment that removes the initramfs fails with `BootFailed` before any VM starts.
+//!
+//! The release base is cluster-wide: this binary runs alone, and puts the base back when it ends.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use kube::api::Api;
+use strata_crds::{BootCheck, BootCheckMode, BuildPhase, MachineOSBuild};
+use strata_e2e::deployed::{
+    apply_config, config_events, create_pool, create_push_secret, current_build, delete_config,
+    delete_pool, ended_build, machine_configs, machine_os_config, pinned_by, with_release_base,
+};
+use strata_e2e::util::install_strata_crds;
+use strata_e2e::{Cluster, needs};
+
+const PASSING: &str = "e2e-boot-ok";
+const FAILING: &str = "e2e-boot-broken";
+/// A build, the boot disk (~1.5 min) and a boot (~3 min), twice for the failing config (its
+/// base is booted too), on 2 cores in software emulation.
+const BUILD_TIMEOUT: Duration = Duration::from_secs(1500);
+
+/// A package from the local repository (as `e2e/examples/package-install.yaml` installs it), a
+/// unit, and a module loaded with an option.
+fn customising_fragment(package_repo: &str) -> String {
+    format!(
+        "ARG PACKAGE_REPO={package_repo}\n\
+         RUN printf 'Types: deb\\nURIs: %s\\nSuites: strata\\nComponents: main\\nSigned-By: /etc/apt/keyrings/strata-local.asc\\n' \
+         \"$PACKAGE_REPO\" > /etc/apt/sources.list.d/strata-local.sources && \\\n \
+         apt-get update && apt-get install -y --no-install-recommends tree && rm -rf /run/apt\n\
+         RUN printf '[Unit]\\nDescription=Strata e2e hello\\n[Service]\\nType=oneshot\\nRemainAfterExit=yes\\nExecStart=/usr/bin/tree /etc/systemd\\n[Install]\\nWantedBy=multi-user.target\\n' \
+         > /usr/lib/systemd/system/strata-hello.service && \\\n \
+         systemctl enable strata-hello.service && \\\n \
+         echo 'options nbd nbds_max=3' > /etc/modprobe.d/strata-nbd.conf && \\\n \
+         echo nbd > /etc/modules-load.d/strata-nbd.conf\n"
+    )
+}
+
+#[tokio::test]
+async fn builds_boot_before_the_pin_and_a_broken_one_never_reaches_the_pool() -> Result<()> {
+    let test = "builds_boot_before_the_pin_and_a_broken_one_never_reaches_the_pool";
+    let (cluster, _builder) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let client = cluster.client().await?;
+    install_strata_crds(&client).await?;
+    with_release_base(&client, &cluster.os_image, || async {
+        let result = check(cluster, &client).await;
+        for pool in [PASSING, FAILING] {
+            let _ = delete_config(&client, pool).await;
+            delete_pool(&client, pool).await;
+        }
+        result
+    })
+    .await
+}
+
+async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
+    let push_secret = "e2e-boot-push";
+    create_push_secret(client, push_secret).await?;
+    for pool in [PASSING, FAILING] {
+        create_pool(client, pool).await?;
+    }
+    let builds: Api<MachineOSBuild> = Api::all(client.clone());
+    let customised = customising_fragment(&cluster.package_repo);
+
+    // Passes: the unit active, the module option taken, no failed unit.
+    let mut config = machine_os_config(cluster, PASSING, push_secret, &customised)?;
+    config.spec.boot_check = Some(BootCheck {
+        mode: Some(BootCheckMode::Enabled),
+        active_units: vec!["strata-hello.service".into()],
+        commands: vec![
+            // The module loaded at boot with the option (its default is 16), and the package's
+            // program runs.
+            "test \"$(cat /sys/module/nbd/parameters/nbds_max)\" = 3".into(),
+            "tree --version".into(),
+        ],
+        ..BootCheck::default()
+    });
+    apply_config(client, &config).await?;
+    let build = current_build(client, PASSING, None).await?;
+    let image = pinned_by(client, BUILD_TIMEOUT, PASSING, &build).await?;
+    let status = builds.get(&build).await?.status.unwrap_or_default();
+    let check = status.boot_check.clone().unwrap_or_default();
+    ensure!(
+        check.passed && check.failed_units.is_empty() && check.accelerator == "TCG",
+        "{build}: boot check {check:?}"
+    );
+    ensure!(
+        status.phases.iter().any(|p| p.phase == "boot"),
+        "{build}: no boot step in {:?}",
+        status.phases
+    );
+    eprintln!(
+        "ok: {build} booted in {} s ({}) and was pinned: {image}",
+        check.seconds, check.accelerator
+    );
+
+    // Fails: a broken fstab line on the same customisation.
+    let broken =
+        format!("{customised}RUN echo 'LABEL=boot /var/broken xfs defaults 0 2' >> /etc/fstab\n");
+    let mut config = machine_os_config(cluster, FAILING, push_secret, &broken)?;
+    config.spec.boot_check = Some(BootCheck {
+        mode: Some(BootCheckMode::Enabled),
+        ..BootCheck::default()
+    });
+    apply_config(client, &config).await?;
+    let build = current_build(client, FAILING, None).await?;
+    let ended = ended_build(client, &build, BUILD_TIMEOUT).await?;
+    let status = ended.status.clone().unwrap_or_default();
+    let failure = status.failure.clone().unwrap_or_default();
+    ensure!(
+        ended.phase() == Some(BuildPhase::Failed) && failure.reason == "BootFailed",
+        "{build} ended {:?}: {failure:?}",
+        ended.phase()
+    );
+    ensure!(
+        failure.message.contains("var-broken.mount"),
+        "the failure does not name the mount unit: {}",
+        failure.message
+    );
+    let check = status.boot_check.clone().unwrap_or_default();
+    ensure!(
+        !check.passed
+            && check.failed_units.contains(&"var-broken.mount".to_string())
+            && check.base_image_failed_units.is_some(),
+        "{build}: boot check {check:?}"
+    );
+    ensure!(
+        status.digested_image_push_spec.is_none(),
+        "a build that did not boot was pushed: {:?}",
+        status.digested_image_push_spec
+    );
+    let events = config_events(client, FAILING).await?;
+    ensure!(
+        events.iter().any(|(ty, reason, note)| ty == "Warning"
+            && reason == "BootFailed"
+            && note.contains("var-broken.mount")),
+        "no BootFailed Warning Event naming the unit: {events:?}"
+    );
+    let pinned = machine_configs(client)
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .any(|mc| {
+            mc.metadata
+                .labels
+                .unwrap_or_default()
+                .get("strata.dev/machine-os-config")
+                .is_some_and(|c| c == FAILING)
+        });
+    ensure!(
+        !pinned,
+        "pool {FAILING} got a MachineConfig from a build that did not boot"
+    );
+    eprintln!(
+        "ok: {build} failed BootFailed: {} (base fails {:?} by itself)",
+        failure.message, check.base_image_failed_units
+    );
+
+    // Refused before any boot: no initramfs next to the kernel.
+    let no_initramfs = format!("{customised}RUN rm /usr/lib/modules/*/initramfs.img\n");
+    apply_config(
+        client,
+        &machine_os_config(cluster, FAILING, push_secret, &no_initramfs).map(|mut c| {
+            c.spec.boot_check = Some(BootCheck::default());
+            c
+        })?,
+    )
+    .await?;
+    let refused = current_build(client, FAILING, Some(&build)).await?;
+    let ended = ended_build(client, &refused, BUILD_TIMEOUT).await?;
+    let failure = ended
+        .status
+        .clone()
+        .and_then(|s| s.failure)
+        .unwrap_or_default();
+    ensure!(
+        failure.reason == "BootFailed" && failure.message.contains("no initramfs.img"),
+        "{refused}: {failure:?}"
+    );
+    Ok(())
+}
