@@ -39,7 +39,7 @@ if [[ "${STRATA_METRICS_TLS:-}" == 1 ]]; then
   COMPONENTS=$(realpath --relative-to="$DEPLOY" "$ROOT/manifests/components/metrics-tls")
 fi
 # The kustomization and the controller's patch from e2e/manifests/deploy-*.yaml; the NetworkPolicy
-# patch adds a port per server builder pods reach.
+# patches add a port per server builder pods, and the controller, reach.
 REPLICAS=${STRATA_REPLICAS:-2}
 render "$ROOT/e2e/manifests/deploy-kustomization.yaml" REL="$REL" COMPONENTS="$COMPONENTS" \
   IMAGE_NAME="${BUILDER%@*}" IMAGE_DIGEST="${BUILDER#*@}" > "$DEPLOY/kustomization.yaml"
@@ -58,6 +58,14 @@ if [[ -n "${STRATA_PROXY:-}" ]]; then
 fi
 printf -- '- op: add\n  path: /spec/egress/1/ports/-\n  value: {protocol: TCP, port: %s}\n' "${PORTS[@]}" \
   > "$DEPLOY/builder-egress-patch.yaml"
+# The controller reaches the API server, the registry and the proxy on the node's address, on ports
+# of their own (the OpenShift environment's TLS registries only through the proxy).
+PORTS=("${STRATA_E2E_APISERVER##*:}" "${STRATA_REGISTRY##*:}")
+if [[ -n "${STRATA_PROXY:-}" ]]; then
+  port=${STRATA_PROXY%/}; PORTS+=("${port##*:}")
+fi
+printf -- '- op: add\n  path: /spec/egress/1/ports/-\n  value: {protocol: TCP, port: %s}\n' "${PORTS[@]}" \
+  > "$DEPLOY/controller-egress-patch.yaml"
 log "applying manifests/overlays/local (image $BUILDER)"
 kubectl apply --server-side --force-conflicts -k "$DEPLOY" >/dev/null
 kubectl wait --for=condition=Established crd/machineosconfigs.strata.dev crd/machineosbuilds.strata.dev --timeout=60s >/dev/null

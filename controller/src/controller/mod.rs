@@ -25,6 +25,7 @@
 //!   - [`error`]: reconcile errors; the kind decides how soon to retry.
 //!   - [`environment`]: the cluster's environment (CAs, proxy, mirrors, pull secret) for a build.
 //!   - [`registry_client`]: registry lookups (resolve a digest, inspect an image).
+//!   - [`registry_http`]: its reads, each with a size cap and redirect rules.
 //!
 //! Shared with the builder, outside this module: [`crate::docker_config`] (registry
 //! credentials) and [`crate::registry_policy`] (mirrors, blocked and insecure registries).
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod names;
 pub mod reconcile;
 pub mod registry_client;
+pub mod registry_http;
 pub mod runtime;
 pub mod settings;
 

@@ -1,24 +1,24 @@
-//! Registry lookups with oci-client: resolve a tag to a digest, and inspect a pushed image (does
-//! it exist, which inputs hash does its config carry). Every call has a connect and a total
-//! timeout, answers are cached for a while, and a credential change gets a fresh client (no token
-//! cached from the old credential is reused). The cluster's environment decides the transport
+//! Registry lookups: resolve a tag to a digest, and inspect a pushed image (does it exist, which
+//! inputs hash does its config carry). Every call has a connect and a total timeout, every read a
+//! size cap and redirect rules ([`super::registry_http`]), answers (and refusals) are cached for a
+//! while, and a credential change gets a fresh client (no token cached from the old credential is
+//! reused). The cluster's environment decides the transport
 //! (its CAs, its proxy) and where a base is pulled from (mirrors, blocked and allowed
 //! registries), as it does for the builder.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::Reference;
 use serde_json::Value;
 
 use super::environment::{Environment, Proxy};
 use super::names::repository;
+pub use super::registry_http::RegistryError;
+use super::registry_http::RegistryHttp;
 use crate::docker_config::{Credential, credential_for};
 use crate::registry_policy::RegistryPolicy;
 use crate::render::{INPUTS_HASH_LABEL, is_digest_pinned};
@@ -38,6 +38,20 @@ pub enum ImageCheck {
     Missing { first_seen: Timestamp, misses: u32 },
     /// The registry could not be asked (unreachable, timed out, refused).
     Unknown(String),
+    /// The registry's answer breaks Strata's limits (a manifest or config over its size cap, a
+    /// redirect Strata does not follow): the same again if asked soon.
+    Refused(String),
+}
+
+/// Why a reference was not resolved to a digest.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Unresolved {
+    /// Not now: unreachable, not found, credentials refused; worth asking again soon.
+    #[error("{0}")]
+    Failed(String),
+    /// Every place asked answered past Strata's limits ([`ImageCheck::Refused`]).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Timeouts and transport settings of the registry client.
@@ -85,8 +99,8 @@ impl Transport {
 
 pub struct Registry {
     settings: RegistrySettings,
-    /// One client per credential: oci-client caches tokens per client.
-    clients: Mutex<HashMap<u64, Client>>,
+    /// One client per credential and transport: a client caches its tokens.
+    clients: Mutex<HashMap<u64, Arc<RegistryHttp>>>,
     answers: Mutex<HashMap<(String, u64), (Instant, Answer)>>,
     misses: Mutex<HashMap<String, (Timestamp, Instant, u32)>>,
     /// When this process started asking (see [`Registry::recheck_due`]).
@@ -97,6 +111,9 @@ pub struct Registry {
 enum Answer {
     Resolved(String),
     Present(Option<String>),
+    /// A refusal ([`RegistryError::is_refusal`]), believed as long as an answer: a registry
+    /// serving a huge manifest is not asked again on every reconcile.
+    Refused(String),
 }
 
 /// One client per credential and transport.
@@ -120,15 +137,6 @@ fn client_key(credential: &Credential, transport: &Transport) -> u64 {
 fn scope_host(scope: &str) -> Option<String> {
     let host = scope.trim().split('/').next()?;
     (!host.is_empty() && !host.starts_with("*.")).then(|| host.to_string())
-}
-
-fn registry_auth(credential: &Credential) -> RegistryAuth {
-    match credential {
-        Credential::Anonymous => RegistryAuth::Anonymous,
-        Credential::Basic { username, password } => {
-            RegistryAuth::Basic(username.clone(), password.clone())
-        }
-    }
 }
 
 impl Registry {
@@ -156,44 +164,66 @@ impl Registry {
         counting || self.started.elapsed() >= first_recheck_after(image)
     }
 
-    fn client(&self, key: u64, transport: &Transport) -> Client {
+    fn client(
+        &self,
+        key: u64,
+        credential: &Credential,
+        transport: &Transport,
+    ) -> Result<Arc<RegistryHttp>, String> {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if clients.len() > 64 {
             clients.clear();
         }
-        clients
-            .entry(key)
-            .or_insert_with(|| {
-                let mut insecure = self.settings.insecure.clone();
-                insecure.extend(
-                    transport
-                        .policy
-                        .insecure
-                        .iter()
-                        .filter_map(|s| scope_host(s)),
-                );
-                let (http, https, _) = transport.proxy.clone();
-                let some = |v: String| (!v.is_empty()).then_some(v);
-                Client::new(ClientConfig {
-                    protocol: ClientProtocol::HttpsExcept(insecure),
-                    connect_timeout: Some(self.settings.connect_timeout),
-                    read_timeout: Some(self.settings.total_timeout),
-                    extra_root_certificates: transport
-                        .extra_roots
-                        .iter()
-                        .map(|pem| Certificate {
-                            encoding: CertificateEncoding::Pem,
-                            data: pem.as_bytes().to_vec(),
-                        })
-                        .collect(),
-                    http_proxy: some(http),
-                    https_proxy: some(https),
-                    // NO_PROXY is applied by `for_image` (reqwest cannot read `host:port`).
-                    no_proxy: None,
-                    ..ClientConfig::default()
-                })
-            })
-            .clone()
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let mut insecure = self.settings.insecure.clone();
+        insecure.extend(
+            transport
+                .policy
+                .insecure
+                .iter()
+                .filter_map(|s| scope_host(s)),
+        );
+        let client = Arc::new(RegistryHttp::new(
+            self.http_client(transport)?,
+            credential.clone(),
+            insecure,
+        ));
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// The HTTP client of `transport`: its roots and proxy only (not the process's environment),
+    /// the timeouts, and no redirects of its own (`RegistryHttp` follows them by its rules).
+    fn http_client(&self, transport: &Transport) -> Result<reqwest::Client, String> {
+        let mut roots = Vec::new();
+        for pem in &transport.extra_roots {
+            match reqwest::Certificate::from_pem_bundle(pem.as_bytes()) {
+                Ok(certs) => roots.extend(certs),
+                // One unreadable CA must not cost the others (or the proxy) every registry call.
+                Err(err) => tracing::warn!(%err, "an additional CA is not PEM; left out"),
+            }
+        }
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.settings.connect_timeout)
+            .read_timeout(self.settings.total_timeout)
+            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+            .tls_certs_merge(roots)
+            // NO_PROXY is applied by `for_image` (reqwest cannot read `host:port`).
+            .no_proxy();
+        let (http, https, _) = &transport.proxy;
+        let proxy_error = |e: reqwest::Error| format!("the cluster proxy: {e}");
+        if !http.is_empty() {
+            builder = builder.proxy(reqwest::Proxy::http(http).map_err(proxy_error)?);
+        }
+        if !https.is_empty() {
+            builder = builder.proxy(reqwest::Proxy::https(https).map_err(proxy_error)?);
+        }
+        builder
+            .build()
+            .map_err(|e| format!("cannot make a registry client: {e}"))
     }
 
     fn cached(&self, key: &(String, u64)) -> Option<Answer> {
@@ -210,16 +240,17 @@ impl Registry {
         answers.insert(key, (Instant::now(), answer));
     }
 
-    /// Runs `call` under the total timeout.
+    /// Runs `call` under the total timeout (the client's read timeout is per read).
     async fn timed<T>(
         &self,
         what: &str,
-        call: impl Future<Output = Result<T, OciDistributionError>>,
-    ) -> Result<T, RegistryError> {
+        call: impl Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, Unresolved> {
         match tokio::time::timeout(self.settings.total_timeout, call).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(RegistryError::from(err)),
-            Err(_) => Err(RegistryError::Other(format!(
+            Ok(Err(err)) if err.is_refusal() => Err(Unresolved::Refused(err.to_string())),
+            Ok(Err(err)) => Err(Unresolved::Failed(err.to_string())),
+            Err(_) => Err(Unresolved::Failed(format!(
                 "{what}: no answer within {}s",
                 self.settings.total_timeout.as_secs()
             ))),
@@ -228,32 +259,36 @@ impl Registry {
 
     /// `reference` pinned by digest: a tag is resolved, a digest is checked to exist. Asked where
     /// the registry policy says a pull goes (mirrors first, the source unless it is never
-    /// contacted); the answer keeps the reference's own name, as the nodes pull it.
+    /// contacted); the answer keeps the reference's own name, as the nodes pull it. Refused only
+    /// when every place asked refused.
     pub async fn resolve(
         &self,
         reference: &str,
         auth_json: Option<&str>,
         transport: &Transport,
-    ) -> Result<String, String> {
-        let _: Reference = reference
-            .parse()
-            .map_err(|e| format!("'{reference}' is not an image reference: {e}"))?;
+    ) -> Result<String, Unresolved> {
+        let _: Reference = reference.parse().map_err(|e| {
+            Unresolved::Failed(format!("'{reference}' is not an image reference: {e}"))
+        })?;
         let sources = transport.policy.pull_sources(reference);
         if sources.is_empty() {
             let why = transport
                 .policy
                 .refusal(reference)
                 .unwrap_or_else(|| "no mirror may serve it".into());
-            return Err(format!(
+            return Err(Unresolved::Failed(format!(
                 "cannot resolve {reference}: {why} (images.config.openshift.io/cluster, image mirror sets)"
-            ));
+            )));
         }
         let mut errors = Vec::new();
+        let mut all_refused = true;
         for source in &sources {
             match self.resolve_at(source, auth_json, transport).await {
                 Ok(digest) => {
                     if is_digest_pinned(reference) && !reference.ends_with(&digest) {
-                        return Err(format!("{reference}: {source} serves {digest}"));
+                        return Err(Unresolved::Failed(format!(
+                            "{reference}: {source} serves {digest}"
+                        )));
                     }
                     return Ok(if is_digest_pinned(reference) {
                         reference.to_string()
@@ -261,47 +296,61 @@ impl Registry {
                         format!("{}@{digest}", repository(reference))
                     });
                 }
-                Err(err) => errors.push(if source == reference {
-                    err
-                } else {
-                    format!("mirror {source}: {err}")
-                }),
+                Err(err) => {
+                    all_refused &= matches!(err, Unresolved::Refused(_));
+                    let err = err.to_string();
+                    errors.push(if source == reference {
+                        err
+                    } else {
+                        format!("mirror {source}: {err}")
+                    });
+                }
             }
         }
-        Err(format!("cannot resolve {reference}: {}", errors.join("; ")))
+        let message = format!("cannot resolve {reference}: {}", errors.join("; "));
+        Err(if all_refused {
+            Unresolved::Refused(message)
+        } else {
+            Unresolved::Failed(message)
+        })
     }
 
-    /// The digest `source` names (one place, no mirrors), cached.
+    /// The digest `source` names (one place, no mirrors), cached; a refusal is cached too.
     async fn resolve_at(
         &self,
         source: &str,
         auth_json: Option<&str>,
         transport: &Transport,
-    ) -> Result<String, String> {
-        let parsed: Reference = source
-            .parse()
-            .map_err(|e| format!("'{source}' is not an image reference: {e}"))?;
+    ) -> Result<String, Unresolved> {
+        let parsed: Reference = source.parse().map_err(|e| {
+            Unresolved::Failed(format!("'{source}' is not an image reference: {e}"))
+        })?;
         let credential = credential_for(auth_json, source);
         let transport = &transport.for_image(source);
         let key = (
             format!("resolve {source}"),
             client_key(&credential, transport),
         );
-        if let Some(Answer::Resolved(digest)) = self.cached(&key) {
-            return Ok(digest);
+        match self.cached(&key) {
+            Some(Answer::Resolved(digest)) => return Ok(digest),
+            Some(Answer::Refused(why)) => return Err(Unresolved::Refused(why)),
+            _ => {}
         }
-        let client = self.client(key.1, transport);
-        let auth = registry_auth(&credential);
-        let digest = self
-            .timed(source, client.fetch_manifest_digest(&parsed, &auth))
-            .await
-            .map_err(|e| e.to_string())?;
-        self.remember(key, Answer::Resolved(digest.clone()));
-        Ok(digest)
+        let client = self
+            .client(key.1, &credential, transport)
+            .map_err(Unresolved::Failed)?;
+        let result = self.timed(source, client.manifest_digest(&parsed)).await;
+        match &result {
+            Ok(digest) => self.remember(key, Answer::Resolved(digest.clone())),
+            Err(Unresolved::Refused(why)) => self.remember(key, Answer::Refused(why.clone())),
+            Err(Unresolved::Failed(_)) => {}
+        }
+        result
     }
 
     /// Whether `image` (repo@sha256:…) exists, and the inputs hash its config carries. A present
-    /// image is believed for a while; misses are counted (see [`ImageCheck::Missing`]).
+    /// image (and a refusal) is believed for a while; misses are counted (see
+    /// [`ImageCheck::Missing`]).
     pub async fn inspect(
         &self,
         image: &str,
@@ -319,16 +368,19 @@ impl Registry {
             format!("inspect {image}"),
             client_key(&credential, transport),
         );
-        if let Some(Answer::Present(inputs_hash)) = self.cached(&key) {
-            return ImageCheck::Present { inputs_hash };
+        match self.cached(&key) {
+            Some(Answer::Present(inputs_hash)) => return ImageCheck::Present { inputs_hash },
+            Some(Answer::Refused(why)) => return ImageCheck::Refused(why),
+            _ => {}
         }
-        let client = self.client(key.1, transport);
-        let auth = registry_auth(&credential);
-        let result = self
-            .timed(image, client.pull_manifest_and_config(&parsed, &auth))
-            .await;
+        let client = match self.client(key.1, &credential, transport) {
+            Ok(client) => client,
+            Err(why) => return ImageCheck::Unknown(why),
+        };
+        let result =
+            tokio::time::timeout(self.settings.total_timeout, client.config(&parsed)).await;
         match result {
-            Ok((_, _, config)) => {
+            Ok(Ok(config)) => {
                 let inputs_hash = inputs_hash_label(&config);
                 self.misses
                     .lock()
@@ -337,7 +389,7 @@ impl Registry {
                 self.remember(key, Answer::Present(inputs_hash.clone()));
                 ImageCheck::Present { inputs_hash }
             }
-            Err(RegistryError::NotFound) => {
+            Ok(Err(RegistryError::NotFound)) => {
                 let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
                 let entry = misses
                     .entry(image.to_string())
@@ -351,7 +403,15 @@ impl Registry {
                     misses: entry.2,
                 }
             }
-            Err(err) => ImageCheck::Unknown(err.to_string()),
+            Ok(Err(err)) if err.is_refusal() => {
+                self.remember(key, Answer::Refused(err.to_string()));
+                ImageCheck::Refused(err.to_string())
+            }
+            Ok(Err(err)) => ImageCheck::Unknown(err.to_string()),
+            Err(_) => ImageCheck::Unknown(format!(
+                "{image}: no answer within {}s",
+                self.settings.total_timeout.as_secs()
+            )),
         }
     }
 }
@@ -365,39 +425,13 @@ fn first_recheck_after(image: &str) -> Duration {
 }
 
 /// The `strata.dev/inputs-hash` label of an image config document.
-fn inputs_hash_label(config: &str) -> Option<String> {
-    let config: Value = serde_json::from_str(config).ok()?;
+fn inputs_hash_label(config: &[u8]) -> Option<String> {
+    let config: Value = serde_json::from_slice(config).ok()?;
     config
         .pointer("/config/Labels")
         .and_then(|l| l.get(INPUTS_HASH_LABEL))
         .and_then(Value::as_str)
         .map(str::to_string)
-}
-
-/// A registry call that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("manifest unknown")]
-    NotFound,
-    #[error("{0}")]
-    Other(String),
-}
-
-impl From<OciDistributionError> for RegistryError {
-    fn from(err: OciDistributionError) -> Self {
-        match err {
-            OciDistributionError::ImageManifestNotFoundError(_) => RegistryError::NotFound,
-            OciDistributionError::RegistryError { envelope, .. }
-                if envelope
-                    .errors
-                    .iter()
-                    .any(|e| matches!(e.code, OciErrorCode::ManifestUnknown)) =>
-            {
-                RegistryError::NotFound
-            }
-            other => RegistryError::Other(other.to_string()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -407,9 +441,9 @@ mod tests {
     #[test]
     fn inputs_hash_comes_from_the_config_labels() {
         let config = format!(r#"{{"config":{{"Labels":{{"{INPUTS_HASH_LABEL}":"abc"}}}}}}"#);
-        assert_eq!(inputs_hash_label(&config).as_deref(), Some("abc"));
-        assert_eq!(inputs_hash_label(r#"{"config":{}}"#), None);
-        assert_eq!(inputs_hash_label("not json"), None);
+        assert_eq!(inputs_hash_label(config.as_bytes()).as_deref(), Some("abc"));
+        assert_eq!(inputs_hash_label(br#"{"config":{}}"#), None);
+        assert_eq!(inputs_hash_label(b"not json"), None);
     }
 
     #[test]
@@ -450,6 +484,41 @@ mod tests {
             .unwrap()
             .insert(counting.clone(), (Timestamp::now(), Instant::now(), 1));
         assert!(registry.recheck_due(counting));
+    }
+
+    /// A manifest past the cap is a refusal, believed like an answer: the next reconciles do
+    /// not read 4 MiB from that registry again, and the reconcile does not retry it soon.
+    #[tokio::test]
+    async fn a_refusal_is_typed_and_remembered() {
+        use crate::controller::registry_http::test_server::{Reply, serve};
+        let server = serve(|_| Reply::HeadOnly("Content-Length: 99999999\r\n".into())).await;
+        let registry = Registry::new(RegistrySettings {
+            insecure: vec![server.address.clone()],
+            connect_timeout: Duration::from_secs(1),
+            total_timeout: Duration::from_secs(5),
+        });
+        let transport = Transport::default();
+        let image = format!("{}/os@sha256:{}", server.address, "a".repeat(64));
+        for _ in 0..2 {
+            let check = registry
+                .inspect(&image, None, &transport, Timestamp::now())
+                .await;
+            assert!(
+                matches!(&check, ImageCheck::Refused(why) if why.contains("larger than the 4 MiB") && why.contains(&image)),
+                "{check:?}"
+            );
+        }
+        assert_eq!(server.seen().len(), 1, "{:?}", server.seen());
+        let tag = format!("{}/os:latest", server.address);
+        for _ in 0..2 {
+            let resolved = registry.resolve(&tag, None, &transport).await;
+            assert!(
+                matches!(&resolved, Err(Unresolved::Refused(why)) if why.contains("larger than the 4 MiB")),
+                "{resolved:?}"
+            );
+        }
+        // The HEAD (no digest header), then the capped GET; nothing more the second time.
+        assert_eq!(server.seen().len(), 3, "{:?}", server.seen());
     }
 
     /// A registry that accepts connections and never answers must not hang a reconcile.

@@ -21,7 +21,7 @@ use super::plan::{
 use crate::controller::Context;
 use crate::controller::environment::Environment;
 use crate::controller::names::{self, fit_63};
-use crate::controller::registry_client::Transport;
+use crate::controller::registry_client::{Transport, Unresolved};
 use crate::docker_config::{merge, secret_auths};
 use crate::render::{BuildInputs, is_digest_pinned};
 use strata_crds::contract::TerminationMessage;
@@ -254,7 +254,10 @@ async fn base(
     ctx.registry
         .resolve(&base, base_auth, transport)
         .await
-        .map_err(BaseUnknown::Unresolved)
+        .map_err(|e| match e {
+            Unresolved::Failed(why) => BaseUnknown::Unresolved(why),
+            Unresolved::Refused(why) => BaseUnknown::Refused(why),
+        })
 }
 
 /// What the Job of `current` is doing, while the build has not ended.

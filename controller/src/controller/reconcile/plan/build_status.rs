@@ -474,6 +474,16 @@ fn succeeded(
             ),
             "",
         ),
+        Some(ImageCheck::Refused(why)) => failed(
+            planner,
+            build,
+            attempts,
+            "ImageUnreadable",
+            &format!(
+                "the registry's answer about {image} is refused, so it is never pinned: {why}"
+            ),
+            "",
+        ),
         Some(ImageCheck::Missing { misses, .. }) if *misses >= 3 => failed(
             planner,
             build,

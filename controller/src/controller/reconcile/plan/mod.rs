@@ -85,6 +85,10 @@ pub enum BaseUnknown {
     /// The registry did not resolve the reference (its error).
     #[error("{0}")]
     Unresolved(String),
+    /// The registry's answer breaks Strata's limits (a manifest over its cap, a redirect to
+    /// another host): not asked again until the inputs change or the periodic resync.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Everything the planner needs about one MachineOSConfig, read from the caches (and the
@@ -393,7 +397,8 @@ impl<'a> Planner<'a> {
         Some(pool)
     }
 
-    /// The base image pinned by digest; Degraded, and a look again later, while it is not.
+    /// The base image pinned by digest; Degraded while it is not, and a look again in a minute
+    /// unless the registry's answer was refused (the same again: the resync is soon enough).
     fn base(&mut self) -> Option<String> {
         match &self.observed.base {
             Ok(base) => Some(base.clone()),
@@ -402,7 +407,9 @@ impl<'a> Planner<'a> {
                     .set(ct::DEGRADED, true, "BaseImageUnavailable", why.to_string());
                 // The current inputs are not known: whether their build failed neither.
                 self.plan.metrics.latest_build_failed = None;
-                self.requeue(60);
+                if !matches!(why, BaseUnknown::Refused(_)) {
+                    self.requeue(60);
+                }
                 None
             }
         }

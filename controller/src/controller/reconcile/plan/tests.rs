@@ -502,6 +502,51 @@ fn unverified_digest_waits_and_a_digest_never_found_fails_without_touching_the_p
     );
 }
 
+/// A registry answering past Strata's caps (or redirecting elsewhere) gives the same answer when
+/// asked again: the build fails for these inputs instead of retrying every 15 s.
+#[test]
+fn an_image_the_registry_answers_past_the_caps_for_fails_and_is_never_pinned() {
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    o.job = succeeded_job();
+    o.image_check = Some(ImageCheck::Refused(
+        "the manifest of r.example.com/os@sha256:… is larger than the 4 MiB Strata reads".into(),
+    ));
+    let p = plan(&o, &Settings::for_tests());
+    assert!(p.machine_config.is_none());
+    let status = &p.build_status[0].1;
+    assert_eq!(status.phase(), Some(BuildPhase::Failed));
+    let failure = status.failure.as_ref().unwrap();
+    assert_eq!(failure.reason, "ImageUnreadable");
+    assert!(
+        failure.message.contains("larger than the 4 MiB"),
+        "{}",
+        failure.message
+    );
+    assert_ne!(p.requeue_after, Some(Duration::from_secs(15)));
+}
+
+/// A base the registry answers past the caps for: Degraded, and no look again in a minute (the
+/// resync, or a change of the inputs, asks again).
+#[test]
+fn a_base_refused_by_the_caps_degrades_without_a_quick_requeue() {
+    let mut o = observed(config("RUN true\n"));
+    o.base = Err(BaseUnknown::Unresolved("registry down".into()));
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.requeue_after, Some(Duration::from_secs(60)));
+    o.base = Err(BaseUnknown::Refused("cannot resolve b: too large".into()));
+    let p = plan(&o, &Settings::for_tests());
+    let degraded = cond(&p.config_status, ct::DEGRADED);
+    assert_eq!(degraded.reason, "BaseImageUnavailable");
+    assert!(
+        degraded.message.contains("too large"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(p.requeue_after, None);
+    assert!(p.create_build.is_none() && p.build_objects.is_none());
+}
+
 #[test]
 fn failed_build_keeps_the_current_image_and_never_touches_the_pool() {
     let mut cfg = config("RUN false\n");
