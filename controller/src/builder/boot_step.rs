@@ -4,7 +4,9 @@
 //!
 //! buildah runs as root without CAP_SYS_ADMIN in the pod, so it works in a user namespace of its
 //! own; mounting the image and making the disk's file systems (whose owners must read as the
-//! image's) happen in one: the step runs itself again under `buildah unshare`.
+//! image's) happen in one: the step runs itself again in a user and mount namespace that maps every
+//! ID to itself (util-linux `unshare`, as root with CAP_SETUID and CAP_SETGID). `buildah unshare`
+//! would do, but fails in the pod (`memfd_create(): Invalid argument` when it re-executes itself).
 //!
 //! The check is a safety net against mistakes, not a security boundary: the booted system
 //! writes its own report, so an image built to lie can pass.
@@ -25,15 +27,17 @@ use crate::boot::disk::{self, Format};
 use crate::boot::report::Expectations;
 use crate::boot::vm::Accel;
 
-/// Set by buildah in the user namespace it made (containers/storage's `unshare` package).
-const USERNS_CONFIGURED: &str = "_CONTAINERS_USERNS_CONFIGURED";
+/// Set for the step's second run, in the user namespace: it never runs itself a third time.
+const IN_USER_NAMESPACE: &str = "STRATA_BOOT_IN_USER_NAMESPACE";
+/// Every user and group ID mapped to itself.
+const IDENTITY_MAP: &str = "0:0:4294967295";
 /// CAP_SYS_ADMIN's bit in `CapEff`.
 const CAP_SYS_ADMIN: u32 = 21;
 
 /// Whether the step must run itself again in buildah's user namespace: buildah cannot mount an
 /// image outside one without CAP_SYS_ADMIN (it is "rootless" then, uid 0 or not).
 pub fn needs_user_namespace() -> bool {
-    if std::env::var_os(USERNS_CONFIGURED).is_some() {
+    if std::env::var_os(IN_USER_NAMESPACE).is_some() {
         return false;
     }
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -48,22 +52,25 @@ fn has_capability(proc_status: &str, bit: u32) -> bool {
         .is_some_and(|caps| caps & (1 << bit) != 0)
 }
 
-/// Runs this step again under `buildah unshare`, with the same arguments and environment; the
-/// inner run writes the termination message. Returns its exit code.
-pub fn run_in_user_namespace(args: &BuildArgs) -> Result<i32, TerminationMessage> {
+/// Runs this step again in a user and mount namespace of its own, with the same arguments and
+/// environment; the inner run writes the termination message. Returns its exit code.
+pub fn run_in_user_namespace() -> Result<i32, TerminationMessage> {
     let misconfigured = |e: String| {
         failure(
             FailureClass::Terminal,
             "BuilderMisconfigured",
-            format!("the boot step cannot enter buildah's user namespace: {e}"),
+            format!("the boot step cannot enter a user namespace: {e}"),
             String::new(),
         )
     };
     let exe = std::env::current_exe().map_err(|e| misconfigured(e.to_string()))?;
-    let status = std::process::Command::new(&args.buildah)
-        .args(storage_args(args))
-        .args(["unshare", "--"])
+    let status = std::process::Command::new("unshare")
+        .args(["--user", "--mount"])
+        .arg(format!("--map-users={IDENTITY_MAP}"))
+        .arg(format!("--map-groups={IDENTITY_MAP}"))
+        .arg("--")
         .arg(exe)
+        .env(IN_USER_NAMESPACE, "1")
         .args(std::env::args_os().skip(1))
         .status()
         .map_err(|e| misconfigured(e.to_string()))?;
@@ -90,13 +97,24 @@ pub async fn boot(args: &BuildArgs) -> Result<Option<TerminationMessage>, Termin
     let base = images::images_to_pull(&read_containerfile(args)?)
         .ok()
         .and_then(|images| images.into_iter().next());
+    let mut env = vec![(
+        "TMPDIR".into(),
+        args.work_dir.join("tmp").display().to_string(),
+    )];
+    if std::env::var_os(IN_USER_NAMESPACE).is_some() {
+        // containers/storage takes a process with CAP_SYS_ADMIN (this one has it, in its own
+        // user namespace) for rootful, and then mounts overlay without `userxattr`, which fails
+        // in a user namespace ("kernel does not support overlay fs"). As the build step's
+        // buildah: rootless, in a user namespace already made (no re-execution).
+        env.extend([
+            ("_CONTAINERS_USERNS_CONFIGURED".into(), "done".into()),
+            ("_CONTAINERS_ROOTLESS_UID".into(), "1".into()),
+        ]);
+    }
     let buildah = disk::Buildah {
         program: args.buildah.clone(),
         global_args: storage_args(args).to_vec(),
-        env: vec![(
-            "TMPDIR".into(),
-            args.work_dir.join("tmp").display().to_string(),
-        )],
+        env,
     };
     let work = args.work_dir.join("boot");
     println!(

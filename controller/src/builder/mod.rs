@@ -223,7 +223,7 @@ fn clear_termination_log(path: &std::path::Path) {
 pub async fn run(args: &BuildArgs) -> i32 {
     clear_termination_log(&args.termination_log);
     if args.step == Step::Boot && boot_step::needs_user_namespace() {
-        return match boot_step::run_in_user_namespace(args) {
+        return match boot_step::run_in_user_namespace() {
             Ok(code) => code,
             Err(message) => write_message(args, message),
         };
