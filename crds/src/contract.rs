@@ -130,8 +130,10 @@ pub mod exit_code {
     pub const TRANSIENT: i32 = 4;
 }
 
-/// Kubernetes keeps at most 4096 bytes of a termination message.
-pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 4096;
+/// The longest termination message a step writes. The kubelet keeps at most 4096 bytes of one,
+/// and at most 12 KiB for the whole pod, shared equally by its containers: with the boot step
+/// the builder pod has four, so 3072 each (a longer message arrives cut, as invalid JSON).
+pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 3072;
 
 /// Whether a failed build is worth retrying.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -442,6 +444,14 @@ mod tests {
         assert!(log_tail.ends_with("THE END"));
         assert_eq!(message, "step RUN false failed");
         assert_eq!(class, FailureClass::Terminal);
+    }
+
+    /// The kubelet shares 12 KiB among the pod's containers: every step's message must fit its
+    /// share, or it arrives cut (and is no JSON).
+    #[test]
+    fn every_step_s_message_fits_its_share_of_the_pod_s_12_kib() {
+        assert!(MAX_TERMINATION_MESSAGE_BYTES * builder_pod::STEPS.len() <= 12 * 1024);
+        assert!(MAX_TERMINATION_MESSAGE_BYTES <= 4096);
     }
 
     #[test]

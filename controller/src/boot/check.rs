@@ -11,6 +11,11 @@ use super::BootError;
 use super::report::{self, Report};
 use super::vm::{Accel, OVMF_VARS, Vm};
 
+/// A kernel argument of the boot check's disks: a panicking kernel reboots after 5 s, which the
+/// VM (`-no-reboot`) turns into its end, so a panic fails the check at once instead of at the
+/// timeout.
+pub const PANIC_KERNEL_ARG: &str = "panic=5";
+
 /// Lines of the serial console kept with a verdict.
 const CONSOLE_TAIL_LINES: usize = 40;
 
@@ -27,23 +32,43 @@ pub struct Outcome {
     pub seconds: f64,
     pub accel: Accel,
     pub console_tail: Vec<String>,
+    /// Why no report came, when none did.
+    #[serde(skip)]
+    pub silence: Option<Silence>,
 }
 
-/// Judges a report (`None`: none came before the timeout or the VM stopped). Pure.
-pub fn judge(
-    report: Option<&Report>,
-    baseline_failed: &[String],
-    timeout: Duration,
-) -> (bool, String, Vec<String>) {
-    let Some(report) = report else {
-        return (
-            false,
-            format!(
+/// Why a boot ended without a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Silence {
+    /// Still running at the timeout.
+    TimedOut(Duration),
+    /// The VM stopped first: the boot check's kernels panic with `panic=`, and QEMU exits
+    /// instead of rebooting.
+    Stopped,
+}
+
+impl Silence {
+    fn sentence(self) -> String {
+        match self {
+            Silence::TimedOut(timeout) => format!(
                 "the system did not finish booting within {} s",
                 timeout.as_secs()
             ),
-            Vec::new(),
-        );
+            Silence::Stopped => "the VM stopped before the system reported (a kernel panic or \
+                 a power-off; the console's end says which)"
+                .into(),
+        }
+    }
+}
+
+/// Judges a report (`None`: none came, for the reason `silence`). Pure.
+pub fn judge(
+    report: Option<&Report>,
+    baseline_failed: &[String],
+    silence: Silence,
+) -> (bool, String, Vec<String>) {
+    let Some(report) = report else {
+        return (false, silence.sentence(), Vec::new());
     };
     let new_failed: Vec<String> = report
         .failed_units
@@ -131,6 +156,7 @@ pub fn boot(
         })?;
     // The console as it was when the report came (what follows is the power-off).
     let mut console_at_report = None;
+    let mut silence = Silence::TimedOut(timeout);
     let parsed = loop {
         let text = std::fs::read_to_string(&vm.report).unwrap_or_default();
         if let Some(report) = report::parse(&text) {
@@ -154,6 +180,7 @@ pub fn boot(
                         detail: format!("{status}: {}", stderr.trim()),
                     });
                 }
+                silence = Silence::Stopped;
                 break parsed;
             }
             Ok(None) if start.elapsed() >= timeout => break None,
@@ -169,10 +196,11 @@ pub fn boot(
     }
     let _ = child.kill();
     let _ = child.wait();
-    let (passed, reason, new_failed_units) = judge(parsed.as_ref(), baseline_failed, timeout);
+    let (passed, reason, new_failed_units) = judge(parsed.as_ref(), baseline_failed, silence);
     Ok(Outcome {
         passed,
         reason,
+        silence: parsed.is_none().then_some(silence),
         report: parsed,
         new_failed_units,
         seconds,
@@ -245,7 +273,7 @@ mod tests {
     #[test]
     fn failures_the_base_also_has_do_not_fail_the_check() {
         let baseline = vec!["auditd.service".to_string()];
-        let t = Duration::from_secs(600);
+        let t = Silence::TimedOut(Duration::from_secs(600));
         assert!(judge(Some(&report(&["auditd.service"])), &baseline, t).0);
         let (passed, reason, new) =
             judge(Some(&report(&["auditd.service", "x.mount"])), &baseline, t);
@@ -256,10 +284,15 @@ mod tests {
 
     #[test]
     fn no_report_is_a_timeout_and_each_unmet_expectation_is_named() {
-        let t = Duration::from_secs(600);
+        let t = Silence::TimedOut(Duration::from_secs(600));
         assert_eq!(
             judge(None, &[], t).1,
             "the system did not finish booting within 600 s"
+        );
+        assert!(
+            judge(None, &[], Silence::Stopped)
+                .1
+                .starts_with("the VM stopped before the system reported (a kernel panic")
         );
         let r = Report {
             state: "starting".into(),

@@ -207,8 +207,9 @@ fn check(
         let plain = Expectations::new(Some(plan.target.clone()), Vec::new(), Vec::new());
         let base_outcome = boot_once(&base, &plain, &[], timeout, buildah, work)?;
         if let Some(report) = base_outcome.report {
+            let silence = outcome.silence.unwrap_or(check::Silence::TimedOut(timeout));
             let (passed, reason, new) =
-                check::judge(outcome.report.as_ref(), &report.failed_units, timeout);
+                check::judge(outcome.report.as_ref(), &report.failed_units, silence);
             (outcome.passed, outcome.reason, outcome.new_failed_units) = (passed, reason, new);
             learned = Some(report.failed_units);
         }
@@ -247,7 +248,7 @@ fn boot_once(
         authfile: None,
         tls_verify: true,
         root_mib: None,
-        kernel_args: Vec::new(),
+        kernel_args: vec![check::PANIC_KERNEL_ARG.into()],
         etc_files: expectations.etc_files(),
         buildah: buildah.clone(),
     };
@@ -334,6 +335,7 @@ mod tests {
             seconds: 180.0,
             accel: Accel::Tcg,
             console_tail: vec!["[  OK  ] Reached target multi-user.target".into()],
+            silence: None,
         };
         let log = failure_log(&outcome);
         assert!(log.starts_with("console: [  OK  ]"), "{log}");

@@ -105,6 +105,7 @@ pub fn run_boot_check(args: &BootCheckArgs) -> ExitCode {
     );
     let mut req = request(&args.image, args.work_dir.clone(), vec![Format::Raw]);
     req.etc_files = expectations.etc_files();
+    req.kernel_args.push(check::PANIC_KERNEL_ARG.into());
     let made = match disk::make(&req) {
         Ok(made) => made,
         Err(err) => {
