@@ -243,7 +243,8 @@ proptest! {
         match change {
             0 => changed.container_file[0].content.push_str(&format!("\nRUN echo {suffix}")),
             1 => changed.base_image = format!("registry.example.com/rhcos@sha256:{}", "3".repeat(64)),
-            2 => changed.rendered_image_push_spec = format!("registry.example.com/strata/{suffix}:latest"),
+            // Never the fixture's own push spec (…/strata/os:latest), which would change nothing.
+            2 => changed.rendered_image_push_spec = format!("registry.example.com/strata/{suffix}-new:latest"),
             3 => changed.base_image_override = Some(format!("registry.example.com/{suffix}@sha256:{}", "4".repeat(64))),
             _ => changed.container_file[0].containerfile_arch = if arch == ContainerfileArch::S390X { ContainerfileArch::NoArch } else { ContainerfileArch::S390X },
         }
