@@ -165,6 +165,11 @@ describe('builder pod and steps', () => {
     expect(logsContainer(pod([term('pull', 0), term('build', 0)], [running('push')]))).toBe('push');
     expect(logsContainer(pod([term('pull', 0), term('build', 0)], [term('push', 0)]))).toBe('push');
     expect(logsContainer(pod([term('pull', 0), term('build', 0)], [term('push', 4)]))).toBe('push');
+    // With the boot check on, its step between build and push.
+    const booting = [term('pull', 0), term('build', 0)];
+    expect(logsContainer(pod([...booting, running('boot')], [waiting('push')]))).toBe('boot');
+    expect(logsContainer(pod([...booting, term('boot', 3)], [waiting('push')]))).toBe('boot');
+    expect(logsContainer(pod([...booting, term('boot', 0)], [running('push')]))).toBe('push');
   });
   it('orders step timings and measures them', () => {
     const b = build('a', 'w', {

@@ -104,20 +104,23 @@ export const builderPodsSelector = (build: string) => ({
 
 /**
  * The builder pod's container whose log explains the build: the step that failed, else the step
- * running (or waiting to run), else `push`, the last one. `pull` and `build` are init containers.
+ * running (or waiting to run), else `push`, the last one. `pull`, `build` and `boot` are init
+ * containers; `boot` only where the config's boot check is on. Without statuses yet: `pull`.
  */
 export function logsContainer(pod: PodKind | undefined): BuilderStep {
   const statuses: ContainerStatus[] = [
     ...(pod?.status?.initContainerStatuses ?? []),
     ...(pod?.status?.containerStatuses ?? []),
   ];
+  if (statuses.length === 0) return 'pull';
   const of = (step: BuilderStep) => statuses.find((c) => c.name === step);
-  const failed = BUILDER_STEPS.find((s) => {
+  const steps = BUILDER_STEPS.filter((s) => of(s) !== undefined);
+  const failed = steps.find((s) => {
     const exit = of(s)?.state?.terminated?.exitCode;
     return exit !== undefined && exit !== 0;
   });
   if (failed) return failed;
-  const current = BUILDER_STEPS.find((s) => !of(s)?.state?.terminated);
+  const current = steps.find((s) => !of(s)?.state?.terminated);
   return current ?? 'push';
 }
 
