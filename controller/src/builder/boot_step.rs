@@ -298,6 +298,12 @@ fn boot_error(err: BootError) -> TerminationMessage {
         BootError::Tool { detail, .. } if detail.starts_with("cannot start") => {
             (FailureClass::Terminal, "BuilderMisconfigured")
         }
+        // The pod's disk, not the image: another attempt may find room.
+        BootError::Tool { detail, .. }
+            if detail.contains("No space left on device") || detail.contains("min-free-space") =>
+        {
+            (FailureClass::Transient, "OutOfSpace")
+        }
         BootError::Io { .. } => (FailureClass::Transient, "BootCheckUnavailable"),
         BootError::Tool { .. } | BootError::Image(_) => (FailureClass::Terminal, "BootFailed"),
     };
@@ -364,6 +370,14 @@ mod tests {
         assert_eq!(
             reason(boot_error(BootError::Image("no initramfs".into()))),
             ("BootFailed".into(), FailureClass::Terminal)
+        );
+        let full = BootError::Tool {
+            tool: "buildah".into(),
+            detail: "exit status: 1: error: Writing content object: min-free-space-percent '3%' would be exceeded".into(),
+        };
+        assert_eq!(
+            reason(boot_error(full)),
+            ("OutOfSpace".into(), FailureClass::Transient)
         );
     }
 }

@@ -17,6 +17,10 @@ R=$S/ostree/repo
 # cannot probe an unmounted file). TODO(issue 27): grub2 here once the image carries
 # /etc/default/grub, so updates on the machine regenerate the menu.
 ostree --repo="$R" config set sysroot.bootloader none
+# ostree keeps 3% of the file system it writes to free by default: 7.5 GB of the host's disk where
+# the work directory lies, nothing to do with the disk being made. Lifted while the disk is made,
+# and put back (the machine's own repository keeps ostree's default).
+ostree --repo="$R" config set core.min-free-space-percent 0
 
 selinux=""
 if [ -e "$IMAGE/etc/selinux/config" ] || [ -e "$IMAGE/usr/etc/selinux/config" ]; then
@@ -44,6 +48,7 @@ done <<KARGS
 $STRATA_KARGS
 KARGS
 ostree admin deploy --sysroot="$S" --os="$STRATA_STATEROOT" "$@" strata/image >&2
+ostree --repo="$R" config unset core.min-free-space-percent
 
 step "GRUB menu entries (ostree's generator) and EFI binary"
 version=$(readlink "$S/boot/loader")
