@@ -173,7 +173,10 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
     apply_config(
         client,
         &machine_os_config(cluster, FAILING, push_secret, &no_initramfs).map(|mut c| {
-            c.spec.boot_check = Some(BootCheck::default());
+            c.spec.boot_check = Some(BootCheck {
+                mode: Some(BootCheckMode::Enabled),
+                ..BootCheck::default()
+            });
             c
         })?,
     )
