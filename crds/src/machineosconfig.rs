@@ -120,11 +120,6 @@ impl MachineOSConfigSpec {
     pub fn mounts_entitlement(&self) -> bool {
         self.entitlement == Some(Entitlement::Mount)
     }
-
-    /// Whether this config's builds boot before the pin.
-    pub fn boots_before_pin(&self) -> bool {
-        BootCheck::enabled(self.boot_check.as_ref())
-    }
 }
 
 /// The observed state of a MachineOSConfig.

@@ -547,9 +547,14 @@ fn a_base_refused_by_the_caps_degrades_without_a_quick_requeue() {
     assert!(p.create_build.is_none() && p.build_objects.is_none());
 }
 
-#[test]
-fn failed_build_keeps_the_current_image_and_never_touches_the_pool() {
-    let mut cfg = config("RUN false\n");
+/// A config whose pool runs an earlier image (returned), and whose current build's Job failed
+/// with a terminal `termination` from the step `step`.
+fn failed_after_a_pin(
+    fragment: &str,
+    step: &str,
+    termination: TerminationMessage,
+) -> (Observed, String) {
+    let mut cfg = config(fragment);
     let previous = format!("registry.example.com/strata/os@{DIGEST}");
     cfg.status = Some(MachineOSConfigStatus {
         current_image_pull_spec: Some(previous.clone()),
@@ -560,17 +565,27 @@ fn failed_build_keeps_the_current_image_and_never_touches_the_pool() {
     o.job = JobObservation::Failed {
         attempts: 1,
         reason: "PodFailurePolicy".into(),
-        message: "container build exited with 3".into(),
-        termination: Some(TerminationMessage::Failure {
+        message: format!("container {step} exited with 3"),
+        termination: Some(termination),
+        killed: Some("Error".into()),
+        raw_message: String::new(),
+    };
+    (o, previous)
+}
+
+#[test]
+fn failed_build_keeps_the_current_image_and_never_touches_the_pool() {
+    let (o, previous) = failed_after_a_pin(
+        "RUN false\n",
+        "build",
+        TerminationMessage::Failure {
             class: FailureClass::Terminal,
             reason: "StepFailed".into(),
             message: "step RUN false failed: exit status 1 (Containerfile line 7)".into(),
             log_tail: "STEP 2/3: RUN false".into(),
             boot_check: None,
-        }),
-        killed: Some("Error".into()),
-        raw_message: String::new(),
-    };
+        },
+    );
     let p = plan(&o, &Settings::for_tests());
     assert!(p.machine_config.is_none());
     let failure = p.build_status[0].1.failure.clone().unwrap();
@@ -1556,28 +1571,17 @@ fn boot_result(passed: bool, failed: &[&str]) -> strata_crds::BootCheckResult {
 
 #[test]
 fn a_build_that_did_not_boot_fails_with_its_units_and_never_touches_the_pool() {
-    let mut cfg = config("RUN echo 'LABEL=x /var/broken xfs defaults 0 2' >> /etc/fstab\n");
-    let previous = format!("registry.example.com/strata/os@{DIGEST}");
-    cfg.status = Some(MachineOSConfigStatus {
-        current_image_pull_spec: Some(previous.clone()),
-        ..Default::default()
-    });
-    let mut o = observed(cfg);
-    o.builds = vec![created(&o)];
-    o.job = JobObservation::Failed {
-        attempts: 1,
-        reason: "PodFailurePolicy".into(),
-        message: "container boot exited with 3".into(),
-        termination: Some(TerminationMessage::Failure {
+    let (o, previous) = failed_after_a_pin(
+        "RUN echo 'LABEL=x /var/broken xfs defaults 0 2' >> /etc/fstab\n",
+        "boot",
+        TerminationMessage::Failure {
             class: FailureClass::Terminal,
             reason: "BootFailed".into(),
             message: "the image did not boot as required: failed units: var-broken.mount".into(),
             log_tail: "var-broken.mount: Failed to mount /var/broken".into(),
             boot_check: Some(Box::new(boot_result(false, &["var-broken.mount"]))),
-        }),
-        killed: Some("Error".into()),
-        raw_message: String::new(),
-    };
+        },
+    );
     let p = plan(&o, &Settings::for_tests());
     assert!(p.machine_config.is_none());
     let build_status = &p.build_status[0].1;
