@@ -6,6 +6,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde::{Deserialize, Serialize};
 
 use crate::boot_check::BootCheckResult;
+use crate::disk_image::{DiskImageFile, DiskImageFormat};
 
 /// Labels on the objects Strata makes.
 pub mod labels {
@@ -70,6 +71,57 @@ pub mod builder_pod {
     pub const ENTITLEMENT_DIR: &str = "/etc/strata/entitlement";
     pub const YUM_REPOS_DIR: &str = "/etc/strata/yum.repos.d";
     pub const RPM_GPG_DIR: &str = "/etc/strata/rpm-gpg";
+}
+
+/// The disk image pod: after the pin, the pinned image's first-boot disk, made by the same builder
+/// binary (`strata build <step>`) in three containers that share the image storage and the work
+/// directory.
+pub mod disk_image_pod {
+    /// Init container: pulls the pinned image by digest (the push credentials, which read it).
+    pub const PULL: &str = "pull";
+    /// Init container: makes the disk from the image; no credential at all (it runs the image's
+    /// own ostree and GRUB tools).
+    pub const DISK: &str = "disk";
+    /// Container: pushes the disk files as OCI artifacts (push credentials only); its message
+    /// carries the index's digest and the files.
+    pub const PUSH: &str = "push";
+    /// The steps in the order they run.
+    pub const STEPS: [&str; 3] = [PULL, DISK, PUSH];
+    /// The pinned image (repo@sha256:…), for every step.
+    pub const SOURCE_IMAGE_ENV: &str = "STRATA_SOURCE_IMAGE";
+    /// The disk step's and the push step's [`super::DiskPlan`] as JSON.
+    pub const DISK_PLAN_ENV: &str = "STRATA_DISK_PLAN";
+    /// The artifactType of each disk file's manifest.
+    pub const ARTIFACT_TYPE: &str = "application/vnd.strata.disk-image.v1";
+    /// What the index's tag adds to the build's tag.
+    pub const TAG_SUFFIX: &str = "-disk";
+
+    /// The media type of a disk file's layer.
+    pub fn layer_media_type(format: crate::DiskImageFormat) -> String {
+        format!(
+            "application/vnd.strata.disk-image.layer.v1.{}",
+            format.extension()
+        )
+    }
+}
+
+/// What the disk image pod makes: the config's `spec.diskImage` with its defaults filled.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiskPlan {
+    pub formats: Vec<DiskImageFormat>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_arguments: Vec<String>,
+}
+
+impl DiskPlan {
+    /// The plan of a config's `spec.diskImage` (None: no disk image is asked for).
+    pub fn of(disk_image: Option<&crate::DiskImage>) -> Option<Self> {
+        disk_image.map(|d| DiskPlan {
+            formats: d.formats_or_default(),
+            kernel_arguments: d.kernel_arguments.clone(),
+        })
+    }
 }
 
 /// Labels Strata puts on the final stage of every image it builds.
@@ -181,6 +233,9 @@ pub enum TerminationMessage {
         /// in `Result`s, whose error side stays small.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         boot_check: Option<Box<BootCheckResult>>,
+        /// The disk files the disk image pod pushed (its `digest` is then the index's).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<DiskImageFile>,
     },
     #[serde(rename_all = "camelCase")]
     Failure {
@@ -409,6 +464,7 @@ mod tests {
             digest: format!("sha256:{}", "a".repeat(64)),
             size_bytes: 10,
             boot_check: None,
+            files: Vec::new(),
             phases: vec![PhaseTiming {
                 phase: "build".into(),
                 start_ms: 1,

@@ -11,6 +11,7 @@ pub mod boot_check;
 mod common;
 pub mod contract;
 mod crd_yaml;
+mod disk_image;
 mod machineosbuild;
 mod machineosconfig;
 
@@ -20,6 +21,7 @@ pub use common::{
     ObjectReference, condition_types,
 };
 pub use crd_yaml::{all_crds, crds_yaml};
+pub use disk_image::{DiskImage, DiskImageFile, DiskImageFormat, DiskImagePhase, DiskImageStatus};
 pub use machineosbuild::{
     BuildFailure, BuildPhase, BuildPhaseTiming, BuilderReference, MachineOSBuild,
     MachineOSBuildSpec, MachineOSBuildStatus,

@@ -9,6 +9,7 @@ use crate::boot_check::BootCheckResult;
 use crate::common::{
     ContainerfileEntry, ImageBuilderType, LocalObjectName, ObjectReference, condition_types,
 };
+use crate::disk_image::DiskImageStatus;
 use crate::rules::{DIGEST_MESSAGE, DIGEST_RULE, PUSH_SPEC_MESSAGE, PUSH_SPEC_RULE};
 
 /// OpenShift's rule for the repository half of a digested pull spec.
@@ -144,6 +145,12 @@ pub struct MachineOSBuildStatus {
     /// disabled or did not run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_check: Option<BootCheckResult>,
+
+    /// diskImage is the build's first-boot disk image (Strata addition), made after the pin when
+    /// its MachineOSConfig asks for one (spec.diskImage). Unlike the conditions it changes after
+    /// the build succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_image: Option<DiskImageStatus>,
 }
 
 /// When one step of a build ran.

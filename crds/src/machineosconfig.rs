@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::boot_check::BootCheck;
 use crate::common::{ContainerfileEntry, ImageBuilder, LocalObjectName, ObjectReference};
+use crate::disk_image::DiskImage;
 use crate::rules::{
     DIGEST_MESSAGE, DIGEST_RULE, NAME_MATCHES_POOL_MESSAGE, NAME_MATCHES_POOL_RULE,
     PUSH_SPEC_LOWERCASE_MESSAGE, PUSH_SPEC_LOWERCASE_RULE, PUSH_SPEC_MESSAGE,
@@ -102,6 +103,14 @@ pub struct MachineOSConfigSpec {
     /// builds the current inputs again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_check: Option<BootCheck>,
+
+    /// diskImage asks for a first-boot disk image of each build (Strata addition): after the
+    /// pool is pinned, a Job in the controller's namespace makes the disk a new machine boots
+    /// (an ostree sysroot with the image deployed, GRUB for UEFI) and pushes it beside the image
+    /// as an OCI artifact; the build's status.diskImage names it. Absent: none is made. Not an
+    /// input of the image: adding it makes the disk image of the pinned build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_image: Option<DiskImage>,
 }
 
 // Whether RUN steps get the cluster's RHEL entitlement (`spec.entitlement`). No doc comment: the

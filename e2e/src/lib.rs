@@ -13,6 +13,7 @@
 
 pub mod cache_claim;
 pub mod deployed;
+pub mod first_boot;
 pub mod mco;
 pub mod measure;
 pub mod service_ca;

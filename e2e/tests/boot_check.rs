@@ -10,18 +10,26 @@
 //!   (after booting the base once to learn that the base itself fails nothing), with a Warning
 //!   Event of that reason; the pool is never pointed at it.
 //! - A fragment that removes the initramfs fails with `BootFailed` before any VM starts.
+//! - The passing config also asks for a first-boot disk image: after the pin a Job pushes it as an
+//!   OCI artifact beside the image; fetched from the registry by the digests the build's status
+//!   names, it boots from UEFI firmware in QEMU on the host, and on its first boot the fragment's
+//!   unit runs the fragment's package (its output on the serial console).
 //!
 //! The release base is cluster-wide: this binary runs alone, and puts the base back when it ends.
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use kube::api::Api;
-use strata_crds::{BootCheck, BootCheckMode, BuildPhase, MachineOSBuild};
+use strata_crds::{
+    BootCheck, BootCheckMode, BuildPhase, DiskImage, DiskImageFormat, DiskImagePhase,
+    MachineOSBuild,
+};
 use strata_e2e::deployed::{
     apply_config, config_events, create_pool, create_push_secret, current_build, delete_config,
     delete_pool, ended_build, machine_configs, machine_os_config, pinned_by, with_release_base,
 };
+use strata_e2e::first_boot::{FirstBoot, fetch_disk};
 use strata_e2e::util::install_strata_crds;
 use strata_e2e::{Cluster, needs};
 
@@ -30,6 +38,11 @@ const FAILING: &str = "e2e-boot-broken";
 /// A build, the boot disk (~1.5 min) and a boot (~3 min), twice for the failing config (its
 /// base is booted too), on 2 cores in software emulation.
 const BUILD_TIMEOUT: Duration = Duration::from_secs(1500);
+/// The disk image Job after the pin: the pull, the disk (~1.5 min) and its qcow2 (~1.5 min), the
+/// push; it runs beside the failing builds.
+const DISK_IMAGE_TIMEOUT: Duration = Duration::from_secs(1500);
+/// A first boot in software emulation (~3 min).
+const FIRST_BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// A package from the local repository (as `e2e/examples/package-install.yaml` installs it), a
 /// unit, and a module loaded with an option.
@@ -39,7 +52,7 @@ fn customising_fragment(package_repo: &str) -> String {
          RUN printf 'Types: deb\\nURIs: %s\\nSuites: strata\\nComponents: main\\nSigned-By: /etc/apt/keyrings/strata-local.asc\\n' \
          \"$PACKAGE_REPO\" > /etc/apt/sources.list.d/strata-local.sources && \\\n \
          apt-get update && apt-get install -y --no-install-recommends tree && rm -rf /run/apt\n\
-         RUN printf '[Unit]\\nDescription=Strata e2e hello\\n[Service]\\nType=oneshot\\nRemainAfterExit=yes\\nExecStart=/usr/bin/tree /etc/systemd\\n[Install]\\nWantedBy=multi-user.target\\n' \
+         RUN printf '[Unit]\\nDescription=Strata e2e hello\\n[Service]\\nType=oneshot\\nRemainAfterExit=yes\\nExecStart=/usr/bin/tree /etc/systemd\\nExecStartPost=/usr/bin/tree --version\\nStandardOutput=journal+console\\n[Install]\\nWantedBy=multi-user.target\\n' \
          > /usr/lib/systemd/system/strata-hello.service && \\\n \
          systemctl enable strata-hello.service && \\\n \
          echo 'options nbd nbds_max=3' > /etc/modprobe.d/strata-nbd.conf && \\\n \
@@ -86,9 +99,11 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
         ],
         ..BootCheck::default()
     });
+    config.spec.disk_image = Some(DiskImage::default());
     apply_config(client, &config).await?;
     let build = current_build(client, PASSING, None).await?;
     let image = pinned_by(client, BUILD_TIMEOUT, PASSING, &build).await?;
+    let passing_build = build.clone();
     let status = builds.get(&build).await?.status.unwrap_or_default();
     let check = status.boot_check.clone().unwrap_or_default();
     ensure!(
@@ -192,5 +207,83 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
         failure.reason == "BootFailed" && failure.message.contains("no initramfs.img"),
         "{refused}: {failure:?}"
     );
+    first_boot_of_the_disk_image(client, &passing_build, &image).await
+}
+
+/// The passing build's disk image (its Job ran after the pin, beside the builds above): pushed
+/// beside the image, it boots from firmware, and on first boot the fragment's unit runs the
+/// fragment's package.
+async fn first_boot_of_the_disk_image(
+    client: &kube::Client,
+    build: &str,
+    image: &str,
+) -> Result<()> {
+    let builds: Api<MachineOSBuild> = Api::all(client.clone());
+    let start = std::time::Instant::now();
+    let disk = loop {
+        let status = builds.get(build).await?.status.unwrap_or_default();
+        match status.disk_image {
+            Some(d) if d.phase == DiskImagePhase::Succeeded => break d,
+            Some(d) if d.phase == DiskImagePhase::Failed => bail!("{build}: disk image {d:?}"),
+            other => ensure!(
+                start.elapsed() < DISK_IMAGE_TIMEOUT,
+                "{build}: no disk image in {DISK_IMAGE_TIMEOUT:?}: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
+    let index = disk.image.clone().unwrap_or_default();
+    ensure!(
+        index.starts_with(image.split('@').next().unwrap_or_default()),
+        "{build}: the disk image {index} is not beside {image}"
+    );
+    let file = disk.files.first().context("no file")?;
+    ensure!(
+        file.format == DiskImageFormat::Qcow2 && disk.files.len() == 1,
+        "{build}: files {:?}",
+        disk.files
+    );
+    let dir = tempfile_dir("strata-e2e-first-boot")?;
+    let (artifact, qcow2) = fetch_disk(&index, &file.manifest, &dir)?;
+    let image_digest = image.split('@').nth(1).unwrap_or_default();
+    ensure!(
+        artifact["artifactType"] == "application/vnd.strata.disk-image.v1"
+            && artifact["subject"]["digest"] == image_digest
+            && artifact["layers"][0]["mediaType"]
+                == "application/vnd.strata.disk-image.layer.v1.qcow2",
+        "{build}: the artifact manifest {artifact}"
+    );
+    let size = std::fs::metadata(&qcow2)?.len();
+    ensure!(
+        i64::try_from(size)? == file.size_bytes,
+        "{build}: {size} bytes fetched, status says {}",
+        file.size_bytes
+    );
+    eprintln!(
+        "ok: {build}'s disk image {index}: qcow2 {} MiB in {:?} s; booting it from firmware",
+        size >> 20,
+        disk.seconds
+    );
+    let booted = tokio::task::spawn_blocking(move || {
+        let mut vm = FirstBoot::start(&qcow2, &dir)?;
+        let text = vm.wait_for(
+            &["tree v", "Reached target multi-user.target"],
+            FIRST_BOOT_TIMEOUT,
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        text
+    })
+    .await??;
+    let tree = booted
+        .lines()
+        .find(|l| l.contains("tree v"))
+        .unwrap_or_default();
+    eprintln!("ok: the disk image's first boot ran the fragment's unit: {tree}");
     Ok(())
+}
+
+fn tempfile_dir(prefix: &str) -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

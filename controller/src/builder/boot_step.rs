@@ -52,14 +52,14 @@ fn has_capability(proc_status: &str, bit: u32) -> bool {
         .is_some_and(|caps| caps & (1 << bit) != 0)
 }
 
-/// Runs this step again in a user and mount namespace of its own, with the same arguments and
+/// Runs this step (boot or disk) again in a user and mount namespace of its own, with the same arguments and
 /// environment; the inner run writes the termination message. Returns its exit code.
 pub fn run_in_user_namespace() -> Result<i32, TerminationMessage> {
     let misconfigured = |e: String| {
         failure(
             FailureClass::Terminal,
             "BuilderMisconfigured",
-            format!("the boot step cannot enter a user namespace: {e}"),
+            format!("the step cannot enter a user namespace: {e}"),
             String::new(),
         )
     };
@@ -87,16 +87,9 @@ fn storage_args(args: &BuildArgs) -> [String; 2] {
     ]
 }
 
-/// The boot step (in the user namespace): boots the built image; on failed units, and when no
-/// earlier build recorded the base's own, boots the base too and holds against the image only
-/// what the base does not also fail.
-pub async fn boot(args: &BuildArgs) -> Result<Option<TerminationMessage>, TerminationMessage> {
-    let started = super::now_ms();
-    let plan = boot_plan(args)?;
-    let image_id = built_image_id(args, FailureClass::Terminal)?;
-    let base = images::images_to_pull(&read_containerfile(args)?)
-        .ok()
-        .and_then(|images| images.into_iter().next());
+/// buildah as the steps that run in the user namespace ([`run_in_user_namespace`]) use it: the
+/// pod's storage, temporary files in the work directory.
+pub fn namespaced_buildah(args: &BuildArgs) -> disk::Buildah {
     let mut env = vec![(
         "TMPDIR".into(),
         args.work_dir.join("tmp").display().to_string(),
@@ -111,11 +104,24 @@ pub async fn boot(args: &BuildArgs) -> Result<Option<TerminationMessage>, Termin
             ("_CONTAINERS_ROOTLESS_UID".into(), "1".into()),
         ]);
     }
-    let buildah = disk::Buildah {
+    disk::Buildah {
         program: args.buildah.clone(),
         global_args: storage_args(args).to_vec(),
         env,
-    };
+    }
+}
+
+/// The boot step (in the user namespace): boots the built image; on failed units, and when no
+/// earlier build recorded the base's own, boots the base too and holds against the image only
+/// what the base does not also fail.
+pub async fn boot(args: &BuildArgs) -> Result<Option<TerminationMessage>, TerminationMessage> {
+    let started = super::now_ms();
+    let plan = boot_plan(args)?;
+    let image_id = built_image_id(args, FailureClass::Terminal)?;
+    let base = images::images_to_pull(&read_containerfile(args)?)
+        .ok()
+        .and_then(|images| images.into_iter().next());
+    let buildah = namespaced_buildah(args);
     let work = args.work_dir.join("boot");
     println!(
         "strata build: booting image {image_id} (target {}, timeout {} s)",

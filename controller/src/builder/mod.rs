@@ -9,12 +9,16 @@
 //!   the disk a new machine would boot ([`boot_step`]); no credential;
 //! - `push`: pushes with the push credentials only; runs nothing from the Containerfile.
 //!
+//! The disk image pod (after the pin) runs `pull` on the pinned image, then `disk` and `push`
+//! ([`disk_step`]): the first-boot disk, pushed as OCI artifacts beside the image.
+//!
 //! Each step writes the one-line JSON termination message of the builder contract
 //! (builder-image/README.md) with every credential value it holds redacted; the push step's
 //! success message carries the digest and the timings of all steps.
 
 mod boot_step;
 mod buildah;
+mod disk_step;
 pub mod environment;
 pub mod images;
 pub mod lint;
@@ -27,7 +31,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
-use strata_crds::contract::builder_pod;
+use strata_crds::contract::{builder_pod, disk_image_pod};
 
 pub use message::{FailureClass, PhaseTiming, Stage, TerminationMessage, exit_code};
 use redact::Redactor;
@@ -41,6 +45,8 @@ pub enum Step {
     Build,
     /// Boot the built image in a VM (no credential).
     Boot,
+    /// Make the pinned image's first-boot disk (the disk image pod; no credential).
+    Disk,
     /// Push the built image (push credentials only).
     Push,
 }
@@ -133,6 +139,14 @@ pub struct BuildArgs {
     /// spec.bootCheck).
     #[arg(long, env = builder_pod::BOOT_PLAN_ENV)]
     pub boot_plan: Option<String>,
+    /// The disk image pod's pinned image (repo@sha256:…): its pull step pulls only it, its disk
+    /// step makes its disk.
+    #[arg(long, env = disk_image_pod::SOURCE_IMAGE_ENV)]
+    pub source_image: Option<String>,
+    /// The disk image pod's formats and kernel arguments, as JSON; with it, the push step pushes
+    /// the disk files (to --image) instead of a built image.
+    #[arg(long, env = disk_image_pod::DISK_PLAN_ENV)]
+    pub disk_plan: Option<String>,
 }
 
 impl BuildArgs {
@@ -222,7 +236,7 @@ fn clear_termination_log(path: &std::path::Path) {
 /// takes a success only from the push step's message in any case.
 pub async fn run(args: &BuildArgs) -> i32 {
     clear_termination_log(&args.termination_log);
-    if args.step == Step::Boot && boot_step::needs_user_namespace() {
+    if matches!(args.step, Step::Boot | Step::Disk) && boot_step::needs_user_namespace() {
         return match boot_step::run_in_user_namespace() {
             Ok(code) => code,
             Err(message) => write_message(args, message),
@@ -243,6 +257,8 @@ pub async fn run(args: &BuildArgs) -> i32 {
         Step::Pull => pull(args, &redactor).await,
         Step::Build => build(args, &redactor).await,
         Step::Boot => boot_step::boot(args).await,
+        Step::Disk => disk_step::disk(args).await,
+        Step::Push if args.disk_plan.is_some() => disk_step::push(args, &redactor).await,
         Step::Push => push(args, &redactor).await,
     };
     if let Some(heartbeat) = heartbeat {
@@ -290,7 +306,7 @@ fn step_redactor(args: &BuildArgs) -> Redactor {
     let auth = match args.step {
         Step::Pull => Redactor::from_auth_files(&[&args.pull_authfile]),
         Step::Push => Redactor::from_auth_files(&[&args.push_authfile]),
-        Step::Build | Step::Boot => Redactor::default(),
+        Step::Build | Step::Boot | Step::Disk => Redactor::default(),
     };
     auth.with_proxy_environment()
         .with_files_in(&args.entitlement_dir)
@@ -341,15 +357,19 @@ fn read_containerfile(args: &BuildArgs) -> Result<String, TerminationMessage> {
     })
 }
 
-/// Step 1: every image the Containerfile names, with the pull credentials.
+/// Step 1: every image the Containerfile names (the disk image pod: the pinned image), with the
+/// pull credentials.
 async fn pull(
     args: &BuildArgs,
     redactor: &Redactor,
 ) -> Result<Option<TerminationMessage>, TerminationMessage> {
     let started = now_ms();
-    let containerfile = read_containerfile(args)?;
-    let images = images::images_to_pull(&containerfile)
-        .map_err(|e| failure(FailureClass::Terminal, "InvalidInput", e, String::new()))?;
+    let images = match &args.source_image {
+        // The disk image pod: the pinned image only.
+        Some(image) => vec![image.clone()],
+        None => images::images_to_pull(&read_containerfile(args)?)
+            .map_err(|e| failure(FailureClass::Terminal, "InvalidInput", e, String::new()))?,
+    };
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
     if let Some(registration) = args.registration() {
         keep_shared_storage_in_bounds(args, &registration, &buildah).await?;
@@ -597,6 +617,7 @@ async fn push(
     let mut handover = Handover::load(args);
     handover.record("push", started);
     Ok(Some(TerminationMessage::Success {
+        files: Vec::new(),
         digest,
         size_bytes: handover.size_bytes,
         phases: handover.phases,

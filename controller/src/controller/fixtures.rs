@@ -67,6 +67,7 @@ pub fn observed(config: MachineOSConfig) -> Observed {
         foreign_builds: vec![],
         jobs: vec![],
         job: JobObservation::Missing,
+        disk_job: JobObservation::Missing,
         build_secrets: Default::default(),
         build_config_maps: Default::default(),
         auth: Ok(BuildAuth {

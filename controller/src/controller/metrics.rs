@@ -61,6 +61,8 @@ pub struct Metrics {
     queue_duration: HistogramFamily,
     step_duration: HistogramFamily,
     boot_check_duration: HistogramFamily,
+    disk_images: Family<Labels, Counter>,
+    disk_image_duration: HistogramFamily,
     phase: Family<Labels, Gauge>,
     waiting: Family<Labels, Gauge>,
     active_builds: Gauge,
@@ -95,6 +97,8 @@ impl Default for Metrics {
             queue_duration: Family::new_with_constructor(build_histogram),
             step_duration: Family::new_with_constructor(step_histogram),
             boot_check_duration: Family::new_with_constructor(boot_histogram),
+            disk_images: Family::default(),
+            disk_image_duration: Family::new_with_constructor(boot_histogram),
             phase: Family::default(),
             waiting: Family::default(),
             active_builds: Gauge::default(),
@@ -137,6 +141,16 @@ impl Default for Metrics {
             "boot_check_duration_seconds",
             "Time of each boot check, from the VM's power-on until the system reported (or the timeout), by pool, result (passed, failed) and accelerator (KVM, TCG)",
             m.boot_check_duration.clone(),
+        );
+        strata.register(
+            "disk_images",
+            "First-boot disk images that ended, by pool and result (succeeded, failed)",
+            m.disk_images.clone(),
+        );
+        strata.register(
+            "disk_image_duration_seconds",
+            "Time of each disk image Job that pushed its disk image, from its pull to its push, by pool",
+            m.disk_image_duration.clone(),
         );
         strata.register(
             "build_phase",
@@ -383,6 +397,18 @@ impl Metrics {
                 ("accelerator", accelerator),
             ]))
             .observe(seconds);
+    }
+
+    pub fn disk_image_ended(&self, pool: &str, succeeded: bool, seconds: f64) {
+        let result = if succeeded { "succeeded" } else { "failed" };
+        self.disk_images
+            .get_or_create(&labels(&[("pool", pool), ("result", result)]))
+            .inc();
+        if succeeded {
+            self.disk_image_duration
+                .get_or_create(&labels(&[("pool", pool)]))
+                .observe(seconds);
+        }
     }
 
     pub fn build_started(&self, pool: &str, queued_seconds: f64) {

@@ -71,6 +71,34 @@ pub fn job(build: &MachineOSBuild) -> String {
     }
 }
 
+/// The Job that makes the disk image of one incarnation of a build (after the pin).
+pub fn disk_image_job(build: &MachineOSBuild) -> String {
+    let job = job(build);
+    // `build-<name>-<uid>` → `disk-<name>-<uid>`, the same length.
+    match job.strip_prefix("build-") {
+        Some(rest) => format!("disk-{rest}"),
+        None => fit_63(&format!("disk-{job}")),
+    }
+}
+
+/// The disk image Job's credentials: the push auth (which reads the pinned image too) and the
+/// proxy URLs.
+pub fn disk_image_secret(build: &str) -> String {
+    short_name("disk-credentials", build)
+}
+
+/// Where a build's disk image goes: the build's image with `-disk` after its tag (the tag cut
+/// to leave room, keeping the hash).
+pub fn disk_image_for_build(push_spec: &str, build: &str) -> String {
+    use strata_crds::contract::disk_image_pod::TAG_SUFFIX;
+    let repository = repository(push_spec);
+    let room = MAX_PUSH_SPEC.saturating_sub(repository.len() + 1 + TAG_SUFFIX.len());
+    format!(
+        "{repository}:{}{TAG_SUFFIX}",
+        fit(build, (MAX_TAG - TAG_SUFFIX.len()).min(room))
+    )
+}
+
 /// The push spec's repository with the tag replaced by the build's name, cut to a legal tag
 /// (128 characters, and the whole spec to 447) keeping the hash. The CRD keeps the repository
 /// short enough for the hash to fit.
@@ -112,6 +140,13 @@ mod tests {
         assert!(name.len() <= 63, "{name}");
         assert!(name.ends_with("-0123456789ab"));
         assert_eq!(job(&build()), "build-worker-0123456789ab-11111");
+        assert_eq!(disk_image_job(&build()), "disk-worker-0123456789ab-11111");
+        let disk = disk_image_for_build(&format!("r.example.com/os:{long}"), &long);
+        let tag = disk.rsplit(':').next().unwrap();
+        assert!(
+            tag.len() <= MAX_TAG && tag.ends_with("-0123456789ab-disk"),
+            "{tag}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde_json::json;
 use strata_crds::contract::{FIELD_MANAGER, annotations, labels, mco};
 use strata_crds::{MachineOSBuild, MachineOSBuildStatus, MachineOSConfig, MachineOSConfigStatus};
 
-use super::objects::BuildObjects;
+use super::objects::{BuildObjects, DiskImageObjects};
 use super::plan::{MetricsUpdate, Plan};
 use crate::controller::Context;
 use crate::controller::error::{Error, Write};
@@ -92,6 +92,7 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     let Plan {
         create_build,
         build_objects,
+        disk_image_objects,
         build_status,
         delete_jobs,
         delete_secrets,
@@ -110,9 +111,10 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     // A build is recorded as ended before its Job goes: else the next round, finding no Job,
     // would build it again.
     let builds_then_deletes = async {
-        try_join3(
+        try_join4(
             create(apis, create_build),
             write_build_objects(apis, build_objects),
+            write_disk_image_objects(apis, disk_image_objects),
             patch_build_statuses(apis, build_status),
         )
         .await?;
@@ -200,6 +202,32 @@ async fn write_build_objects(apis: &Apis, objects: Option<BuildObjects>) -> Resu
             ignore_conflict(apis.claims.create(&create_params(), &claim).await).map_err(
                 Write::CreateCacheClaim
                     .failed(object_name(apis.claims.namespace(), &claim.name_any())),
+            )
+        },
+    )
+    .await
+    .map(drop)
+}
+
+/// The disk image Job goes with its Secret and environment, as a build's (a 409: this very Job).
+async fn write_disk_image_objects(
+    apis: &Apis,
+    objects: Option<DiskImageObjects>,
+) -> Result<(), Error> {
+    let Some(DiskImageObjects {
+        environment,
+        credentials,
+        job,
+    }) = objects
+    else {
+        return Ok(());
+    };
+    try_join3(
+        apply_all(&apis.configmaps, Write::ApplyConfigMap, [environment]),
+        apply_all(&apis.secrets, Write::ApplySecret, [credentials]),
+        async {
+            ignore_conflict(apis.jobs.create(&create_params(), &job).await).map_err(
+                Write::CreateJob.failed(object_name(apis.jobs.namespace(), &job.name_any())),
             )
         },
     )
@@ -348,6 +376,7 @@ fn record(ctx: &Context, update: MetricsUpdate) {
         latest_build_failed,
         waiting_for_pool,
         boot_check,
+        disk_image,
     } = update;
     let m = &ctx.metrics;
     m.set_config(
@@ -375,6 +404,9 @@ fn record(ctx: &Context, update: MetricsUpdate) {
     }
     if let Some((passed, seconds, accelerator)) = boot_check {
         m.boot_checked(&pool, passed, &accelerator, seconds);
+    }
+    if let Some((succeeded, seconds)) = disk_image {
+        m.disk_image_ended(&pool, succeeded, seconds);
     }
 }
 

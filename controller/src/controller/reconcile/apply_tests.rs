@@ -199,6 +199,7 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     o3.job = JobObservation::Succeeded {
         attempts: 1,
         message: Some(strata_crds::contract::TerminationMessage::Success {
+            files: Vec::new(),
             digest: DIGEST.into(),
             size_bytes: 1,
             boot_check: None,

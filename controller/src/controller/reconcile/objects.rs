@@ -26,6 +26,9 @@ use crate::controller::environment::{self, Environment};
 use crate::controller::names::{self, fit_63};
 use crate::controller::settings::{BuilderPlacement, CacheClaim, Settings};
 
+mod disk_image;
+pub use disk_image::{DiskImageObjects, disk_image_objects};
+
 /// Key of the rendered Containerfile in the build's ConfigMap.
 pub const CONTAINERFILE_KEY: &str = "Containerfile";
 
@@ -625,8 +628,10 @@ fn step_resources(settings: &Settings) -> ResourceRequirements {
 /// one that dies without writing its message (OOM, a crash) still reports its log's end.
 fn termination_message_policy(step: &str) -> &'static str {
     use strata_crds::contract::builder_pod::{BOOT, BUILD};
-    // The boot step's log carries the booted image's console.
-    if step == BUILD || step == BOOT {
+    use strata_crds::contract::disk_image_pod::DISK;
+    // The boot step's log carries the booted image's console; the disk step runs the image's
+    // own tools.
+    if step == BUILD || step == BOOT || step == DISK {
         "File"
     } else {
         "FallbackToLogsOnError"
@@ -724,7 +729,6 @@ fn pod_spec(
     settings: &Settings,
 ) -> PodSpec {
     use strata_crds::contract::builder_pod as pod;
-    let placement = &settings.builder_placement;
     let PodVolumes {
         volumes,
         pull,
@@ -737,6 +741,23 @@ fn pod_spec(
     if let Some(boot_env) = boot_env {
         init_containers.push(boot_step(settings, &boot_env, boot));
     }
+    pod_spec_of(
+        init_containers,
+        container(pod::PUSH, push),
+        volumes,
+        settings,
+    )
+}
+
+/// A pod of Strata's steps: the init containers in order, then the last step; no API access, the
+/// builder's placement.
+fn pod_spec_of(
+    init_containers: Vec<Container>,
+    last: Container,
+    volumes: Vec<Volume>,
+    settings: &Settings,
+) -> PodSpec {
+    let placement = &settings.builder_placement;
     PodSpec {
         restart_policy: Some("Never".into()),
         service_account_name: Some(settings.builder_service_account.clone()),
@@ -751,7 +772,7 @@ fn pod_spec(
         tolerations: Some(tolerations(placement)),
         priority_class_name: placement.priority_class.clone(),
         init_containers: Some(init_containers),
-        containers: vec![container(pod::PUSH, push)],
+        containers: vec![last],
         volumes: Some(volumes),
         ..PodSpec::default()
     }

@@ -13,7 +13,7 @@ use kube::api::DynamicObject;
 use kube::runtime::reflector::ObjectRef;
 use serde::de::DeserializeOwned;
 use strata_crds::contract::{annotations, labels, mco};
-use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
+use strata_crds::{BuildPhase, DiskImagePhase, MachineOSBuild, MachineOSConfig};
 
 use super::plan::{
     AuthProblem, AuthReason, BaseUnknown, BuildAuth, JobObservation, Observed, job_observation,
@@ -61,6 +61,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Observed {
         .map(|b| BuildInputs::from_config(config, b).build_name())
         .and_then(|n| builds.iter().find(|b| b.metadata.name.as_ref() == Some(&n)));
     let job = job_of(ctx, current, &owned.jobs);
+    let disk_job = disk_job_of(ctx, current, &owned.jobs);
     let push_auth = auth.as_ref().ok().map(|a| a.push.clone());
     let image_check = match image_to_check(ctx, &job, current) {
         Some(image) => Some(
@@ -87,6 +88,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Observed {
         foreign_builds: foreign.iter().map(|b| b.name_any()).collect(),
         jobs: owned.jobs,
         job,
+        disk_job,
         build_secrets: owned.secrets,
         build_config_maps: owned.config_maps,
         auth,
@@ -265,16 +267,38 @@ fn job_of(ctx: &Context, current: Option<&MachineOSBuild>, jobs: &[Job]) -> JobO
     let Some(build) = current.filter(|b| b.phase().is_none_or(|p| !p.is_terminal())) else {
         return JobObservation::Missing;
     };
-    let job_name = names::job(build);
+    observe_job(ctx, &names::job(build), jobs)
+}
+
+/// What the disk image Job of `current` is doing, while its status says it is being made.
+fn disk_job_of(ctx: &Context, current: Option<&MachineOSBuild>, jobs: &[Job]) -> JobObservation {
+    let Some(build) = current.filter(|b| {
+        b.status
+            .as_ref()
+            .and_then(|s| s.disk_image.as_ref())
+            .is_some_and(|d| d.phase == DiskImagePhase::Building)
+    }) else {
+        return JobObservation::Missing;
+    };
+    observe_job(ctx, &names::disk_image_job(build), jobs)
+}
+
+/// What the Job `job_name` and its pods say.
+fn observe_job(ctx: &Context, job_name: &str, jobs: &[Job]) -> JobObservation {
     let pods = ctx.stores.pods.state();
     let pods: Vec<_> = pods
         .iter()
-        .filter(|p| p.labels().get("batch.kubernetes.io/job-name") == Some(&job_name))
+        .filter(|p| {
+            p.labels()
+                .get("batch.kubernetes.io/job-name")
+                .map(String::as_str)
+                == Some(job_name)
+        })
         .map(AsRef::as_ref)
         .collect();
     job_observation(
         jobs.iter()
-            .find(|j| j.metadata.name.as_ref() == Some(&job_name)),
+            .find(|j| j.metadata.name.as_deref() == Some(job_name)),
         &pods,
     )
 }

@@ -579,7 +579,7 @@ fn record_boot_check(
 /// entitlement's files, as the builder steps do. The steps redact their own messages; this
 /// covers a message that is not theirs (a termination log written after the step's own, by a
 /// process a RUN step left behind; the end of a log the kubelet took for a message).
-fn failure_redactor(env: &Environment) -> Redactor {
+pub(super) fn failure_redactor(env: &Environment) -> Redactor {
     let entitlement: Vec<String> = env
         .entitlement
         .iter()

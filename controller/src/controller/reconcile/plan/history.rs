@@ -1,14 +1,15 @@
 //! What an ended build leaves behind, and how much history is kept: Jobs of builds other than the
 //! current one are stopped and removed (a superseded build must not keep building and pushing),
-//! the current build's Job goes once it succeeded (a failed one stays for its logs), per-build
-//! Secrets go when their build ended, and ended builds beyond `--build-history` are deleted —
+//! the current build's Job goes once it succeeded (a failed one stays for its logs), and so does
+//! its disk image Job once the disk image is pushed; per-build Secrets go when their build ended
+//! (the disk image's when it did), and ended builds beyond `--build-history` are deleted —
 //! never the one the pool uses.
 
 use std::collections::BTreeMap;
 
-use strata_crds::{BuildPhase, MachineOSBuild};
+use strata_crds::{BuildPhase, DiskImagePhase, MachineOSBuild};
 
-use super::Planner;
+use super::{Planner, disk_image};
 use crate::controller::names;
 
 /// Adds the deletions to the plan. `current` is the build of the current inputs (None when the
@@ -29,13 +30,22 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
     };
     let deleted = &planner.plan.delete_builds;
 
+    let is_current = |b: &MachineOSBuild| {
+        b.metadata.name.as_deref() == Some(current) && !deleted.iter().any(|d| d == current)
+    };
     let mut delete_jobs = Vec::new();
     for job in &observed.jobs {
         let job_name = job.metadata.name.clone().unwrap_or_default();
         let build = observed.builds.iter().find(|b| names::job(b) == job_name);
-        let keep = match build {
-            Some(b) if b.metadata.name.as_deref() == Some(current) => {
-                !deleted.iter().any(|d| d == current) && phase_of(b) != Some(BuildPhase::Succeeded)
+        let disk_of = observed
+            .builds
+            .iter()
+            .find(|b| names::disk_image_job(b) == job_name);
+        let keep = match (build, disk_of) {
+            (Some(b), _) if is_current(b) => phase_of(b) != Some(BuildPhase::Succeeded),
+            // A disk image Job goes once its image is pushed; a failed one stays for its logs.
+            (_, Some(b)) if is_current(b) => {
+                disk_image::planned_phase(planner, b) != Some(DiskImagePhase::Succeeded)
             }
             _ => false,
         };
@@ -47,6 +57,12 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
     let mut delete_secrets = Vec::new();
     for build in &observed.builds {
         let name = build.metadata.name.as_deref().unwrap_or_default();
+        let disk_secret = names::disk_image_secret(name);
+        if observed.build_secrets.contains(&disk_secret)
+            && disk_image::planned_phase(planner, build) != Some(DiskImagePhase::Building)
+        {
+            delete_secrets.push(disk_secret);
+        }
         if phase_of(build).is_some_and(BuildPhase::is_terminal) {
             let secrets = std::iter::once(names::credentials_secret(name))
                 .chain(names::earlier_secrets(name));

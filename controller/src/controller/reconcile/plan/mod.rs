@@ -5,6 +5,7 @@
 
 mod build_status;
 mod config_status;
+mod disk_image;
 mod history;
 mod hold;
 mod pool_wait;
@@ -27,7 +28,7 @@ use strata_crds::{
 
 pub use build_status::{JobObservation, Waiting, job_observation};
 
-use super::objects::{self, BuildObjects};
+use super::objects::{self, BuildObjects, DiskImageObjects};
 use crate::controller::environment::Environment;
 use crate::controller::names::{self, fit_63};
 use crate::controller::registry_client::ImageCheck;
@@ -116,6 +117,9 @@ pub struct Observed {
     pub jobs: Vec<Job>,
     /// What the Job of the current inputs' build is doing.
     pub job: JobObservation,
+    /// What the disk image Job of the current build is doing (Missing unless its status says
+    /// it is being made).
+    pub disk_job: JobObservation,
     /// The per-build Secrets of this MachineOSConfig that exist.
     pub build_secrets: BTreeSet<String>,
     /// The per-build ConfigMaps of this MachineOSConfig that exist.
@@ -173,6 +177,8 @@ pub struct MetricsUpdate {
     pub waiting_for_pool: Option<String>,
     /// A build's boot check ended this round: passed, its seconds, the accelerator.
     pub boot_check: Option<(bool, f64, String)>,
+    /// A build's disk image ended this round: whether it was pushed, the Job's seconds.
+    pub disk_image: Option<(bool, f64)>,
 }
 
 /// What to do. Apply destructures every field: a field nobody applies does not compile.
@@ -186,6 +192,8 @@ pub struct Plan {
     pub build_objects: Option<BuildObjects>,
     /// Status to write to builds, by name (only what changed).
     pub build_status: Vec<(String, MachineOSBuildStatus)>,
+    /// The current build's disk image Secret, environment and Job, to write (after the pin).
+    pub disk_image_objects: Option<DiskImageObjects>,
     /// Jobs to stop and remove (superseded or ended builds).
     pub delete_jobs: Vec<String>,
     /// Per-build Secrets no longer needed.
@@ -212,6 +220,10 @@ impl Plan {
         let counted = [
             ("create-build", usize::from(self.create_build.is_some())),
             ("build-objects", usize::from(self.build_objects.is_some())),
+            (
+                "disk-image-objects",
+                usize::from(self.disk_image_objects.is_some()),
+            ),
             ("build-status", self.build_status.len()),
             ("delete-job", self.delete_jobs.len()),
             ("delete-secret", self.delete_secrets.len()),
@@ -676,6 +688,7 @@ impl<'a> Planner<'a> {
             .set(ct::BUILDING, false, "BuildSucceeded", String::new());
         self.status
             .set(ct::DEGRADED, false, "AsExpected", String::new());
+        disk_image::follow(self, build_name, next, &image);
     }
 
     /// Whether the degraded pool holds back pinning `image` of the succeeded `build_name` (a new
@@ -747,6 +760,9 @@ impl<'a> Planner<'a> {
 
     fn finish(mut self) -> Plan {
         let current = self.current.clone();
+        if let Some(current) = current.as_deref() {
+            disk_image::interrupt_superseded(&mut self, current);
+        }
         history::tidy(&mut self, current.as_deref());
         hold::decide(&mut self);
         pool_wait::report(&mut self);

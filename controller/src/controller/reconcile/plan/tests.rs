@@ -13,7 +13,7 @@ fn inputs_hash(o: &Observed) -> String {
         .inputs_hash
 }
 
-fn present(o: &Observed) -> Option<ImageCheck> {
+pub(super) fn present(o: &Observed) -> Option<ImageCheck> {
     Some(ImageCheck::Present {
         inputs_hash: Some(inputs_hash(o)),
     })
@@ -29,7 +29,7 @@ fn status(p: &Plan, o: &Observed) -> MachineOSConfigStatus {
 
 /// The build the first plan creates, as the API server would store it: no status yet (the next
 /// round writes it, with its objects).
-fn created(o: &Observed) -> MachineOSBuild {
+pub(super) fn created(o: &Observed) -> MachineOSBuild {
     let p = plan(o, &Settings::for_tests());
     assert!(
         p.build_status.is_empty(),
@@ -55,10 +55,11 @@ fn cond(
         .clone()
 }
 
-fn succeeded_job() -> JobObservation {
+pub(super) fn succeeded_job() -> JobObservation {
     JobObservation::Succeeded {
         attempts: 1,
         message: Some(TerminationMessage::Success {
+            files: Vec::new(),
             digest: DIGEST.into(),
             size_bytes: 1,
             boot_check: None,
@@ -72,7 +73,7 @@ fn succeeded_job() -> JobObservation {
 }
 
 /// `o` after `p` was applied: the statuses it planned stored on the builds and the config.
-fn applied(mut o: Observed, p: &Plan) -> Observed {
+pub(super) fn applied(mut o: Observed, p: &Plan) -> Observed {
     for (name, status) in &p.build_status {
         if let Some(b) = o
             .builds
@@ -880,6 +881,7 @@ fn a_new_release_base_holds_the_pool_from_the_first_round_until_the_rebuild_is_r
     o.job = JobObservation::Succeeded {
         attempts: 1,
         message: Some(TerminationMessage::Success {
+            files: Vec::new(),
             digest: format!("sha256:{}", "4".repeat(64)),
             size_bytes: 1,
             boot_check: None,
@@ -931,6 +933,7 @@ fn a_release_back_to_a_base_already_built_holds_the_pool_while_it_pins_the_old_b
     o.job = JobObservation::Succeeded {
         attempts: 1,
         message: Some(TerminationMessage::Success {
+            files: Vec::new(),
             digest: format!("sha256:{}", "4".repeat(64)),
             size_bytes: 1,
             boot_check: None,
@@ -1168,7 +1171,7 @@ fn waiting(p: &Plan, o: &Observed) -> Option<(String, String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
-fn events_of<'p>(p: &'p Plan, reason: &str) -> Vec<&'p PlannedEvent> {
+pub(super) fn events_of<'p>(p: &'p Plan, reason: &str) -> Vec<&'p PlannedEvent> {
     p.events.iter().filter(|e| e.reason == reason).collect()
 }
 
@@ -1611,6 +1614,7 @@ fn a_build_that_booted_records_its_check() {
     o.job = JobObservation::Succeeded {
         attempts: 1,
         message: Some(TerminationMessage::Success {
+            files: Vec::new(),
             digest: DIGEST.into(),
             size_bytes: 1,
             phases: vec![],
