@@ -60,6 +60,26 @@ pub fn fetch_disk(index: &str, manifest: &str, dir: &Path) -> Result<(Value, Pat
     Ok((artifact, file))
 }
 
+/// `text` without terminal escape sequences (systemd colours its status lines).
+fn without_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            // CSI: parameters up to the final byte in @..~.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A VM booting `disk` from firmware; killed when dropped.
 pub struct FirstBoot {
     child: Child,
@@ -106,7 +126,7 @@ impl FirstBoot {
     pub fn wait_for(&mut self, lines: &[&str], timeout: Duration) -> Result<String> {
         let start = Instant::now();
         loop {
-            let text = std::fs::read_to_string(&self.console).unwrap_or_default();
+            let text = without_escapes(&std::fs::read_to_string(&self.console).unwrap_or_default());
             if lines.iter().all(|l| text.contains(l)) {
                 return Ok(text);
             }

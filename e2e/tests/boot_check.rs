@@ -6,10 +6,16 @@
 //!   systemd unit and sets a kernel module option boots: the check asks for the unit to be active
 //!   and the module option to have taken, the build records a passed check, and the pool is
 //!   pinned.
-//! - A fragment with a broken fstab line fails the build with `BootFailed` naming the mount unit
-//!   (after booting the base once to learn that the base itself fails nothing), with a Warning
-//!   Event of that reason; the pool is never pointed at it.
+//! - A fragment with a broken fstab line that also masks a unit the system needs
+//!   (`systemd-tmpfiles-setup.service`: the directories services expect under `/var` are never
+//!   made) fails the build with `BootFailed` naming the mount unit, the units that failed for
+//!   the masked one, and the masked unit (after booting the base once to learn that the base
+//!   itself fails nothing), with a Warning Event of that reason; the pool is never pointed at it.
+//!   Both breakers share one boot.
 //! - A fragment that removes the initramfs fails with `BootFailed` before any VM starts.
+//! - A fragment whose module load panics the kernel (a modprobe.d `install` command standing for
+//!   a driver option that crashes it) fails with `BootFailed` naming the panic and the unit that
+//!   was loading modules, well before the timeout.
 //! - The passing config also asks for a first-boot disk image: after the pin a Job pushes it as an
 //!   OCI artifact beside the image; fetched from the registry by the digests the build's status
 //!   names, it boots from UEFI firmware in QEMU on the host, and on its first boot the fragment's
@@ -120,9 +126,11 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
         check.seconds, check.accelerator
     );
 
-    // Fails: a broken fstab line on the same customisation.
-    let broken =
-        format!("{customised}RUN echo 'LABEL=boot /var/broken xfs defaults 0 2' >> /etc/fstab\n");
+    // Fails: a broken fstab line and a masked unit the system needs, on the same customisation.
+    let broken = format!(
+        "{customised}RUN echo 'LABEL=boot /var/broken xfs defaults 0 2' >> /etc/fstab && \\\n \
+         systemctl mask systemd-tmpfiles-setup.service\n"
+    );
     let mut config = machine_os_config(cluster, FAILING, push_secret, &broken)?;
     config.spec.boot_check = Some(BootCheck {
         mode: Some(BootCheckMode::Enabled),
@@ -139,14 +147,19 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
         ended.phase()
     );
     ensure!(
-        failure.message.contains("var-broken.mount"),
-        "the failure does not name the mount unit: {}",
+        failure.message.contains("var-broken.mount")
+            && failure
+                .message
+                .contains("masked units the boot asked for: systemd-tmpfiles-setup.service"),
+        "the failure does not name the mount unit and the masked unit: {}",
         failure.message
     );
     let check = status.boot_check.clone().unwrap_or_default();
     ensure!(
         !check.passed
             && check.failed_units.contains(&"var-broken.mount".to_string())
+            // What the masked unit broke: more than the mount.
+            && check.failed_units.len() > 1
             && check.base_image_failed_units.is_some(),
         "{build}: boot check {check:?}"
     );
@@ -206,6 +219,40 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
     ensure!(
         failure.reason == "BootFailed" && failure.message.contains("no initramfs.img"),
         "{refused}: {failure:?}"
+    );
+
+    // Fails fast: loading a module panics the kernel.
+    let panics = format!(
+        "{customised}RUN echo 'install nbd /bin/sh -c \"echo c > /proc/sysrq-trigger\"' \
+         > /etc/modprobe.d/strata-crash.conf && echo nbd > /etc/modules-load.d/strata-crash.conf\n"
+    );
+    apply_config(
+        client,
+        &machine_os_config(cluster, FAILING, push_secret, &panics).map(|mut c| {
+            c.spec.boot_check = Some(BootCheck {
+                mode: Some(BootCheckMode::Enabled),
+                ..BootCheck::default()
+            });
+            c
+        })?,
+    )
+    .await?;
+    let crashed = current_build(client, FAILING, Some(&refused)).await?;
+    let ended = ended_build(client, &crashed, BUILD_TIMEOUT).await?;
+    let status = ended.status.clone().unwrap_or_default();
+    let failure = status.failure.clone().unwrap_or_default();
+    let check = status.boot_check.clone().unwrap_or_default();
+    ensure!(
+        failure.reason == "BootFailed"
+            && failure.message.contains("the kernel panicked")
+            && failure.message.contains("systemd-modules-load.service")
+            && check.seconds < 600,
+        "{crashed}: {failure:?} after {} s",
+        check.seconds
+    );
+    eprintln!(
+        "ok: {crashed} failed BootFailed in {} s: {}",
+        check.seconds, failure.message
     );
     first_boot_of_the_disk_image(client, &passing_build, &image).await
 }

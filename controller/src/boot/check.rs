@@ -113,6 +113,14 @@ pub fn judge(
             .collect();
         reasons.push(format!("check commands failed: {}", cmds.join(", ")));
     }
+    // Masked units say nothing by themselves (the base masks some); next to a failure they are
+    // often its cause.
+    if !reasons.is_empty() && !report.masked_units.is_empty() {
+        reasons.push(format!(
+            "masked units the boot asked for: {}",
+            report.masked_units.join(", ")
+        ));
+    }
     (reasons.is_empty(), reasons.join("; "), new_failed)
 }
 
@@ -196,7 +204,14 @@ pub fn boot(
     }
     let _ = child.kill();
     let _ = child.wait();
-    let (passed, reason, new_failed_units) = judge(parsed.as_ref(), baseline_failed, silence);
+    let (passed, mut reason, new_failed_units) = judge(parsed.as_ref(), baseline_failed, silence);
+    let console = console_lines(&vm.console_log, console_at_report);
+    if parsed.is_none()
+        && let Some(panic) = panic_reason(&console)
+    {
+        reason = panic;
+    }
+    let console_tail = console[console.len().saturating_sub(CONSOLE_TAIL_LINES)..].to_vec();
     Ok(Outcome {
         passed,
         reason,
@@ -205,27 +220,52 @@ pub fn boot(
         new_failed_units,
         seconds,
         accel: vm.accel,
-        console_tail: console_tail(&vm.console_log, console_at_report),
+        console_tail,
     })
 }
 
-/// The last lines of the serial console (of its first `upto` bytes), terminal escapes and
-/// carriage returns removed.
-pub fn console_tail(path: &Path, upto: Option<u64>) -> Vec<String> {
+/// The kernel panic the console shows, with the units systemd was starting when it came (the
+/// likely cause: a module loaded then, a unit's program); None without a panic.
+pub fn panic_reason(console: &[String]) -> Option<String> {
+    let at = console.iter().position(|l| l.contains("Kernel panic"))?;
+    let panic = console[at]
+        .split_once("Kernel panic")
+        .map_or(console[at].as_str(), |(_, rest)| rest)
+        .trim_start_matches([' ', '-'])
+        .trim();
+    let starting: Vec<&str> = console[..at]
+        .iter()
+        .rev()
+        .filter_map(|l| l.trim().strip_prefix("Starting "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .take(3)
+        .collect();
+    let mut reason = format!("the kernel panicked ({panic})");
+    if !starting.is_empty() {
+        let mut starting = starting;
+        starting.reverse();
+        reason.push_str(&format!(
+            " while systemd was starting {}",
+            starting.join(", ")
+        ));
+    }
+    Some(reason)
+}
+
+/// Every line of the serial console (of its first `upto` bytes), terminal escapes, carriage
+/// returns and empty lines removed.
+fn console_lines(path: &Path, upto: Option<u64>) -> Vec<String> {
     let mut bytes = std::fs::read(path).unwrap_or_default();
     if let Some(upto) = upto {
         bytes.truncate(usize::try_from(upto).unwrap_or(usize::MAX));
     }
     let text = String::from_utf8_lossy(&bytes);
     let clean = strip_escapes(&text);
-    let lines: Vec<&str> = clean
+    clean
         .lines()
         .map(str::trim_end)
         .filter(|l| !l.is_empty())
-        .collect();
-    lines[lines.len().saturating_sub(CONSOLE_TAIL_LINES)..]
-        .iter()
-        .map(|l| l.to_string())
+        .map(str::to_string)
         .collect()
 }
 
@@ -305,6 +345,42 @@ mod tests {
             judge(Some(&r), &[], t).1,
             "the target is not active (system starting); units not active: hello.service (failed); check commands failed: #1 exited 1"
         );
+    }
+
+    #[test]
+    fn a_panic_names_what_systemd_was_starting() {
+        let console: Vec<String> = [
+            "[  OK  ] Finished systemd-remount-fs.service - Remount Root and Kernel File Systems.",
+            "         Starting systemd-modules-load.service - Load Kernel Modules...",
+            "[    9.120000] sysrq: Trigger a crash",
+            "[    9.130000] Kernel panic - not syncing: sysrq triggered crash",
+            "[    9.140000] CPU: 1 PID: 301 Comm: sh",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            panic_reason(&console).as_deref(),
+            Some(
+                "the kernel panicked (not syncing: sysrq triggered crash) while systemd was \
+                 starting systemd-modules-load.service"
+            )
+        );
+        assert_eq!(panic_reason(&console[..2]), None);
+    }
+
+    #[test]
+    fn masked_units_are_named_next_to_a_failure_only() {
+        let t = Silence::TimedOut(Duration::from_secs(600));
+        let mut r = report(&["auditd.service"]);
+        r.masked_units = vec!["systemd-tmpfiles-setup.service".into()];
+        assert_eq!(
+            judge(Some(&r), &[], t).1,
+            "failed units: auditd.service; masked units the boot asked for: \
+             systemd-tmpfiles-setup.service"
+        );
+        let mut clean = report(&[]);
+        clean.masked_units = r.masked_units.clone();
+        assert!(judge(Some(&clean), &[], t).0);
     }
 
     #[test]

@@ -86,7 +86,8 @@ impl Expectations {
              \x20 echo \"failed $u\"\n\
              \x20 journalctl -u \"$u\" -b -n 5 --no-pager -o cat 2>/dev/null | while IFS= read -r l; do echo \"log $u $l\"; done\n\
              done\n\
-             journalctl -b -p err --no-pager -o cat 2>/dev/null | tail -n 20 | while IFS= read -r l; do echo \"error $l\"; done\n",
+             journalctl -b -p err --no-pager -o cat 2>/dev/null | tail -n 20 | while IFS= read -r l; do echo \"error $l\"; done\n\
+             systemctl list-units --all --state=masked --plain --no-legend --no-pager | while read -r u _; do echo \"masked $u\"; done\n",
             t = shell_word(&self.target)
         );
         for unit in &self.active_units {
@@ -134,6 +135,9 @@ pub struct Report {
     pub failed_unit_logs: Vec<(String, String)>,
     /// The boot's last messages of priority error and above.
     pub errors: Vec<String>,
+    /// Masked units something in the boot asked for (loaded, in state masked): a unit a fragment
+    /// masked that the system needs shows here while its dependents fail.
+    pub masked_units: Vec<String>,
 }
 
 /// Reads a report; `None` unless it is whole (first line to `end`).
@@ -148,6 +152,7 @@ pub fn parse(text: &str) -> Option<Report> {
             (Some("state"), Some(state), None) => report.state = state.to_string(),
             (Some("target"), Some(_), Some(active)) => report.target_active = active == "active",
             (Some("failed"), Some(unit), None) => report.failed_units.push(unit.to_string()),
+            (Some("masked"), Some(unit), None) => report.masked_units.push(unit.to_string()),
             (Some("error"), Some(_), _) => {
                 report.errors.push(line["error ".len()..].to_string());
             }
@@ -188,6 +193,7 @@ mod tests {
         let text = "noise\nstrata-boot-report v1\nstate degraded\ntarget multi-user.target active\n\
                     failed auditd.service\nlog auditd.service Could not open dir /var/log/audit\n\
                     failed ovsdb-server.service\nerror Failed to start auditd.service\n\
+                    masked systemd-tmpfiles-setup.service\n\
                     unit hello.service active\n\
                     unit other.service inactive\ncommand 0 0\ncommand 1 3\noutput 1 no such file\nend\n";
         let report = parse(text).unwrap();
@@ -204,6 +210,7 @@ mod tests {
         assert_eq!(report.failed_commands, [(1, 3)]);
         assert_eq!(report.command_output, [(1, "no such file".to_string())]);
         assert_eq!(report.errors, ["Failed to start auditd.service"]);
+        assert_eq!(report.masked_units, ["systemd-tmpfiles-setup.service"]);
         assert_eq!(
             report.failed_unit_logs,
             [(
