@@ -56,6 +56,11 @@ pub mod builder_pod {
     pub const PUSH_AUTH_DIR: &str = "/etc/strata/push-auth";
     pub const STORAGE_DIR: &str = "/var/lib/containers/storage";
     pub const WORK_DIR: &str = "/var/lib/strata";
+    /// The whole cache claim, in the pull step only (it keeps the claim in bounds).
+    pub const CLAIM_DIR: &str = "/var/lib/strata-claim";
+    /// The directory of the claim holding one image store per MachineOSConfig
+    /// (`configs/<name>`, mounted at [`STORAGE_DIR`] in every step of that config's builds).
+    pub const CLAIM_STORES: &str = "configs";
     /// Where containers/image keeps its blob info cache when it runs as root.
     pub const BLOB_INFO_CACHE_DIR: &str = "/var/lib/containers/cache";
     /// The cluster's environment as the controller wrote it for the build: `registries.conf`,

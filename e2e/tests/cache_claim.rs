@@ -4,7 +4,10 @@
 //! - a build alone empties what the previous build left (its image is gone, the new one is there);
 //! - two builds at once both succeed: one never empties the storage under the other;
 //! - every build's registration is gone when it ended;
-//! - each pull step says what it did (its log is read while the builder pod exists).
+//! - each pull step says what it did (its log is read while the builder pod exists);
+//! - each MachineOSConfig's builds have a store of their own on the claim: a build of one never
+//!   holds another's image, and a fragment naming another pool's image by its ID (a stage `ARG`
+//!   the pull step cannot see) fails instead of copying out of it.
 //!
 //! Redeploys the controller (with the claim, then without), so it has its own test binary.
 
@@ -26,10 +29,19 @@ use strata_e2e::{Cluster, needs};
 const CLAIM: &str = "e2e-cache";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// The image names containers/storage records on the claim (its overlay driver's image list).
-fn stored_names(dir: &Path) -> Result<String> {
-    let path = dir.join("overlay-images/images.json");
-    std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+/// The store of MachineOSConfig `config` on the claim.
+fn store(dir: &Path, config: &str) -> std::path::PathBuf {
+    dir.join(builder_pod::CLAIM_STORES).join(config)
+}
+
+/// The image names containers/storage records in a store (its overlay driver's image list);
+/// empty for a store not made yet.
+fn stored_names(store: &Path) -> Result<String> {
+    let path = store.join("overlay-images/images.json");
+    match std::fs::read_to_string(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        other => other.with_context(|| format!("reading {}", path.display())),
+    }
 }
 
 /// The builds registered on the claim (their markers). The directory must exist: every build
@@ -42,6 +54,25 @@ fn registered(dir: &Path) -> Result<Vec<String>> {
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect())
+}
+
+/// The image ID (its config's digest, 64 hex) of `image` (`host:port/repo@sha256:…`) in the local
+/// plain-HTTP registry: what another pool's fragment could learn and name.
+fn image_id(image: &str) -> Result<String> {
+    let (name, digest) = image.split_once('@').context("not pinned by digest")?;
+    let (host, repo) = name.split_once('/').context("no registry host")?;
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-H",
+            "Accept: application/vnd.oci.image.manifest.v1+json",
+        ])
+        .arg(format!("http://{host}/v2/{repo}/manifests/{digest}"))
+        .output()?;
+    ensure!(out.status.success(), "GET the manifest of {image} failed");
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let config = manifest["config"]["digest"].as_str().context("no config")?;
+    Ok(config.trim_start_matches("sha256:").to_string())
 }
 
 /// The pull step's log of build `build`, once that step ended.
@@ -113,40 +144,47 @@ async fn check(cluster: &Cluster, client: &kube::Client, dir: &Path) -> Result<(
         delete_config(client, pool).await?;
         create_pool(client, pool).await?;
     }
-    let build_of = |pool: &'static str, fragment: &'static str| async move {
-        let config = machine_os_config(cluster, pool, push_secret, fragment)?;
+    let build_of = |pool: &'static str, fragment: String| async move {
+        let config = machine_os_config(cluster, pool, push_secret, &fragment)?;
         apply_config(client, &config).await?;
         anyhow::Ok(config)
     };
 
-    // One build after the other: the second finds the first's image and, alone, empties it all.
+    // One build after the other: the second, alone on a claim short of space, empties the
+    // first's store (no build uses it) and its own.
     let [a, b] = pools;
-    build_of(a, "RUN echo a > /etc/e2e-cache\n").await?;
+    build_of(a, "RUN echo a > /etc/e2e-cache\n".into()).await?;
     let first = current_build(client, a, None).await?;
-    pinned_by(client, BUILD_TIMEOUT, a, &first).await?;
+    let first_image = pinned_by(client, BUILD_TIMEOUT, a, &first).await?;
     ensure!(
-        stored_names(dir)?.contains(&first),
-        "the first build's image is not on the claim"
+        stored_names(&store(dir, a))?.contains(&first),
+        "the first build's image is not in its config's store on the claim"
     );
-    build_of(b, "RUN echo b > /etc/e2e-cache\n").await?;
+    build_of(b, "RUN echo b > /etc/e2e-cache\n".into()).await?;
     let second = current_build(client, b, None).await?;
     let said = pull_log(cluster, client, &second).await?;
     ensure!(
-        storage_action(&said) == "emptied",
-        "the pull step alone on a claim short of space did not say it emptied it:\n{said}"
+        storage_action(&said) == "emptied"
+            && said.contains(&format!(
+                "emptying the idle store {}/",
+                builder_pod::CLAIM_DIR
+            )),
+        "the pull step alone on a claim short of space did not say it emptied the idle store \
+         and its own:\n{said}"
     );
     pinned_by(client, BUILD_TIMEOUT, b, &second).await?;
-    let names = stored_names(dir)?;
+    let (names_a, names_b) = (stored_names(&store(dir, a))?, stored_names(&store(dir, b))?);
     ensure!(
-        names.contains(&second) && !names.contains(&first),
-        "the second build, alone on a claim short of space, did not empty it: {names}"
+        names_b.contains(&second) && !names_b.contains(&first) && !names_a.contains(&first),
+        "the second build, alone on a claim short of space, did not empty it: {a}: {names_a}; \
+         {b}: {names_b}"
     );
     eprintln!("ok: a build alone on the claim emptied what the build before it left");
 
     // Two builds at once: whichever empties the claim does so before the other registers, or
     // leaves it as it is; both succeed.
-    build_of(a, "RUN echo a2 > /etc/e2e-cache\n").await?;
-    build_of(b, "RUN echo b2 > /etc/e2e-cache\n").await?;
+    build_of(a, "RUN echo a2 > /etc/e2e-cache\n".into()).await?;
+    build_of(b, "RUN echo b2 > /etc/e2e-cache\n".into()).await?;
     let third = current_build(client, a, Some(&first)).await?;
     let fourth = current_build(client, b, Some(&second)).await?;
     let (third_log, fourth_log) = futures::future::try_join(
@@ -169,9 +207,41 @@ async fn check(cluster: &Cluster, client: &kube::Client, dir: &Path) -> Result<(
     pinned_by(client, BUILD_TIMEOUT, b, &fourth).await?;
     eprintln!("ok: two builds at once on the shared claim both succeeded");
 
-    let left = registered(dir)?;
-    ensure!(left.is_empty(), "registrations left on the claim: {left:?}");
+    for pool in pools {
+        let left = registered(&store(dir, pool))?;
+        ensure!(left.is_empty(), "registrations left on the claim: {left:?}");
+    }
     eprintln!("ok: no registration left once the builds ended");
+
+    // A fragment of b naming a's image by its ID through a stage ARG (the pull step vets only
+    // what it can read): a's image is not in b's store, so the build fails.
+    let third_image = pinned_by(client, BUILD_TIMEOUT, a, &third).await?;
+    let names_b = stored_names(&store(dir, b))?;
+    ensure!(
+        !names_b.contains(&third) && !names_b.contains(&first),
+        "b's store holds a's images: {names_b}"
+    );
+    let id = image_id(&third_image)?;
+    build_of(
+        b,
+        format!("ARG X={id}\nCOPY --from=$X /etc/e2e-cache /etc/e2e-loot\n"),
+    )
+    .await?;
+    let thief = current_build(client, b, Some(&fourth)).await?;
+    let ended = strata_e2e::deployed::ended_build(client, &thief, BUILD_TIMEOUT).await?;
+    ensure!(
+        ended.phase() == Some(strata_crds::BuildPhase::Failed),
+        "a build of {b} copied out of {a}'s image {first_image}: {:?}",
+        ended.status
+    );
+    eprintln!(
+        "ok: {b} could not name {a}'s image: {}",
+        ended
+            .status
+            .and_then(|s| s.failure)
+            .map(|f| f.message)
+            .unwrap_or_default()
+    );
 
     for pool in pools {
         delete_config(client, pool).await?;

@@ -810,8 +810,8 @@ async fn a_termination_message_forged_in_run_is_not_taken() -> Result<()> {
     Ok(())
 }
 
-/// The image storage of builder pod `pod` on this node: the cache claim's directory, or the
-/// pod's emptyDir.
+/// The image storage of builder pod `pod` on this node: its config's store on the cache claim
+/// (the claim's directory and the steps' subPath), or the pod's emptyDir.
 async fn storage_dir(cluster: &Cluster, client: &kube::Client, pod: &Pod) -> Result<PathBuf> {
     let volume = pod
         .spec
@@ -835,7 +835,15 @@ async fn storage_dir(cluster: &Cluster, client: &kube::Client, pod: &Pod) -> Res
             .and_then(|s| s.host_path)
             .map(|h| h.path)
             .context("the cache claim's volume is not a hostPath")?;
-        return Ok(PathBuf::from(path));
+        let sub_path = pod
+            .spec
+            .iter()
+            .flat_map(|s| &s.containers)
+            .flat_map(|c| c.volume_mounts.iter().flatten())
+            .find(|m| m.name == "storage" && m.mount_path == builder_pod::STORAGE_DIR)
+            .and_then(|m| m.sub_path.clone())
+            .unwrap_or_default();
+        return Ok(PathBuf::from(path).join(sub_path));
     }
     let uid = pod.metadata.uid.clone().context("pod uid")?;
     Ok(cluster

@@ -83,7 +83,11 @@ fn state() -> State {
     State {
         builder_image: "registry/builder@sha256:1".into(),
         builder_agent: Some("buildah/1.39".into()),
-        base: None,
+        base: Some(crate::build::Base {
+            image: "registry/os@sha256:2".into(),
+            layers: vec![("sha256:3".into(), 1 << 30)],
+            config_bytes: 0,
+        }),
         base_uncompressed: Some((4 << 30, 48)),
         vfs_estimate: Some(90 << 30),
         cold: vec![strata_run(1), strata_run(2), strata_run(3)],

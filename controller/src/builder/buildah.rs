@@ -97,6 +97,20 @@ impl Buildah {
         })
     }
 
+    /// The same buildah on another store (the claim's housekeeping empties idle stores).
+    pub fn on_store(&self, root: &std::path::Path) -> Self {
+        Self {
+            program: self.program.clone(),
+            storage: root.to_path_buf(),
+            driver: self.driver.clone(),
+            registries_conf: self.registries_conf.clone(),
+            policy: self.policy.clone(),
+            cert_dir: self.cert_dir.clone(),
+            tmp: self.tmp.clone(),
+            redactor: self.redactor.clone(),
+        }
+    }
+
     /// `--signature-policy` for pulls, builds and pushes, when the cluster restricts registries.
     pub fn policy_flag(&self) -> Option<String> {
         self.policy

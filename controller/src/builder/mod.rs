@@ -105,6 +105,10 @@ pub struct BuildArgs {
     /// the pull step empties it when short of space and alone (see `shared_storage`).
     #[arg(long, env = "STRATA_SHARED_STORAGE")]
     pub shared_storage: bool,
+    /// With --shared-storage: the whole cache claim (the pull step's), whose idle stores it
+    /// empties when short of space; used when it exists.
+    #[arg(long, env = "STRATA_CLAIM_DIR", default_value = builder_pod::CLAIM_DIR)]
+    pub claim_dir: PathBuf,
     /// With --shared-storage: the free bytes below which the pull step empties the storage.
     #[arg(long, env = "STRATA_SHARED_STORAGE_MIN_FREE_BYTES", default_value_t = 5 << 30)]
     pub shared_storage_min_free_bytes: u64,
@@ -427,8 +431,15 @@ async fn keep_shared_storage_in_bounds(
         )
     })?;
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
-    let free = registered.free_bytes;
-    match registered.decision {
+    let mut free = registered.free_bytes;
+    let mut decision = registered.decision.clone();
+    if decision != shared_storage::Decision::Keep && args.claim_dir.is_dir() {
+        free = empty_idle_stores(args, buildah).await?;
+        if free >= min_free {
+            decision = shared_storage::Decision::Keep;
+        }
+    }
+    match decision {
         shared_storage::Decision::Keep => {}
         shared_storage::Decision::Busy { others } => println!(
             "strata build: the shared image storage has {:.1} GiB free (less than {:.1} GiB), \
@@ -458,6 +469,44 @@ async fn keep_shared_storage_in_bounds(
         }
     }
     Ok(())
+}
+
+/// Empties the claim's stores that no build uses (other configs', deleted configs', a store of
+/// an earlier version at the claim's root), each under its lock; the claim's free bytes after.
+async fn empty_idle_stores(
+    args: &BuildArgs,
+    buildah: &buildah::Buildah,
+) -> Result<u64, TerminationMessage> {
+    let idle = shared_storage::idle_stores(
+        &args.claim_dir,
+        builder_pod::CLAIM_STORES,
+        &args.storage_dir,
+        shared_storage::STALE_AFTER,
+    )
+    .map_err(|e| {
+        failure(
+            FailureClass::Transient,
+            "StorageUnavailable",
+            format!(
+                "cannot look for idle stores on the cache claim {}: {e}",
+                args.claim_dir.display()
+            ),
+            String::new(),
+        )
+    })?;
+    for store in idle {
+        println!(
+            "strata build: emptying the idle store {} on the cache claim",
+            store.root.display()
+        );
+        let other = buildah.on_store(&store.root);
+        for command in [["rm", "--all"], ["rmi", "--all"]] {
+            let command: Vec<String> = command.iter().map(ToString::to_string).collect();
+            other.run(&command).await?;
+        }
+        drop(store.lock);
+    }
+    Ok(shared_storage::free_bytes(&args.claim_dir).unwrap_or(0))
 }
 
 /// What RUN steps get mounted from the cluster's environment (see [`environment`]); the base's

@@ -15,6 +15,12 @@
 //!
 //! A full storage with other builds running is left as it is; a build that runs out of space
 //! fails transiently (OutOfSpace) and its retry finds it emptied once the others ended.
+//!
+//! Each MachineOSConfig has a store of its own on the claim (`configs/<name>`): the steps of its
+//! builds mount only that one. The pull step also sees the whole claim, and when it is short of
+//! space it first empties the stores no build is registered in ([`idle_stores`]: other configs',
+//! deleted configs', and the single store of claims made before per-config stores), each under
+//! its own lock, then its own as above.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -151,6 +157,71 @@ impl Registration {
     }
 }
 
+/// A store on the claim that no build uses, its lock held until dropped: empty it meanwhile.
+#[derive(Debug)]
+pub struct IdleStore {
+    pub root: PathBuf,
+    pub lock: File,
+}
+
+/// The stores on the claim `claim` other than `own` that no live build is registered in, each
+/// locked: the per-config stores under `stores` (`configs/*`) and, on a claim made before them,
+/// the claim's root (which held one store for every build). A store being used, or whose lock
+/// another build holds, is skipped.
+pub fn idle_stores(
+    claim: &Path,
+    stores: &str,
+    own: &Path,
+    stale_after: Duration,
+) -> std::io::Result<Vec<IdleStore>> {
+    let own = own.canonicalize().unwrap_or_else(|_| own.to_path_buf());
+    let mut candidates = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(claim.join(stores)) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                candidates.push(entry.path());
+            }
+        }
+    }
+    // A claim of an earlier version: containers/storage's own directories at its root.
+    if std::fs::read_dir(claim)?.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.ends_with("-images") || name.ends_with("-layers")
+    }) {
+        candidates.push(claim.to_path_buf());
+    }
+    let mut idle = Vec::new();
+    for root in candidates {
+        if root.canonicalize().unwrap_or_else(|_| root.clone()) == own {
+            continue;
+        }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(root.join(LOCK))?;
+        // Another build registering there holds it: that store is in use.
+        if lock.try_lock().is_err() {
+            continue;
+        }
+        // No marker is a fresh one: an empty name never matches, so every marker counts.
+        let probe = Registration {
+            storage: root.clone(),
+            marker: String::new(),
+            stale_after,
+        };
+        let alive = match std::fs::read_dir(probe.markers()) {
+            Ok(_) => probe.others_alive(SystemTime::now())?,
+            Err(_) => 0,
+        };
+        if alive == 0 {
+            idle.push(IdleStore { root, lock });
+        }
+    }
+    Ok(idle)
+}
+
 /// Bytes an unprivileged writer can still use on the filesystem holding `dir`.
 pub fn free_bytes(dir: &Path) -> std::io::Result<u64> {
     let stat = rustix::fs::statvfs(dir)?;
@@ -232,6 +303,36 @@ mod tests {
         assert_eq!(r.marker, "worker-1f2e");
         let odd = Registration::new(Path::new("/s"), "x/../..", Duration::ZERO);
         assert!(!odd.marker.contains('/'));
+    }
+
+    #[test]
+    fn only_stores_no_live_build_uses_are_idle() -> std::io::Result<()> {
+        let claim = tempfile::tempdir()?;
+        let store = |name: &str| claim.path().join("configs").join(name);
+        for name in ["mine", "busy", "idle"] {
+            std::fs::create_dir_all(store(name))?;
+        }
+        let hour = Duration::from_secs(3600);
+        Registration::new(&store("mine"), "r/i:mine-1", hour).register(0)?;
+        Registration::new(&store("busy"), "r/i:busy-1", hour).register(0)?;
+        let ended = Registration::new(&store("idle"), "r/i:idle-1", hour);
+        ended.register(0)?;
+        ended.release();
+        // A claim of an earlier version: one store at the root.
+        std::fs::create_dir_all(claim.path().join("overlay-images"))?;
+        let idle = idle_stores(claim.path(), "configs", &store("mine"), hour)?;
+        let mut roots: Vec<PathBuf> = idle.iter().map(|s| s.root.clone()).collect();
+        roots.sort();
+        assert_eq!(roots, [claim.path().to_path_buf(), store("idle")]);
+        // While one is held, another build cannot take it.
+        let again = idle_stores(claim.path(), "configs", &store("mine"), hour)?;
+        assert!(again.is_empty(), "{again:?}");
+        drop(idle);
+        assert_eq!(
+            idle_stores(claim.path(), "configs", &store("mine"), hour)?.len(),
+            2
+        );
+        Ok(())
     }
 
     #[test]

@@ -289,6 +289,15 @@ pub fn build_objects(
     }
 }
 
+/// A MachineOSConfig's image store on the cache claim, relative to the claim's root. Config
+/// names are DNS subdomains: no `/`, never `..`.
+pub fn store_sub_path(config: &str) -> String {
+    format!(
+        "{}/{config}",
+        strata_crds::contract::builder_pod::CLAIM_STORES
+    )
+}
+
 /// Capabilities every step keeps; all others are dropped. Measured on the local cluster by dropping
 /// all and adding back one at a time until each step works (builder-image/README.md,
 /// "Privileges"): buildah runs as root without CAP_SYS_ADMIN, so it enters a user namespace of its
@@ -361,14 +370,16 @@ fn empty_dir_volume(volume: &str, size_limit: &str) -> Volume {
     }
 }
 
-/// The volumes every build has: its Containerfile, the push auth, the image storage (the cache
-/// claim or an emptyDir), the work directory; and the pull auth when the base needs it.
+/// The volumes every build has: its Containerfile, the push auth, the image storage (its
+/// config's store on the cache claim, or an emptyDir), the work directory; and the pull auth
+/// when the base needs it.
 fn build_volumes(
-    build_name: &str,
+    build: &MachineOSBuild,
     has_pull_auth: bool,
     claim: Option<&str>,
     settings: &Settings,
 ) -> PodVolumes {
+    let build_name = build.metadata.name.as_deref().unwrap_or_default();
     use strata_crds::contract::builder_pod as pod;
     // One Secret holds every credential; each step's volume takes only its own keys from it.
     let credentials = names::credentials_secret(build_name);
@@ -401,12 +412,23 @@ fn build_volumes(
     // them again (it lives outside the storage root). On the cache claim it is kept with the
     // layers it describes: a later build that finds the base there must find this record too,
     // or its push compresses every base layer again to learn its digest.
-    let blob_info_volume = if claim.is_some() { "storage" } else { "work" };
+    // On the claim, each MachineOSConfig has a store of its own (`configs/<name>`): its builds
+    // see no other config's images or layers, so fragment code can neither read another pool's
+    // build nor become its layer cache. Only the pull step sees the whole claim, to keep it in
+    // bounds (builder-image/README.md).
+    let store = claim.map(|_| store_sub_path(&build.spec.machine_os_config.name));
+    let (blob_info_volume, blob_info_path) = match &store {
+        Some(store) => ("storage", format!("{store}/blob-info-cache")),
+        None => ("work", "blob-info-cache".to_string()),
+    };
     let shared = [
-        mount("storage", pod::STORAGE_DIR, false),
+        VolumeMount {
+            sub_path: store.clone(),
+            ..mount("storage", pod::STORAGE_DIR, false)
+        },
         mount("work", pod::WORK_DIR, false),
         VolumeMount {
-            sub_path: Some("blob-info-cache".into()),
+            sub_path: Some(blob_info_path),
             ..mount(blob_info_volume, pod::BLOB_INFO_CACHE_DIR, false)
         },
     ];
@@ -420,6 +442,9 @@ fn build_volumes(
         pull.push(mount("pull-auth", pod::PULL_AUTH_DIR, true));
     }
     pull.extend(shared.iter().cloned());
+    if claim.is_some() {
+        pull.push(mount("storage", pod::CLAIM_DIR, false));
+    }
     let mut build = vec![containerfile.clone()];
     build.extend(shared.iter().cloned());
     // The boot step reads the Containerfile (its base) and the storage; no credential, no
@@ -816,7 +841,7 @@ fn builder_job(
 ) -> Job {
     let name = build.metadata.name.clone().unwrap_or_default();
     let claim = storage.claim();
-    let mut volumes = build_volumes(&name, has_pull_auth, claim, settings);
+    let mut volumes = build_volumes(build, has_pull_auth, claim, settings);
     add_environment(&mut volumes, &name, environment, env);
     let image = names::image_for_build(&build.spec.rendered_image_push_spec, &name);
     let credentials = names::credentials_secret(&name);
@@ -1192,9 +1217,39 @@ mod tests {
             ..Settings::for_tests()
         });
         let sub = Some("blob-info-cache".to_string());
-        // Every step (pull, build, push) shares it; on the claim when the layers are there.
-        assert_eq!(per_build, vec![("work".to_string(), sub.clone()); 3]);
-        assert_eq!(on_claim, vec![("storage".to_string(), sub); 3]);
+        // Every step (pull, build, push) shares it; on the claim when the layers are there, in
+        // the config's own store.
+        assert_eq!(per_build, vec![("work".to_string(), sub); 3]);
+        let in_store = Some("configs/worker/blob-info-cache".to_string());
+        assert_eq!(on_claim, vec![("storage".to_string(), in_store); 3]);
+    }
+
+    #[test]
+    fn on_the_claim_each_config_has_its_store_and_only_the_pull_step_sees_the_rest() {
+        use strata_crds::contract::builder_pod as pod;
+        let pod_spec = pod_with(&Settings {
+            cache_claim: CacheClaim::Named("strata-cache".into()),
+            ..Settings::for_tests()
+        });
+        for step in steps(&pod_spec) {
+            let claim_mounts: Vec<(String, Option<String>)> = step
+                .volume_mounts
+                .iter()
+                .flatten()
+                .filter(|m| m.name == "storage")
+                .map(|m| (m.mount_path.clone(), m.sub_path.clone()))
+                .collect();
+            let store = (pod::STORAGE_DIR.to_string(), Some("configs/worker".into()));
+            let blob_info = (
+                pod::BLOB_INFO_CACHE_DIR.to_string(),
+                Some("configs/worker/blob-info-cache".into()),
+            );
+            let mut expected = vec![store, blob_info];
+            if step.name == pod::PULL {
+                expected.push((pod::CLAIM_DIR.to_string(), None));
+            }
+            assert_eq!(claim_mounts, expected, "{}", step.name);
+        }
     }
 
     #[test]
