@@ -197,6 +197,23 @@ export type MachineOSBuildKind = K8sResourceCommon & {
     phases?: PhaseTiming[];
     containerfileSha256?: string;
     relatedObjects?: ObjectReference[];
+    /** What the boot check found (absent when it was disabled or did not run). */
+    bootCheck?: {
+      passed: boolean;
+      seconds: number;
+      accelerator: string;
+      failedUnits?: string[];
+      baseImageFailedUnits?: string[];
+    };
+    /** The first-boot disk image made after the pin (spec.diskImage). */
+    diskImage?: {
+      phase: 'Building' | 'Succeeded' | 'Failed';
+      job?: string;
+      image?: string;
+      files?: { format: 'Qcow2' | 'Raw'; manifest: string; sizeBytes: number }[];
+      seconds?: number;
+      failure?: { reason: string; message: string; logTail?: string };
+    };
   };
 };
 

@@ -509,6 +509,12 @@ where
     let _turn = RELEASE_BASE_TURN.lock().await;
     let before = release_base(client).await?;
     set_release_base(client, image).await?;
+    if before != image {
+        // The controller learns the base through its watch: a config applied in the same instant
+        // could still be rendered on the old base (its build superseded a moment later, after a
+        // test took it for the current one).
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    }
     let outcome = body().await;
     let restored = set_release_base(client, &before).await;
     let value = outcome?;

@@ -28,8 +28,10 @@ import {
   type PodKind,
 } from '../models';
 import {
+  bootCheckSummary,
   buildDigest,
   buildDuration,
+  diskImageSummary,
   buildPhase,
   builderPodsSelector,
   containerfileConfigMapName,
@@ -194,6 +196,23 @@ export const BuildSummary: React.FC<{ obj: MachineOSBuildKind }> = ({ obj }) => 
           <DescriptionListTerm>{t('Digest')}</DescriptionListTerm>
           <DescriptionListDescription data-test="build-digest">
             {digest ?? '-'}
+          </DescriptionListDescription>
+        </DescriptionListGroup>
+        <DescriptionListGroup>
+          <DescriptionListTerm>{t('Boot check')}</DescriptionListTerm>
+          <DescriptionListDescription data-test="build-boot-check">
+            {bootCheckSummary(obj, t) ?? t('Not checked')}
+          </DescriptionListDescription>
+        </DescriptionListGroup>
+        <DescriptionListGroup>
+          <DescriptionListTerm>{t('Disk image')}</DescriptionListTerm>
+          <DescriptionListDescription data-test="build-disk-image">
+            {diskImageSummary(obj, t) ?? t('None asked for')}
+            {obj.status?.diskImage?.image && (
+              <ClipboardCopy isReadOnly hoverTip={t('Copy')} clickTip={t('Copied')}>
+                {obj.status.diskImage.image}
+              </ClipboardCopy>
+            )}
           </DescriptionListDescription>
         </DescriptionListGroup>
         <DescriptionListGroup>

@@ -1,4 +1,6 @@
 import {
+  bootCheckSummary,
+  diskImageSummary,
   buildDigest,
   builderPodsSelector,
   buildsSelector,
@@ -201,5 +203,57 @@ describe('builder pod and steps', () => {
   it('translates durations through t', () => {
     const t = (key: string, o?: Record<string, unknown>) => `[${key}|${JSON.stringify(o)}]`;
     expect(formatDuration(65_000, t)).toBe('[{{m}}m {{s}}s|{"m":"1","s":"05"}]');
+  });
+});
+
+describe('bootCheckSummary and diskImageSummary', () => {
+  it('say how the boot check went, and nothing when none ran', () => {
+    expect(bootCheckSummary(build('b', 'c'))).toBeUndefined();
+    expect(
+      bootCheckSummary(
+        build('b', 'c', { bootCheck: { passed: true, seconds: 182, accelerator: 'TCG' } }),
+      ),
+    ).toBe('Passed in 3m 02s (TCG)');
+    expect(
+      bootCheckSummary(
+        build('b', 'c', {
+          bootCheck: {
+            passed: false,
+            seconds: 40,
+            accelerator: 'KVM',
+            failedUnits: ['x.mount', 'y.service'],
+          },
+        }),
+      ),
+    ).toBe('Failed after 40s (KVM): x.mount, y.service');
+  });
+
+  it('say where the disk image is', () => {
+    expect(diskImageSummary(build('b', 'c'))).toBeUndefined();
+    expect(diskImageSummary(build('b', 'c', { diskImage: { phase: 'Building' } }))).toBe(
+      'Being made',
+    );
+    expect(
+      diskImageSummary(
+        build('b', 'c', {
+          diskImage: {
+            phase: 'Succeeded',
+            image: 'r/os@sha256:1',
+            seconds: 281,
+            files: [{ format: 'Qcow2', manifest: 'sha256:2', sizeBytes: 772276224 }],
+          },
+        }),
+      ),
+    ).toBe('Pushed: qcow2 737 MiB, in 4m 41s');
+    expect(
+      diskImageSummary(
+        build('b', 'c', {
+          diskImage: {
+            phase: 'Failed',
+            failure: { reason: 'DiskImageFailed', message: 'no initramfs' },
+          },
+        }),
+      ),
+    ).toBe('Failed (DiskImageFailed): no initramfs');
   });
 });

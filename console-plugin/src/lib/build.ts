@@ -56,6 +56,48 @@ export function buildDuration(
   return formatDuration(end - start, t);
 }
 
+/** The boot check in one line: passed or failed, how long, on what; undefined when none ran. */
+export function bootCheckSummary(
+  b: MachineOSBuildKind | undefined,
+  t: Translate = english,
+): string | undefined {
+  const check = b?.status?.bootCheck;
+  if (!check) return undefined;
+  const duration = formatDuration(check.seconds * 1000, t);
+  const accelerator = check.accelerator;
+  const failed = check.failedUnits ?? [];
+  if (check.passed) return t('Passed in {{duration}} ({{accelerator}})', { duration, accelerator });
+  if (failed.length === 0)
+    return t('Failed after {{duration}} ({{accelerator}})', { duration, accelerator });
+  return t('Failed after {{duration}} ({{accelerator}}): {{units}}', {
+    duration,
+    accelerator,
+    units: failed.join(', '),
+  });
+}
+
+/** The disk image in one line (its phase, files and time); undefined when none was asked for. */
+export function diskImageSummary(
+  b: MachineOSBuildKind | undefined,
+  t: Translate = english,
+): string | undefined {
+  const disk = b?.status?.diskImage;
+  if (!disk) return undefined;
+  if (disk.phase === 'Building') return t('Being made');
+  if (disk.phase === 'Failed')
+    return t('Failed ({{reason}}): {{message}}', {
+      reason: disk.failure?.reason ?? '',
+      message: disk.failure?.message ?? '',
+    });
+  const files = (disk.files ?? [])
+    .map((f) => `${f.format.toLowerCase()} ${String(Math.round(f.sizeBytes / 2 ** 20))} MiB`)
+    .join(', ');
+  return t('Pushed: {{files}}, in {{duration}}', {
+    files,
+    duration: formatDuration((disk.seconds ?? 0) * 1000, t),
+  });
+}
+
 /** The builder's step timings (status.phases) in the order they ran, each with its duration. */
 export const stepTimings = (b: MachineOSBuildKind | undefined) =>
   [...(b?.status?.phases ?? [])]
