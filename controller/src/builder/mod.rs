@@ -105,6 +105,9 @@ pub struct BuildArgs {
     /// the pull step empties it when short of space and alone (see `shared_storage`).
     #[arg(long, env = "STRATA_SHARED_STORAGE")]
     pub shared_storage: bool,
+    /// With --shared-storage: this pod's UID (the downward API), in its registration's name.
+    #[arg(long, env = "STRATA_POD_UID")]
+    pub pod_uid: Option<String>,
     /// With --shared-storage: the whole cache claim (the pull step's), whose idle stores it
     /// empties when short of space; used when it exists.
     #[arg(long, env = "STRATA_CLAIM_DIR", default_value = builder_pod::CLAIM_DIR)]
@@ -162,6 +165,7 @@ impl BuildArgs {
                 &self.image,
                 shared_storage::STALE_AFTER,
             )
+            .of_pod(self.pod_uid.as_deref())
         })
     }
 
@@ -561,6 +565,9 @@ async fn build(
         "--pull=never".into(),
         "--isolation=chroot".into(),
         "--layers".into(),
+        // A failed build's intermediate containers go too: on the claim nothing else removes
+        // them.
+        "--force-rm".into(),
         "--format=oci".into(),
         format!("--iidfile={}", iidfile.display()),
     ];

@@ -98,6 +98,19 @@ impl Registration {
         }
     }
 
+    /// The registration of one pod of the build: its UID joins the marker's name, so a retry's
+    /// pod never shares a marker with the pod before it (whose late release would remove it).
+    pub fn of_pod(mut self, uid: Option<&str>) -> Self {
+        if let Some(uid) = uid.filter(|u| !u.is_empty()) {
+            let uid: String = uid
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            self.marker = format!("{}.{uid}", self.marker);
+        }
+        self
+    }
+
     fn markers(&self) -> PathBuf {
         self.storage.join(MARKERS)
     }
@@ -303,6 +316,9 @@ mod tests {
         assert_eq!(r.marker, "worker-1f2e");
         let odd = Registration::new(Path::new("/s"), "x/../..", Duration::ZERO);
         assert!(!odd.marker.contains('/'));
+        let pod = r.clone().of_pod(Some("5f0c-11aa/.."));
+        assert_eq!(pod.marker, "worker-1f2e.5f0c-11aa");
+        assert_eq!(r.clone().of_pod(None).marker, "worker-1f2e");
     }
 
     #[test]

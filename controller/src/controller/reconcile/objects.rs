@@ -10,7 +10,7 @@ use k8s_openapi::api::batch::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    EnvVarSource, KeyToPath, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
     ResourceRequirements, Secret, SecretKeySelector, SecretVolumeSource, SecurityContext,
     Toleration, Volume, VolumeMount, VolumeResourceRequirements,
@@ -613,6 +613,18 @@ fn step_env(
         vars.extend([
             env_var("STRATA_SHARED_STORAGE", "true".into()),
             env_var("STRATA_SHARED_STORAGE_MIN_FREE_BYTES", min_free.to_string()),
+            // The registration is the pod's: a retry's pod never shares its marker.
+            EnvVar {
+                name: "STRATA_POD_UID".into(),
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.uid".into(),
+                        ..ObjectFieldSelector::default()
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
         ]);
     }
     vars
@@ -1249,6 +1261,15 @@ mod tests {
                 expected.push((pod::CLAIM_DIR.to_string(), None));
             }
             assert_eq!(claim_mounts, expected, "{}", step.name);
+            let uid = step
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == "STRATA_POD_UID")
+                .and_then(|e| e.value_from.as_ref())
+                .and_then(|v| v.field_ref.as_ref())
+                .map(|f| f.field_path.as_str());
+            assert_eq!(uid, Some("metadata.uid"), "{}", step.name);
         }
     }
 
