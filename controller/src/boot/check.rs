@@ -224,8 +224,8 @@ pub fn boot(
     })
 }
 
-/// The kernel panic the console shows, with the units systemd was starting when it came (the
-/// likely cause: a module loaded then, a unit's program); None without a panic.
+/// The kernel panic the console shows, with the units systemd had started but not finished when
+/// it came (the likely cause: a module loaded then, a unit's program); None without a panic.
 pub fn panic_reason(console: &[String]) -> Option<String> {
     let at = console.iter().position(|l| l.contains("Kernel panic"))?;
     let panic = console[at]
@@ -233,20 +233,52 @@ pub fn panic_reason(console: &[String]) -> Option<String> {
         .map_or(console[at].as_str(), |(_, rest)| rest)
         .trim_start_matches([' ', '-'])
         .trim();
-    let starting: Vec<&str> = console[..at]
-        .iter()
-        .rev()
-        .filter_map(|l| l.trim().strip_prefix("Starting "))
-        .filter_map(|rest| rest.split_whitespace().next())
-        .take(3)
-        .collect();
+    // systemd's status lines ("Starting <unit> - <description>...", then "[  OK  ] Finished
+    // <unit>", "Started <unit>" or "[FAILED] Failed to start <unit>") and the same messages in
+    // the kernel log ("systemd[1]: Starting <unit> …"), whose unit names are never cut short;
+    // a status line's name cut to the console's width (with "…") is left out.
+    let unit_after = |line: &str, marker: &str| -> Option<String> {
+        let (_, rest) = line.split_once(marker)?;
+        let unit = rest.split_whitespace().next()?;
+        (!unit.contains('…')).then(|| unit.to_string())
+    };
+    let mut in_progress: Vec<String> = Vec::new();
+    for line in console[..at].iter().map(|l| l.trim()) {
+        // systemd started again (in the real root after the initramfs's): what the initramfs's
+        // left unfinished is gone.
+        if line.contains("running in system mode") {
+            in_progress.clear();
+            continue;
+        }
+        let starting = if line.starts_with("Starting ") {
+            unit_after(line, "Starting ")
+        } else {
+            unit_after(line, "systemd[1]: Starting ")
+        };
+        if let Some(unit) = starting {
+            if !in_progress.contains(&unit) {
+                in_progress.push(unit);
+            }
+            continue;
+        }
+        for done in ["Finished ", "Started ", "Failed to start "] {
+            if let Some(unit) = unit_after(line, done) {
+                in_progress.retain(|u| *u != unit);
+            }
+        }
+    }
     let mut reason = format!("the kernel panicked ({panic})");
-    if !starting.is_empty() {
-        let mut starting = starting;
-        starting.reverse();
+    if !in_progress.is_empty() {
+        // Units start in bursts: every one still starting is named, in the order they started
+        // (up to a bound; the console's end has the rest).
+        let shown: Vec<&str> = in_progress.iter().take(16).map(String::as_str).collect();
+        let more = match in_progress.len().saturating_sub(shown.len()) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
         reason.push_str(&format!(
-            " while systemd was starting {}",
-            starting.join(", ")
+            " while systemd was starting {}{more}",
+            shown.join(", ")
         ));
     }
     Some(reason)
@@ -350,8 +382,16 @@ mod tests {
     #[test]
     fn a_panic_names_what_systemd_was_starting() {
         let console: Vec<String> = [
+            "[  OK  ] Finished systemd-journald.service - Journal Service (initramfs).",
+            "[    1.0] systemd[1]: Starting initrd-switch-root.service - Switch Root...",
+            "[    2.0] systemd[1]: systemd 257 running in system mode (+PAM)",
             "[  OK  ] Finished systemd-remount-fs.service - Remount Root and Kernel File Systems.",
             "         Starting systemd-modules-load.service - Load Kernel Modules...",
+            "[  103.4] systemd[1]: Starting systemd-udev-trigger.service - Coldplug All udev Devices...",
+            "         Starting systemd-udev-trigger.service - Coldplug All udev Devices...",
+            "         Starting systemd-udev-load-credent…Load udev Rules from Credentials...",
+            "[  OK  ] Finished systemd-udev-trigger.service - Coldplug All udev Devices.",
+            "[  OK  ] Finished systemd-remount-fs.servic…mount Root and Kernel File Systems.",
             "[    9.120000] sysrq: Trigger a crash",
             "[    9.130000] Kernel panic - not syncing: sysrq triggered crash",
             "[    9.140000] CPU: 1 PID: 301 Comm: sh",
