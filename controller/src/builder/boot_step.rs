@@ -348,6 +348,7 @@ mod tests {
             accel: Accel::Tcg,
             console_tail: vec!["[  OK  ] Reached target multi-user.target".into()],
             silence: None,
+            emulator_fault: false,
         };
         let log = failure_log(&outcome);
         assert!(log.starts_with("console: [  OK  ]"), "{log}");
