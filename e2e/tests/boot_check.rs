@@ -313,10 +313,11 @@ async fn first_boot_of_the_disk_image(
     );
     let booted = tokio::task::spawn_blocking(move || {
         let mut vm = FirstBoot::start(&qcow2, &dir)?;
-        let text = vm.wait_for(
-            &["tree v", "Reached target multi-user.target"],
-            FIRST_BOOT_TIMEOUT,
-        );
+        // The unit's ExecStartPost runs the package's program once the unit's own command
+        // succeeded; the login prompt comes with multi-user.target's getty. (systemd's own
+        // "Reached target multi-user.target" line is not reliable: once the getty owns the
+        // serial console, systemd may print no more status there.)
+        let text = vm.wait_for(&["tree v", "login:"], FIRST_BOOT_TIMEOUT);
         let _ = std::fs::remove_dir_all(&dir);
         text
     })
