@@ -300,6 +300,13 @@ fn failure_log(outcome: &Outcome) -> String {
 
 /// A failure to make or boot the disk, as the step reports it.
 fn boot_error(err: BootError) -> TerminationMessage {
+    disk_step_error(err, "BootCheckUnavailable", "BootFailed")
+}
+
+/// A failure of a step that makes an image's disk (boot, disk): a missing tool is the builder's
+/// fault, a full disk transient; otherwise `io_reason` (transient) for the pod's files, and
+/// `image_reason` (terminal) for the image or its tools.
+pub fn disk_step_error(err: BootError, io_reason: &str, image_reason: &str) -> TerminationMessage {
     let (class, reason) = match &err {
         BootError::Tool { detail, .. } if detail.starts_with("cannot start") => {
             (FailureClass::Terminal, "BuilderMisconfigured")
@@ -310,8 +317,8 @@ fn boot_error(err: BootError) -> TerminationMessage {
         {
             (FailureClass::Transient, "OutOfSpace")
         }
-        BootError::Io { .. } => (FailureClass::Transient, "BootCheckUnavailable"),
-        BootError::Tool { .. } | BootError::Image(_) => (FailureClass::Terminal, "BootFailed"),
+        BootError::Io { .. } => (FailureClass::Transient, io_reason),
+        BootError::Tool { .. } | BootError::Image(_) => (FailureClass::Terminal, image_reason),
     };
     failure(class, reason, err.to_string(), String::new())
 }

@@ -111,19 +111,7 @@ pub async fn disk(args: &BuildArgs) -> Result<Option<TerminationMessage>, Termin
 
 /// A failure to make the disk, as the step reports it.
 fn disk_error(err: BootError) -> TerminationMessage {
-    let (class, reason) = match &err {
-        BootError::Tool { detail, .. } if detail.starts_with("cannot start") => {
-            (FailureClass::Terminal, "BuilderMisconfigured")
-        }
-        BootError::Tool { detail, .. }
-            if detail.contains("No space left on device") || detail.contains("min-free-space") =>
-        {
-            (FailureClass::Transient, "OutOfSpace")
-        }
-        BootError::Io { .. } => (FailureClass::Transient, "DiskImageFailed"),
-        BootError::Tool { .. } | BootError::Image(_) => (FailureClass::Terminal, "DiskImageFailed"),
-    };
-    failure(class, reason, err.to_string(), String::new())
+    boot_step::disk_step_error(err, "DiskImageFailed", "DiskImageFailed")
 }
 
 /// The last `sha256:<64 hex>` in buildah's output (`manifest add` prints the list's ID and the

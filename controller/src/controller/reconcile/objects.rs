@@ -873,10 +873,21 @@ fn builder_job(
         vars
     });
     let step_env = step_env(image, env, &credentials, claim.is_some(), true, settings);
+    steps_job(
+        names::job(build),
+        build,
+        pod_spec(volumes, &step_env, boot_env, settings),
+        settings,
+    )
+}
+
+/// A Job of `build` running the pod `spec` of Strata's steps (the builder's, the disk image's):
+/// the build's labels, the builder SCC, the retry and deadline settings.
+fn steps_job(name: String, build: &MachineOSBuild, spec: PodSpec, settings: &Settings) -> Job {
     let mut pod_labels = build_labels(build);
     pod_labels.insert(labels::COMPONENT.into(), labels::BUILDER.into());
     Job {
-        metadata: meta(names::job(build), settings, build),
+        metadata: meta(name, settings, build),
         spec: Some(JobSpec {
             backoff_limit: Some(settings.backoff_limit),
             active_deadline_seconds: Some(settings.build_deadline_seconds),
@@ -887,7 +898,7 @@ fn builder_job(
                     annotations: Some(pod_annotations(build)),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(volumes, &step_env, boot_env, settings)),
+                spec: Some(spec),
             },
             ..JobSpec::default()
         }),

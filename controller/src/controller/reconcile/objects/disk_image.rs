@@ -8,16 +8,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, PodTemplateSpec, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use strata_crds::MachineOSBuild;
-use strata_crds::contract::{DiskPlan, builder_pod, disk_image_pod, labels};
+use strata_crds::contract::{DiskPlan, builder_pod, disk_image_pod};
 
 use super::{
-    PodVolumes, STEP_CAPABILITIES, add_environment, build_labels, credential_keys,
-    empty_dir_volume, env_var, environment_data, key_to_path, meta, mount, pod_annotations,
-    pod_failure_policy, pod_spec_of, proxy_env, secret_volume, step,
+    PodVolumes, STEP_CAPABILITIES, add_environment, credential_keys, empty_dir_volume, env_var,
+    environment_data, key_to_path, meta, mount, pod_spec_of, proxy_env, secret_volume, step,
+    steps_job,
 };
 use crate::controller::environment::Environment;
 use crate::controller::names;
@@ -175,26 +174,7 @@ fn job(
         volumes,
         settings,
     );
-    let mut pod_labels = build_labels(build);
-    pod_labels.insert(labels::COMPONENT.into(), labels::BUILDER.into());
-    Job {
-        metadata: meta(names::disk_image_job(build), settings, build),
-        spec: Some(JobSpec {
-            backoff_limit: Some(settings.backoff_limit),
-            active_deadline_seconds: Some(settings.build_deadline_seconds),
-            pod_failure_policy: Some(pod_failure_policy()),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations(build)),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(spec),
-            },
-            ..JobSpec::default()
-        }),
-        ..Job::default()
-    }
+    steps_job(names::disk_image_job(build), build, spec, settings)
 }
 
 #[cfg(test)]
