@@ -194,6 +194,7 @@ pub const MAX_TERMINATION_MESSAGE_BYTES: usize = 3072;
 // Every step's message fits its share of the pod's 12 KiB, or it arrives cut (and is no JSON).
 const _: () = assert!(
     MAX_TERMINATION_MESSAGE_BYTES * builder_pod::STEPS.len() <= 12 * 1024
+        && MAX_TERMINATION_MESSAGE_BYTES * disk_image_pod::STEPS.len() <= 12 * 1024
         && MAX_TERMINATION_MESSAGE_BYTES <= 4096
 );
 
