@@ -160,6 +160,48 @@ pub fn emulator_fault(console: &[String]) -> bool {
         .any(|l| l.contains("Oops: int3") || l.contains("RIP: 0010:__text_poke"))
 }
 
+/// Waits for the guest's report (or QEMU's exit, or the timeout): the report, why none came, and
+/// the console's length when it came (what follows is the power-off).
+fn await_report(
+    child: &mut std::process::Child,
+    vm: &Vm,
+    start: Instant,
+    timeout: Duration,
+) -> Result<(Option<Report>, Silence, Option<u64>), BootError> {
+    loop {
+        let text = std::fs::read_to_string(&vm.report).unwrap_or_default();
+        if let Some(report) = report::parse(&text) {
+            let console_at_report = std::fs::metadata(&vm.console_log).ok().map(|m| m.len());
+            return Ok((Some(report), Silence::TimedOut(timeout), console_at_report));
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                // Exited before a whole report: read once more (the file may have been
+                // flushed at exit), then give up.
+                let text = std::fs::read_to_string(&vm.report).unwrap_or_default();
+                let parsed = report::parse(&text);
+                if parsed.is_none() && !status.success() {
+                    let mut stderr = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        use std::io::Read;
+                        let _ = e.read_to_string(&mut stderr);
+                    }
+                    return Err(BootError::Tool {
+                        tool: "qemu-system-x86_64".into(),
+                        detail: format!("{status}: {}", stderr.trim()),
+                    });
+                }
+                return Ok((parsed, Silence::Stopped, None));
+            }
+            Ok(None) if start.elapsed() >= timeout => {
+                return Ok((None, Silence::TimedOut(timeout), None));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(500)),
+            Err(e) => return Err(BootError::io("qemu-system-x86_64", e)),
+        }
+    }
+}
+
 fn boot_once(
     disk: &Path,
     work: &Path,
@@ -196,40 +238,7 @@ fn boot_once(
             tool: "qemu-system-x86_64".into(),
             detail: format!("cannot start: {e}"),
         })?;
-    // The console as it was when the report came (what follows is the power-off).
-    let mut console_at_report = None;
-    let mut silence = Silence::TimedOut(timeout);
-    let parsed = loop {
-        let text = std::fs::read_to_string(&vm.report).unwrap_or_default();
-        if let Some(report) = report::parse(&text) {
-            console_at_report = std::fs::metadata(&vm.console_log).ok().map(|m| m.len());
-            break Some(report);
-        }
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                // Exited before a whole report: read once more (the file may have been
-                // flushed at exit), then give up.
-                let text = std::fs::read_to_string(&vm.report).unwrap_or_default();
-                let parsed = report::parse(&text);
-                if parsed.is_none() && !status.success() {
-                    let mut stderr = String::new();
-                    if let Some(mut e) = child.stderr.take() {
-                        use std::io::Read;
-                        let _ = e.read_to_string(&mut stderr);
-                    }
-                    return Err(BootError::Tool {
-                        tool: "qemu-system-x86_64".into(),
-                        detail: format!("{status}: {}", stderr.trim()),
-                    });
-                }
-                silence = Silence::Stopped;
-                break parsed;
-            }
-            Ok(None) if start.elapsed() >= timeout => break None,
-            Ok(None) => std::thread::sleep(Duration::from_millis(500)),
-            Err(e) => return Err(BootError::io("qemu-system-x86_64", e)),
-        }
-    };
+    let (parsed, silence, console_at_report) = await_report(&mut child, &vm, start, timeout)?;
     let seconds = start.elapsed().as_secs_f64();
     // The report's script powers the VM off; wait briefly, then stop it.
     let deadline = Instant::now() + Duration::from_secs(20);

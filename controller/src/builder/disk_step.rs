@@ -142,23 +142,7 @@ pub async fn push(
     let plan = disk_plan(args)?;
     let image = source_image(args)?;
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
-    // `manifest add` reads the subject from the registry without registries.conf's `insecure`:
-    // the registries Strata is told are insecure are named to it (and to the push) directly.
-    let insecure = args
-        .insecure_registries
-        .iter()
-        .any(|r| !r.trim().is_empty() && args.image.starts_with(&format!("{}/", r.trim())));
-    let registry_flags = || {
-        let mut flags = Vec::new();
-        if args.push_authfile.is_file() {
-            flags.push(format!("--authfile={}", args.push_authfile.display()));
-        }
-        flags.extend(buildah::cert_dir_flag(args));
-        if insecure {
-            flags.push("--tls-verify=false".into());
-        }
-        flags
-    };
+    let flags = registry_flags(args);
     let list = "localhost/strata-disk-image:latest".to_string();
     // A list left by an earlier attempt of this pod would hold its files too.
     buildah
@@ -171,51 +155,11 @@ pub async fn push(
     .await?;
     let mut files = Vec::new();
     for format in &plan.formats {
-        let file = file_of(args, *format);
-        let size_bytes = std::fs::metadata(&file)
-            .map_err(|e| {
-                failure(
-                    FailureClass::Terminal,
-                    "DiskImageFailed",
-                    format!("the disk step left no {}: {e}", file.display()),
-                    String::new(),
-                )
-            })?
-            .len();
-        let mut add = vec!["manifest".to_string(), "add".into(), "--artifact".into()];
-        add.extend(registry_flags());
-        add.extend([
-            format!("--artifact-type={}", disk_image_pod::ARTIFACT_TYPE),
-            format!(
-                "--artifact-layer-type={}",
-                disk_image_pod::layer_media_type(*format)
-            ),
-            format!("--artifact-subject=docker://{image}"),
-            list.clone(),
-            file.display().to_string(),
-        ]);
-        println!(
-            "strata build: adding {} ({size_bytes} bytes)",
-            file.display()
-        );
-        let output = run_ok(&buildah, &add).await?;
-        let manifest = last_digest(&output).ok_or_else(|| {
-            failure(
-                FailureClass::Transient,
-                "PushFailed",
-                "buildah manifest add printed no digest".to_string(),
-                output.clone(),
-            )
-        })?;
-        files.push(DiskImageFile {
-            format: *format,
-            manifest,
-            size_bytes: i64::try_from(size_bytes).unwrap_or(i64::MAX),
-        });
+        files.push(add_file(args, &buildah, &flags, &list, &image, *format).await?);
     }
     let digestfile = args.work_dir.join("disk-digest");
     let mut push = vec!["manifest".to_string(), "push".into(), "--all".into()];
-    push.extend(registry_flags());
+    push.extend(flags);
     push.extend(buildah.policy_flag());
     push.extend([
         format!("--digestfile={}", digestfile.display()),
@@ -244,6 +188,77 @@ pub async fn push(
         boot_check: None,
         files,
     }))
+}
+
+/// The flags every registry call of the push step takes. `manifest add` reads the subject from
+/// the registry without registries.conf's `insecure`: the registries Strata is told are insecure
+/// are named to it (and to the push) directly.
+fn registry_flags(args: &BuildArgs) -> Vec<String> {
+    let insecure = args
+        .insecure_registries
+        .iter()
+        .any(|r| !r.trim().is_empty() && args.image.starts_with(&format!("{}/", r.trim())));
+    let mut flags = Vec::new();
+    if args.push_authfile.is_file() {
+        flags.push(format!("--authfile={}", args.push_authfile.display()));
+    }
+    flags.extend(buildah::cert_dir_flag(args));
+    if insecure {
+        flags.push("--tls-verify=false".into());
+    }
+    flags
+}
+
+/// Adds one disk file to the list as an artifact manifest whose subject is the pinned image.
+async fn add_file(
+    args: &BuildArgs,
+    buildah: &buildah::Buildah,
+    flags: &[String],
+    list: &str,
+    image: &str,
+    format: DiskImageFormat,
+) -> Result<DiskImageFile, TerminationMessage> {
+    let file = file_of(args, format);
+    let size_bytes = std::fs::metadata(&file)
+        .map_err(|e| {
+            failure(
+                FailureClass::Terminal,
+                "DiskImageFailed",
+                format!("the disk step left no {}: {e}", file.display()),
+                String::new(),
+            )
+        })?
+        .len();
+    let mut add = vec!["manifest".to_string(), "add".into(), "--artifact".into()];
+    add.extend(flags.iter().cloned());
+    add.extend([
+        format!("--artifact-type={}", disk_image_pod::ARTIFACT_TYPE),
+        format!(
+            "--artifact-layer-type={}",
+            disk_image_pod::layer_media_type(format)
+        ),
+        format!("--artifact-subject=docker://{image}"),
+        list.to_string(),
+        file.display().to_string(),
+    ]);
+    println!(
+        "strata build: adding {} ({size_bytes} bytes)",
+        file.display()
+    );
+    let output = run_ok(buildah, &add).await?;
+    let manifest = last_digest(&output).ok_or_else(|| {
+        failure(
+            FailureClass::Transient,
+            "PushFailed",
+            "buildah manifest add printed no digest".to_string(),
+            output.clone(),
+        )
+    })?;
+    Ok(DiskImageFile {
+        format,
+        manifest,
+        size_bytes: i64::try_from(size_bytes).unwrap_or(i64::MAX),
+    })
 }
 
 /// Runs buildah; its output on success, else the push failure it reports.

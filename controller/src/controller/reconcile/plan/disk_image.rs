@@ -3,9 +3,10 @@
 //! `status.diskImage`, and its end told by an Event. It never touches the pool: a disk image that
 //! fails says so in its own status, and the build stays Succeeded.
 
-use strata_crds::contract::{DiskPlan, TerminationMessage};
+use strata_crds::contract::{DiskPlan, PhaseTiming, TerminationMessage};
 use strata_crds::{
-    BuildFailure, DiskImagePhase, DiskImageStatus, MachineOSBuild, MachineOSBuildStatus,
+    BuildFailure, DiskImageFile, DiskImagePhase, DiskImageStatus, MachineOSBuild,
+    MachineOSBuildStatus,
 };
 
 use super::build_status::failure_redactor;
@@ -160,30 +161,7 @@ fn follow_job(
         failure: None,
     });
     match ended {
-        Ok((digest, files, phases)) => {
-            let start = phases.iter().map(|p| p.start_ms).min().unwrap_or(0);
-            let end = phases.iter().map(|p| p.end_ms).max().unwrap_or(0);
-            let seconds = (end - start).max(0) / 1000;
-            let pushed = format!("{}@{digest}", names::repository(image));
-            planner.plan.metrics.disk_image = Some((true, seconds as f64));
-            let sizes: Vec<String> = files
-                .iter()
-                .map(|f| format!("{} {} MiB", f.format.extension(), f.size_bytes >> 20))
-                .collect();
-            planner.event(
-                EventType::Normal,
-                "DiskImageReady",
-                "MakeDiskImage",
-                format!(
-                    "the first-boot disk image of {image} is {pushed} ({}, {seconds} s)",
-                    sizes.join(", ")
-                ),
-            );
-            disk.phase = DiskImagePhase::Succeeded;
-            disk.image = Some(pushed);
-            disk.files = files.clone();
-            disk.seconds = Some(seconds);
-        }
+        Ok((digest, files, phases)) => succeeded(planner, &mut disk, image, digest, files, phases),
         Err(failure) => {
             planner.plan.metrics.disk_image = Some((false, 0.0));
             planner.event(
@@ -202,6 +180,39 @@ fn follow_job(
     }
     status.disk_image = Some(disk);
     write_status(planner, &build_name, status);
+}
+
+/// The disk image pushed: its status, metric and Event.
+fn succeeded(
+    planner: &mut Planner<'_>,
+    disk: &mut DiskImageStatus,
+    image: &str,
+    digest: &str,
+    files: &[DiskImageFile],
+    phases: &[PhaseTiming],
+) {
+    let start = phases.iter().map(|p| p.start_ms).min().unwrap_or(0);
+    let end = phases.iter().map(|p| p.end_ms).max().unwrap_or(0);
+    let seconds = (end - start).max(0) / 1000;
+    let pushed = format!("{}@{digest}", names::repository(image));
+    planner.plan.metrics.disk_image = Some((true, seconds as f64));
+    let sizes: Vec<String> = files
+        .iter()
+        .map(|f| format!("{} {} MiB", f.format.extension(), f.size_bytes >> 20))
+        .collect();
+    planner.event(
+        EventType::Normal,
+        "DiskImageReady",
+        "MakeDiskImage",
+        format!(
+            "the first-boot disk image of {image} is {pushed} ({}, {seconds} s)",
+            sizes.join(", ")
+        ),
+    );
+    disk.phase = DiskImagePhase::Succeeded;
+    disk.image = Some(pushed);
+    disk.files = files.to_vec();
+    disk.seconds = Some(seconds);
 }
 
 /// A failure as the build's status keeps it: redacted like a build's, cut to the CRD's bounds.

@@ -74,6 +74,20 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
         }
     }
 
+    let prune = builds_to_prune(planner, current, &phase_of);
+
+    planner.plan.delete_jobs.extend(delete_jobs);
+    planner.plan.delete_secrets.extend(delete_secrets);
+    planner.plan.delete_builds.extend(prune);
+}
+
+/// Ended builds beyond `--build-history`, newest kept first; never the current build or the one
+/// the pool uses.
+fn builds_to_prune(
+    planner: &Planner<'_>,
+    current: &str,
+    phase_of: &dyn Fn(&MachineOSBuild) -> Option<BuildPhase>,
+) -> Vec<String> {
     let in_use = |b: &MachineOSBuild| {
         let name = b.metadata.name.as_deref().unwrap_or_default();
         let image = b
@@ -88,7 +102,8 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
                 .is_some_and(|r| r.name == name)
             || (image.is_some() && image == planner.status.current_image_pull_spec.as_deref())
     };
-    let mut ended: Vec<&MachineOSBuild> = observed
+    let mut ended: Vec<&MachineOSBuild> = planner
+        .observed
         .builds
         .iter()
         .filter(|b| phase_of(b).is_some_and(BuildPhase::is_terminal) && !in_use(b))
@@ -98,13 +113,9 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
             .creation_timestamp
             .cmp(&a.metadata.creation_timestamp)
     });
-    let prune: Vec<String> = ended
+    ended
         .into_iter()
         .skip(planner.settings.build_history)
         .filter_map(|b| b.metadata.name.clone())
-        .collect();
-
-    planner.plan.delete_jobs.extend(delete_jobs);
-    planner.plan.delete_secrets.extend(delete_secrets);
-    planner.plan.delete_builds.extend(prune);
+        .collect()
 }
