@@ -43,6 +43,45 @@ pub struct DiskImageArgs {
     /// The formats to write (repeatable).
     #[arg(long = "format", value_enum, default_values_t = [Format::Raw, Format::Qcow2])]
     pub formats: Vec<Format>,
+    /// A text file written into the deployment's `/etc`, as Ignition writes a machine's files
+    /// on its first boot: DEST relative to `/etc`, SOURCE a file here whose mode is kept
+    /// (repeatable).
+    #[arg(long = "etc-file", value_name = "DEST=SOURCE", value_parser = parse_etc_file)]
+    pub etc_files: Vec<(String, PathBuf)>,
+}
+
+/// `DEST=SOURCE`, DEST a relative path that stays inside `/etc`.
+fn parse_etc_file(arg: &str) -> Result<(String, PathBuf), String> {
+    let (dest, source) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("{arg:?} is not DEST=SOURCE"))?;
+    let escapes = dest
+        .split('/')
+        .any(|c| c == ".." || c.is_empty() || c == ".");
+    if dest.starts_with('/') || escapes {
+        return Err(format!(
+            "{dest:?} must be a path relative to /etc, without empty, . or .. parts"
+        ));
+    }
+    Ok((dest.to_string(), PathBuf::from(source)))
+}
+
+/// The `--etc-file` entries, read.
+fn etc_entries(files: &[(String, PathBuf)]) -> Result<Vec<disk::EtcEntry>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    files
+        .iter()
+        .map(|(dest, source)| {
+            let read = |e: std::io::Error| format!("--etc-file {dest}: {}: {e}", source.display());
+            let content = std::fs::read_to_string(source).map_err(read)?;
+            let mode = std::fs::metadata(source)
+                .map_err(read)?
+                .permissions()
+                .mode()
+                & 0o7777;
+            Ok(disk::EtcEntry::file(dest, content, mode))
+        })
+        .collect()
 }
 
 #[derive(Debug, Args)]
@@ -87,7 +126,14 @@ fn request(args: &ImageArgs, output: PathBuf, formats: Vec<Format>) -> disk::Req
 }
 
 pub fn run_disk_image(args: &DiskImageArgs) -> ExitCode {
-    let req = request(&args.image, args.output.clone(), args.formats.clone());
+    let mut req = request(&args.image, args.output.clone(), args.formats.clone());
+    match etc_entries(&args.etc_files) {
+        Ok(entries) => req.etc_files = entries,
+        Err(err) => {
+            eprintln!("strata disk-image: {err}");
+            return ExitCode::FAILURE;
+        }
+    }
     match disk::make(&req) {
         Ok(made) => print_json(&made),
         Err(err) => {
@@ -145,6 +191,32 @@ fn print_json<T: serde::Serialize>(value: &T) -> ExitCode {
         Err(err) => {
             eprintln!("strata: cannot print the result: {err}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etc_files_stay_inside_etc() {
+        assert_eq!(
+            parse_etc_file("ssh/sshd_config.d/50-x.conf=/tmp/x").unwrap(),
+            (
+                "ssh/sshd_config.d/50-x.conf".to_string(),
+                PathBuf::from("/tmp/x")
+            )
+        );
+        for bad in [
+            "/etc/passwd=/x",
+            "../usr/bin/x=/x",
+            "a//b=/x",
+            "a/./b=/x",
+            "nosource",
+        ] {
+            let err = parse_etc_file(bad).unwrap_err();
+            assert!(err.contains(bad.split('=').next().unwrap()), "{bad}: {err}");
         }
     }
 }
