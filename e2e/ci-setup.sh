@@ -10,7 +10,8 @@ PKGS=(containerd runc containernetworking-plugins docker-registry buildah skopeo
       busybox-static mmdebstrap iptables nftables openssl jq curl bc uidmap fuse-overlayfs
       dpkg-dev gnupg python3 gettext-base
       squid nginx-light apache2-utils  # the OpenShift environment: proxy, HTTPS package repo, htpasswd -B
-      qemu-system-x86 qemu-utils ovmf mtools dosfstools fdisk e2fsprogs)  # disk images and boot checks (docs/booting.md)
+      qemu-system-x86 qemu-utils ovmf mtools dosfstools fdisk e2fsprogs  # disk images and boot checks (docs/booting.md)
+      dnsmasq-base openssh-client)  # the local pool's machines: DHCP on their bridge (e2e/scripts/machines.sh)
 if [[ "${1:-}" == --test ]]; then
   PKGS+=(prometheus chromium)
 fi

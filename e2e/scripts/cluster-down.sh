@@ -26,6 +26,8 @@ rm -f "$STATE/env"
 # 0. the OpenShift environment (proxy, TLS registries, HTTPS package repository, service-CA stand-in,
 #    filter/STRATA-OSENV)
 "$HERE/openshift-env.sh" down "$D" || log "WARNING: could not stop the OpenShift environment"
+# 0b. the pool's machines (VMs, their DHCP, taps and bridge)
+"$HERE/machines.sh" down --dir "$D" || log "WARNING: could not stop the machines"
 CSOCK="$D/containerd/containerd.sock"
 pid() { cat "$D/pids/$1" 2>/dev/null || true; }
 stop() { # stop <name> [timeout]: SIGTERM the process group, then SIGKILL

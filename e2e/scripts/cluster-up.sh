@@ -284,6 +284,13 @@ log "the CoreOS-like OS image (cold: mmdebstrap and 48 layers, several minutes; 
 STRATA_OS_IMAGE=$("$HERE/build-os-image.sh" --push "$NODE_IP:$RP/strata-test/os-coreos:latest" | tail -1)
 STRATA_PACKAGE_REPO=$("$HERE/package-repo.sh" start --port "$PRP" --dir "$D/package-repo" --bind "$NODE_IP" | tail -1)
 log "OS image $STRATA_OS_IMAGE; package repository $STRATA_PACKAGE_REPO"
+# --- the pool's machines: VMs booted from Strata's disk image of that base (e2e/scripts/machines.sh),
+#     on a bridge of their own; they boot in the background (minutes under software emulation)
+MACHINES="${STRATA_MACHINES:-2}"
+if ((MACHINES > 0)); then
+  MACHINE_DISK=$("$HERE/machines.sh" disk "$("$HERE/build-os-image.sh" 2>/dev/null | tail -1)")
+  "$HERE/machines.sh" up --dir "$D" --disk "$MACHINE_DISK" --count "$MACHINES"
+fi
 # --- the OpenShift environment: pull secret, cluster CAs, proxy, mirrors, entitlement (README) --
 D="$D" NODE_IP="$NODE_IP" POD_CIDR="$POD_CIDR" SVC_CIDR="$SVC_CIDR" APISERVER="$NODE_IP:$AP" REGISTRY="$NODE_IP:$RP" \
   PACKAGE_REPO="$STRATA_PACKAGE_REPO" MCO_BIN="$MCO_BIN" STRATA_OS_BASE_IMAGE="$STRATA_OS_BASE_IMAGE" \
@@ -303,6 +310,7 @@ export STRATA_E2E_APISERVER=https://$NODE_IP:$AP
 export STRATA_E2E_DIR=$D
 export STRATA_E2E_NETPOL=kube-network-policies
 export STRATA_E2E_NETPOL_METRICS=http://127.0.0.1:$NPP/metrics
+export STRATA_E2E_MACHINES=$( ((MACHINES > 0)) && echo "$D/machines/machines.tsv")
 $(cat "$D/openshift-env/env")
 ENV
 mv "$STATE/env.tmp" "$STATE/env"

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
+use crate::machines::without_escapes;
+
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
@@ -60,26 +62,6 @@ pub fn fetch_disk(index: &str, manifest: &str, dir: &Path) -> Result<(Value, Pat
     Ok((artifact, file))
 }
 
-/// `text` without terminal escape sequences (systemd colours its status lines).
-fn without_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            // CSI: parameters up to the final byte in @..~.
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-        } else if c != '\r' {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// A VM booting `disk` from firmware; killed when dropped.
 pub struct FirstBoot {
     child: Child,
@@ -126,7 +108,9 @@ impl FirstBoot {
     pub fn wait_for(&mut self, lines: &[&str], timeout: Duration) -> Result<String> {
         let start = Instant::now();
         loop {
-            let text = without_escapes(&std::fs::read_to_string(&self.console).unwrap_or_default());
+            let text = without_escapes(&String::from_utf8_lossy(
+                &std::fs::read(&self.console).unwrap_or_default(),
+            ));
             if lines.iter().all(|l| text.contains(l)) {
                 return Ok(text);
             }

@@ -14,6 +14,7 @@
 pub mod cache_claim;
 pub mod deployed;
 pub mod first_boot;
+pub mod machines;
 pub mod mco;
 pub mod measure;
 pub mod service_ca;
@@ -54,6 +55,8 @@ pub struct Cluster {
     pub apiserver: String,
     /// The cluster's temp dir (logs in `logs/`).
     pub dir: PathBuf,
+    /// The table of the pool's machines (`machines.sh`), when it started with some.
+    pub machines: Option<PathBuf>,
     /// Whether this process started the cluster (and will stop it at exit).
     pub owned: bool,
     /// The OpenShift environment around it: release/internal/mirror registries, proxy, HTTPS
@@ -282,6 +285,10 @@ impl Cluster {
             node_ip: get("STRATA_E2E_NODE_IP")?,
             apiserver: get("STRATA_E2E_APISERVER")?,
             dir: get("STRATA_E2E_DIR")?.into(),
+            machines: env
+                .get("STRATA_E2E_MACHINES")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
             owned,
             openshift: OpenShiftEnv {
                 release_registry: get("STRATA_RELEASE_REGISTRY")?,

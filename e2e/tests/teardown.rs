@@ -48,6 +48,18 @@ fn mounts_under(dir: &str) -> Vec<String> {
         .collect()
 }
 
+/// The machines' bridge and taps (`e2e/scripts/machines.sh`).
+fn machine_links() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net/")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n == "strata-machines" || n.starts_with("sm-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The NetworkPolicy agent's processes (its command line names no cluster path).
 fn netpol_agents() -> Vec<String> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
@@ -236,6 +248,7 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     let before_agents = netpol_agents();
     let before_netfilter = netpol_netfilter_state();
     let before_osenv = openshift_env_rules();
+    let before_machines = machine_links();
     let down = run("cluster-down.sh");
     ensure!(st.success(), "pod sleeper never became Ready");
     down?;
@@ -289,6 +302,19 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     ensure!(veths.is_empty(), "veths left on strata0: {veths:?}");
+    // The pool's machines (e2e/scripts/machines.sh; two unless STRATA_MACHINES says otherwise):
+    // their bridge and taps before, none after (their QEMU processes name the cluster dir).
+    if std::env::var("STRATA_MACHINES").map_or(true, |n| n != "0") {
+        ensure!(
+            before_machines.iter().any(|l| l == "strata-machines") && before_machines.len() >= 3,
+            "expected the machines' bridge and taps before teardown: {before_machines:?}"
+        );
+    }
+    let machines_left = machine_links();
+    ensure!(
+        machines_left.is_empty(),
+        "the machines' bridge or taps left behind: {machines_left:?}"
+    );
     let new_netns: Vec<String> = netns()
         .into_iter()
         .filter(|n| !netns_before.contains(n))

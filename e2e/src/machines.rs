@@ -1,0 +1,168 @@
+//! The local pool's machines (`e2e/scripts/machines.sh`): QEMU VMs booted from Strata's disk image
+//! of the CoreOS-like base when the cluster came up, each with its own address on the machines'
+//! bridge. Tests read what the machines print on their serial consoles and reach them by address.
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::Cluster;
+
+/// One machine, as `machines.sh up` recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Machine {
+    pub name: String,
+    pub mac: String,
+    pub ip: String,
+    /// Its serial console (everything it printed since it was powered on).
+    pub console: PathBuf,
+}
+
+/// The machines of `cluster` (`STRATA_E2E_MACHINES`, none when it started without).
+pub fn of(cluster: &Cluster) -> Result<Vec<Machine>> {
+    let Some(table) = &cluster.machines else {
+        return Ok(Vec::new());
+    };
+    parse(
+        &std::fs::read_to_string(table).with_context(|| format!("reading {}", table.display()))?,
+        &cluster.dir.join("logs"),
+    )
+}
+
+/// The lines `name<TAB>mac<TAB>ip` of the machines table; consoles under `logs`.
+pub fn parse(table: &str, logs: &Path) -> Result<Vec<Machine>> {
+    table
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            ensure!(f.len() == 3, "not name, MAC and address: {l:?}");
+            Ok(Machine {
+                name: f[0].to_string(),
+                mac: f[1].to_string(),
+                ip: f[2].to_string(),
+                console: logs.join(format!("machine-{}.console", f[0])),
+            })
+        })
+        .collect()
+}
+
+/// `text` without terminal escape sequences and carriage returns (systemd colours its status).
+pub fn without_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            // CSI: parameters up to the final byte in @..~.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Machine {
+    /// Its console so far, without escapes (firmware and boot loader output need not be UTF-8).
+    pub fn console_text(&self) -> String {
+        without_escapes(&String::from_utf8_lossy(
+            &std::fs::read(&self.console).unwrap_or_default(),
+        ))
+    }
+
+    /// Waits until its console shows `pattern`; fails with the console's end.
+    pub fn wait_for_console(&self, pattern: &str, timeout: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            let text = self.console_text();
+            if text.contains(pattern) {
+                return Ok(text);
+            }
+            if start.elapsed() > timeout {
+                let tail: Vec<&str> = text.lines().rev().take(25).collect();
+                let tail: Vec<&str> = tail.into_iter().rev().collect();
+                bail!(
+                    "{}: no {pattern:?} on its console in {timeout:?}; its end:\n{}",
+                    self.name,
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    /// Runs `command` on it as root over ssh (`machines.sh ssh`: the cluster's key); its output,
+    /// or an error with what it printed. Retries while sshd is not up yet (for `wait`).
+    pub fn ssh(&self, cluster: &Cluster, command: &str, wait: Duration) -> Result<String> {
+        let start = Instant::now();
+        loop {
+            let out =
+                std::process::Command::new(crate::repo_root().join("e2e/scripts/machines.sh"))
+                    .arg("ssh")
+                    .arg("--dir")
+                    .arg(&cluster.dir)
+                    .arg(&self.name)
+                    .arg(command)
+                    .output()?;
+            if out.status.success() {
+                return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+            }
+            // ssh exits 255 for its own errors (no connection yet); else the command's status.
+            if out.status.code() != Some(255) || start.elapsed() > wait {
+                bail!(
+                    "{}: `{command}` failed ({}): {}{}",
+                    self.name,
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+
+    /// Whether its address answers a TCP connection to `port` (accepted or refused: a machine's
+    /// own network stack answered; a timeout: nothing did).
+    pub fn answers_tcp(&self, port: u16) -> Result<bool> {
+        let addr: SocketAddr = format!("{}:{port}", self.ip).parse()?;
+        Ok(
+            match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(_) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_table_and_names_the_consoles() {
+        let m = parse(
+            "worker-0\t52:54:00:f5:00:00\t10.245.0.10\nworker-1\t52:54:00:f5:00:01\t10.245.0.11\n",
+            Path::new("/d/logs"),
+        )
+        .unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[1].ip, "10.245.0.11");
+        assert_eq!(m[0].console, Path::new("/d/logs/machine-worker-0.console"));
+        assert!(parse("worker-0 52:54", Path::new("/")).is_err());
+    }
+
+    #[test]
+    fn escapes_are_dropped() {
+        assert_eq!(
+            without_escapes("[\u{1b}[0;32m  OK  \u{1b}[0m] Reached\r\n"),
+            "[  OK  ] Reached\n"
+        );
+    }
+}
