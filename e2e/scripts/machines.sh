@@ -42,8 +42,10 @@ machine_disk() {
   [[ -f "$layout/index.json" ]] || die "no OCI layout at $layout"
   local strata="${STRATA_BIN:-$("$HERE/target-dir.sh")/debug/strata}"
   [[ -x "$strata" ]] || die "no strata binary at $strata (cargo build -p strata-controller --bin strata)"
-  # Room for updates: each keeps the pulled image and a deployment beside the booted one.
-  local etc="$ROOT/e2e/machines/etc" files=(--root-size-mib 8192) f
+  # Room for updates: each keeps the pulled image and a deployment beside the booted one. Under
+  # software emulation beside busy builds, udev can take longer than systemd's 90 s to show /boot
+  # by UUID (seen: a machine in emergency mode, "Timed out waiting for device"): devices get 15 min.
+  local etc="$ROOT/e2e/machines/etc" files=(--root-size-mib 8192 --karg systemd.default_device_timeout_sec=900) f
   while IFS= read -r f; do files+=(--etc-file "${f#"$etc"/}=$f"); done < <(find "$etc" -type f | sort)
   key=$( (cat "$layout/index.json" "$ROOT"/controller/src/boot/disk/*; printf '%s\n' "${files[@]}"; find "$etc" -type f | sort | xargs cat) |
     sha256sum | cut -c1-16)
