@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::machines::without_escapes;
+use crate::console;
 
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -108,24 +108,20 @@ impl FirstBoot {
     pub fn wait_for(&mut self, lines: &[&str], timeout: Duration) -> Result<String> {
         let start = Instant::now();
         loop {
-            let text = without_escapes(&String::from_utf8_lossy(
-                &std::fs::read(&self.console).unwrap_or_default(),
-            ));
+            let text = console::read(&self.console);
             if lines.iter().all(|l| text.contains(l)) {
                 return Ok(text);
             }
-            let tail: Vec<&str> = text.lines().rev().take(30).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
             if let Some(status) = self.child.try_wait()? {
                 bail!(
                     "the VM stopped ({status}) before {lines:?}; console:\n{}",
-                    tail.join("\n")
+                    console::tail(&text, 30)
                 );
             }
             if start.elapsed() > timeout {
                 bail!(
                     "no {lines:?} on the console in {timeout:?}; console:\n{}",
-                    tail.join("\n")
+                    console::tail(&text, 30)
                 );
             }
             std::thread::sleep(Duration::from_secs(2));

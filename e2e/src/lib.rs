@@ -12,6 +12,7 @@
 //! [`needs!`] then returns from the test, so `cargo test --workspace` passes on machines without one.
 
 pub mod cache_claim;
+pub mod console;
 pub mod deployed;
 pub mod first_boot;
 pub mod machines;

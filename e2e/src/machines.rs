@@ -2,13 +2,12 @@
 //! of the CoreOS-like base when the cluster came up, each with its own address on the machines'
 //! bridge. Tests read what the machines print on their serial consoles and reach them by address.
 
-use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::Cluster;
+use crate::{Cluster, console};
 
 /// One machine, as `machines.sh up` recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,49 +48,20 @@ pub fn parse(table: &str, logs: &Path) -> Result<Vec<Machine>> {
         .collect()
 }
 
-/// `text` without terminal escape sequences and carriage returns (systemd colours its status).
-pub fn without_escapes(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            // CSI: parameters up to the final byte in @..~.
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) {
-                    break;
-                }
-            }
-        } else if c != '\r' {
-            out.push(c);
-        }
-    }
-    out
-}
-
 impl Machine {
-    /// Its console so far, without escapes (firmware and boot loader output need not be UTF-8).
-    pub fn console_text(&self) -> String {
-        without_escapes(&String::from_utf8_lossy(
-            &std::fs::read(&self.console).unwrap_or_default(),
-        ))
-    }
-
     /// Waits until its console shows `pattern`; fails with the console's end.
     pub fn wait_for_console(&self, pattern: &str, timeout: Duration) -> Result<String> {
         let start = Instant::now();
         loop {
-            let text = self.console_text();
+            let text = console::read(&self.console);
             if text.contains(pattern) {
                 return Ok(text);
             }
             if start.elapsed() > timeout {
-                let tail: Vec<&str> = text.lines().rev().take(25).collect();
-                let tail: Vec<&str> = tail.into_iter().rev().collect();
                 bail!(
                     "{}: no {pattern:?} on its console in {timeout:?}; its end:\n{}",
                     self.name,
-                    tail.join("\n")
+                    console::tail(&text, 25)
                 );
             }
             std::thread::sleep(Duration::from_secs(2));
@@ -127,18 +97,6 @@ impl Machine {
             std::thread::sleep(Duration::from_secs(3));
         }
     }
-
-    /// Whether its address answers a TCP connection to `port` (accepted or refused: a machine's
-    /// own network stack answered; a timeout: nothing did).
-    pub fn answers_tcp(&self, port: u16) -> Result<bool> {
-        let addr: SocketAddr = format!("{}:{port}", self.ip).parse()?;
-        Ok(
-            match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
-                Ok(_) => true,
-                Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
-            },
-        )
-    }
 }
 
 #[cfg(test)]
@@ -156,13 +114,5 @@ mod tests {
         assert_eq!(m[1].ip, "10.245.0.11");
         assert_eq!(m[0].console, Path::new("/d/logs/machine-worker-0.console"));
         assert!(parse("worker-0 52:54", Path::new("/")).is_err());
-    }
-
-    #[test]
-    fn escapes_are_dropped() {
-        assert_eq!(
-            without_escapes("[\u{1b}[0;32m  OK  \u{1b}[0m] Reached\r\n"),
-            "[  OK  ] Reached\n"
-        );
     }
 }
