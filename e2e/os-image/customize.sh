@@ -116,6 +116,23 @@ d /run/media 0755 root root -
 L /var/lib/dpkg - - - - ../../usr/lib/sysimage/dpkg
 EOF
 
+# --- boot loader: ostree's GRUB backend ------------------------------------------------------
+# A machine's ostree (sysroot.bootloader=grub2, set by `strata disk-image` when this file exists)
+# writes each new menu with grub-mkconfig, whose 15_ostree turns ostree's boot loader entries into
+# menu entries; 15_ostree does nothing without this file. Debian's own 10_linux finds no kernel in
+# an ostree /boot, so the menu is ostree's deployments, newest first.
+cat > "$R/etc/default/grub" <<'EOF'
+GRUB_DEFAULT=0
+GRUB_TIMEOUT=1
+GRUB_DISTRIBUTOR="Strata CoreOS-like"
+GRUB_CMDLINE_LINUX=""
+GRUB_TERMINAL="serial console"
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"
+GRUB_DISABLE_OS_PROBER=true
+GRUB_DISABLE_RECOVERY=true
+GRUB_DISABLE_SUBMENU=true
+EOF
+
 # --- nothing machine-specific or time-dependent ----------------------------------------------
 rm -f "$R"/etc/ssh/ssh_host_*
 mkdir -p "$R/etc/systemd/system/ssh.service.d"

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs inside the OS image (buildah run), so the sysroot is made by the image's own ostree and
 # GRUB (controller/src/boot/disk/mod.rs). In: /run/strata-image (the image's tree, read-only),
-# env STRATA_STATEROOT, STRATA_KARGS (one per line), STRATA_IMAGE_REF, STRATA_BOOT_UUID.
+# env STRATA_STATEROOT, STRATA_KARGS (one per line), STRATA_IMAGE_REF, STRATA_IMAGE_DIGEST (its
+# manifest's), STRATA_IMAGE_LAYERS (its layers' diff IDs, space-separated), STRATA_BOOT_UUID.
 # Out, in /run/strata-disk: sysroot/ (ostree repo + one deployment, /boot's content under
 # sysroot/boot), grub-entries.cfg (ostree's GRUB menu entries), BOOTX64.EFI.
 set -eu
@@ -14,8 +15,8 @@ mkdir -p "$S"
 ostree admin init-fs --modern "$S"
 R=$S/ostree/repo
 # The disk's first boot loader config is written below from ostree's own generator (grub-mkconfig
-# cannot probe an unmounted file). TODO(issue 27): grub2 here once the image carries
-# /etc/default/grub, so updates on the machine regenerate the menu.
+# cannot probe an unmounted file); the machine's later deployments use ostree's GRUB backend (set
+# after the deploy) when the image carries /etc/default/grub.
 ostree --repo="$R" config set sysroot.bootloader none
 # ostree keeps 3% of the file system it writes to free by default: 7.5 GB of the host's disk where
 # the work directory lies, nothing to do with the disk being made. Lifted while the disk is made,
@@ -36,7 +37,9 @@ cp -a "$IMAGE/etc" "$W/etc-tree/usr/etc"
 # shellcheck disable=SC2086 # $selinux is one word or none
 ostree --repo="$R" commit --branch=strata/image --tree=dir="$IMAGE" --tree=dir="$W/etc-tree" \
   --skip-list="$W/skip-list" $selinux \
-  --subject="$STRATA_IMAGE_REF" --add-metadata-string=strata.dev/image="$STRATA_IMAGE_REF" >/dev/null
+  --subject="$STRATA_IMAGE_REF" --add-metadata-string=strata.dev/image="$STRATA_IMAGE_REF" \
+  --add-metadata-string=strata.dev/image-digest="$STRATA_IMAGE_DIGEST" \
+  --add-metadata-string=strata.dev/image-layers="$STRATA_IMAGE_LAYERS" >/dev/null
 
 ostree admin os-init --sysroot="$S" "$STRATA_STATEROOT" >/dev/null
 rm -rf "$W/etc-tree"
@@ -49,6 +52,10 @@ $STRATA_KARGS
 KARGS
 ostree admin deploy --sysroot="$S" --os="$STRATA_STATEROOT" "$@" strata/image >&2
 ostree --repo="$R" config unset core.min-free-space-percent
+if [ -e "$IMAGE/etc/default/grub" ]; then
+  # On the machine, `ostree admin deploy` writes the next menu with grub-mkconfig (15_ostree).
+  ostree --repo="$R" config set sysroot.bootloader grub2
+fi
 
 step "GRUB menu entries (ostree's generator) and EFI binary"
 version=$(readlink "$S/boot/loader")

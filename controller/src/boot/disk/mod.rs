@@ -374,6 +374,23 @@ impl Container {
         Ok(format!("sha256:{}", out.trim()))
     }
 
+    /// The digest of the manifest the image was pulled by (the same in a registry and in an OCI
+    /// layout) and its layers' uncompressed digests, space-separated: a machine reports the first
+    /// as the image it booted, and updates reuse the deployment for the layers a new image shares.
+    fn identity(&self) -> Result<(String, String), BootError> {
+        let out = run_tool(self.buildah.command().args([
+            "inspect",
+            "--type",
+            "container",
+            "--format",
+            "{{.FromImageDigest}} {{range .OCIv1.RootFS.DiffIDs}}{{.}} {{end}}",
+            &self.name,
+        ]))?;
+        let out = out.trim();
+        let (digest, layers) = out.split_once(' ').unwrap_or((out, ""));
+        Ok((digest.to_string(), layers.trim().to_string()))
+    }
+
     fn mount(&self) -> Result<PathBuf, BootError> {
         Ok(PathBuf::from(
             run_tool(self.buildah.command().args(["mount", &self.name]))?.trim(),
@@ -388,6 +405,7 @@ impl Container {
         req: &Request,
     ) -> Result<(), BootError> {
         let kargs = layout.kernel_args(&req.kernel_args).join("\n");
+        let (digest, layers) = self.identity()?;
         let mut cmd = self.buildah.command();
         cmd.args(["run", "--isolation", "chroot"])
             .arg(format!("--volume={}:/run/strata-image:ro", mount.display()))
@@ -395,6 +413,8 @@ impl Container {
             .arg(format!("--env=STRATA_STATEROOT={STATEROOT}"))
             .arg(format!("--env=STRATA_KARGS={kargs}"))
             .arg(format!("--env=STRATA_IMAGE_REF={}", req.image))
+            .arg(format!("--env=STRATA_IMAGE_DIGEST={digest}"))
+            .arg(format!("--env=STRATA_IMAGE_LAYERS={layers}"))
             .arg(format!("--env=STRATA_BOOT_UUID={}", layout.boot_uuid))
             .arg(format!(
                 "--env=STRATA_GRUB_MODULES={}",
