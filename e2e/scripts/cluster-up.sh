@@ -110,7 +110,10 @@ wait_for etcd 30 etcd curl -sf "http://127.0.0.1:$EP/health"
 # --- registry --------------------------------------------------------------------------------
 cat > "$D/registry.yml" <<RC
 version: 0.1
-log: {level: warn}
+log:
+  level: warn
+  # One line per request with the client's address and the bytes sent: which machine fetched what.
+  accesslog: {disabled: false}
 storage:
   filesystem: {rootdirectory: $D/registry}
   delete: {enabled: true}
@@ -290,6 +293,9 @@ MACHINES="${STRATA_MACHINES:-2}"
 if ((MACHINES > 0)); then
   MACHINE_DISK=$("$HERE/machines.sh" disk "$("$HERE/build-os-image.sh" 2>/dev/null | tail -1)")
   "$HERE/machines.sh" up --dir "$D" --disk "$MACHINE_DISK" --count "$MACHINES"
+  # The machine-config-daemon, stood in for (e2e/src/mcd.rs): registers each machine's Node once it
+  # answers, and deploys and reboots into the image its desired config names.
+  start mcd env KUBECONFIG="$KUBECONFIG" "$MCO_BIN" machine-daemon --dir "$D"
 fi
 # --- the OpenShift environment: pull secret, cluster CAs, proxy, mirrors, entitlement (README) --
 D="$D" NODE_IP="$NODE_IP" POD_CIDR="$POD_CIDR" SVC_CIDR="$SVC_CIDR" APISERVER="$NODE_IP:$AP" REGISTRY="$NODE_IP:$RP" \

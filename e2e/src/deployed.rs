@@ -544,3 +544,19 @@ pub fn plain_registry_layers(image: &str) -> Result<Vec<String>> {
         .filter_map(|l| l["digest"].as_str().map(String::from))
         .collect())
 }
+
+/// How the examples name their package repository.
+const EXAMPLE_REPO: &str = "ARG PACKAGE_REPO=http://packages.example.com/strata/";
+
+/// The fragment of the example MachineOSConfig at `file` (below the repository), its package
+/// repository pointed at the cluster's.
+pub fn example_fragment(file: &str, package_repo: &str) -> Result<String> {
+    let path = crate::repo_root().join(file);
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let docs = crate::util::yaml_docs(&text)?;
+    let content = docs
+        .first()
+        .and_then(|d| d["spec"]["containerFile"][0]["content"].as_str())
+        .with_context(|| format!("{file}: no spec.containerFile[0].content"))?;
+    Ok(content.replace(EXAMPLE_REPO, &format!("ARG PACKAGE_REPO={package_repo}")))
+}

@@ -14,7 +14,9 @@
 //!   (`e2e.strata.dev/machines`, default 1) to `spec.configuration` one at a time
 //!   (`maxUnavailable` 1), each taking a few seconds, and reports `status.configuration`, the
 //!   machine counts and the Updated/Updating/Degraded conditions as the MCO does. A paused pool
-//!   starts no machine.
+//!   starts no machine. A pool whose `nodeSelector` selects the Nodes of real machines (label
+//!   `e2e.strata.dev/machine`, registered by the machine-config-daemon stand-in, `crate::mcd`)
+//!   rolls those instead, node by node (`crate::mco_nodes`).
 //!
 //! Every rollout that completes is appended to the pool's annotation `e2e.strata.dev/rollouts`
 //! (the rendered names, space-separated), so a test can count how often machines rolled.
@@ -33,7 +35,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Node};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -42,6 +44,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use strata_crds::contract::mco;
 use tokio::sync::Notify;
+
+use crate::mco_nodes::{self, MACHINE_LABEL, NodeView};
 
 /// Field manager of everything the stand-in writes (the MCO's name).
 pub const MANAGER: &str = "machine-config-operator";
@@ -272,6 +276,7 @@ struct Caches {
     pools: Store<DynamicObject>,
     configs: Store<DynamicObject>,
     release: Store<ConfigMap>,
+    nodes: Store<Node>,
 }
 
 fn watch_into<K>(api: Api<K>, writer: reflector::store::Writer<K>, wake: Arc<Notify>)
@@ -307,10 +312,12 @@ pub async fn run(
     let pools_w = reflector::store::Writer::<DynamicObject>::new(mco::machine_config_pool());
     let configs_w = reflector::store::Writer::<DynamicObject>::new(mco::machine_config());
     let (release, release_w) = reflector::store::<ConfigMap>();
+    let (nodes, nodes_w) = reflector::store::<Node>();
     let caches = Caches {
         pools: pools_w.as_reader(),
         configs: configs_w.as_reader(),
         release,
+        nodes,
     };
     let pools_api: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config_pool());
     let configs_api: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config());
@@ -321,6 +328,8 @@ pub async fn run(
         release_w,
         wake.clone(),
     );
+    watch_into(Api::<Node>::all(client.clone()), nodes_w, wake.clone());
+    let _ = caches.nodes.wait_until_ready().await;
     let _ = caches.pools.wait_until_ready().await;
     let _ = caches.configs.wait_until_ready().await;
     let _ = caches.release.wait_until_ready().await;
@@ -359,8 +368,15 @@ async fn step(
         .iter()
         .map(|mc| serde_json::to_value(mc.as_ref()))
         .collect::<Result<_, _>>()?;
+    let nodes = caches.nodes.state();
+    let nodes_api = Api::<Node>::all(pools_api.clone().into_client());
     for pool in caches.pools.state() {
-        sync_pool(&pool, &configs, pools_api, configs_api, ssa, release_base).await?;
+        let apis = Apis {
+            pools: pools_api,
+            configs: configs_api,
+            nodes: &nodes_api,
+        };
+        sync_pool(&pool, &configs, &nodes, &apis, ssa, release_base).await?;
     }
     Ok(())
 }
@@ -394,19 +410,39 @@ async fn follow_release(
     Ok(())
 }
 
+struct Apis<'a> {
+    pools: &'a Api<DynamicObject>,
+    configs: &'a Api<DynamicObject>,
+    nodes: &'a Api<Node>,
+}
+
 /// The render controller for one pool, then (once the pool names the rendered configuration) its
-/// node controller.
+/// node controller: over its machines' Nodes when its `nodeSelector` selects any (`mco_nodes`),
+/// else over a counted number of machines.
 async fn sync_pool(
     pool: &DynamicObject,
     configs: &[Value],
-    pools_api: &Api<DynamicObject>,
-    configs_api: &Api<DynamicObject>,
+    nodes: &[Arc<Node>],
+    apis: &Apis<'_>,
     ssa: &PatchParams,
     release_base: &str,
 ) -> Result<()> {
+    let (pools_api, configs_api) = (apis.pools, apis.configs);
     let pool_json = serde_json::to_value(pool)?;
     let name = pool.name_any();
     let faults = Faults::of(pool);
+    let machines: Vec<NodeView> = nodes
+        .iter()
+        .filter(|n| n.labels().contains_key(MACHINE_LABEL))
+        .filter(|n| {
+            let selector = &pool_json["spec"]["nodeSelector"];
+            selects(selector, n.labels())
+        })
+        .map(|n| NodeView::of(n))
+        .collect();
+    if faults.render.is_some() && !machines.is_empty() {
+        return roll_nodes(&pool_json, &machines, faults.render.as_deref(), apis).await;
+    }
     if faults.render.is_some() {
         // The render controller fails: the pool keeps the target it has.
         let configuration = pool_json["spec"]["configuration"].clone();
@@ -439,6 +475,9 @@ async fn sync_pool(
         pools_api.patch(&name, ssa, &Patch::Apply(&patch)).await?;
         return Ok(()); // the next pass rolls against the stored target
     }
+    if !machines.is_empty() {
+        return roll_nodes(&pool_json, &machines, None, apis).await;
+    }
     roll_machines(
         pool,
         &pool_json,
@@ -448,6 +487,56 @@ async fn sync_pool(
         pools_api,
     )
     .await
+}
+
+/// The node controller over real machines: tell the next nodes the target (within
+/// `maxUnavailable`, not while paused), and report the pool's status from what they report.
+async fn roll_nodes(
+    pool: &Value,
+    nodes: &[NodeView],
+    render_error: Option<&str>,
+    apis: &Apis<'_>,
+) -> Result<()> {
+    let name = pool["metadata"]["name"].as_str().unwrap_or_default();
+    let target = pool["spec"]["configuration"]["name"]
+        .as_str()
+        .unwrap_or_default();
+    let paused = pool["spec"]["paused"].as_bool().unwrap_or(false);
+    if !target.is_empty() && !paused {
+        let room = mco_nodes::max_unavailable(pool, nodes.len());
+        for node in mco_nodes::candidates(nodes, target, room) {
+            eprintln!("strata-e2e-mco: pool {name}: node {node} to {target}");
+            let patch = json!({"metadata": {"annotations": {mco_nodes::DESIRED_CONFIG: target}}});
+            apis.nodes
+                .patch(&node, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+    }
+    let mut status = mco_nodes::pool_status(pool, nodes, render_error);
+    let stored = &pool["status"];
+    if mco_nodes::status_matches(stored, &status) {
+        return Ok(());
+    }
+    // A condition keeps its transition time unless its status changed.
+    let now = k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    for c in status["conditions"].as_array_mut().into_iter().flatten() {
+        let before = stored["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["type"] == c["type"] && s["status"] == c["status"]);
+        c["lastTransitionTime"] = before.map_or(json!(now), |b| b["lastTransitionTime"].clone());
+    }
+    apis.pools
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"status": status})),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The node controller: one more machine on the target `rendered` per pass, unless paused or a

@@ -13,17 +13,17 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use kube::api::Api;
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
     apply_config, config_events, create_pool, create_push_secret, current_build, delete_config,
-    delete_pool, ended_build, machine_configs, machine_os_config, pinned_by, plain_registry_layers,
-    pools, with_release_base,
+    delete_pool, ended_build, example_fragment, machine_configs, machine_os_config, pinned_by,
+    plain_registry_layers, pools, with_release_base,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
-use strata_e2e::util::{install_strata_crds, wait_for, yaml_docs};
-use strata_e2e::{Cluster, needs, repo_root};
+use strata_e2e::util::{install_strata_crds, wait_for};
+use strata_e2e::{Cluster, needs};
 
 const POOL: &str = "e2e-coreos";
 /// A cold pull of the 1.3 GiB base into the builder pod, four fragments, the gate, the push.
@@ -38,20 +38,6 @@ const EXAMPLES: [&str; 4] = [
     "e2e/examples/systemd-unit-from-package.yaml",
     "examples/kernel-module-config.yaml",
 ];
-const EXAMPLE_REPO: &str = "ARG PACKAGE_REPO=http://packages.example.com/strata/";
-
-/// The fragment of the example at `file` (below the repository), its package repository pointed
-/// at the cluster's.
-fn example_fragment(file: &str, package_repo: &str) -> Result<String> {
-    let path = repo_root().join(file);
-    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
-    let docs = yaml_docs(&text)?;
-    let content = docs
-        .first()
-        .and_then(|d| d["spec"]["containerFile"][0]["content"].as_str())
-        .with_context(|| format!("{file}: no spec.containerFile[0].content"))?;
-    Ok(content.replace(EXAMPLE_REPO, &format!("ARG PACKAGE_REPO={package_repo}")))
-}
 
 #[tokio::test]
 async fn realistic_fragments_build_on_the_coreos_like_release_base() -> Result<()> {

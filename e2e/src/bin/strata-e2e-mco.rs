@@ -5,6 +5,10 @@
 //! `strata-e2e-mco service-ca --ca-bundle FILE` runs instead the stand-in for OpenShift's service
 //! CA publication (`strata_e2e::service_ca`: `openshift-service-ca.crt` in every namespace, the
 //! ConfigMap CA-bundle injector, `openshift-config-managed/service-ca`); openshift-env.sh starts it.
+//!
+//! `strata-e2e-mco machine-daemon --dir CLUSTER_DIR` runs the machine-config-daemon stand-in
+//! (`strata_e2e::mcd`) for the machines of `CLUSTER_DIR/machines/machines.tsv`; cluster-up.sh
+//! starts it when the cluster has machines.
 
 use std::time::Duration;
 
@@ -28,6 +32,27 @@ async fn main() -> anyhow::Result<()> {
         );
         let client = kube::Client::try_default().await?;
         return strata_e2e::service_ca::run(client, bundle).await;
+    }
+    if args.peek().map(String::as_str) == Some("machine-daemon") {
+        args.next();
+        let (Some(flag), Some(dir), None) = (args.next(), args.next(), args.next()) else {
+            anyhow::bail!("usage: strata-e2e-mco machine-daemon --dir CLUSTER_DIR");
+        };
+        anyhow::ensure!(flag == "--dir", "unknown flag {flag}");
+        let dir = std::path::PathBuf::from(dir);
+        let table = dir.join("machines/machines.tsv");
+        let machines = strata_e2e::machines::parse(
+            &std::fs::read_to_string(&table)
+                .with_context(|| format!("reading {}", table.display()))?,
+            &dir.join("logs"),
+        )?;
+        let daemon = strata_e2e::mcd::Daemon {
+            client: kube::Client::try_default().await?,
+            dir,
+            machines_sh: strata_e2e::repo_root().join("e2e/scripts/machines.sh"),
+        };
+        eprintln!("strata-e2e-mcd: tending {} machines", machines.len());
+        return strata_e2e::mcd::run(daemon, machines).await;
     }
     let mut pace = Pace::default();
     while let Some(flag) = args.next() {

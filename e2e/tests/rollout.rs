@@ -1,0 +1,357 @@
+//! The pool's machines boot what Strata builds: two QEMU machines (`e2e/scripts/machines.sh`) join a
+//! pool, as an administrator moves nodes into a custom pool (a node-role label); the release base is
+//! the CoreOS-like image they booted. A MachineOSConfig with the package and systemd-unit examples
+//! is built and pinned; the MCO stand-in tells the machines the new rendered config within the
+//! pool's `maxUnavailable` (2 here: both at once), and the machine-config-daemon stand-in (`strata_e2e::mcd`) has each
+//! machine pull the image by digest with the cluster's pull secret, deploy it with ostree beside the
+//! booted deployment and reboot into it. Checked from outside (each Node's annotations, the pool's
+//! counts and `status.configuration`, which moves only when both machines run it) and inside each
+//! machine over ssh: the booted ostree deployment's image digest is the pinned one, the previous
+//! deployment stays as the rollback, the fragment's packages are installed and its unit is active.
+//!
+//! The release base is cluster-wide: this test binary runs alone, and puts the base back when it
+//! ends; the machines leave the pool first, so nothing rolls them back.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use strata_e2e::deployed::{
+    apply_config, create_push_secret, current_build, delete_config, delete_pool, example_fragment,
+    machine_os_config, pinned_by, pools, with_release_base,
+};
+use strata_e2e::machines::{self, Machine};
+use strata_e2e::mcd::BOOTED_IMAGE_ANNOTATION;
+use strata_e2e::mco_nodes::{CURRENT_CONFIG, DESIRED_CONFIG, STATE};
+use strata_e2e::util::{install_strata_crds, wait_for};
+use strata_e2e::{Cluster, needs};
+
+const POOL: &str = "e2e-machines";
+const ROLE_LABEL: &str = "node-role.kubernetes.io/e2e-machines";
+/// The build on the 1.3 GiB base (its layers usually cached by earlier tests).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+/// Both machines (one vCPU each, software emulation): pull, commit, deploy, reboot.
+const ROLL_TIMEOUT: Duration = Duration::from_secs(1800);
+/// A boot under emulation, for machines still coming up when the test starts.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
+const EXAMPLES: [&str; 2] = [
+    "e2e/examples/package-install.yaml",
+    "e2e/examples/systemd-unit-from-package.yaml",
+];
+
+#[tokio::test]
+async fn machines_boot_the_pinned_image() -> Result<()> {
+    let test = "machines_boot_the_pinned_image";
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let client = cluster.client().await?;
+    install_strata_crds(&client).await?;
+    let machines = machines::of(cluster)?;
+    ensure!(
+        machines.len() >= 2,
+        "the cluster has {} machines; this test needs two (STRATA_MACHINES)",
+        machines.len()
+    );
+    for m in &machines {
+        m.wait_for_console(&format!("{} login:", m.name), BOOT_TIMEOUT)?;
+    }
+    with_release_base(&client, &cluster.os_image, || async {
+        let result = check(cluster, &client, &machines).await;
+        // Out of the pool first: nothing then tells the machines to roll back.
+        let _ = label_machines(&client, &machines, false).await;
+        let _ = delete_config(&client, POOL).await;
+        delete_pool(&client, POOL).await;
+        result
+    })
+    .await
+}
+
+async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    for m in machines {
+        wait_for(
+            &format!("{}'s Node registered by the daemon stand-in", m.name),
+            Duration::from_secs(300),
+            || async { Ok(nodes.get_opt(&m.name).await?.map(|_| ())) },
+        )
+        .await?;
+    }
+    create_machine_pool(client).await?;
+    label_machines(client, machines, true).await?;
+    // The machines run the release base already: the pool's first config completes without a
+    // reboot, once the daemon has checked what each booted.
+    let first = pool_updated(client, machines.len(), Duration::from_secs(300)).await?;
+    let release = vec![cluster.os_image.clone(); machines.len()];
+    wait_for(
+        "the machines to report the release base as booted",
+        Duration::from_secs(120),
+        || async { Ok((booted_images(&nodes, machines).await? == release).then_some(())) },
+    )
+    .await?;
+    let boot_ids = ssh_all(cluster, machines, "cat /proc/sys/kernel/random/boot_id").await?;
+
+    let push_secret = format!("{POOL}-push");
+    create_push_secret(client, &push_secret).await?;
+    let mut fragment = String::new();
+    for file in EXAMPLES {
+        fragment.push_str(&example_fragment(file, &cluster.package_repo)?);
+    }
+    apply_config(
+        client,
+        &machine_os_config(cluster, POOL, &push_secret, &fragment)?,
+    )
+    .await?;
+    let build = current_build(client, POOL, None).await?;
+    let image = pinned_by(client, BUILD_TIMEOUT, POOL, &build).await?;
+    eprintln!("{POOL}: pinned {image}; the machines roll");
+    let registry_log = cluster.dir.join("logs/registry.log");
+    let log_offset = std::fs::metadata(&registry_log).map_or(0, |m| m.len());
+    let start = Instant::now();
+    let rolled = pool_updated_past(client, machines.len(), &first, ROLL_TIMEOUT).await?;
+    eprintln!(
+        "{POOL}: every machine runs {rolled} after {:.0} s",
+        start.elapsed().as_secs_f64()
+    );
+    report_downloads(&registry_log, log_offset, machines)?;
+    check_nodes(&nodes, machines, &rolled, &image).await?;
+    check_inside(cluster, machines, &image, &boot_ids).await
+}
+
+/// A custom pool: the worker configs and its own, the nodes labelled with its role.
+async fn create_machine_pool(client: &Client) -> Result<()> {
+    let pool = json!({
+        "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
+        "metadata": {"name": POOL},
+        "spec": {
+            "machineConfigSelector": {"matchExpressions": [{"key": "machineconfiguration.openshift.io/role",
+                "operator": "In", "values": ["worker", POOL]}]},
+            "nodeSelector": {"matchLabels": {ROLE_LABEL: ""}},
+            // Both machines at once: each update is minutes under emulation (one at a time,
+            // maxUnavailable 1, is the unit tests' in mco_nodes.rs).
+            "paused": false, "maxUnavailable": 2,
+        },
+    });
+    pools(client)
+        .patch(
+            POOL,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&pool),
+        )
+        .await?;
+    Ok(())
+}
+
+async fn label_machines(client: &Client, machines: &[Machine], on: bool) -> Result<()> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    for m in machines {
+        let value = if on { json!("") } else { Value::Null };
+        let patch = json!({"metadata": {"labels": {ROLE_LABEL: value}}});
+        nodes
+            .patch(&m.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Waits until the pool reports all `machines` updated on a rendered config; returns its name.
+async fn pool_updated(client: &Client, machines: usize, timeout: Duration) -> Result<String> {
+    pool_updated_past(client, machines, "", timeout).await
+}
+
+/// As `pool_updated`, on a rendered config other than `past`; says the counts as they change and
+/// fails at once when a machine is degraded.
+async fn pool_updated_past(
+    client: &Client,
+    machines: usize,
+    past: &str,
+    timeout: Duration,
+) -> Result<String> {
+    let api = pools(client);
+    let start = Instant::now();
+    let mut said = String::new();
+    loop {
+        let pool = api.get(POOL).await?;
+        let status = &pool.data["status"];
+        let counts = format!(
+            "{} of {} machines updated, {} unavailable, {} degraded; configuration {}",
+            status["updatedMachineCount"],
+            status["machineCount"],
+            status["unavailableMachineCount"],
+            status["degradedMachineCount"],
+            status["configuration"]["name"]
+        );
+        if counts != said {
+            eprintln!("{POOL} at {:.0} s: {counts}", start.elapsed().as_secs_f64());
+            said = counts;
+        }
+        let condition = |ty: &str| {
+            status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == ty && c["status"] == "True")
+                .cloned()
+        };
+        if let Some(degraded) = condition("NodeDegraded") {
+            anyhow::bail!("pool {POOL} is degraded: {}", degraded["message"]);
+        }
+        let name = status["configuration"]["name"].as_str().unwrap_or_default();
+        let done = condition("Updated").is_some()
+            && status["machineCount"].as_u64() == Some(machines as u64)
+            && status["updatedMachineCount"].as_u64() == Some(machines as u64)
+            && !name.is_empty()
+            && name != past
+            && pool.data["spec"]["configuration"]["name"].as_str() == Some(name);
+        if done {
+            return Ok(name.to_string());
+        }
+        ensure!(
+            start.elapsed() < timeout,
+            "pool {POOL} not updated after {timeout:?}: {said}"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}
+
+/// What each machine fetched from the registry during the roll (its access log, from `offset`):
+/// every fetch came from a machine's own address, and each machine fetched something.
+fn report_downloads(log: &std::path::Path, offset: u64, machines: &[Machine]) -> Result<()> {
+    let text = std::fs::read(log).with_context(|| log.display().to_string())?;
+    let start = usize::try_from(offset)
+        .unwrap_or(usize::MAX)
+        .min(text.len());
+    let text = String::from_utf8_lossy(&text[start..]);
+    for m in machines {
+        let (mut blobs, mut bytes) = (0u64, 0u64);
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{} ", m.ip)))
+        {
+            // Combined log format: `… "GET /v2/<repo>/blobs/<digest> HTTP/1.1" 200 <bytes> …`.
+            let Some((request, rest)) = line
+                .split_once(" \"")
+                .and_then(|(_, r)| r.split_once("\" "))
+            else {
+                continue;
+            };
+            if request.starts_with("GET ") && request.contains("/blobs/") {
+                blobs += 1;
+                bytes += rest
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|b| b.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+        eprintln!(
+            "{}: fetched {blobs} blobs, {:.1} MiB, from {} during the roll",
+            m.name,
+            bytes as f64 / 1_048_576.0,
+            m.ip
+        );
+        ensure!(
+            blobs > 0,
+            "the registry saw no fetch from {} ({})",
+            m.name,
+            m.ip
+        );
+    }
+    Ok(())
+}
+
+async fn booted_images(nodes: &Api<Node>, machines: &[Machine]) -> Result<Vec<String>> {
+    let mut images = Vec::new();
+    for m in machines {
+        let node = nodes.get(&m.name).await?;
+        let booted = node.annotations().get(BOOTED_IMAGE_ANNOTATION).cloned();
+        images.push(booted.with_context(|| format!("{} reports no booted image", m.name))?);
+    }
+    Ok(images)
+}
+
+/// Each Node: current = desired = the rolled config, Done, schedulable, its booted image the pin.
+async fn check_nodes(
+    nodes: &Api<Node>,
+    machines: &[Machine],
+    rolled: &str,
+    image: &str,
+) -> Result<()> {
+    for m in machines {
+        let node = nodes.get(&m.name).await?;
+        let a = node.annotations();
+        let get = |k: &str| a.get(k).map(String::as_str).unwrap_or_default();
+        ensure!(
+            get(CURRENT_CONFIG) == rolled && get(DESIRED_CONFIG) == rolled && get(STATE) == "Done",
+            "{}: annotations {a:?}",
+            m.name
+        );
+        ensure!(
+            get(BOOTED_IMAGE_ANNOTATION) == image,
+            "{} booted {:?}, not {image}",
+            m.name,
+            get(BOOTED_IMAGE_ANNOTATION)
+        );
+        ensure!(
+            !node.spec.and_then(|s| s.unschedulable).unwrap_or(false),
+            "{} is still cordoned",
+            m.name
+        );
+    }
+    Ok(())
+}
+
+/// Inside each machine: rebooted, ostree's booted deployment is the pinned digest with the
+/// release base's beside it, the fragment's packages are there and its unit ran.
+async fn check_inside(
+    cluster: &Cluster,
+    machines: &[Machine],
+    image: &str,
+    boot_ids_before: &[String],
+) -> Result<()> {
+    let digest = image.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+    let script = "cat /proc/sys/kernel/random/boot_id; ostree admin status; \
+        c=$(ostree admin status | awk '$1 == \"*\" {print $3}'); \
+        ostree show --print-metadata-key=strata.dev/image-digest \"${c%.*}\"; \
+        htop --version | head -1; tree --version; systemctl is-active sysstat.service";
+    let answers = ssh_all(cluster, machines, script).await?;
+    for ((m, inside), before) in machines.iter().zip(&answers).zip(boot_ids_before) {
+        eprintln!("{}: inside:\n{inside}", m.name);
+        let boot_id = inside.lines().next().unwrap_or_default();
+        ensure!(boot_id != before.trim(), "{} did not reboot", m.name);
+        ensure!(
+            inside.contains(&format!("'{digest}'")),
+            "{}: the booted deployment is not {digest}:\n{inside}",
+            m.name
+        );
+        let deployments = inside
+            .lines()
+            .filter(|l| l.trim_start_matches(['*', ' ']).starts_with("strata "))
+            .count();
+        ensure!(
+            deployments == 2,
+            "{}: {deployments} deployments, not the new one and the rollback:\n{inside}",
+            m.name
+        );
+        ensure!(
+            inside.contains("htop ") && inside.contains("tree v"),
+            "{}: the fragment's packages are missing:\n{inside}",
+            m.name
+        );
+        ensure!(
+            inside.lines().last() == Some("active"),
+            "{}: sysstat.service is not active:\n{inside}",
+            m.name
+        );
+    }
+    Ok(())
+}
+
+async fn ssh_all(cluster: &Cluster, machines: &[Machine], command: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for m in machines {
+        out.push(m.ssh(cluster, command, Duration::from_secs(300))?);
+    }
+    Ok(out)
+}
