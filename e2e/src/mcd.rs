@@ -192,7 +192,11 @@ impl Daemon {
                     .map(|l| l.trim().to_string())
             };
             let what = last(&err).or_else(|| last(&said));
-            bail!("{} ({})", what.as_deref().unwrap_or("no output"), out.status);
+            bail!(
+                "{} ({})",
+                what.as_deref().unwrap_or("no output"),
+                out.status
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
