@@ -85,11 +85,15 @@ impl ConfigStatus {
     }
 }
 
-/// PoolUpdated as (value, reason, message): True only when the configuration the pool currently
-/// runs (`status.configuration.name`) carries `pinned` and every machine of the pool has it.
+/// PoolUpdated as (value, reason, message): True only when the configuration the pool runs
+/// (`status.configuration`, which the MCO moves only once every machine is updated) carries
+/// `pinned` and every machine has it. While the MCO rolls the pool to a target
+/// (`spec.configuration`) that carries it, the machine counts (which the MCO keeps against the
+/// target) say how far it got. `target` falls back to `rendered` when unknown.
 pub fn pool_updated(
     pool: &mco::MachineConfigPool,
     rendered: Option<&mco::MachineConfig>,
+    target: Option<&mco::MachineConfig>,
     pinned: Option<&str>,
 ) -> (bool, &'static str, String) {
     let status = &pool.status;
@@ -105,15 +109,20 @@ pub fn pool_updated(
             "no image is pinned yet; the pool runs the release's stock image".into(),
         );
     };
-    let configuration = status.configuration.name.as_deref().unwrap_or("<none>");
-    let runs = rendered.and_then(|r| r.spec.os_image_url.as_deref());
-    if runs != Some(pinned) {
+    let image_of = |mc: Option<&mco::MachineConfig>| mc.and_then(|r| r.spec.os_image_url.clone());
+    let (target, target_name) = match target {
+        Some(t) => (Some(t), pool.spec.configuration.name.as_deref()),
+        None => (rendered, status.configuration.name.as_deref()),
+    };
+    let target_name = target_name.unwrap_or("<none>");
+    let target_image = image_of(target);
+    if target_image.as_deref() != Some(pinned) {
         return (
             false,
             "RenderPending",
             format!(
-                "the pool's configuration {configuration} does not carry {pinned} yet (it has {})",
-                runs.unwrap_or("no osImageURL")
+                "the pool's configuration {target_name} does not carry {pinned} yet (it has {})",
+                target_image.as_deref().unwrap_or("no osImageURL")
             ),
         );
     }
@@ -124,17 +133,20 @@ pub fn pool_updated(
             format!("{degraded} of {machines} machines are degraded; {updated} run {pinned}"),
         );
     }
-    if status.is("Updated") && !status.is("Updating") && updated == machines {
+    let runs = image_of(rendered).as_deref() == Some(pinned);
+    if runs && status.is("Updated") && !status.is("Updating") && updated == machines {
         (
             true,
             "PoolUpdated",
-            format!("all {machines} machines run {pinned} ({configuration})"),
+            format!("all {machines} machines run {pinned} ({target_name})"),
         )
     } else {
         (
             false,
             "PoolUpdating",
-            format!("{updated} of {machines} machines run {pinned}; the MCO is rolling the pool"),
+            format!(
+                "{updated} of {machines} machines run {pinned}; the MCO is rolling the pool to {target_name}"
+            ),
         )
     }
 }
@@ -164,26 +176,56 @@ mod tests {
         let rendered: mco::MachineConfig = view(json!({"spec": {"osImageURL": IMAGE}}));
         let stale: mco::MachineConfig =
             view(json!({"spec": {"osImageURL": "r.example.com/os@sha256:0"}}));
-        assert_eq!(
-            pool_updated(&pool(3, false), Some(&rendered), Some(IMAGE)).1,
-            "PoolUpdated"
-        );
-        assert!(pool_updated(&pool(3, false), Some(&rendered), Some(IMAGE)).0);
+        let updated = |p: &mco::MachineConfigPool, current, target| {
+            pool_updated(p, Some(current), target, Some(IMAGE))
+        };
+        assert_eq!(updated(&pool(3, false), &rendered, None).1, "PoolUpdated");
+        assert!(updated(&pool(3, false), &rendered, Some(&rendered)).0);
         // The pool says Updated, but with a configuration from before the pin.
+        assert_eq!(updated(&pool(3, false), &stale, None).1, "RenderPending");
         assert_eq!(
-            pool_updated(&pool(3, false), Some(&stale), Some(IMAGE)).1,
+            updated(&pool(3, false), &stale, Some(&stale)).1,
             "RenderPending"
         );
-        assert_eq!(
-            pool_updated(&pool(1, true), Some(&rendered), Some(IMAGE)).1,
-            "PoolUpdating"
-        );
-        assert_eq!(pool_updated(&pool(3, false), None, None).1, "NoImage");
+        assert_eq!(updated(&pool(1, true), &rendered, None).1, "PoolUpdating");
+        assert_eq!(pool_updated(&pool(3, false), None, None, None).1, "NoImage");
         let mut degraded = pool(2, true);
         degraded.status.degraded_machine_count = 1;
+        assert_eq!(updated(&degraded, &rendered, None).1, "PoolDegraded");
+    }
+
+    /// As the MCO rolls: `status.configuration` keeps the old config until every machine is
+    /// updated, `spec.configuration` names the target, and the counts are against the target.
+    #[test]
+    fn progress_while_the_mco_rolls_to_a_target_carrying_the_pin() {
+        let target: mco::MachineConfig = view(json!({"spec": {"osImageURL": IMAGE}}));
+        let before: mco::MachineConfig =
+            view(json!({"spec": {"osImageURL": "r.example.com/os@sha256:0"}}));
+        let mut rolling = pool(1, true);
+        rolling.spec.configuration.name = Some("rendered-worker-2".into());
+        let (value, reason, message) =
+            pool_updated(&rolling, Some(&before), Some(&target), Some(IMAGE));
+        assert!(!value);
+        assert_eq!(reason, "PoolUpdating");
         assert_eq!(
-            pool_updated(&degraded, Some(&rendered), Some(IMAGE)).1,
-            "PoolDegraded"
+            message,
+            format!(
+                "1 of 3 machines run {IMAGE}; the MCO is rolling the pool to rendered-worker-2"
+            )
+        );
+        // All updated, the configuration moved: updated.
+        let mut done = pool(3, false);
+        done.spec.configuration.name = Some("rendered-worker-2".into());
+        assert!(pool_updated(&done, Some(&target), Some(&target), Some(IMAGE)).0);
+        // Updated with the old configuration still current: not yet.
+        assert_eq!(
+            pool_updated(&done, Some(&before), Some(&target), Some(IMAGE)).1,
+            "PoolUpdating"
+        );
+        // A newer target without the pin (a new release being built for): pending again.
+        assert_eq!(
+            pool_updated(&done, Some(&target), Some(&before), Some(IMAGE)).1,
+            "RenderPending"
         );
     }
 }

@@ -767,11 +767,12 @@ impl<'a> Planner<'a> {
         hold::decide(&mut self);
         pool_wait::report(&mut self);
         // PoolUpdated: True only when the configuration the pool runs carries the image pinned
-        // (after this round) and every machine has it.
+        // (after this round) and every machine has it; while it rolls, how far it got.
         if let Some(pool) = &self.observed.pool {
             let (value, reason, message) = config_status::pool_updated(
                 pool,
                 self.observed.rendered_config.as_ref(),
+                self.observed.target_config.as_ref(),
                 self.status.current_image_pull_spec.as_deref(),
             );
             self.plan.metrics.pool_updated = Some(value);
