@@ -16,6 +16,8 @@
 #       until every machine's console shows its login prompt (default 900 s)
 #   machines.sh ssh --dir D NAME COMMAND...
 #       run COMMAND on machine NAME as root (the cluster's key, handed over by fw_cfg)
+#   machines.sh power-cycle NAME QEMU_COMMAND...
+#       (used by up) run a machine's QEMU (-no-reboot) and start it again after each reboot
 #   machines.sh down --dir D
 #       stop the VMs and DHCP; remove the taps and the bridge. Idempotent.
 #
@@ -122,8 +124,12 @@ up() {
     # Each machine writes its own updates; the cached disk stays as made.
     [[ -f "$disk" ]] || qemu-img create -q -f qcow2 -F qcow2 -b "$DISK" "$disk"
     [[ -f "$M/$name.vars.fd" ]] || cp "$OVMF_VARS" "$M/$name.vars.fd"
-    # Niced: a booting machine (minutes of emulation) must not slow the builds beside it.
-    start "machine-$name" nice -n 10 qemu-system-x86_64 -name "$name" -machine q35 -accel "$accel" \
+    # Niced: a booting machine (minutes of emulation) must not slow the builds beside it. Every
+    # reboot is a cold power-on (power_cycle): seen under TCG, a guest's warm reset left OVMF
+    # spinning before it printed anything, for good (a QMP system_reset did not help either),
+    # while cold starts always boot.
+    start "machine-$name" "$HERE/machines.sh" power-cycle "$name" nice -n 10 qemu-system-x86_64 \
+      -name "$name" -machine q35 -accel "$accel" -no-reboot \
       -smp "${STRATA_MACHINE_CPUS:-1}" -m "${STRATA_MACHINE_MIB:-1536}" \
       -display none -monitor none -vga none \
       -drive "if=pflash,format=raw,readonly=on,file=$OVMF_CODE" \
@@ -132,13 +138,26 @@ up() {
       -netdev "tap,id=net0,ifname=$tap,script=no,downscript=no" \
       -device "virtio-net-pci,netdev=net0,mac=$mac" \
       -fw_cfg "name=opt/strata/authorized_keys,file=$M/id_ed25519.pub" \
-      -serial "file:$LOG_DIR/machine-$name.console" \
+      -chardev "file,id=console,path=$LOG_DIR/machine-$name.console,append=on" -serial chardev:console \
       -qmp "unix:$M/$name.qmp,server=on,wait=off"
     log "$name ($ip, $mac) powered on; console $LOG_DIR/machine-$name.console"
   done < <(machines)
   sleep 1
   alive machines-dhcp
   while IFS=$'\t' read -r name _ _; do alive "machine-$name"; done < <(machines)
+}
+
+# power_cycle NAME QEMU_COMMAND...: runs the machine, and starts it again each time it rebooted
+# (QEMU with -no-reboot exits 0 when the guest resets); ends when QEMU fails or is killed.
+power_cycle() {
+  local name=$1; shift
+  trap 'kill -TERM "$qemu" 2>/dev/null; wait "$qemu"; exit 0' TERM INT
+  while true; do
+    "$@" &
+    qemu=$!
+    wait "$qemu" || return 0
+    echo "machines: $name rebooted: powered on again ($(date +%T))"
+  done
 }
 
 # The console without terminal escapes and carriage returns.
@@ -192,6 +211,7 @@ case "$cmd" in
   up) parse "$@"; up ;;
   wait) parse "$@"; wait_up ;;
   down) parse "$@"; down ;;
+  power-cycle) (($# >= 2)) || usage; power_cycle "$@" ;;
   ssh) [[ "${1:-}" == --dir ]] && (($# >= 4)) || usage; DIR=$2 M="$2/machines"; shift 2; ssh_to "$@" ;;
   *) usage ;;
 esac

@@ -8,6 +8,8 @@
 //! counts and `status.configuration`, which moves only when both machines run it) and inside each
 //! machine over ssh: the booted ostree deployment's image digest is the pinned one, the previous
 //! deployment stays as the rollback, the fragment's packages are installed and its unit is active.
+//! Meanwhile the MachineOSConfig's `PoolUpdated` says how many machines run the image
+//! (`PoolUpdating`), then `PoolUpdated` once all do.
 //!
 //! The release base is cluster-wide: this test binary runs alone, and puts the base back when it
 //! ends; the machines leave the pool first, so nothing rolls them back.
@@ -19,6 +21,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
+use strata_crds::MachineOSConfig;
 use strata_e2e::deployed::{
     apply_config, create_push_secret, current_build, delete_config, delete_pool, example_fragment,
     machine_os_config, pinned_by, pools, with_release_base,
@@ -114,6 +117,7 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
         "{POOL}: every machine runs {rolled} after {:.0} s",
         start.elapsed().as_secs_f64()
     );
+    check_strata_followed_the_roll(client, machines.len()).await?;
     report_downloads(&registry_log, log_offset, machines)?;
     check_nodes(&nodes, machines, &rolled, &image).await?;
     check_inside(cluster, machines, &image, &boot_ids).await
@@ -171,7 +175,21 @@ async fn pool_updated_past(
     let api = pools(client);
     let start = Instant::now();
     let mut said = String::new();
+    let mut strata_said = String::new();
     loop {
+        // What Strata says meanwhile (its PoolUpdated condition), as it changes.
+        let progress = pool_updated_condition(client).await?;
+        if progress != strata_said {
+            eprintln!(
+                "{POOL} at {:.0} s: Strata: {progress}",
+                start.elapsed().as_secs_f64()
+            );
+            PROGRESS_SEEN
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .push(progress.clone());
+            strata_said = progress;
+        }
         let pool = api.get(POOL).await?;
         let status = &pool.data["status"];
         let counts = format!(
@@ -259,6 +277,52 @@ fn report_downloads(log: &std::path::Path, offset: u64, machines: &[Machine]) ->
         );
     }
     Ok(())
+}
+
+/// What the MachineOSConfig's PoolUpdated condition said during the roll, in order.
+static PROGRESS_SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// The MachineOSConfig's PoolUpdated condition: `status reason: message`.
+async fn pool_updated_condition(client: &Client) -> Result<String> {
+    let configs: Api<MachineOSConfig> = Api::all(client.clone());
+    let Some(config) = configs.get_opt(POOL).await? else {
+        return Ok("no MachineOSConfig".into());
+    };
+    let status = serde_json::to_value(config.status)?;
+    let condition = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "PoolUpdated")
+        .cloned()
+        .unwrap_or_default();
+    Ok(format!(
+        "{} {}: {}",
+        condition["status"].as_str().unwrap_or("-"),
+        condition["reason"].as_str().unwrap_or("-"),
+        condition["message"].as_str().unwrap_or("-")
+    ))
+}
+
+/// While the machines rolled, Strata said how many ran the image (not "render pending" until the
+/// last one), and it says PoolUpdated once they all do.
+async fn check_strata_followed_the_roll(client: &Client, machines: usize) -> Result<()> {
+    let seen = PROGRESS_SEEN
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .clone();
+    ensure!(
+        seen.iter().any(|s| s.starts_with("False PoolUpdating:")
+            && s.contains(&format!(" of {machines} machines run "))),
+        "Strata never said how far the roll got; it said: {seen:#?}"
+    );
+    wait_for("Strata's PoolUpdated", Duration::from_secs(120), || async {
+        Ok(pool_updated_condition(client)
+            .await?
+            .starts_with("True PoolUpdated:")
+            .then_some(()))
+    })
+    .await
 }
 
 async fn booted_images(nodes: &Api<Node>, machines: &[Machine]) -> Result<Vec<String>> {
