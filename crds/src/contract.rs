@@ -397,6 +397,9 @@ pub mod mco {
     pub struct PoolStatus {
         /// The rendered MachineConfig the pool runs.
         pub configuration: NameRef,
+        /// The pool generation the counts were made for: older than the pool's, they were
+        /// counted against an earlier target.
+        pub observed_generation: i64,
         pub machine_count: i64,
         pub updated_machine_count: i64,
         pub degraded_machine_count: i64,

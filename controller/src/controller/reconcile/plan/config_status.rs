@@ -126,6 +126,13 @@ pub fn pool_updated(
             ),
         );
     }
+    if status.observed_generation < pool.metadata.generation.unwrap_or(0) {
+        return (
+            false,
+            "PoolUpdating",
+            format!("the MCO has not counted the machines against {target_name} yet"),
+        );
+    }
     if degraded > 0 {
         return (
             false,
@@ -221,6 +228,19 @@ mod tests {
         assert_eq!(
             pool_updated(&done, Some(&before), Some(&target), Some(IMAGE)).1,
             "PoolUpdating"
+        );
+        // The target just moved and the MCO has not counted against it yet: no stale counts.
+        let mut fresh = rolling.clone();
+        fresh.metadata.generation = Some(4);
+        fresh.status.observed_generation = 3;
+        fresh.status.updated_machine_count = 3;
+        assert_eq!(
+            pool_updated(&fresh, Some(&before), Some(&target), Some(IMAGE)),
+            (
+                false,
+                "PoolUpdating",
+                "the MCO has not counted the machines against rendered-worker-2 yet".into()
+            )
         );
         // A newer target without the pin (a new release being built for): pending again.
         assert_eq!(
