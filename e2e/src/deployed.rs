@@ -560,3 +560,25 @@ pub fn example_fragment(file: &str, package_repo: &str) -> Result<String> {
         .with_context(|| format!("{file}: no spec.containerFile[0].content"))?;
     Ok(content.replace(EXAMPLE_REPO, &format!("ARG PACKAGE_REPO={package_repo}")))
 }
+
+/// A MachineOSConfig named `pool` for that pool, its fragment the examples at `files` (below the
+/// repository) in order, pushing with its own Secret `<pool>-push`; returns the fragment.
+pub async fn apply_examples(
+    cluster: &crate::Cluster,
+    client: &kube::Client,
+    pool: &str,
+    files: &[&str],
+) -> Result<String> {
+    let push_secret = format!("{pool}-push");
+    create_push_secret(client, &push_secret).await?;
+    let mut fragment = String::new();
+    for file in files {
+        fragment.push_str(&example_fragment(file, &cluster.package_repo)?);
+    }
+    apply_config(
+        client,
+        &machine_os_config(cluster, pool, &push_secret, &fragment)?,
+    )
+    .await?;
+    Ok(fragment)
+}

@@ -5,7 +5,8 @@
 //!
 //! - **Registration and heartbeat**, as the kubelet would: a Node named after the machine, with its
 //!   address, the label `e2e.strata.dev/machine` and a `NoSchedule` taint of that key (no kubelet
-//!   runs pods there); `Ready` true while the machine answers, false while it does not (rebooting).
+//!   runs pods there); `Ready` true while the machine's sshd accepts connections, false while it
+//!   does not (rebooting).
 //! - **The update loop** (`pkg/daemon/daemon.go`, `update.go`): when `desiredConfig` (set by the
 //!   node controller, `crate::mco_nodes`) differs from `currentConfig`: state `Working`, cordon,
 //!   the cluster's pull secret to `/var/lib/kubelet/config.json` and its insecure registries to
@@ -95,6 +96,9 @@ pub struct Memory {
     pub rebased: Option<Rebased>,
     /// The desired config its update failed on: not tried again until another is desired.
     pub failed: Option<String>,
+    /// The config the machine was found running when it was `Done` on it: not probed again
+    /// while that holds (the MCD checks the on-disk state at start and before an update).
+    pub validated: Option<String>,
 }
 
 /// What the daemon does next for one machine.
@@ -205,16 +209,13 @@ impl Daemon {
         Api::all(self.client.clone())
     }
 
-    async fn annotate(&self, node: &str, annotations: Value) -> Result<()> {
-        let patch = json!({"metadata": {"annotations": annotations}});
-        self.nodes()
-            .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-        Ok(())
-    }
-
-    async fn cordon(&self, node: &str, on: bool) -> Result<()> {
-        let patch = json!({"spec": {"unschedulable": on}});
+    /// Sets the daemon's annotations on the node and, when `cordoned` is given, cordons or
+    /// uncordons it: one write.
+    async fn report(&self, node: &str, annotations: Value, cordoned: Option<bool>) -> Result<()> {
+        let mut patch = json!({"metadata": {"annotations": annotations}});
+        if let Some(on) = cordoned {
+            patch["spec"] = json!({"unschedulable": on});
+        }
         self.nodes()
             .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
@@ -245,10 +246,8 @@ async fn register(daemon: &Daemon, machine: &Machine) -> Result<()> {
 async fn heartbeat(daemon: Daemon, machine: Machine) {
     let mut ready: Option<bool> = None;
     loop {
-        let answer = daemon.ssh(&machine.name, "true", None).await;
-        let now = k8s_openapi::jiff::Timestamp::now()
-            .strftime("%Y-%m-%dT%H:%M:%SZ")
-            .to_string();
+        let answer = answers(&machine).await;
+        let now = crate::mco::now();
         let on = answer.is_ok();
         let result = async {
             if on && ready.is_none() {
@@ -257,7 +256,7 @@ async fn heartbeat(daemon: Daemon, machine: Machine) {
             let mut condition = json!({
                 "type": "Ready", "status": if on { "True" } else { "False" },
                 "reason": if on { "KubeletReady" } else { "KubeletNotReady" },
-                "message": match &answer { Ok(_) => "the machine answers over ssh (MCD stand-in)".to_string(),
+                "message": match &answer { Ok(()) => "the machine's sshd accepts connections (MCD stand-in)".to_string(),
                                             Err(e) => format!("the machine does not answer: {e}") },
                 "lastHeartbeatTime": now,
             });
@@ -288,6 +287,17 @@ async fn heartbeat(daemon: Daemon, machine: Machine) {
     }
 }
 
+/// Whether the machine's sshd accepts a connection at its address: the heartbeat's test, far
+/// cheaper than a login (seconds of emulated CPU for the key exchange).
+async fn answers(machine: &Machine) -> Result<()> {
+    let address: std::net::SocketAddr = format!("{}:22", machine.ip).parse()?;
+    tokio::task::spawn_blocking(move || {
+        std::net::TcpStream::connect_timeout(&address, Duration::from_secs(5)).map(drop)
+    })
+    .await??;
+    Ok(())
+}
+
 /// The update loop of one machine.
 async fn tend(daemon: Daemon, machine: Machine) {
     let mut memory = Memory::default();
@@ -304,7 +314,8 @@ async fn tend_once(daemon: &Daemon, machine: &Machine, memory: &mut Memory) -> R
         return Ok(()); // not registered yet
     };
     let view = NodeView::of(&node);
-    if view.desired.is_empty() {
+    let done = view.current == view.desired && view.state == STATE_DONE;
+    if view.desired.is_empty() || (done && memory.validated.as_ref() == Some(&view.desired)) {
         return Ok(());
     }
     let Ok(probe) = daemon.ssh(&machine.name, PROBE, None).await else {
@@ -329,10 +340,12 @@ async fn tend_once(daemon: &Daemon, machine: &Machine, memory: &mut Memory) -> R
     };
     if node.annotations().get(BOOTED_IMAGE_ANNOTATION) != Some(shown) {
         daemon
-            .annotate(&machine.name, json!({BOOTED_IMAGE_ANNOTATION: shown}))
+            .report(&machine.name, json!({BOOTED_IMAGE_ANNOTATION: shown}), None)
             .await?;
     }
     match next_step(&view, &booted, &image, memory) {
+        // Done and found running the config's image: nothing to probe until that changes.
+        Step::Idle if done => memory.validated = Some(view.desired.clone()),
         Step::Idle => {}
         Step::Complete => {
             eprintln!(
@@ -340,18 +353,18 @@ async fn tend_once(daemon: &Daemon, machine: &Machine, memory: &mut Memory) -> R
                 machine.name, view.desired
             );
             daemon
-                .annotate(
+                .report(
                     &machine.name,
                     json!({CURRENT_CONFIG: view.desired, STATE: STATE_DONE, REASON: ""}),
+                    Some(false),
                 )
                 .await?;
-            daemon.cordon(&machine.name, false).await?;
             *memory = Memory::default();
         }
         Step::Degrade(reason) => {
             *memory = Memory {
-                rebased: None,
                 failed: Some(view.desired.clone()),
+                ..Memory::default()
             };
             degrade(daemon, machine, &reason).await?;
         }
@@ -374,9 +387,10 @@ async fn tend_once(daemon: &Daemon, machine: &Machine, memory: &mut Memory) -> R
 async fn degrade(daemon: &Daemon, machine: &Machine, reason: &str) -> Result<()> {
     eprintln!("strata-e2e-mcd: {}: degraded: {reason}", machine.name);
     daemon
-        .annotate(
+        .report(
             &machine.name,
             json!({STATE: STATE_DEGRADED, REASON: reason}),
+            None,
         )
         .await
 }
@@ -385,9 +399,12 @@ async fn degrade(daemon: &Daemon, machine: &Machine, reason: &str) -> Result<()>
 async fn rebase(daemon: &Daemon, machine: &Machine, image: &str) -> Result<()> {
     eprintln!("strata-e2e-mcd: {}: rebasing to {image}", machine.name);
     daemon
-        .annotate(&machine.name, json!({STATE: STATE_WORKING, REASON: ""}))
+        .report(
+            &machine.name,
+            json!({STATE: STATE_WORKING, REASON: ""}),
+            Some(true),
+        )
         .await?;
-    daemon.cordon(&machine.name, true).await?;
     let secrets: Api<Secret> = Api::namespaced(daemon.client.clone(), "openshift-config");
     let pull_secret = secrets
         .get("pull-secret")
@@ -489,7 +506,7 @@ mod tests {
                 image: IMAGE.into(),
                 boot_id: "boot-1".into(),
             }),
-            failed: None,
+            ..Memory::default()
         };
         // Not rebooted yet: wait.
         assert_eq!(next_step(&working, &old, IMAGE, &started), Step::Idle);
@@ -548,8 +565,8 @@ mod tests {
         // Degraded on this config: no retry until another config is desired.
         let failed = node("r-old", "r-new", STATE_DEGRADED);
         let memory = Memory {
-            rebased: None,
             failed: Some("r-new".into()),
+            ..Memory::default()
         };
         let old = booted("sha256:old", "b");
         assert_eq!(next_step(&failed, &old, IMAGE, &memory), Step::Idle);

@@ -156,10 +156,17 @@ pub fn render(
     )
 }
 
+/// Now, as the API's condition and heartbeat times are written.
+pub fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
 fn condition(ty: &str, on: bool, reason: &str, message: &str) -> Value {
     json!({
         "type": ty, "status": if on {"True"} else {"False"}, "reason": reason, "message": message,
-        "lastTransitionTime": k8s_openapi::jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        "lastTransitionTime": now(),
     })
 }
 
@@ -370,12 +377,12 @@ async fn step(
         .collect::<Result<_, _>>()?;
     let nodes = caches.nodes.state();
     let nodes_api = Api::<Node>::all(pools_api.clone().into_client());
+    let apis = Apis {
+        pools: pools_api,
+        configs: configs_api,
+        nodes: &nodes_api,
+    };
     for pool in caches.pools.state() {
-        let apis = Apis {
-            pools: pools_api,
-            configs: configs_api,
-            nodes: &nodes_api,
-        };
         sync_pool(&pool, &configs, &nodes, &apis, ssa, release_base).await?;
     }
     Ok(())
@@ -431,20 +438,17 @@ async fn sync_pool(
     let pool_json = serde_json::to_value(pool)?;
     let name = pool.name_any();
     let faults = Faults::of(pool);
+    let node_selector = &pool_json["spec"]["nodeSelector"];
     let machines: Vec<NodeView> = nodes
         .iter()
-        .filter(|n| n.labels().contains_key(MACHINE_LABEL))
-        .filter(|n| {
-            let selector = &pool_json["spec"]["nodeSelector"];
-            selects(selector, n.labels())
-        })
+        .filter(|n| n.labels().contains_key(MACHINE_LABEL) && selects(node_selector, n.labels()))
         .map(|n| NodeView::of(n))
         .collect();
-    if faults.render.is_some() && !machines.is_empty() {
-        return roll_nodes(&pool_json, &machines, faults.render.as_deref(), apis).await;
-    }
     if faults.render.is_some() {
         // The render controller fails: the pool keeps the target it has.
+        if !machines.is_empty() {
+            return roll_nodes(&pool_json, &machines, faults.render.as_deref(), apis).await;
+        }
         let configuration = pool_json["spec"]["configuration"].clone();
         let target = configuration["name"].as_str().unwrap_or_default();
         return roll_machines(pool, &pool_json, target, &configuration, &faults, pools_api).await;
@@ -518,9 +522,7 @@ async fn roll_nodes(
         return Ok(());
     }
     // A condition keeps its transition time unless its status changed.
-    let now = k8s_openapi::jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
+    let now = now();
     for c in status["conditions"].as_array_mut().into_iter().flatten() {
         let before = stored["conditions"]
             .as_array()

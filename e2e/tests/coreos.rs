@@ -17,9 +17,9 @@ use anyhow::{Result, ensure};
 use kube::api::Api;
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
-    apply_config, config_events, create_pool, create_push_secret, current_build, delete_config,
-    delete_pool, ended_build, example_fragment, machine_configs, machine_os_config, pinned_by,
-    plain_registry_layers, pools, with_release_base,
+    apply_config, apply_examples, config_events, create_pool, current_build, delete_config,
+    delete_pool, ended_build, machine_configs, machine_os_config, pinned_by, plain_registry_layers,
+    pools, with_release_base,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for};
@@ -56,17 +56,7 @@ async fn realistic_fragments_build_on_the_coreos_like_release_base() -> Result<(
 
 async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
     create_pool(client, POOL).await?;
-    let push_secret = format!("{POOL}-push");
-    create_push_secret(client, &push_secret).await?;
-    let mut fragment = String::new();
-    for file in EXAMPLES {
-        fragment.push_str(&example_fragment(file, &cluster.package_repo)?);
-    }
-    apply_config(
-        client,
-        &machine_os_config(cluster, POOL, &push_secret, &fragment)?,
-    )
-    .await?;
+    let fragment = apply_examples(cluster, client, POOL, &EXAMPLES).await?;
     let build = current_build(client, POOL, None).await?;
     let image = pinned_by(client, BUILD_TIMEOUT, POOL, &build).await?;
     let built = Api::<MachineOSBuild>::all(client.clone())
@@ -147,7 +137,7 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
         format!("{fragment}RUN mkdir -p /var/lib/agent && echo enrolled > /var/lib/agent/state\n");
     apply_config(
         client,
-        &machine_os_config(cluster, POOL, &push_secret, &breaking)?,
+        &machine_os_config(cluster, POOL, &format!("{POOL}-push"), &breaking)?,
     )
     .await?;
     let refused = current_build(client, POOL, Some(&build)).await?;

@@ -23,8 +23,7 @@ use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use strata_crds::MachineOSConfig;
 use strata_e2e::deployed::{
-    apply_config, create_push_secret, current_build, delete_config, delete_pool, example_fragment,
-    machine_os_config, pinned_by, pools, with_release_base,
+    apply_examples, current_build, delete_config, delete_pool, pinned_by, pools, with_release_base,
 };
 use strata_e2e::machines::{self, Machine};
 use strata_e2e::mcd::BOOTED_IMAGE_ANNOTATION;
@@ -85,7 +84,7 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
     label_machines(client, machines, true).await?;
     // The machines run the release base already: the pool's first config completes without a
     // reboot, once the daemon has checked what each booted.
-    let first = pool_updated(client, machines.len(), Duration::from_secs(300)).await?;
+    let (first, _) = pool_updated(client, machines.len(), Duration::from_secs(300)).await?;
     let release = vec![cluster.os_image.clone(); machines.len()];
     wait_for(
         "the machines to report the release base as booted",
@@ -95,29 +94,20 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
     .await?;
     let boot_ids = ssh_all(cluster, machines, "cat /proc/sys/kernel/random/boot_id").await?;
 
-    let push_secret = format!("{POOL}-push");
-    create_push_secret(client, &push_secret).await?;
-    let mut fragment = String::new();
-    for file in EXAMPLES {
-        fragment.push_str(&example_fragment(file, &cluster.package_repo)?);
-    }
-    apply_config(
-        client,
-        &machine_os_config(cluster, POOL, &push_secret, &fragment)?,
-    )
-    .await?;
+    apply_examples(cluster, client, POOL, &EXAMPLES).await?;
     let build = current_build(client, POOL, None).await?;
     let image = pinned_by(client, BUILD_TIMEOUT, POOL, &build).await?;
     eprintln!("{POOL}: pinned {image}; the machines roll");
     let registry_log = cluster.dir.join("logs/registry.log");
     let log_offset = std::fs::metadata(&registry_log).map_or(0, |m| m.len());
     let start = Instant::now();
-    let rolled = pool_updated_past(client, machines.len(), &first, ROLL_TIMEOUT).await?;
+    let (rolled, strata_said) =
+        pool_updated_past(client, machines.len(), &first, ROLL_TIMEOUT).await?;
     eprintln!(
         "{POOL}: every machine runs {rolled} after {:.0} s",
         start.elapsed().as_secs_f64()
     );
-    check_strata_followed_the_roll(client, machines.len()).await?;
+    check_strata_followed_the_roll(client, machines.len(), &strata_said).await?;
     report_downloads(&registry_log, log_offset, machines)?;
     check_nodes(&nodes, machines, &rolled, &image).await?;
     check_inside(cluster, machines, &image, &boot_ids).await
@@ -159,8 +149,13 @@ async fn label_machines(client: &Client, machines: &[Machine], on: bool) -> Resu
     Ok(())
 }
 
-/// Waits until the pool reports all `machines` updated on a rendered config; returns its name.
-async fn pool_updated(client: &Client, machines: usize, timeout: Duration) -> Result<String> {
+/// Waits until the pool reports all `machines` updated on a rendered config; returns its name and
+/// what Strata's PoolUpdated condition said meanwhile, in order.
+async fn pool_updated(
+    client: &Client,
+    machines: usize,
+    timeout: Duration,
+) -> Result<(String, Vec<String>)> {
     pool_updated_past(client, machines, "", timeout).await
 }
 
@@ -171,24 +166,20 @@ async fn pool_updated_past(
     machines: usize,
     past: &str,
     timeout: Duration,
-) -> Result<String> {
+) -> Result<(String, Vec<String>)> {
     let api = pools(client);
     let start = Instant::now();
     let mut said = String::new();
-    let mut strata_said = String::new();
+    let mut strata_said: Vec<String> = Vec::new();
     loop {
         // What Strata says meanwhile (its PoolUpdated condition), as it changes.
         let progress = pool_updated_condition(client).await?;
-        if progress != strata_said {
+        if strata_said.last() != Some(&progress) {
             eprintln!(
                 "{POOL} at {:.0} s: Strata: {progress}",
                 start.elapsed().as_secs_f64()
             );
-            PROGRESS_SEEN
-                .lock()
-                .map_err(|_| anyhow::anyhow!("poisoned"))?
-                .push(progress.clone());
-            strata_said = progress;
+            strata_said.push(progress);
         }
         let pool = api.get(POOL).await?;
         let status = &pool.data["status"];
@@ -223,7 +214,7 @@ async fn pool_updated_past(
             && name != past
             && pool.data["spec"]["configuration"]["name"].as_str() == Some(name);
         if done {
-            return Ok(name.to_string());
+            return Ok((name.to_string(), strata_said));
         }
         ensure!(
             start.elapsed() < timeout,
@@ -279,9 +270,6 @@ fn report_downloads(log: &std::path::Path, offset: u64, machines: &[Machine]) ->
     Ok(())
 }
 
-/// What the MachineOSConfig's PoolUpdated condition said during the roll, in order.
-static PROGRESS_SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
 /// The MachineOSConfig's PoolUpdated condition: `status reason: message`.
 async fn pool_updated_condition(client: &Client) -> Result<String> {
     let configs: Api<MachineOSConfig> = Api::all(client.clone());
@@ -306,11 +294,11 @@ async fn pool_updated_condition(client: &Client) -> Result<String> {
 
 /// While the machines rolled, Strata said how many ran the image (not "render pending" until the
 /// last one), and it says PoolUpdated once they all do.
-async fn check_strata_followed_the_roll(client: &Client, machines: usize) -> Result<()> {
-    let seen = PROGRESS_SEEN
-        .lock()
-        .map_err(|_| anyhow::anyhow!("poisoned"))?
-        .clone();
+async fn check_strata_followed_the_roll(
+    client: &Client,
+    machines: usize,
+    seen: &[String],
+) -> Result<()> {
     ensure!(
         seen.iter().any(|s| s.starts_with("False PoolUpdating:")
             && s.contains(&format!(" of {machines} machines run "))),
