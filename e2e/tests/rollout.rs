@@ -18,10 +18,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use strata_crds::MachineOSConfig;
+use strata_crds::contract::mco;
 use strata_e2e::deployed::{
     apply_examples, current_build, delete_config, delete_pool, pinned_by, pools, with_release_base,
 };
@@ -84,6 +85,12 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
     label_machines(client, machines, true).await?;
     // The machines run the release base already: the pool's first config completes without a
     // reboot, once the daemon has checked what each booted.
+    let first_image = first_config_image(client).await?;
+    ensure!(
+        first_image == cluster.os_image,
+        "the pool's first config names {first_image}, not the release base {} the machines booted",
+        cluster.os_image
+    );
     let (first, _) = pool_updated(client, machines.len(), Duration::from_secs(300)).await?;
     let release = vec![cluster.os_image.clone(); machines.len()];
     wait_for(
@@ -113,14 +120,16 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
     check_inside(cluster, machines, &image, &boot_ids).await
 }
 
-/// A custom pool: the worker configs and its own, the nodes labelled with its role.
+/// A custom pool of its own configs only, the nodes labelled with its role. A pool that also took
+/// the worker configs (as custom pools usually do) would inherit a worker pool's pin (`make demo`
+/// leaves one on a cluster the tests reuse) and roll the machines to that image first: the last
+/// `osImageURL` by name wins, as in the MCO, and Strata's names put the worker's first.
 async fn create_machine_pool(client: &Client) -> Result<()> {
     let pool = json!({
         "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
         "metadata": {"name": POOL},
         "spec": {
-            "machineConfigSelector": {"matchExpressions": [{"key": "machineconfiguration.openshift.io/role",
-                "operator": "In", "values": ["worker", POOL]}]},
+            "machineConfigSelector": {"matchLabels": {"machineconfiguration.openshift.io/role": POOL}},
             "nodeSelector": {"matchLabels": {ROLE_LABEL: ""}},
             // Both machines at once: each update is minutes under emulation (one at a time,
             // maxUnavailable 1, is the unit tests' in mco_nodes.rs).
@@ -135,6 +144,26 @@ async fn create_machine_pool(client: &Client) -> Result<()> {
         )
         .await?;
     Ok(())
+}
+
+/// The `osImageURL` of the pool's first rendered config, once the stand-in has rendered it.
+async fn first_config_image(client: &Client) -> Result<String> {
+    let configs: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config());
+    let rendered = wait_for(
+        "the pool's first rendered config",
+        Duration::from_secs(60),
+        || async {
+            let pool = pools(client).get(POOL).await?;
+            let name = pool.data["spec"]["configuration"]["name"].as_str();
+            Ok(name.filter(|n| !n.is_empty()).map(str::to_string))
+        },
+    )
+    .await?;
+    let config = configs.get(&rendered).await?;
+    Ok(config.data["spec"]["osImageURL"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string())
 }
 
 async fn label_machines(client: &Client, machines: &[Machine], on: bool) -> Result<()> {
