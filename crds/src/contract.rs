@@ -336,7 +336,8 @@ pub fn keep_tail(text: &str, max: usize) -> String {
     text[start..].to_string()
 }
 
-fn keep_head(text: &str, max: usize) -> String {
+/// The first `max` bytes of `text`, cut at a character boundary.
+pub fn keep_head(text: &str, max: usize) -> String {
     let mut end = max.min(text.len());
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -346,122 +347,7 @@ fn keep_head(text: &str, max: usize) -> String {
 
 /// The Machine Config Operator's kinds Strata reads and writes (group
 /// `machineconfiguration.openshift.io/v1`).
-pub mod mco {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-    use serde::Deserialize;
-
-    use super::{ApiResource, GroupVersionKind};
-
-    pub const GROUP: &str = "machineconfiguration.openshift.io";
-    pub const VERSION: &str = "v1";
-
-    fn resource(kind: &str, plural: &str) -> ApiResource {
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, kind), plural)
-    }
-
-    pub fn machine_config_pool() -> ApiResource {
-        resource("MachineConfigPool", "machineconfigpools")
-    }
-
-    pub fn machine_config() -> ApiResource {
-        resource("MachineConfig", "machineconfigs")
-    }
-
-    /// OpenShift's own MachineOSConfig (on-cluster layering), which Strata must not fight.
-    pub fn openshift_machine_os_config() -> ApiResource {
-        resource("MachineOSConfig", "machineosconfigs")
-    }
-
-    /// What Strata reads of a MachineConfigPool; every field may be absent.
-    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-    #[serde(default)]
-    pub struct MachineConfigPool {
-        pub metadata: ObjectMeta,
-        pub spec: PoolSpec,
-        pub status: PoolStatus,
-    }
-
-    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-    #[serde(default, rename_all = "camelCase")]
-    pub struct PoolSpec {
-        /// Which MachineConfigs the pool renders; Strata's MachineConfig carries its labels.
-        pub machine_config_selector: Option<LabelSelector>,
-        /// The pool's hold: the MCO rolls no machine while it is set.
-        pub paused: bool,
-        /// The rendered MachineConfig the MCO moves the pool to.
-        pub configuration: NameRef,
-    }
-
-    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-    #[serde(default, rename_all = "camelCase")]
-    pub struct PoolStatus {
-        /// The rendered MachineConfig the pool runs.
-        pub configuration: NameRef,
-        /// The pool generation the counts were made for: older than the pool's, they were
-        /// counted against an earlier target.
-        pub observed_generation: i64,
-        pub machine_count: i64,
-        pub updated_machine_count: i64,
-        pub degraded_machine_count: i64,
-        pub conditions: Vec<PoolCondition>,
-    }
-
-    impl PoolStatus {
-        /// Whether the condition `type_` is True.
-        pub fn is(&self, type_: &str) -> bool {
-            self.conditions
-                .iter()
-                .any(|c| c.type_ == type_ && c.status == "True")
-        }
-    }
-
-    /// An object named by its name (a pool's rendered MachineConfig, OpenShift's config's pool).
-    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-    #[serde(default)]
-    pub struct NameRef {
-        pub name: Option<String>,
-    }
-
-    /// A condition of the pool, as the MCO writes it (its reason and message may be empty).
-    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-    #[serde(default)]
-    pub struct PoolCondition {
-        #[serde(rename = "type")]
-        pub type_: String,
-        pub status: String,
-        pub reason: String,
-        pub message: String,
-    }
-
-    /// What Strata reads of OpenShift's own MachineOSConfig: the pool it builds for.
-    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-    #[serde(default, rename_all = "camelCase")]
-    pub struct OpenShiftMachineOSConfig {
-        pub metadata: ObjectMeta,
-        pub spec: OpenShiftMachineOSConfigSpec,
-    }
-
-    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-    #[serde(default, rename_all = "camelCase")]
-    pub struct OpenShiftMachineOSConfigSpec {
-        pub machine_config_pool: NameRef,
-    }
-
-    /// What Strata reads of a MachineConfig: its labels and the OS image it names.
-    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-    #[serde(default)]
-    pub struct MachineConfig {
-        pub metadata: ObjectMeta,
-        pub spec: MachineConfigSpec,
-    }
-
-    #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-    #[serde(default)]
-    pub struct MachineConfigSpec {
-        #[serde(rename = "osImageURL")]
-        pub os_image_url: Option<String>,
-    }
-}
+pub mod mco;
 
 #[cfg(test)]
 mod tests {

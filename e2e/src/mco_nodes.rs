@@ -9,7 +9,8 @@
 //! - a node is *done* when current = desired and state `Done`; *updated* when done on the pool's
 //!   target; *ready* when its `Ready` condition is true and it is schedulable; *unavailable* when
 //!   not ready, or not done and its daemon is not failing (`Degraded`/`Unreconcilable`)
-//!   (`pkg/controller/common/layered_node_state.go`);
+//!   (`pkg/controller/common/layered_node_state.go`; `strata_crds::contract::mco::NodeView`, which
+//!   Strata's controller reads machines with too);
 //! - candidates: none while `maxUnavailable` nodes are unavailable; nodes failing on the target
 //!   count against the room left; the rest, not yet told the target, in name order
 //!   (`getAllCandidateMachines`, `pkg/controller/node/node_controller.go`);
@@ -18,88 +19,14 @@
 //!   `status.configuration` moved to the target only when every machine is updated and ready and
 //!   none unavailable (`calculateStatus`, `pkg/controller/node/status.go`).
 
-use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 
-pub const CURRENT_CONFIG: &str = "machineconfiguration.openshift.io/currentConfig";
-pub const DESIRED_CONFIG: &str = "machineconfiguration.openshift.io/desiredConfig";
-pub const STATE: &str = "machineconfiguration.openshift.io/state";
-pub const REASON: &str = "machineconfiguration.openshift.io/reason";
-pub const STATE_DONE: &str = "Done";
-pub const STATE_WORKING: &str = "Working";
-pub const STATE_DEGRADED: &str = "Degraded";
-const STATE_UNRECONCILABLE: &str = "Unreconcilable";
+pub use strata_crds::contract::mco::NodeView;
+pub use strata_crds::contract::mco::node_annotations::{
+    CURRENT_CONFIG, DESIRED_CONFIG, REASON, STATE, STATE_DEGRADED, STATE_DONE, STATE_WORKING,
+};
 /// Nodes of real machines (registered by the MCD stand-in) carry this label.
 pub const MACHINE_LABEL: &str = "e2e.strata.dev/machine";
-
-/// What the node controller reads of one node.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeView {
-    pub name: String,
-    pub current: String,
-    pub desired: String,
-    pub state: String,
-    pub reason: String,
-    pub ready: bool,
-    pub unschedulable: bool,
-}
-
-impl NodeView {
-    pub fn of(node: &Node) -> Self {
-        let annotation = |key: &str| {
-            node.metadata
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(key).cloned())
-                .unwrap_or_default()
-        };
-        let ready = node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
-        Self {
-            name: node.metadata.name.clone().unwrap_or_default(),
-            current: annotation(CURRENT_CONFIG),
-            desired: annotation(DESIRED_CONFIG),
-            state: annotation(STATE),
-            reason: annotation(REASON),
-            ready,
-            unschedulable: node
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false),
-        }
-    }
-
-    fn done(&self) -> bool {
-        !self.current.is_empty() && self.current == self.desired && self.state == STATE_DONE
-    }
-
-    fn updated(&self, target: &str) -> bool {
-        self.done() && self.desired == target
-    }
-
-    fn ready(&self) -> bool {
-        self.ready && !self.unschedulable
-    }
-
-    fn failing(&self) -> bool {
-        self.state == STATE_DEGRADED || self.state == STATE_UNRECONCILABLE
-    }
-
-    fn unavailable(&self) -> bool {
-        if self.current.is_empty() && self.desired.is_empty() {
-            // The daemon has not reported yet (the MCO would read the config its first boot
-            // wrote): available to be told, once ready.
-            return !self.ready();
-        }
-        !self.ready() || (!self.done() && !self.failing())
-    }
-}
 
 /// The pool's `spec.maxUnavailable` for `machines` machines: a count or a percentage (rounded
 /// down), at least 1, default 1.
@@ -154,7 +81,7 @@ pub fn counts(nodes: &[NodeView], target: &str) -> Counts {
     Counts {
         machines: nodes.len(),
         updated: count(&|n| n.updated(target)),
-        ready: count(&|n| n.updated(target) && n.ready()),
+        ready: count(&|n| n.updated(target) && n.available_to_work()),
         unavailable: count(&|n| n.unavailable()),
         degraded: count(&|n| n.failing()),
     }
