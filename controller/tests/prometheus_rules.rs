@@ -36,6 +36,7 @@ fn emitted() -> BTreeSet<String> {
     m.set_waiting("worker", Some("ImagePullBackOff"));
     m.set_pool_updated("worker", false);
     m.set_pool_held("worker", true);
+    m.set_pool_machines("worker", &[("updated", 1), ("degraded", 1)]);
     m.set_config("worker", "worker", Some(true), Some("NodeDegraded"));
     m.build_started("worker", 1.0);
     m.builder_phase("worker", "build", 1.0);

@@ -2,14 +2,15 @@
 //! pool, as an administrator moves nodes into a custom pool (a node-role label); the release base is
 //! the CoreOS-like image they booted. A MachineOSConfig with the package and systemd-unit examples
 //! is built and pinned; the MCO stand-in tells the machines the new rendered config within the
-//! pool's `maxUnavailable` (2 here: both at once), and the machine-config-daemon stand-in (`strata_e2e::mcd`) has each
-//! machine pull the image by digest with the cluster's pull secret, deploy it with ostree beside the
-//! booted deployment and reboot into it. Checked from outside (each Node's annotations, the pool's
+//! pool's `maxUnavailable` (2 here: both at once), and the machine-config-daemon stand-in
+//! (`strata_e2e::mcd`) has each machine pull the image by digest with the cluster's pull secret,
+//! deploy it with ostree beside the booted deployment and reboot into it. Checked from outside (each Node's annotations, the pool's
 //! counts and `status.configuration`, which moves only when both machines run it) and inside each
 //! machine over ssh: the booted ostree deployment's image digest is the pinned one, the previous
 //! deployment stays as the rollback, the fragment's packages are installed and its unit is active.
-//! Meanwhile the MachineOSConfig's `PoolUpdated` says how many machines run the image
-//! (`PoolUpdating`), then `PoolUpdated` once all do.
+//! Meanwhile the MachineOSConfig's `PoolUpdated` says how many machines run the image and names
+//! each machine while it reboots (`PoolUpdating`), then `PoolUpdated` once all do; the controller's
+//! `strata_pool_machines` then counts both machines updated.
 //!
 //! The release base is cluster-wide: this test binary runs alone, and puts the base back when it
 //! ends; the machines leave the pool first, so nothing rolls them back.
@@ -24,7 +25,8 @@ use serde_json::{Value, json};
 use strata_crds::MachineOSConfig;
 use strata_crds::contract::mco;
 use strata_e2e::deployed::{
-    apply_examples, current_build, delete_config, delete_pool, pinned_by, pools, with_release_base,
+    apply_examples, current_build, delete_config, delete_pool, leader_metrics, metric, pinned_by,
+    pools, with_release_base,
 };
 use strata_e2e::machines::{self, Machine};
 use strata_e2e::mcd::BOOTED_IMAGE_ANNOTATION;
@@ -114,16 +116,17 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
         "{POOL}: every machine runs {rolled} after {:.0} s",
         start.elapsed().as_secs_f64()
     );
-    check_strata_followed_the_roll(client, machines.len(), &strata_said).await?;
+    check_strata_followed_the_roll(client, machines, &strata_said).await?;
     report_downloads(&registry_log, log_offset, machines)?;
     check_nodes(&nodes, machines, &rolled, &image).await?;
     check_inside(cluster, machines, &image, &boot_ids).await
 }
 
-/// A custom pool of its own configs only, the nodes labelled with its role. A pool that also took
-/// the worker configs (as custom pools usually do) would inherit a worker pool's pin (`make demo`
-/// leaves one on a cluster the tests reuse) and roll the machines to that image first: the last
-/// `osImageURL` by name wins, as in the MCO, and Strata's names put the worker's first.
+/// A custom pool of its own configs only, the nodes labelled with its role. OpenShift supports
+/// custom pools that also take the worker configs; such a pool would inherit a worker pool's pin
+/// (`make demo` leaves one on the cluster the tests reuse) and roll the machines to that image
+/// first (the last `osImageURL` by name wins, and Strata's names put the worker's first), so the
+/// test would start differently on a fresh cluster and on the demo's.
 async fn create_machine_pool(client: &Client) -> Result<()> {
     let pool = json!({
         "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
@@ -325,21 +328,47 @@ async fn pool_updated_condition(client: &Client) -> Result<String> {
 /// last one), and it says PoolUpdated once they all do.
 async fn check_strata_followed_the_roll(
     client: &Client,
-    machines: usize,
+    machines: &[Machine],
     seen: &[String],
 ) -> Result<()> {
+    let count = machines.len();
     ensure!(
         seen.iter().any(|s| s.starts_with("False PoolUpdating:")
-            && s.contains(&format!(" of {machines} machines run "))),
+            && s.contains(&format!(" of {count} machines run "))),
         "Strata never said how far the roll got; it said: {seen:#?}"
     );
+    // By name: each machine reboots for minutes, so Strata said so while it did.
+    for m in machines {
+        ensure!(
+            seen.iter()
+                .any(|s| s.contains(&format!("{} is rebooting", m.name))
+                    || (s.contains(&m.name) && s.contains("are rebooting"))),
+            "Strata never said {} was rebooting; it said: {seen:#?}",
+            m.name
+        );
+    }
     wait_for("Strata's PoolUpdated", Duration::from_secs(120), || async {
         Ok(pool_updated_condition(client)
             .await?
             .starts_with("True PoolUpdated:")
             .then_some(()))
     })
-    .await
+    .await?;
+    let metrics = leader_metrics(client).await?;
+    let stage = |stage: &str| {
+        metric(
+            &metrics,
+            &format!("strata_pool_machines{{pool=\"{POOL}\",stage=\"{stage}\"}}"),
+        )
+    };
+    ensure!(
+        stage("updated") == Some(count as f64) && stage("degraded") == Some(0.0),
+        "strata_pool_machines: updated {:?}, degraded {:?}; want {count} and 0",
+        stage("updated"),
+        stage("degraded")
+    );
+    eprintln!("{POOL}: strata_pool_machines says {count} updated, 0 degraded");
+    Ok(())
 }
 
 async fn booted_images(nodes: &Api<Node>, machines: &[Machine]) -> Result<Vec<String>> {

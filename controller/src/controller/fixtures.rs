@@ -60,6 +60,7 @@ pub fn observed(config: MachineOSConfig) -> Observed {
         pool: Some(pool()),
         rendered_config: None,
         target_config: None,
+        machines: Vec::new(),
         layered_by_openshift: None,
         rivals: vec![],
         base: Ok(BASE.into()),

@@ -15,6 +15,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use strata_crds::BuildPhase;
+use strata_crds::contract::mco::Stage;
 
 type Labels = Vec<(String, String)>;
 /// Per pool: its current build's phase and the builder pod's waiting reason.
@@ -69,6 +70,7 @@ pub struct Metrics {
     leader: Gauge,
     pool_updated: Family<Labels, Gauge>,
     pool_held: Family<Labels, Gauge>,
+    pool_machines: Family<Labels, Gauge>,
     latest_build_failed: Family<Labels, Gauge>,
     waiting_for_pool: Family<Labels, Gauge>,
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
@@ -105,6 +107,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             pool_updated: Family::default(),
             pool_held: Family::default(),
+            pool_machines: Family::default(),
             latest_build_failed: Family::default(),
             waiting_for_pool: Family::default(),
             last_success: Family::default(),
@@ -181,6 +184,11 @@ impl Default for Metrics {
             "pool_held",
             "1 while Strata holds the pool (spec.paused) for a rebuild on a new release base",
             m.pool_held.clone(),
+        );
+        strata.register(
+            "pool_machines",
+            "The pool's machines at each stage of its roll to the pool's target configuration (updated, waiting, updating, rebooting, degraded), from the MCO's node annotations; absent where Strata cannot read the pool's Nodes",
+            m.pool_machines.clone(),
         );
         strata.register(
             "config_latest_build_failed",
@@ -279,6 +287,7 @@ impl Metrics {
         }
         self.pool_updated.remove(&labels(&[("pool", pool)]));
         self.pool_held.remove(&labels(&[("pool", pool)]));
+        self.set_pool_machines(pool, &[]);
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         pools.remove(pool);
         let active = pools
@@ -312,6 +321,21 @@ impl Metrics {
         self.pool_updated
             .get_or_create(&labels(&[("pool", pool)]))
             .set(i64::from(updated));
+    }
+
+    /// The pool's machines at each stage; none (its machines unknown) removes its series.
+    pub fn set_pool_machines(&self, pool: &str, stages: &[(&str, i64)]) {
+        if stages.is_empty() {
+            for stage in Stage::ALL {
+                self.pool_machines
+                    .remove(&labels(&[("pool", pool), ("stage", stage.label())]));
+            }
+        }
+        for (stage, n) in stages {
+            self.pool_machines
+                .get_or_create(&labels(&[("pool", pool), ("stage", stage)]))
+                .set(*n);
+        }
     }
 
     pub fn set_pool_held(&self, pool: &str, held: bool) {

@@ -1,9 +1,10 @@
 //! The watches of the kinds a reconcile reads besides the environment: MachineOSConfigs and
 //! MachineOSBuilds, the builds' Jobs, Pods, Secrets and ConfigMaps, the release ConfigMap, pools,
-//! MachineConfigs and OpenShift's own MachineOSConfigs; for each, which changes matter and which
-//! MachineOSConfigs they reconcile.
+//! MachineConfigs, the pools' Nodes and OpenShift's own MachineOSConfigs; for each, which changes
+//! matter and which MachineOSConfigs they reconcile.
 
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher;
@@ -12,7 +13,7 @@ use strata_crds::contract::{annotations, labels, mco};
 use strata_crds::{MachineOSBuild, MachineOSConfig};
 
 use super::watch::{
-    Trigger, Watch, changed_by, empty, named, strip_config_map, strip_machine_config,
+    Trigger, Watch, changed_by, empty, named, strip_config_map, strip_machine_config, strip_node,
 };
 use crate::controller::settings::Settings;
 
@@ -105,6 +106,49 @@ pub fn pools(client: &Client, trigger: &Trigger) -> Store<DynamicObject> {
         configs_of_pool(&pool.name_any(), configs)
     })
     .spawn(trigger)
+}
+
+/// Nodes, for how far each pool's machines got: a change of what the MCO says of one (its
+/// annotations, `Ready`, the cordon) or of its labels reconciles the MachineOSConfigs of the pool
+/// it belongs to. Without the right to list Nodes, an empty cache: progress is then the pool's
+/// counts alone.
+pub async fn nodes(
+    client: &Client,
+    pools: &Store<DynamicObject>,
+    trigger: &Trigger,
+) -> Store<Node> {
+    let pools = pools.clone();
+    Watch::new(Api::<Node>::all(client.clone()), Writer::default())
+        .modify(strip_node)
+        .filter(changed_by(|node: &Node| {
+            (node.metadata.labels.clone(), mco::NodeView::of(node))
+        }))
+        .maps_to(move |node: &Node, configs: &Store<MachineOSConfig>| {
+            pool_of(node, &pools)
+                .map(|pool| configs_of_pool(&pool, configs))
+                .unwrap_or_default()
+        })
+        .spawn_if_readable("Nodes", trigger)
+        .await
+}
+
+/// The pool `node` belongs to among the cached pools, as the MCO assigns it
+/// (`mco::primary_pool`).
+pub fn pool_of(node: &Node, pools: &Store<DynamicObject>) -> Option<String> {
+    let selectors: Vec<(String, Option<LabelSelector>)> = pools
+        .state()
+        .iter()
+        .map(|p| (p.name_any(), node_selector(p)))
+        .collect();
+    let pools = selectors
+        .iter()
+        .map(|(name, s)| (name.as_str(), s.as_ref()));
+    mco::primary_pool(node.labels(), pools).map(str::to_string)
+}
+
+/// A cached pool's `spec.nodeSelector`, when it reads as a label selector.
+fn node_selector(pool: &DynamicObject) -> Option<LabelSelector> {
+    serde_json::from_value(pool.data["spec"]["nodeSelector"].clone()).ok()
 }
 
 /// MachineConfigs: ours changed by someone else, or gone.

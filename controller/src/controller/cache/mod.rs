@@ -2,7 +2,8 @@
 //! MachineOSConfig to reconcile. Observe reads the caches and never GETs a watched kind.
 //!
 //! - [`watch`]: one watch (the leaf: a small builder, filters, mappers, what is stripped).
-//! - [`kinds`]: the watches of MachineOSConfigs, builds, their objects, pools, MachineConfigs.
+//! - [`kinds`]: the watches of MachineOSConfigs, builds, their objects, pools, MachineConfigs,
+//!   Nodes.
 //! - [`environment`]: the watches of the cluster's environment, each optional.
 //! - [`stores`]: the readers of every cache.
 //!
@@ -35,6 +36,8 @@ pub async fn start(
     let trigger = &Trigger::new(sender, configs);
     let layering = openshift_layering_served(client).await;
     tracing::info!(served = layering, "OpenShift's own MachineOSConfig API");
+    let pools = kinds::pools(client, trigger);
+    let nodes = kinds::nodes(client, &pools, trigger).await;
     let stores = Stores {
         configs: kinds::configs(client, configs_writer, trigger),
         builds: kinds::builds(client, trigger),
@@ -43,8 +46,9 @@ pub async fn start(
         secrets: kinds::secrets(client, settings, trigger),
         build_config_maps: kinds::build_config_maps(client, settings, trigger),
         release: kinds::release(client, settings, trigger),
-        pools: kinds::pools(client, trigger),
+        pools,
         machine_configs: kinds::machine_configs(client, trigger),
+        nodes,
         openshift_configs: kinds::openshift_configs(client, layering, trigger),
         environment: environment::start(
             client,

@@ -1,7 +1,7 @@
 //! The readers of every cache. Observe reads these and never GETs a watched kind.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Secret};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
 use kube::api::DynamicObject;
@@ -28,6 +28,9 @@ pub struct Stores {
     pub release: Store<ConfigMap>,
     pub pools: Store<DynamicObject>,
     pub machine_configs: Store<DynamicObject>,
+    /// Nodes, stripped to what says how far a pool's machines got (empty when Strata may not
+    /// list them).
+    pub nodes: Store<Node>,
     /// OpenShift's own MachineOSConfigs (empty where OpenShift's layering API is not served).
     pub openshift_configs: Store<DynamicObject>,
     /// The cluster's environment: pull secret, CAs, proxy, mirrors, entitlements.
@@ -66,6 +69,7 @@ impl Stores {
             Box::pin(self.release.wait_until_ready()),
             Box::pin(self.pools.wait_until_ready()),
             Box::pin(self.machine_configs.wait_until_ready()),
+            Box::pin(self.nodes.wait_until_ready()),
             Box::pin(self.openshift_configs.wait_until_ready()),
         ];
         for wait in waits {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, NodeSpec, NodeStatus};
 use kube::Resource;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
@@ -249,6 +249,31 @@ pub fn strip_machine_config(obj: &mut DynamicObject) {
         .map(|a| a.remove("kubectl.kubernetes.io/last-applied-configuration"));
     let image = obj.data["spec"]["osImageURL"].clone();
     obj.data = json!({"spec": {"osImageURL": image}});
+}
+
+/// A Node as Strata reads it: labels, the MCO's annotations, `Ready`, the cordon (its image list
+/// and the rest of its status are most of its size).
+pub fn strip_node(node: &mut Node) {
+    strip_managed_fields(node);
+    if let Some(spec) = node.spec.as_mut() {
+        *spec = NodeSpec {
+            unschedulable: spec.unschedulable,
+            ..NodeSpec::default()
+        };
+    }
+    if let Some(status) = node.status.as_mut() {
+        let ready = status
+            .conditions
+            .take()
+            .into_iter()
+            .flatten()
+            .filter(|c| c.type_ == "Ready")
+            .collect();
+        *status = NodeStatus {
+            conditions: Some(ready),
+            ..NodeStatus::default()
+        };
+    }
 }
 
 #[cfg(test)]

@@ -371,6 +371,7 @@ fn record(ctx: &Context, update: MetricsUpdate) {
         pool_updated,
         waiting,
         pool_held,
+        pool_machines,
         phase_seconds,
         config,
         latest_build_failed,
@@ -399,6 +400,7 @@ fn record(ctx: &Context, update: MetricsUpdate) {
     if let Some(held) = pool_held {
         m.set_pool_held(&pool, held);
     }
+    m.set_pool_machines(&pool, &pool_machines);
     for (phase, seconds) in phase_seconds {
         m.builder_phase(&pool, &phase, seconds);
     }

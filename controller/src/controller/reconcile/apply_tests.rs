@@ -118,6 +118,7 @@ fn context(client: Client, machine_configs: Vec<DynamicObject>) -> Context {
         release,
         pools,
         machine_configs: mcs.as_reader(),
+        nodes: reflector::store().0,
         openshift_configs: Writer::<DynamicObject>::new(mco::openshift_machine_os_config())
             .as_reader(),
         environment: crate::controller::cache::EnvironmentStores::empty(),

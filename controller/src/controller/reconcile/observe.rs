@@ -19,6 +19,7 @@ use super::plan::{
     AuthProblem, AuthReason, BaseUnknown, BuildAuth, JobObservation, Observed, job_observation,
 };
 use crate::controller::Context;
+use crate::controller::cache::kinds::pool_of;
 use crate::controller::environment::Environment;
 use crate::controller::names::{self, fit_63};
 use crate::controller::registry_client::{Transport, Unresolved};
@@ -42,6 +43,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Observed {
         .as_ref()
         .and_then(|p| p.spec.configuration.name.as_deref());
     let target_config = machine_config(ctx, target);
+    let machines = machines_of(ctx, pool_name);
     let layered_by_openshift = layered_by_openshift(ctx, pool_name);
     let rivals = rivals(ctx, config);
     let (builds, foreign) = builds_of(ctx, config);
@@ -81,6 +83,7 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Observed {
         pool,
         rendered_config,
         target_config,
+        machines,
         layered_by_openshift,
         rivals,
         base,
@@ -142,6 +145,20 @@ fn machine_config(ctx: &Context, name: Option<&str>) -> Option<mco::MachineConfi
         .machine_configs
         .get(&ObjectRef::new_with(name?, mco::machine_config()))?;
     mco_view(&cached)
+}
+
+/// The Nodes that belong to `pool_name` (as the MCO assigns them), by name.
+fn machines_of(ctx: &Context, pool_name: &str) -> Vec<mco::NodeView> {
+    let mut machines: Vec<mco::NodeView> = ctx
+        .stores
+        .nodes
+        .state()
+        .iter()
+        .filter(|node| pool_of(node, &ctx.stores.pools).as_deref() == Some(pool_name))
+        .map(|node| mco::NodeView::of(node))
+        .collect();
+    machines.sort_by(|a, b| a.name.cmp(&b.name));
+    machines
 }
 
 /// OpenShift's own MachineOSConfig naming `pool_name`, if any.

@@ -5,6 +5,7 @@ use k8s_openapi::jiff::Timestamp;
 use strata_crds::contract::mco;
 use strata_crds::{MachineOSConfig, MachineOSConfigStatus, condition_types as ct};
 
+use super::machines;
 use crate::controller::conditions;
 
 /// The status being planned, plus what the planner learnt on the way that only shapes messages.
@@ -88,20 +89,18 @@ impl ConfigStatus {
 /// PoolUpdated as (value, reason, message): True only when the configuration the pool runs
 /// (`status.configuration`, which the MCO moves only once every machine is updated) carries
 /// `pinned` and every machine has it. While the MCO rolls the pool to a target
-/// (`spec.configuration`) that carries it, the machine counts (which the MCO keeps against the
-/// target) say how far it got. `target` falls back to `rendered` when unknown.
+/// (`spec.configuration`) that carries it, how far it got: by machine when the pool's `machines`
+/// are known (which is rebooting, which is updating, which failed and why), else by the pool's
+/// counts (which the MCO keeps against the target). `target` falls back to `rendered` when
+/// unknown.
 pub fn pool_updated(
     pool: &mco::MachineConfigPool,
     rendered: Option<&mco::MachineConfig>,
     target: Option<&mco::MachineConfig>,
+    machines: &[mco::NodeView],
     pinned: Option<&str>,
 ) -> (bool, &'static str, String) {
     let status = &pool.status;
-    let (machines, updated, degraded) = (
-        status.machine_count,
-        status.updated_machine_count,
-        status.degraded_machine_count,
-    );
     let Some(pinned) = pinned else {
         return (
             false,
@@ -133,29 +132,56 @@ pub fn pool_updated(
             format!("the MCO has not counted the machines against {target_name} yet"),
         );
     }
+    // By machine when they are known, else the pool's counts.
+    let (machine_count, updated) = if machines.is_empty() {
+        (status.machine_count, status.updated_machine_count)
+    } else {
+        let updated = machines.iter().filter(|m| m.updated(target_name)).count();
+        (count(machines.len()), count(updated))
+    };
+    let failing = machines::failing(machines);
+    if !failing.is_empty() {
+        return (
+            false,
+            "PoolDegraded",
+            format!(
+                "failing to update to {target_name} ({pinned}): {failing}; {updated} of {machine_count} machines run it"
+            ),
+        );
+    }
+    let degraded = status.degraded_machine_count;
     if degraded > 0 {
         return (
             false,
             "PoolDegraded",
-            format!("{degraded} of {machines} machines are degraded; {updated} run {pinned}"),
+            format!("{degraded} of {machine_count} machines are degraded; {updated} run {pinned}"),
         );
     }
     let runs = image_of(rendered).as_deref() == Some(pinned);
-    if runs && status.is("Updated") && !status.is("Updating") && updated == machines {
-        (
+    if runs && status.is("Updated") && !status.is("Updating") && updated == machine_count {
+        return (
             true,
             "PoolUpdated",
-            format!("all {machines} machines run {pinned} ({target_name})"),
-        )
-    } else {
-        (
-            false,
-            "PoolUpdating",
-            format!(
-                "{updated} of {machines} machines run {pinned}; the MCO is rolling the pool to {target_name}"
-            ),
-        )
+            format!("all {machine_count} machines run {pinned} ({target_name})"),
+        );
     }
+    let on_their_way = machines::in_flight(machines, target_name);
+    let on_their_way = if on_their_way.is_empty() {
+        String::new()
+    } else {
+        format!("; {on_their_way}")
+    };
+    (
+        false,
+        "PoolUpdating",
+        format!(
+            "{updated} of {machine_count} machines run {pinned}{on_their_way}; the MCO is rolling the pool to {target_name}"
+        ),
+    )
+}
+
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
@@ -184,7 +210,7 @@ mod tests {
         let stale: mco::MachineConfig =
             view(json!({"spec": {"osImageURL": "r.example.com/os@sha256:0"}}));
         let updated = |p: &mco::MachineConfigPool, current, target| {
-            pool_updated(p, Some(current), target, Some(IMAGE))
+            pool_updated(p, Some(current), target, &[], Some(IMAGE))
         };
         assert_eq!(updated(&pool(3, false), &rendered, None).1, "PoolUpdated");
         assert!(updated(&pool(3, false), &rendered, Some(&rendered)).0);
@@ -195,7 +221,10 @@ mod tests {
             "RenderPending"
         );
         assert_eq!(updated(&pool(1, true), &rendered, None).1, "PoolUpdating");
-        assert_eq!(pool_updated(&pool(3, false), None, None, None).1, "NoImage");
+        assert_eq!(
+            pool_updated(&pool(3, false), None, None, &[], None).1,
+            "NoImage"
+        );
         let mut degraded = pool(2, true);
         degraded.status.degraded_machine_count = 1;
         assert_eq!(updated(&degraded, &rendered, None).1, "PoolDegraded");
@@ -211,7 +240,7 @@ mod tests {
         let mut rolling = pool(1, true);
         rolling.spec.configuration.name = Some("rendered-worker-2".into());
         let (value, reason, message) =
-            pool_updated(&rolling, Some(&before), Some(&target), Some(IMAGE));
+            pool_updated(&rolling, Some(&before), Some(&target), &[], Some(IMAGE));
         assert!(!value);
         assert_eq!(reason, "PoolUpdating");
         assert_eq!(
@@ -223,10 +252,10 @@ mod tests {
         // All updated, the configuration moved: updated.
         let mut done = pool(3, false);
         done.spec.configuration.name = Some("rendered-worker-2".into());
-        assert!(pool_updated(&done, Some(&target), Some(&target), Some(IMAGE)).0);
+        assert!(pool_updated(&done, Some(&target), Some(&target), &[], Some(IMAGE)).0);
         // Updated with the old configuration still current: not yet.
         assert_eq!(
-            pool_updated(&done, Some(&before), Some(&target), Some(IMAGE)).1,
+            pool_updated(&done, Some(&before), Some(&target), &[], Some(IMAGE)).1,
             "PoolUpdating"
         );
         // The target just moved and the MCO has not counted against it yet: no stale counts.
@@ -235,7 +264,7 @@ mod tests {
         fresh.status.observed_generation = 3;
         fresh.status.updated_machine_count = 3;
         assert_eq!(
-            pool_updated(&fresh, Some(&before), Some(&target), Some(IMAGE)),
+            pool_updated(&fresh, Some(&before), Some(&target), &[], Some(IMAGE)),
             (
                 false,
                 "PoolUpdating",
@@ -244,8 +273,68 @@ mod tests {
         );
         // A newer target without the pin (a new release being built for): pending again.
         assert_eq!(
-            pool_updated(&done, Some(&target), Some(&before), Some(IMAGE)).1,
+            pool_updated(&done, Some(&target), Some(&before), &[], Some(IMAGE)).1,
             "RenderPending"
+        );
+    }
+
+    /// With the pool's machines known, progress names them, and a machine that failed says why.
+    #[test]
+    fn progress_by_machine_names_the_machines_on_their_way_and_the_failing_ones() {
+        use strata_crds::contract::mco::{NodeView, node_annotations as a};
+        let target: mco::MachineConfig = view(json!({"spec": {"osImageURL": IMAGE}}));
+        let before: mco::MachineConfig =
+            view(json!({"spec": {"osImageURL": "r.example.com/os@sha256:0"}}));
+        let mut rolling = pool(1, true);
+        rolling.spec.configuration.name = Some("rendered-worker-2".into());
+        let machine = |name: &str, current: &str, state: &str, ready: bool| NodeView {
+            name: name.into(),
+            current: current.into(),
+            desired: "rendered-worker-2".into(),
+            state: state.into(),
+            ready,
+            ..NodeView::default()
+        };
+        let mut machines = vec![
+            machine("worker-0", "rendered-worker-2", a::STATE_DONE, true),
+            machine("worker-1", "rendered-worker-1", a::STATE_WORKING, false),
+        ];
+        let said = pool_updated(
+            &rolling,
+            Some(&before),
+            Some(&target),
+            &machines,
+            Some(IMAGE),
+        );
+        assert_eq!(
+            said,
+            (
+                false,
+                "PoolUpdating",
+                format!(
+                    "1 of 2 machines run {IMAGE}; worker-1 is rebooting; the MCO is rolling the pool to rendered-worker-2"
+                )
+            )
+        );
+        // It came back on the old deployment: its daemon says so, and so does Strata.
+        machines[1].state = a::STATE_DEGRADED.into();
+        machines[1].reason =
+            "expected target osImageURL \"r/os@sha256:1\", have \"r/os@sha256:0\"".into();
+        machines[1].ready = true;
+        let (value, reason, message) = pool_updated(
+            &rolling,
+            Some(&before),
+            Some(&target),
+            &machines,
+            Some(IMAGE),
+        );
+        assert!(!value);
+        assert_eq!(reason, "PoolDegraded");
+        assert_eq!(
+            message,
+            format!(
+                "failing to update to rendered-worker-2 ({IMAGE}): worker-1 (expected target osImageURL \"r/os@sha256:1\", have \"r/os@sha256:0\"); 1 of 2 machines run it"
+            )
         );
     }
 }

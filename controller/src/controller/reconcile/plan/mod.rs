@@ -8,6 +8,7 @@ mod config_status;
 mod disk_image;
 mod history;
 mod hold;
+mod machines;
 mod pool_wait;
 
 use std::collections::BTreeSet;
@@ -103,6 +104,9 @@ pub struct Observed {
     pub rendered_config: Option<mco::MachineConfig>,
     /// The MachineConfig the MCO rendered for the pool to move to (`spec.configuration.name`).
     pub target_config: Option<mco::MachineConfig>,
+    /// The pool's machines as the MCO's node annotations describe them (empty when Strata may
+    /// not read Nodes, or the pool has none).
+    pub machines: Vec<mco::NodeView>,
     /// OpenShift's own MachineOSConfig naming the same pool, if any.
     pub layered_by_openshift: Option<String>,
     /// Other MachineOSConfigs naming the same pool: (name, created at).
@@ -166,6 +170,9 @@ pub struct MetricsUpdate {
     pub waiting: Option<String>,
     /// Whether Strata holds the pool (None: no pool).
     pub pool_held: Option<bool>,
+    /// How many of the pool's machines are at each stage (updated, waiting, updating,
+    /// rebooting, degraded); empty when its machines are not known.
+    pub pool_machines: Vec<(&'static str, i64)>,
     /// How long each builder step took, for a build that succeeded this round.
     pub phase_seconds: Vec<(String, f64)>,
     /// The MachineOSConfig, for its own series.
@@ -773,9 +780,18 @@ impl<'a> Planner<'a> {
                 pool,
                 self.observed.rendered_config.as_ref(),
                 self.observed.target_config.as_ref(),
+                &self.observed.machines,
                 self.status.current_image_pull_spec.as_deref(),
             );
             self.plan.metrics.pool_updated = Some(value);
+            if !self.observed.machines.is_empty() {
+                let target = (pool.spec.configuration.name.as_deref())
+                    .or(pool.status.configuration.name.as_deref())
+                    .unwrap_or_default();
+                self.plan.metrics.pool_machines = machines::counts(&self.observed.machines, target)
+                    .map(|(stage, n)| (stage.label(), i64::try_from(n).unwrap_or(i64::MAX)))
+                    .to_vec();
+            }
             self.status.set(ct::POOL_UPDATED, value, reason, message);
         }
         self.plan.config_status = self
