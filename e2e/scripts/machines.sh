@@ -180,8 +180,11 @@ ssh_to() {
   local name=$1 ip; shift
   ip=$(awk -F'\t' -v n="$name" '$1 == n {print $3}' "$M/machines.tsv" 2>/dev/null)
   [[ -n "$ip" ]] || die "no machine $name in $M/machines.tsv"
+  # Keepalives: a machine that went down mid-command (power cut, reset) ends the session within
+  # two minutes; without them ssh would wait on the dead connection for good.
   exec ssh -i "$M/id_ed25519" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
-    -o LogLevel=ERROR -o ConnectTimeout=10 -o BatchMode=yes "root@$ip" "$@"
+    -o LogLevel=ERROR -o ConnectTimeout=10 -o BatchMode=yes \
+    -o ServerAliveInterval=20 -o ServerAliveCountMax=6 "root@$ip" "$@"
 }
 
 down() {

@@ -68,6 +68,36 @@ impl Machine {
         }
     }
 
+    /// Resets it at once, as a power cut and power-on would: QMP `system_reset` on its monitor
+    /// socket; QEMU runs with `-no-reboot`, so it exits and `machines.sh power-cycle` starts it
+    /// again cold. Nothing on the machine is told first.
+    pub fn reset(&self, cluster: &Cluster) -> Result<()> {
+        use std::io::{BufRead, BufReader, Write};
+        let path = cluster.dir.join(format!("machines/{}.qmp", self.name));
+        let stream = std::os::unix::net::UnixStream::connect(&path)
+            .with_context(|| format!("{}: its monitor {}", self.name, path.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut lines = BufReader::new(stream.try_clone()?).lines();
+        let mut writer = stream;
+        // The greeting, then each command's answer (events may come between).
+        let mut answer = |expect: &str| -> Result<()> {
+            for line in lines.by_ref() {
+                let line = line?;
+                if line.contains(expect) {
+                    return Ok(());
+                }
+                ensure!(!line.contains("\"error\""), "{}: QMP: {line}", self.name);
+            }
+            bail!("{}: QMP closed before {expect}", self.name)
+        };
+        answer("\"QMP\"")?;
+        for command in ["qmp_capabilities", "system_reset"] {
+            writeln!(writer, "{{\"execute\": \"{command}\"}}")?;
+            answer("\"return\"")?;
+        }
+        Ok(())
+    }
+
     /// Runs `command` on it as root over ssh (`machines.sh ssh`: the cluster's key); its output,
     /// or an error with what it printed. Retries while sshd is not up yet (for `wait`).
     pub fn ssh(&self, cluster: &Cluster, command: &str, wait: Duration) -> Result<String> {

@@ -375,6 +375,14 @@ async fn tend_once(daemon: &Daemon, machine: &Machine, memory: &mut Memory) -> R
                     boot_id: booted.boot_id,
                 });
             }
+            // Down mid-update (its power cut, a reset): the MCD would have gone down with it and
+            // update it again after the boot, from where it stands; so does the stand-in.
+            Err(err) if went_down(daemon, machine, &booted.boot_id).await => {
+                eprintln!(
+                    "strata-e2e-mcd: {}: went down mid-update ({err:#}); updating it again once it is back",
+                    machine.name
+                );
+            }
             Err(err) => {
                 memory.failed = Some(view.desired.clone());
                 degrade(daemon, machine, &format!("{err:#}")).await?;
@@ -382,6 +390,18 @@ async fn tend_once(daemon: &Daemon, machine: &Machine, memory: &mut Memory) -> R
         },
     }
     Ok(())
+}
+
+/// Whether the machine went down since the boot `boot_id`: it does not answer, or it booted
+/// again.
+async fn went_down(daemon: &Daemon, machine: &Machine, boot_id: &str) -> bool {
+    match daemon
+        .ssh(&machine.name, "cat /proc/sys/kernel/random/boot_id", None)
+        .await
+    {
+        Ok(now) => now.trim() != boot_id,
+        Err(_) => true,
+    }
 }
 
 async fn degrade(daemon: &Daemon, machine: &Machine, reason: &str) -> Result<()> {

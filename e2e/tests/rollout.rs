@@ -12,6 +12,10 @@
 //! each machine while it reboots (`PoolUpdating`), then `PoolUpdated` once all do; the controller's
 //! `strata_pool_machines` then counts both machines updated.
 //!
+//! One machine is reset in the middle of its update (QMP `system_reset`, as a power cut): it comes
+//! back on its old deployment, the daemon stand-in updates it again, and the roll ends as for the
+//! other; the daemon's log says it went down mid-update.
+//!
 //! The release base is cluster-wide: this test binary runs alone, and puts the base back when it
 //! ends; the machines leave the pool first, so nothing rolls them back.
 
@@ -42,6 +46,8 @@ const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 const ROLL_TIMEOUT: Duration = Duration::from_secs(1800);
 /// A boot under emulation, for machines still coming up when the test starts.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
+/// How long a machine's update runs before the test resets it (see `reset_mid_update`).
+const INTERRUPT_AFTER: Duration = Duration::from_secs(30);
 const EXAMPLES: [&str; 2] = [
     "e2e/examples/package-install.yaml",
     "e2e/examples/systemd-unit-from-package.yaml",
@@ -110,6 +116,8 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
     let registry_log = cluster.dir.join("logs/registry.log");
     let log_offset = std::fs::metadata(&registry_log).map_or(0, |m| m.len());
     let start = Instant::now();
+    let interrupted = &machines[machines.len() - 1];
+    reset_mid_update(cluster, &nodes, interrupted).await?;
     let (rolled, strata_said) =
         pool_updated_past(client, machines.len(), &first, ROLL_TIMEOUT).await?;
     eprintln!(
@@ -117,9 +125,54 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
         start.elapsed().as_secs_f64()
     );
     check_strata_followed_the_roll(client, machines, &strata_said).await?;
+    let daemon_log = std::fs::read_to_string(cluster.dir.join("logs/mcd.log"))?;
+    let went_down = format!("{}: went down mid-update", interrupted.name);
+    ensure!(
+        daemon_log.contains(&went_down),
+        "the daemon stand-in's log does not say {went_down:?}"
+    );
     report_downloads(&registry_log, log_offset, machines)?;
     check_nodes(&nodes, machines, &rolled, &image).await?;
     check_inside(cluster, machines, &image, &boot_ids).await
+}
+
+/// Resets `machine` in the middle of its update, as a power cut would: once its Node is `Working`
+/// and its daemon has had `INTERRUPT_AFTER` to get the update under way (the fetch alone takes a
+/// minute). The machine comes back on its old deployment and its daemon updates it again; the
+/// roll the caller waits for then ends as for the others.
+async fn reset_mid_update(cluster: &Cluster, nodes: &Api<Node>, machine: &Machine) -> Result<()> {
+    let state = |node: &Node| node.annotations().get(STATE).cloned().unwrap_or_default();
+    wait_for(
+        &format!("{} to start its update", machine.name),
+        Duration::from_secs(300),
+        || async { Ok((state(&nodes.get(&machine.name).await?) == "Working").then_some(())) },
+    )
+    .await?;
+    tokio::time::sleep(INTERRUPT_AFTER).await;
+    let node = nodes.get(&machine.name).await?;
+    ensure!(
+        state(&node) == "Working",
+        "{} is no longer updating after {INTERRUPT_AFTER:?}: {:?}",
+        machine.name,
+        node.annotations()
+    );
+    machine.reset(cluster)?;
+    eprintln!("{POOL}: {} reset in the middle of its update", machine.name);
+    wait_for(
+        &format!("{}'s Node not Ready after the reset", machine.name),
+        Duration::from_secs(120),
+        || async {
+            let node = nodes.get(&machine.name).await?;
+            let ready = node
+                .status
+                .and_then(|s| s.conditions)
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
+            Ok((!ready).then_some(()))
+        },
+    )
+    .await
 }
 
 /// A custom pool of its own configs only, the nodes labelled with its role. OpenShift supports
