@@ -3,8 +3,9 @@
 # machine-config-daemon has rpm-ostree do for a new osImageURL (`rpm-ostree rebase
 # ostree-unverified-registry:IMAGE`, pkg/daemon/update.go updateLayeredOS), the way ostree-ext
 # imports a container image, with the parts this base has:
-#   - skopeo copies the image by digest, with the cluster's pull secret, into a layout kept on the
-#     machine: layers it holds already are not fetched again;
+#   - the manifest, the config and then only the layers the machine has not committed yet are
+#     fetched by digest, with the cluster's pull secret, through skopeo's image proxy
+#     (`skopeo experimental-image-proxy`, the interface ostree-ext's container import uses);
 #   - the tree is built layer by layer on top of the committed image (the booted one or an earlier
 #     update, by their recorded layer lists) that shares the longest first run of layers: only the
 #     new layers are unpacked, with their whiteouts, /etc going to /usr/etc (as ostree-ext imports
@@ -17,7 +18,6 @@ IMAGE=$1
 AUTH=/var/lib/kubelet/config.json   # where the MCO puts the cluster's pull secret on a node
 STATEROOT=strata
 REPO=/ostree/repo
-OCI=/var/lib/strata-machine/oci
 # On the repository's own mount: a hard-linked checkout cannot cross into /var's bind mount.
 W=/sysroot/ostree/repo/tmp/strata-rebase
 step() { echo "rebase: $(date +%T) $*" >&2; }
@@ -27,25 +27,72 @@ case "$IMAGE" in *@sha256:*) ;; *) echo "rebase: $IMAGE is not pinned by digest"
 [ -s "$AUTH" ] || { echo "rebase: no pull secret at $AUTH" >&2; exit 2; }
 DIGEST=${IMAGE##*@}
 TAG=${DIGEST#sha256:}
+# An earlier version kept a layout of every fetched image here.
+rm -rf /var/lib/strata-machine/oci
 rm -rf "$W"
-mkdir -p "$W" "$(dirname "$OCI")"
+mkdir -p "$W/blobs"
 trap 'rm -rf "$W"' EXIT
 
-step "fetch $IMAGE"
-skopeo copy --quiet --authfile "$AUTH" --preserve-digests "docker://$IMAGE" "oci:$OCI:$TAG" >&2
-# The layers (blob digests) and their uncompressed digests, in order: "blob diff_id" per line.
-skopeo inspect --raw "oci:$OCI:$TAG" > "$W/manifest.json"
-skopeo inspect --config --raw "oci:$OCI:$TAG" > "$W/config.json"
+# fetch.py meta|blobs: the image's manifest and config into $W, or the blobs named on stdin
+# ("digest size" lines) into $W/blobs, through skopeo's image proxy (a SOCK_SEQPACKET socket pair,
+# one JSON request per packet, data over pipes passed as file descriptors).
+cat > "$W/fetch.py" <<'EOF'
+import array, json, os, shutil, socket, subprocess, sys, threading
+what, image, auth, w = sys.argv[1:5]
+mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+proxy = subprocess.Popen(["skopeo", "experimental-image-proxy", "--authfile", auth,
+                          "--sockfd", str(theirs.fileno())], pass_fds=[theirs.fileno()])
+theirs.close()
+
+def call(method, *args):
+    mine.send(json.dumps({"method": method, "args": list(args)}).encode())
+    fds = array.array("i")
+    msg, ancillary, _, _ = mine.recvmsg(1 << 20, socket.CMSG_LEN(2 * fds.itemsize))
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+    reply = json.loads(msg)
+    if not reply.get("success"):
+        sys.exit(f"rebase: {method} {args}: {reply.get('error')}")
+    return reply, list(fds)
+
+def piped(path, method, *args):
+    # The proxy closes the pipe in FinishPipe, once all was read: read meanwhile.
+    reply, fds = call(method, *args)
+    def copy():
+        with os.fdopen(fds[0], "rb") as data, open(path, "wb") as out:
+            shutil.copyfileobj(data, out, 1 << 20)
+    reader = threading.Thread(target=copy)
+    reader.start()
+    call("FinishPipe", reply["pipeid"])
+    reader.join()
+
+call("Initialize")
+opened, _ = call("OpenImage", "docker://" + image)
+if what == "meta":
+    piped(w + "/manifest.json", "GetManifest", opened["value"])
+    piped(w + "/config.json", "GetFullConfig", opened["value"])
+else:
+    for line in sys.stdin:
+        digest, size = line.split()
+        piped(w + "/blobs/" + digest.split(":", 1)[1], "GetBlob", opened["value"], digest, int(size))
+# Shutdown has no reply: the proxy exits.
+mine.send(json.dumps({"method": "Shutdown", "args": []}).encode())
+sys.exit(proxy.wait())
+EOF
+step "fetch the manifest and config of $IMAGE"
+python3 "$W/fetch.py" meta "$IMAGE" "$AUTH" "$W"
+# The layers (blob digests, sizes) and their uncompressed digests, in order: "blob size diff_id".
 python3 - "$W" <<'EOF' > "$W/layers"
 import json, sys
 w = sys.argv[1]
-layers = [l["digest"] for l in json.load(open(w + "/manifest.json"))["layers"]]
+layers = json.load(open(w + "/manifest.json"))["layers"]
 diffs = json.load(open(w + "/config.json"))["rootfs"]["diff_ids"]
 assert len(layers) == len(diffs), "manifest and config disagree on the layers"
-for blob, diff in zip(layers, diffs):
-    print(blob, diff)
+for layer, diff in zip(layers, diffs):
+    print(layer["digest"], layer["size"], diff)
 EOF
-want=$(cut -d' ' -f2 "$W/layers" | tr '\n' ' ')
+want=$(cut -d' ' -f3 "$W/layers" | tr '\n' ' ')
 
 # The committed image sharing the longest first run of layers: the booted deployment's, or an
 # earlier update's (refs strata/images/*).
@@ -63,6 +110,10 @@ for rev in $(ostree --repo="$REPO" refs | grep '^strata/images/') \
   if [ "$n" -gt "$best_n" ]; then best=$rev best_n=$n; fi
 done
 total=$(wc -l < "$W/layers")
+# Only the layers after the shared ones are fetched.
+tail -n "+$((best_n + 1))" "$W/layers" | cut -d' ' -f1,2 > "$W/wanted"
+step "fetch $(wc -l < "$W/wanted") of $total layers ($(awk '{s += $2} END {print s + 0}' "$W/wanted") bytes)"
+python3 "$W/fetch.py" blobs "$IMAGE" "$AUTH" "$W" < "$W/wanted"
 if [ -n "$best" ]; then
   step "start from $best: $best_n of $total layers shared"
   ostree --repo="$REPO" checkout -H "$best" "$W/root"
@@ -75,10 +126,10 @@ fi
 # the layer's own files; /etc of an image is /usr/etc of its commit.
 to_commit() { p=${1#./}; case "$p" in etc|etc/*) p=usr/$p ;; esac; printf '%s' "$p"; }
 i=0
-while read -r blob diff; do
+while read -r blob _ diff; do
   i=$((i + 1))
   [ "$i" -gt "$best_n" ] || continue
-  file=$OCI/blobs/${blob%%:*}/${blob#*:}
+  file=$W/blobs/${blob#*:}
   tar -tf "$file" | grep -E '(^|/)\.wh\.' | while IFS= read -r wh; do
     dir=$(to_commit "$(dirname "$wh")")
     name=$(basename "$wh")
@@ -106,7 +157,7 @@ step "deploy (the booted deployment stays as the rollback)"
 # The new deployment keeps the booted one's kernel arguments and merges its /etc.
 ostree admin deploy --os="$STATEROOT" "strata/images/$TAG" >&2
 # Earlier updates' refs go (their objects with them, at ostree's next cleanup); the deployments
-# keep what they use. The kept layout keeps its blobs for the next fetch.
+# keep what they use.
 for ref in $(ostree --repo="$REPO" refs | grep '^strata/images/'); do
   [ "$ref" = "strata/images/$TAG" ] || ostree --repo="$REPO" refs --delete "$ref"
 done
