@@ -11,8 +11,8 @@
 //!   node controller, `crate::mco_nodes`) differs from `currentConfig`: state `Working`, cordon,
 //!   the cluster's pull secret to `/var/lib/kubelet/config.json` and its insecure registries to
 //!   `/etc/containers/registries.conf.d` (where the MCO renders them), a new `osImageURL` deployed
-//!   (`updateLayeredOS`: `rpm-ostree rebase ostree-unverified-registry:…`; here skopeo's image proxy + ostree, `e2e/machines/rebase.sh`),
-//!   reboot. After the boot, the booted deployment's image is checked against the config's
+//!   (`updateLayeredOS`: `rpm-ostree rebase ostree-unverified-registry:…`; here skopeo's image
+//!   proxy and ostree, `e2e/machines/rebase.sh`), reboot. After the boot, the booted deployment's image is checked against the config's
 //!   `osImageURL` (`validateOnDiskState`): the same → `currentConfig` = desired, state `Done`,
 //!   uncordon; not the same → state `Degraded` with the reason. A config whose image the machine
 //!   already runs completes without a reboot.
