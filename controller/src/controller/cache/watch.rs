@@ -281,6 +281,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn nodes_keep_labels_annotations_ready_and_the_cordon() {
+        let mut node: Node = serde_json::from_value(json!({
+            "metadata": {"name": "worker-0", "labels": {"node-role.kubernetes.io/worker": ""},
+                "annotations": {"machineconfiguration.openshift.io/state": "Working"},
+                "managedFields": [{"manager": "kubelet"}]},
+            "spec": {"unschedulable": true, "podCIDR": "10.0.0.0/24", "providerID": "x"},
+            "status": {
+                "conditions": [{"type": "MemoryPressure", "status": "False"}, {"type": "Ready", "status": "False"}],
+                "images": [{"names": ["quay.io/a@sha256:1"], "sizeBytes": 1}],
+                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
+            },
+        }))
+        .unwrap();
+        let before = strata_crds::contract::mco::NodeView::of(&node);
+        strip_node(&mut node);
+        assert_eq!(strata_crds::contract::mco::NodeView::of(&node), before);
+        assert!(node.metadata.managed_fields.is_none());
+        assert!(node.metadata.labels.is_some());
+        let spec = node.spec.as_ref().unwrap();
+        assert_eq!(
+            (spec.unschedulable, spec.pod_cidr.as_ref()),
+            (Some(true), None)
+        );
+        let status = node.status.as_ref().unwrap();
+        assert!(status.images.is_none() && status.addresses.is_none());
+        let kept: Vec<&str> = status
+            .conditions
+            .iter()
+            .flatten()
+            .map(|c| c.type_.as_str())
+            .collect();
+        assert_eq!(kept, ["Ready"]);
+    }
+
+    #[test]
     fn machine_configs_keep_only_the_image() {
         let mut mc: DynamicObject = serde_json::from_value(json!({
             "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig",
