@@ -14,8 +14,9 @@
 //!   (`e2e.strata.dev/machines`, default 1) to `spec.configuration` one at a time
 //!   (`maxUnavailable` 1), each taking a few seconds, and reports `status.configuration`, the
 //!   machine counts and the Updated/Updating/Degraded conditions as the MCO does. A paused pool
-//!   starts no machine. A pool whose `nodeSelector` selects the Nodes of real machines (label
-//!   `e2e.strata.dev/machine`, registered by the machine-config-daemon stand-in, `crate::mcd`)
+//!   starts no machine. A pool the Nodes of real machines belong to (label
+//!   `e2e.strata.dev/machine`, registered by the machine-config-daemon stand-in, `crate::mcd`; a
+//!   node belongs to one pool, as the MCO assigns it: `strata_crds::contract::mco::primary_pool`)
 //!   rolls those instead, node by node (`crate::mco_nodes`).
 //!
 //! Every rollout that completes is appended to the pool's annotation `e2e.strata.dev/rollouts`
@@ -36,6 +37,7 @@ use std::time::Duration;
 use anyhow::Result;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -78,7 +80,7 @@ impl Default for Pace {
     }
 }
 
-/// Whether a `LabelSelector` (as JSON) selects `labels`.
+/// Whether a pool's `machineConfigSelector` (as JSON) selects a MachineConfig's `labels`.
 pub fn selects(selector: &Value, labels: &BTreeMap<String, String>) -> bool {
     let match_labels = selector["matchLabels"].as_object();
     let exprs = selector["matchExpressions"].as_array();
@@ -382,8 +384,32 @@ async fn step(
         configs: configs_api,
         nodes: &nodes_api,
     };
-    for pool in caches.pools.state() {
-        sync_pool(&pool, &configs, &nodes, &apis, ssa, release_base).await?;
+    let pools = caches.pools.state();
+    // Each machine belongs to one pool, as the MCO (and Strata) assign it.
+    let selectors: Vec<(String, Option<LabelSelector>)> = pools
+        .iter()
+        .map(|p| {
+            let selector = serde_json::from_value(p.data["spec"]["nodeSelector"].clone()).ok();
+            (p.name_any(), selector)
+        })
+        .collect();
+    let pool_of = |node: &Node| {
+        let pools = selectors.iter().map(|(n, s)| (n.as_str(), s.as_ref()));
+        mco::primary_pool(node.labels(), pools).map(str::to_string)
+    };
+    let machines: Vec<(Option<String>, NodeView)> = nodes
+        .iter()
+        .filter(|n| n.labels().contains_key(MACHINE_LABEL))
+        .map(|n| (pool_of(n), NodeView::of(n)))
+        .collect();
+    for pool in pools {
+        let name = Some(pool.name_any());
+        let members: Vec<NodeView> = machines
+            .iter()
+            .filter(|(of, _)| *of == name)
+            .map(|(_, view)| view.clone())
+            .collect();
+        sync_pool(&pool, &configs, &members, &apis, ssa, release_base).await?;
     }
     Ok(())
 }
@@ -424,12 +450,12 @@ struct Apis<'a> {
 }
 
 /// The render controller for one pool, then (once the pool names the rendered configuration) its
-/// node controller: over its machines' Nodes when its `nodeSelector` selects any (`mco_nodes`),
-/// else over a counted number of machines.
+/// node controller: over its `machines` (the Nodes of real machines that belong to it) when it
+/// has any (`mco_nodes`), else over a counted number of machines.
 async fn sync_pool(
     pool: &DynamicObject,
     configs: &[Value],
-    nodes: &[Arc<Node>],
+    machines: &[NodeView],
     apis: &Apis<'_>,
     ssa: &PatchParams,
     release_base: &str,
@@ -438,16 +464,10 @@ async fn sync_pool(
     let pool_json = serde_json::to_value(pool)?;
     let name = pool.name_any();
     let faults = Faults::of(pool);
-    let node_selector = &pool_json["spec"]["nodeSelector"];
-    let machines: Vec<NodeView> = nodes
-        .iter()
-        .filter(|n| n.labels().contains_key(MACHINE_LABEL) && selects(node_selector, n.labels()))
-        .map(|n| NodeView::of(n))
-        .collect();
     if faults.render.is_some() {
         // The render controller fails: the pool keeps the target it has.
         if !machines.is_empty() {
-            return roll_nodes(&pool_json, &machines, faults.render.as_deref(), apis).await;
+            return roll_nodes(&pool_json, machines, faults.render.as_deref(), apis).await;
         }
         let configuration = pool_json["spec"]["configuration"].clone();
         let target = configuration["name"].as_str().unwrap_or_default();
@@ -480,7 +500,7 @@ async fn sync_pool(
         return Ok(()); // the next pass rolls against the stored target
     }
     if !machines.is_empty() {
-        return roll_nodes(&pool_json, &machines, None, apis).await;
+        return roll_nodes(&pool_json, machines, None, apis).await;
     }
     roll_machines(
         pool,
