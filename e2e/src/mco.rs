@@ -37,7 +37,6 @@ use std::time::Duration;
 use anyhow::Result;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -386,30 +385,20 @@ async fn step(
     };
     let pools = caches.pools.state();
     // Each machine belongs to one pool, as the MCO (and Strata) assign it.
-    let selectors: Vec<(String, Option<LabelSelector>)> = pools
-        .iter()
-        .map(|p| {
-            let selector = serde_json::from_value(p.data["spec"]["nodeSelector"].clone()).ok();
-            (p.name_any(), selector)
-        })
-        .collect();
-    let pool_of = |node: &Node| {
-        let pools = selectors.iter().map(|(n, s)| (n.as_str(), s.as_ref()));
-        mco::primary_pool(node.labels(), pools).map(str::to_string)
-    };
-    let machines: Vec<(Option<String>, NodeView)> = nodes
+    let selectors = mco::PoolSelectors::of(pools.iter().map(|p| p.as_ref()));
+    let machines: Vec<(Option<&str>, NodeView)> = nodes
         .iter()
         .filter(|n| n.labels().contains_key(MACHINE_LABEL))
-        .map(|n| (pool_of(n), NodeView::of(n)))
+        .map(|n| (selectors.pool_of(n.labels()), NodeView::of(n)))
         .collect();
-    for pool in pools {
-        let name = Some(pool.name_any());
+    for pool in &pools {
+        let name = pool.name_any();
         let members: Vec<NodeView> = machines
             .iter()
-            .filter(|(of, _)| *of == name)
+            .filter(|(of, _)| *of == Some(name.as_str()))
             .map(|(_, view)| view.clone())
             .collect();
-        sync_pool(&pool, &configs, &members, &apis, ssa, release_base).await?;
+        sync_pool(pool, &configs, &members, &apis, ssa, release_base).await?;
     }
     Ok(())
 }

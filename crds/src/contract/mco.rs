@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use kube::core::{Selector, SelectorExt};
+use kube::core::{DynamicObject, Selector, SelectorExt};
 use serde::Deserialize;
 
 use super::{ApiResource, GroupVersionKind};
@@ -301,6 +301,30 @@ pub fn primary_pool<'p>(
     }
 }
 
+/// The pools' node selectors (MachineConfigPools as the API serves them; a `spec.nodeSelector`
+/// that does not read as a selector selects nothing), read once for many nodes.
+pub struct PoolSelectors(Vec<(String, Option<LabelSelector>)>);
+
+impl PoolSelectors {
+    pub fn of<'p>(pools: impl IntoIterator<Item = &'p DynamicObject>) -> Self {
+        Self(
+            pools
+                .into_iter()
+                .map(|p| {
+                    let selector =
+                        serde_json::from_value(p.data["spec"]["nodeSelector"].clone()).ok();
+                    (p.metadata.name.clone().unwrap_or_default(), selector)
+                })
+                .collect(),
+        )
+    }
+
+    /// The pool a node with `labels` belongs to ([`primary_pool`]).
+    pub fn pool_of(&self, labels: &BTreeMap<String, String>) -> Option<&str> {
+        primary_pool(labels, self.0.iter().map(|(n, s)| (n.as_str(), s.as_ref())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +375,35 @@ mod tests {
         let everything = LabelSelector::default();
         assert!(selects(Some(&everything), &labels(&[])));
         assert!(!selects(None, &labels(&["worker"])));
+    }
+
+    #[test]
+    fn pools_as_served_are_read_for_their_node_selectors() {
+        let pool = |name: &str, spec: serde_json::Value| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
+                "metadata": {"name": name}, "spec": spec}))
+            .unwrap()
+        };
+        let pools = [
+            pool(
+                "worker",
+                serde_json::json!({"nodeSelector": {"matchLabels": {"node-role.kubernetes.io/worker": ""}}}),
+            ),
+            pool(
+                "infra",
+                serde_json::json!({"nodeSelector": {"matchLabels": {"node-role.kubernetes.io/infra": ""}}}),
+            ),
+            pool("odd", serde_json::json!({"nodeSelector": "not a selector"})),
+        ];
+        let labels: BTreeMap<String, String> = [
+            ("node-role.kubernetes.io/worker".to_string(), String::new()),
+            ("node-role.kubernetes.io/infra".to_string(), String::new()),
+        ]
+        .into();
+        let selectors = PoolSelectors::of(&pools);
+        assert_eq!(selectors.pool_of(&labels), Some("infra"));
+        assert_eq!(selectors.pool_of(&BTreeMap::new()), None);
     }
 
     #[test]

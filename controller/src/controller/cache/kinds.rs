@@ -4,7 +4,6 @@
 //! matter and which MachineOSConfigs they reconcile.
 
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{Api, DynamicObject};
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::watcher;
@@ -135,20 +134,9 @@ pub async fn nodes(
 /// The pool `node` belongs to among the cached pools, as the MCO assigns it
 /// (`mco::primary_pool`).
 pub fn pool_of(node: &Node, pools: &Store<DynamicObject>) -> Option<String> {
-    let selectors: Vec<(String, Option<LabelSelector>)> = pools
-        .state()
-        .iter()
-        .map(|p| (p.name_any(), node_selector(p)))
-        .collect();
-    let pools = selectors
-        .iter()
-        .map(|(name, s)| (name.as_str(), s.as_ref()));
-    mco::primary_pool(node.labels(), pools).map(str::to_string)
-}
-
-/// A cached pool's `spec.nodeSelector`, when it reads as a label selector.
-fn node_selector(pool: &DynamicObject) -> Option<LabelSelector> {
-    serde_json::from_value(pool.data["spec"]["nodeSelector"].clone()).ok()
+    let pools = pools.state();
+    let selectors = mco::PoolSelectors::of(pools.iter().map(|p| p.as_ref()));
+    selectors.pool_of(node.labels()).map(str::to_string)
 }
 
 /// MachineConfigs: ours changed by someone else, or gone.

@@ -19,7 +19,6 @@ use super::plan::{
     AuthProblem, AuthReason, BaseUnknown, BuildAuth, JobObservation, Observed, job_observation,
 };
 use crate::controller::Context;
-use crate::controller::cache::kinds::pool_of;
 use crate::controller::environment::Environment;
 use crate::controller::names::{self, fit_63};
 use crate::controller::registry_client::{Transport, Unresolved};
@@ -149,12 +148,14 @@ fn machine_config(ctx: &Context, name: Option<&str>) -> Option<mco::MachineConfi
 
 /// The Nodes that belong to `pool_name` (as the MCO assigns them), by name.
 fn machines_of(ctx: &Context, pool_name: &str) -> Vec<mco::NodeView> {
+    let pools = ctx.stores.pools.state();
+    let selectors = mco::PoolSelectors::of(pools.iter().map(|p| p.as_ref()));
     let mut machines: Vec<mco::NodeView> = ctx
         .stores
         .nodes
         .state()
         .iter()
-        .filter(|node| pool_of(node, &ctx.stores.pools).as_deref() == Some(pool_name))
+        .filter(|node| selectors.pool_of(node.labels()) == Some(pool_name))
         .map(|node| mco::NodeView::of(node))
         .collect();
     machines.sort_by(|a, b| a.name.cmp(&b.name));
