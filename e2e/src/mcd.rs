@@ -12,9 +12,10 @@
 //!   the cluster's pull secret to `/var/lib/kubelet/config.json` and its insecure registries to
 //!   `/etc/containers/registries.conf.d` (where the MCO renders them), a new `osImageURL` deployed
 //!   (`updateLayeredOS`: `rpm-ostree rebase ostree-unverified-registry:…`; here skopeo's image
-//!   proxy and ostree, `e2e/machines/rebase.sh`), reboot. After the boot, the booted deployment's image is checked against the config's
-//!   `osImageURL` (`validateOnDiskState`): the same → `currentConfig` = desired, state `Done`,
-//!   uncordon; not the same → state `Degraded` with the reason. A config whose image the machine
+//!   proxy and ostree, `e2e/machines/rebase.sh`), reboot. After the boot, the booted
+//!   deployment's image is checked against the config's `osImageURL` (`validateOnDiskState`):
+//!   the same → `currentConfig` = desired, state `Done`, uncordon; not the same → state
+//!   `Degraded` with the reason. A config whose image the machine
 //!   already runs completes without a reboot.
 //! - The booted image is read from ostree (the booted deployment's commit metadata
 //!   `strata.dev/image-digest`, written by `strata disk-image` and by `rebase.sh`) and shown in the
@@ -118,7 +119,7 @@ pub fn next_step(node: &NodeView, booted: &Booted, image: &str, memory: &Memory)
     if node.desired.is_empty() {
         return Step::Idle;
     }
-    if node.current == node.desired && node.state == STATE_DONE {
+    if node.done() {
         return if booted.runs(image) {
             Step::Idle
         } else {
@@ -314,7 +315,7 @@ async fn tend_once(daemon: &Daemon, machine: &Machine, memory: &mut Memory) -> R
         return Ok(()); // not registered yet
     };
     let view = NodeView::of(&node);
-    let done = view.current == view.desired && view.state == STATE_DONE;
+    let done = view.done();
     if view.desired.is_empty() || (done && memory.validated.as_ref() == Some(&view.desired)) {
         return Ok(());
     }

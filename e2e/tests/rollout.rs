@@ -4,9 +4,9 @@
 //! is built and pinned; the MCO stand-in tells the machines the new rendered config within the
 //! pool's `maxUnavailable` (2 here: both at once), and the machine-config-daemon stand-in
 //! (`strata_e2e::mcd`) has each machine pull the image by digest with the cluster's pull secret,
-//! deploy it with ostree beside the booted deployment and reboot into it. Checked from outside (each Node's annotations, the pool's
-//! counts and `status.configuration`, which moves only when both machines run it) and inside each
-//! machine over ssh: the booted ostree deployment's image digest is the pinned one, the previous
+//! deploy it with ostree beside the booted deployment and reboot into it. Checked from outside
+//! (each Node's annotations, the pool's counts and `status.configuration`, which moves only when
+//! both machines run it) and inside each machine over ssh: the booted ostree deployment's image digest is the pinned one, the previous
 //! deployment stays as the rollback, the fragment's packages are installed and its unit is active.
 //! Meanwhile the MachineOSConfig's `PoolUpdated` says how many machines run the image and names
 //! each machine while it reboots (`PoolUpdating`), then `PoolUpdated` once all do; the controller's
@@ -34,7 +34,7 @@ use strata_e2e::deployed::{
 };
 use strata_e2e::machines::{self, Machine};
 use strata_e2e::mcd::BOOTED_IMAGE_ANNOTATION;
-use strata_e2e::mco_nodes::{CURRENT_CONFIG, DESIRED_CONFIG, STATE};
+use strata_e2e::mco_nodes::{CURRENT_CONFIG, DESIRED_CONFIG, NodeView, STATE, STATE_WORKING};
 use strata_e2e::util::{install_strata_crds, wait_for};
 use strata_e2e::{Cluster, needs};
 
@@ -141,36 +141,26 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
 /// minute). The machine comes back on its old deployment and its daemon updates it again; the
 /// roll the caller waits for then ends as for the others.
 async fn reset_mid_update(cluster: &Cluster, nodes: &Api<Node>, machine: &Machine) -> Result<()> {
-    let state = |node: &Node| node.annotations().get(STATE).cloned().unwrap_or_default();
+    let view = || async { Ok::<_, anyhow::Error>(NodeView::of(&nodes.get(&machine.name).await?)) };
     wait_for(
         &format!("{} to start its update", machine.name),
         Duration::from_secs(300),
-        || async { Ok((state(&nodes.get(&machine.name).await?) == "Working").then_some(())) },
+        || async { Ok((view().await?.state == STATE_WORKING).then_some(())) },
     )
     .await?;
     tokio::time::sleep(INTERRUPT_AFTER).await;
-    let node = nodes.get(&machine.name).await?;
+    let now = view().await?;
     ensure!(
-        state(&node) == "Working",
-        "{} is no longer updating after {INTERRUPT_AFTER:?}: {:?}",
-        machine.name,
-        node.annotations()
+        now.state == STATE_WORKING,
+        "{} is no longer updating after {INTERRUPT_AFTER:?}: {now:?}",
+        machine.name
     );
     machine.reset(cluster)?;
     eprintln!("{POOL}: {} reset in the middle of its update", machine.name);
     wait_for(
         &format!("{}'s Node not Ready after the reset", machine.name),
         Duration::from_secs(120),
-        || async {
-            let node = nodes.get(&machine.name).await?;
-            let ready = node
-                .status
-                .and_then(|s| s.conditions)
-                .into_iter()
-                .flatten()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            Ok((!ready).then_some(()))
-        },
+        || async { Ok((!view().await?.ready).then_some(())) },
     )
     .await
 }
@@ -390,12 +380,19 @@ async fn check_strata_followed_the_roll(
             && s.contains(&format!(" of {count} machines run "))),
         "Strata never said how far the roll got; it said: {seen:#?}"
     );
-    // By name: each machine reboots for minutes, so Strata said so while it did.
+    // By name: each machine reboots for minutes, so Strata said so while it did ("worker-1 is
+    // rebooting", "worker-0 and worker-1 are rebooting", one part of the message).
+    let rebooting = |said: &str, name: &str| {
+        said.split("; ").any(|part| {
+            let names = part
+                .strip_suffix(" is rebooting")
+                .or_else(|| part.strip_suffix(" are rebooting"));
+            names.is_some_and(|n| n.split([',', ' ']).any(|word| word == name))
+        })
+    };
     for m in machines {
         ensure!(
-            seen.iter()
-                .any(|s| s.contains(&format!("{} is rebooting", m.name))
-                    || (s.contains(&m.name) && s.contains("are rebooting"))),
+            seen.iter().any(|s| rebooting(s, &m.name)),
             "Strata never said {} was rebooting; it said: {seen:#?}",
             m.name
         );
