@@ -285,13 +285,16 @@ log "OpenShift stand-ins applied; base image $STRATA_OS_BASE_IMAGE"
 # e2e tests name there instead. Builder pods reach the repository on the node's address.
 log "the CoreOS-like OS image (cold: mmdebstrap and 48 layers, several minutes; warm: seconds)…"
 STRATA_OS_IMAGE=$("$HERE/build-os-image.sh" --push "$NODE_IP:$RP/strata-test/os-coreos:latest" | tail -1)
+OS_LAYOUT=$("$HERE/build-os-image.sh" 2>/dev/null | tail -1)
+# Its next release (five layers changed, e2e/scripts/os-image-next.sh): release-upgrade tests.
+STRATA_OS_IMAGE_NEXT=$("$HERE/os-image-next.sh" "$OS_LAYOUT" --push "$NODE_IP:$RP/strata-test/os-coreos:next" | tail -1)
 STRATA_PACKAGE_REPO=$("$HERE/package-repo.sh" start --port "$PRP" --dir "$D/package-repo" --bind "$NODE_IP" | tail -1)
-log "OS image $STRATA_OS_IMAGE; package repository $STRATA_PACKAGE_REPO"
+log "OS image $STRATA_OS_IMAGE (next release $STRATA_OS_IMAGE_NEXT); package repository $STRATA_PACKAGE_REPO"
 # --- the pool's machines: VMs booted from Strata's disk image of that base (e2e/scripts/machines.sh),
 #     on a bridge of their own; they boot in the background (minutes under software emulation)
 MACHINES="${STRATA_MACHINES:-2}"
 if ((MACHINES > 0)); then
-  MACHINE_DISK=$("$HERE/machines.sh" disk "$("$HERE/build-os-image.sh" 2>/dev/null | tail -1)")
+  MACHINE_DISK=$("$HERE/machines.sh" disk "$OS_LAYOUT")
   "$HERE/machines.sh" up --dir "$D" --disk "$MACHINE_DISK" --count "$MACHINES"
   # The machine-config-daemon, stood in for (e2e/src/mcd.rs): registers each machine's Node once it
   # answers, and deploys and reboots into the image its desired config names.
@@ -309,6 +312,7 @@ export STRATA_REGISTRY=$NODE_IP:$RP
 export STRATA_OS_BASE_IMAGE=$STRATA_OS_BASE_IMAGE
 export STRATA_OS_BASE_IMAGE_NEXT=$STRATA_OS_BASE_IMAGE_NEXT
 export STRATA_OS_IMAGE=$STRATA_OS_IMAGE
+export STRATA_OS_IMAGE_NEXT=$STRATA_OS_IMAGE_NEXT
 export STRATA_PACKAGE_REPO=$STRATA_PACKAGE_REPO
 export STRATA_BUILDER_IMAGE=${STRATA_BUILDER_IMAGE:-}
 export STRATA_E2E_NODE_IP=$NODE_IP

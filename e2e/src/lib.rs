@@ -15,6 +15,7 @@ pub mod cache_claim;
 pub mod console;
 pub mod deployed;
 pub mod first_boot;
+pub mod machine_roll;
 pub mod machines;
 pub mod mcd;
 pub mod mco;
@@ -48,6 +49,8 @@ pub struct Cluster {
     pub os_base_image_next: String,
     /// The CoreOS-like OS image (`build-os-image.sh`: ~1.3 GiB, 48 layers), digest-pinned.
     pub os_image: String,
+    /// Its "next release" (`os-image-next.sh`: five of the 48 layers changed), digest-pinned.
+    pub os_image_next: String,
     /// `http://<node IP>:<port>/` of the signed apt repository fragments install from.
     pub package_repo: String,
     /// The builder image (buildah + strata), digest-pinned, when the strata binary was available.
@@ -280,6 +283,7 @@ impl Cluster {
             os_base_image: get("STRATA_OS_BASE_IMAGE")?,
             os_base_image_next: get("STRATA_OS_BASE_IMAGE_NEXT")?,
             os_image: get("STRATA_OS_IMAGE")?,
+            os_image_next: get("STRATA_OS_IMAGE_NEXT")?,
             package_repo: get("STRATA_PACKAGE_REPO")?,
             builder_image: env
                 .get("STRATA_BUILDER_IMAGE")
