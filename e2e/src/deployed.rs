@@ -524,6 +524,14 @@ where
 
 /// The layer digests of `image` (`host:port/repo@sha256:…`) in the local plain-HTTP registry.
 pub fn plain_registry_layers(image: &str) -> Result<Vec<String>> {
+    Ok(plain_registry_layer_sizes(image)?
+        .into_iter()
+        .map(|(digest, _)| digest)
+        .collect())
+}
+
+/// The layers of `image` in the local plain-HTTP registry: digest and compressed size, in order.
+pub fn plain_registry_layer_sizes(image: &str) -> Result<Vec<(String, u64)>> {
     let (name, digest) = image.split_once('@').context("not pinned by digest")?;
     let (host, repo) = name.split_once('/').context("no registry host")?;
     let url = format!("http://{host}/v2/{repo}/manifests/{digest}");
@@ -537,12 +545,16 @@ pub fn plain_registry_layers(image: &str) -> Result<Vec<String>> {
         .output()?;
     ensure!(out.status.success(), "GET {url} failed");
     let manifest: Value = serde_json::from_slice(&out.stdout)?;
-    Ok(manifest["layers"]
+    manifest["layers"]
         .as_array()
         .context("no layers")?
         .iter()
-        .filter_map(|l| l["digest"].as_str().map(String::from))
-        .collect())
+        .map(|l| {
+            let digest = l["digest"].as_str().context("a layer without digest")?;
+            let size = l["size"].as_u64().context("a layer without size")?;
+            Ok((digest.to_string(), size))
+        })
+        .collect()
 }
 
 /// How the examples name their package repository.

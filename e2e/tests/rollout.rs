@@ -6,31 +6,42 @@
 //! (`strata_e2e::mcd`) has each machine pull the image by digest with the cluster's pull secret,
 //! deploy it with ostree beside the booted deployment and reboot into it. Checked from outside
 //! (each Node's annotations, the pool's counts and `status.configuration`, which moves only when
-//! both machines run it) and inside each machine over ssh: the booted ostree deployment's image digest is the pinned one, the previous
-//! deployment stays as the rollback, the fragment's packages are installed and its unit is active.
-//! Meanwhile the MachineOSConfig's `PoolUpdated` says how many machines run the image and names
-//! each machine while it reboots (`PoolUpdating`), then `PoolUpdated` once all do; the controller's
-//! `strata_pool_machines` then counts both machines updated.
+//! both machines run it) and inside each machine over ssh: the booted ostree deployment's image
+//! digest is the pinned one, the previous deployment stays as the rollback, the fragment's packages
+//! are installed and its unit is active. Meanwhile the MachineOSConfig's `PoolUpdated` says how
+//! many machines run the image and names each machine while it reboots (`PoolUpdating`), then
+//! `PoolUpdated` once all do; the controller's `strata_pool_machines` then counts both updated.
 //!
-//! One machine is reset in the middle of its update (QMP `system_reset`, as a power cut): it comes
-//! back on its old deployment, the daemon stand-in updates it again, and the roll ends as for the
-//! other; the daemon's log says it went down mid-update.
+//! One machine is reset in the middle of that first update (QMP `system_reset`, as a power cut):
+//! it comes back on its old deployment, the daemon stand-in updates it again, and the roll ends as
+//! for the other; the daemon's log says it went down mid-update.
+//!
+//! Then two more changes, each counted (`strata_e2e::machine_roll`): every machine is told one
+//! rendered config and powered on once (QEMU's supervisor sees each reboot) — a fragment edit (one
+//! more package: each machine fetches the new layer and little more), and a release upgrade to the
+//! next release of the base (`os-image-next.sh`: five of its 48 layers changed), during which
+//! Strata holds the pool until the rebuild is pinned so the machines roll once, not twice. What a
+//! machine fetches for the upgrade is measured, not bounded: its update builds on the longest
+//! first run of layers it has committed, so a base changed from its 7th layer on is fetched from
+//! there (23× the changed layers; docs/machines.md).
 //!
 //! The release base is cluster-wide: this test binary runs alone, and puts the base back when it
 //! ends; the machines leave the pool first, so nothing rolls them back.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::Api;
 use kube::{Client, ResourceExt};
-use serde_json::{Value, json};
-use strata_crds::MachineOSConfig;
-use strata_crds::contract::mco;
 use strata_e2e::deployed::{
-    apply_examples, current_build, delete_config, delete_pool, leader_metrics, metric, pinned_by,
-    pools, with_release_base,
+    apply_config, apply_examples, current_build, example_fragment, leader_metrics,
+    machine_os_config, metric, pinned_by, set_release_base, with_release_base,
+};
+use strata_e2e::machine_roll::{
+    EXAMPLES, FRAGMENT_EDIT, MachinePool, MachineRoll, RollWatch, Rolled, changed_layers,
+    pool_updated_condition,
 };
 use strata_e2e::machines::{self, Machine};
 use strata_e2e::mcd::BOOTED_IMAGE_ANNOTATION;
@@ -39,7 +50,6 @@ use strata_e2e::util::{install_strata_crds, wait_for};
 use strata_e2e::{Cluster, needs};
 
 const POOL: &str = "e2e-machines";
-const ROLE_LABEL: &str = "node-role.kubernetes.io/e2e-machines";
 /// The build on the 1.3 GiB base (its layers usually cached by earlier tests).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 /// Both machines (one vCPU each, software emulation): pull, commit, deploy, reboot.
@@ -48,10 +58,8 @@ const ROLL_TIMEOUT: Duration = Duration::from_secs(1800);
 const BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
 /// How long a machine's update runs before the test resets it (see `reset_mid_update`).
 const INTERRUPT_AFTER: Duration = Duration::from_secs(30);
-const EXAMPLES: [&str; 2] = [
-    "e2e/examples/package-install.yaml",
-    "e2e/examples/systemd-unit-from-package.yaml",
-];
+/// A machine fetches the manifest, the config and the new layers: a little over the layers.
+const MAX_FETCHED_OVER_CHANGED: f64 = 1.1;
 
 #[tokio::test]
 async fn machines_boot_the_pinned_image() -> Result<()> {
@@ -68,18 +76,21 @@ async fn machines_boot_the_pinned_image() -> Result<()> {
     for m in &machines {
         m.wait_for_console(&format!("{} login:", m.name), BOOT_TIMEOUT)?;
     }
+    let pool = MachinePool {
+        name: POOL,
+        machines: &machines,
+    };
     with_release_base(&client, &cluster.os_image, || async {
-        let result = check(cluster, &client, &machines).await;
+        let result = check(cluster, &client, &pool).await;
         // Out of the pool first: nothing then tells the machines to roll back.
-        let _ = label_machines(&client, &machines, false).await;
-        let _ = delete_config(&client, POOL).await;
-        delete_pool(&client, POOL).await;
+        pool.remove(&client).await;
         result
     })
     .await
 }
 
-async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Result<()> {
+async fn check(cluster: &Cluster, client: &Client, pool: &MachinePool<'_>) -> Result<()> {
+    let machines = pool.machines;
     let nodes: Api<Node> = Api::all(client.clone());
     for m in machines {
         wait_for(
@@ -89,17 +100,20 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
         )
         .await?;
     }
-    create_machine_pool(client).await?;
-    label_machines(client, machines, true).await?;
+    // Both machines at once: each update is minutes under emulation (one at a time,
+    // maxUnavailable 1, is the unit tests' in mco_nodes.rs).
+    pool.create(client, 2).await?;
     // The machines run the release base already: the pool's first config completes without a
     // reboot, once the daemon has checked what each booted.
-    let first_image = first_config_image(client).await?;
+    let first_image = pool.rendered_image(client).await?;
     ensure!(
         first_image == cluster.os_image,
         "the pool's first config names {first_image}, not the release base {} the machines booted",
         cluster.os_image
     );
-    let (first, _) = pool_updated(client, machines.len(), Duration::from_secs(300)).await?;
+    // Minutes when an earlier run left the machines on another image (they roll back to the
+    // base), a moment otherwise.
+    let (first, _) = pool.updated_past(client, "", ROLL_TIMEOUT).await?;
     let release = vec![cluster.os_image.clone(); machines.len()];
     wait_for(
         "the machines to report the release base as booted",
@@ -107,23 +121,87 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
         || async { Ok((booted_images(&nodes, machines).await? == release).then_some(())) },
     )
     .await?;
-    let boot_ids = ssh_all(cluster, machines, "cat /proc/sys/kernel/random/boot_id").await?;
 
+    let applied = first_roll(cluster, client, pool, &first).await?;
+
+    let mut fragment = String::new();
+    for file in EXAMPLES {
+        fragment.push_str(&example_fragment(file, &cluster.package_repo)?);
+    }
+    let edited_config = machine_os_config(
+        cluster,
+        POOL,
+        &format!("{POOL}-push"),
+        &(fragment + FRAGMENT_EDIT),
+    )?;
+    let edit = || apply_config(client, &edited_config);
+    let edited = roll_once(
+        cluster,
+        client,
+        pool,
+        ("a fragment edit", Some(MAX_FETCHED_OVER_CHANGED)),
+        &applied,
+        edit,
+    )
+    .await?;
+    check_inside(
+        cluster,
+        machines,
+        &edited.image,
+        &[("jq --version", "jq-"), ("htop --version", "htop ")],
+    )
+    .await?;
+
+    let upgrade = || set_release_base(client, &cluster.os_image_next);
+    let upgraded = roll_once(
+        cluster,
+        client,
+        pool,
+        ("a release upgrade", None),
+        &edited,
+        upgrade,
+    )
+    .await?;
+    check_inside(
+        cluster,
+        machines,
+        &upgraded.image,
+        &[
+            (
+                "grep ^IMAGE_VERSION= /usr/lib/os-release",
+                "IMAGE_VERSION=2",
+            ),
+            ("jq --version", "jq-"),
+            ("systemctl is-active sysstat.service", "active"),
+        ],
+    )
+    .await
+}
+
+/// Apply → build → pinned → both machines roll to it, one of them reset in the middle of its
+/// update; Strata follows the roll machine by machine.
+async fn first_roll(
+    cluster: &Cluster,
+    client: &Client,
+    pool: &MachinePool<'_>,
+    first: &str,
+) -> Result<Rolled> {
+    let machines = pool.machines;
+    let nodes: Api<Node> = Api::all(client.clone());
     apply_examples(cluster, client, POOL, &EXAMPLES).await?;
     let build = current_build(client, POOL, None).await?;
     let image = pinned_by(client, BUILD_TIMEOUT, POOL, &build).await?;
     eprintln!("{POOL}: pinned {image}; the machines roll");
-    let registry_log = cluster.dir.join("logs/registry.log");
-    let log_offset = std::fs::metadata(&registry_log).map_or(0, |m| m.len());
+    let watch = RollWatch::start(cluster, client, machines).await?;
     let start = Instant::now();
     let interrupted = &machines[machines.len() - 1];
     reset_mid_update(cluster, &nodes, interrupted).await?;
-    let (rolled, strata_said) =
-        pool_updated_past(client, machines.len(), &first, ROLL_TIMEOUT).await?;
+    let (rendered, strata_said) = pool.updated_past(client, first, ROLL_TIMEOUT).await?;
     eprintln!(
-        "{POOL}: every machine runs {rolled} after {:.0} s",
+        "{POOL}: every machine runs {rendered} after {:.0} s",
         start.elapsed().as_secs_f64()
     );
+    let rolls = watch.finish()?;
     check_strata_followed_the_roll(client, machines, &strata_said).await?;
     let daemon_log = std::fs::read_to_string(cluster.dir.join("logs/mcd.log"))?;
     let went_down = format!("{}: went down mid-update", interrupted.name);
@@ -131,9 +209,123 @@ async fn check(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Resu
         daemon_log.contains(&went_down),
         "the daemon stand-in's log does not say {went_down:?}"
     );
-    report_downloads(&registry_log, log_offset, machines)?;
-    check_nodes(&nodes, machines, &rolled, &image).await?;
-    check_inside(cluster, machines, &image, &boot_ids).await
+    let changed = changed_layers(&cluster.os_image, &image)?;
+    for roll in &rolls {
+        report(roll, changed);
+        // The reset is a power-on more, unless it came after the deployment was made and the
+        // machine booted into it at once; either way the machine was told the config once.
+        let power_ons = if roll.name == interrupted.name {
+            1..=2
+        } else {
+            1..=1
+        };
+        ensure!(
+            power_ons.contains(&roll.power_ons) && roll.configs == [rendered.as_str()],
+            "{}: powered on {} times (want {power_ons:?}), told {:?} (want only {rendered})",
+            roll.name,
+            roll.power_ons,
+            roll.configs
+        );
+        ensure!(
+            roll.fetched.bytes_sent >= changed.1,
+            "{} fetched {} B, less than the {} B of layers it lacked: the registry log does not \
+             attribute its requests",
+            roll.name,
+            roll.fetched.bytes_sent,
+            changed.1
+        );
+    }
+    check_nodes(&nodes, machines, &rendered, &image).await?;
+    check_inside(
+        cluster,
+        machines,
+        &image,
+        &[
+            ("htop --version | head -1", "htop "),
+            ("tree --version", "tree v"),
+            ("systemctl is-active sysstat.service", "active"),
+        ],
+    )
+    .await?;
+    Ok(Rolled {
+        build,
+        image,
+        rendered,
+    })
+}
+
+/// `change` makes Strata build the pool again; once the build is pinned the machines roll, and
+/// each is told one rendered config, powered on once, and fetches at least the layers it lacked
+/// and, with `max_fetched` (bytes fetched over the changed layers' bytes), no more than that.
+async fn roll_once<F, Fut>(
+    cluster: &Cluster,
+    client: &Client,
+    pool: &MachinePool<'_>,
+    (what, max_fetched): (&str, Option<f64>),
+    before: &Rolled,
+    change: F,
+) -> Result<Rolled>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<()>>,
+{
+    let nodes: Api<Node> = Api::all(client.clone());
+    let roll = pool
+        .roll(
+            cluster,
+            client,
+            before,
+            change,
+            (BUILD_TIMEOUT, ROLL_TIMEOUT),
+        )
+        .await?;
+    let Rolled {
+        image, rendered, ..
+    } = &roll.to;
+    eprintln!(
+        "{POOL}: {what}: pinned {image} after {:.0} s, every machine runs {rendered} after \
+         {:.0} s; {} layers changed, {:.1} MiB",
+        roll.pinned_after.as_secs_f64(),
+        roll.rolled_after.as_secs_f64(),
+        roll.changed.0,
+        roll.changed.1 as f64 / 1_048_576.0
+    );
+    for machine in &roll.machines {
+        let ratio = report(machine, roll.changed);
+        ensure!(
+            machine.power_ons == 1 && machine.configs == [rendered.as_str()],
+            "{what}: {} was powered on {} times and told {:?}; want once, and only {rendered}",
+            machine.name,
+            machine.power_ons,
+            machine.configs
+        );
+        // At least the layers it lacked: a positive control of the attribution by address.
+        let max = max_fetched.unwrap_or(f64::INFINITY);
+        ensure!(
+            (1.0..=max).contains(&ratio),
+            "{what}: {} fetched {ratio:.2}× the layers that changed (want 1–{max})",
+            machine.name
+        );
+    }
+    check_nodes(&nodes, pool.machines, rendered, image).await?;
+    Ok(roll.to)
+}
+
+/// Prints what `roll` fetched against the `changed` layers (count, bytes); returns the ratio.
+fn report(roll: &MachineRoll, changed: (usize, u64)) -> f64 {
+    let ratio = roll.fetched_over(changed.1);
+    eprintln!(
+        "{}: fetched {:.2} MiB ({}) = {ratio:.3}× the {} changed layers' {:.2} MiB; powered on \
+         {} times; told {:?}",
+        roll.name,
+        roll.fetched.bytes_sent as f64 / 1_048_576.0,
+        roll.fetched.describe(),
+        changed.0,
+        changed.1 as f64 / 1_048_576.0,
+        roll.power_ons,
+        roll.configs
+    );
+    ratio
 }
 
 /// Resets `machine` in the middle of its update, as a power cut would: once its Node is `Working`
@@ -163,208 +355,6 @@ async fn reset_mid_update(cluster: &Cluster, nodes: &Api<Node>, machine: &Machin
         || async { Ok((!view().await?.ready).then_some(())) },
     )
     .await
-}
-
-/// A custom pool of its own configs only, the nodes labelled with its role. OpenShift supports
-/// custom pools that also take the worker configs; such a pool would inherit a worker pool's pin
-/// (`make demo` leaves one on the cluster the tests reuse) and roll the machines to that image
-/// first (the last `osImageURL` by name wins, and Strata's names put the worker's first), so the
-/// test would start differently on a fresh cluster and on the demo's.
-async fn create_machine_pool(client: &Client) -> Result<()> {
-    let pool = json!({
-        "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
-        "metadata": {"name": POOL},
-        "spec": {
-            "machineConfigSelector": {"matchLabels": {"machineconfiguration.openshift.io/role": POOL}},
-            "nodeSelector": {"matchLabels": {ROLE_LABEL: ""}},
-            // Both machines at once: each update is minutes under emulation (one at a time,
-            // maxUnavailable 1, is the unit tests' in mco_nodes.rs).
-            "paused": false, "maxUnavailable": 2,
-        },
-    });
-    pools(client)
-        .patch(
-            POOL,
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&pool),
-        )
-        .await?;
-    Ok(())
-}
-
-/// The `osImageURL` of the pool's first rendered config, once the stand-in has rendered it.
-async fn first_config_image(client: &Client) -> Result<String> {
-    let configs: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config());
-    let rendered = wait_for(
-        "the pool's first rendered config",
-        Duration::from_secs(60),
-        || async {
-            let pool = pools(client).get(POOL).await?;
-            let name = pool.data["spec"]["configuration"]["name"].as_str();
-            Ok(name.filter(|n| !n.is_empty()).map(str::to_string))
-        },
-    )
-    .await?;
-    let config = configs.get(&rendered).await?;
-    Ok(config.data["spec"]["osImageURL"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string())
-}
-
-async fn label_machines(client: &Client, machines: &[Machine], on: bool) -> Result<()> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    for m in machines {
-        let value = if on { json!("") } else { Value::Null };
-        let patch = json!({"metadata": {"labels": {ROLE_LABEL: value}}});
-        nodes
-            .patch(&m.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
-    }
-    Ok(())
-}
-
-/// Waits until the pool reports all `machines` updated on a rendered config; returns its name and
-/// what Strata's PoolUpdated condition said meanwhile, in order.
-async fn pool_updated(
-    client: &Client,
-    machines: usize,
-    timeout: Duration,
-) -> Result<(String, Vec<String>)> {
-    pool_updated_past(client, machines, "", timeout).await
-}
-
-/// As `pool_updated`, on a rendered config other than `past`; says the counts as they change and
-/// fails at once when a machine is degraded.
-async fn pool_updated_past(
-    client: &Client,
-    machines: usize,
-    past: &str,
-    timeout: Duration,
-) -> Result<(String, Vec<String>)> {
-    let api = pools(client);
-    let start = Instant::now();
-    let mut said = String::new();
-    let mut strata_said: Vec<String> = Vec::new();
-    loop {
-        // What Strata says meanwhile (its PoolUpdated condition), as it changes.
-        let progress = pool_updated_condition(client).await?;
-        if strata_said.last() != Some(&progress) {
-            eprintln!(
-                "{POOL} at {:.0} s: Strata: {progress}",
-                start.elapsed().as_secs_f64()
-            );
-            strata_said.push(progress);
-        }
-        let pool = api.get(POOL).await?;
-        let status = &pool.data["status"];
-        let counts = format!(
-            "{} of {} machines updated, {} unavailable, {} degraded; configuration {}",
-            status["updatedMachineCount"],
-            status["machineCount"],
-            status["unavailableMachineCount"],
-            status["degradedMachineCount"],
-            status["configuration"]["name"]
-        );
-        if counts != said {
-            eprintln!("{POOL} at {:.0} s: {counts}", start.elapsed().as_secs_f64());
-            said = counts;
-        }
-        let condition = |ty: &str| {
-            status["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == ty && c["status"] == "True")
-                .cloned()
-        };
-        if let Some(degraded) = condition("NodeDegraded") {
-            anyhow::bail!("pool {POOL} is degraded: {}", degraded["message"]);
-        }
-        let name = status["configuration"]["name"].as_str().unwrap_or_default();
-        let done = condition("Updated").is_some()
-            && status["machineCount"].as_u64() == Some(machines as u64)
-            && status["updatedMachineCount"].as_u64() == Some(machines as u64)
-            && !name.is_empty()
-            && name != past
-            && pool.data["spec"]["configuration"]["name"].as_str() == Some(name);
-        if done {
-            return Ok((name.to_string(), strata_said));
-        }
-        ensure!(
-            start.elapsed() < timeout,
-            "pool {POOL} not updated after {timeout:?}: {said}"
-        );
-        tokio::time::sleep(Duration::from_secs(5)).await;
-    }
-}
-
-/// What each machine fetched from the registry during the roll (its access log, from `offset`):
-/// every fetch came from a machine's own address, and each machine fetched something.
-fn report_downloads(log: &std::path::Path, offset: u64, machines: &[Machine]) -> Result<()> {
-    let text = std::fs::read(log).with_context(|| log.display().to_string())?;
-    let start = usize::try_from(offset)
-        .unwrap_or(usize::MAX)
-        .min(text.len());
-    let text = String::from_utf8_lossy(&text[start..]);
-    for m in machines {
-        let (mut blobs, mut bytes) = (0u64, 0u64);
-        for line in text
-            .lines()
-            .filter(|l| l.starts_with(&format!("{} ", m.ip)))
-        {
-            // Combined log format: `… "GET /v2/<repo>/blobs/<digest> HTTP/1.1" 200 <bytes> …`.
-            let Some((request, rest)) = line
-                .split_once(" \"")
-                .and_then(|(_, r)| r.split_once("\" "))
-            else {
-                continue;
-            };
-            if request.starts_with("GET ") && request.contains("/blobs/") {
-                blobs += 1;
-                bytes += rest
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|b| b.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-        eprintln!(
-            "{}: fetched {blobs} blobs, {:.1} MiB, from {} during the roll",
-            m.name,
-            bytes as f64 / 1_048_576.0,
-            m.ip
-        );
-        ensure!(
-            blobs > 0,
-            "the registry saw no fetch from {} ({})",
-            m.name,
-            m.ip
-        );
-    }
-    Ok(())
-}
-
-/// The MachineOSConfig's PoolUpdated condition: `status reason: message`.
-async fn pool_updated_condition(client: &Client) -> Result<String> {
-    let configs: Api<MachineOSConfig> = Api::all(client.clone());
-    let Some(config) = configs.get_opt(POOL).await? else {
-        return Ok("no MachineOSConfig".into());
-    };
-    let status = serde_json::to_value(config.status)?;
-    let condition = status["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "PoolUpdated")
-        .cloned()
-        .unwrap_or_default();
-    Ok(format!(
-        "{} {}: {}",
-        condition["status"].as_str().unwrap_or("-"),
-        condition["reason"].as_str().unwrap_or("-"),
-        condition["message"].as_str().unwrap_or("-")
-    ))
 }
 
 /// While the machines rolled, Strata said how many ran the image (not "render pending" until the
@@ -398,7 +388,7 @@ async fn check_strata_followed_the_roll(
         );
     }
     wait_for("Strata's PoolUpdated", Duration::from_secs(120), || async {
-        Ok(pool_updated_condition(client)
+        Ok(pool_updated_condition(client, POOL)
             .await?
             .starts_with("True PoolUpdated:")
             .then_some(()))
@@ -462,56 +452,49 @@ async fn check_nodes(
     Ok(())
 }
 
-/// Inside each machine: rebooted, ostree's booted deployment is the pinned digest with the
-/// release base's beside it, the fragment's packages are there and its unit ran.
+/// Inside each machine: ostree's booted deployment is `image`'s digest with one deployment beside
+/// it (the rollback), and each of `checks` (a command, and the start of a line it must print)
+/// holds.
 async fn check_inside(
     cluster: &Cluster,
     machines: &[Machine],
     image: &str,
-    boot_ids_before: &[String],
+    checks: &[(&str, &str)],
 ) -> Result<()> {
     let digest = image.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
-    let script = "cat /proc/sys/kernel/random/boot_id; ostree admin status; \
-        c=$(ostree admin status | awk '$1 == \"*\" {print $3}'); \
-        ostree show --print-metadata-key=strata.dev/image-digest \"${c%.*}\"; \
-        htop --version | head -1; tree --version; systemctl is-active sysstat.service";
-    let answers = ssh_all(cluster, machines, script).await?;
-    for ((m, inside), before) in machines.iter().zip(&answers).zip(boot_ids_before) {
+    let mut script = String::from(
+        "ostree admin status; c=$(ostree admin status | awk '$1 == \"*\" {print $3}'); \
+         ostree show --print-metadata-key=strata.dev/image-digest \"${c%.*}\"",
+    );
+    for (i, (command, _)) in checks.iter().enumerate() {
+        script.push_str(&format!("; echo '## check {i}'; {command} 2>&1"));
+    }
+    for m in machines {
+        let inside = m.ssh(cluster, &script, Duration::from_secs(300))?;
         eprintln!("{}: inside:\n{inside}", m.name);
-        let boot_id = inside.lines().next().unwrap_or_default();
-        ensure!(boot_id != before.trim(), "{} did not reboot", m.name);
+        let mut parts = inside.split("## check ");
+        let status = parts.next().unwrap_or_default();
         ensure!(
-            inside.contains(&format!("'{digest}'")),
+            status.contains(&format!("'{digest}'")),
             "{}: the booted deployment is not {digest}:\n{inside}",
             m.name
         );
-        let deployments = inside
+        let deployments = status
             .lines()
             .filter(|l| l.trim_start_matches(['*', ' ']).starts_with("strata "))
             .count();
         ensure!(
             deployments == 2,
-            "{}: {deployments} deployments, not the new one and the rollback:\n{inside}",
+            "{}: {deployments} deployments, not the booted one and the rollback:\n{inside}",
             m.name
         );
-        ensure!(
-            inside.contains("htop ") && inside.contains("tree v"),
-            "{}: the fragment's packages are missing:\n{inside}",
-            m.name
-        );
-        ensure!(
-            inside.lines().last() == Some("active"),
-            "{}: sysstat.service is not active:\n{inside}",
-            m.name
-        );
+        for ((command, want), out) in checks.iter().zip(parts) {
+            ensure!(
+                out.lines().skip(1).any(|l| l.starts_with(want)),
+                "{}: `{command}` printed no line starting {want:?}:\n{inside}",
+                m.name
+            );
+        }
     }
     Ok(())
-}
-
-async fn ssh_all(cluster: &Cluster, machines: &[Machine], command: &str) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for m in machines {
-        out.push(m.ssh(cluster, command, Duration::from_secs(300))?);
-    }
-    Ok(out)
 }

@@ -1,0 +1,391 @@
+//! A pool of the local cluster's machines rolling to a new image, watched from outside: what each
+//! machine fetched from the registry (its own address in the access log), how often QEMU powered
+//! it on again (each guest reboot ends QEMU under `-no-reboot` and `machines.sh power-cycle` logs
+//! the next power-on), and which rendered configs its Node was told (`desiredConfig`, from a
+//! watch, so none is missed). Against that, what changed between the two images: the layers of
+//! the new one the old lacks. Shared by `tests/rollout.rs` and the bench's machines section.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use strata_crds::MachineOSConfig;
+use strata_crds::contract::mco;
+
+use crate::Cluster;
+use crate::deployed::{current_build, pinned_by, pools};
+use crate::machines::Machine;
+use crate::mco_nodes::DESIRED_CONFIG;
+use crate::measure::registry_log::{AccessLog, Counts};
+use crate::util::wait_for;
+
+/// The examples the machines' pool is built from (the package and systemd-unit ones).
+pub const EXAMPLES: [&str; 2] = [
+    "e2e/examples/package-install.yaml",
+    "e2e/examples/systemd-unit-from-package.yaml",
+];
+/// A fragment edit appended to them: one more package from the local repository, a layer of its
+/// own.
+pub const FRAGMENT_EDIT: &str = "RUN apt-get update && apt-get install -y --no-install-recommends \
+    jq && rm -rf /run/apt && jq --version\n";
+
+/// What QEMU's supervisor logs each time it powers a machine on again (`machines.sh`).
+const POWERED_ON_AGAIN: &str = "rebooted: powered on again";
+
+/// A custom pool of the cluster's machines, as an administrator makes one: a pool taking its own
+/// configs only, the machines moved into it by a node-role label.
+pub struct MachinePool<'a> {
+    pub name: &'a str,
+    pub machines: &'a [Machine],
+}
+
+impl MachinePool<'_> {
+    fn role_label(&self) -> String {
+        format!("node-role.kubernetes.io/{}", self.name)
+    }
+
+    /// The pool, rolling up to `max_unavailable` machines at once, and the machines in it. Its
+    /// own configs only: a pool that also took the worker configs would inherit a worker pin
+    /// (`make demo` leaves one) and roll to that image first.
+    pub async fn create(&self, client: &Client, max_unavailable: usize) -> Result<()> {
+        let pool = json!({
+            "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
+            "metadata": {"name": self.name},
+            "spec": {
+                "machineConfigSelector": {
+                    "matchLabels": {"machineconfiguration.openshift.io/role": self.name}
+                },
+                "nodeSelector": {"matchLabels": {self.role_label(): ""}},
+                "paused": false, "maxUnavailable": max_unavailable,
+            },
+        });
+        pools(client)
+            .patch(
+                self.name,
+                &PatchParams::apply("e2e").force(),
+                &Patch::Apply(&pool),
+            )
+            .await?;
+        self.label(client, true).await
+    }
+
+    /// Takes the machines out of the pool (nothing then rolls them back) and deletes it.
+    pub async fn remove(&self, client: &Client) {
+        let _ = self.label(client, false).await;
+        crate::deployed::delete_pool(client, self.name).await;
+    }
+
+    async fn label(&self, client: &Client, on: bool) -> Result<()> {
+        let nodes: Api<Node> = Api::all(client.clone());
+        for m in self.machines {
+            let value = if on { json!("") } else { Value::Null };
+            let patch = json!({"metadata": {"labels": {self.role_label(): value}}});
+            nodes
+                .patch(&m.name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The `osImageURL` of the pool's rendered config, once the MCO stand-in has rendered one.
+    pub async fn rendered_image(&self, client: &Client) -> Result<String> {
+        let configs: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config());
+        let rendered = wait_for(
+            "the pool's rendered config",
+            Duration::from_secs(60),
+            || async {
+                let pool = pools(client).get(self.name).await?;
+                let name = pool.data["spec"]["configuration"]["name"].as_str();
+                Ok(name.filter(|n| !n.is_empty()).map(str::to_string))
+            },
+        )
+        .await?;
+        let config = configs.get(&rendered).await?;
+        Ok(config.data["spec"]["osImageURL"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Waits until the pool reports every machine updated on a rendered config other than
+    /// `past` (any, when empty); says the counts as they change and fails at once when a
+    /// machine is degraded. Returns the config's name and what the MachineOSConfig of the same
+    /// name said in its PoolUpdated condition meanwhile, in order.
+    pub async fn updated_past(
+        &self,
+        client: &Client,
+        past: &str,
+        timeout: Duration,
+    ) -> Result<(String, Vec<String>)> {
+        let (api, pool_name, count) = (pools(client), self.name, self.machines.len() as u64);
+        let start = Instant::now();
+        let mut said = String::new();
+        let mut strata_said: Vec<String> = Vec::new();
+        loop {
+            let progress = pool_updated_condition(client, pool_name).await?;
+            if strata_said.last() != Some(&progress) {
+                let at = start.elapsed().as_secs_f64();
+                eprintln!("{pool_name} at {at:.0} s: Strata: {progress}");
+                strata_said.push(progress);
+            }
+            let pool = api.get(pool_name).await?;
+            let status = &pool.data["status"];
+            let counts = format!(
+                "{} of {} machines updated, {} unavailable, {} degraded; configuration {}",
+                status["updatedMachineCount"],
+                status["machineCount"],
+                status["unavailableMachineCount"],
+                status["degradedMachineCount"],
+                status["configuration"]["name"]
+            );
+            if counts != said {
+                let at = start.elapsed().as_secs_f64();
+                eprintln!("{pool_name} at {at:.0} s: {counts}");
+                said = counts;
+            }
+            let condition = |ty: &str| {
+                status["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|c| c["type"] == ty && c["status"] == "True")
+                    .cloned()
+            };
+            if let Some(degraded) = condition("NodeDegraded") {
+                bail!("pool {pool_name} is degraded: {}", degraded["message"]);
+            }
+            let name = status["configuration"]["name"].as_str().unwrap_or_default();
+            let done = condition("Updated").is_some()
+                && status["machineCount"].as_u64() == Some(count)
+                && status["updatedMachineCount"].as_u64() == Some(count)
+                && !name.is_empty()
+                && name != past
+                && pool.data["spec"]["configuration"]["name"].as_str() == Some(name);
+            if done {
+                return Ok((name.to_string(), strata_said));
+            }
+            ensure!(
+                start.elapsed() < timeout,
+                "pool {pool_name} not updated after {timeout:?}: {said}"
+            );
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// What a pool runs after a roll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rolled {
+    /// The MachineOSBuild that made the image (empty for the release base).
+    pub build: String,
+    pub image: String,
+    /// The rendered config every machine runs.
+    pub rendered: String,
+}
+
+/// One roll, as seen from outside.
+#[derive(Debug, Clone)]
+pub struct Roll {
+    pub to: Rolled,
+    /// From the change to the image pinned, and to every machine running it.
+    pub pinned_after: Duration,
+    pub rolled_after: Duration,
+    /// The layers of the new image the old one lacks: how many, and their compressed bytes.
+    pub changed: (usize, u64),
+    pub machines: Vec<MachineRoll>,
+}
+
+impl MachinePool<'_> {
+    /// `change` makes Strata build the pool's MachineOSConfig (named as the pool) again: waits
+    /// until the new build is pinned and every machine runs it, watching the machines meanwhile.
+    pub async fn roll<F, Fut>(
+        &self,
+        cluster: &Cluster,
+        client: &Client,
+        before: &Rolled,
+        change: F,
+        timeouts: (Duration, Duration),
+    ) -> Result<Roll>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let (build_timeout, roll_timeout) = timeouts;
+        let watch = RollWatch::start(cluster, client, self.machines).await?;
+        let start = Instant::now();
+        change().await?;
+        let build = current_build(client, self.name, Some(&before.build)).await?;
+        let image = pinned_by(client, build_timeout, self.name, &build).await?;
+        let pinned_after = start.elapsed();
+        let (rendered, _) = self
+            .updated_past(client, &before.rendered, roll_timeout)
+            .await?;
+        let rolled_after = start.elapsed();
+        let machines = watch.finish()?;
+        Ok(Roll {
+            changed: changed_layers(&before.image, &image)?,
+            to: Rolled {
+                build,
+                image,
+                rendered,
+            },
+            pinned_after,
+            rolled_after,
+            machines,
+        })
+    }
+}
+
+/// The MachineOSConfig `name`'s PoolUpdated condition: `status reason: message`.
+pub async fn pool_updated_condition(client: &Client, name: &str) -> Result<String> {
+    let configs: Api<MachineOSConfig> = Api::all(client.clone());
+    let Some(config) = configs.get_opt(name).await? else {
+        return Ok("no MachineOSConfig".into());
+    };
+    let status = serde_json::to_value(config.status)?;
+    let condition = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "PoolUpdated")
+        .cloned()
+        .unwrap_or_default();
+    Ok(format!(
+        "{} {}: {}",
+        condition["status"].as_str().unwrap_or("-"),
+        condition["reason"].as_str().unwrap_or("-"),
+        condition["message"].as_str().unwrap_or("-")
+    ))
+}
+
+/// What one machine did during a roll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineRoll {
+    pub name: String,
+    /// Requests it made to the registry, by kind, and the bytes the registry sent it.
+    pub fetched: Counts,
+    /// Times QEMU powered it on again (its reboots, and resets).
+    pub power_ons: usize,
+    /// The rendered configs its Node was told, in order (the one it had before not counted).
+    pub configs: Vec<String>,
+}
+
+impl MachineRoll {
+    /// What it fetched over `changed` bytes (the layers it lacked).
+    pub fn fetched_over(&self, changed: u64) -> f64 {
+        self.fetched.bytes_sent as f64 / changed.max(1) as f64
+    }
+}
+
+/// Watches the machines from `start` until `finish`.
+pub struct RollWatch {
+    machines: Vec<Machine>,
+    log: AccessLog,
+    power_ons: Vec<usize>,
+    cluster_dir: std::path::PathBuf,
+    configs: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RollWatch {
+    pub async fn start(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Result<Self> {
+        let power_ons = machines
+            .iter()
+            .map(|m| power_ons(&cluster.dir, m))
+            .collect::<Result<Vec<_>>>()?;
+        let nodes: Api<Node> = Api::all(client.clone());
+        let names: HashSet<String> = machines.iter().map(|m| m.name.clone()).collect();
+        // Each Node's desiredConfig as first seen, then every change.
+        let seen: Arc<Mutex<BTreeMap<String, Vec<String>>>> = Arc::default();
+        let configs = seen.clone();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            let mut events = watcher(nodes, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = ready.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node))
+                        if names.contains(&node.name_any()) =>
+                    {
+                        let desired = node.annotations().get(DESIRED_CONFIG).cloned();
+                        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                        let list = seen.entry(node.name_any()).or_default();
+                        if let Some(d) = desired.filter(|d| list.last() != Some(d)) {
+                            list.push(d);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(60), ready_rx)
+            .await
+            .context("the Node watch did not list the nodes in 60 s")??;
+        Ok(Self {
+            machines: machines.to_vec(),
+            log: AccessLog::of(cluster),
+            power_ons,
+            cluster_dir: cluster.dir.clone(),
+            configs,
+            task,
+        })
+    }
+
+    /// What each machine did since `start`.
+    pub fn finish(mut self) -> Result<Vec<MachineRoll>> {
+        self.task.abort();
+        let requests = self.log.read_new()?;
+        let seen = self.configs.lock().unwrap_or_else(|e| e.into_inner());
+        self.machines
+            .iter()
+            .zip(&self.power_ons)
+            .map(|(m, before)| {
+                Ok(MachineRoll {
+                    name: m.name.clone(),
+                    fetched: Counts::of(requests.iter().filter(|r| r.client == m.ip)),
+                    power_ons: power_ons(&self.cluster_dir, m)? - before,
+                    configs: seen
+                        .get(&m.name)
+                        .map(|l| l.iter().skip(1).cloned().collect())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// Power-ons after the first, from the machine's supervisor log.
+fn power_ons(cluster_dir: &std::path::Path, machine: &Machine) -> Result<usize> {
+    let path = cluster_dir.join(format!("logs/machine-{}.log", machine.name));
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    Ok(text.matches(POWERED_ON_AGAIN).count())
+}
+
+/// The layers of `new` that `old` lacks (both `host:port/repo@sha256:…` in the plain-HTTP
+/// registry): their count and compressed bytes.
+pub fn changed_layers(old: &str, new: &str) -> Result<(usize, u64)> {
+    let old: HashSet<String> = crate::deployed::plain_registry_layer_sizes(old)?
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect();
+    let changed: Vec<u64> = crate::deployed::plain_registry_layer_sizes(new)?
+        .into_iter()
+        .filter(|(d, _)| !old.contains(d))
+        .map(|(_, s)| s)
+        .collect();
+    Ok((changed.len(), changed.iter().sum()))
+}
