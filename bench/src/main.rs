@@ -66,6 +66,8 @@ enum Section {
     Scale,
     /// A first-boot disk image of the base and its boot check (strata disk-image, boot-check).
     Boot,
+    /// The local pool's machines roll: apply, a fragment edit, a release upgrade.
+    Machines,
 }
 
 #[derive(clap::Args)]
@@ -162,6 +164,7 @@ async fn bench(cli: Cli) -> Result<()> {
         Section::Claim,
         Section::Scale,
         Section::Boot,
+        Section::Machines,
     ] {
         if !args.skip.contains(&section) {
             run_section(&bench, section, &mut state, &mut report).await?;
@@ -201,6 +204,7 @@ async fn run_section(
         Section::Claim => bench.claim(state, report).await,
         Section::Scale => bench.scale(state, report).await,
         Section::Boot => bench.boot(state, report).await,
+        Section::Machines => bench.machines(state, report).await,
     };
     if let Err(err) = &result {
         eprintln!("bench: section {section:?} failed: {err:#}");

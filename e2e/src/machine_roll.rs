@@ -378,14 +378,55 @@ fn power_ons(cluster_dir: &std::path::Path, machine: &Machine) -> Result<usize> 
 /// The layers of `new` that `old` lacks (both `host:port/repo@sha256:…` in the plain-HTTP
 /// registry): their count and compressed bytes.
 pub fn changed_layers(old: &str, new: &str) -> Result<(usize, u64)> {
-    let old: HashSet<String> = crate::deployed::plain_registry_layer_sizes(old)?
-        .into_iter()
-        .map(|(d, _)| d)
-        .collect();
-    let changed: Vec<u64> = crate::deployed::plain_registry_layer_sizes(new)?
-        .into_iter()
-        .filter(|(d, _)| !old.contains(d))
-        .map(|(_, s)| s)
-        .collect();
-    Ok((changed.len(), changed.iter().sum()))
+    Ok(new_layers(
+        &crate::deployed::plain_registry_layer_sizes(old)?,
+        &crate::deployed::plain_registry_layer_sizes(new)?,
+    ))
+}
+
+/// Of `new`'s layers (digest, size), those not in `old`: how many, and their bytes. A layer that
+/// moved keeps its digest and is not new (a machine has it).
+fn new_layers(old: &[(String, u64)], new: &[(String, u64)]) -> (usize, u64) {
+    let old: HashSet<&str> = old.iter().map(|(d, _)| d.as_str()).collect();
+    new.iter()
+        .filter(|(d, _)| !old.contains(d.as_str()))
+        .fold((0, 0), |(n, bytes), (_, size)| (n + 1, bytes + size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layers(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+        list.iter().map(|(d, s)| (d.to_string(), *s)).collect()
+    }
+
+    #[test]
+    fn new_layers_are_those_the_old_image_lacks() {
+        let old = layers(&[("a", 10), ("b", 20), ("c", 30)]);
+        // b changed, d added, a and c shared (c moved).
+        let new = layers(&[("a", 10), ("c", 30), ("b2", 21), ("d", 5)]);
+        assert_eq!(new_layers(&old, &new), (2, 26));
+        assert_eq!(new_layers(&old, &old), (0, 0));
+        assert_eq!(new_layers(&[], &new), (4, 66));
+    }
+
+    #[test]
+    fn power_ons_count_the_supervisor_lines() -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("strata-roll-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("logs"))?;
+        let machine = Machine {
+            name: "worker-9".into(),
+            mac: String::new(),
+            ip: String::new(),
+            console: dir.join("logs/machine-worker-9.console"),
+        };
+        let log = "qemu: started\nmachines: worker-9 rebooted: powered on again (12:00:01)\n\
+                   machines: worker-9 rebooted: powered on again (12:04:09)\n";
+        std::fs::write(dir.join("logs/machine-worker-9.log"), log)?;
+        let counted = power_ons(&dir, &machine);
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(counted?, 2);
+        Ok(())
+    }
 }

@@ -1,10 +1,11 @@
-//! The bench's sections (builds, the MCO's way, the cache claim, scale, boot): each sets up the
+//! The bench's sections (builds, the MCO's way, the cache claim, scale, boot, machines): each sets up the
 //! cluster, measures through build.rs, mco_way.rs and scale/, keeps what it found in [`State`]
 //! and adds its figures to the report (report/).
 
 mod boot;
 mod builds;
 mod claim;
+mod machines;
 mod mco;
 mod scale;
 
