@@ -49,8 +49,10 @@ machine_disk() {
   # by UUID (seen: a machine in emergency mode, "Timed out waiting for device"): devices get 15 min.
   local etc="$ROOT/e2e/machines/etc" files=(--root-size-mib 8192 --karg systemd.default_device_timeout_sec=900) f
   while IFS= read -r f; do files+=(--etc-file "${f#"$etc"/}=$f"); done < <(find "$etc" -type f | sort)
-  key=$( (cat "$layout/index.json" "$ROOT"/controller/src/boot/disk/*; printf '%s\n' "${files[@]}"; find "$etc" -type f | sort | xargs cat) |
-    sha256sum | cut -c1-16)
+  # The files by their place in the repository, not on this machine: two checkouts (CI's clone and
+  # a working tree) share the disk instead of remaking it for each other.
+  key=$( (cat "$layout/index.json" "$ROOT"/controller/src/boot/disk/*; printf '%s\n' "${files[@]}" | sed "s|=$ROOT/|=|"
+          find "$etc" -type f | sort | xargs cat) | sha256sum | cut -c1-16)
   dir="$CACHE/machine-disk-$key"
   if [[ ! -f "$dir/disk.qcow2" ]]; then
     log "making the machines' disk from $layout (strata disk-image; ~3 min)…"
