@@ -76,9 +76,11 @@ impl MachinePool<'_> {
         self.label(client, true).await
     }
 
-    /// Takes the machines out of the pool (nothing then rolls them back) and deletes it.
+    /// Takes the machines out of the pool first (nothing then rolls them back), then deletes the
+    /// MachineOSConfig of the pool's name, if any, and the pool.
     pub async fn remove(&self, client: &Client) {
         let _ = self.label(client, false).await;
+        let _ = crate::deployed::delete_config(client, self.name).await;
         crate::deployed::delete_pool(client, self.name).await;
     }
 
