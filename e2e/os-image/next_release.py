@@ -50,6 +50,17 @@ def write_blob(layout, data):
     return digest, len(data)
 
 
+def member_name(member):
+    return member.name.removeprefix("./").lstrip("/")
+
+
+def holds_a_target(path):
+    """Whether the layer at `path` has a member `edit` changes (streamed: no layer is kept)."""
+    targets = {f"usr/share/doc/{pkg}/copyright" for pkg in PACKAGES} | {OS_RELEASE}
+    with tarfile.open(path, mode="r|gz") as src:
+        return any(member_name(m) in targets for m in src)
+
+
 def edit(name, data, version):
     """The new content of member `name`, or None to keep it."""
     for pkg in PACKAGES:
@@ -61,8 +72,7 @@ def edit(name, data, version):
 
 
 def rewrite_layer(path, version):
-    """The layer at `path` with its edited members, as (uncompressed tar, edited names); the tar is
-    None when no member was edited."""
+    """The layer at `path` with its edited members, as (uncompressed tar, edited names)."""
     out = io.BytesIO()
     edited = []
     with tarfile.open(path, mode="r:gz") as src, tarfile.open(
@@ -70,14 +80,14 @@ def rewrite_layer(path, version):
     ) as dst:
         for member in src:
             data = src.extractfile(member).read() if member.isreg() else None
-            name = member.name.removeprefix("./").lstrip("/")
+            name = member_name(member)
             new = edit(name, data, version) if data is not None else None
             if new is not None:
                 edited.append(name)
                 data = new
                 member.size = len(new)
             dst.addfile(member, io.BytesIO(data) if data is not None else None)
-    return (out.getvalue() if edited else None), edited
+    return out.getvalue(), edited
 
 
 def gzip(data):
@@ -104,9 +114,10 @@ def main():
 
     changed = []
     for i, layer in enumerate(manifest["layers"]):
-        tar, edited = rewrite_layer(blob_path(a.base, layer["digest"]), a.version)
-        if tar is None:
+        path = blob_path(a.base, layer["digest"])
+        if not holds_a_target(path):
             continue
+        tar, edited = rewrite_layer(path, a.version)
         digest, size = write_blob(a.out, gzip(tar))
         config["rootfs"]["diff_ids"][i] = "sha256:" + hashlib.sha256(tar).hexdigest()
         manifest["layers"][i] = dict(layer, digest=digest, size=size)
