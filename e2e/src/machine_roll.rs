@@ -12,29 +12,41 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
 use strata_crds::MachineOSConfig;
-use strata_crds::contract::mco;
 
 use crate::Cluster;
-use crate::deployed::{current_build, pinned_by, pools};
+use crate::deployed::{current_build, example_fragment, machine_configs, pinned_by, pools};
 use crate::machines::Machine;
 use crate::mco_nodes::DESIRED_CONFIG;
 use crate::measure::registry_log::{AccessLog, Counts};
 use crate::util::wait_for;
 
 /// The examples the machines' pool is built from (the package and systemd-unit ones).
-pub const EXAMPLES: [&str; 2] = [
+const EXAMPLES: [&str; 2] = [
     "e2e/examples/package-install.yaml",
     "e2e/examples/systemd-unit-from-package.yaml",
 ];
 /// A fragment edit appended to them: one more package from the local repository, a layer of its
 /// own.
-pub const FRAGMENT_EDIT: &str = "RUN apt-get update && apt-get install -y --no-install-recommends \
+const FRAGMENT_EDIT: &str = "RUN apt-get update && apt-get install -y --no-install-recommends \
     jq && rm -rf /run/apt && jq --version\n";
+
+/// The fragment of [`EXAMPLES`] (their package repository the cluster's), with
+/// [`FRAGMENT_EDIT`] appended when `edited`.
+pub fn examples_fragment(cluster: &Cluster, edited: bool) -> Result<String> {
+    let mut fragment = String::new();
+    for file in EXAMPLES {
+        fragment.push_str(&example_fragment(file, &cluster.package_repo)?);
+    }
+    if edited {
+        fragment.push_str(FRAGMENT_EDIT);
+    }
+    Ok(fragment)
+}
 
 /// What QEMU's supervisor logs each time it powers a machine on again (`machines.sh`).
 const POWERED_ON_AGAIN: &str = "rebooted: powered on again";
@@ -51,10 +63,18 @@ impl MachinePool<'_> {
         format!("node-role.kubernetes.io/{}", self.name)
     }
 
-    /// The pool, rolling up to `max_unavailable` machines at once, and the machines in it. Its
-    /// own configs only: a pool that also took the worker configs would inherit a worker pin
-    /// (`make demo` leaves one) and roll to that image first.
-    pub async fn create(&self, client: &Client, max_unavailable: usize) -> Result<()> {
+    /// The pool, rolling up to `max_unavailable` machines at once, and the machines in it; waits
+    /// until they run its first config, which must name `base` (the release base): at once when
+    /// they booted it, after a roll back when an earlier run left them on another image. Its own
+    /// configs only: a pool that also took the worker configs would inherit a worker pin (`make
+    /// demo` leaves one) and roll to that image first.
+    pub async fn create(
+        &self,
+        client: &Client,
+        max_unavailable: usize,
+        base: &str,
+        timeout: Duration,
+    ) -> Result<Rolled> {
         let pool = json!({
             "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfigPool",
             "metadata": {"name": self.name},
@@ -73,7 +93,19 @@ impl MachinePool<'_> {
                 &Patch::Apply(&pool),
             )
             .await?;
-        self.label(client, true).await
+        self.label(client, true).await?;
+        let first_image = self.rendered_image(client).await?;
+        ensure!(
+            first_image == base,
+            "pool {}'s first config names {first_image}, not the release base {base}",
+            self.name
+        );
+        let (rendered, _) = self.updated_past(client, "", timeout).await?;
+        Ok(Rolled {
+            build: String::new(),
+            image: base.to_string(),
+            rendered,
+        })
     }
 
     /// Takes the machines out of the pool first (nothing then rolls them back), then deletes the
@@ -97,8 +129,7 @@ impl MachinePool<'_> {
     }
 
     /// The `osImageURL` of the pool's rendered config, once the MCO stand-in has rendered one.
-    pub async fn rendered_image(&self, client: &Client) -> Result<String> {
-        let configs: Api<DynamicObject> = Api::all_with(client.clone(), &mco::machine_config());
+    async fn rendered_image(&self, client: &Client) -> Result<String> {
         let rendered = wait_for(
             "the pool's rendered config",
             Duration::from_secs(60),
@@ -109,7 +140,7 @@ impl MachinePool<'_> {
             },
         )
         .await?;
-        let config = configs.get(&rendered).await?;
+        let config = machine_configs(client).get(&rendered).await?;
         Ok(config.data["spec"]["osImageURL"]
             .as_str()
             .unwrap_or_default()
@@ -202,6 +233,8 @@ pub struct Roll {
     /// The layers of the new image the old one lacks: how many, and their compressed bytes.
     pub changed: (usize, u64),
     pub machines: Vec<MachineRoll>,
+    /// What the MachineOSConfig's PoolUpdated said while the machines rolled, in order.
+    pub strata_said: Vec<String>,
 }
 
 impl MachinePool<'_> {
@@ -226,7 +259,7 @@ impl MachinePool<'_> {
         let build = current_build(client, self.name, Some(&before.build)).await?;
         let image = pinned_by(client, build_timeout, self.name, &build).await?;
         let pinned_after = start.elapsed();
-        let (rendered, _) = self
+        let (rendered, strata_said) = self
             .updated_past(client, &before.rendered, roll_timeout)
             .await?;
         let rolled_after = start.elapsed();
@@ -241,6 +274,7 @@ impl MachinePool<'_> {
             pinned_after,
             rolled_after,
             machines,
+            strata_said,
         })
     }
 }
@@ -284,10 +318,27 @@ impl MachineRoll {
     pub fn fetched_over(&self, changed: u64) -> f64 {
         self.fetched.bytes_sent as f64 / changed.max(1) as f64
     }
+
+    /// One line: what it fetched against the `changed` layers (count, bytes), its power-ons and
+    /// the configs it was told.
+    pub fn summary(&self, changed: (usize, u64)) -> String {
+        format!(
+            "{}: fetched {:.2} MiB ({}) = {:.3}× the {} changed layers' {:.2} MiB; powered on {} \
+             times; told {:?}",
+            self.name,
+            self.fetched.bytes_sent as f64 / 1_048_576.0,
+            self.fetched.describe(),
+            self.fetched_over(changed.1),
+            changed.0,
+            changed.1 as f64 / 1_048_576.0,
+            self.power_ons,
+            self.configs
+        )
+    }
 }
 
 /// Watches the machines from `start` until `finish`.
-pub struct RollWatch {
+struct RollWatch {
     machines: Vec<Machine>,
     log: AccessLog,
     power_ons: Vec<usize>,
@@ -297,7 +348,7 @@ pub struct RollWatch {
 }
 
 impl RollWatch {
-    pub async fn start(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Result<Self> {
+    async fn start(cluster: &Cluster, client: &Client, machines: &[Machine]) -> Result<Self> {
         let power_ons = machines
             .iter()
             .map(|m| power_ons(&cluster.dir, m))
@@ -323,11 +374,14 @@ impl RollWatch {
                     Ok(watcher::Event::Apply(node) | watcher::Event::InitApply(node))
                         if names.contains(&node.name_any()) =>
                     {
+                        // None as "": the first entry is what the Node had when the watch
+                        // started, even when that was nothing.
                         let desired = node.annotations().get(DESIRED_CONFIG).cloned();
+                        let desired = desired.unwrap_or_default();
                         let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                         let list = seen.entry(node.name_any()).or_default();
-                        if let Some(d) = desired.filter(|d| list.last() != Some(d)) {
-                            list.push(d);
+                        if list.last() != Some(&desired) {
+                            list.push(desired);
                         }
                     }
                     _ => {}
@@ -348,7 +402,7 @@ impl RollWatch {
     }
 
     /// What each machine did since `start`.
-    pub fn finish(mut self) -> Result<Vec<MachineRoll>> {
+    fn finish(mut self) -> Result<Vec<MachineRoll>> {
         self.task.abort();
         let requests = self.log.read_new()?;
         let seen = self.configs.lock().unwrap_or_else(|e| e.into_inner());
@@ -379,7 +433,7 @@ fn power_ons(cluster_dir: &std::path::Path, machine: &Machine) -> Result<usize> 
 
 /// The layers of `new` that `old` lacks (both `host:port/repo@sha256:…` in the plain-HTTP
 /// registry): their count and compressed bytes.
-pub fn changed_layers(old: &str, new: &str) -> Result<(usize, u64)> {
+fn changed_layers(old: &str, new: &str) -> Result<(usize, u64)> {
     Ok(new_layers(
         &crate::deployed::plain_registry_layer_sizes(old)?,
         &crate::deployed::plain_registry_layer_sizes(new)?,

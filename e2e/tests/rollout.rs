@@ -29,19 +29,19 @@
 //! ends; the machines leave the pool first, so nothing rolls them back.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::ops::RangeInclusive;
+use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
 use strata_e2e::deployed::{
-    apply_config, apply_examples, current_build, example_fragment, leader_metrics,
-    machine_os_config, metric, pinned_by, set_release_base, with_release_base,
+    apply_config, create_push_secret, leader_metrics, machine_os_config, metric, set_release_base,
+    with_release_base,
 };
 use strata_e2e::machine_roll::{
-    EXAMPLES, FRAGMENT_EDIT, MachinePool, MachineRoll, RollWatch, Rolled, changed_layers,
-    pool_updated_condition,
+    MachinePool, Roll, Rolled, examples_fragment, pool_updated_condition,
 };
 use strata_e2e::machines::{self, Machine};
 use strata_e2e::mcd::BOOTED_IMAGE_ANNOTATION;
@@ -101,19 +101,12 @@ async fn check(cluster: &Cluster, client: &Client, pool: &MachinePool<'_>) -> Re
         .await?;
     }
     // Both machines at once: each update is minutes under emulation (one at a time,
-    // maxUnavailable 1, is the unit tests' in mco_nodes.rs).
-    pool.create(client, 2).await?;
-    // The machines run the release base already: the pool's first config completes without a
-    // reboot, once the daemon has checked what each booted.
-    let first_image = pool.rendered_image(client).await?;
-    ensure!(
-        first_image == cluster.os_image,
-        "the pool's first config names {first_image}, not the release base {} the machines booted",
-        cluster.os_image
-    );
-    // Minutes when an earlier run left the machines on another image (they roll back to the
-    // base), a moment otherwise.
-    let (first, _) = pool.updated_past(client, "", ROLL_TIMEOUT).await?;
+    // maxUnavailable 1, is the unit tests' in mco_nodes.rs). The machines run the release base
+    // already: the pool's first config completes without a reboot, once the daemon has checked
+    // what each booted (minutes when an earlier run left them on another image).
+    let base = pool
+        .create(client, 2, &cluster.os_image, ROLL_TIMEOUT)
+        .await?;
     let release = vec![cluster.os_image.clone(); machines.len()];
     wait_for(
         "the machines to report the release base as booted",
@@ -122,17 +115,13 @@ async fn check(cluster: &Cluster, client: &Client, pool: &MachinePool<'_>) -> Re
     )
     .await?;
 
-    let applied = first_roll(cluster, client, pool, &first).await?;
+    let applied = first_roll(cluster, client, pool, &base).await?;
 
-    let mut fragment = String::new();
-    for file in EXAMPLES {
-        fragment.push_str(&example_fragment(file, &cluster.package_repo)?);
-    }
     let edited_config = machine_os_config(
         cluster,
         POOL,
         &format!("{POOL}-push"),
-        &(fragment + FRAGMENT_EDIT),
+        &examples_fragment(cluster, true)?,
     )?;
     let edit = || apply_config(client, &edited_config);
     let edited = roll_once(
@@ -184,62 +173,52 @@ async fn first_roll(
     cluster: &Cluster,
     client: &Client,
     pool: &MachinePool<'_>,
-    first: &str,
+    base: &Rolled,
 ) -> Result<Rolled> {
     let machines = pool.machines;
     let nodes: Api<Node> = Api::all(client.clone());
-    apply_examples(cluster, client, POOL, &EXAMPLES).await?;
-    let build = current_build(client, POOL, None).await?;
-    let image = pinned_by(client, BUILD_TIMEOUT, POOL, &build).await?;
-    eprintln!("{POOL}: pinned {image}; the machines roll");
-    let watch = RollWatch::start(cluster, client, machines).await?;
-    let start = Instant::now();
+    let push_secret = format!("{POOL}-push");
+    create_push_secret(client, &push_secret).await?;
+    let config = machine_os_config(
+        cluster,
+        POOL,
+        &push_secret,
+        &examples_fragment(cluster, false)?,
+    )?;
+    let apply = || apply_config(client, &config);
     let interrupted = &machines[machines.len() - 1];
-    reset_mid_update(cluster, &nodes, interrupted).await?;
-    let (rendered, strata_said) = pool.updated_past(client, first, ROLL_TIMEOUT).await?;
-    eprintln!(
-        "{POOL}: every machine runs {rendered} after {:.0} s",
-        start.elapsed().as_secs_f64()
-    );
-    let rolls = watch.finish()?;
-    check_strata_followed_the_roll(client, machines, &strata_said).await?;
+    // The reset waits for that machine's update to get under way while the roll goes on.
+    let (roll, ()) = tokio::try_join!(
+        pool.roll(cluster, client, base, apply, (BUILD_TIMEOUT, ROLL_TIMEOUT)),
+        reset_mid_update(cluster, &nodes, interrupted),
+    )?;
+    say("the first apply", &roll);
+    check_strata_followed_the_roll(client, machines, &roll.strata_said).await?;
     let daemon_log = std::fs::read_to_string(cluster.dir.join("logs/mcd.log"))?;
     let went_down = format!("{}: went down mid-update", interrupted.name);
     ensure!(
         daemon_log.contains(&went_down),
         "the daemon stand-in's log does not say {went_down:?}"
     );
-    let changed = changed_layers(&cluster.os_image, &image)?;
-    for roll in &rolls {
-        report(roll, changed);
-        // The reset is a power-on more, unless it came after the deployment was made and the
-        // machine booted into it at once; either way the machine was told the config once.
-        let power_ons = if roll.name == interrupted.name {
+    // The reset is a power-on more, unless it came after the deployment was made and the
+    // machine booted into it at once; either way the machine was told the config once. It may
+    // fetch again what the reset cut off: no upper bound.
+    let power_ons = |name: &str| {
+        if name == interrupted.name {
             1..=2
         } else {
             1..=1
-        };
-        ensure!(
-            power_ons.contains(&roll.power_ons) && roll.configs == [rendered.as_str()],
-            "{}: powered on {} times (want {power_ons:?}), told {:?} (want only {rendered})",
-            roll.name,
-            roll.power_ons,
-            roll.configs
-        );
-        ensure!(
-            roll.fetched.bytes_sent >= changed.1,
-            "{} fetched {} B, less than the {} B of layers it lacked: the registry log does not \
-             attribute its requests",
-            roll.name,
-            roll.fetched.bytes_sent,
-            changed.1
-        );
-    }
-    check_nodes(&nodes, machines, &rendered, &image).await?;
+        }
+    };
+    check_counts("the first apply", &roll, power_ons, None)?;
+    let Rolled {
+        image, rendered, ..
+    } = &roll.to;
+    check_nodes(&nodes, machines, rendered, image).await?;
     check_inside(
         cluster,
         machines,
-        &image,
+        image,
         &[
             ("htop --version | head -1", "htop "),
             ("tree --version", "tree v"),
@@ -247,11 +226,7 @@ async fn first_roll(
         ],
     )
     .await?;
-    Ok(Rolled {
-        build,
-        image,
-        rendered,
-    })
+    Ok(roll.to)
 }
 
 /// `change` makes Strata build the pool again; once the build is pinned the machines roll, and
@@ -279,56 +254,59 @@ where
             (BUILD_TIMEOUT, ROLL_TIMEOUT),
         )
         .await?;
-    let Rolled {
-        image, rendered, ..
-    } = &roll.to;
+    say(what, &roll);
+    check_counts(what, &roll, |_| 1..=1, max_fetched)?;
+    check_nodes(&nodes, pool.machines, &roll.to.rendered, &roll.to.image).await?;
+    Ok(roll.to)
+}
+
+/// Prints how `roll` went, machine by machine.
+fn say(what: &str, roll: &Roll) {
     eprintln!(
-        "{POOL}: {what}: pinned {image} after {:.0} s, every machine runs {rendered} after \
-         {:.0} s; {} layers changed, {:.1} MiB",
+        "{POOL}: {what}: pinned {} after {:.0} s, every machine runs {} after {:.0} s",
+        roll.to.image,
         roll.pinned_after.as_secs_f64(),
-        roll.rolled_after.as_secs_f64(),
-        roll.changed.0,
-        roll.changed.1 as f64 / 1_048_576.0
+        roll.to.rendered,
+        roll.rolled_after.as_secs_f64()
     );
     for machine in &roll.machines {
-        let ratio = report(machine, roll.changed);
+        eprintln!("{}", machine.summary(roll.changed));
+    }
+}
+
+/// Each machine of `roll` was told only the roll's config, powered on as often as `power_ons`
+/// allows for it, and fetched at least the layers it lacked (a positive control of the
+/// attribution by address) and, with `max_fetched`, no more than that many times them.
+fn check_counts(
+    what: &str,
+    roll: &Roll,
+    power_ons: impl Fn(&str) -> RangeInclusive<usize>,
+    max_fetched: Option<f64>,
+) -> Result<()> {
+    let rendered = roll.to.rendered.as_str();
+    let max = max_fetched.unwrap_or(f64::INFINITY);
+    for machine in &roll.machines {
+        let allowed = power_ons(&machine.name);
         ensure!(
-            machine.power_ons == 1 && machine.configs == [rendered.as_str()],
-            "{what}: {} was powered on {} times and told {:?}; want once, and only {rendered}",
+            allowed.contains(&machine.power_ons) && machine.configs == [rendered],
+            "{what}: {} was powered on {} times (want {allowed:?}) and told {:?} (want only \
+             {rendered})",
             machine.name,
             machine.power_ons,
             machine.configs
         );
-        // At least the layers it lacked: a positive control of the attribution by address.
-        let max = max_fetched.unwrap_or(f64::INFINITY);
+        let ratio = machine.fetched_over(roll.changed.1);
         ensure!(
             (1.0..=max).contains(&ratio),
             "{what}: {} fetched {ratio:.2}× the layers that changed (want 1–{max})",
             machine.name
         );
     }
-    check_nodes(&nodes, pool.machines, rendered, image).await?;
-    Ok(roll.to)
-}
-
-/// Prints what `roll` fetched against the `changed` layers (count, bytes); returns the ratio.
-fn report(roll: &MachineRoll, changed: (usize, u64)) -> f64 {
-    let ratio = roll.fetched_over(changed.1);
-    eprintln!(
-        "{}: fetched {:.2} MiB ({}) = {ratio:.3}× the {} changed layers' {:.2} MiB; powered on \
-         {} times; told {:?}",
-        roll.name,
-        roll.fetched.bytes_sent as f64 / 1_048_576.0,
-        roll.fetched.describe(),
-        changed.0,
-        changed.1 as f64 / 1_048_576.0,
-        roll.power_ons,
-        roll.configs
-    );
-    ratio
+    Ok(())
 }
 
 /// Resets `machine` in the middle of its update, as a power cut would: once its Node is `Working`
+/// (after the build and the pin, when called beside the roll)
 /// and its daemon has had `INTERRUPT_AFTER` to get the update under way (the fetch alone takes a
 /// minute). The machine comes back on its old deployment and its daemon updates it again; the
 /// roll the caller waits for then ends as for the others.
@@ -336,7 +314,7 @@ async fn reset_mid_update(cluster: &Cluster, nodes: &Api<Node>, machine: &Machin
     let view = || async { Ok::<_, anyhow::Error>(NodeView::of(&nodes.get(&machine.name).await?)) };
     wait_for(
         &format!("{} to start its update", machine.name),
-        Duration::from_secs(300),
+        BUILD_TIMEOUT + Duration::from_secs(300),
         || async { Ok((view().await?.state == STATE_WORKING).then_some(())) },
     )
     .await?;

@@ -8,10 +8,8 @@
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use strata_e2e::deployed::{
-    apply_config, example_fragment, machine_os_config, set_release_base, with_release_base,
-};
-use strata_e2e::machine_roll::{EXAMPLES, FRAGMENT_EDIT, MachinePool, Roll, Rolled};
+use strata_e2e::deployed::{apply_config, machine_os_config, set_release_base, with_release_base};
+use strata_e2e::machine_roll::{MachinePool, Roll, examples_fragment};
 use strata_e2e::machines;
 
 use super::{Bench, State};
@@ -53,26 +51,18 @@ impl Bench<'_> {
     /// next release.
     async fn machine_rolls(&self, pool: &MachinePool<'_>) -> Result<[Roll; 3]> {
         let (cluster, client) = (self.cluster, &self.client);
-        pool.create(client, pool.machines.len()).await?;
         // Machines an earlier run left on another image roll back to the base first.
-        let (first, _) = pool.updated_past(client, "", ROLL_TIMEOUT).await?;
-        let base = Rolled {
-            build: String::new(),
-            image: cluster.os_image.clone(),
-            rendered: first,
-        };
-        let mut fragment = String::new();
-        for file in EXAMPLES {
-            fragment.push_str(&example_fragment(file, &cluster.package_repo)?);
-        }
+        let base = pool
+            .create(client, pool.machines.len(), &cluster.os_image, ROLL_TIMEOUT)
+            .await?;
         let timeouts = (BUILD_TIMEOUT, ROLL_TIMEOUT);
         let config =
             |fragment: &str| machine_os_config(cluster, POOL, objects::PUSH_SECRET, fragment);
-        let applied_config = config(&fragment)?;
+        let applied_config = config(&examples_fragment(cluster, false)?)?;
         let apply = || apply_config(client, &applied_config);
         let applied = pool.roll(cluster, client, &base, apply, timeouts).await?;
         say("apply", &applied);
-        let edited_config = config(&(fragment + FRAGMENT_EDIT))?;
+        let edited_config = config(&examples_fragment(cluster, true)?)?;
         let edit = || apply_config(client, &edited_config);
         let edited = pool
             .roll(cluster, client, &applied.to, edit, timeouts)
@@ -97,16 +87,7 @@ fn say(what: &str, roll: &Roll) {
         bytes(roll.changed.1 as f64)
     );
     for m in &roll.machines {
-        eprintln!(
-            "bench:   {}: fetched {} ({}) = {:.3}× the changed layers; powered on {} times; \
-             told {:?}",
-            m.name,
-            bytes(m.fetched.bytes_sent as f64),
-            m.fetched.describe(),
-            m.fetched_over(roll.changed.1),
-            m.power_ons,
-            m.configs
-        );
+        eprintln!("bench:   {}", m.summary(roll.changed));
     }
 }
 
