@@ -25,6 +25,10 @@ done
 [[ -f "$BASE/index.json" ]] || { log "no OCI layout at '$BASE' (usage: os-image-next.sh BASE_OCI_LAYOUT [--push REF])"; exit 2; }
 KEY=$(cat "$BASE/index.json" "$ROOT/e2e/os-image/next_release.py" | sha256sum | cut -c1-16)
 OUT="$CACHE/os-image-next-$KEY"
+mkdir -p "$CACHE"
+# One writer at a time (two checkouts' clusters coming up together), as build-os-image.sh.
+exec 9> "$CACHE/os-image.lock"
+flock 9
 if [[ ! -f "$OUT/done" ]]; then
   log "deriving the next release from $BASE (five layers rewritten, ~10 s)…"
   rm -rf "$OUT"; mkdir -p "$OUT"
