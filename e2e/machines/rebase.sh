@@ -6,10 +6,11 @@
 #   - the manifest, the config and then only the layers the machine has not committed yet are
 #     fetched by digest, with the cluster's pull secret, through skopeo's image proxy
 #     (`skopeo experimental-image-proxy`, the interface ostree-ext's container import uses);
-#   - the tree is built layer by layer on top of the committed image (the booted one or an earlier
-#     update, by their recorded layer lists) that shares the longest first run of layers: only the
-#     new layers are unpacked, with their whiteouts, /etc going to /usr/etc (as ostree-ext imports
-#     it); the shared part is a hard-linked ostree checkout, so the commit hashes only new files;
+#   - each layer is an ostree commit of its own (refs strata/layers/<diff ID>, as ostree-ext keeps
+#     ostree/container/blob/…; the disk image made the base's): only the layers no ref holds are
+#     fetched and imported (`ostree commit --tree=tar=`, /etc going to /usr/etc as ostree-ext
+#     imports it); then every layer is checked out in order onto one tree (hard links, OCI
+#     whiteouts processed) and committed: only new files are hashed;
 #   - `ostree admin deploy` puts it beside the booted deployment, which stays as the rollback, and
 #     ostree's GRUB backend writes the new menu. The reboot is the caller's.
 # Usage: rebase.sh IMAGE   (IMAGE: repo@sha256:…)
@@ -94,55 +95,27 @@ for layer, diff in zip(layers, diffs):
 EOF
 want=$(cut -d' ' -f3 "$W/layers" | tr '\n' ' ')
 
-# The committed image sharing the longest first run of layers: the booted deployment's, or an
-# earlier update's (refs strata/images/*).
-best="" best_n=0
-for rev in $(ostree --repo="$REPO" refs | grep '^strata/images/') \
-           $(ostree admin status | awk '$1 == "*" {print $3}' | sed 's/\.[0-9]*$//'); do
-  have=$(ostree --repo="$REPO" show --print-metadata-key=strata.dev/image-layers "$rev" 2>/dev/null | tr -d "'") || continue
-  n=0
-  for d in $want; do
-    # shellcheck disable=SC2086 # $have is a word list
-    set -- $have
-    if [ $# -eq 0 ] || [ "$1" != "$d" ]; then break; fi
-    shift; have="$*"; n=$((n + 1))
-  done
-  if [ "$n" -gt "$best_n" ]; then best=$rev best_n=$n; fi
-done
+# The layers no ref holds: fetched and imported, each a commit of its own.
 total=$(wc -l < "$W/layers")
-# Only the layers after the shared ones are fetched.
-tail -n "+$((best_n + 1))" "$W/layers" | cut -d' ' -f1,2 > "$W/wanted"
+while read -r blob size diff; do
+  ostree --repo="$REPO" rev-parse "strata/layers/${diff#sha256:}" >/dev/null 2>&1 || echo "$blob $size $diff"
+done < "$W/layers" > "$W/wanted"
 step "fetch $(wc -l < "$W/wanted") of $total layers ($(awk '{s += $2} END {print s + 0}' "$W/wanted") bytes)"
-python3 "$W/fetch.py" blobs "$IMAGE" "$AUTH" "$W" < "$W/wanted"
-if [ -n "$best" ]; then
-  step "start from $best: $best_n of $total layers shared"
-  ostree --repo="$REPO" checkout -H "$best" "$W/root"
-else
-  step "no committed image shares a layer: all $total layers"
-  mkdir "$W/root"
-fi
-
-# The layers after the shared ones: whiteouts first (they hide what the layers below hold), then
-# the layer's own files; /etc of an image is /usr/etc of its commit.
-to_commit() { p=${1#./}; case "$p" in etc|etc/*) p=usr/$p ;; esac; printf '%s' "$p"; }
-i=0
+cut -d' ' -f1,2 "$W/wanted" | python3 "$W/fetch.py" blobs "$IMAGE" "$AUTH" "$W"
 while read -r blob _ diff; do
-  i=$((i + 1))
-  [ "$i" -gt "$best_n" ] || continue
-  file=$W/blobs/${blob#*:}
-  tar -tf "$file" | grep -E '(^|/)\.wh\.' | while IFS= read -r wh; do
-    dir=$(to_commit "$(dirname "$wh")")
-    name=$(basename "$wh")
-    if [ "$name" = .wh..wh..opq ]; then
-      [ -d "$W/root/$dir" ] && find "$W/root/$dir" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
-    else
-      rm -rf "${W:?}/root/$dir/${name#.wh.}"
-    fi
-  done
-  tar -xf "$file" -C "$W/root" --same-owner --same-permissions --xattrs --xattrs-include='*' \
-    --transform 's#^\(\./\)\{0,1\}etc\(/\|$\)#usr/etc\2#S' --exclude='.wh.*' --exclude='*/.wh.*'
-  step "layer $i of $total unpacked ($diff)"
+  # libarchive converts names to the locale's charset: under C, a non-ASCII name fails.
+  LC_ALL=C.UTF-8 ostree --repo="$REPO" commit --branch="strata/layers/${diff#sha256:}" --tree=tar="$W/blobs/${blob#*:}" \
+    --tar-autocreate-parents '--tar-pathname-filter=^(\./)?etc(/|$),usr/etc\2' >/dev/null
+  rm -f "$W/blobs/${blob#*:}"
+  step "layer $diff imported"
+done < "$W/wanted"
+
+# The image's tree: each layer checked out in order over the ones below (hard links into the
+# repository; a whiteout removes what it names, an opaque one a directory's content).
+while read -r _ _ diff; do
+  ostree --repo="$REPO" checkout --union --whiteouts -H "strata/layers/${diff#sha256:}" "$W/root"
 done < "$W/layers"
+step "$total layers checked out"
 [ -d "$W/root/usr/lib/modules" ] || fail "$IMAGE has no /usr/lib/modules (not a bootable OS image)"
 
 step "commit"
@@ -157,8 +130,13 @@ step "deploy (the booted deployment stays as the rollback)"
 # The new deployment keeps the booted one's kernel arguments and merges its /etc.
 ostree admin deploy --os="$STATEROOT" "strata/images/$TAG" >&2
 # Earlier updates' refs go (their objects with them, at ostree's next cleanup); the deployments
-# keep what they use.
+# keep what they use. Layers stay while the new image or the booted one (the rollback) has them.
 for ref in $(ostree --repo="$REPO" refs | grep '^strata/images/'); do
   [ "$ref" = "strata/images/$TAG" ] || ostree --repo="$REPO" refs --delete "$ref"
+done
+booted=$(ostree admin status | awk '$1 == "*" {print $3}' | sed 's/\.[0-9]*$//')
+keep=" $want $(ostree --repo="$REPO" show --print-metadata-key=strata.dev/image-layers "$booted" 2>/dev/null | tr -d "'") "
+for ref in $(ostree --repo="$REPO" refs | grep '^strata/layers/'); do
+  case "$keep" in *" sha256:${ref#strata/layers/} "*) ;; *) ostree --repo="$REPO" refs --delete "$ref" ;; esac
 done
 step "deployed; reboot to boot it"

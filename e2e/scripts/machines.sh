@@ -47,7 +47,9 @@ machine_disk() {
   # Room for updates: each keeps the pulled image and a deployment beside the booted one. Under
   # software emulation beside busy builds, udev can take longer than systemd's 90 s to show /boot
   # by UUID (seen: a machine in emergency mode, "Timed out waiting for device"): devices get 15 min.
-  local etc="$ROOT/e2e/machines/etc" files=(--root-size-mib 8192 --karg systemd.default_device_timeout_sec=900) f
+  # Each layer a commit of its own too (as ostree-ext imports): rebase.sh fetches only the layers
+  # a machine lacks.
+  local etc="$ROOT/e2e/machines/etc" files=(--root-size-mib 8192 --karg systemd.default_device_timeout_sec=900 --layer-commits) f
   while IFS= read -r f; do files+=(--etc-file "${f#"$etc"/}=$f"); done < <(find "$etc" -type f | sort)
   # The files by their place in the repository, not on this machine: two checkouts (CI's clone and
   # a working tree) share the disk instead of remaking it for each other.

@@ -20,10 +20,9 @@
 //! rendered config and powered on once (QEMU's supervisor sees each reboot) — a fragment edit (one
 //! more package: each machine fetches the new layer and little more), and a release upgrade to the
 //! next release of the base (`os-image-next.sh`: five of its 48 layers changed), during which
-//! Strata holds the pool until the rebuild is pinned so the machines roll once, not twice. What a
-//! machine fetches for the upgrade is measured, not bounded: its update builds on the longest
-//! first run of layers it has committed, so a base changed from its 7th layer on is fetched from
-//! there (23× the changed layers; docs/machines.md).
+//! Strata holds the pool until the rebuild is pinned so the machines roll once, not twice; each
+//! machine fetches only the changed layers (it keeps each layer as a commit of its own, as
+//! ostree-ext does, and the disk image made the base's).
 //!
 //! The release base is cluster-wide: this test binary runs alone, and puts the base back when it
 //! ends; the machines leave the pool first, so nothing rolls them back.
@@ -146,7 +145,7 @@ async fn check(cluster: &Cluster, client: &Client, pool: &MachinePool<'_>) -> Re
         cluster,
         client,
         pool,
-        ("a release upgrade", None),
+        ("a release upgrade", Some(MAX_FETCHED_OVER_CHANGED)),
         &edited,
         upgrade,
     )

@@ -256,6 +256,7 @@ fn boot_once(
         root_mib: None,
         kernel_args: vec![check::PANIC_KERNEL_ARG.into()],
         etc_files: expectations.etc_files(),
+        layer_commits: false,
         buildah: buildah.clone(),
     };
     let made = disk::make(&request)?;

@@ -71,6 +71,7 @@ pub async fn disk(args: &BuildArgs) -> Result<Option<TerminationMessage>, Termin
         root_mib: None,
         kernel_args: plan.kernel_arguments.clone(),
         etc_files: Vec::new(),
+        layer_commits: false,
         buildah: boot_step::namespaced_buildah(args),
     };
     println!(

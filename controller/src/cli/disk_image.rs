@@ -48,6 +48,12 @@ pub struct DiskImageArgs {
     /// (repeatable).
     #[arg(long = "etc-file", value_name = "DEST=SOURCE", value_parser = parse_etc_file)]
     pub etc_files: Vec<(String, PathBuf)>,
+    /// Also keep each of the image's layers as an ostree commit of its own (refs
+    /// `strata/layers/<diff ID>`), as ostree-ext does when it imports an image, so an update that
+    /// imports the same way fetches only the layers the machine lacks (the local cluster's
+    /// machines do). Adds the layers' import to the disk's making.
+    #[arg(long)]
+    pub layer_commits: bool,
 }
 
 /// `DEST=SOURCE`, DEST a relative path that stays inside `/etc`.
@@ -121,12 +127,14 @@ fn request(args: &ImageArgs, output: PathBuf, formats: Vec<Format>) -> disk::Req
         root_mib: args.root_size_mib,
         kernel_args: args.kernel_args.clone(),
         etc_files: Vec::new(),
+        layer_commits: false,
         buildah: disk::Buildah::default(),
     }
 }
 
 pub fn run_disk_image(args: &DiskImageArgs) -> ExitCode {
     let mut req = request(&args.image, args.output.clone(), args.formats.clone());
+    req.layer_commits = args.layer_commits;
     match etc_entries(&args.etc_files) {
         Ok(entries) => req.etc_files = entries,
         Err(err) => {

@@ -2,7 +2,9 @@
 # Runs inside the OS image (buildah run), so the sysroot is made by the image's own ostree and
 # GRUB (controller/src/boot/disk/mod.rs). In: /run/strata-image (the image's tree, read-only),
 # env STRATA_STATEROOT, STRATA_KARGS (one per line), STRATA_IMAGE_REF, STRATA_IMAGE_DIGEST (its
-# manifest's), STRATA_IMAGE_LAYERS (its layers' diff IDs, space-separated), STRATA_BOOT_UUID.
+# manifest's), STRATA_IMAGE_LAYERS (its layers' diff IDs, space-separated), STRATA_BOOT_UUID,
+# STRATA_LAYER_TARS ("diff_id=path" per layer, paths below /run/strata-disk/layers, the image's
+# layers as an OCI layout; empty: no layer commits).
 # Out, in /run/strata-disk: sysroot/ (ostree repo + one deployment, /boot's content under
 # sysroot/boot), grub-entries.cfg (ostree's GRUB menu entries), BOOTX64.EFI.
 set -eu
@@ -40,6 +42,21 @@ ostree --repo="$R" commit --branch=strata/image --tree=dir="$IMAGE" --tree=dir="
   --subject="$STRATA_IMAGE_REF" --add-metadata-string=strata.dev/image="$STRATA_IMAGE_REF" \
   --add-metadata-string=strata.dev/image-digest="$STRATA_IMAGE_DIGEST" \
   --add-metadata-string=strata.dev/image-layers="$STRATA_IMAGE_LAYERS" >/dev/null
+
+if [ -n "${STRATA_LAYER_TARS:-}" ]; then
+  # As ostree-ext keeps ostree/container/blob/… refs: an update that imports images the same way
+  # fetches only the layers no ref holds. The files are the commit's above (same content, same
+  # objects): each layer adds its directory metadata, whiteout markers and what later layers
+  # replace. /etc goes to /usr/etc, as in the commit.
+  step "one commit per layer ($(echo "$STRATA_LAYER_TARS" | wc -w) layers)"
+  for pair in $STRATA_LAYER_TARS; do
+    diff=${pair%%=*}
+    # libarchive converts names to the locale's charset: under C, a non-ASCII name fails.
+    LC_ALL=C.UTF-8 ostree --repo="$R" commit --branch="strata/layers/${diff#sha256:}" --tree=tar="$W/layers/${pair#*=}" \
+      --tar-autocreate-parents '--tar-pathname-filter=^(\./)?etc(/|$),usr/etc\2' >/dev/null
+  done
+  rm -rf "$W/layers"
+fi
 
 ostree admin os-init --sysroot="$S" "$STRATA_STATEROOT" >/dev/null
 rm -rf "$W/etc-tree"

@@ -46,6 +46,10 @@ pub struct Request {
     pub kernel_args: Vec<String>,
     /// Written into the deployment's `/etc`: the boot check's report unit, for example.
     pub etc_files: Vec<EtcEntry>,
+    /// Also keep each layer as an ostree commit of its own (refs `strata/layers/<diff ID>`), as
+    /// ostree-ext keeps `ostree/container/blob/…` when it imports an image: an update on the
+    /// machine that imports the same way fetches only the layers it lacks.
+    pub layer_commits: bool,
     pub buildah: Buildah,
 }
 
@@ -173,7 +177,13 @@ pub fn make(req: &Request) -> Result<DiskImage, BootError> {
         &seed_layout.grub_early_config(),
     )?;
     let t = Instant::now();
-    container.run_script(&mount, &work, &seed_layout, req)?;
+    let layer_tars = if req.layer_commits {
+        let blobs = container.export_layers(&image_id, &work.join("layers"))?;
+        pair_layers(&container.identity()?.1, &blobs)?
+    } else {
+        String::new()
+    };
+    container.run_script(&mount, &work, &seed_layout, req, &layer_tars)?;
     let sysroot = work.join("sysroot");
     finish_sysroot(&sysroot, &work, &seed_layout, &req.etc_files)?;
     seconds.sysroot = t.elapsed().as_secs_f64();
@@ -340,6 +350,26 @@ fn write(path: &Path, text: &str) -> Result<(), BootError> {
     std::fs::write(path, text).map_err(|e| BootError::io(path, e))
 }
 
+/// `diff_id=blob_path` for each layer, space-separated: the image's diff IDs (space-separated)
+/// with the exported layout's blobs, in order (a blob's digest need not be its diff ID: buildah
+/// may keep a layer compressed).
+fn pair_layers(diff_ids: &str, blobs: &[String]) -> Result<String, BootError> {
+    let diff_ids: Vec<&str> = diff_ids.split_whitespace().collect();
+    if diff_ids.len() != blobs.len() {
+        return Err(BootError::Image(format!(
+            "the image has {} layers, its exported layout {}",
+            diff_ids.len(),
+            blobs.len()
+        )));
+    }
+    Ok(diff_ids
+        .iter()
+        .zip(blobs)
+        .map(|(diff, blob)| format!("{diff}={blob}"))
+        .collect::<Vec<_>>()
+        .join(" "))
+}
+
 /// A buildah working container of the image, removed when dropped.
 struct Container {
     name: String,
@@ -391,6 +421,42 @@ impl Container {
         Ok((digest.to_string(), layers.trim().to_string()))
     }
 
+    /// The image's layers as an OCI layout at `dir` (as buildah keeps them: compressed or not);
+    /// returns their blobs' paths below `dir`, in order.
+    fn export_layers(&self, image_id: &str, dir: &Path) -> Result<Vec<String>, BootError> {
+        run_tool(
+            self.buildah
+                .command()
+                .args(["push", "--quiet", image_id])
+                .arg(format!("oci:{}", dir.display())),
+        )?;
+        let read = |path: &Path| -> Result<serde_json::Value, BootError> {
+            let text = std::fs::read(path).map_err(|e| BootError::io(path, e))?;
+            serde_json::from_slice(&text)
+                .map_err(|e| BootError::Image(format!("{}: {e}", path.display())))
+        };
+        let blob = |digest: &serde_json::Value| {
+            digest
+                .as_str()
+                .and_then(|d| d.strip_prefix("sha256:"))
+                .map(|hex| format!("blobs/sha256/{hex}"))
+        };
+        let index = read(&dir.join("index.json"))?;
+        let manifest = blob(&index["manifests"][0]["digest"])
+            .ok_or_else(|| BootError::Image(format!("{}: no manifest", dir.display())))?;
+        let manifest = read(&dir.join(manifest))?;
+        manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| {
+                blob(&l["digest"]).ok_or_else(|| {
+                    BootError::Image(format!("{}: a layer without digest", dir.display()))
+                })
+            })
+            .collect()
+    }
+
     fn mount(&self) -> Result<PathBuf, BootError> {
         Ok(PathBuf::from(
             run_tool(self.buildah.command().args(["mount", &self.name]))?.trim(),
@@ -403,6 +469,7 @@ impl Container {
         work: &Path,
         layout: &Layout,
         req: &Request,
+        layer_tars: &str,
     ) -> Result<(), BootError> {
         let kargs = layout.kernel_args(&req.kernel_args).join("\n");
         let (digest, layers) = self.identity()?;
@@ -416,6 +483,7 @@ impl Container {
             .arg(format!("--env=STRATA_IMAGE_DIGEST={digest}"))
             .arg(format!("--env=STRATA_IMAGE_LAYERS={layers}"))
             .arg(format!("--env=STRATA_BOOT_UUID={}", layout.boot_uuid))
+            .arg(format!("--env=STRATA_LAYER_TARS={layer_tars}"))
             .arg(format!(
                 "--env=STRATA_GRUB_MODULES={}",
                 GRUB_EFI_MODULES.join(" ")
@@ -430,5 +498,26 @@ impl Drop for Container {
     fn drop(&mut self) {
         // Best effort: a container left behind is visible in `buildah containers`.
         let _ = self.buildah.command().args(["rm", &self.name]).output();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_pair_with_the_exported_blobs_in_order() {
+        let blobs = vec!["blobs/sha256/aa".to_string(), "blobs/sha256/bb".to_string()];
+        assert_eq!(
+            pair_layers("sha256:11 sha256:22", &blobs).ok().as_deref(),
+            Some("sha256:11=blobs/sha256/aa sha256:22=blobs/sha256/bb")
+        );
+        let err = pair_layers("sha256:11", &blobs)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            err.as_deref(),
+            Some("the image cannot boot: the image has 1 layers, its exported layout 2")
+        );
     }
 }
