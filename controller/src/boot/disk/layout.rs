@@ -75,12 +75,15 @@ impl Layout {
         args
     }
 
-    /// Built into GRUB's EFI binary: find `/boot` by its UUID and read the menu there.
+    /// Built into GRUB's EFI binary: find `/boot` by its UUID and make it the prefix. GRUB's
+    /// normal mode then reads the menu there with the module directory's command lists, so
+    /// commands the menu uses load on demand (`load_env`, `save_env`: grub-mkconfig's menus load
+    /// grubenv). A `configfile` from here would run the menu before those lists are read (seen:
+    /// "can't find command `load_env'").
     pub fn grub_early_config(&self) -> String {
         format!(
             "search --no-floppy --fs-uuid --set=root {}\n\
-             set prefix=($root)/grub\n\
-             configfile $prefix/grub.cfg\n",
+             set prefix=($root)/grub\n",
             self.boot_uuid
         )
     }
