@@ -12,7 +12,8 @@
 #     imports it); then every layer is checked out in order onto one tree (hard links, OCI
 #     whiteouts processed) and committed: only new files are hashed;
 #   - `ostree admin deploy` puts it beside the booted deployment, which stays as the rollback, and
-#     ostree's GRUB backend writes the new menu. The reboot is the caller's.
+#     ostree's GRUB backend writes the new menu; the next boot tries it once (GRUB boot counting,
+#     e2e/machines/etc/grub.d/08_strata_boot_counting, as greenboot does). The reboot is the caller's.
 # Usage: rebase.sh IMAGE   (IMAGE: repo@sha256:…)
 set -eu
 IMAGE=$1
@@ -139,4 +140,7 @@ keep=" $want $(ostree --repo="$REPO" show --print-metadata-key=strata.dev/image-
 for ref in $(ostree --repo="$REPO" refs | grep '^strata/layers/'); do
   case "$keep" in *" sha256:${ref#strata/layers/} "*) ;; *) ostree --repo="$REPO" refs --delete "$ref" ;; esac
 done
-step "deployed; reboot to boot it"
+# Boot counting (/etc/grub.d/08_strata_boot_counting, in the menu the deploy wrote): the next boot
+# tries the new deployment once; one that does not come up sends GRUB back to the booted one.
+grub-editenv /boot/grub/grubenv set strata_boot_pending=1
+step "deployed; reboot to boot it (once: GRUB falls back to the booted deployment if it does not come up)"

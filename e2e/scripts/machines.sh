@@ -49,7 +49,9 @@ machine_disk() {
   # by UUID (seen: a machine in emergency mode, "Timed out waiting for device"): devices get 15 min.
   # Each layer a commit of its own too (as ostree-ext imports): rebase.sh fetches only the layers
   # a machine lacks.
-  local etc="$ROOT/e2e/machines/etc" files=(--root-size-mib 8192 --karg systemd.default_device_timeout_sec=900 --layer-commits) f
+  # A kernel panic reboots the machine after 10 s instead of hanging it, so an update that does
+  # not come up ends in GRUB's fall-back to the previous deployment (grub.d/08_strata_boot_counting).
+  local etc="$ROOT/e2e/machines/etc" files=(--root-size-mib 8192 --karg systemd.default_device_timeout_sec=900 --karg panic=10 --layer-commits) f
   while IFS= read -r f; do files+=(--etc-file "${f#"$etc"/}=$f"); done < <(find "$etc" -type f | sort)
   # The files by their place in the repository, not on this machine: two checkouts (CI's clone and
   # a working tree) share the disk instead of remaking it for each other.

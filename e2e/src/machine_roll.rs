@@ -108,6 +108,15 @@ impl MachinePool<'_> {
         })
     }
 
+    /// How many machines the pool may roll at once from now on.
+    pub async fn set_max_unavailable(&self, client: &Client, max_unavailable: usize) -> Result<()> {
+        let patch = json!({"spec": {"maxUnavailable": max_unavailable}});
+        pools(client)
+            .patch(self.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        Ok(())
+    }
+
     /// Takes the machines out of the pool first (nothing then rolls them back), then deletes the
     /// MachineOSConfig of the pool's name, if any, and the pool.
     pub async fn remove(&self, client: &Client) {
@@ -157,6 +166,19 @@ impl MachinePool<'_> {
         past: &str,
         timeout: Duration,
     ) -> Result<(String, Vec<String>)> {
+        self.watch_until(client, Until::UpdatedPast(past), timeout)
+            .await
+    }
+
+    /// Follows the pool as [`Self::updated_past`] does until `until`: the pool updated past a
+    /// config, or a machine degraded (the pool's `NodeDegraded`; then the config returned is
+    /// the pool's target).
+    async fn watch_until(
+        &self,
+        client: &Client,
+        until: Until<'_>,
+        timeout: Duration,
+    ) -> Result<(String, Vec<String>)> {
         let (api, pool_name, count) = (pools(client), self.name, self.machines.len() as u64);
         let start = Instant::now();
         let mut said = String::new();
@@ -191,26 +213,48 @@ impl MachinePool<'_> {
                     .find(|c| c["type"] == ty && c["status"] == "True")
                     .cloned()
             };
-            if let Some(degraded) = condition("NodeDegraded") {
-                bail!("pool {pool_name} is degraded: {}", degraded["message"]);
-            }
+            let target = pool.data["spec"]["configuration"]["name"].as_str();
+            let past = match (until, condition("NodeDegraded")) {
+                (Until::Degraded, Some(_)) => {
+                    return Ok((target.unwrap_or_default().to_string(), strata_said));
+                }
+                (Until::UpdatedPast(_), Some(degraded)) => {
+                    bail!("pool {pool_name} is degraded: {}", degraded["message"])
+                }
+                (Until::Degraded, None) => None,
+                (Until::UpdatedPast(past), None) => Some(past),
+            };
             let name = status["configuration"]["name"].as_str().unwrap_or_default();
-            let done = condition("Updated").is_some()
+            let done = past.is_some()
+                && condition("Updated").is_some()
                 && status["machineCount"].as_u64() == Some(count)
                 && status["updatedMachineCount"].as_u64() == Some(count)
                 && !name.is_empty()
-                && name != past
-                && pool.data["spec"]["configuration"]["name"].as_str() == Some(name);
+                && Some(name) != past
+                && target == Some(name);
             if done {
                 return Ok((name.to_string(), strata_said));
             }
             ensure!(
                 start.elapsed() < timeout,
-                "pool {pool_name} not updated after {timeout:?}: {said}"
+                "pool {pool_name} not {} after {timeout:?}: {said}",
+                match until {
+                    Until::UpdatedPast(_) => "updated",
+                    Until::Degraded => "degraded",
+                }
             );
             tokio::time::sleep(Duration::from_secs(5)).await;
         }
     }
+}
+
+/// What [`MachinePool::watch_until`] waits for.
+#[derive(Clone, Copy)]
+enum Until<'a> {
+    /// Every machine updated on a config other than this one (any, when empty).
+    UpdatedPast(&'a str),
+    /// A machine degraded.
+    Degraded,
 }
 
 /// What a pool runs after a roll.
@@ -227,7 +271,8 @@ pub struct Rolled {
 #[derive(Debug, Clone)]
 pub struct Roll {
     pub to: Rolled,
-    /// From the change to the image pinned, and to every machine running it.
+    /// From the change to the image pinned, and to every machine running it (or, for
+    /// [`MachinePool::roll_until_degraded`], to a machine degraded on it).
     pub pinned_after: Duration,
     pub rolled_after: Duration,
     /// The layers of the new image the old one lacks: how many, and their compressed bytes.
@@ -252,16 +297,50 @@ impl MachinePool<'_> {
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<()>>,
     {
-        let (build_timeout, roll_timeout) = timeouts;
+        let until = Until::UpdatedPast(&before.rendered);
+        self.roll_until(cluster, client, before, change, timeouts, until)
+            .await
+    }
+
+    /// As [`Self::roll`], for an image a machine cannot boot: waits until the new build is pinned
+    /// and a machine is degraded on it. The roll's `to.rendered` is the pool's target and
+    /// `rolled_after` the time until the degradation.
+    pub async fn roll_until_degraded<F, Fut>(
+        &self,
+        cluster: &Cluster,
+        client: &Client,
+        before: &Rolled,
+        change: F,
+        timeouts: (Duration, Duration),
+    ) -> Result<Roll>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        self.roll_until(cluster, client, before, change, timeouts, Until::Degraded)
+            .await
+    }
+
+    async fn roll_until<F, Fut>(
+        &self,
+        cluster: &Cluster,
+        client: &Client,
+        before: &Rolled,
+        change: F,
+        (build_timeout, roll_timeout): (Duration, Duration),
+        until: Until<'_>,
+    ) -> Result<Roll>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
         let watch = RollWatch::start(cluster, client, self.machines).await?;
         let start = Instant::now();
         change().await?;
         let build = current_build(client, self.name, Some(&before.build)).await?;
         let image = pinned_by(client, build_timeout, self.name, &build).await?;
         let pinned_after = start.elapsed();
-        let (rendered, strata_said) = self
-            .updated_past(client, &before.rendered, roll_timeout)
-            .await?;
+        let (rendered, strata_said) = self.watch_until(client, until, roll_timeout).await?;
         let rolled_after = start.elapsed();
         let machines = watch.finish()?;
         Ok(Roll {

@@ -24,6 +24,10 @@
 //! machine fetches only the changed layers (it keeps each layer as a commit of its own, as
 //! ostree-ext does, and the disk image made the base's).
 //!
+//! Last, an image the machines cannot boot (its kernel panics on them; the boot check's VM boots
+//! it): one machine at a time, the first falls back to its previous deployment (GRUB boot
+//! counting, docs/machines.md) and is degraded, the roll stops there, and Strata says so.
+//!
 //! The release base is cluster-wide: this test binary runs alone, and puts the base back when it
 //! ends; the machines leave the pool first, so nothing rolls them back.
 
@@ -35,6 +39,7 @@ use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::{Client, ResourceExt};
+use strata_crds::{BootCheck, BootCheckMode, MachineOSBuild};
 use strata_e2e::deployed::{
     apply_config, create_push_secret, leader_metrics, machine_os_config, metric, set_release_base,
     with_release_base,
@@ -44,9 +49,11 @@ use strata_e2e::machine_roll::{
 };
 use strata_e2e::machines::{self, Machine};
 use strata_e2e::mcd::BOOTED_IMAGE_ANNOTATION;
-use strata_e2e::mco_nodes::{CURRENT_CONFIG, DESIRED_CONFIG, NodeView, STATE, STATE_WORKING};
+use strata_e2e::mco_nodes::{
+    CURRENT_CONFIG, DESIRED_CONFIG, NodeView, REASON, STATE, STATE_DEGRADED, STATE_WORKING,
+};
 use strata_e2e::util::{install_strata_crds, wait_for};
-use strata_e2e::{Cluster, needs};
+use strata_e2e::{Cluster, console, needs};
 
 const POOL: &str = "e2e-machines";
 /// The build on the 1.3 GiB base (its layers usually cached by earlier tests).
@@ -163,7 +170,9 @@ async fn check(cluster: &Cluster, client: &Client, pool: &MachinePool<'_>) -> Re
             ("systemctl is-active sysstat.service", "active"),
         ],
     )
-    .await
+    .await?;
+
+    failing_image(cluster, client, pool, &upgraded).await
 }
 
 /// Apply → build → pinned → both machines roll to it, one of them reset in the middle of its
@@ -257,6 +266,172 @@ where
     check_counts(what, &roll, |_| 1..=1, max_fetched)?;
     check_nodes(&nodes, pool.machines, &roll.to.rendered, &roll.to.image).await?;
     Ok(roll.to)
+}
+
+/// A unit that panics the kernel early in the boot, on the local machines only (a file they carry
+/// in `/etc`, `e2e/machines/etc`): the boot check's VM boots the same image without it, so the
+/// image passes the check and is pinned, as an image that fails only on some hardware would.
+const CRASH_ON_THE_MACHINES: &str = r#"RUN printf '%s\n' '[Unit]' \
+      'Description=e2e: an image that panics the kernel on the local machines' \
+      'ConditionPathExists=/etc/ssh/sshd_config.d/50-strata-machine.conf' \
+      'DefaultDependencies=no' 'After=local-fs.target' \
+      '[Service]' 'Type=oneshot' 'ExecStart=/bin/sh -c "echo c > /proc/sysrq-trigger"' \
+      '[Install]' 'WantedBy=sysinit.target' > /usr/lib/systemd/system/e2e-panic.service && \
+    systemctl enable e2e-panic.service
+"#;
+
+/// An image the machines cannot boot, one machine at a time (`maxUnavailable: 1`): Strata pins it
+/// (it passed the boot check); the first machine deploys it and reboots, its kernel panics, GRUB's
+/// boot counting boots the previous deployment and the machine drops the one that failed; the
+/// daemon reports it degraded and the roll stops there — the other machine is never told.
+/// Strata names the machine, the image and the daemon's reason, and counts it degraded.
+async fn failing_image(
+    cluster: &Cluster,
+    client: &Client,
+    pool: &MachinePool<'_>,
+    before: &Rolled,
+) -> Result<()> {
+    let machines = pool.machines;
+    let (first, rest) = machines.split_first().context("no machines")?;
+    pool.set_max_unavailable(client, 1).await?;
+    let fragment = examples_fragment(cluster, true)? + CRASH_ON_THE_MACHINES;
+    let mut config = machine_os_config(cluster, POOL, &format!("{POOL}-push"), &fragment)?;
+    // The check this image passes: what keeps an image that fails everywhere off the pool.
+    config.spec.boot_check = Some(BootCheck {
+        mode: Some(BootCheckMode::Enabled),
+        ..BootCheck::default()
+    });
+    let console_before = console::read(&first.console).len();
+    let apply = || apply_config(client, &config);
+    let roll = pool
+        .roll_until_degraded(
+            cluster,
+            client,
+            before,
+            apply,
+            (BUILD_TIMEOUT, ROLL_TIMEOUT),
+        )
+        .await?;
+    let what = "an image the machines cannot boot";
+    say(what, &roll);
+    let (target, image) = (&roll.to.rendered, &roll.to.image);
+    let builds: Api<MachineOSBuild> = Api::all(client.clone());
+    let check = builds.get(&roll.to.build).await?.status.unwrap_or_default();
+    let check = check.boot_check.unwrap_or_default();
+    ensure!(
+        check.passed && check.failed_units.is_empty(),
+        "{}: the boot check did not pass: {check:?}",
+        roll.to.build
+    );
+    eprintln!(
+        "{POOL}: {} passed the boot check ({} s, {}) and was pinned",
+        roll.to.build, check.seconds, check.accelerator
+    );
+    // Told the config, rebooted into it, panicked and powered on again. What it fetched is not
+    // bounded: the new layer is a unit file, smaller than the manifest and config around it.
+    check_counts(
+        what,
+        &Roll {
+            machines: roll.machines[..1].to_vec(),
+            ..roll.clone()
+        },
+        |_| 2..=2,
+        None,
+    )?;
+    for m in &roll.machines[1..] {
+        ensure!(
+            m.configs.is_empty() && m.power_ons == 0,
+            "{what}: {} was told {:?} and powered on {} times while {} failed",
+            m.name,
+            m.configs,
+            m.power_ons,
+            first.name
+        );
+    }
+    let console = console::read(&first.console);
+    let since = console.get(console_before..).unwrap_or_default();
+    ensure!(
+        since.contains("Kernel panic") && since.contains("sysrq"),
+        "{}: no kernel panic on its console since the apply:\n{}",
+        first.name,
+        console::tail(since, 40)
+    );
+    let nodes: Api<Node> = Api::all(client.clone());
+    let node = nodes.get(&first.name).await?;
+    let a = node.annotations();
+    let get = |k: &str| a.get(k).map(String::as_str).unwrap_or_default();
+    let digest = |i: &str| {
+        i.rsplit_once('@')
+            .map(|(_, d)| d.to_string())
+            .unwrap_or_default()
+    };
+    ensure!(
+        get(DESIRED_CONFIG) == target
+            && get(STATE) == STATE_DEGRADED
+            && get(REASON).contains(&format!("expected target osImageURL {image:?}"))
+            && get(BOOTED_IMAGE_ANNOTATION).contains(&digest(&before.image)),
+        "{}: not degraded on {target} while booted on the previous image: {a:?}",
+        first.name
+    );
+    for m in rest {
+        let node = nodes.get(&m.name).await?;
+        let desired = node.annotations().get(DESIRED_CONFIG).cloned();
+        ensure!(
+            desired.as_deref() == Some(before.rendered.as_str()),
+            "{} was told {desired:?} while {} failed",
+            m.name,
+            first.name
+        );
+    }
+    // Inside: the previous image booted, the deployment that failed removed, GRUB's count cleared.
+    let inside = first.ssh(
+        cluster,
+        "for i in $(seq 150); do systemctl is-active -q strata-boot-complete.service && break; \
+         sleep 2; done; ostree admin status; \
+         c=$(ostree admin status | awk '$1 == \"*\" {print $3}'); \
+         ostree show --print-metadata-key=strata.dev/image-digest \"${c%.*}\"; \
+         journalctl -b -u strata-boot-complete.service --no-pager; grub-editenv /boot/grub/grubenv list",
+        Duration::from_secs(300),
+    )?;
+    eprintln!("{}: inside:\n{inside}", first.name);
+    let deployments = inside
+        .lines()
+        .filter(|l| l.trim_start_matches(['*', ' ']).starts_with("strata "))
+        .count();
+    ensure!(
+        inside.contains(&format!("'{}'", digest(&before.image)))
+            && deployments == 1
+            && inside.contains("the new deployment did not boot")
+            && !inside.contains("strata_boot_pending=1")
+            && !inside.contains("strata_boot_pending=2"),
+        "{}: not back on {} alone, by GRUB's fall-back:\n{inside}",
+        first.name,
+        before.image
+    );
+    // Strata: the machine, the image and the daemon's reason; counted degraded.
+    let said = wait_for(
+        "Strata's PoolDegraded",
+        Duration::from_secs(120),
+        || async {
+            let said = pool_updated_condition(client, POOL).await?;
+            Ok((said.starts_with("False PoolDegraded:")
+                && said.contains(&format!("{} (expected target osImageURL", first.name))
+                && said.contains(image.as_str()))
+            .then_some(said))
+        },
+    )
+    .await?;
+    eprintln!("{POOL}: Strata says {said}");
+    let metrics = leader_metrics(client).await?;
+    let degraded = metric(
+        &metrics,
+        &format!("strata_pool_machines{{pool=\"{POOL}\",stage=\"degraded\"}}"),
+    );
+    ensure!(
+        degraded == Some(1.0),
+        "strata_pool_machines degraded: {degraded:?}, want 1"
+    );
+    Ok(())
 }
 
 /// Prints how `roll` went, machine by machine.
