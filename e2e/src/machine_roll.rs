@@ -214,26 +214,23 @@ impl MachinePool<'_> {
                     .cloned()
             };
             let target = pool.data["spec"]["configuration"]["name"].as_str();
-            let past = match (until, condition("NodeDegraded")) {
+            let name = status["configuration"]["name"].as_str().unwrap_or_default();
+            let all_updated_on_target = condition("Updated").is_some()
+                && status["machineCount"].as_u64() == Some(count)
+                && status["updatedMachineCount"].as_u64() == Some(count)
+                && !name.is_empty()
+                && target == Some(name);
+            match (until, condition("NodeDegraded")) {
                 (Until::Degraded, Some(_)) => {
                     return Ok((target.unwrap_or_default().to_string(), strata_said));
                 }
                 (Until::UpdatedPast(_), Some(degraded)) => {
                     bail!("pool {pool_name} is degraded: {}", degraded["message"])
                 }
-                (Until::Degraded, None) => None,
-                (Until::UpdatedPast(past), None) => Some(past),
-            };
-            let name = status["configuration"]["name"].as_str().unwrap_or_default();
-            let done = past.is_some()
-                && condition("Updated").is_some()
-                && status["machineCount"].as_u64() == Some(count)
-                && status["updatedMachineCount"].as_u64() == Some(count)
-                && !name.is_empty()
-                && Some(name) != past
-                && target == Some(name);
-            if done {
-                return Ok((name.to_string(), strata_said));
+                (Until::UpdatedPast(past), None) if all_updated_on_target && name != past => {
+                    return Ok((name.to_string(), strata_said));
+                }
+                _ => {}
             }
             ensure!(
                 start.elapsed() < timeout,

@@ -177,13 +177,14 @@ pub fn make(req: &Request) -> Result<DiskImage, BootError> {
         &seed_layout.grub_early_config(),
     )?;
     let t = Instant::now();
+    let identity = container.identity()?;
     let layer_tars = if req.layer_commits {
         let blobs = container.export_layers(&image_id, &work.join("layers"))?;
-        pair_layers(&container.identity()?.1, &blobs)?
+        pair_layers(&identity.1, &blobs)?
     } else {
         String::new()
     };
-    container.run_script(&mount, &work, &seed_layout, req, &layer_tars)?;
+    container.run_script(&mount, &work, &seed_layout, req, (&identity, &layer_tars))?;
     let sysroot = work.join("sysroot");
     finish_sysroot(&sysroot, &work, &seed_layout, &req.etc_files)?;
     seconds.sysroot = t.elapsed().as_secs_f64();
@@ -469,10 +470,9 @@ impl Container {
         work: &Path,
         layout: &Layout,
         req: &Request,
-        layer_tars: &str,
+        ((digest, layers), layer_tars): (&(String, String), &str),
     ) -> Result<(), BootError> {
         let kargs = layout.kernel_args(&req.kernel_args).join("\n");
-        let (digest, layers) = self.identity()?;
         let mut cmd = self.buildah.command();
         cmd.args(["run", "--isolation", "chroot"])
             .arg(format!("--volume={}:/run/strata-image:ro", mount.display()))
