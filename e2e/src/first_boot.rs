@@ -82,7 +82,7 @@ impl FirstBoot {
         std::fs::copy(OVMF_VARS, &vars).context("OVMF (Debian's ovmf) is not installed")?;
         let console = dir.join("console.log");
         let child = Command::new("qemu-system-x86_64")
-            .args(["-machine", "q35", "-accel", "tcg,thread=multi", "-smp", "2"])
+            .args(["-machine", "q35", "-accel", "tcg", "-smp", "1"])
             .args(["-m", "2048", "-nographic", "-no-reboot", "-nic", "none"])
             .args(["-monitor", "none"])
             .arg("-drive")

@@ -218,7 +218,6 @@ fn boot_once(
         console_log: work.join("console.log"),
         report: work.join("report"),
         accel: accel.resolve(),
-        cpus: 2,
         memory_mib: 2048,
     };
     for f in [&vm.console_log, &vm.report] {
