@@ -25,6 +25,28 @@ if [[ -f "$STATE/cluster-dir" ]] && [[ -d "$(cat "$STATE/cluster-dir")" ]]; then
   log "cleaning up a stale cluster record ($OLD)"
   flock -u 9; "$HERE/cluster-down.sh" >&2; flock -w 300 9
 fi
+# A cluster whose checkout is gone (a CI clone removed while its cluster was up, its processes
+# killed) leaves its dir, mounts and provisioned volumes behind: tens of GiB, until the next
+# cluster's kubelet evicts pods under DiskPressure. One cluster runs on a machine (one bridge, one
+# kubepods cgroup), so with none alive every such dir and volume is stale.
+for old in /tmp/strata-e2e.*; do
+  [[ -d "$old" ]] || continue
+  if kill -0 "$(cat "$old/pids/kube-apiserver" 2>/dev/null || echo 0)" 2>/dev/null; then
+    die "a cluster is already running in $old (another checkout's?): stop it first (make e2e-down there, or e2e/scripts/cluster-down.sh $old)"
+  fi
+  log "removing the remains of a cluster no checkout records ($old, $(du -sh "$old" 2>/dev/null | cut -f1))"
+  flock -u 9; "$HERE/cluster-down.sh" "$old" >&2 || true; flock -w 300 9
+done
+if [[ -d /tmp/hostpath_pv ]] && [[ -n "$(ls -A /tmp/hostpath_pv)" ]]; then
+  log "removing volumes no running cluster provisioned: $(du -sh /tmp/hostpath_pv | cut -f1) in /tmp/hostpath_pv"
+  rm -rf /tmp/hostpath_pv
+fi
+# The kubelet evicts pods when the disk is under 1 % free (e2e/manifests/kubelet.yaml); a make test
+# run in the demo's cluster needs about 25 GiB.
+FREE_GIB=$(df -P --block-size=1G /tmp | awk 'NR==2 {print $4}')
+if ((FREE_GIB < 25)); then
+  log "WARNING: $FREE_GIB GiB free on /tmp's disk; make test needs about 25 GiB (the cache claim's builds, the machines' disks, the registry)"
+fi
 for t in containerd runc ctr docker-registry openssl curl buildah mmdebstrap catatonit busybox iptables iptables-save nft unshare flock bc envsubst; do
   command -v "$t" >/dev/null || die "missing $t — run e2e/ci-setup.sh (apt packages)"
 done
