@@ -91,7 +91,8 @@ for ns in "${NETNS[@]}" $({ grep -l "$CNI_NET" /var/lib/cni/results/* 2>/dev/nul
   if [[ -e "$ns" ]]; then umount "$ns" 2>/dev/null || true; rm -f "$ns"; fi
 done
 # orphaned pod netns (containerd died before tearing them down): address in our pod CIDR, no process
-CIDR_PREFIX=$(sed -n 's|.*"subnet":"\([0-9]*\.[0-9]*\.[0-9]*\.\)[0-9]*/.*|\1|p' "$D"/cni/*.conflist 2>/dev/null | head -1)
+# (the conflist is missing in the dir of a cluster that never got that far: no reason to stop here)
+CIDR_PREFIX=$(sed -n 's|.*"subnet":"\([0-9]*\.[0-9]*\.[0-9]*\.\)[0-9]*/.*|\1|p' "$D"/cni/*.conflist 2>/dev/null | head -1 || true)
 if [[ -n "$CIDR_PREFIX" ]]; then
   for ns in $(ls /run/netns 2>/dev/null | grep '^cni-' || true); do
     if [[ -z "$(ip netns pids "$ns" 2>/dev/null)" ]] && ip -n "$ns" -4 -o addr show 2>/dev/null | grep -qF " inet $CIDR_PREFIX"; then

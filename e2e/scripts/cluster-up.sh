@@ -29,13 +29,19 @@ fi
 # killed) leaves its dir, mounts and provisioned volumes behind: tens of GiB, until the next
 # cluster's kubelet evicts pods under DiskPressure. One cluster runs on a machine (one bridge, one
 # kubepods cgroup), so with none alive every such dir and volume is stale.
+# All checked before any is torn down: a teardown also removes what a live cluster shares (the
+# bridge, the CNI state).
+STALE=()
 for old in /tmp/strata-e2e.*; do
   [[ -d "$old" ]] || continue
   if kill -0 "$(cat "$old/pids/kube-apiserver" 2>/dev/null || echo 0)" 2>/dev/null; then
     die "a cluster is already running in $old (another checkout's?): stop it first (make e2e-down there, or e2e/scripts/cluster-down.sh $old)"
   fi
+  STALE+=("$old")
+done
+for old in "${STALE[@]}"; do
   log "removing the remains of a cluster no checkout records ($old, $(du -sh "$old" 2>/dev/null | cut -f1))"
-  flock -u 9; "$HERE/cluster-down.sh" "$old" >&2 || true; flock -w 300 9
+  flock -u 9; "$HERE/cluster-down.sh" "$old" >&2 || log "WARNING: could not remove $old"; flock -w 300 9
 done
 if [[ -d /tmp/hostpath_pv ]] && [[ -n "$(ls -A /tmp/hostpath_pv)" ]]; then
   log "removing volumes no running cluster provisioned: $(du -sh /tmp/hostpath_pv | cut -f1) in /tmp/hostpath_pv"
