@@ -7,7 +7,10 @@
 //! - each pull step says what it did (its log is read while the builder pod exists);
 //! - each MachineOSConfig's builds have a store of their own on the claim: a build of one never
 //!   holds another's image, and a fragment naming another pool's image by its ID (a stage `ARG`
-//!   the pull step cannot see) fails instead of copying out of it.
+//!   the pull step cannot see) fails instead of copying out of it;
+//! - a build whose RUN step writes more than its config's store may hold
+//!   (`--cache-claim-store-quota-gib`) is stopped with `StoreQuotaExceeded`, the pool keeping its
+//!   image.
 //!
 //! Redeploys the controller (with the claim, then without), so it has its own test binary.
 
@@ -28,6 +31,8 @@ use strata_e2e::{Cluster, needs};
 
 const CLAIM: &str = "e2e-cache";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+/// The store quota the controller is redeployed with.
+const QUOTA_GIB: u64 = 1;
 
 /// The store of MachineOSConfig `config` on the claim.
 fn store(dir: &Path, config: &str) -> std::path::PathBuf {
@@ -126,6 +131,8 @@ async fn builds_keep_the_shared_claim_in_bounds_without_breaking_each_other() ->
             format!("--cache-claim={CLAIM}"),
             // More than any disk has: a build alone on the claim always empties it.
             "--cache-claim-min-free-gib=1000000".into(),
+            // Far more than a build on the test base writes, far less than the quota probe.
+            format!("--cache-claim-store-quota-gib={QUOTA_GIB}"),
         ],
         ..DeployOptions::default()
     };
@@ -242,6 +249,37 @@ async fn check(cluster: &Cluster, client: &kube::Client, dir: &Path) -> Result<(
             .map(|f| f.message)
             .unwrap_or_default()
     );
+
+    // A RUN step that writes more than the config's store may hold: stopped, the pool keeps
+    // its image.
+    build_of(
+        a,
+        format!(
+            "RUN dd if=/dev/zero of=/e2e-fill bs=1M count={} && sleep 120\n",
+            QUOTA_GIB * 1024 + 512
+        ),
+    )
+    .await?;
+    let filler = current_build(client, a, Some(&third)).await?;
+    let ended = strata_e2e::deployed::ended_build(client, &filler, BUILD_TIMEOUT).await?;
+    let failure = ended
+        .status
+        .as_ref()
+        .and_then(|s| s.failure.clone())
+        .unwrap_or_default();
+    ensure!(
+        ended.phase() == Some(strata_crds::BuildPhase::Failed)
+            && failure.reason == "StoreQuotaExceeded",
+        "a build writing {} GiB into a store with a {QUOTA_GIB} GiB quota was not stopped: {:?}",
+        QUOTA_GIB as f64 + 0.5,
+        ended.status
+    );
+    let still = pinned_by(client, BUILD_TIMEOUT, a, &third).await?;
+    ensure!(
+        still == third_image,
+        "{a} lost its image to the stopped build"
+    );
+    eprintln!("ok: {a}'s build past its store quota: {}", failure.message);
 
     for pool in pools {
         delete_config(client, pool).await?;

@@ -10,7 +10,8 @@
 //!
 //! - fragment code stays in its own tree: a `chroot` escape (a static program, compiled here) and
 //!   `/proc/<pid>/root` reach neither the builder container's files nor the image storage, which
-//!   the cache claim shares between builds.
+//!   the cache claim shares between builds;
+//! - a fork bomb in RUN is stopped short by the node's per-pod PID limit.
 //!
 //! The first fragment is the one that read the push credentials before the builder was split
 //! (a bind mount through a symlink, buildah CVE-2024-1753).
@@ -129,6 +130,16 @@ fn chroot_escape_program() -> Result<String> {
     Ok(String::from_utf8(out.stdout)?)
 }
 
+/// Processes the PID probe tries to have at once: more than the node's per-pod limit
+/// (`podPidsLimit` in e2e/manifests/kubelet.yaml, OpenShift's default).
+const PIDS_WANTED: u32 = 4200;
+
+/// A fork bomb with an end: [`PIDS_WANTED`] sleeping processes, counted in `/pids` as they start;
+/// the shell that starts them dies at the first fork refused. `tail` shows why, once every sleep
+/// ended (they hold its pipe); then the count.
+const PID_PROBE: &str = "(i=0; while [ $i -lt 4200 ]; do sleep 5 & i=$((i+1)); echo $i > /pids; done) 2>&1 | tail -n 2; \
+     read n < /pids; echo PIDS-STARTED-$n";
+
 /// The hostile fragments, by pool. `{probe}` is replaced by the network probe's targets,
 /// `escape` is [`chroot_escape_program`].
 fn fragments(probe: &str, escape: &str) -> Vec<(&'static str, String)> {
@@ -161,7 +172,7 @@ fn fragments(probe: &str, escape: &str) -> Vec<(&'static str, String)> {
             format!(
                 "RUN echo {escape} | base64 -d | gunzip > /escape && chmod +x /escape; /escape; \
                  for p in /proc/[0-9]*; do ls $p/root/var/lib/containers/storage >/dev/null 2>&1 && echo STORAGE-REACHED-$p; done; \
-                 echo PROBE-RAN; exit 1\n"
+                 echo PROBE-RAN; {PID_PROBE}; exit 1\n"
             ),
         ),
     ]
@@ -425,6 +436,22 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
             .iter()
             .any(|l| *l == "ESCAPED-TO-BUILDER" || l.starts_with("STORAGE-REACHED-")),
         "fragment code reached the builder container or the image storage:\n{escape_log}"
+    );
+    // The fork bomb: the node's per-pod PID limit stopped it short.
+    // The pod's log and the build's log tail both hold the line.
+    let started: std::collections::BTreeSet<u32> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("PIDS-STARTED-")?.parse().ok())
+        .collect();
+    let started: Vec<u32> = started.into_iter().collect();
+    ensure!(
+        started.len() == 1 && started[0] < PIDS_WANTED,
+        "a RUN step started {started:?} of {PIDS_WANTED} processes (the pod's PID limit must stop it \
+         short):\n{escape_log}"
+    );
+    eprintln!(
+        "ok: a fork bomb in RUN started {} of {PIDS_WANTED} processes (the node's per-pod PID limit)",
+        started[0]
     );
     eprintln!(
         "ok: a chroot escape ({}) and /proc/<pid>/root reached neither the builder container nor the image storage",

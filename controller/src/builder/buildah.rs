@@ -139,6 +139,17 @@ impl Buildah {
     /// Runs buildah, streaming its output (redacted) and keeping the tail. SIGTERM stops buildah
     /// and reports a transient failure.
     pub async fn run(&self, args: &[String]) -> Result<Output, TerminationMessage> {
+        self.run_until(args, std::future::pending()).await
+    }
+
+    /// [`Self::run`], and buildah is stopped the same way when `stop` resolves first, with the
+    /// failure it gives (a store past its quota).
+    pub async fn run_until(
+        &self,
+        args: &[String],
+        stop: impl std::future::Future<Output = TerminationMessage>,
+    ) -> Result<Output, TerminationMessage> {
+        tokio::pin!(stop);
         let mut cmd = self.command();
         cmd.args(args)
             .stdin(Stdio::null())
@@ -178,36 +189,54 @@ impl Buildah {
                 String::new(),
             )
         })?;
-        let mut terminated = false;
+        let mut stopped: Option<TerminationMessage> = None;
         let status = loop {
-            tokio::select! {
+            let why = tokio::select! {
                 line = rx.recv() => match line {
-                    Some(line) => keep(line),
+                    Some(line) => { keep(line); continue; }
                     None => break child.wait().await,
                 },
-                _ = term.recv(), if !terminated => {
-                    terminated = true;
+                _ = term.recv(), if stopped.is_none() => {
                     println!("strata build: SIGTERM received, stopping buildah");
-                    if let Some(pid) = child.id() {
-                        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-                    }
-                    let deadline = tokio::time::sleep(STOP_GRACE);
-                    tokio::pin!(deadline);
-                    tokio::select! {
-                        _ = child.wait() => {}
-                        _ = &mut deadline => { let _ = child.start_kill(); }
-                    }
+                    failure(
+                        FailureClass::Transient,
+                        "Terminated",
+                        "the builder pod was asked to stop (SIGTERM)",
+                        String::new(),
+                    )
                 }
+                message = &mut stop, if stopped.is_none() => {
+                    if let TerminationMessage::Failure { message, .. } = &message {
+                        println!("strata build: {message}");
+                    }
+                    message
+                }
+            };
+            stopped = Some(why);
+            if let Some(pid) = child.id() {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &pid.to_string()])
+                    .status();
             }
+            let deadline = tokio::time::sleep(STOP_GRACE);
+            tokio::pin!(deadline);
+            tokio::select! {
+                _ = child.wait() => {}
+                _ = &mut deadline => { let _ = child.start_kill(); }
+            }
+            // A process buildah left (a RUN step's) may hold its output open: take what came,
+            // and end here.
+            while let Ok(line) = rx.try_recv() {
+                keep(line);
+            }
+            break child.wait().await;
         };
         let tail = tail.into_iter().collect::<Vec<_>>().join("\n");
-        if terminated {
-            return Err(failure(
-                FailureClass::Transient,
-                "Terminated",
-                "the builder pod was asked to stop (SIGTERM)",
-                tail,
-            ));
+        if let Some(mut message) = stopped {
+            if let TerminationMessage::Failure { log_tail, .. } = &mut message {
+                *log_tail = tail;
+            }
+            return Err(message);
         }
         Ok(Output {
             success: status.map(|s| s.success()).unwrap_or(false),

@@ -25,6 +25,7 @@ pub mod lint;
 pub mod message;
 pub mod redact;
 pub mod shared_storage;
+pub mod store_quota;
 pub mod tree;
 
 use std::path::PathBuf;
@@ -115,6 +116,9 @@ pub struct BuildArgs {
     /// With --shared-storage: the free bytes below which the pull step empties the storage.
     #[arg(long, env = "STRATA_SHARED_STORAGE_MIN_FREE_BYTES", default_value_t = 5 << 30)]
     pub shared_storage_min_free_bytes: u64,
+    /// With --shared-storage: the most this config's store may hold ([`store_quota`]).
+    #[arg(long, env = "STRATA_SHARED_STORAGE_QUOTA_BYTES", default_value_t = 20 << 30)]
+    pub shared_storage_quota_bytes: u64,
     /// Work directory shared by the steps: their timings and the image's size for the push step,
     /// buildah's temporary files.
     #[arg(long, env = "STRATA_WORK_DIR", default_value = "/var/lib/strata")]
@@ -415,8 +419,9 @@ async fn pull(
     Ok(None)
 }
 
-/// Registers the build in the shared storage and empties the storage when it is short of space
-/// and no other build uses it (see [`shared_storage`]).
+/// Registers the build in the shared storage and empties the storage when it is short of space,
+/// or when its config's store would pass its quota ([`store_quota`]), and no other build uses
+/// it (see [`shared_storage`]).
 async fn keep_shared_storage_in_bounds(
     args: &BuildArgs,
     registration: &shared_storage::Registration,
@@ -443,21 +448,35 @@ async fn keep_shared_storage_in_bounds(
             decision = shared_storage::Decision::Keep;
         }
     }
-    match decision {
-        shared_storage::Decision::Keep => {}
-        shared_storage::Decision::Busy { others } => println!(
-            "strata build: the shared image storage has {:.1} GiB free (less than {:.1} GiB), \
-             but {others} other build(s) use it: not emptied",
+    let why = match decision {
+        shared_storage::Decision::Keep => {
+            let quota = args.shared_storage_quota_bytes;
+            let used = store_quota::usage_bytes(&args.storage_dir);
+            if !store_quota::over_quota(used, min_free, quota) {
+                return Ok(());
+            }
+            decision = shared_storage::decide(0, 1, registered.others);
+            format!(
+                "this config's store holds {:.1} GiB: with the {:.1} GiB a build may add it \
+                 would pass its quota of {:.1} GiB",
+                gib(used),
+                gib(min_free),
+                gib(quota)
+            )
+        }
+        _ => format!(
+            "the shared image storage has {:.1} GiB free (less than {:.1} GiB)",
             gib(free),
             gib(min_free)
         ),
+    };
+    match decision {
+        shared_storage::Decision::Keep => {}
+        shared_storage::Decision::Busy { others } => {
+            println!("strata build: {why}, but {others} other build(s) use it: not emptied")
+        }
         shared_storage::Decision::Empty => {
-            println!(
-                "strata build: the shared image storage has {:.1} GiB free (less than {:.1} GiB) \
-                 and no other build uses it: emptying it",
-                gib(free),
-                gib(min_free)
-            );
+            println!("strata build: {why}, and no other build uses it: emptying it");
             // Leftovers of builds that died, then every image; what this build needs is pulled
             // next. A failure here is not the build's: the pull that follows reports any
             // real problem.
@@ -585,7 +604,18 @@ async fn build(
         args.image,
         containerfile.len()
     );
-    let output = buildah.run(&bud).await?;
+    // On the cache claim, RUN steps write into the config's store there: bounded by its quota.
+    let output = match args.registration() {
+        Some(_) => {
+            let quota = store_quota::exceeded(
+                args.storage_dir.clone(),
+                args.shared_storage_quota_bytes,
+                store_quota::CHECK_EVERY,
+            );
+            buildah.run_until(&bud, quota).await?
+        }
+        None => buildah.run(&bud).await?,
+    };
     if !output.success {
         let (class, reason, message) = message::classify(Stage::Build, &output.tail);
         let line = message::failed_step(&message::buildah_error(&output.tail))

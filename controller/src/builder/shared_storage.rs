@@ -65,6 +65,8 @@ pub struct Registered {
     pub decision: Decision,
     /// Free bytes on the storage when the decision was taken.
     pub free_bytes: u64,
+    /// The other builds registered then.
+    pub others: usize,
     pub lock: File,
 }
 
@@ -130,6 +132,7 @@ impl Registration {
         Ok(Registered {
             decision: decide(free, min_free_bytes, others),
             free_bytes: free,
+            others,
             lock,
         })
     }

@@ -205,6 +205,16 @@ pub struct Settings {
         default_value_t = 5
     )]
     pub cache_claim_min_free_gib: u32,
+    /// On a cache claim: the most one MachineOSConfig's store there may hold, so that one pool's
+    /// fragments cannot fill the claim every pool builds on. A build empties its config's store
+    /// first when it holds more than this less `--cache-claim-min-free-gib`, and a build whose
+    /// RUN steps grow the store past it is stopped (`StoreQuotaExceeded`).
+    #[arg(
+        long,
+        env = "STRATA_BUILD_CACHE_CLAIM_STORE_QUOTA_GIB",
+        default_value_t = 20
+    )]
+    pub cache_claim_store_quota_gib: u32,
     /// Namespace of the release ConfigMap naming the OS base image.
     #[arg(
         long,

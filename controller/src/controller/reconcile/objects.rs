@@ -610,9 +610,11 @@ fn step_env(
     if shared {
         // The builds keep the shared storage in bounds themselves (builder-image/README.md).
         let min_free = u64::from(settings.cache_claim_min_free_gib) << 30;
+        let quota = u64::from(settings.cache_claim_store_quota_gib) << 30;
         vars.extend([
             env_var("STRATA_SHARED_STORAGE", "true".into()),
             env_var("STRATA_SHARED_STORAGE_MIN_FREE_BYTES", min_free.to_string()),
+            env_var("STRATA_SHARED_STORAGE_QUOTA_BYTES", quota.to_string()),
             // The registration is the pod's: a retry's pod never shares its marker.
             EnvVar {
                 name: "STRATA_POD_UID".into(),
@@ -1304,6 +1306,7 @@ mod tests {
         let shared = env_of(&Settings {
             cache_claim: CacheClaim::Named("strata-cache".into()),
             cache_claim_min_free_gib: 7,
+            cache_claim_store_quota_gib: 30,
             ..Settings::for_tests()
         });
         let expected = vec![
@@ -1311,6 +1314,10 @@ mod tests {
             (
                 "STRATA_SHARED_STORAGE_MIN_FREE_BYTES".into(),
                 (7u64 << 30).to_string(),
+            ),
+            (
+                "STRATA_SHARED_STORAGE_QUOTA_BYTES".into(),
+                (30u64 << 30).to_string(),
             ),
         ];
         assert_eq!(shared, vec![expected; 3]);
