@@ -180,10 +180,21 @@ async fn bench(cli: Cli) -> Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     write_results(&report, &state, args, elapsed)?;
-    if report.errors.is_empty() {
-        Ok(())
-    } else {
-        bail!("{} section(s) failed; see RESULTS.md", report.errors.len())
+    let missed = report.missed_goals();
+    match (report.errors.len(), missed.is_empty()) {
+        (0, true) => Ok(()),
+        (0, false) => bail!(
+            "goal(s) missed: {}; see RESULTS.md",
+            missed.join(", ")
+        ),
+        (n, _) => bail!(
+            "{n} section(s) failed{}; see RESULTS.md",
+            if missed.is_empty() {
+                String::new()
+            } else {
+                format!(", goal(s) missed: {}", missed.join(", "))
+            }
+        ),
     }
 }
 
