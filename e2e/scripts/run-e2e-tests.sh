@@ -29,9 +29,12 @@ status=0
   cargo test --no-fail-fast -p strata-e2e "$@" -- --test-threads=2 --skip "$TEARDOWN" || status=$?
 # tests/teardown.rs starts a cluster of its own and checks that cluster-down leaves nothing behind:
 # it runs once no cluster is up (`make teardown-test` after `make e2e-down`, as .ci/run does).
+# A filtered run (arguments: `--test rollout`, a test name) runs only what it names.
 if [[ -f "$ROOT/e2e/.state/env" ]]; then
   echo "run-e2e-tests: $TEARDOWN not run: a cluster is up (make e2e-down, then make teardown-test)" >&2
+elif (($#)); then
+  echo "run-e2e-tests: $TEARDOWN not run: a filtered run ($*); make teardown-test runs it" >&2
 else
-  "$HERE/run-teardown-test.sh" "$@" || status=$?
+  "$HERE/run-teardown-test.sh" || status=$?
 fi
 exit $status
