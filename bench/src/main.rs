@@ -183,10 +183,7 @@ async fn bench(cli: Cli) -> Result<()> {
     let missed = report.missed_goals();
     match (report.errors.len(), missed.is_empty()) {
         (0, true) => Ok(()),
-        (0, false) => bail!(
-            "goal(s) missed: {}; see RESULTS.md",
-            missed.join(", ")
-        ),
+        (0, false) => bail!("goal(s) missed: {}; see RESULTS.md", missed.join(", ")),
         (n, _) => bail!(
             "{n} section(s) failed{}; see RESULTS.md",
             if missed.is_empty() {

@@ -76,6 +76,7 @@ pub struct Metrics {
     last_success: Family<Labels, Gauge<f64, AtomicU64>>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<Labels, Counter>,
+    image_deletions: Family<Labels, Counter>,
     /// Per pool: its current build's phase and waiting reason (to clear old series).
     pools: Mutex<HashMap<String, PoolSeries>>,
     /// Per MachineOSConfig: what its series carry (to clear old series).
@@ -114,6 +115,7 @@ impl Default for Metrics {
             // 1 ms … 32 s: above the slowest reconcile seen under load (bench/RESULTS.md).
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             reconcile_errors: Family::default(),
+            image_deletions: Family::default(),
             pools: Mutex::default(),
             configs: Mutex::default(),
             registry: Registry::default(),
@@ -215,6 +217,11 @@ impl Default for Metrics {
             "Failed reconciles, by error kind",
             m.reconcile_errors.clone(),
         );
+        strata.register(
+            "registry_image_deletions",
+            "Pruned builds' images deleted from the registry (result ImageDeleted) or not (ImageNotDeleted)",
+            m.image_deletions.clone(),
+        );
         m
     }
 }
@@ -226,6 +233,13 @@ impl Metrics {
 
     pub fn reconciled(&self, seconds: f64) {
         self.reconcile_duration.observe(seconds);
+    }
+
+    /// A pruned build's image deletion, by its Event's reason.
+    pub fn image_deletion(&self, result: &str) {
+        self.image_deletions
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
     }
 
     pub fn reconcile_failed(&self, kind: &str) {

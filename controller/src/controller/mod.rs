@@ -157,7 +157,8 @@ async fn reconcile_config(ctx: &Context, config: &MachineOSConfig) -> Result<Act
     let plan = plan::plan(&observed, &ctx.settings);
     let requeue = plan.requeue_after.unwrap_or(RESYNC);
     let writes = plan.writes();
-    apply::apply(ctx, config, plan).await?;
+    let registry = apply::RegistryAccess::of(&observed);
+    apply::apply(ctx, config, plan, &registry).await?;
     let total = started.elapsed();
     // Where a slow round spent its time (observe waits on registries, apply on the API server)
     // and what it wrote.

@@ -234,6 +234,12 @@ impl Registry {
             .map(|(_, a)| a.clone())
     }
 
+    /// Forgets every cached answer about `what` (whatever the credential).
+    fn forget(&self, what: &str) {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        answers.retain(|(w, _), _| w != what);
+    }
+
     fn remember(&self, key: (String, u64), answer: Answer) {
         let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
         answers.retain(|_, (at, _)| at.elapsed() < ANSWER_TTL);
@@ -409,6 +415,38 @@ impl Registry {
             }
             Ok(Err(err)) => ImageCheck::Unknown(err.to_string()),
             Err(_) => ImageCheck::Unknown(format!(
+                "{image}: no answer within {}s",
+                self.settings.total_timeout.as_secs()
+            )),
+        }
+    }
+}
+
+impl Registry {
+    /// Deletes the manifest of `image` (repo@sha256:…) with `auth_json`'s credential for it,
+    /// at the registry itself (a deletion goes to no mirror). What was cached about it is
+    /// forgotten.
+    pub async fn delete(
+        &self,
+        image: &str,
+        auth_json: Option<&str>,
+        transport: &Transport,
+    ) -> Result<(), String> {
+        let parsed: Reference = image
+            .parse()
+            .map_err(|e| format!("'{image}' is not an image reference: {e}"))?;
+        let credential = credential_for(auth_json, image);
+        let transport = &transport.for_image(image);
+        let key = client_key(&credential, transport);
+        let client = self.client(key, &credential, transport)?;
+        let result =
+            tokio::time::timeout(self.settings.total_timeout, client.delete_manifest(&parsed))
+                .await;
+        self.forget(&format!("inspect {image}"));
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(_) => Err(format!(
                 "{image}: no answer within {}s",
                 self.settings.total_timeout.as_secs()
             )),

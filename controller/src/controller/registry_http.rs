@@ -293,6 +293,30 @@ impl RegistryHttp {
         Ok(body)
     }
 
+    /// Deletes the manifest `image` pins by digest (a tag is refused: deleting by tag would
+    /// remove whatever it names by then). Gone already counts as done.
+    pub async fn delete_manifest(&self, image: &Reference) -> Result<()> {
+        let name = image.whole();
+        if image.digest().is_none() {
+            return Err(RegistryError::Invalid {
+                image: name,
+                message: "only an image pinned by digest is deleted".into(),
+            });
+        }
+        let response = self
+            .request(
+                image,
+                Method::DELETE,
+                &manifest_path(image),
+                Document::Manifest,
+            )
+            .await?;
+        match checked(response, &name).await {
+            Ok(_) | Err(RegistryError::NotFound) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
     /// The manifest at `path` (parsed) and its digest, checked against the digest `image` pins
     /// when `path` is the image's own.
     async fn manifest(&self, image: &Reference, path: &str) -> Result<(Value, String)> {
@@ -335,7 +359,8 @@ impl RegistryHttp {
     }
 
     /// `method` on `path` of `image`'s registry, with the cached token; a 401 gets a token (or
-    /// basic credentials) as the registry's challenge asks, and one more try.
+    /// basic credentials) as the registry's challenge asks, and one more try. Reads ask for the
+    /// `pull` action, a deletion for `delete`.
     async fn request(
         &self,
         image: &Reference,
@@ -343,12 +368,21 @@ impl RegistryHttp {
         path: &str,
         what: Document,
     ) -> Result<Response> {
+        let actions = if method == Method::DELETE {
+            "delete"
+        } else {
+            "pull"
+        };
         let origin = self.origin(image)?;
         let url = origin.join(path).map_err(|e| RegistryError::Invalid {
             image: image.whole(),
             message: format!("{path}: {e}"),
         })?;
-        let scope = format!("{}/{}", image.resolve_registry(), image.repository());
+        let scope = format!(
+            "{}/{} {actions}",
+            image.resolve_registry(),
+            image.repository()
+        );
         let cached = self.cached_token(&scope);
         let response = self
             .send(
@@ -363,7 +397,10 @@ impl RegistryHttp {
         if response.status() != StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
-        let Some(authorization) = self.authorize(image, &origin, response.headers()).await? else {
+        let Some(authorization) = self
+            .authorize(image, &origin, response.headers(), actions)
+            .await?
+        else {
             return Ok(response);
         };
         self.remember_token(&scope, &authorization.0, authorization.1);
@@ -433,6 +470,7 @@ impl RegistryHttp {
         image: &Reference,
         origin: &Url,
         headers: &HeaderMap,
+        actions: &str,
     ) -> Result<Option<(String, Duration)>> {
         let name = image.whole();
         let basic = match &self.credential {
@@ -462,9 +500,10 @@ impl RegistryHttp {
                 why: "never from HTTPS to plain HTTP",
             });
         }
-        realm
-            .query_pairs_mut()
-            .append_pair("scope", &format!("repository:{}:pull", image.repository()));
+        realm.query_pairs_mut().append_pair(
+            "scope",
+            &format!("repository:{}:{actions}", image.repository()),
+        );
         if let Some(service) = &challenge.service {
             realm.query_pairs_mut().append_pair("service", service);
         }
@@ -1080,6 +1119,57 @@ mod tests {
         assert_eq!(
             seen,
             [None, Some("Bearer t0k".into()), Some("Bearer t0k".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deletion_asks_for_the_delete_scope_and_names_the_digest_only() {
+        let auth = serve(|r| {
+            if r.path.contains("%3Adelete") {
+                ok(br#"{"token":"del"}"#)
+            } else {
+                ok(br#"{"token":"pull-only"}"#)
+            }
+        })
+        .await;
+        let challenge = format!(
+            "WWW-Authenticate: Bearer realm=\"http://{}/token\"\r\n",
+            auth.address
+        );
+        let server = serve(
+            move |r| match (r.method.as_str(), r.authorization.as_deref()) {
+                ("DELETE", Some("Bearer del")) if r.path.contains("/manifests/sha256:2") => {
+                    Reply::Full("202 Accepted".into(), String::new(), vec![])
+                }
+                ("DELETE", Some("Bearer del")) => Reply::Full(
+                    "404 Not Found".into(),
+                    String::new(),
+                    br#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#.to_vec(),
+                ),
+                _ => Reply::Full("401 Unauthorized".into(), challenge.clone(), vec![]),
+            },
+        )
+        .await;
+        let registry = reader(&[&server, &auth], basic());
+        let digest = |d: char| image(&server, &format!("@sha256:{}", d.to_string().repeat(64)));
+        registry.delete_manifest(&digest('2')).await.unwrap();
+        let tokens = auth.seen();
+        assert!(
+            tokens.len() == 1 && tokens[0].path.contains("scope=repository%3Aos%3Adelete"),
+            "{tokens:?}"
+        );
+        // Gone already is done; a tag is never deleted (it would take whatever it names now).
+        registry.delete_manifest(&digest('3')).await.unwrap();
+        let by_tag = registry.delete_manifest(&image(&server, ":latest")).await;
+        assert!(
+            matches!(by_tag, Err(RegistryError::Invalid { .. })),
+            "{by_tag:?}"
+        );
+        assert!(
+            server
+                .seen()
+                .iter()
+                .all(|r| r.method == "DELETE" && r.path.starts_with("/v2/os/manifests/sha256:"))
         );
     }
 

@@ -28,6 +28,17 @@ impl CacheClaim {
     }
 }
 
+/// `--registry-cleanup`: what happens to the pushed image of a build the history prunes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegistryCleanup {
+    /// Images stay in the registry.
+    Off,
+    /// Each image that would be deleted is named in an Event; nothing is deleted.
+    DryRun,
+    /// The image's manifest is deleted from the registry, with the push Secret.
+    On,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines.
@@ -185,6 +196,12 @@ pub struct Settings {
     /// pool uses.
     #[arg(long, env = "STRATA_BUILD_HISTORY", default_value_t = 5)]
     pub build_history: usize,
+    /// What happens to the pushed image of a build the history prunes, as the MCO deletes a
+    /// deleted build's image: `on` deletes its manifest from the registry with the push Secret
+    /// (never an image the pool is pinned to, a kept build's, or one a machine may run; the
+    /// registry must allow deletion), `dry-run` names it in an Event, `off` leaves it.
+    #[arg(long, env = "STRATA_REGISTRY_CLEANUP", value_enum, default_value_t = RegistryCleanup::On)]
+    pub registry_cleanup: RegistryCleanup,
     /// The builder pods' image storage, kept from build to build so that a rebuild or a second
     /// pool on the same base does not pull it again: `auto` uses Strata's own claim
     /// (`strata-build-cache`, made with the first build) when the cluster has a default

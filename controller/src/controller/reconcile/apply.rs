@@ -16,10 +16,11 @@ use strata_crds::contract::{FIELD_MANAGER, annotations, labels, mco};
 use strata_crds::{MachineOSBuild, MachineOSBuildStatus, MachineOSConfig, MachineOSConfigStatus};
 
 use super::objects::{BuildObjects, DiskImageObjects};
-use super::plan::{MetricsUpdate, Plan};
+use super::plan::{EventType, ImageDeletion, MetricsUpdate, Observed, Plan, PlannedEvent};
 use crate::controller::Context;
 use crate::controller::error::{Error, Write};
 use crate::controller::names;
+use crate::controller::registry_client::Transport;
 
 fn ssa() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -86,9 +87,74 @@ fn object_name(ns: Option<&str>, name: &str) -> String {
     }
 }
 
+/// What deleting a pruned build's image needs from the round's observation: the push Secret's
+/// auth and the cluster's registry transport.
+pub struct RegistryAccess {
+    pub push_auth: Option<String>,
+    pub transport: Transport,
+}
+
+impl RegistryAccess {
+    pub fn of(observed: &Observed) -> Self {
+        Self {
+            push_auth: observed.auth.as_ref().ok().map(|a| a.push.clone()),
+            transport: Transport::from_environment(&observed.environment),
+        }
+    }
+}
+
+/// Deletes the images in order, each once; what happened to each, as an Event. A registry that
+/// refuses (no deletion allowed, no right to delete) is named in a Warning and the build still
+/// goes: pruning does not wait on the registry.
+async fn delete_pushed_images(
+    ctx: &Context,
+    access: &RegistryAccess,
+    images: &[ImageDeletion],
+) -> Vec<PlannedEvent> {
+    let mut events = Vec::new();
+    for ImageDeletion { build, image } in images {
+        let result = ctx
+            .registry
+            .delete(image, access.push_auth.as_deref(), &access.transport)
+            .await;
+        let (type_, reason, note) = match result {
+            Ok(()) => (
+                EventType::Normal,
+                "ImageDeleted",
+                format!("deleted {image} of pruned build {build} from the registry"),
+            ),
+            Err(why) => {
+                tracing::warn!(%image, %build, %why, "cannot delete a pruned build's image");
+                (
+                    EventType::Warning,
+                    "ImageNotDeleted",
+                    format!(
+                        "cannot delete {image} of pruned build {build} from the registry: {why} \
+                         (the build is pruned all the same; --registry-cleanup=off stops trying)"
+                    ),
+                )
+            }
+        };
+        ctx.metrics.image_deletion(reason);
+        events.push(PlannedEvent {
+            type_,
+            reason,
+            action: "DeleteImage",
+            note,
+            build: Some(build.clone()),
+        });
+    }
+    events
+}
+
 /// Executes `plan` for `config`; once its writes succeeded, hands its Events to the sink (sent in
-/// the background) and records its metric transitions.
-pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Result<(), Error> {
+/// the background) and records its metric transitions. `registry` is for the images to delete.
+pub async fn apply(
+    ctx: &Context,
+    config: &MachineOSConfig,
+    plan: Plan,
+    registry: &RegistryAccess,
+) -> Result<(), Error> {
     let Plan {
         create_build,
         build_objects,
@@ -97,11 +163,12 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
         delete_jobs,
         delete_secrets,
         delete_builds,
+        delete_images,
         machine_config,
         pool_paused,
         config_status,
         remove_rebuild_annotation,
-        events,
+        mut events,
         metrics,
         requeue_after: _, // the reconciler's, not apply's
     } = plan;
@@ -110,6 +177,8 @@ pub async fn apply(ctx: &Context, config: &MachineOSConfig, plan: Plan) -> Resul
     // API server, and a round's time is its longest chain of writes in series.
     // A build is recorded as ended before its Job goes: else the next round, finding no Job,
     // would build it again.
+    // A pruned build's image goes before the build that names it.
+    events.extend(delete_pushed_images(ctx, registry, &delete_images).await);
     let builds_then_deletes = async {
         try_join4(
             create(apis, create_build),

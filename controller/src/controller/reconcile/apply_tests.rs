@@ -157,7 +157,9 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     let build = p.create_build.clone().unwrap();
     let name = build.metadata.name.clone().unwrap();
     let written = p.config_status.clone();
-    apply(&ctx, &o.config, p).await.unwrap();
+    apply(&ctx, &o.config, p, &RegistryAccess::of(&o))
+        .await
+        .unwrap();
     // Events go out in the background once the writes succeeded.
     ctx.events.flush().await;
     assert_eq!(
@@ -178,7 +180,9 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     o2.config.status = written;
     o2.builds = vec![stored.clone()];
     let p = plan::plan(&o2, &settings);
-    apply(&ctx, &o2.config, p).await.unwrap();
+    apply(&ctx, &o2.config, p, &RegistryAccess::of(&o2))
+        .await
+        .unwrap();
     // Events go out in the background once the writes succeeded.
     ctx.events.flush().await;
     let job = format!("build-{name}-bbbbb");
@@ -216,7 +220,9 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     o3.jobs = vec![serde_json::from_value(json!({"metadata": {"name": job}})).unwrap()];
     o3.build_secrets = [format!("credentials-{name}")].into();
     let p = plan::plan(&o3, &settings);
-    apply(&ctx, &o3.config, p).await.unwrap();
+    apply(&ctx, &o3.config, p, &RegistryAccess::of(&o3))
+        .await
+        .unwrap();
     // Events go out in the background once the writes succeeded.
     ctx.events.flush().await;
     assert_eq!(
@@ -289,9 +295,14 @@ async fn strata_s_own_cache_claim_is_created_with_the_objects_until_it_exists() 
     let creates_claim = format!("POST {NS}/persistentvolumeclaims");
     // Not made yet: created (POST, never changed afterwards) beside the build's other objects.
     let o = round(false);
-    apply(&ctx, &o.config, plan::plan(&o, &settings))
-        .await
-        .unwrap();
+    apply(
+        &ctx,
+        &o.config,
+        plan::plan(&o, &settings),
+        &RegistryAccess::of(&o),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         server.requests_sorting(&[(0, 6)]),
         vec![
@@ -305,9 +316,14 @@ async fn strata_s_own_cache_claim_is_created_with_the_objects_until_it_exists() 
     );
     // Once the cache holds it, the next build's objects leave it alone.
     let o = round(true);
-    apply(&ctx, &o.config, plan::plan(&o, &settings))
-        .await
-        .unwrap();
+    apply(
+        &ctx,
+        &o.config,
+        plan::plan(&o, &settings),
+        &RegistryAccess::of(&o),
+    )
+    .await
+    .unwrap();
     let requests = server.requests();
     assert!(
         !requests.contains(&creates_claim) && requests.len() == 5,

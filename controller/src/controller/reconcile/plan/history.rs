@@ -3,7 +3,7 @@
 //! the current build's Job goes once it succeeded (a failed one stays for its logs), and so does
 //! its disk image Job once the disk image is pushed; per-build Secrets go when their build ended
 //! (the disk image's when it did), and ended builds beyond `--build-history` are deleted —
-//! never the one the pool uses.
+//! never the one the pool uses — with their pushed images (registry_cleanup.rs).
 
 use std::collections::BTreeMap;
 
@@ -75,6 +75,7 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
     }
 
     let prune = builds_to_prune(planner, current, &phase_of);
+    let prune = super::registry_cleanup::plan(planner, prune);
 
     planner.plan.delete_jobs.extend(delete_jobs);
     planner.plan.delete_secrets.extend(delete_secrets);

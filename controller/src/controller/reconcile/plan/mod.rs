@@ -10,6 +10,7 @@ mod history;
 mod hold;
 mod machines;
 mod pool_wait;
+mod registry_cleanup;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -36,6 +37,7 @@ use crate::controller::registry_client::ImageCheck;
 use crate::controller::settings::Settings;
 use crate::render::{BuildInputs, Rendered, render};
 use config_status::ConfigStatus;
+pub use registry_cleanup::ImageDeletion;
 
 /// A pinned image that the registry stops serving is rebuilt only after this many misses…
 const MISSES_BEFORE_REBUILD: u32 = 3;
@@ -207,6 +209,9 @@ pub struct Plan {
     pub delete_secrets: Vec<String>,
     /// Builds to delete: the current one to rebuild it, old ones beyond the history.
     pub delete_builds: Vec<String>,
+    /// Pushed images of pruned builds to delete from the registry (`--registry-cleanup=on`),
+    /// before their builds go.
+    pub delete_images: Vec<ImageDeletion>,
     /// The MachineConfig pinning the pool, when it must change.
     pub machine_config: Option<Value>,
     /// The pool's `spec.paused`, when Strata takes or releases its hold.
@@ -235,6 +240,7 @@ impl Plan {
             ("delete-job", self.delete_jobs.len()),
             ("delete-secret", self.delete_secrets.len()),
             ("delete-build", self.delete_builds.len()),
+            ("delete-image", self.delete_images.len()),
             ("machine-config", usize::from(self.machine_config.is_some())),
             ("pool-paused", usize::from(self.pool_paused.is_some())),
             ("config-status", usize::from(self.config_status.is_some())),

@@ -805,6 +805,130 @@ fn history_keeps_the_newest_ended_builds_and_the_one_in_use() {
     assert_eq!(pruned, expected);
 }
 
+/// Five ended builds, each with its own image (`…/os@sha256:<i repeated>`), the oldest pinned.
+fn five_ended_builds_with_images() -> (Observed, Vec<MachineOSBuild>, Vec<String>) {
+    let mut o = observed(config("RUN echo current\n"));
+    let images: Vec<String> = (0..5)
+        .map(|i| {
+            format!(
+                "registry.example.com/strata/os@sha256:{}",
+                i.to_string().repeat(64)
+            )
+        })
+        .collect();
+    let mut old = Vec::new();
+    for (i, image) in images.iter().enumerate() {
+        let mut b = created(&observed(config(&format!("RUN echo {i}\n"))));
+        b.metadata.creation_timestamp = Some(Time(
+            Timestamp::from_second(1_700_000_000 + i as i64).unwrap(),
+        ));
+        let mut status = b.status.clone().unwrap_or_default();
+        status.conditions.iter_mut().for_each(|c| {
+            c.status = if c.type_ == "Succeeded" {
+                "True"
+            } else {
+                "False"
+            }
+            .into()
+        });
+        status.digested_image_push_spec = Some(image.clone());
+        b.status = Some(status);
+        old.push(b);
+    }
+    o.config.status = Some(MachineOSConfigStatus {
+        current_image_pull_spec: Some(images[0].clone()),
+        ..Default::default()
+    });
+    o.builds = old.clone();
+    (o, old, images)
+}
+
+#[test]
+fn pruned_builds_images_are_deleted_unless_something_may_run_them() {
+    use crate::controller::fixtures::rendered;
+    use crate::controller::settings::RegistryCleanup;
+    let (o, old, images) = five_ended_builds_with_images();
+    let name = |i: usize| old[i].metadata.name.clone().unwrap();
+    let deleted = |p: &Plan| {
+        let mut d: Vec<(String, String)> = p
+            .delete_images
+            .iter()
+            .map(|d| (d.build.clone(), d.image.clone()))
+            .collect();
+        d.sort();
+        d
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    // Builds 1 and 2 are pruned (history 2 keeps 4 and 3; 0 is pinned): their images go.
+    let p = plan(&o, &Settings::for_tests());
+    let mut both = vec![(name(1), images[1].clone()), (name(2), images[2].clone())];
+    both.sort();
+    assert_eq!(deleted(&p), both);
+    assert_eq!(
+        sorted(p.delete_builds.clone()),
+        sorted(vec![name(1), name(2)])
+    );
+
+    // The image the pool runs (its rendered config), and a kept build's same digest, stay; their
+    // builds are pruned all the same.
+    let mut running = o.clone();
+    running.rendered_config = Some(rendered(&images[1]));
+    running.builds[4]
+        .status
+        .as_mut()
+        .unwrap()
+        .digested_image_push_spec = Some(images[2].clone());
+    let p = plan(&running, &Settings::for_tests());
+    assert!(p.delete_images.is_empty(), "{:?}", p.delete_images);
+    assert_eq!(
+        sorted(p.delete_builds.clone()),
+        sorted(vec![name(1), name(2)])
+    );
+
+    // A machine on a rendered config Strata cannot tie to an image: nothing of theirs goes yet.
+    let mut unknown = o.clone();
+    let mut target = rendered(&images[4]);
+    target.metadata.name = Some("rendered-worker-5".into());
+    unknown.target_config = Some(target);
+    unknown.machines = vec![mco::NodeView {
+        name: "worker-0".into(),
+        current: "rendered-worker-3".into(),
+        desired: "rendered-worker-5".into(),
+        ..mco::NodeView::default()
+    }];
+    let p = plan(&unknown, &Settings::for_tests());
+    assert!(p.delete_images.is_empty() && p.delete_builds.is_empty());
+    // Once it reports a config Strata knows, they go.
+    unknown.machines[0].current = "rendered-worker-5".into();
+    assert_eq!(deleted(&plan(&unknown, &Settings::for_tests())), both);
+
+    // dry-run names them in Events; off leaves them; the builds are pruned in both.
+    let dry = Settings {
+        registry_cleanup: RegistryCleanup::DryRun,
+        ..Settings::for_tests()
+    };
+    let p = plan(&o, &dry);
+    assert!(p.delete_images.is_empty());
+    let named: Vec<&PlannedEvent> = p
+        .events
+        .iter()
+        .filter(|e| e.reason == "ImageCleanupDryRun")
+        .collect();
+    assert_eq!(named.len(), 2);
+    assert!(named.iter().all(|e| e.note.contains("would be deleted")));
+    assert_eq!(p.delete_builds.len(), 2);
+    let off = Settings {
+        registry_cleanup: RegistryCleanup::Off,
+        ..Settings::for_tests()
+    };
+    let p = plan(&o, &off);
+    assert!(p.delete_images.is_empty() && !p.events.iter().any(|e| e.action == "DeleteImage"));
+    assert_eq!(p.delete_builds.len(), 2);
+}
+
 proptest::proptest! {
     /// Whatever the fragment, planning never panics, and a created build's objects name it.
     #[test]

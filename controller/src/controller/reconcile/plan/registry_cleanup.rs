@@ -1,0 +1,95 @@
+//! The pushed images of pruned builds (`--registry-cleanup`), as the MCO deletes a deleted
+//! build's image unless a node still runs it. An image is never deleted while anything may use
+//! it: the pool's pin (its MachineConfig and the config's status), the images of the
+//! MachineConfigs the pool runs and moves to, a kept build's (a rebuild of the same inputs can
+//! push the same digest). While one of the pool's machines reports a rendered config other than
+//! those two (a machine left behind, whose image Strata cannot tell), the builds whose images
+//! would go are kept for a later round instead.
+
+use std::collections::BTreeSet;
+
+use super::{EventType, PlannedEvent, Planner};
+use crate::controller::settings::RegistryCleanup;
+
+/// A pushed image to delete from the registry (`repo@sha256:…`), and its build's name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageDeletion {
+    pub build: String,
+    pub image: String,
+}
+
+/// Of `pruned` (builds the history drops), those to delete this round; their images go to the
+/// plan's deletions (`on`) or an Event (`dry-run`).
+pub(super) fn plan(planner: &mut Planner<'_>, pruned: Vec<String>) -> Vec<String> {
+    let mode = planner.settings.registry_cleanup;
+    if mode == RegistryCleanup::Off || pruned.is_empty() {
+        return pruned;
+    }
+    let observed = planner.observed;
+    let image_of = |name: &str| {
+        observed
+            .builds
+            .iter()
+            .find(|b| b.metadata.name.as_deref() == Some(name))
+            .and_then(|b| b.status.as_ref()?.digested_image_push_spec.clone())
+    };
+    let url = |mc: &Option<strata_crds::contract::mco::MachineConfig>| {
+        mc.as_ref().and_then(|mc| mc.spec.os_image_url.clone())
+    };
+    let mut in_use: BTreeSet<String> = [
+        planner.status.current_image_pull_spec.clone(),
+        url(&observed.machine_config),
+        url(&observed.rendered_config),
+        url(&observed.target_config),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for build in &observed.builds {
+        let name = build.metadata.name.as_deref().unwrap_or_default();
+        if !pruned.iter().any(|p| p == name)
+            && let Some(image) = image_of(name)
+        {
+            in_use.insert(image);
+        }
+    }
+    let known: Vec<&str> = [&observed.rendered_config, &observed.target_config]
+        .into_iter()
+        .flatten()
+        .filter_map(|mc| mc.metadata.name.as_deref())
+        .collect();
+    let unknown_machine = observed.machines.iter().find(|m| {
+        [&m.current, &m.desired]
+            .iter()
+            .any(|c| !c.is_empty() && !known.contains(&c.as_str()))
+    });
+    let mut now = Vec::new();
+    for build in pruned {
+        let Some(image) = image_of(&build).filter(|i| !in_use.contains(i)) else {
+            now.push(build);
+            continue;
+        };
+        if unknown_machine.is_some() {
+            continue;
+        }
+        match mode {
+            RegistryCleanup::On => planner.plan.delete_images.push(ImageDeletion {
+                build: build.clone(),
+                image,
+            }),
+            RegistryCleanup::DryRun => planner.plan.events.push(PlannedEvent {
+                type_: EventType::Normal,
+                reason: "ImageCleanupDryRun",
+                action: "DeleteImage",
+                note: format!(
+                    "{image} of pruned build {build} would be deleted from the registry \
+                     (--registry-cleanup=dry-run)"
+                ),
+                build: Some(build.clone()),
+            }),
+            RegistryCleanup::Off => {}
+        }
+        now.push(build);
+    }
+    now
+}

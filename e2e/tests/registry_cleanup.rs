@@ -1,0 +1,105 @@
+//! A pruned build's image is deleted from the registry (`--registry-cleanup`, on by default), on
+//! the real cluster and its real registry: the controller is redeployed with `--build-history=1`;
+//! three builds of one pool, each pinned in turn. Once the third is pinned, the first build is
+//! beyond the history: the build goes, its image's manifest is gone from the registry (an Event
+//! `ImageDeleted` says so), and the images of the kept build and of the pin are still served.
+//!
+//! Redeploys the controller (with the short history, then as it was), so it has its own test
+//! binary.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use kube::api::Api;
+use strata_crds::MachineOSBuild;
+use strata_e2e::deployed::{
+    apply_config, create_pool, create_push_secret, current_build, delete_config, delete_pool,
+    expect_event, machine_os_config, pinned_by,
+};
+use strata_e2e::measure::deploy::{DeployOptions, deploy};
+use strata_e2e::util::wait_for;
+use strata_e2e::{Cluster, needs};
+
+const POOL: &str = "e2e-cleanup";
+const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The HTTP status the local plain-HTTP registry answers for `image`'s manifest (`HEAD`).
+fn manifest_status(image: &str) -> Result<u16> {
+    let (name, digest) = image.split_once('@').context("not pinned by digest")?;
+    let (host, repo) = name.split_once('/').context("no registry host")?;
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-I", "-w", "%{http_code}", "-H"])
+        .arg("Accept: application/vnd.oci.image.manifest.v1+json")
+        .arg(format!("http://{host}/v2/{repo}/manifests/{digest}"))
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+#[tokio::test]
+async fn a_pruned_builds_image_is_deleted_from_the_registry_and_the_kept_ones_stay() -> Result<()> {
+    let test = "a_pruned_builds_image_is_deleted_from_the_registry_and_the_kept_ones_stay";
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let client = cluster.client().await?;
+    let short_history = DeployOptions {
+        controller_args: vec!["--build-history=1".into()],
+        ..DeployOptions::default()
+    };
+    deploy(cluster, &short_history).await?;
+    let result = check(cluster, &client).await;
+    delete_config(&client, POOL).await?;
+    delete_pool(&client, POOL).await;
+    deploy(cluster, &DeployOptions::default()).await?;
+    result
+}
+
+async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
+    let push_secret = "e2e-cleanup-push";
+    create_push_secret(client, push_secret).await?;
+    delete_config(client, POOL).await?;
+    create_pool(client, POOL).await?;
+    let mut builds: Vec<(String, String)> = Vec::new();
+    for n in 1..=3 {
+        let config = machine_os_config(
+            cluster,
+            POOL,
+            push_secret,
+            &format!("RUN echo {n} > /etc/e2e-cleanup\n"),
+        )?;
+        apply_config(client, &config).await?;
+        let previous = builds.last().map(|(b, _)| b.clone());
+        let build = current_build(client, POOL, previous.as_deref()).await?;
+        let image = pinned_by(client, BUILD_TIMEOUT, POOL, &build).await?;
+        ensure!(
+            manifest_status(&image)? == 200,
+            "the registry does not serve {image} just pushed"
+        );
+        builds.push((build, image));
+    }
+    let [(first, first_image), (second, second_image), (_, pinned)] =
+        <[(String, String); 3]>::try_from(builds).map_err(|_| anyhow::anyhow!("three builds"))?;
+
+    let api: Api<MachineOSBuild> = Api::all(client.clone());
+    wait_for(
+        &format!("{first} pruned and {first_image} deleted"),
+        Duration::from_secs(120),
+        || async {
+            let gone = api.get_opt(&first).await?.is_none();
+            Ok((gone && manifest_status(&first_image)? == 404).then_some(()))
+        },
+    )
+    .await?;
+    expect_event(client, POOL, "ImageDeleted", &first_image).await?;
+    eprintln!("ok: the pruned build {first} went and its image {first_image} with it");
+    ensure!(
+        api.get_opt(&second).await?.is_some(),
+        "the build the history keeps ({second}) was deleted"
+    );
+    for kept in [&second_image, &pinned] {
+        ensure!(
+            manifest_status(kept)? == 200,
+            "{kept} (a kept build's, or the pin) is gone from the registry"
+        );
+    }
+    eprintln!("ok: the kept build's image and the pinned image are still served");
+    Ok(())
+}
