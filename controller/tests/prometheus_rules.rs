@@ -44,6 +44,8 @@ fn emitted() -> BTreeSet<String> {
     m.build_ended("worker", BuildPhase::Succeeded, Some(1.0), 1.0);
     m.reconciled(0.1);
     m.reconcile_failed("kube");
+    m.boot_checked("worker", true, "TCG", 1.0);
+    m.image_deletion("ImageDeleted");
     m.encode()
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -139,13 +141,21 @@ fn every_alert_has_a_severity_a_summary_a_description_and_its_runbook() {
     }
 }
 
-#[test]
-fn prometheus_rules_pass_promtool() {
-    if Command::new("promtool").arg("--version").output().is_err() {
+/// Whether promtool runs here; when not, `test` is skipped (which fails under CI).
+fn promtool_or_skip(test: &str) -> bool {
+    let found = Command::new("promtool").arg("--version").output().is_ok();
+    if !found {
         strata_e2e::skip(
-            "prometheus_rules_pass_promtool",
+            test,
             "promtool is not installed (apt-get install prometheus; `make test` installs it)",
         );
+    }
+    found
+}
+
+#[test]
+fn prometheus_rules_pass_promtool() {
+    if !promtool_or_skip("prometheus_rules_pass_promtool") {
         return;
     }
     let rule = yaml("prometheusrule.yaml");
@@ -177,4 +187,78 @@ fn prometheus_rules_pass_promtool() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Every query of the console dashboard (`console-dashboard.yaml`): (panel title, expr).
+fn dashboard_queries() -> Vec<(String, String)> {
+    let config = yaml("console-dashboard.yaml");
+    assert_eq!(
+        config["metadata"]["labels"]["console.openshift.io/dashboard"], "true",
+        "the console finds dashboards by this label"
+    );
+    assert_eq!(config["metadata"]["namespace"], "openshift-config-managed");
+    let json = config["data"]["strata-builds.json"].as_str().unwrap();
+    let dashboard: Value = serde_json::from_str(json).unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            queries.push((
+                panel["title"].as_str().unwrap().to_string(),
+                target["expr"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    queries
+}
+
+#[test]
+fn the_console_dashboard_queries_only_metrics_the_controller_emits() {
+    let emitted = emitted();
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 10, "{queries:?}");
+    for (panel, expr) in &queries {
+        let names = strata_names(expr);
+        assert!(
+            !names.is_empty(),
+            "panel {panel}: {expr} names no Strata series"
+        );
+        for name in names {
+            assert!(
+                emitted.contains(&name),
+                "panel {panel} queries {name}, which the controller does not emit"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_console_dashboard_queries_pass_promtool() {
+    if !promtool_or_skip("the_console_dashboard_queries_pass_promtool") {
+        return;
+    }
+    // promtool parses PromQL in rules: each query as a recording rule.
+    let rules: Vec<Value> = dashboard_queries()
+        .iter()
+        .enumerate()
+        .map(|(i, (_, expr))| json!({"record": format!("strata:dashboard_{i}"), "expr": expr}))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dashboard.yaml");
+    std::fs::write(
+        &file,
+        serde_saphyr::to_string(&json!({"groups": [{"name": "dashboard", "rules": rules}]}))
+            .unwrap(),
+    )
+    .unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check rules of the dashboard's queries failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -79,6 +79,9 @@ enum Sub {
     Crds,
     DiskImage,
     BootCheck,
+    Status,
+    Logs,
+    Rebuild,
 }
 
 impl Sub {
@@ -91,6 +94,9 @@ impl Sub {
             Sub::Crds => &["crds"],
             Sub::DiskImage => &["disk-image"],
             Sub::BootCheck => &["boot-check"],
+            Sub::Status => &["status"],
+            Sub::Logs => &["logs"],
+            Sub::Rebuild => &["rebuild"],
         }
     }
 
@@ -102,6 +108,9 @@ impl Sub {
             "crds" => Some(Sub::Crds),
             "disk-image" => Some(Sub::DiskImage),
             "boot-check" => Some(Sub::BootCheck),
+            "status" => Some(Sub::Status),
+            "logs" => Some(Sub::Logs),
+            "rebuild" => Some(Sub::Rebuild),
             _ => None,
         }
     }
@@ -374,6 +383,14 @@ fn readme_flags(readme: &Readme) -> BTreeMap<Sub, BTreeSet<(String, String)>> {
     for snippet in &readme.snippets {
         for words in commands(&snippet.code) {
             let program = words[0].rsplit('/').next().unwrap_or_default();
+            // `kubectl strata …` is the plugin: the same binary.
+            let words: &[String] =
+                if program == "kubectl" && words.get(1).is_some_and(|w| w == "strata") {
+                    &words[1..]
+                } else {
+                    &words[..]
+                };
+            let program = words[0].rsplit('/').next().unwrap_or_default();
             let (sub, args): (Sub, &[String]) = if program == "strata" {
                 match words.get(1).and_then(|w| Sub::from_word(w)) {
                     Some(sub) => (sub, &words[2..]),
@@ -381,7 +398,7 @@ fn readme_flags(readme: &Readme) -> BTreeMap<Sub, BTreeSet<(String, String)>> {
                 }
             } else if long_flag(&words[0]).is_some() {
                 // A bare flag, or a list of them (`--metrics-tls-cert`/`--metrics-tls-key`).
-                (section_sub(&snippet.heading), &words[..])
+                (section_sub(&snippet.heading), words)
             } else {
                 continue; // another program's command: its flags are its own
             };
@@ -422,6 +439,9 @@ fn every_flag_the_readme_names_exists_and_every_flag_is_documented() {
         (Sub::Render, 3),
         (Sub::DiskImage, 6),
         (Sub::BootCheck, 11),
+        (Sub::Status, 0),
+        (Sub::Logs, 2),
+        (Sub::Rebuild, 0),
     ];
     let mut problems = Vec::new();
     for (sub, at_least) in minimum {

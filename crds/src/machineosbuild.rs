@@ -30,6 +30,7 @@ const DIGESTED_REPO_MESSAGE: &str = "the OCI Image name should follow the host[:
     doc = "MachineOSBuild records one build of one set of inputs for a MachineOSConfig: the fragments and the base image as they were, the builder Job, the outcome and the pushed image's digest. Its name is `<machineosconfig>-<inputs hash>`, so identical inputs map to the same build. The controller creates and updates it; users read it.",
     printcolumn = r#"{"name":"Config","type":"string","jsonPath":".spec.machineOSConfig.name"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.conditions[?(@.status==\"True\")].type"}"#,
+    printcolumn = r#"{"name":"Step","type":"string","jsonPath":".status.currentStep"}"#,
     printcolumn = r#"{"name":"Started","type":"date","jsonPath":".status.buildStart"}"#,
     printcolumn = r#"{"name":"Finished","type":"date","jsonPath":".status.buildEnd"}"#,
     printcolumn = r#"{"name":"Image","type":"string","priority":1,"jsonPath":".status.digestedImagePushSpec"}"#,
@@ -124,6 +125,12 @@ pub struct MachineOSBuildStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub attempts: Option<i32>,
+
+    /// currentStep is the builder step running now while the build is Building: pull, build,
+    /// boot or push (Strata addition). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 16))]
+    pub current_step: Option<String>,
 
     /// failure explains a Failed or Interrupted build (Strata addition).
     #[serde(default, skip_serializing_if = "Option::is_none")]

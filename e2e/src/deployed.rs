@@ -595,3 +595,36 @@ pub async fn apply_examples(
     .await?;
     Ok(fragment)
 }
+
+/// `kubectl strata ARGS` against the cluster: the plugin is `STRATA_BIN` (the binary the tests
+/// deploy) linked as `kubectl-strata` in a directory put first on `PATH`, as an administrator
+/// installs it. Its standard output; an error with its standard error when it fails.
+pub fn kubectl_strata(cluster: &crate::Cluster, args: &[&str]) -> Result<String> {
+    let strata = std::env::var("STRATA_BIN")
+        .context("STRATA_BIN is not set (run through `make e2e-test`)")?;
+    let dir = std::env::temp_dir().join(format!("e2e-kubectl-strata-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let plugin = dir.join("kubectl-strata");
+    if !plugin.exists() {
+        std::os::unix::fs::symlink(&strata, &plugin)?;
+    }
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = cluster
+        .kubectl()
+        .arg("strata")
+        .args(args)
+        .env("PATH", path)
+        .output()
+        .context("running kubectl strata")?;
+    ensure!(
+        out.status.success(),
+        "kubectl strata {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

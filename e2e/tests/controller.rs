@@ -14,14 +14,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::{Value, json};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, create_pool,
     create_pool_with, create_push_secret, current_build, delete_config, delete_pool, ended_build,
-    expect_event, leader_metrics, machine_configs, machine_os_config, pinned_by, pools,
-    set_release_base, with_release_base,
+    expect_event, kubectl_strata, leader_metrics, machine_configs, machine_os_config, pinned_by,
+    pools, set_release_base, with_release_base,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for};
@@ -285,6 +285,55 @@ async fn first_build_pins_the_pool(flow: &Flow) -> Result<(String, String)> {
     ] {
         expect_event(client, POOL, reason, &needle).await?;
     }
+    // The build's own Events, where `kubectl describe smosb` looks (by the build's uid).
+    wait_for(
+        &format!("BuildSucceeded in kubectl describe smosb {first}"),
+        Duration::from_secs(30),
+        || async {
+            let out = cluster
+                .kubectl()
+                .args(["describe", "smosb", &first])
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            Ok((text.contains("BuildSucceeded") && text.contains(&image_v1)).then_some(()))
+        },
+    )
+    .await?;
+    // The day-2 commands, as an administrator runs them.
+    let status = kubectl_strata(cluster, &["status"])?;
+    ensure!(
+        status
+            .lines()
+            .any(|l| l.starts_with(POOL) && l.contains(&image_v1) && l.contains("True/")),
+        "kubectl strata status does not show {POOL} pinned to {image_v1}:\n{status}"
+    );
+    let detail = kubectl_strata(cluster, &["status", POOL])?;
+    ensure!(
+        detail.contains(&format!("{first}  Succeeded")) && detail.contains(&ready),
+        "kubectl strata status {POOL} does not show {first} and the Ready message:\n{detail}"
+    );
+    let rendered = kubectl_strata(cluster, &["render", "--config", POOL])?;
+    ensure!(
+        rendered.contains("layered-by-strata"),
+        "kubectl strata render --config {POOL} is not the config's Containerfile:\n{rendered}"
+    );
+    // The succeeded build's Job goes; the end of its steps' logs stays.
+    let logs = wait_for(
+        &format!("the kept logs of {first}"),
+        Duration::from_secs(60),
+        || async {
+            let text = kubectl_strata(cluster, &["logs", &first])?;
+            Ok(text.contains("kept when it succeeded").then_some(text))
+        },
+    )
+    .await?;
+    ensure!(
+        logs.contains("# push") && logs.contains("strata build: pushing image"),
+        "kubectl strata logs {first} does not show the push step's log:\n{logs}"
+    );
+    eprintln!(
+        "ok: kubectl strata status, logs (kept once the pod went) and render --config show the pool, its build and image"
+    );
     registry_serves(&cluster.registry, &image_v1)?;
     build_secret_deleted_containerfile_kept(client, &first).await?;
     latest_build_failed(client, Some(0.0)).await?;
@@ -364,6 +413,7 @@ async fn fragment_change_builds_a_new_digest(
 ///    the image the pool is pinned to after it.
 async fn rebuild_annotation_builds_again(flow: &Flow, second: &str) -> Result<String> {
     let Flow {
+        cluster,
         client,
         configs,
         builds,
@@ -375,13 +425,12 @@ async fn rebuild_annotation_builds_again(flow: &Flow, second: &str) -> Result<St
         .metadata
         .creation_timestamp
         .context("no creationTimestamp")?;
-    configs
-        .patch(
-            POOL,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"strata.dev/rebuild": "e2e"}}})),
-        )
-        .await?;
+    // As an administrator asks for it: `kubectl strata rebuild` sets the annotation.
+    let said = kubectl_strata(cluster, &["rebuild", POOL])?;
+    ensure!(
+        said.contains("will build again"),
+        "kubectl strata rebuild said: {said}"
+    );
     wait_for("the rebuild to succeed", BUILD_TIMEOUT, || async {
         let config = configs.get(POOL).await?;
         let annotated = config

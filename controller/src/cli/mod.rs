@@ -1,6 +1,8 @@
-//! The `strata` command line: one binary, six subcommands.
+//! The `strata` command line: one binary; the controller, the builder's steps, and commands for
+//! people (installed as `kubectl-strata` too: `kubectl strata status`).
 
 mod crds;
+mod day2;
 mod disk_image;
 pub mod render;
 
@@ -46,6 +48,14 @@ pub enum Command {
     Build(crate::builder::BuildArgs),
     /// Print the CustomResourceDefinitions of MachineOSConfig and MachineOSBuild as YAML.
     Crds,
+    /// What the MachineOSConfigs, their builds and pools are doing (the cluster of your
+    /// kubeconfig; as `kubectl strata status`).
+    Status(day2::StatusArgs),
+    /// Print a build's step logs from its builder pod (or what its status kept once the pod is
+    /// gone).
+    Logs(day2::LogsArgs),
+    /// Build a MachineOSConfig's current inputs again (the `strata.dev/rebuild` annotation).
+    Rebuild(day2::RebuildArgs),
     /// Make a first-boot disk image (raw, qcow2) of an OS image: an ostree sysroot made by the
     /// image's own ostree, booted by its own GRUB from UEFI. Needs root and buildah.
     DiskImage(disk_image::DiskImageArgs),
@@ -59,6 +69,9 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => render::run(&args),
         Command::Crds => crds::run(),
+        Command::Status(args) => day2::run("status", day2::status(&args)),
+        Command::Logs(args) => day2::run("logs", day2::logs(&args)),
+        Command::Rebuild(args) => day2::run("rebuild", day2::rebuild(&args)),
         Command::DiskImage(args) => disk_image::run_disk_image(&args),
         Command::BootCheck(args) => disk_image::run_boot_check(&args),
         Command::Build(args) => match tokio::runtime::Builder::new_current_thread()
@@ -87,8 +100,12 @@ fn run_controller(settings: crate::controller::Settings) -> ExitCode {
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
             .init(),
     }
+    // 8 MiB per worker (tokio's default is 2): a TLS handshake's post-quantum key exchange
+    // (aws-lc's ML-KEM) takes a large stack, at the bottom of a reconcile's chain of futures;
+    // under a debug build that chain overflowed 2 MiB (seen in the e2e cluster).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_stack_size(8 << 20)
         .enable_all()
         .build()
     {

@@ -20,14 +20,20 @@ const API_VERSIONS: &[&str] = &[
 ];
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["file", "config"])))]
 pub struct RenderArgs {
     /// The MachineOSConfig YAML file (`-` for stdin).
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
+    /// The MachineOSConfig of this name in the cluster of your kubeconfig; the base is the one
+    /// its current build uses (the release's, resolved by the controller) unless --base-image
+    /// is given.
+    #[arg(long, value_name = "NAME")]
+    pub config: Option<String>,
     /// The OS base image, pinned by digest: REPO@sha256:<64 hex>. Ignored when the
-    /// MachineOSConfig sets spec.baseImage.
+    /// MachineOSConfig sets spec.baseImage. Needed with --filename.
     #[arg(long, value_name = "REF@sha256:DIGEST")]
-    pub base_image: String,
+    pub base_image: Option<String>,
     /// What to print.
     #[arg(short, long, value_enum, default_value_t = Output::Containerfile)]
     pub output: Output,
@@ -42,12 +48,22 @@ pub enum Output {
 }
 
 pub fn run(args: &RenderArgs) -> ExitCode {
-    let rendered = load(&args.file)
-        .and_then(|config| {
-            let inputs = BuildInputs::from_config(&config, &args.base_image);
-            render(&inputs).map_err(|e| e.to_string())
-        })
-        .map_err(|e| format!("{}: {e}", args.file.display()));
+    let source = match (&args.file, &args.config) {
+        (Some(file), _) => load(file)
+            .and_then(|config| {
+                let base = args.base_image.clone().ok_or_else(|| {
+                    "--base-image REPO@sha256:… is needed with --filename".to_string()
+                })?;
+                Ok((config, base))
+            })
+            .map_err(|e| format!("{}: {e}", file.display())),
+        (None, Some(name)) => from_cluster(name, args.base_image.as_deref()),
+        (None, None) => Err("give --filename or --config".into()),
+    };
+    let rendered = source.and_then(|(config, base)| {
+        let inputs = BuildInputs::from_config(&config, &base);
+        render(&inputs).map_err(|e| e.to_string())
+    });
     let rendered = match rendered {
         Ok(rendered) => rendered,
         Err(err) => {
@@ -72,6 +88,40 @@ pub fn run(args: &RenderArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The MachineOSConfig `name` from the cluster, and the base to render it on: `base_image`, or
+/// the one its current build uses.
+fn from_cluster(name: &str, base_image: Option<&str>) -> Result<(MachineOSConfig, String), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+        let config = kube::Api::<MachineOSConfig>::all(client.clone())
+            .get(name)
+            .await
+            .map_err(|e| format!("machineosconfig {name}: {e}"))?;
+        if let Some(base) = base_image {
+            return Ok((config, base.to_string()));
+        }
+        let build = config
+            .status
+            .as_ref()
+            .and_then(|s| s.machine_os_build.as_ref())
+            .map(|b| b.name.clone())
+            .ok_or_else(|| {
+                format!("machineosconfig {name} has no build yet: give --base-image REPO@sha256:…")
+            })?;
+        let build = kube::Api::<strata_crds::MachineOSBuild>::all(client)
+            .get(&build)
+            .await
+            .map_err(|e| format!("machineosbuild {build}: {e}"))?;
+        Ok((config, build.spec.base_image))
+    })
 }
 
 /// Reads and checks a MachineOSConfig: YAML syntax (with line numbers), apiVersion and kind,

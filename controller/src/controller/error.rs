@@ -37,6 +37,8 @@ pub enum Write {
     HoldPool,
     PatchConfigStatus,
     RemoveRebuildAnnotation,
+    /// Reading a builder pod's step logs to keep them.
+    ReadLogs,
 }
 
 impl Write {
@@ -56,6 +58,7 @@ impl Write {
             Write::HoldPool => "set spec.paused of MachineConfigPool",
             Write::PatchConfigStatus => "patch status of MachineOSConfig",
             Write::RemoveRebuildAnnotation => "remove the rebuild annotation of MachineOSConfig",
+            Write::ReadLogs => "read the step logs of builder Pod",
         }
     }
 

@@ -34,8 +34,15 @@ impl EventSink {
     }
 
     /// Logs each transition now (the log keeps the order of rounds) and sends its Event about
-    /// `regarding` in the background.
-    pub fn send(&self, regarding: &ObjectReference, events: Vec<PlannedEvent>) {
+    /// `regarding` in the background; one about a build goes to the build as well (what
+    /// `build_ref` finds of it: `kubectl describe smosb` matches Events by the object's uid),
+    /// naming `regarding` as its related object.
+    pub fn send(
+        &self,
+        regarding: &ObjectReference,
+        events: Vec<PlannedEvent>,
+        build_ref: impl Fn(&str) -> Option<ObjectReference>,
+    ) {
         for planned in events {
             let PlannedEvent {
                 type_,
@@ -49,6 +56,7 @@ impl EventSink {
             } else {
                 tracing::info!(reason, action, %note, "transition");
             }
+            let on_build = build.as_deref().and_then(&build_ref);
             let event = Event {
                 type_,
                 reason: reason.into(),
@@ -61,23 +69,37 @@ impl EventSink {
                     ..ObjectReference::default()
                 }),
             };
-            let recorder = self.recorder.clone();
-            let permits = Arc::clone(&self.permits);
-            let regarding = regarding.clone();
-            let pending = Arc::clone(&self.pending);
-            pending.0.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                // Closed only when the sink is gone: nothing to send to then.
-                if let Ok(_permit) = permits.acquire_owned().await
-                    && let Err(err) = recorder.publish(&event, &regarding).await
-                {
-                    tracing::warn!(%err, "cannot record an Event");
-                }
-                if pending.0.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    pending.1.notify_waiters();
-                }
-            });
+            if let Some(build) = on_build {
+                let about_build = Event {
+                    type_: event.type_,
+                    reason: event.reason.clone(),
+                    note: event.note.clone(),
+                    action: event.action.clone(),
+                    secondary: Some(regarding.clone()),
+                };
+                self.publish(about_build, build);
+            }
+            self.publish(event, regarding.clone());
         }
+    }
+
+    /// Sends `event` about `regarding` in the background.
+    fn publish(&self, event: Event, regarding: ObjectReference) {
+        let recorder = self.recorder.clone();
+        let permits = Arc::clone(&self.permits);
+        let pending = Arc::clone(&self.pending);
+        pending.0.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            // Closed only when the sink is gone: nothing to send to then.
+            if let Ok(_permit) = permits.acquire_owned().await
+                && let Err(err) = recorder.publish(&event, &regarding).await
+            {
+                tracing::warn!(%err, "cannot record an Event");
+            }
+            if pending.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+                pending.1.notify_waiters();
+            }
+        });
     }
 
     /// Waits until every Event handed over so far was sent (or failed).

@@ -47,6 +47,10 @@ pub fn credentials_secret(build: &str) -> String {
 pub fn earlier_secrets(build: &str) -> [String; 3] {
     ["push", "base", "entitlement"].map(|prefix| short_name(prefix, build))
 }
+/// The end of each step's log of a build that succeeded, kept once its pod goes.
+pub fn logs_configmap(build: &str) -> String {
+    short_name("logs", build)
+}
 /// The build's view of the cluster's environment: registries.conf, CAs.
 pub fn environment_configmap(build: &str) -> String {
     short_name("environment", build)

@@ -6,16 +6,17 @@
 
 use futures::future::{try_join, try_join_all, try_join3, try_join4};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{
-    Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, PropagationPolicy,
+    Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
+    PropagationPolicy,
 };
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use strata_crds::contract::{FIELD_MANAGER, annotations, labels, mco};
+use strata_crds::contract::{FIELD_MANAGER, annotations, builder_pod, labels, mco};
 use strata_crds::{MachineOSBuild, MachineOSBuildStatus, MachineOSConfig, MachineOSConfigStatus};
 
-use super::objects::{BuildObjects, DiskImageObjects};
+use super::objects::{BuildObjects, DiskImageObjects, KEPT_LOG_BYTES};
 use super::plan::{EventType, ImageDeletion, MetricsUpdate, Observed, Plan, PlannedEvent};
 use crate::controller::Context;
 use crate::controller::error::{Error, Write};
@@ -147,6 +148,79 @@ async fn delete_pushed_images(
     events
 }
 
+/// Fills `logs` (the build's logs ConfigMap) with the end of each step's log of the build's
+/// newest builder pod, and applies it. No pod (gone already): nothing is kept.
+async fn keep_step_logs(
+    client: &kube::Client,
+    configmaps: &Api<ConfigMap>,
+    mut logs: ConfigMap,
+) -> Result<(), Error> {
+    let ns = logs.metadata.namespace.clone().unwrap_or_default();
+    let build = logs
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(labels::BUILD))
+        .cloned()
+        .unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("{}={build}", labels::BUILD)))
+        .await
+        .map_err(Write::ReadLogs.failed(format!("{ns}/{build}")))?;
+    let Some(pod) = listed
+        .items
+        .into_iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.clone())
+    else {
+        return Ok(());
+    };
+    let pod_name = pod.name_any();
+    let mut data = std::collections::BTreeMap::new();
+    for step in builder_pod::STEPS {
+        let params = LogParams {
+            container: Some(step.to_string()),
+            tail_lines: Some(400),
+            ..LogParams::default()
+        };
+        match pods.logs(&pod_name, &params).await {
+            Ok(text) => {
+                data.insert(
+                    step.to_string(),
+                    tail_bytes(&text, KEPT_LOG_BYTES).to_string(),
+                );
+            }
+            // No such step in this pod (the boot check off), or it never started.
+            Err(kube::Error::Api(status)) if status.code == 400 || status.code == 404 => {}
+            Err(err) => {
+                return Err(Write::ReadLogs.failed(object_name(Some(&ns), &pod_name))(
+                    err,
+                ));
+            }
+        }
+    }
+    logs.data = Some(data);
+    let name = logs.name_any();
+    configmaps
+        .patch(&name, &ssa(), &Patch::Apply(&logs))
+        .await
+        .map(drop)
+        .map_err(Write::ApplyConfigMap.failed(object_name(Some(&ns), &name)))
+}
+
+/// The last `max` bytes of `text`, starting at a line when one starts within them.
+fn tail_bytes(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    let tail = &text[start..];
+    tail.find('\n').map_or(tail, |at| &tail[at + 1..])
+}
+
 /// Executes `plan` for `config`; once its writes succeeded, hands its Events to the sink (sent in
 /// the background) and records its metric transitions. `registry` is for the images to delete.
 pub async fn apply(
@@ -164,6 +238,7 @@ pub async fn apply(
         delete_secrets,
         delete_builds,
         delete_images,
+        keep_logs,
         machine_config,
         pool_paused,
         config_status,
@@ -177,8 +252,12 @@ pub async fn apply(
     // API server, and a round's time is its longest chain of writes in series.
     // A build is recorded as ended before its Job goes: else the next round, finding no Job,
     // would build it again.
-    // A pruned build's image goes before the build that names it.
+    // A pruned build's image goes before the build that names it; a succeeded build's logs are
+    // kept before its Job (and pod) go.
     events.extend(delete_pushed_images(ctx, registry, &delete_images).await);
+    if let Some(logs) = keep_logs {
+        keep_step_logs(&ctx.client, &apis.configmaps, logs).await?;
+    }
     let builds_then_deletes = async {
         try_join4(
             create(apis, create_build),
@@ -218,7 +297,13 @@ pub async fn apply(
         .map(drop)
     };
     try_join(builds_then_deletes, pin_then_config).await?;
-    ctx.events.send(&config.object_ref(&()), events);
+    let build_ref = |name: &str| {
+        ctx.stores
+            .builds
+            .get(&kube::runtime::reflector::ObjectRef::new(name))
+            .map(|build| build.object_ref(&()))
+    };
+    ctx.events.send(&config.object_ref(&()), events, build_ref);
     record(ctx, metrics);
     Ok(())
 }

@@ -53,6 +53,14 @@ fn answer(method: &str, path: &str, body: &[u8]) -> Value {
     if method == "DELETE" {
         return json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
     }
+    // The builder pod whose step logs are kept, and a log.
+    if path.ends_with("/pods") {
+        return json!({"kind": "PodList", "apiVersion": "v1", "metadata": {},
+                      "items": [{"metadata": {"name": "p"}}]});
+    }
+    if path.ends_with("/log") {
+        return json!("strata build: done");
+    }
     if path.contains("/machineosbuilds") {
         return stored_build;
     }
@@ -225,8 +233,19 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
         .unwrap();
     // Events go out in the background once the writes succeeded.
     ctx.events.flush().await;
+    // Kept once: with its ConfigMap there, the next round keeps nothing.
+    let mut kept = o3.clone();
+    kept.build_config_maps.insert(format!("logs-{name}"));
+    assert!(plan::plan(&o3, &settings).keep_logs.is_some());
+    assert!(plan::plan(&kept, &settings).keep_logs.is_none());
+    // The build succeeded: its step logs are kept before its Job goes.
+    let mut expected: Vec<String> = vec![format!("GET {NS}/pods")];
+    expected.extend(std::iter::repeat_n(format!("GET {NS}/pods/p/log"), 4));
+    expected.push(format!("PATCH {NS}/configmaps/logs-{name}"));
+    let requests = server.requests_sorting(&[(6, 8), (8, 11)]);
+    assert_eq!(requests[..6], expected[..]);
     assert_eq!(
-        server.requests_sorting(&[(0, 2), (2, 5)]),
+        requests[6..],
         vec![
             "PATCH /apis/machineconfiguration.openshift.io/v1/machineconfigs/zz-strata-1-worker"
                 .to_string(),
@@ -238,6 +257,17 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
             EVENTS.to_string(),
         ]
     );
+}
+
+#[test]
+fn a_kept_log_is_its_end_from_a_line_start() {
+    assert_eq!(tail_bytes("short", 16), "short");
+    let text = "first line\nsecond line\nthird\n";
+    assert_eq!(tail_bytes(text, 15), "third\n");
+    // Never cut inside a character.
+    let wide = "ééééé\nlast";
+    assert_eq!(tail_bytes(wide, 7), "last");
+    assert!(tail_bytes(&"x".repeat(100), 10).len() <= 10);
 }
 
 #[tokio::test]

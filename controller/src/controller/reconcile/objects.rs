@@ -291,6 +291,19 @@ pub fn build_objects(
 
 /// A MachineOSConfig's image store on the cache claim, relative to the claim's root. Config
 /// names are DNS subdomains: no `/`, never `..`.
+/// The bytes of each step's log a build's logs ConfigMap keeps: its end.
+pub const KEPT_LOG_BYTES: usize = 16 * 1024;
+
+/// The ConfigMap that keeps the end of each step's log of `build` once it succeeded (its Job and
+/// pod go then), owned by the build; apply fills its data from the pod.
+pub fn logs_configmap(settings: &Settings, build: &MachineOSBuild) -> ConfigMap {
+    let name = build.metadata.name.clone().unwrap_or_default();
+    ConfigMap {
+        metadata: meta(names::logs_configmap(&name), settings, build),
+        ..ConfigMap::default()
+    }
+}
+
 pub fn store_sub_path(config: &str) -> String {
     format!(
         "{}/{config}",

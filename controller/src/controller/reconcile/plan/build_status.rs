@@ -48,6 +48,8 @@ pub enum JobObservation {
     Running {
         attempts: i32,
         waiting: Option<Waiting>,
+        /// The step (container) running in the newest pod, when one runs.
+        step: Option<String>,
     },
     Succeeded {
         attempts: i32,
@@ -141,6 +143,22 @@ fn stuck(pods: &[&Pod]) -> Option<Waiting> {
         })
 }
 
+/// The step running in the newest of `pods`: its init container (pull, build, boot) or
+/// container (push) that runs now.
+fn running_step(pods: &[&Pod]) -> Option<String> {
+    let newest = pods
+        .iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.clone())?;
+    let status = newest.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten())
+        .find(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .map(|c| c.name.clone())
+}
+
 /// What `job` and its `pods` say about the build (pure: read from the cached objects).
 pub fn job_observation(job: Option<&Job>, pods: &[&Pod]) -> JobObservation {
     let Some(job) = job else {
@@ -175,6 +193,7 @@ pub fn job_observation(job: Option<&Job>, pods: &[&Pod]) -> JobObservation {
             None => JobObservation::Running {
                 attempts: attempts.max(1),
                 waiting: stuck(pods),
+                step: running_step(pods),
             },
         };
     };
@@ -329,13 +348,19 @@ fn follow_job(
 ) -> MachineOSBuildStatus {
     let observed = planner.observed;
     let now = observed.now;
-    match &observed.job {
+    let mut next = match &observed.job {
         JobObservation::Missing => {
             make_objects(planner, build, rendered);
             prepared(old, &rendered.containerfile_sha256(), now)
         }
-        JobObservation::Running { attempts, waiting } => {
-            running(planner, build, old, rendered, *attempts, waiting.as_ref())
+        JobObservation::Running {
+            attempts,
+            waiting,
+            step,
+        } => {
+            let mut next = running(planner, build, old, rendered, *attempts, waiting.as_ref());
+            next.current_step = step.clone();
+            next
         }
         JobObservation::Succeeded { attempts, message } => {
             succeeded(planner, build, old, rendered, *attempts, message.as_ref())
@@ -375,7 +400,12 @@ fn follow_job(
             ),
             _ => failed(planner, build, *attempts, reason, message, raw_message),
         },
+    };
+    // A step runs only while the Job runs.
+    if !matches!(observed.job, JobObservation::Running { .. }) {
+        next.current_step = None;
     }
+    next
 }
 
 /// The builder pod runs (or cannot start, and says why).
@@ -749,6 +779,37 @@ mod tests {
             .into_iter()
             .collect();
         serde_json::from_value(json!({"status": {"active": 1, "conditions": conditions}})).unwrap()
+    }
+
+    #[test]
+    fn the_running_step_is_the_container_that_runs_now() {
+        let at = |init: Vec<Value>, containers: Vec<Value>| match job_observation(
+            Some(&job(None)),
+            &[&pod(init, containers)],
+        ) {
+            JobObservation::Running { step, .. } => step,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            at(vec![step("pull", None, "", "")], vec![]).as_deref(),
+            Some("pull")
+        );
+        let pulled = step("pull", Some(0), "2026-01-01T00:00:01Z", "");
+        assert_eq!(
+            at(vec![pulled.clone(), step("build", None, "", "")], vec![]).as_deref(),
+            Some("build")
+        );
+        let built = step("build", Some(0), "2026-01-01T00:00:02Z", "");
+        assert_eq!(
+            at(
+                vec![pulled.clone(), built.clone()],
+                vec![step("push", None, "", "")]
+            )
+            .as_deref(),
+            Some("push")
+        );
+        // Between two steps nothing runs.
+        assert_eq!(at(vec![pulled], vec![]), None);
     }
 
     #[test]

@@ -385,6 +385,7 @@ mod tests {
         let mut o = status;
         o.job = JobObservation::Missing;
         o.disk_job = JobObservation::Running {
+            step: None,
             attempts: 1,
             waiting: None,
         };

@@ -1,6 +1,7 @@
 //! What an ended build leaves behind, and how much history is kept: Jobs of builds other than the
 //! current one are stopped and removed (a superseded build must not keep building and pushing),
-//! the current build's Job goes once it succeeded (a failed one stays for its logs), and so does
+//! the current build's Job goes once it succeeded (a failed one stays for its logs; a succeeded
+//! one's step logs are kept in a ConfigMap first), and so does
 //! its disk image Job once the disk image is pushed; per-build Secrets go when their build ended
 //! (the disk image's when it did), and ended builds beyond `--build-history` are deleted —
 //! never the one the pool uses — with their pushed images (registry_cleanup.rs).
@@ -34,6 +35,7 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
         b.metadata.name.as_deref() == Some(current) && !deleted.iter().any(|d| d == current)
     };
     let mut delete_jobs = Vec::new();
+    let mut keep_logs = None;
     for job in &observed.jobs {
         let job_name = job.metadata.name.clone().unwrap_or_default();
         let build = observed.builds.iter().find(|b| names::job(b) == job_name);
@@ -50,6 +52,17 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
             _ => false,
         };
         if !keep && job.metadata.deletion_timestamp.is_none() {
+            // The current build's logs outlive its Job.
+            if let Some(b) = build.filter(|b| is_current(b))
+                && !observed
+                    .build_config_maps
+                    .contains(&names::logs_configmap(current))
+            {
+                keep_logs = Some(crate::controller::objects::logs_configmap(
+                    planner.settings,
+                    b,
+                ));
+            }
             delete_jobs.push(job_name);
         }
     }
@@ -77,6 +90,7 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
     let prune = builds_to_prune(planner, current, &phase_of);
     let prune = super::registry_cleanup::plan(planner, prune);
 
+    planner.plan.keep_logs = keep_logs;
     planner.plan.delete_jobs.extend(delete_jobs);
     planner.plan.delete_secrets.extend(delete_secrets);
     planner.plan.delete_builds.extend(prune);

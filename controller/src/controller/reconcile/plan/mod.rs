@@ -209,6 +209,9 @@ pub struct Plan {
     pub delete_secrets: Vec<String>,
     /// Builds to delete: the current one to rebuild it, old ones beyond the history.
     pub delete_builds: Vec<String>,
+    /// The current build succeeded and its Job goes: the end of each step's log is kept in this
+    /// ConfigMap first (apply reads the pod's logs into it).
+    pub keep_logs: Option<k8s_openapi::api::core::v1::ConfigMap>,
     /// Pushed images of pruned builds to delete from the registry (`--registry-cleanup=on`),
     /// before their builds go.
     pub delete_images: Vec<ImageDeletion>,
@@ -241,6 +244,7 @@ impl Plan {
             ("delete-secret", self.delete_secrets.len()),
             ("delete-build", self.delete_builds.len()),
             ("delete-image", self.delete_images.len()),
+            ("keep-logs", usize::from(self.keep_logs.is_some())),
             ("machine-config", usize::from(self.machine_config.is_some())),
             ("pool-paused", usize::from(self.pool_paused.is_some())),
             ("config-status", usize::from(self.config_status.is_some())),

@@ -239,6 +239,7 @@ fn running_job_moves_the_build_to_building() {
     let mut o = observed(config("RUN true\n"));
     o.builds = vec![created(&o)];
     o.job = JobObservation::Running {
+        step: None,
         attempts: 2,
         waiting: None,
     };
@@ -251,6 +252,27 @@ fn running_job_moves_the_build_to_building() {
     assert_eq!(p.events[0].reason, "BuildStarted");
     assert_eq!(p.metrics.phase, Some(BuildPhase::Building));
     assert!(p.metrics.started_after.is_some());
+    // The step running is the status's current step; it goes once the build ends.
+    o.job = JobObservation::Running {
+        step: Some("boot".into()),
+        attempts: 2,
+        waiting: None,
+    };
+    let p = plan(&o, &Settings::for_tests());
+    assert_eq!(p.build_status[0].1.current_step.as_deref(), Some("boot"));
+    o.builds[0].status = Some(p.build_status[0].1.clone());
+    o.job = JobObservation::Failed {
+        attempts: 2,
+        reason: "BackoffLimitExceeded".into(),
+        message: String::new(),
+        termination: None,
+        killed: None,
+        raw_message: String::new(),
+    };
+    let p = plan(&o, &Settings::for_tests());
+    let ended = &p.build_status[0].1;
+    assert_eq!(ended.phase(), Some(BuildPhase::Failed));
+    assert_eq!(ended.current_step, None);
 }
 
 #[test]
@@ -266,6 +288,7 @@ fn the_configs_status_is_written_once_while_its_build_starts_and_runs() {
     let mut o = applied(o, &p);
     // The pod runs: the build moves to Building; the config's status still says the same.
     o.job = JobObservation::Running {
+        step: None,
         attempts: 1,
         waiting: None,
     };
@@ -290,6 +313,7 @@ fn a_running_builds_missing_objects_are_made_again_once_its_job_is_older_than_th
     let job_name = names::job(&build);
     o.builds = vec![build];
     o.job = JobObservation::Running {
+        step: None,
         attempts: 1,
         waiting: None,
     };
@@ -327,6 +351,7 @@ fn a_builder_pod_that_cannot_start_says_why() {
     let mut o = observed(config("RUN true\n"));
     o.builds = vec![created(&o)];
     o.job = JobObservation::Running {
+        step: None,
         attempts: 1,
         waiting: Some(Waiting {
             reason: "ImagePullBackOff".into(),
@@ -993,6 +1018,7 @@ fn a_new_release_base_holds_the_pool_from_the_first_round_until_the_rebuild_is_r
     new_build.metadata.uid = Some("cccccccc-0000-0000-0000-000000000000".into());
     o.builds.push(new_build);
     o.job = JobObservation::Running {
+        step: None,
         attempts: 1,
         waiting: None,
     };
@@ -1417,6 +1443,7 @@ fn a_build_that_succeeds_while_the_pool_is_degraded_is_pinned_once_it_recovers()
     // A build in flight goes on while the pool is degraded, as in the MCO.
     degrade(&mut o, &[NODE_DEGRADED]);
     o.job = JobObservation::Running {
+        step: None,
         attempts: 1,
         waiting: None,
     };
