@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use serde_json::Value;
 use strata_crds::MachineOSConfig;
 
+use crate::controller::settings::{RELEASE_CONFIGMAP, RELEASE_KEY, RELEASE_NAMESPACE};
 use crate::render::{BuildInputs, render, validate_config};
 
 use super::EXIT_INVALID_INPUT;
@@ -91,7 +92,7 @@ pub fn run(args: &RenderArgs) -> ExitCode {
 }
 
 /// The MachineOSConfig `name` from the cluster, and the base to render it on: `base_image`, or
-/// the one its current build uses.
+/// the one its current build uses, or (no build yet) the release's when it names it by digest.
 fn from_cluster(name: &str, base_image: Option<&str>) -> Result<(MachineOSConfig, String), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -112,15 +113,30 @@ fn from_cluster(name: &str, base_image: Option<&str>) -> Result<(MachineOSConfig
             .status
             .as_ref()
             .and_then(|s| s.machine_os_build.as_ref())
-            .map(|b| b.name.clone())
+            .map(|b| b.name.clone());
+        if let Some(build) = build {
+            let build = kube::Api::<strata_crds::MachineOSBuild>::all(client)
+                .get(&build)
+                .await
+                .map_err(|e| format!("machineosbuild {build}: {e}"))?;
+            return Ok((config, build.spec.base_image));
+        }
+        // No build yet: the release's base, as OpenShift names it (by digest).
+        let release = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+            client,
+            RELEASE_NAMESPACE,
+        )
+        .get(RELEASE_CONFIGMAP)
+        .await
+        .map_err(|e| format!("the release's base ({RELEASE_NAMESPACE}/{RELEASE_CONFIGMAP}): {e}; give --base-image REPO@sha256:…"))?;
+        let base = release
+            .data
+            .and_then(|d| d.get(RELEASE_KEY).cloned())
+            .filter(|b| b.contains("@sha256:"))
             .ok_or_else(|| {
-                format!("machineosconfig {name} has no build yet: give --base-image REPO@sha256:…")
+                format!("{RELEASE_NAMESPACE}/{RELEASE_CONFIGMAP} names no base by digest under {RELEASE_KEY}: give --base-image REPO@sha256:…")
             })?;
-        let build = kube::Api::<strata_crds::MachineOSBuild>::all(client)
-            .get(&build)
-            .await
-            .map_err(|e| format!("machineosbuild {build}: {e}"))?;
-        Ok((config, build.spec.base_image))
+        Ok((config, base))
     })
 }
 

@@ -6,6 +6,11 @@ use clap::{Args, ValueEnum};
 use k8s_openapi::api::core::v1::SeccompProfile;
 use strata_crds::contract::install;
 
+/// Where OpenShift names the release's OS base image: the `--release-configmap*` defaults.
+pub const RELEASE_NAMESPACE: &str = "openshift-machine-config-operator";
+pub const RELEASE_CONFIGMAP: &str = "machine-config-osimageurl";
+pub const RELEASE_KEY: &str = "baseOSContainerImage";
+
 /// `--cache-claim`: where the builder pods keep their image storage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CacheClaim {
@@ -236,21 +241,21 @@ pub struct Settings {
     #[arg(
         long,
         env = "STRATA_RELEASE_CONFIGMAP_NAMESPACE",
-        default_value = "openshift-machine-config-operator"
+        default_value = RELEASE_NAMESPACE
     )]
     pub release_configmap_namespace: String,
     /// Name of the release ConfigMap.
     #[arg(
         long,
         env = "STRATA_RELEASE_CONFIGMAP",
-        default_value = "machine-config-osimageurl"
+        default_value = RELEASE_CONFIGMAP
     )]
     pub release_configmap: String,
     /// Key of the OS base image in the release ConfigMap.
     #[arg(
         long,
         env = "STRATA_RELEASE_CONFIGMAP_KEY",
-        default_value = "baseOSContainerImage"
+        default_value = RELEASE_KEY
     )]
     pub release_configmap_key: String,
     /// Seconds a registry call may take in all (connect, TLS, answer), however long the registry
