@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::redact::Redactor;
 use super::{BuildArgs, FailureClass, TerminationMessage, failure};
@@ -150,28 +151,7 @@ impl Buildah {
         stop: impl std::future::Future<Output = TerminationMessage>,
     ) -> Result<Output, TerminationMessage> {
         tokio::pin!(stop);
-        let mut cmd = self.command();
-        cmd.args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| {
-            failure(
-                FailureClass::Terminal,
-                "BuilderMisconfigured",
-                format!("cannot run {}: {e}", self.program.display()),
-                String::new(),
-            )
-        })?;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        if let Some(out) = child.stdout.take() {
-            forward_lines(out, tx.clone());
-        }
-        if let Some(err) = child.stderr.take() {
-            forward_lines(err, tx.clone());
-        }
-        drop(tx);
+        let (mut child, mut rx) = self.spawn(args)?;
         let mut tail: VecDeque<String> = VecDeque::with_capacity(TAIL_LINES);
         let mut keep = |line: String| {
             let line = self.redactor.redact(&line);
@@ -213,17 +193,7 @@ impl Buildah {
                 }
             };
             stopped = Some(why);
-            if let Some(pid) = child.id() {
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &pid.to_string()])
-                    .status();
-            }
-            let deadline = tokio::time::sleep(STOP_GRACE);
-            tokio::pin!(deadline);
-            tokio::select! {
-                _ = child.wait() => {}
-                _ = &mut deadline => { let _ = child.start_kill(); }
-            }
+            stop_gracefully(&mut child).await;
             // A process buildah left (a RUN step's) may hold its output open: take what came,
             // and end here.
             while let Ok(line) = rx.try_recv() {
@@ -242,6 +212,35 @@ impl Buildah {
             success: status.map(|s| s.success()).unwrap_or(false),
             tail,
         })
+    }
+
+    /// buildah with `args`, its output lines (stdout and stderr) coming on the receiver.
+    fn spawn(
+        &self,
+        args: &[String],
+    ) -> Result<(tokio::process::Child, UnboundedReceiver<String>), TerminationMessage> {
+        let mut cmd = self.command();
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            failure(
+                FailureClass::Terminal,
+                "BuilderMisconfigured",
+                format!("cannot run {}: {e}", self.program.display()),
+                String::new(),
+            )
+        })?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        if let Some(out) = child.stdout.take() {
+            forward_lines(out, tx.clone());
+        }
+        if let Some(err) = child.stderr.take() {
+            forward_lines(err, tx);
+        }
+        Ok((child, rx))
     }
 
     /// The gate's verdict on `image`: its file tree, read from the storage without mounting
@@ -274,6 +273,21 @@ impl Buildah {
             .await
             .ok()?;
         manifest_size(&out.stdout)
+    }
+}
+
+/// SIGTERM to buildah, and SIGKILL after [`STOP_GRACE`].
+async fn stop_gracefully(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    if tokio::time::timeout(STOP_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.start_kill();
     }
 }
 

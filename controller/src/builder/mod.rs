@@ -558,6 +558,22 @@ fn run_volumes(
     })
 }
 
+/// A failed `buildah bud`: classified by buildah's error, with the failed step's fragment and
+/// Containerfile lines when they can be told.
+fn build_failure(containerfile: &str, tail: String) -> TerminationMessage {
+    let (class, reason, message) = message::classify(Stage::Build, &tail);
+    let line = message::failed_step(&message::buildah_error(&tail))
+        .and_then(|step| step_line(containerfile, &step));
+    let message = match line.map(|l| (l, crate::render::fragment_line(containerfile, l))) {
+        Some((line, Some(fragment))) => {
+            format!("{message} (fragment line {fragment}, Containerfile line {line})")
+        }
+        Some((line, None)) => format!("{message} (Containerfile line {line})"),
+        None => message,
+    };
+    failure(class, reason, message, tail)
+}
+
 /// Step 2: the build, with --pull=never and no registry credential; then the image gate. What
 /// RUN steps print goes through `redactor` (the proxy's credentials, the entitlement).
 async fn build(
@@ -617,17 +633,7 @@ async fn build(
         None => buildah.run(&bud).await?,
     };
     if !output.success {
-        let (class, reason, message) = message::classify(Stage::Build, &output.tail);
-        let line = message::failed_step(&message::buildah_error(&output.tail))
-            .and_then(|step| step_line(&containerfile, &step));
-        let message = match line.map(|l| (l, crate::render::fragment_line(&containerfile, l))) {
-            Some((line, Some(fragment))) => {
-                format!("{message} (fragment line {fragment}, Containerfile line {line})")
-            }
-            Some((line, None)) => format!("{message} (Containerfile line {line})"),
-            None => message,
-        };
-        return Err(failure(class, reason, message, output.tail));
+        return Err(build_failure(&containerfile, output.tail));
     }
     // From here on the image is its ID: the gate checks, and the push step pushes, exactly what
     // buildah built, whatever the tag names by then.
