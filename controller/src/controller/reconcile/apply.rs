@@ -255,8 +255,12 @@ pub async fn apply(
     // A pruned build's image goes before the build that names it; a succeeded build's logs are
     // kept before its Job (and pod) go.
     events.extend(delete_pushed_images(ctx, registry, &delete_images).await);
-    if let Some(logs) = keep_logs {
-        keep_step_logs(&ctx.client, &apis.configmaps, logs).await?;
+    // Best effort: a log that cannot be kept (no right to read pod logs, say) never holds the
+    // pin back; the Job then goes without it.
+    if let Some(logs) = keep_logs
+        && let Err(err) = keep_step_logs(&ctx.client, &apis.configmaps, logs).await
+    {
+        tracing::warn!(%err, "cannot keep a succeeded build's step logs");
     }
     let builds_then_deletes = async {
         try_join4(
