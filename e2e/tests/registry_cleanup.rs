@@ -81,7 +81,8 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
     let api: Api<MachineOSBuild> = Api::all(client.clone());
     wait_for(
         &format!("{first} pruned and {first_image} deleted"),
-        Duration::from_secs(120),
+        // The build waits while the pool's (counted) machine still runs or moves to its image.
+        Duration::from_secs(300),
         || async {
             let gone = api.get_opt(&first).await?.is_none();
             Ok((gone && manifest_status(&first_image)? == 404).then_some(()))

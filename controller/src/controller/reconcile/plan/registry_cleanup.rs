@@ -1,10 +1,11 @@
 //! The pushed images of pruned builds (`--registry-cleanup`), as the MCO deletes a deleted
 //! build's image unless a node still runs it. An image is never deleted while anything may use
-//! it: the pool's pin (its MachineConfig and the config's status), the images of the
-//! MachineConfigs the pool runs and moves to, a kept build's (a rebuild of the same inputs can
-//! push the same digest). While one of the pool's machines reports a rendered config other than
-//! those two (a machine left behind, whose image Strata cannot tell), the builds whose images
-//! would go are kept for a later round instead.
+//! it: the pool's pin (its MachineConfig and the config's status) and a kept build's (a rebuild
+//! of the same inputs can push the same digest) keep the image and let the build go; the images
+//! of the MachineConfigs the pool runs and moves to (machines may run them), and every image while
+//! one of the pool's machines reports a rendered config other than those two (a machine left
+//! behind, whose image Strata cannot tell), keep the build for a later round, so that its image
+//! goes with it once the pool has moved on instead of staying in the registry for good.
 
 use std::collections::BTreeSet;
 
@@ -39,12 +40,15 @@ pub(super) fn plan(planner: &mut Planner<'_>, pruned: Vec<String>) -> Vec<String
     let mut in_use: BTreeSet<String> = [
         planner.status.current_image_pull_spec.clone(),
         url(&observed.machine_config),
-        url(&observed.rendered_config),
-        url(&observed.target_config),
     ]
     .into_iter()
     .flatten()
     .collect();
+    let on_machines: BTreeSet<String> =
+        [url(&observed.rendered_config), url(&observed.target_config)]
+            .into_iter()
+            .flatten()
+            .collect();
     for build in &observed.builds {
         let name = build.metadata.name.as_deref().unwrap_or_default();
         if !pruned.iter().any(|p| p == name)
@@ -69,7 +73,7 @@ pub(super) fn plan(planner: &mut Planner<'_>, pruned: Vec<String>) -> Vec<String
             now.push(build);
             continue;
         };
-        if unknown_machine.is_some() {
+        if unknown_machine.is_some() || on_machines.contains(&image) {
             continue;
         }
         match mode {

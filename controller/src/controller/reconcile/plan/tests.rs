@@ -897,8 +897,8 @@ fn pruned_builds_images_are_deleted_unless_something_may_run_them() {
         sorted(vec![name(1), name(2)])
     );
 
-    // The image the pool runs (its rendered config), and a kept build's same digest, stay; their
-    // builds are pruned all the same.
+    // The image the pool still runs (its rendered config) stays, and so does its build until the
+    // pool moved on; a kept build's same digest stays while that build goes.
     let mut running = o.clone();
     running.rendered_config = Some(rendered(&images[1]));
     running.builds[4]
@@ -908,10 +908,10 @@ fn pruned_builds_images_are_deleted_unless_something_may_run_them() {
         .digested_image_push_spec = Some(images[2].clone());
     let p = plan(&running, &Settings::for_tests());
     assert!(p.delete_images.is_empty(), "{:?}", p.delete_images);
-    assert_eq!(
-        sorted(p.delete_builds.clone()),
-        sorted(vec![name(1), name(2)])
-    );
+    assert_eq!(p.delete_builds, vec![name(2)]);
+    running.rendered_config = Some(rendered(&images[4]));
+    let p = plan(&running, &Settings::for_tests());
+    assert_eq!(deleted(&p), vec![(name(1), images[1].clone())]);
 
     // A machine on a rendered config Strata cannot tie to an image: nothing of theirs goes yet.
     let mut unknown = o.clone();
