@@ -102,7 +102,12 @@ pub async fn logs(args: &LogsArgs) -> anyhow::Result<String> {
     let client = kube::Client::try_default().await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &args.namespace);
     let mut found = pods
-        .list(&ListParams::default().labels(&format!("{}={}", labels::BUILD, args.build)))
+        .list(&ListParams::default().labels(&format!(
+            "{}={}",
+            labels::BUILD,
+            // A label value is the name cut to 63 characters, keeping its hash.
+            crate::controller::names::fit_63(&args.build)
+        )))
         .await?
         .items;
     if found.is_empty() {
