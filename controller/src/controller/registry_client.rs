@@ -263,6 +263,26 @@ impl Registry {
         }
     }
 
+    /// Deletes the manifest of `image` (repo@sha256:…) with `auth_json`'s credential for it,
+    /// at the registry itself (a deletion goes to no mirror). What was cached about it is
+    /// forgotten.
+    pub async fn delete(
+        &self,
+        image: &str,
+        auth_json: Option<&str>,
+        transport: &Transport,
+    ) -> Result<(), String> {
+        let parsed: Reference = image
+            .parse()
+            .map_err(|e| format!("'{image}' is not an image reference: {e}"))?;
+        let credential = credential_for(auth_json, image);
+        let transport = &transport.for_image(image);
+        let client = self.client(client_key(&credential, transport), &credential, transport)?;
+        let result = self.timed(image, client.delete_manifest(&parsed)).await;
+        self.forget(&format!("inspect {image}"));
+        result.map_err(|e| e.to_string())
+    }
+
     /// `reference` pinned by digest: a tag is resolved, a digest is checked to exist. Asked where
     /// the registry policy says a pull goes (mirrors first, the source unless it is never
     /// contacted); the answer keeps the reference's own name, as the nodes pull it. Refused only
@@ -415,38 +435,6 @@ impl Registry {
             }
             Ok(Err(err)) => ImageCheck::Unknown(err.to_string()),
             Err(_) => ImageCheck::Unknown(format!(
-                "{image}: no answer within {}s",
-                self.settings.total_timeout.as_secs()
-            )),
-        }
-    }
-}
-
-impl Registry {
-    /// Deletes the manifest of `image` (repo@sha256:…) with `auth_json`'s credential for it,
-    /// at the registry itself (a deletion goes to no mirror). What was cached about it is
-    /// forgotten.
-    pub async fn delete(
-        &self,
-        image: &str,
-        auth_json: Option<&str>,
-        transport: &Transport,
-    ) -> Result<(), String> {
-        let parsed: Reference = image
-            .parse()
-            .map_err(|e| format!("'{image}' is not an image reference: {e}"))?;
-        let credential = credential_for(auth_json, image);
-        let transport = &transport.for_image(image);
-        let key = client_key(&credential, transport);
-        let client = self.client(key, &credential, transport)?;
-        let result =
-            tokio::time::timeout(self.settings.total_timeout, client.delete_manifest(&parsed))
-                .await;
-        self.forget(&format!("inspect {image}"));
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err.to_string()),
-            Err(_) => Err(format!(
                 "{image}: no answer within {}s",
                 self.settings.total_timeout.as_secs()
             )),
