@@ -8,8 +8,7 @@ use futures::future::{try_join, try_join_all, try_join3, try_join4};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{
-    Api, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams,
-    PropagationPolicy,
+    Api, DeleteParams, DynamicObject, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
 };
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -88,19 +87,13 @@ fn object_name(ns: Option<&str>, name: &str) -> String {
     }
 }
 
-/// What deleting a pruned build's image needs from the round's observation: the push Secret's
-/// auth and the cluster's registry transport.
-pub struct RegistryAccess {
-    pub push_auth: Option<String>,
-    pub transport: Transport,
-}
+/// What deleting a pruned build's image needs from the round's observation (the push Secret's
+/// auth, the cluster's registry transport), read only when a round deletes one.
+pub struct RegistryAccess<'a>(&'a Observed);
 
-impl RegistryAccess {
-    pub fn of(observed: &Observed) -> Self {
-        Self {
-            push_auth: observed.auth.as_ref().ok().map(|a| a.push.clone()),
-            transport: Transport::from_environment(&observed.environment),
-        }
+impl<'a> RegistryAccess<'a> {
+    pub fn of(observed: &'a Observed) -> Self {
+        Self(observed)
     }
 }
 
@@ -109,15 +102,17 @@ impl RegistryAccess {
 /// goes: pruning does not wait on the registry.
 async fn delete_pushed_images(
     ctx: &Context,
-    access: &RegistryAccess,
+    access: &RegistryAccess<'_>,
     images: &[ImageDeletion],
 ) -> Vec<PlannedEvent> {
+    if images.is_empty() {
+        return Vec::new();
+    }
+    let push_auth = access.0.auth.as_ref().ok().map(|a| a.push.as_str());
+    let transport = Transport::from_environment(&access.0.environment);
     let mut events = Vec::new();
     for ImageDeletion { build, image } in images {
-        let result = ctx
-            .registry
-            .delete(image, access.push_auth.as_deref(), &access.transport)
-            .await;
+        let result = ctx.registry.delete(image, push_auth, &transport).await;
         let (type_, reason, note) = match result {
             Ok(()) => (
                 EventType::Normal,
@@ -149,9 +144,10 @@ async fn delete_pushed_images(
 }
 
 /// Fills `logs` (the build's logs ConfigMap) with the end of each step's log of the build's
-/// newest builder pod, and applies it. No pod (gone already): nothing is kept.
+/// newest builder pod (from the cache of Strata's pods), and applies it. No pod (gone already):
+/// nothing is kept.
 async fn keep_step_logs(
-    client: &kube::Client,
+    ctx: &Context,
     configmaps: &Api<ConfigMap>,
     mut logs: ConfigMap,
 ) -> Result<(), Error> {
@@ -160,22 +156,19 @@ async fn keep_step_logs(
         .metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get(labels::BUILD))
-        .cloned()
-        .unwrap_or_default();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let listed = pods
-        .list(&ListParams::default().labels(&format!("{}={build}", labels::BUILD)))
-        .await
-        .map_err(Write::ReadLogs.failed(format!("{ns}/{build}")))?;
-    let Some(pod) = listed
-        .items
-        .into_iter()
+        .and_then(|l| l.get(labels::BUILD));
+    let Some(pod_name) = ctx
+        .stores
+        .pods
+        .state()
+        .iter()
+        .filter(|p| p.labels().get(labels::BUILD) == build)
         .max_by_key(|p| p.metadata.creation_timestamp.clone())
+        .map(|p| p.name_any())
     else {
         return Ok(());
     };
-    let pod_name = pod.name_any();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let mut data = std::collections::BTreeMap::new();
     for step in builder_pod::STEPS {
         let params = LogParams {
@@ -227,7 +220,7 @@ pub async fn apply(
     ctx: &Context,
     config: &MachineOSConfig,
     plan: Plan,
-    registry: &RegistryAccess,
+    registry: &RegistryAccess<'_>,
 ) -> Result<(), Error> {
     let Plan {
         create_build,
@@ -258,7 +251,7 @@ pub async fn apply(
     // Best effort: a log that cannot be kept (no right to read pod logs, say) never holds the
     // pin back; the Job then goes without it.
     if let Some(logs) = keep_logs
-        && let Err(err) = keep_step_logs(&ctx.client, &apis.configmaps, logs).await
+        && let Err(err) = keep_step_logs(ctx, &apis.configmaps, logs).await
     {
         tracing::warn!(%err, "cannot keep a succeeded build's step logs");
     }
