@@ -171,22 +171,24 @@ fn prometheus_rules_pass_promtool() {
     let tests_file = dir.path().join("tests.yaml");
     std::fs::write(&tests_file, serde_saphyr::to_string(&tests).unwrap()).unwrap();
 
-    for (args, file) in [
-        (["check", "rules"], &rules),
-        (["test", "rules"], &tests_file),
-    ] {
-        let out = Command::new("promtool")
-            .args(args)
-            .arg(file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    promtool_passes(["check", "rules"], &rules);
+    promtool_passes(["test", "rules"], &tests_file);
+}
+
+/// `promtool ARGS FILE` succeeds; its output is the failure message otherwise.
+fn promtool_passes(args: [&str; 2], file: &Path) {
+    let out = Command::new("promtool")
+        .args(args)
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool {args:?} {} failed:\n{}{}",
+        file.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every query of the console dashboard (`console-dashboard.yaml`): (panel title, expr).
@@ -250,15 +252,5 @@ fn the_console_dashboard_queries_pass_promtool() {
             .unwrap(),
     )
     .unwrap();
-    let out = Command::new("promtool")
-        .args(["check", "rules"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check rules of the dashboard's queries failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    promtool_passes(["check", "rules"], &file);
 }

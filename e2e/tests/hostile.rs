@@ -137,8 +137,12 @@ const PIDS_WANTED: u32 = 4200;
 /// A fork bomb with an end: [`PIDS_WANTED`] sleeping processes, counted in `/pids` as they start;
 /// the shell that starts them dies at the first fork refused. `tail` shows why, once every sleep
 /// ended (they hold its pipe); then the count.
-const PID_PROBE: &str = "(i=0; while [ $i -lt 4200 ]; do sleep 5 & i=$((i+1)); echo $i > /pids; done) 2>&1 | tail -n 2; \
-     read n < /pids; echo PIDS-STARTED-$n";
+fn pid_probe() -> String {
+    format!(
+        "(i=0; while [ $i -lt {PIDS_WANTED} ]; do sleep 5 & i=$((i+1)); echo $i > /pids; done) 2>&1 | tail -n 2; \
+         read n < /pids; echo PIDS-STARTED-$n"
+    )
+}
 
 /// The hostile fragments, by pool. `{probe}` is replaced by the network probe's targets,
 /// `escape` is [`chroot_escape_program`].
@@ -172,7 +176,8 @@ fn fragments(probe: &str, escape: &str) -> Vec<(&'static str, String)> {
             format!(
                 "RUN echo {escape} | base64 -d | gunzip > /escape && chmod +x /escape; /escape; \
                  for p in /proc/[0-9]*; do ls $p/root/var/lib/containers/storage >/dev/null 2>&1 && echo STORAGE-REACHED-$p; done; \
-                 echo PROBE-RAN; {PID_PROBE}; exit 1\n"
+                 echo PROBE-RAN; {}; exit 1\n",
+                pid_probe()
             ),
         ),
     ]

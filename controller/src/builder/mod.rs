@@ -455,7 +455,10 @@ async fn keep_shared_storage_in_bounds(
             if !store_quota::over_quota(used, min_free, quota) {
                 return Ok(());
             }
-            decision = shared_storage::decide(0, 1, registered.others);
+            decision = match registered.others {
+                0 => shared_storage::Decision::Empty,
+                others => shared_storage::Decision::Busy { others },
+            };
             format!(
                 "this config's store holds {:.1} GiB: with the {:.1} GiB a build may add it \
                  would pass its quota of {:.1} GiB",
@@ -621,16 +624,15 @@ async fn build(
         containerfile.len()
     );
     // On the cache claim, RUN steps write into the config's store there: bounded by its quota.
-    let output = match args.registration() {
-        Some(_) => {
-            let quota = store_quota::exceeded(
-                args.storage_dir.clone(),
-                args.shared_storage_quota_bytes,
-                store_quota::CHECK_EVERY,
-            );
-            buildah.run_until(&bud, quota).await?
-        }
-        None => buildah.run(&bud).await?,
+    let output = if args.shared_storage {
+        let quota = store_quota::exceeded(
+            args.storage_dir.clone(),
+            args.shared_storage_quota_bytes,
+            store_quota::CHECK_EVERY,
+        );
+        buildah.run_until(&bud, quota).await?
+    } else {
+        buildah.run(&bud).await?
     };
     if !output.success {
         return Err(build_failure(&containerfile, output.tail));
