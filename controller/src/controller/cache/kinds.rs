@@ -25,8 +25,23 @@ pub fn configs(
 ) -> Store<MachineOSConfig> {
     Watch::new(Api::<MachineOSConfig>::all(client.clone()), writer)
         .filter(changed_by(config_key))
-        .maps_to(|c: &MachineOSConfig, _: &Store<MachineOSConfig>| vec![ObjectRef::from_obj(c)])
+        .maps_to(config_and_rivals)
         .spawn(trigger)
+}
+
+/// A changed MachineOSConfig and the others of its pool: its claim on the pool decides theirs
+/// (`PoolClaimed`), so a refused one builds as soon as the holder goes, not at the next resync.
+fn config_and_rivals(
+    config: &MachineOSConfig,
+    configs: &Store<MachineOSConfig>,
+) -> Vec<ObjectRef<MachineOSConfig>> {
+    let me = ObjectRef::from_obj(config);
+    let mut refs = configs_of_pool(&config.spec.machine_config_pool.name, configs);
+    // A deleted config is no longer in the store.
+    if !refs.contains(&me) {
+        refs.push(me);
+    }
+    refs
 }
 
 /// MachineOSBuilds: created or deleted (their spec never changes; their status is ours).
@@ -288,20 +303,56 @@ mod tests {
         assert_eq!(by_config_annotation(&old, &store)[0].name, "worker");
     }
 
-    #[test]
-    fn status_writes_do_not_pass_the_config_filter() {
-        let mut filter = changed_by(config_key);
-        let mut config: MachineOSConfig = serde_json::from_value(json!({
+    fn config(name: &str, pool: &str) -> MachineOSConfig {
+        serde_json::from_value(json!({
             "apiVersion": "strata.dev/v1alpha1", "kind": "MachineOSConfig",
-            "metadata": {"name": "worker", "uid": "u1", "generation": 1},
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1},
             "spec": {
-                "machineConfigPool": {"name": "worker"},
+                "machineConfigPool": {"name": pool},
                 "imageBuilder": {"imageBuilderType": "Job"},
                 "renderedImagePushSecret": {"name": "push"},
                 "renderedImagePushSpec": "r.example.com/os:latest",
             }
         }))
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_config_change_reconciles_the_other_configs_of_its_pool() {
+        let (store, mut writer) = reflector::store::<MachineOSConfig>();
+        for c in [
+            config("worker", "worker"),
+            config("rival", "worker"),
+            config("infra", "infra"),
+        ] {
+            writer.apply_watcher_event(&watcher::Event::Apply(c));
+        }
+        let names = |refs: Vec<ObjectRef<MachineOSConfig>>| {
+            let mut names: Vec<String> = refs.into_iter().map(|r| r.name).collect();
+            names.sort();
+            names
+        };
+        assert_eq!(
+            names(config_and_rivals(&config("worker", "worker"), &store)),
+            ["rival", "worker"]
+        );
+        // The holder deleted (gone from the store): its rival still looks again.
+        let holder = config("worker", "worker");
+        writer.apply_watcher_event(&watcher::Event::Delete(holder.clone()));
+        assert_eq!(
+            names(config_and_rivals(&holder, &store)),
+            ["rival", "worker"]
+        );
+        assert_eq!(
+            names(config_and_rivals(&config("infra", "infra"), &store)),
+            ["infra"]
+        );
+    }
+
+    #[test]
+    fn status_writes_do_not_pass_the_config_filter() {
+        let mut filter = changed_by(config_key);
+        let mut config = config("worker", "worker");
         assert!(filter(&config, false), "a new object passes");
         config.status = Some(Default::default());
         config.metadata.resource_version = Some("2".into());

@@ -8,7 +8,8 @@ use futures::future::{try_join, try_join_all, try_join3, try_join4};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret};
 use kube::api::{
-    Api, DeleteParams, DynamicObject, LogParams, Patch, PatchParams, PostParams, PropagationPolicy,
+    Api, DeleteParams, DynamicObject, LogParams, Patch, PatchParams, PostParams, Preconditions,
+    PropagationPolicy,
 };
 use kube::{Resource, ResourceExt};
 use serde_json::json;
@@ -589,11 +590,20 @@ pub async fn cleanup(ctx: &Context, config: &MachineOSConfig) -> Result<(), Erro
             &name,
             mco::machine_config(),
         ));
-    // Only ours: the label says which MachineOSConfig wrote it.
+    // Only ours: the label says which MachineOSConfig wrote it. The precondition keeps a rival
+    // config that took the pool over (and rewrote the MachineConfig) since the cache saw it: the
+    // conflict requeues, and the next round sees the rival's label.
     if let Some(mc) = cached
         && mc.labels().get(labels::CONFIG) == Some(&names::fit_63(&config.name_any()))
     {
-        ignore_not_found(api.delete(&name, &DeleteParams::default()).await)
+        let only_this_version = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: mc.resource_version(),
+                uid: mc.uid(),
+            }),
+            ..DeleteParams::default()
+        };
+        ignore_not_found(api.delete(&name, &only_this_version).await)
             .map_err(Write::DeleteMachineConfig.failed(&name))?;
     }
     Ok(())

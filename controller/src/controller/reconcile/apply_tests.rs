@@ -41,6 +41,8 @@ fn observed(config: MachineOSConfig) -> Observed {
 /// kube to parse the answer.
 struct ApiServer {
     seen: Arc<Mutex<Vec<String>>>,
+    /// The bodies of the DELETE requests (their options: preconditions, propagation).
+    delete_bodies: Arc<Mutex<Vec<Value>>>,
 }
 
 fn answer(method: &str, path: &str, body: &[u8]) -> Value {
@@ -71,17 +73,29 @@ impl ApiServer {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
+        let delete_bodies = Arc::new(Mutex::new(Vec::new()));
+        let deletes = delete_bodies.clone();
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
                 let method = request.method().to_string();
                 let path = request.uri().path().to_string();
                 let body = request.into_body().collect_bytes().await.unwrap();
                 log.lock().unwrap().push(format!("{method} {path}"));
+                if method == "DELETE" {
+                    let options = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    deletes.lock().unwrap().push(options);
+                }
                 let reply = serde_json::to_vec(&answer(&method, &path, &body)).unwrap();
                 send.send_response(Response::builder().body(Body::from(reply)).unwrap());
             }
         });
-        (Client::new(service, "default"), Self { seen })
+        (
+            Client::new(service, "default"),
+            Self {
+                seen,
+                delete_bodies,
+            },
+        )
     }
 
     fn requests(&self) -> Vec<String> {
@@ -286,7 +300,8 @@ async fn deleting_a_config_removes_only_its_own_machine_config() {
     let (client, server) = ApiServer::start();
     let ours: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig",
-        "metadata": {"name": "zz-strata-1-worker", "labels": {"strata.dev/machine-os-config": "worker"}},
+        "metadata": {"name": "zz-strata-1-worker", "labels": {"strata.dev/machine-os-config": "worker"},
+                     "uid": "mc-uid", "resourceVersion": "7"},
         "spec": {"osImageURL": format!("registry.example.com/strata/os@{DIGEST}")},
     }))
     .unwrap();
@@ -298,6 +313,12 @@ async fn deleting_a_config_removes_only_its_own_machine_config() {
             "DELETE /apis/machineconfiguration.openshift.io/v1/machineconfigs/zz-strata-1-worker"
                 .to_string()
         ]
+    );
+    // Only the version the cache saw: a rival config that rewrote it since keeps it.
+    let options = server.delete_bodies.lock().unwrap().clone();
+    assert_eq!(
+        options[0]["preconditions"],
+        json!({"resourceVersion": "7", "uid": "mc-uid"})
     );
 
     // A MachineConfig of that name written by someone else is left alone.
