@@ -209,6 +209,59 @@ pub async fn delete_config(client: &kube::Client, name: &str) -> Result<()> {
     .await
 }
 
+/// `(status, reason, message)` of the MachineOSConfig `name`'s condition `ty`, if it has one.
+pub async fn config_condition(
+    configs: &Api<MachineOSConfig>,
+    name: &str,
+    ty: &str,
+) -> Result<Option<(String, String, String)>> {
+    let status = configs.get(name).await?.status.unwrap_or_default();
+    Ok(status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ty)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())))
+}
+
+/// Waits until the MachineOSConfig `name`'s condition `ty` is `status` with `reason`; returns its
+/// message.
+pub async fn wait_for_condition(
+    client: &kube::Client,
+    name: &str,
+    ty: &str,
+    (status, reason): (&str, &str),
+) -> Result<String> {
+    let configs: Api<MachineOSConfig> = Api::all(client.clone());
+    wait_for(
+        &format!("{name}: {ty}={status} ({reason})"),
+        Duration::from_secs(60),
+        || async {
+            Ok(config_condition(&configs, name, ty)
+                .await?
+                .filter(|(s, r, _)| s == status && r == reason)
+                .map(|(_, _, message)| message))
+        },
+    )
+    .await
+}
+
+/// The Jobs made for build `build` (owned by it; its label value may be cut to 63 characters).
+pub async fn jobs_of_build(client: &kube::Client, build: &str) -> Result<Vec<Job>> {
+    Ok(builder_jobs(client)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|j| {
+            j.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.name == build)
+        })
+        .collect())
+}
+
 /// The name of the config's current build once it is set and differs from `previous`.
 pub async fn current_build(
     client: &kube::Client,
@@ -283,6 +336,22 @@ pub async fn pinned_by(
     )
     .await?;
     Ok(image)
+}
+
+/// The HTTP status the local plain-HTTP registry answers for `image`'s manifest (`HEAD`), the
+/// image named by digest (`host/repo@sha256:…`) or by tag (`host/repo:tag`).
+pub fn manifest_status(image: &str) -> Result<u16> {
+    let (host, path) = image.split_once('/').context("no registry host")?;
+    let (repo, reference) = path
+        .split_once('@')
+        .or_else(|| path.rsplit_once(':'))
+        .context("neither a digest nor a tag")?;
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-I", "-w", "%{http_code}", "-H"])
+        .arg("Accept: application/vnd.oci.image.manifest.v1+json")
+        .arg(format!("http://{host}/v2/{repo}/manifests/{reference}"))
+        .output()?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
 /// The builder pod of build `build` once one of its steps runs (the build is under way).

@@ -116,6 +116,25 @@ pub fn api_code(e: &kube::Error) -> Option<u16> {
     }
 }
 
+/// Replaces CRD `name`'s spec with `spec` (retrying on conflicts).
+pub async fn set_crd_spec(
+    crds: &Api<CustomResourceDefinition>,
+    name: &str,
+    spec: &Value,
+) -> Result<()> {
+    for _ in 0..10 {
+        let mut cur = serde_json::to_value(crds.get(name).await?)?;
+        cur["spec"] = spec.clone();
+        let crd: CustomResourceDefinition = serde_json::from_value(cur)?;
+        match crds.replace(name, &PostParams::default(), &crd).await {
+            Ok(_) => return Ok(()),
+            Err(e) if api_code(&e) == Some(409) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    bail!("could not update CRD {name}: conflicts")
+}
+
 /// Apply RFC 6902 `add` / `remove` / `replace` operations (what OpenShift's test suites use in
 /// `initialCRDPatches`) to a JSON value.
 pub fn json_patch(target: &mut Value, ops: &[Value]) -> Result<()> {

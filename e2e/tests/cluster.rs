@@ -16,8 +16,8 @@ use kube::api::{
 };
 use serde_json::{Value, json};
 use strata_e2e::util::{
-    api_code, api_message, delete_namespace, install_strata_crds, json_patch, test_namespace,
-    wait_for, yaml_docs,
+    api_code, api_message, delete_namespace, install_strata_crds, json_patch, set_crd_spec,
+    test_namespace, wait_for, yaml_docs,
 };
 use strata_e2e::{Cluster, needs};
 
@@ -148,24 +148,6 @@ fn to_strata(yaml: &str) -> Result<Value> {
         .next()
         .context("empty object in fixture")?;
     Ok(strata_e2e::util::strata_equivalent(v))
-}
-
-async fn set_crd_spec(
-    crds: &Api<CustomResourceDefinition>,
-    name: &str,
-    spec: &Value,
-) -> Result<()> {
-    for _ in 0..10 {
-        let mut cur = serde_json::to_value(crds.get(name).await?)?;
-        cur["spec"] = spec.clone();
-        let crd: CustomResourceDefinition = serde_json::from_value(cur)?;
-        match crds.replace(name, &PostParams::default(), &crd).await {
-            Ok(_) => return Ok(()),
-            Err(e) if api_code(&e) == Some(409) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    bail!("could not update CRD {name}: conflicts")
 }
 
 /// OpenShift's fixtures were recorded against an API server that printed a CEL failure's value as

@@ -18,10 +18,10 @@ use kube::api::{Api, DynamicObject, ListParams};
 use serde_json::{Value, json};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
-    NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, create_pool,
-    create_pool_with, create_push_secret, current_build, delete_config, delete_pool, ended_build,
-    expect_event, kubectl_strata, leader_metrics, machine_configs, machine_os_config, pinned_by,
-    pools, set_release_base, with_release_base,
+    NAMESPACE, apply_config, assert_no_forbidden_requests, builder_jobs, config_condition,
+    create_pool, create_pool_with, create_push_secret, current_build, delete_config, delete_pool,
+    ended_build, expect_event, jobs_of_build, kubectl_strata, leader_metrics, machine_configs,
+    machine_os_config, pinned_by, pools, set_release_base, with_release_base,
 };
 use strata_e2e::mco::ROLLOUTS_ANNOTATION;
 use strata_e2e::util::{install_strata_crds, wait_for};
@@ -39,13 +39,9 @@ async fn condition(
     name: &str,
     ty: &str,
 ) -> Result<(String, String, String)> {
-    let status = configs.get(name).await?.status.unwrap_or_default();
-    let c = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == ty)
-        .with_context(|| format!("{name} has no {ty} condition"))?;
-    Ok((c.status.clone(), c.reason.clone(), c.message.clone()))
+    config_condition(configs, name, ty)
+        .await?
+        .with_context(|| format!("{name} has no {ty} condition"))
 }
 
 /// Waits until the leader's `strata_config_latest_build_failed` of `POOL`'s config (the state
@@ -64,23 +60,6 @@ async fn latest_build_failed(client: &kube::Client, want: Option<f64>) -> Result
         },
     )
     .await
-}
-
-/// The Jobs made for build `build` (owned by it; its label value may be cut to 63 characters).
-async fn job_count(client: &kube::Client, build: &str) -> Result<usize> {
-    Ok(builder_jobs(client)
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter(|j| {
-            j.metadata
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|o| o.name == build)
-        })
-        .count())
 }
 
 /// What the steps share: the cluster, a client of it, the APIs they read and the push Secret's
@@ -508,7 +487,7 @@ async fn new_release_rebuilds_and_the_old_base_reuses_builds(
         "identical inputs built again: builds recreated {before:?} → {after:?}"
     );
     ensure!(
-        job_count(client, second).await? == 0,
+        jobs_of_build(client, second).await?.is_empty(),
         "a succeeded build's Job was left behind (or a new one made)"
     );
     ensure!(

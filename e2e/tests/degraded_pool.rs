@@ -16,9 +16,9 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
-    NAMESPACE, apply_config, builder_jobs, create_pool, create_push_secret, current_build,
-    delete_config, delete_pool, ended_build, expect_event, leader_metrics, machine_configs,
-    machine_os_config, pinned_by, pools, running_builder_pod, with_release_base,
+    NAMESPACE, apply_config, builder_jobs, config_condition, create_pool, create_push_secret,
+    current_build, delete_config, delete_pool, ended_build, expect_event, leader_metrics,
+    machine_configs, machine_os_config, pinned_by, pools, running_builder_pod, with_release_base,
 };
 use strata_e2e::mco::{NODE_DEGRADED_ANNOTATION, RENDER_DEGRADED_ANNOTATION};
 use strata_e2e::util::{install_strata_crds, wait_for};
@@ -39,12 +39,7 @@ async fn condition(
     configs: &Api<MachineOSConfig>,
     ty: &str,
 ) -> Result<Option<(String, String, String)>> {
-    let status = configs.get(POOL).await?.status.unwrap_or_default();
-    Ok(status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == ty)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone())))
+    config_condition(configs, POOL, ty).await
 }
 
 /// Sets (or with `None` removes) the stand-in's fault annotation `key` on the pool, and waits

@@ -9,12 +9,12 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use kube::api::Api;
 use strata_crds::MachineOSBuild;
 use strata_e2e::deployed::{
     apply_config, create_pool, create_push_secret, current_build, delete_config, delete_pool,
-    expect_event, machine_os_config, pinned_by,
+    expect_event, machine_os_config, manifest_status, pinned_by,
 };
 use strata_e2e::measure::deploy::{DeployOptions, deploy};
 use strata_e2e::util::wait_for;
@@ -22,18 +22,6 @@ use strata_e2e::{Cluster, needs};
 
 const POOL: &str = "e2e-cleanup";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The HTTP status the local plain-HTTP registry answers for `image`'s manifest (`HEAD`).
-fn manifest_status(image: &str) -> Result<u16> {
-    let (name, digest) = image.split_once('@').context("not pinned by digest")?;
-    let (host, repo) = name.split_once('/').context("no registry host")?;
-    let out = std::process::Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-I", "-w", "%{http_code}", "-H"])
-        .arg("Accept: application/vnd.oci.image.manifest.v1+json")
-        .arg(format!("http://{host}/v2/{repo}/manifests/{digest}"))
-        .output()?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
-}
 
 #[tokio::test]
 async fn a_pruned_builds_image_is_deleted_from_the_registry_and_the_kept_ones_stay() -> Result<()> {

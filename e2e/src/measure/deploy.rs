@@ -126,3 +126,45 @@ pub async fn wait_for_leader(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Restarts the deployed controller (`kubectl rollout restart`), as after a change it reads only at
+/// start (which APIs the cluster serves); returns the new leader, a pod started by the restart.
+pub async fn restart_controller(cluster: &Cluster, client: &kube::Client) -> Result<Leader> {
+    let before: Vec<String> = controller_pods(client)
+        .await?
+        .into_iter()
+        .map(|(pod, _)| pod)
+        .collect();
+    for args in [
+        &["rollout", "restart", "deployment/strata-controller"][..],
+        &[
+            "rollout",
+            "status",
+            "deployment/strata-controller",
+            "--timeout=180s",
+        ][..],
+    ] {
+        let out = cluster
+            .kubectl()
+            .args(["-n", crate::deployed::NAMESPACE])
+            .args(args)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "kubectl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let leader = wait_for_leader(client, None, Duration::from_secs(120)).await?;
+        if !before.contains(&leader.pod) {
+            return Ok(leader);
+        }
+        if Instant::now() > deadline {
+            bail!("no restarted controller replica took the lead within 120 s");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
