@@ -2,8 +2,9 @@
 # Machine setup (idempotent), shared by `make demo`, `make test` and CI: the Debian packages that
 # are missing, then the Kubernetes + etcd binaries (cached under ${XDG_CACHE_HOME:-$HOME/.cache}/strata;
 # how long a cold build and a warm check take: docs/measurements.md).
-#   --test   also what only the tests need: promtool (Debian's prometheus) for the alert rule
-#            tests and Debian's chromium for the console plugin's browser tests.
+#   --test   also what only the tests need: Debian's prometheus (promtool for the alert rule
+#            tests, the server for e2e/tests/prometheus.rs) and Debian's chromium for the console
+#            plugin's browser tests.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PKGS=(containerd runc containernetworking-plugins docker-registry buildah skopeo umoci catatonit

@@ -12,6 +12,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use strata_crds::contract::{annotations, install, mco};
@@ -388,6 +389,44 @@ pub fn pod_logs(cluster: &Cluster, pod: &str) -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default()
+}
+
+/// The ClusterRole a scraper of the controller's TLS `/metrics` needs: what OpenShift's
+/// prometheus-k8s ClusterRole grants (`get` on the non-resource URL `/metrics`).
+const METRICS_READER: &str = "e2e-strata-metrics-reader";
+
+/// A token of ServiceAccount `name` in `ns`, bound to the metrics reader ClusterRole.
+pub async fn metrics_reader_token(client: &kube::Client, ns: &str, name: &str) -> Result<String> {
+    let token = crate::util::service_account_token(client, ns, name).await?;
+    let role: ClusterRole = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": METRICS_READER},
+        "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}],
+    }))?;
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": METRICS_READER},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": METRICS_READER},
+        "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}],
+    }))?;
+    let apply = PatchParams::apply("e2e").force();
+    Api::<ClusterRole>::all(client.clone())
+        .patch(METRICS_READER, &apply, &Patch::Apply(&role))
+        .await?;
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(METRICS_READER, &apply, &Patch::Apply(&binding))
+        .await?;
+    Ok(token)
+}
+
+/// Removes what `metrics_reader_token` made cluster-wide.
+pub async fn remove_metrics_reader(client: &kube::Client) {
+    let _ = Api::<ClusterRoleBinding>::all(client.clone())
+        .delete(METRICS_READER, &DeleteParams::default())
+        .await;
+    let _ = Api::<ClusterRole>::all(client.clone())
+        .delete(METRICS_READER, &DeleteParams::default())
+        .await;
 }
 
 /// The controller pods that are running, with their IPs.

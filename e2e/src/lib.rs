@@ -21,6 +21,7 @@ pub mod mcd;
 pub mod mco;
 pub mod mco_nodes;
 pub mod measure;
+pub mod prometheus;
 pub mod service_ca;
 pub mod util;
 

@@ -21,9 +21,10 @@
 //!   (`resourceSyncController.SyncConfigMap`): `openshift-config-managed/service-ca` carries the
 //!   bundle under `ca-bundle.crt` (upstream copies `openshift-service-ca/signing-cabundle`).
 //!
-//! Not emulated: serving-certificate Secrets for annotated Services (there is no Service network
-//! here; the registry's certificate is signed by the script), CA rotation, the injection into
-//! APIServices/CRDs/webhooks, the vulnerable-legacy bundle.
+//! Not emulated as a controller: serving-certificate Secrets for annotated Services (the registry's
+//! certificate is signed by the script; a test asks `serving_cert_secret` for the controller's
+//! metrics certificate); CA rotation, the injection into APIServices/CRDs/webhooks, the
+//! vulnerable-legacy bundle.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -299,67 +300,112 @@ async fn sync_managed_bundle(
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The service CA's certificate on the host (made by `openshift-env.sh`).
+pub fn ca_file(cluster: &crate::Cluster) -> std::path::PathBuf {
+    cluster.dir.join("openshift-env/pki/service-ca.crt")
+}
 
-    fn cm(annotations: &[(&str, &str)], data: &[(&str, &str)]) -> ConfigMap {
-        let mut c = published_configmap("ns");
-        c.metadata.annotations = Some(
-            annotations
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+/// A certificate for `dns` (and `<dns>.cluster.local`) signed by the local service CA, with its
+/// key: `(tls.crt, tls.key)` in PEM. Made with openssl in `dir`, removed after.
+fn signed_by_service_ca(
+    cluster: &crate::Cluster,
+    dir: &std::path::Path,
+    dns: &str,
+) -> Result<(String, String)> {
+    use anyhow::{Context, ensure};
+    let pki = cluster.dir.join("openshift-env/pki");
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(
+        dir.join("ext.cnf"),
+        format!(
+            "subjectAltName=DNS:{dns},DNS:{dns}.cluster.local\nextendedKeyUsage=serverAuth\n\
+             keyUsage=critical,digitalSignature,keyEncipherment\n"
+        ),
+    )?;
+    let run = |args: &[&str]| -> Result<()> {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .context("running openssl")?;
+        ensure!(
+            out.status.success(),
+            "openssl {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
         );
-        c.data = Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        c
-    }
+        Ok(())
+    };
+    let subject = format!("/CN={dns}");
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    run(&[
+        &["req"][..],
+        &key,
+        &["-subj", &subject, "-keyout", "tls.key", "-out", "tls.csr"],
+    ]
+    .concat())?;
+    let (ca_crt, ca_key) = (pki.join("service-ca.crt"), pki.join("service-ca.key"));
+    let (ca_crt, ca_key) = (ca_crt.to_string_lossy(), ca_key.to_string_lossy());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        &ca_crt,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "tls.crt",
+    ])?;
+    let pem = (
+        std::fs::read_to_string(dir.join("tls.crt"))?,
+        std::fs::read_to_string(dir.join("tls.key"))?,
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(pem)
+}
 
-    #[test]
-    fn publisher_creates_and_keeps_exactly_the_injection_annotation() {
-        assert_eq!(publisher_action(None), PublisherAction::Create);
-        let created = published_configmap("team-a");
-        assert_eq!(created.metadata.namespace.as_deref(), Some("team-a"));
-        assert_eq!(created.data.as_ref().unwrap()[DATA_KEY], "");
-        assert_eq!(publisher_action(Some(&created)), PublisherAction::Nothing);
-        let extra = cm(&[(INJECT_ANNOTATION, "true"), ("x", "y")], &[]);
-        assert_eq!(
-            publisher_action(Some(&extra)),
-            PublisherAction::ResetAnnotations
-        );
-        let none = cm(&[], &[]);
-        assert_eq!(
-            publisher_action(Some(&none)),
-            PublisherAction::ResetAnnotations
-        );
-    }
-
-    #[test]
-    fn injector_replaces_data_with_only_the_bundle() {
-        let pem = "-----BEGIN CERTIFICATE-----\n…\n";
-        let empty = cm(&[(INJECT_ANNOTATION, "true")], &[(DATA_KEY, "")]);
-        assert!(wants_injection(&empty));
-        assert_eq!(
-            injected_data(&empty, pem),
-            Some(BTreeMap::from([(DATA_KEY.to_string(), pem.to_string())]))
-        );
-        let done = cm(&[(INJECT_ANNOTATION, "true")], &[(DATA_KEY, pem)]);
-        assert_eq!(injected_data(&done, pem), None);
-        // other keys are dropped, as upstream does
-        let extra = cm(
-            &[(INJECT_ANNOTATION, "true")],
-            &[(DATA_KEY, pem), ("k", "v")],
-        );
-        assert!(injected_data(&extra, pem).is_some());
-        assert!(wants_injection(&cm(
-            &[(ALPHA_INJECT_ANNOTATION, "true")],
-            &[]
-        )));
-        assert!(!wants_injection(&cm(&[(INJECT_ANNOTATION, "false")], &[])));
-        assert!(!wants_injection(&cm(&[], &[])));
-    }
+/// What the service-ca operator's serving-certificate controller makes for a Service annotated
+/// `service.beta.openshift.io/serving-cert-secret-name: <secret>` (`pkg/controller/servingcert`):
+/// a `kubernetes.io/tls` Secret in the Service's namespace whose certificate, signed by the service
+/// CA, names `<service>.<namespace>.svc` and `<service>.<namespace>.svc.cluster.local`. Made here
+/// once, on request, with openssl and the local service CA (no rotation, no watch).
+pub async fn serving_cert_secret(
+    cluster: &crate::Cluster,
+    client: &Client,
+    (namespace, service): (&str, &str),
+    secret: &str,
+) -> Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Patch, PatchParams};
+    let dir = cluster
+        .dir
+        .join(format!("serving-cert-{namespace}-{service}"));
+    let (crt, key) = signed_by_service_ca(cluster, &dir, &format!("{service}.{namespace}.svc"))?;
+    let tls: Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": secret, "namespace": namespace},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": crt, "tls.key": key},
+    }))?;
+    Api::<Secret>::namespaced(client.clone(), namespace)
+        .patch(
+            secret,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&tls),
+        )
+        .await?;
+    Ok(())
 }

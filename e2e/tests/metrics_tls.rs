@@ -7,11 +7,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, Patch, PatchParams};
-use serde_json::json;
-use strata_e2e::deployed::{NAMESPACE, controller_pods};
+use strata_e2e::deployed::{
+    NAMESPACE, controller_pods, metrics_reader_token, remove_metrics_reader,
+};
+use strata_e2e::service_ca::serving_cert_secret;
 use strata_e2e::util::{service_account_token, test_namespace, wait_for};
 use strata_e2e::{Cluster, needs};
 use strata_e2e::{repo_root, state_dir};
@@ -37,64 +36,13 @@ fn redeploy(cluster: &Cluster, tls: bool) -> Result<()> {
     Ok(())
 }
 
-/// A self-signed serving certificate as a `kubernetes.io/tls` Secret (what the service CA makes).
-async fn serving_cert(client: &kube::Client) -> Result<()> {
-    let dir = tempfile_dir()?;
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "1",
-        ])
-        .args(["-subj", "/CN=strata-controller.strata-system.svc"])
-        .arg("-keyout")
-        .arg(dir.join("tls.key"))
-        .arg("-out")
-        .arg(dir.join("tls.crt"))
-        .output()?;
-    ensure!(
-        status.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-    let secret: Secret = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "strata-controller-metrics-tls", "namespace": NAMESPACE},
-        "type": "kubernetes.io/tls",
-        "stringData": {
-            "tls.crt": std::fs::read_to_string(dir.join("tls.crt"))?,
-            "tls.key": std::fs::read_to_string(dir.join("tls.key"))?,
-        },
-    }))?;
-    Api::<Secret>::namespaced(client.clone(), NAMESPACE)
-        .patch(
-            "strata-controller-metrics-tls",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&secret),
-        )
-        .await?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
-}
-
-fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("e2e-metrics-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
-}
-
 #[tokio::test]
 async fn metrics_over_tls_for_authorised_callers_only() -> Result<()> {
     let test = "metrics_over_tls_for_authorised_callers_only";
     let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
     let client = cluster.client().await?;
-    serving_cert(&client).await?;
+    let service = (NAMESPACE, "strata-controller");
+    serving_cert_secret(cluster, &client, service, "strata-controller-metrics-tls").await?;
     redeploy(cluster, true)?;
     let result = check(cluster, &client).await;
     redeploy(cluster, false)?;
@@ -103,40 +51,14 @@ async fn metrics_over_tls_for_authorised_callers_only() -> Result<()> {
 
 async fn check(_cluster: &Cluster, client: &kube::Client) -> Result<()> {
     let ns = test_namespace(client, "e2e-metrics").await?;
-    let reader = service_account_token(client, &ns, "reader").await?;
+    let reader = metrics_reader_token(client, &ns, "reader").await?;
     let nobody = service_account_token(client, &ns, "nobody").await?;
-    // What OpenShift's prometheus-k8s ClusterRole grants a scraper.
-    let role: ClusterRole = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": "e2e-strata-metrics-reader"},
-        "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}],
-    }))?;
-    Api::<ClusterRole>::all(client.clone())
-        .patch(
-            "e2e-strata-metrics-reader",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&role),
-        )
-        .await?;
-    let binding: ClusterRoleBinding = serde_json::from_value(json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": "e2e-strata-metrics-reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "e2e-strata-metrics-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}],
-    }))?;
-    Api::<ClusterRoleBinding>::all(client.clone())
-        .patch(
-            "e2e-strata-metrics-reader",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&binding),
-        )
-        .await?;
     let (pod, ip) = controller_pods(client)
         .await?
         .into_iter()
         .next()
         .context("no controller pod")?;
-    // The serving certificate is self-signed here (the service CA signs it on OpenShift).
+    // Signed by the local service CA, as on OpenShift; this test looks at authentication only.
     let https = reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .timeout(Duration::from_secs(10))
@@ -194,11 +116,6 @@ async fn check(_cluster: &Cluster, client: &kube::Client) -> Result<()> {
         "/metrics is still plain: {plain_metrics}"
     );
     eprintln!("ok: /healthz plain, /metrics not served in the clear");
-    let _ = Api::<ClusterRoleBinding>::all(client.clone())
-        .delete("e2e-strata-metrics-reader", &Default::default())
-        .await;
-    let _ = Api::<ClusterRole>::all(client.clone())
-        .delete("e2e-strata-metrics-reader", &Default::default())
-        .await;
+    remove_metrics_reader(client).await;
     Ok(())
 }
