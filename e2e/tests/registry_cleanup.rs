@@ -3,6 +3,8 @@
 //! three builds of one pool, each pinned in turn. Once the third is pinned, the first build is
 //! beyond the history: the build goes, its image's manifest is gone from the registry (an Event
 //! `ImageDeleted` says so), and the images of the kept build and of the pin are still served.
+//! Then the MachineOSConfig is deleted: the kept build's image goes with it, the pinned one (which
+//! the pool's machine runs) stays.
 //!
 //! Redeploys the controller (with the short history, then as it was), so it has its own test
 //! binary.
@@ -14,7 +16,7 @@ use kube::api::Api;
 use strata_crds::MachineOSBuild;
 use strata_e2e::deployed::{
     apply_config, create_pool, create_push_secret, current_build, delete_config, delete_pool,
-    expect_event, machine_os_config, manifest_status, pinned_by,
+    expect_event, machine_os_config, manifest_status, pinned_by, pools,
 };
 use strata_e2e::measure::deploy::{DeployOptions, deploy};
 use strata_e2e::util::wait_for;
@@ -90,5 +92,44 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
         );
     }
     eprintln!("ok: the kept build's image and the pinned image are still served");
+
+    // The config deleted: its builds go, and the kept build's image with them; the pinned image
+    // stays (the pool's machine runs it until the pool rolled back to the stock image). Once the
+    // pool runs the pin: an image the machines still run or move to at deletion stays for good.
+    wait_for(
+        &format!("pool {POOL} updated to its pin"),
+        Duration::from_secs(120),
+        || async {
+            let pool = pools(client).get(POOL).await?;
+            let target = &pool.data["spec"]["configuration"]["name"];
+            let updated = pool.data["status"]["conditions"]
+                .as_array()
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Updated" && c["status"] == "True")
+                });
+            Ok((updated && pool.data["status"]["configuration"]["name"] == *target).then_some(()))
+        },
+    )
+    .await?;
+    delete_config(client, POOL).await?;
+    wait_for(
+        &format!("{second_image} deleted with its config"),
+        Duration::from_secs(60),
+        || async { Ok((manifest_status(&second_image)? == 404).then_some(())) },
+    )
+    .await?;
+    expect_event(
+        client,
+        POOL,
+        "ImageDeleted",
+        "of the deleted MachineOSConfig",
+    )
+    .await?;
+    ensure!(
+        manifest_status(&pinned)? == 200,
+        "{pinned}, which the pool's machine runs, is gone with its config"
+    );
+    eprintln!("ok: deleting the config deleted {second_image}, and kept {pinned} the pool runs");
     Ok(())
 }

@@ -123,7 +123,10 @@ async fn reconcile(config: Arc<MachineOSConfig>, ctx: Arc<Context>) -> Result<Ac
             match event {
                 Finalizer::Apply(config) => reconcile_config(&ctx, &config).await,
                 Finalizer::Cleanup(config) => {
-                    apply::cleanup(&ctx, &config).await?;
+                    let observed = observe::observe(&ctx, &config).await;
+                    let deletion = plan::plan_deletion(&observed, &ctx.settings);
+                    let registry = apply::RegistryAccess::of(&observed);
+                    apply::cleanup(&ctx, &config, deletion, &registry).await?;
                     ctx.metrics
                         .forget_pool(&config.spec.machine_config_pool.name);
                     ctx.metrics.forget_config(&config.name_any());

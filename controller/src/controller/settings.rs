@@ -33,7 +33,8 @@ impl CacheClaim {
     }
 }
 
-/// `--registry-cleanup`: what happens to the pushed image of a build the history prunes.
+/// `--registry-cleanup`: what happens to the pushed image of a build the history prunes (or a
+/// deleted MachineOSConfig's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RegistryCleanup {
     /// Images stay in the registry.
@@ -201,8 +202,8 @@ pub struct Settings {
     /// pool uses.
     #[arg(long, env = "STRATA_BUILD_HISTORY", default_value_t = 5)]
     pub build_history: usize,
-    /// What happens to the pushed image of a build the history prunes, as the MCO deletes a
-    /// deleted build's image: `on` deletes its manifest from the registry with the push Secret
+    /// What happens to the pushed image of a build the history prunes or whose MachineOSConfig is
+    /// deleted, as the MCO deletes a deleted build's image: `on` deletes its manifest from the registry with the push Secret
     /// (never an image the pool is pinned to, a kept build's, or one a machine may run; the
     /// registry must allow deletion), `dry-run` names it in an Event, `off` leaves it.
     #[arg(long, env = "STRATA_REGISTRY_CLEANUP", value_enum, default_value_t = RegistryCleanup::On)]

@@ -112,22 +112,23 @@ async fn delete_pushed_images(
     let push_auth = access.0.auth.as_ref().ok().map(|a| a.push.as_str());
     let transport = Transport::from_environment(&access.0.environment);
     let mut events = Vec::new();
-    for ImageDeletion { build, image } in images {
+    for ImageDeletion { build, image, why } in images {
         let result = ctx.registry.delete(image, push_auth, &transport).await;
+        let of = why.build(build);
         let (type_, reason, note) = match result {
             Ok(()) => (
                 EventType::Normal,
                 "ImageDeleted",
-                format!("deleted {image} of pruned build {build} from the registry"),
+                format!("deleted {image} of {of} from the registry"),
             ),
-            Err(why) => {
-                tracing::warn!(%image, %build, %why, "cannot delete a pruned build's image");
+            Err(err) => {
+                tracing::warn!(%image, %build, %err, "cannot delete a build's image");
                 (
                     EventType::Warning,
                     "ImageNotDeleted",
                     format!(
-                        "cannot delete {image} of pruned build {build} from the registry: {why} \
-                         (the build is pruned all the same; --registry-cleanup=off stops trying)"
+                        "cannot delete {image} of {of} from the registry: {err} (the build goes \
+                         all the same; --registry-cleanup=off stops trying)"
                     ),
                 )
             }
@@ -568,10 +569,19 @@ fn jiff_now() -> f64 {
     k8s_openapi::jiff::Timestamp::now().as_millisecond() as f64 / 1000.0
 }
 
-/// Finalizer cleanup: the MachineConfig goes, returning the pool to the stock image, and a hold
-/// Strata has on the pool is released. Builds go with the MachineOSConfig through their owner
-/// references.
-pub async fn cleanup(ctx: &Context, config: &MachineOSConfig) -> Result<(), Error> {
+/// Finalizer cleanup: the images `deletion` names go from the registry (plan_deletion: the builds'
+/// images no machine may run), the MachineConfig goes, returning the pool to the stock image, and
+/// a hold Strata has on the pool is released. Builds go with the MachineOSConfig through their
+/// owner references.
+pub async fn cleanup(
+    ctx: &Context,
+    config: &MachineOSConfig,
+    deletion: Plan,
+    registry: &RegistryAccess<'_>,
+) -> Result<(), Error> {
+    let mut events = deletion.events;
+    events.extend(delete_pushed_images(ctx, registry, &deletion.delete_images).await);
+    ctx.events.send(&config.object_ref(&()), events, |_| None);
     let held = config.status.as_ref().is_some_and(|s| {
         crate::controller::conditions::is_true(
             &s.conditions,

@@ -306,7 +306,11 @@ async fn deleting_a_config_removes_only_its_own_machine_config() {
     }))
     .unwrap();
     let ctx = context(client, vec![ours]);
-    cleanup(&ctx, &config()).await.unwrap();
+    let nothing_to_delete = plan::Plan::default();
+    let o = observed(config());
+    cleanup(&ctx, &config(), nothing_to_delete, &RegistryAccess::of(&o))
+        .await
+        .unwrap();
     assert_eq!(
         server.requests(),
         vec![
@@ -330,7 +334,11 @@ async fn deleting_a_config_removes_only_its_own_machine_config() {
     }))
     .unwrap();
     let ctx = context(client, vec![theirs]);
-    cleanup(&ctx, &config()).await.unwrap();
+    let nothing_to_delete = plan::Plan::default();
+    let o = observed(config());
+    cleanup(&ctx, &config(), nothing_to_delete, &RegistryAccess::of(&o))
+        .await
+        .unwrap();
     assert!(server.requests().is_empty());
 }
 

@@ -88,7 +88,8 @@ pub(super) fn tidy(planner: &mut Planner<'_>, current: Option<&str>) {
     }
 
     let prune = builds_to_prune(planner, current, &phase_of);
-    let prune = super::registry_cleanup::plan(planner, prune);
+    let prune =
+        super::registry_cleanup::plan(planner, prune, super::registry_cleanup::Removal::Pruned);
 
     planner.plan.keep_logs = keep_logs;
     planner.plan.delete_jobs.extend(delete_jobs);

@@ -37,7 +37,7 @@ use crate::controller::registry_client::ImageCheck;
 use crate::controller::settings::Settings;
 use crate::render::{BuildInputs, Rendered, render};
 use config_status::ConfigStatus;
-pub use registry_cleanup::ImageDeletion;
+pub use registry_cleanup::{ImageDeletion, Removal};
 
 /// A pinned image that the registry stops serving is rebuilt only after this many misses…
 const MISSES_BEFORE_REBUILD: u32 = 3;
@@ -284,6 +284,34 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
     };
     planner.decide();
     planner.finish()
+}
+
+/// The plan for a MachineOSConfig being deleted: its builds go with it (owner references), and
+/// with `--registry-cleanup` their pushed images too, by the pruning rules (registry_cleanup.rs):
+/// never the pin, nor an image the pool's machines run or move to. Only `delete_images` and
+/// `events` are set; the finalizer removes the MachineConfig.
+pub fn plan_deletion(observed: &Observed, settings: &Settings) -> Plan {
+    let mut planner = Planner {
+        observed,
+        settings,
+        plan: Plan::default(),
+        status: ConfigStatus::new(&observed.config, observed.now),
+        current: None,
+        current_base: None,
+        degraded: None,
+        held_back: Vec::new(),
+    };
+    let builds = observed
+        .builds
+        .iter()
+        .filter_map(|b| b.metadata.name.clone())
+        .collect();
+    registry_cleanup::plan(
+        &mut planner,
+        builds,
+        registry_cleanup::Removal::ConfigDeleted,
+    );
+    planner.plan
 }
 
 struct Planner<'a> {

@@ -12,16 +12,36 @@ use std::collections::BTreeSet;
 use super::{EventType, PlannedEvent, Planner};
 use crate::controller::settings::RegistryCleanup;
 
-/// A pushed image to delete from the registry (`repo@sha256:…`), and its build's name.
+/// Why a build goes, and its image with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// Beyond `--build-history`.
+    Pruned,
+    /// With its MachineOSConfig.
+    ConfigDeleted,
+}
+
+impl Removal {
+    /// "pruned build B" / "build B of the deleted MachineOSConfig", for Events.
+    pub fn build(self, build: &str) -> String {
+        match self {
+            Self::Pruned => format!("pruned build {build}"),
+            Self::ConfigDeleted => format!("build {build} of the deleted MachineOSConfig"),
+        }
+    }
+}
+
+/// A pushed image to delete from the registry (`repo@sha256:…`), its build's name and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageDeletion {
     pub build: String,
     pub image: String,
+    pub why: Removal,
 }
 
-/// Of `pruned` (builds the history drops), those to delete this round; their images go to the
-/// plan's deletions (`on`) or an Event (`dry-run`).
-pub(super) fn plan(planner: &mut Planner<'_>, pruned: Vec<String>) -> Vec<String> {
+/// Of `pruned` (builds that go: beyond the history, or with their config), those to delete this
+/// round; their images go to the plan's deletions (`on`) or an Event (`dry-run`).
+pub(super) fn plan(planner: &mut Planner<'_>, pruned: Vec<String>, why: Removal) -> Vec<String> {
     let mode = planner.settings.registry_cleanup;
     if mode == RegistryCleanup::Off || pruned.is_empty() {
         return pruned;
@@ -80,14 +100,16 @@ pub(super) fn plan(planner: &mut Planner<'_>, pruned: Vec<String>) -> Vec<String
             RegistryCleanup::On => planner.plan.delete_images.push(ImageDeletion {
                 build: build.clone(),
                 image,
+                why,
             }),
             RegistryCleanup::DryRun => planner.plan.events.push(PlannedEvent {
                 type_: EventType::Normal,
                 reason: "ImageCleanupDryRun",
                 action: "DeleteImage",
                 note: format!(
-                    "{image} of pruned build {build} would be deleted from the registry \
-                     (--registry-cleanup=dry-run)"
+                    "{image} of {} would be deleted from the registry \
+                     (--registry-cleanup=dry-run)",
+                    why.build(&build)
                 ),
                 build: Some(build.clone()),
             }),

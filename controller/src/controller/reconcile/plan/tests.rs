@@ -954,6 +954,38 @@ fn pruned_builds_images_are_deleted_unless_something_may_run_them() {
     assert_eq!(p.delete_builds.len(), 2);
 }
 
+#[test]
+fn a_deleted_configs_builds_take_their_images_but_not_one_a_machine_may_run() {
+    let (mut o, old, images) = five_ended_builds_with_images();
+    let name = |i: usize| old[i].metadata.name.clone().unwrap();
+    // The pool runs build 4's image (its rendered config); build 0's is the pin.
+    o.rendered_config = Some(rendered(&images[4]));
+    let p = plan_deletion(&o, &Settings::for_tests());
+    let mut deleted: Vec<(String, String)> = p
+        .delete_images
+        .iter()
+        .map(|d| (d.build.clone(), d.image.clone()))
+        .collect();
+    deleted.sort();
+    let mut want: Vec<(String, String)> = (1..4).map(|i| (name(i), images[i].clone())).collect();
+    want.sort();
+    assert_eq!(deleted, want);
+    assert!(
+        p.delete_images
+            .iter()
+            .all(|d| d.why == Removal::ConfigDeleted)
+    );
+    // Nothing else: the builds go with the config, the finalizer removes the MachineConfig.
+    assert!(p.delete_builds.is_empty() && p.create_build.is_none());
+    assert!(p.machine_config.is_none() && p.config_status.is_none());
+    // Off: nothing is deleted.
+    let off = Settings {
+        registry_cleanup: crate::controller::settings::RegistryCleanup::Off,
+        ..Settings::for_tests()
+    };
+    assert!(plan_deletion(&o, &off).delete_images.is_empty());
+}
+
 proptest::proptest! {
     /// Whatever the fragment, planning never panics, and a created build's objects name it.
     #[test]
