@@ -23,6 +23,10 @@ pub mod condition_types {
     /// PinnedImageSetsDegraded or PoolSynchronizerDegraded), so Strata starts no build and pins
     /// nothing until it recovers, as the MCO's build controller does.
     pub const WAITING_FOR_POOL: &str = "WaitingForPool";
+    /// MachineOSConfig: its pre-built image (the `machineconfiguration.openshift.io/pre-built-image`
+    /// annotation) passed the gate and the boot check and was pinned without a build (reason
+    /// `PreBuiltImageSeeded`, as the MCO's); later inputs build as usual.
+    pub const SEEDED: &str = "Seeded";
     /// MachineOSBuild: its objects exist and it waits for the builder pod.
     pub const PREPARED: &str = "Prepared";
     /// MachineOSBuild: terminal, the image is pushed and verified.

@@ -33,6 +33,9 @@ pub mod labels {
     /// On builder pods, with the value [`BUILDER`] (the NetworkPolicy selects them by it).
     pub const COMPONENT: &str = "app.kubernetes.io/component";
     pub const BUILDER: &str = "builder";
+    /// On a MachineOSBuild that seeds its MachineOSConfig with a pre-built image (value `true`),
+    /// as the MCO marks its synthetic builds.
+    pub const PRE_BUILT_IMAGE: &str = super::annotations::PRE_BUILT_IMAGE;
 }
 
 /// The builder pod: one container per step, sharing only the image storage.
@@ -50,6 +53,9 @@ pub mod builder_pod {
     pub const STEPS: [&str; 4] = [PULL, BUILD, BOOT, PUSH];
     /// The boot step's environment variable holding its [`super::BootPlan`] as JSON.
     pub const BOOT_PLAN_ENV: &str = "STRATA_BOOT_PLAN";
+    /// The pre-built image a seeding build takes (repo@sha256:…): the pull step pulls only it, the
+    /// build step gates it instead of building, the push step pushes nothing and reports it.
+    pub const SEED_IMAGE_ENV: &str = "STRATA_SEED_IMAGE";
     /// Where each step finds its inputs.
     pub const CONTAINERFILE_DIR: &str = "/etc/strata/build";
     pub const PULL_AUTH_DIR: &str = "/etc/strata/pull-auth";
@@ -153,6 +159,10 @@ pub mod annotations {
     /// On builder pods: OpenShift's admission picks this SCC (`strata-builder`, the openshift
     /// overlay) instead of the first one the pod happens to fit. Other clusters ignore it.
     pub const REQUIRED_SCC: &str = "openshift.io/required-scc";
+    /// On a MachineOSConfig (the MCO's key): a digest-pinned image built elsewhere that its first
+    /// build takes instead of building (the image gate and the boot check run on it, nothing is
+    /// pushed); condition `Seeded`. On the seeding MachineOSBuild: that image.
+    pub const PRE_BUILT_IMAGE: &str = "machineconfiguration.openshift.io/pre-built-image";
 }
 
 /// Finalizer on MachineOSConfigs: removes the pool's MachineConfig before the object goes.

@@ -278,4 +278,17 @@ impl MachineOSBuild {
     pub fn phase(&self) -> Option<BuildPhase> {
         self.status.as_ref().and_then(MachineOSBuildStatus::phase)
     }
+
+    /// The pre-built image this build seeds its MachineOSConfig with (no build: the image is
+    /// gated, booted and pinned as it is), if it is a seeding build.
+    pub fn pre_built_image(&self) -> Option<&str> {
+        let key = crate::contract::annotations::PRE_BUILT_IMAGE;
+        let marked = self
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.get(key).is_some_and(|v| v == "true"));
+        let image = self.metadata.annotations.as_ref()?.get(key)?;
+        marked.then_some(image.as_str())
+    }
 }

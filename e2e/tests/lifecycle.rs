@@ -8,7 +8,11 @@
 //! - a MachineOSBuild deleted mid-build: its Job and pod go, and the build of the current inputs
 //!   is made again (a new object of the same name, a new builder);
 //! - new inputs mid-build: the build in flight ends `Interrupted` (`Superseded`), its Job and pod
-//!   go, nothing is ever pushed under its name, and the new build pins the pool.
+//!   go, nothing is ever pushed under its name, and the new build pins the pool;
+//! - a pre-built image (the `machineconfiguration.openshift.io/pre-built-image` annotation): the
+//!   release base itself is gated and pinned as it is, digest for digest (`Seeded`), and a
+//!   fragment edit then builds as usual; one the gate refuses (a file in `/boot`, made with buildah
+//!   on the host) fails `LintFailed` and pins nothing.
 //!
 //! History pruning is proved by `registry_cleanup.rs`, `PoolLayeredByOpenShift` by
 //! `openshift_layering.rs` (under `make conformance`: it installs OpenShift's CRD).
@@ -20,6 +24,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
+use strata_crds::contract::annotations::PRE_BUILT_IMAGE;
 use strata_crds::{BuildPhase, ContainerfileArch, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, create_pool, create_push_secret, current_build, delete_config,
@@ -35,6 +40,8 @@ const LIFECYCLE: &str = "e2e-lifecycle";
 /// A step that outlasts the test: the build is under way until the test ends it.
 const SLOW: &str = "RUN sleep 600\n";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+const SEEDED: &str = "e2e-seeded";
+const SEEDED_BAD: &str = "e2e-seeded-bad";
 
 /// The CRD rule that a MachineOSConfig be named after its pool, by its message.
 const NAME_RULE: &str = "MachineOSConfig name must match the referenced MachineConfigPool name";
@@ -283,4 +290,142 @@ async fn lifecycle(cluster: &Cluster, client: &kube::Client) -> Result<()> {
         "ok: {build} superseded by {next}: Interrupted, pod {second_pod} and Job gone, nothing pushed; {next} pinned"
     );
     Ok(())
+}
+
+#[tokio::test]
+async fn a_pre_built_image_is_gated_and_pinned_as_it_is_and_edits_then_build() -> Result<()> {
+    let test = "a_pre_built_image_is_gated_and_pinned_as_it_is_and_edits_then_build";
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let client = cluster.client().await?;
+    let result = seeded(cluster, &client).await;
+    for name in [SEEDED, SEEDED_BAD] {
+        delete_config(&client, name).await?;
+        delete_pool(&client, name).await;
+    }
+    result
+}
+
+/// A MachineOSConfig for `pool` seeded with `image`.
+fn seeded_config(
+    cluster: &Cluster,
+    pool: &str,
+    image: &str,
+    fragment: &str,
+) -> Result<MachineOSConfig> {
+    let mut config = machine_os_config(cluster, pool, "e2e-seeded-push", fragment)?;
+    config.metadata.annotations = Some([(PRE_BUILT_IMAGE.to_string(), image.to_string())].into());
+    Ok(config)
+}
+
+async fn seeded(cluster: &Cluster, client: &kube::Client) -> Result<()> {
+    create_push_secret(client, "e2e-seeded-push").await?;
+    for name in [SEEDED, SEEDED_BAD] {
+        delete_config(client, name).await?;
+        create_pool(client, name).await?;
+    }
+    // The release base itself: a valid OS image no Strata build could ever produce (a build
+    // labels its image), so a pin of exactly its digest shows nothing was built.
+    let pre_built = cluster.os_base_image.clone();
+    let fragment = "RUN echo later > /etc/e2e-seeded\n";
+    apply_config(
+        client,
+        &seeded_config(cluster, SEEDED, &pre_built, fragment)?,
+    )
+    .await?;
+    let build = current_build(client, SEEDED, None).await?;
+    let pinned = pinned_by(client, BUILD_TIMEOUT, SEEDED, &build).await?;
+    ensure!(
+        pinned == pre_built,
+        "seeded with {pre_built}, pinned {pinned}"
+    );
+    wait_for_condition(client, SEEDED, "Seeded", ("True", "PreBuiltImageSeeded")).await?;
+    expect_event(client, SEEDED, "PreBuiltImageSeeded", &pre_built).await?;
+    eprintln!("ok: {SEEDED} seeded by {build}: pinned {pinned} as it is");
+
+    // Seeded: an edit builds on the release base as usual, pushed to the config's repository.
+    let edited = seeded_config(
+        cluster,
+        SEEDED,
+        &pre_built,
+        "RUN echo edited > /etc/e2e-seeded\n",
+    )?;
+    apply_config(client, &edited).await?;
+    let next = current_build(client, SEEDED, Some(&build)).await?;
+    let image = pinned_by(client, BUILD_TIMEOUT, SEEDED, &next).await?;
+    ensure!(
+        image.starts_with(&format!("{}/strata-e2e/{SEEDED}@", cluster.registry)),
+        "the edit's build pinned {image}, not an image it pushed"
+    );
+    eprintln!("ok: an edit after seeding built {next} and pinned {image}");
+
+    // A pre-built image the gate refuses: the build fails and pins nothing.
+    let bad = image_with_a_file_in_boot(cluster)?;
+    apply_config(client, &seeded_config(cluster, SEEDED_BAD, &bad, fragment)?).await?;
+    let build = current_build(client, SEEDED_BAD, None).await?;
+    let ended = ended_build(client, &build, BUILD_TIMEOUT).await?;
+    let failure = ended.status.as_ref().and_then(|s| s.failure.clone());
+    ensure!(
+        ended.phase() == Some(BuildPhase::Failed)
+            && failure
+                .as_ref()
+                .is_some_and(|f| f.reason == "LintFailed" && f.message.contains("vmlinuz-e2e")),
+        "{build} of the refused pre-built image ended {:?}: {failure:?}",
+        ended.phase()
+    );
+    let why = ("False", "PreBuiltImageFailed");
+    wait_for_condition(client, SEEDED_BAD, "Seeded", why).await?;
+    let mc = format!("zz-strata-2-{SEEDED_BAD}");
+    ensure!(
+        machine_configs(client).get_opt(&mc).await?.is_none(),
+        "{mc} exists for a pre-built image the gate refused"
+    );
+    eprintln!("ok: the pre-built image {bad} with a file in /boot failed the gate; nothing pinned");
+    Ok(())
+}
+
+/// The release base with a file in `/boot` (which the gate refuses), made with buildah on the host
+/// and pushed to the local registry; digest-pinned.
+fn image_with_a_file_in_boot(cluster: &Cluster) -> Result<String> {
+    let dir = cluster.dir.join("e2e-seeded-bad");
+    std::fs::create_dir_all(&dir)?;
+    let buildah = |args: &[&str]| -> Result<String> {
+        let out = std::process::Command::new("buildah")
+            .args(["--storage-driver=vfs", "--root"])
+            .arg(dir.join("storage"))
+            .arg("--runroot")
+            .arg(dir.join("run"))
+            .args(args)
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "buildah {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let base = format!("docker://{}", cluster.os_base_image);
+    let container = buildah(&["from", "--tls-verify=false", "--quiet", &base])?;
+    std::fs::write(dir.join("vmlinuz"), "not where the kernel goes")?;
+    let file = dir.join("vmlinuz").display().to_string();
+    buildah(&["copy", &container, &file, "/boot/vmlinuz-e2e"])?;
+    buildah(&[
+        "commit",
+        "--quiet",
+        &container,
+        "localhost/e2e-seeded-bad:latest",
+    ])?;
+    let digestfile = dir.join("digest").display().to_string();
+    let target = format!("{}/strata-e2e/pre-built-bad", cluster.registry);
+    buildah(&[
+        "push",
+        "--tls-verify=false",
+        "--digestfile",
+        &digestfile,
+        "localhost/e2e-seeded-bad:latest",
+        &format!("docker://{target}:latest"),
+    ])?;
+    let digest = std::fs::read_to_string(&digestfile)?;
+    let _ = std::fs::remove_dir_all(dir.join("storage"));
+    Ok(format!("{target}@{}", digest.trim()))
 }

@@ -258,6 +258,24 @@ impl Buildah {
     }
 
     /// The image's size: config plus layers (uncompressed), from its manifest in local storage.
+    /// The ID of `image` (a name or a digest reference) in the storage.
+    pub async fn image_id(&self, image: &str) -> Option<String> {
+        let out = self
+            .command()
+            .args([
+                "inspect",
+                "--type",
+                "image",
+                "--format",
+                "{{.FromImageID}}",
+                image,
+            ])
+            .output()
+            .await
+            .ok()?;
+        super::parse_image_id(&String::from_utf8_lossy(&out.stdout))
+    }
+
     pub async fn image_size(&self, image: &str) -> Option<u64> {
         let out = self
             .command()

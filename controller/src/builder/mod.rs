@@ -150,6 +150,10 @@ pub struct BuildArgs {
     /// spec.bootCheck).
     #[arg(long, env = builder_pod::BOOT_PLAN_ENV)]
     pub boot_plan: Option<String>,
+    /// A seeding build's pre-built image (repo@sha256:…): the pull step pulls only it, the build
+    /// step gates it instead of building, the push step pushes nothing and reports its digest.
+    #[arg(long, env = builder_pod::SEED_IMAGE_ENV)]
+    pub seed_image: Option<String>,
     /// The disk image pod's pinned image (repo@sha256:…): its pull step pulls only it, its disk
     /// step makes its disk.
     #[arg(long, env = disk_image_pod::SOURCE_IMAGE_ENV)]
@@ -376,8 +380,8 @@ async fn pull(
     redactor: &Redactor,
 ) -> Result<Option<TerminationMessage>, TerminationMessage> {
     let started = now_ms();
-    let images = match &args.source_image {
-        // The disk image pod: the pinned image only.
+    let images = match args.source_image.as_ref().or(args.seed_image.as_ref()) {
+        // The disk image pod: the pinned image only; a seeding build: the pre-built image.
         Some(image) => vec![image.clone()],
         None => images::images_to_pull(&read_containerfile(args)?)
             .map_err(|e| failure(FailureClass::Terminal, "InvalidInput", e, String::new()))?,
@@ -578,11 +582,15 @@ fn build_failure(containerfile: &str, tail: String) -> TerminationMessage {
 }
 
 /// Step 2: the build, with --pull=never and no registry credential; then the image gate. What
-/// RUN steps print goes through `redactor` (the proxy's credentials, the entitlement).
+/// RUN steps print goes through `redactor` (the proxy's credentials, the entitlement). A seeding
+/// build builds nothing: the gate checks the pre-built image the pull step pulled.
 async fn build(
     args: &BuildArgs,
     redactor: &Redactor,
 ) -> Result<Option<TerminationMessage>, TerminationMessage> {
+    if let Some(seed) = &args.seed_image {
+        return gate_seed(args, redactor, seed).await;
+    }
     let started = now_ms();
     let containerfile = read_containerfile(args)?;
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
@@ -643,9 +651,48 @@ async fn build(
     println!("strata build: built image {image_id}");
     let mut handover = Handover::load(args);
     handover.record("build", started);
+    gate(args, &buildah, redactor, &image_id, handover).await
+}
+
+/// A seeding build's step 2: the pre-built image the pull step pulled is the image; its ID goes
+/// where a built one's would, for the gate and the boot step.
+async fn gate_seed(
+    args: &BuildArgs,
+    redactor: &Redactor,
+    seed: &str,
+) -> Result<Option<TerminationMessage>, TerminationMessage> {
+    let buildah = buildah::Buildah::new(args, redactor.clone())?;
+    let image_id = buildah.image_id(seed).await.ok_or_else(|| {
+        failure(
+            FailureClass::Transient,
+            "BuildFailed",
+            format!("the pre-built image {seed} is not in the storage the pull step filled"),
+            String::new(),
+        )
+    })?;
+    std::fs::write(image_id_file(args), &image_id).map_err(|e| {
+        failure(
+            FailureClass::Transient,
+            "OutOfSpace",
+            e.to_string(),
+            String::new(),
+        )
+    })?;
+    println!("strata build: seeding with the pre-built image {seed} ({image_id}): no build");
+    gate(args, &buildah, redactor, &image_id, Handover::load(args)).await
+}
+
+/// The image gate on `image_id` (builder-image/README.md); its size for the push step.
+async fn gate(
+    args: &BuildArgs,
+    buildah: &buildah::Buildah,
+    redactor: &Redactor,
+    image_id: &str,
+    mut handover: Handover,
+) -> Result<Option<TerminationMessage>, TerminationMessage> {
     let gate = now_ms();
     println!("strata build: checking the image (the gate: builder-image/README.md)");
-    let violations = buildah.lint(&image_id)?;
+    let violations = buildah.lint(image_id)?;
     if let Some(first) = violations.first() {
         let all: Vec<String> = violations.iter().map(ToString::to_string).collect();
         for line in &all {
@@ -664,7 +711,7 @@ async fn build(
         ));
     }
     handover.record("lint", gate);
-    handover.size_bytes = buildah.image_size(&image_id).await.unwrap_or(0);
+    handover.size_bytes = buildah.image_size(image_id).await.unwrap_or(0);
     handover.save(args)?;
     Ok(None)
 }
@@ -675,6 +722,9 @@ async fn push(
     args: &BuildArgs,
     redactor: &Redactor,
 ) -> Result<Option<TerminationMessage>, TerminationMessage> {
+    if let Some(seed) = &args.seed_image {
+        return Ok(Some(seeded(args, seed)?));
+    }
     let started = now_ms();
     let image_id = built_image_id(args, FailureClass::Transient)?;
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
@@ -717,6 +767,32 @@ async fn push(
         phases: handover.phases,
         boot_check: handover.boot_check,
     }))
+}
+
+/// A seeding build's last step: nothing to push (the pre-built image is in its registry, pulled
+/// by digest, gated and booted); the success message reports its digest.
+fn seeded(args: &BuildArgs, seed: &str) -> Result<TerminationMessage, TerminationMessage> {
+    let digest = seed
+        .rsplit_once('@')
+        .map(|(_, d)| d.to_string())
+        .filter(|d| d.starts_with("sha256:") && d.len() == 71)
+        .ok_or_else(|| {
+            failure(
+                FailureClass::Terminal,
+                "InvalidInput",
+                format!("the pre-built image {seed} is not pinned by a sha256 digest"),
+                String::new(),
+            )
+        })?;
+    let handover = Handover::load(args);
+    println!("strata build: seeded with {seed}: nothing pushed");
+    Ok(TerminationMessage::Success {
+        files: Vec::new(),
+        digest,
+        size_bytes: handover.size_bytes,
+        phases: handover.phases,
+        boot_check: handover.boot_check,
+    })
 }
 
 /// The 1-based line of the rendered Containerfile holding `step` (buildah's text of it).

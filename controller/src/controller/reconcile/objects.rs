@@ -887,7 +887,13 @@ fn builder_job(
         ));
         vars
     });
-    let step_env = step_env(image, env, &credentials, claim.is_some(), true, settings);
+    let mut step_env = step_env(image, env, &credentials, claim.is_some(), true, settings);
+    if let Some(seed) = build.pre_built_image() {
+        step_env.push(env_var(
+            strata_crds::contract::builder_pod::SEED_IMAGE_ENV,
+            seed.to_string(),
+        ));
+    }
     steps_job(
         names::job(build),
         build,

@@ -63,11 +63,15 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Observed {
         .and_then(|n| builds.iter().find(|b| b.metadata.name.as_ref() == Some(&n)));
     let job = job_of(ctx, current, &owned.jobs);
     let disk_job = disk_job_of(ctx, current, &owned.jobs);
-    let push_auth = auth.as_ref().ok().map(|a| a.push.clone());
+    // A pre-built image is read as the machines will pull it: with the pull credentials.
+    let check_auth = match current.and_then(MachineOSBuild::pre_built_image) {
+        Some(_) => base_auth.clone(),
+        None => auth.as_ref().ok().map(|a| a.push.clone()),
+    };
     let image_check = match image_to_check(ctx, &job, current) {
         Some(image) => Some(
             ctx.registry
-                .inspect(&image, push_auth.as_deref(), &transport, now)
+                .inspect(&image, check_auth.as_deref(), &transport, now)
                 .await,
         ),
         None => None,
@@ -335,10 +339,13 @@ fn image_to_check(
                 ..
             },
             Some(build),
-        ) => Some(format!(
-            "{}@{digest}",
-            names::repository(&build.spec.rendered_image_push_spec)
-        )),
+        ) => Some(match build.pre_built_image() {
+            Some(image) => image.to_string(),
+            None => format!(
+                "{}@{digest}",
+                names::repository(&build.spec.rendered_image_push_spec)
+            ),
+        }),
         (_, Some(build)) if build.phase() == Some(BuildPhase::Succeeded) => build
             .status
             .as_ref()

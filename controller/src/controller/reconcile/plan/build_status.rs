@@ -479,13 +479,15 @@ fn succeeded(
             "",
         );
     };
-    let image = format!(
-        "{}@{digest}",
-        names::repository(&build.spec.rendered_image_push_spec)
-    );
+    let image = match reported_image(build, digest) {
+        Ok(image) => image,
+        Err(why) => return failed(planner, build, attempts, "DigestMismatch", &why, ""),
+    };
+    // A pre-built image was made elsewhere: it carries no inputs hash of Strata's.
+    let seeded = build.pre_built_image().is_some();
     match &observed.image_check {
         Some(ImageCheck::Present { inputs_hash })
-            if inputs_hash.as_deref() == Some(rendered.inputs_hash.as_str()) =>
+            if seeded || inputs_hash.as_deref() == Some(rendered.inputs_hash.as_str()) =>
         {
             let mut next = verified(planner, build, attempts, &image, phases);
             record_boot_check(planner, &mut next, boot_check.as_deref());
@@ -540,6 +542,21 @@ fn succeeded(
             planner.requeue(15);
             old.clone()
         }
+    }
+}
+
+/// The image a succeeded builder reports: its push repository at the reported digest; for a
+/// seeding build the pre-built image, whose digest the builder must report (else why not).
+fn reported_image(build: &MachineOSBuild, digest: &str) -> Result<String, String> {
+    match build.pre_built_image() {
+        Some(pre_built) if pre_built.ends_with(&format!("@{digest}")) => Ok(pre_built.to_string()),
+        Some(pre_built) => Err(format!(
+            "the builder reported {digest}, not the pre-built image {pre_built}: it is never pinned"
+        )),
+        None => Ok(format!(
+            "{}@{digest}",
+            names::repository(&build.spec.rendered_image_push_spec)
+        )),
     }
 }
 

@@ -11,6 +11,7 @@ mod hold;
 mod machines;
 mod pool_wait;
 mod registry_cleanup;
+mod seed;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -399,7 +400,12 @@ impl<'a> Planner<'a> {
             .iter()
             .find(|b| b.metadata.name.as_deref() == Some(build_name.as_str()))
         else {
-            self.start_build(&inputs, &rendered, rebuild);
+            let seed = match seed::next(self) {
+                seed::Seed::Refused => return,
+                seed::Seed::Build => None,
+                seed::Seed::Image(image) => Some(image),
+            };
+            self.start_build(&inputs, &rendered, rebuild, seed.as_deref());
             return;
         };
         if self.rebuild_ended(current, rebuild) {
@@ -412,6 +418,7 @@ impl<'a> Planner<'a> {
         }
         self.plan.metrics.phase = Some(next_phase);
         self.plan.metrics.latest_build_failed = Some(next_phase == BuildPhase::Failed);
+        seed::record(self, current, next_phase);
         self.conclude(&build_name, &next, pool);
     }
 
@@ -503,9 +510,16 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// The current inputs have no build yet: it is created, once a deleted config's build of the
-    /// same name is gone and the credentials can be used.
-    fn start_build(&mut self, inputs: &BuildInputs, rendered: &Rendered, rebuild: bool) {
+    /// The current inputs have no build yet: it is created (to take `seed`, a pre-built image,
+    /// when given), once a deleted config's build of the same name is gone and the credentials
+    /// can be used.
+    fn start_build(
+        &mut self,
+        inputs: &BuildInputs,
+        rendered: &Rendered,
+        rebuild: bool,
+        seed: Option<&str>,
+    ) {
         let o = self.observed;
         let build_name = rendered.build_name.clone();
         if o.foreign_builds.contains(&build_name) {
@@ -540,7 +554,7 @@ impl<'a> Planner<'a> {
             self.status.not_ready_while_building(&build_name);
             return;
         }
-        self.create_build(inputs, rendered, rebuild);
+        self.create_build(inputs, rendered, rebuild, seed);
     }
 
     /// An ended build of the current inputs is deleted to build it again when asked to, when it
@@ -628,19 +642,30 @@ impl<'a> Planner<'a> {
         }
     }
 
-    fn create_build(&mut self, inputs: &BuildInputs, rendered: &Rendered, rebuild: bool) {
+    fn create_build(
+        &mut self,
+        inputs: &BuildInputs,
+        rendered: &Rendered,
+        rebuild: bool,
+        seed: Option<&str>,
+    ) {
         let build_name = &rendered.build_name;
-        let build = new_build(&self.observed.config, inputs, build_name);
+        let mut build = new_build(&self.observed.config, inputs, build_name);
+        if let Some(image) = seed {
+            seed::mark(&mut build, image);
+        }
         // Its status is written with its objects in the next round: it names the Job, whose name
         // needs the uid the API server gives the build. Writing it now as well would cost a
         // write per build, in series after the create, while the API server is busiest.
         self.plan.create_build = Some(build);
-        self.event(
-            EventType::Normal,
-            "BuildCreated",
-            "CreateBuild",
-            format!("build {build_name} created for the current inputs"),
-        );
+        let note = match seed {
+            Some(image) => format!(
+                "build {build_name} created for the current inputs, to take the pre-built image \
+                 {image} (checked, not built)"
+            ),
+            None => format!("build {build_name} created for the current inputs"),
+        };
+        self.event(EventType::Normal, "BuildCreated", "CreateBuild", note);
         self.plan.metrics.phase = Some(BuildPhase::Prepared);
         self.status
             .set(ct::BUILDING, true, "Building", under_way(build_name));

@@ -47,11 +47,13 @@ pub(super) fn plan(planner: &mut Planner<'_>, pruned: Vec<String>, why: Removal)
         return pruned;
     }
     let observed = planner.observed;
+    // A seeding build's image is a pre-built one Strata never pushed: never deleted.
     let image_of = |name: &str| {
         observed
             .builds
             .iter()
             .find(|b| b.metadata.name.as_deref() == Some(name))
+            .filter(|b| b.pre_built_image().is_none())
             .and_then(|b| b.status.as_ref()?.digested_image_push_spec.clone())
     };
     let url = |mc: &Option<strata_crds::contract::mco::MachineConfig>| {
