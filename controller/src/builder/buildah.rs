@@ -260,37 +260,23 @@ impl Buildah {
     /// The image's size: config plus layers (uncompressed), from its manifest in local storage.
     /// The ID of `image` (a name or a digest reference) in the storage.
     pub async fn image_id(&self, image: &str) -> Option<String> {
-        let out = self
-            .command()
-            .args([
-                "inspect",
-                "--type",
-                "image",
-                "--format",
-                "{{.FromImageID}}",
-                image,
-            ])
-            .output()
-            .await
-            .ok()?;
-        super::parse_image_id(&String::from_utf8_lossy(&out.stdout))
+        let out = self.inspect_image(image, "{{.FromImageID}}").await?;
+        super::parse_image_id(&String::from_utf8_lossy(&out))
     }
 
     pub async fn image_size(&self, image: &str) -> Option<u64> {
+        manifest_size(&self.inspect_image(image, "{{.Manifest}}").await?)
+    }
+
+    /// `buildah inspect --type image --format <format> <image>`'s output.
+    async fn inspect_image(&self, image: &str, format: &str) -> Option<Vec<u8>> {
         let out = self
             .command()
-            .args([
-                "inspect",
-                "--type",
-                "image",
-                "--format",
-                "{{.Manifest}}",
-                image,
-            ])
+            .args(["inspect", "--type", "image", "--format", format, image])
             .output()
             .await
             .ok()?;
-        manifest_size(&out.stdout)
+        Some(out.stdout)
     }
 }
 

@@ -362,6 +362,16 @@ fn failure(
     }
 }
 
+/// A write to the pod's work directory failed: transient (the next pod has another).
+fn out_of_space(e: std::io::Error) -> TerminationMessage {
+    failure(
+        FailureClass::Transient,
+        "OutOfSpace",
+        e.to_string(),
+        String::new(),
+    )
+}
+
 fn read_containerfile(args: &BuildArgs) -> Result<String, TerminationMessage> {
     std::fs::read_to_string(&args.containerfile).map_err(|e| {
         failure(
@@ -595,14 +605,7 @@ async fn build(
     let containerfile = read_containerfile(args)?;
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
     let context = args.work_dir.join("context");
-    std::fs::create_dir_all(&context).map_err(|e| {
-        failure(
-            FailureClass::Transient,
-            "OutOfSpace",
-            e.to_string(),
-            String::new(),
-        )
-    })?;
+    std::fs::create_dir_all(&context).map_err(out_of_space)?;
     // A file left by an earlier run of this step must not stand for this build's image.
     let iidfile = image_id_file(args);
     let _ = std::fs::remove_file(&iidfile);
@@ -670,14 +673,7 @@ async fn gate_seed(
             String::new(),
         )
     })?;
-    std::fs::write(image_id_file(args), &image_id).map_err(|e| {
-        failure(
-            FailureClass::Transient,
-            "OutOfSpace",
-            e.to_string(),
-            String::new(),
-        )
-    })?;
+    std::fs::write(image_id_file(args), &image_id).map_err(out_of_space)?;
     println!("strata build: seeding with the pre-built image {seed} ({image_id}): no build");
     gate(args, &buildah, redactor, &image_id, Handover::load(args)).await
 }

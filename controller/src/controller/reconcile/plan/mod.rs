@@ -273,16 +273,7 @@ impl Plan {
 
 /// The planner.
 pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
-    let mut planner = Planner {
-        observed,
-        settings,
-        plan: Plan::default(),
-        status: ConfigStatus::new(&observed.config, observed.now),
-        current: None,
-        current_base: None,
-        degraded: None,
-        held_back: Vec::new(),
-    };
+    let mut planner = Planner::new(observed, settings);
     planner.decide();
     planner.finish()
 }
@@ -292,16 +283,7 @@ pub fn plan(observed: &Observed, settings: &Settings) -> Plan {
 /// never the pin, nor an image the pool's machines run or move to. Only `delete_images` and
 /// `events` are set; the finalizer removes the MachineConfig.
 pub fn plan_deletion(observed: &Observed, settings: &Settings) -> Plan {
-    let mut planner = Planner {
-        observed,
-        settings,
-        plan: Plan::default(),
-        status: ConfigStatus::new(&observed.config, observed.now),
-        current: None,
-        current_base: None,
-        degraded: None,
-        held_back: Vec::new(),
-    };
+    let mut planner = Planner::new(observed, settings);
     let builds = observed
         .builds
         .iter()
@@ -331,6 +313,19 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
+    fn new(observed: &'a Observed, settings: &'a Settings) -> Self {
+        Self {
+            observed,
+            settings,
+            plan: Plan::default(),
+            status: ConfigStatus::new(&observed.config, observed.now),
+            current: None,
+            current_base: None,
+            degraded: None,
+            held_back: Vec::new(),
+        }
+    }
+
     fn event(
         &mut self,
         type_: EventType,
