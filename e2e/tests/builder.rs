@@ -3,7 +3,9 @@
 //! storage as the builder pod runs them: success with the digest the registry serves and every
 //! step's timing; a failing RUN step (terminal, with the step and line) even when it prints what
 //! looks like a registry or credential problem; the push registry down (transient); an image the
-//! pull step did not fetch is not fetched by the build step; a secret that never reaches a layer,
+//! pull step did not fetch is not fetched by the build step, and the pull step fetches what a
+//! stage `ARG` or a quoted `--mount` field names; a base whose `ONBUILD` trigger names an image is
+//! refused; a secret that never reaches a layer,
 //! the log or the message; SIGTERM mid-build; wrong push credentials against an htpasswd registry
 //! (terminal, AuthFailed). One test per scenario, each with its own registry and base image, so
 //! any runs alone and they run in parallel. Needs root; STRATA_E2E=1.
@@ -129,15 +131,7 @@ fn run(cmd: &mut Command) -> Result<Output> {
 /// A busybox image with the layout the image gate checks (a placeholder kernel, the ostree
 /// layout, the API directories), pushed to the registry, returned by digest.
 fn push_base(dir: &Path, registry: &Registry) -> Result<String> {
-    let buildah = |args: &[&str]| {
-        let mut cmd = Command::new("buildah");
-        cmd.args(["--storage-driver=vfs", "--root"])
-            .arg(dir.join("base-storage"))
-            .arg("--runroot")
-            .arg(dir.join("base-run"));
-        cmd.args(args);
-        run(&mut cmd)
-    };
+    let buildah = |args: &[&str]| base_buildah(dir, args);
     let c = String::from_utf8(buildah(&["from", "scratch"])?.stdout)?
         .trim()
         .to_string();
@@ -195,6 +189,34 @@ fn push_base(dir: &Path, registry: &Registry) -> Result<String> {
         registry.address,
         digest.trim()
     ))
+}
+
+/// buildah on the storage [`push_base`] made the base in.
+fn base_buildah(dir: &Path, args: &[&str]) -> Result<Output> {
+    let mut cmd = Command::new("buildah");
+    cmd.args(["--storage-driver=vfs", "--root"])
+        .arg(dir.join("base-storage"))
+        .arg("--runroot")
+        .arg(dir.join("base-run"));
+    cmd.args(args);
+    run(&mut cmd)
+}
+
+/// Pushes `local` (an image of the base's storage) to `<registry>/<repo_tag>` in the Docker
+/// format (which keeps `ONBUILD` triggers); returns the reference pushed.
+fn push_local(dir: &Path, reg: &str, local: &str, repo_tag: &str) -> Result<String> {
+    let target = format!("{reg}/{repo_tag}");
+    base_buildah(
+        dir,
+        &[
+            "push",
+            "--tls-verify=false",
+            "--format=v2s2",
+            local,
+            &format!("docker://{target}"),
+        ],
+    )?;
+    Ok(target)
 }
 
 struct Build {
@@ -553,6 +575,129 @@ fn the_build_step_fetches_nothing_the_pull_step_did_not() -> Result<()> {
         "ok: the build step does not pull ({})",
         b.message["message"]
     );
+    setup.remove();
+    Ok(())
+}
+
+/// The pull step fetches the images buildah will resolve: one named through a stage `ARG` and one
+/// in a quoted `--mount` field. The build copies out of both.
+#[test]
+fn the_pull_step_fetches_stage_arg_and_quoted_references() -> Result<()> {
+    let setup = needs!(Setup::start(
+        "the_pull_step_fetches_stage_arg_and_quoted_references"
+    )?);
+    let Setup { dir, base, reg, .. } = &setup;
+    let local = "localhost/strata-builder-test/base:latest";
+    let by_arg = push_local(dir, reg, local, "builder-test/by-arg:1")?;
+    let quoted = push_local(dir, reg, local, "builder-test/quoted:1")?;
+    let containerfile = format!(
+        "ARG X=nothing/vetted:0\nFROM {base}\nARG X={by_arg}\nCOPY --from=$X /bin/busybox /by-arg\n\
+         RUN --mount=type=bind,\"from={quoted}\",target=/q cp /q/bin/busybox /quoted\n"
+    );
+    let b = strata_build(
+        dir,
+        "refs",
+        &containerfile,
+        &format!("{reg}/builder-test/out:refs"),
+        reg,
+        None,
+    )?;
+    ensure!(
+        b.status == Some(0),
+        "exit {:?} at {}: {}\n{}",
+        b.status,
+        b.step,
+        b.message,
+        b.log
+    );
+    for image in [&by_arg, &quoted] {
+        ensure!(
+            b.log.contains(&format!("strata build: pulling {image}")),
+            "the pull step did not fetch {image}:\n{}",
+            b.log
+        );
+    }
+    ensure!(
+        !b.log.contains("pulling nothing/vetted"),
+        "the pull step fetched the global ARG's value, which the stage overrides:\n{}",
+        b.log
+    );
+    eprintln!("ok: the pull step fetched {by_arg} (stage ARG) and {quoted} (quoted mount field)");
+    setup.remove();
+    Ok(())
+}
+
+/// A base whose `ONBUILD` trigger names another image is refused by the pull step (terminal,
+/// `InvalidInput`), even though that image is already in the build's storage (as another
+/// pool's might be on a shared store): buildah would run the trigger unvetted.
+#[test]
+fn a_base_with_an_onbuild_trigger_naming_an_image_is_refused() -> Result<()> {
+    let setup = needs!(Setup::start(
+        "a_base_with_an_onbuild_trigger_naming_an_image_is_refused"
+    )?);
+    let Setup { dir, base, reg, .. } = &setup;
+    let local = "localhost/strata-builder-test/base:latest";
+    let other = push_local(dir, reg, local, "builder-test/other-pool:1")?;
+    let trigger_file = dir.join("trigger.Containerfile");
+    std::fs::write(
+        &trigger_file,
+        format!("FROM {local}\nONBUILD COPY --from={other} /bin/busybox /loot\n"),
+    )?;
+    let context = dir.join("trigger-context");
+    std::fs::create_dir_all(&context)?;
+    base_buildah(
+        dir,
+        &[
+            "bud",
+            "--pull=never",
+            "--isolation=chroot",
+            "--format=docker",
+            "-f",
+            &trigger_file.display().to_string(),
+            "-t",
+            "localhost/strata-builder-test/trigger:1",
+            &context.display().to_string(),
+        ],
+    )?;
+    let trigger = push_local(
+        dir,
+        reg,
+        "localhost/strata-builder-test/trigger:1",
+        "builder-test/trigger:1",
+    )?;
+    // The other image in the build's storage first, as another build would leave it.
+    let pulled = step_command(
+        dir,
+        "trigger",
+        "pull",
+        &format!("FROM {other}\n"),
+        &format!("{reg}/builder-test/out:other"),
+        reg,
+        None,
+    )?
+    .output()?;
+    ensure!(pulled.status.success(), "pulling {other}: {pulled:?}");
+    let b = strata_build(
+        dir,
+        "trigger",
+        &format!("FROM {trigger} AS t\nRUN true\nFROM {base}\nCOPY --from=t /loot /loot\n"),
+        &format!("{reg}/builder-test/out:trigger"),
+        reg,
+        None,
+    )?;
+    let message = b.message["message"].as_str().unwrap_or_default();
+    ensure!(
+        b.step == "pull"
+            && b.status == Some(3)
+            && b.message["reason"] == "InvalidInput"
+            && message.contains("ONBUILD trigger 'COPY --from="),
+        "a base with an ONBUILD trigger naming {other}: step {}, exit {:?}: {}\n{}",
+        b.step,
+        b.status,
+        b.message,
+        b.log
+    );
+    eprintln!("ok: refused: {message}");
     setup.remove();
     Ok(())
 }

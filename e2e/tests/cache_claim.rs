@@ -6,8 +6,8 @@
 //! - every build's registration is gone when it ended;
 //! - each pull step says what it did (its log is read while the builder pod exists);
 //! - each MachineOSConfig's builds have a store of their own on the claim: a build of one never
-//!   holds another's image, and a fragment naming another pool's image by its ID (a stage `ARG`
-//!   the pull step cannot see) fails instead of copying out of it;
+//!   holds another's image, and a fragment naming another pool's image by its ID (through a
+//!   stage `ARG`) is refused with its line before any build;
 //! - a build whose RUN step writes more than its config's store may hold
 //!   (`--cache-claim-store-quota-gib`) is stopped with `StoreQuotaExceeded`, the pool keeping its
 //!   image.
@@ -20,11 +20,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
+use strata_crds::MachineOSConfig;
 use strata_crds::contract::builder_pod;
 use strata_e2e::cache_claim;
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, create_pool, create_push_secret, current_build, delete_config,
-    delete_pool, machine_os_config, pinned_by,
+    delete_pool, machine_os_config, pinned_by, wait_for_condition,
 };
 use strata_e2e::measure::deploy::{DeployOptions, deploy};
 use strata_e2e::{Cluster, needs};
@@ -220,8 +221,9 @@ async fn check(cluster: &Cluster, client: &kube::Client, dir: &Path) -> Result<(
     }
     eprintln!("ok: no registration left once the builds ended");
 
-    // A fragment of b naming a's image by its ID through a stage ARG (the pull step vets only
-    // what it can read): a's image is not in b's store, so the build fails.
+    // A fragment of b naming a's image by its ID through a stage ARG: a's image is not in b's
+    // store, and the controller refuses the reference before any build (the build step would
+    // look a bare ID up in its storage, where the pull step never fetched it).
     let third_image = pinned_by(client, BUILD_TIMEOUT, a, &third).await?;
     let names_b = stored_names(&store(dir, b))?;
     ensure!(
@@ -234,21 +236,25 @@ async fn check(cluster: &Cluster, client: &kube::Client, dir: &Path) -> Result<(
         format!("ARG X={id}\nCOPY --from=$X /etc/e2e-cache /etc/e2e-loot\n"),
     )
     .await?;
-    let thief = current_build(client, b, Some(&fourth)).await?;
-    let ended = strata_e2e::deployed::ended_build(client, &thief, BUILD_TIMEOUT).await?;
+    let refusal =
+        wait_for_condition(client, b, "Degraded", ("True", "InvalidContainerfile")).await?;
     ensure!(
-        ended.phase() == Some(strata_crds::BuildPhase::Failed),
-        "a build of {b} copied out of {a}'s image {first_image}: {:?}",
-        ended.status
+        refusal.contains("line 2:")
+            && refusal.contains(&id)
+            && refusal.contains("local image IDs are not pulled"),
+        "{b}'s reference to {a}'s image ID was refused without its line and why: {refusal}"
     );
-    eprintln!(
-        "ok: {b} could not name {a}'s image: {}",
-        ended
-            .status
-            .and_then(|s| s.failure)
-            .map(|f| f.message)
-            .unwrap_or_default()
+    let configs: Api<MachineOSConfig> = Api::all(client.clone());
+    let still = configs
+        .get(b)
+        .await?
+        .status
+        .and_then(|s| s.machine_os_build);
+    ensure!(
+        still.as_ref().map(|r| r.name.as_str()) == Some(fourth.as_str()),
+        "a build of {b} was made for a fragment naming {a}'s image ID: {still:?}"
     );
+    eprintln!("ok: {b} could not name {a}'s image {first_image} by its ID: {refusal}");
 
     // A RUN step that writes more than the config's store may hold: stopped, the pool keeps
     // its image.

@@ -18,7 +18,7 @@ use strata_crds::BootCheckResult;
 use strata_crds::contract::BootPlan;
 
 use super::{
-    BuildArgs, FailureClass, Handover, TerminationMessage, built_image_id, failure, images,
+    BuildArgs, FailureClass, Handover, TerminationMessage, built_image_id, failure,
     read_containerfile,
 };
 use crate::boot::BootError;
@@ -118,7 +118,7 @@ pub async fn boot(args: &BuildArgs) -> Result<Option<TerminationMessage>, Termin
     let started = super::now_ms();
     let plan = boot_plan(args)?;
     let image_id = built_image_id(args, FailureClass::Terminal)?;
-    let base = images::images_to_pull(&read_containerfile(args)?)
+    let base = crate::render::images_named(&read_containerfile(args)?)
         .ok()
         .and_then(|images| images.into_iter().next());
     let buildah = namespaced_buildah(args);

@@ -257,18 +257,36 @@ impl Buildah {
         Ok(super::lint::check_tree(&tree))
     }
 
-    /// The image's size: config plus layers (uncompressed), from its manifest in local storage.
     /// The ID of `image` (a name or a digest reference) in the storage.
     pub async fn image_id(&self, image: &str) -> Option<String> {
         let out = self.inspect_image(image, "{{.FromImageID}}").await?;
         super::parse_image_id(&String::from_utf8_lossy(&out))
     }
 
+    /// The image's size: config plus layers (uncompressed), from its manifest in local storage.
     pub async fn image_size(&self, image: &str) -> Option<u64> {
         manifest_size(&self.inspect_image(image, "{{.Manifest}}").await?)
     }
 
-    /// `buildah inspect --type image --format <format> <image>`'s output.
+    /// The `ONBUILD` triggers of `image`'s (Docker-format) config, which buildah runs in a stage
+    /// built `FROM` it; None when buildah cannot tell.
+    pub async fn onbuild_triggers(&self, image: &str) -> Option<Vec<String>> {
+        let out = self
+            .inspect_image(
+                image,
+                "{{range .Docker.Config.OnBuild}}{{println .}}{{end}}",
+            )
+            .await?;
+        Some(
+            String::from_utf8_lossy(&out)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    }
+
+    /// `buildah inspect --type image --format <format> <image>`'s output; None when it fails.
     async fn inspect_image(&self, image: &str, format: &str) -> Option<Vec<u8>> {
         let out = self
             .command()
@@ -276,7 +294,7 @@ impl Buildah {
             .output()
             .await
             .ok()?;
-        Some(out.stdout)
+        out.status.success().then_some(out.stdout)
     }
 }
 

@@ -20,7 +20,6 @@ mod boot_step;
 mod buildah;
 mod disk_step;
 pub mod environment;
-pub mod images;
 pub mod lint;
 pub mod message;
 pub mod redact;
@@ -393,8 +392,14 @@ async fn pull(
     let images = match args.source_image.as_ref().or(args.seed_image.as_ref()) {
         // The disk image pod: the pinned image only; a seeding build: the pre-built image.
         Some(image) => vec![image.clone()],
-        None => images::images_to_pull(&read_containerfile(args)?)
-            .map_err(|e| failure(FailureClass::Terminal, "InvalidInput", e, String::new()))?,
+        None => crate::render::images_named(&read_containerfile(args)?).map_err(|e| {
+            failure(
+                FailureClass::Terminal,
+                "InvalidInput",
+                e.to_string(),
+                String::new(),
+            )
+        })?,
     };
     let buildah = buildah::Buildah::new(args, redactor.clone())?;
     if let Some(registration) = args.registration() {
@@ -426,11 +431,46 @@ async fn pull(
                 output.tail,
             ));
         }
+        if args.source_image.is_none() && args.seed_image.is_none() {
+            refuse_naming_triggers(&buildah, image).await?;
+        }
     }
     let mut handover = Handover::default();
     handover.record("pull", started);
     handover.save(args)?;
     Ok(None)
+}
+
+/// An image whose `ONBUILD` triggers name an image or stage is refused: buildah would run them
+/// in the stage built from it, naming images the pull step never fetched.
+async fn refuse_naming_triggers(
+    buildah: &buildah::Buildah,
+    image: &str,
+) -> Result<(), TerminationMessage> {
+    let Some(triggers) = buildah.onbuild_triggers(image).await else {
+        return Err(failure(
+            FailureClass::Transient,
+            "BuildFailed",
+            format!("cannot read the ONBUILD triggers of {image}"),
+            String::new(),
+        ));
+    };
+    match triggers
+        .iter()
+        .find(|t| crate::render::trigger_naming_image(t).is_some())
+    {
+        Some(trigger) => Err(failure(
+            FailureClass::Terminal,
+            "InvalidInput",
+            format!(
+                "{image} carries the ONBUILD trigger '{trigger}', which names an image or stage: \
+                 buildah would run it in this build, unvetted by the pull step; use an image \
+                 without it"
+            ),
+            String::new(),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Registers the build in the shared storage and empties the storage when it is short of space,
@@ -560,7 +600,7 @@ fn run_volumes(
     let base = if env.ca_bundle().trim().is_empty() {
         None
     } else {
-        images::images_to_pull(containerfile)
+        crate::render::images_named(containerfile)
             .ok()
             .and_then(|images| images.into_iter().next())
             .and_then(|base| buildah.tree(&base).ok())

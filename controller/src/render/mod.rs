@@ -4,7 +4,9 @@
 
 mod containerfile;
 mod fragment;
+mod references;
 mod validate;
+mod words;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -12,6 +14,7 @@ use strata_crds::{ContainerfileArch, ContainerfileEntry, MachineOSConfig};
 
 pub use containerfile::{Containerfile, Instruction, parse};
 pub use fragment::{BASE_STAGE, CONFIGS_STAGE};
+pub use references::{images_named, trigger_naming_image};
 pub use validate::{is_digest_pinned, validate_config};
 
 /// Bumped when the template changes what an identical set of inputs renders to, so that such a
@@ -218,12 +221,34 @@ pub fn render(inputs: &BuildInputs) -> Result<Rendered, RenderError> {
     context.insert("config", &inputs.machine_os_config);
     context.insert("inputs_hash", &inputs_hash);
     let containerfile = tera.render("Containerfile", &context)?;
+    check_references(&containerfile, inputs)?;
 
     Ok(Rendered {
         build_name: inputs.build_name(),
         inputs_hash,
         containerfile,
     })
+}
+
+/// Refuses, at the fragment's line, an image reference the builder could not resolve as buildah
+/// does ([`references`]): better now, on the config, than as a failed build.
+fn check_references(containerfile: &str, inputs: &BuildInputs) -> Result<(), RenderError> {
+    let Err(error) = references::images_named(containerfile) else {
+        return Ok(());
+    };
+    match (
+        inputs.selected_fragment(),
+        fragment_line(containerfile, error.line),
+    ) {
+        (Some((index, _)), Some(line)) => Err(RenderError::Fragment {
+            field: format!("spec.containerFile[{index}].content"),
+            source: FragmentError::new(line, error.message),
+        }),
+        _ => Err(RenderError::invalid(
+            "spec.containerFile",
+            error.to_string(),
+        )),
+    }
 }
 
 #[cfg(test)]

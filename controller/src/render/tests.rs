@@ -128,6 +128,29 @@ fn fragment_errors_name_line_and_field() {
 }
 
 #[test]
+fn an_image_reference_strata_cannot_tell_is_refused_at_the_fragments_line() {
+    let err = render_fragment(
+        "FROM quay.io/tools/go:1 AS build\nRUN true\nFROM base\nENV X=quay.io/other:1\nCOPY --from=$X /x /x\n",
+    )
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("line 5: cannot tell which image '--from=$X' names")
+            && text.ends_with("(in spec.containerFile[0].content)"),
+        "{text}"
+    );
+    // Without FROM: the fragment's lines still count from its own first line.
+    let err = render_fragment("# a comment\nRUN true\nONBUILD COPY --from=quay.io/x:1 / /\n")
+        .unwrap_err();
+    assert!(err.to_string().starts_with("line 3: ONBUILD COPY"), "{err}");
+    // A stage ARG naming an image renders (the builder pulls it).
+    render_fragment(
+        "ARG T=quay.io/tools/a:1\nFROM base\nARG T=quay.io/tools/b:1\nCOPY --from=$T /t /t\n",
+    )
+    .unwrap();
+}
+
+#[test]
 fn labels_are_on_the_final_stage() {
     let rendered = render_fragment("FROM base AS a\nFROM a\nRUN true\n").unwrap();
     let last_from = rendered.containerfile.rfind("\nFROM ").unwrap();
@@ -264,7 +287,9 @@ proptest! {
 
 /// The real-world layering Containerfiles in ../shared/fixtures: every one parses; as written
 /// (FROM the full OS image by tag) each is rejected at its final FROM line; with that line's image
-/// replaced by `base`, as a Strata user would write it, each renders. A conformance test (`make
+/// replaced by `base`, as a Strata user would write it, each renders (one naming its builder
+/// image through a global ARG without a default, or by a short name, is refused at that line
+/// first, and renders once the ARG has a default or the name its registry). A conformance test (`make
 /// conformance`): the fixtures are not in the repository.
 #[test]
 #[ignore = "conformance: needs ../shared/fixtures (make conformance)"]
@@ -303,6 +328,23 @@ fn layering_examples_from_fixtures() {
             .to_string();
         lines[last_from.line - 1] = lines[last_from.line - 1].replacen(&image, "base", 1);
         let converted = lines.join("\n");
+        // What else a Strata user changes, each refused first at its line: an image named
+        // through a global ARG without a default (set by `--build-arg` in the example's own
+        // README) gets a default; a short name (`ubuntu:latest`) gets its registry.
+        let mut converted = converted;
+        for _ in 0..4 {
+            let Err(err) = render_fragment(&converted) else {
+                break;
+            };
+            let err = err.to_string();
+            converted = if err.contains("give it a default in an ARG before the first FROM") {
+                with_global_defaults(&converted, &err, &path)
+            } else if err.contains("is not a fully qualified image reference") {
+                qualified(&converted, &err, &path)
+            } else {
+                panic!("{}: {err}", path.display())
+            };
+        }
         let rendered =
             render_fragment(&converted).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert!(
@@ -317,6 +359,78 @@ fn layering_examples_from_fixtures() {
         "only {checked} examples found in {}",
         dir.display()
     );
+}
+
+/// `text` with a default for every global `ARG` that has none (an image reference for names
+/// ending in IMAGE); checks first that `refusal` names a FROM line using one of them.
+fn with_global_defaults(text: &str, refusal: &str, path: &std::path::Path) -> String {
+    let line: usize = refusal
+        .strip_prefix("line ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}: no line in {refusal}", path.display()));
+    let lines: Vec<&str> = text.split('\n').collect();
+    let first_from = lines
+        .iter()
+        .position(|l| l.trim_start().to_ascii_uppercase().starts_with("FROM "))
+        .unwrap_or(lines.len());
+    let bare: Vec<&str> = lines[..first_from]
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("ARG "))
+        .map(str::trim)
+        .filter(|name| !name.contains('='))
+        .collect();
+    assert!(
+        lines[line - 1].to_ascii_uppercase().starts_with("FROM ")
+            && bare.iter().any(|name| lines[line - 1].contains(name)),
+        "{}: refused at line {line}, which uses no global ARG without a default: {refusal}",
+        path.display()
+    );
+    lines
+        .iter()
+        .enumerate()
+        .map(
+            |(i, l)| match l.trim().strip_prefix("ARG ").map(str::trim) {
+                Some(name) if i < first_from && bare.contains(&name) => {
+                    let value = if name.ends_with("IMAGE") {
+                        format!("quay.io/example/{}:1", name.to_ascii_lowercase())
+                    } else {
+                        "1".into()
+                    };
+                    format!("ARG {name}={value}")
+                }
+                _ => (*l).to_string(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `text` with the short name `refusal` names (at its line) given Docker Hub's registry, as
+/// containers/image would resolve it.
+fn qualified(text: &str, refusal: &str, path: &std::path::Path) -> String {
+    let line: usize = refusal
+        .strip_prefix("line ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}: no line in {refusal}", path.display()));
+    let name = refusal
+        .split('\'')
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}: no name in {refusal}", path.display()));
+    let full = if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    };
+    let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+    assert!(
+        lines[line - 1].contains(name),
+        "{}: line {line} does not name {name}: {refusal}",
+        path.display()
+    );
+    lines[line - 1] = lines[line - 1].replacen(name, &full, 1);
+    lines.join("\n")
 }
 
 #[test]
