@@ -40,6 +40,7 @@ export const CONFIG_CONDITIONS = [
   'PoolUpdated',
   'PoolHeld',
   'WaitingForPool',
+  'Seeded',
 ] as const;
 
 export const MachineOSConfigModel: K8sModel = {

@@ -25,6 +25,7 @@ const config: MachineOSConfigKind = {
       cond('PoolUpdated', 'True'),
       cond('Degraded', 'False'),
       cond('WaitingForPool', 'True'),
+      cond('Seeded', 'True'),
     ],
   },
 };
@@ -79,7 +80,8 @@ it('watches the builds by the config label and lists them newest first with the 
   expect(rows[0]).toHaveTextContent('pull 2s');
   expect(screen.getByTestId('condition-PoolHeld')).toHaveTextContent('PoolHeld=True');
   expect(screen.getByTestId('condition-PoolUpdated')).toHaveTextContent('PoolUpdated=True');
-  // Shown in a fixed order: Ready, Building, Degraded, PoolUpdated, PoolHeld, WaitingForPool.
+  // Shown in a fixed order: Ready, Building, Degraded, PoolUpdated, PoolHeld, WaitingForPool,
+  // Seeded (a config seeded with a pre-built image).
   expect(
     within(screen.getByTestId('config-conditions'))
       .getAllByText(/=/)
@@ -90,5 +92,6 @@ it('watches the builds by the config label and lists them newest first with the 
     'PoolUpdated=True',
     'PoolHeld=True',
     'WaitingForPool=True',
+    'Seeded=True',
   ]);
 });

@@ -47,6 +47,8 @@ export const buildHref = (name: string) =>
 const conditionColor = (c: Condition): React.ComponentProps<typeof Label>['color'] => {
   if (c.status === 'Unknown') return 'grey';
   if (c.type === 'Building' || c.type === 'PoolHeld') return c.status === 'True' ? 'blue' : 'grey';
+  // Seeded=False while the pre-built image is checked (reason Seeding) is work in progress.
+  if (c.type === 'Seeded' && c.status === 'False' && c.reason === 'Seeding') return 'blue';
   // Degraded and WaitingForPool say what is wrong when True.
   const good =
     c.type === 'Degraded' || c.type === 'WaitingForPool'
@@ -56,7 +58,7 @@ const conditionColor = (c: Condition): React.ComponentProps<typeof Label>['color
 };
 
 /** The MachineOSConfig's conditions (Ready, Building, Degraded, PoolUpdated, PoolHeld,
- * WaitingForPool). */
+ * WaitingForPool, Seeded). */
 export const ConfigConditions: React.FC<{ obj: MachineOSConfigKind }> = ({ obj }) => {
   const { t } = useTranslation('plugin__strata-console-plugin');
   const conditions = CONFIG_CONDITIONS.flatMap(

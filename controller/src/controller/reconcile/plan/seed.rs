@@ -69,8 +69,8 @@ pub(super) fn mark(build: &mut MachineOSBuild, image: &str) {
         .insert(PRE_BUILT_IMAGE.into(), image.into());
 }
 
-/// `Seeded` on the config as its seeding build goes: False while it runs or when it failed (with
-/// what to do), True once the image is verified.
+/// `Seeded` on the config as its seeding build goes: False while it runs, is made again after an
+/// interruption, or when it failed (with what to do), True once the image is verified.
 pub(super) fn record(planner: &mut Planner<'_>, build: &MachineOSBuild, phase: BuildPhase) {
     let Some(image) = build.pre_built_image() else {
         return;
@@ -96,7 +96,18 @@ pub(super) fn record(planner: &mut Planner<'_>, build: &MachineOSBuild, phase: B
                 ),
             );
         }
-        BuildPhase::Failed | BuildPhase::Interrupted => planner.status.set(
+        // An interrupted build of the current inputs is made again (`rebuild_ended`): the
+        // image is still being checked, nothing failed.
+        BuildPhase::Interrupted => planner.status.set(
+            ct::SEEDED,
+            false,
+            "Seeding",
+            format!(
+                "build {name} was interrupted before it finished checking the pre-built image \
+                 {image}; it is made again"
+            ),
+        ),
+        BuildPhase::Failed => planner.status.set(
             ct::SEEDED,
             false,
             "PreBuiltImageFailed",
@@ -119,7 +130,7 @@ mod tests {
     use strata_crds::contract::TerminationMessage;
     use strata_crds::contract::builder_pod::SEED_IMAGE_ENV;
 
-    use super::super::tests::{applied, created, succeeded_job};
+    use super::super::tests::{NODE_DEGRADED, applied, created, degrade, succeeded_job};
     use super::super::{JobObservation, Observed, Plan, plan, plan_deletion};
     use super::*;
     use crate::controller::fixtures::{DIGEST, config, observed};
@@ -225,6 +236,40 @@ mod tests {
         let p = plan(&edited, &settings);
         let build = p.create_build.as_ref().unwrap();
         assert_eq!(build.pre_built_image(), None);
+    }
+
+    #[test]
+    fn an_interrupted_seeding_build_is_made_again_and_still_seeding() {
+        let settings = Settings::for_tests();
+        let mut o = seeding("RUN true\n", &pre_built());
+        let mut build = created(&o);
+        build.status = Some(super::super::build_status::ended(
+            &build,
+            BuildPhase::Interrupted,
+            "Terminated",
+            "the builder pod was deleted",
+            k8s_openapi::jiff::Timestamp::now(),
+        ));
+        o.builds = vec![build.clone()];
+        // The pool held: the interrupted build stays for now; the image is still being checked.
+        degrade(&mut o, &[NODE_DEGRADED]);
+        let p = plan(&o, &settings);
+        assert!(p.delete_builds.is_empty());
+        assert_eq!(
+            condition(&p, ct::SEEDED),
+            ("False".into(), "Seeding".into())
+        );
+        let seeded = p.config_status.as_ref().unwrap().conditions.iter();
+        assert!(
+            seeded
+                .filter(|c| c.type_ == ct::SEEDED)
+                .any(|c| c.message.contains("was interrupted") && c.message.contains("made again"))
+        );
+        // The pool well again: the build is made again.
+        let mut o = seeding("RUN true\n", &pre_built());
+        o.builds = vec![build.clone()];
+        let p = plan(&o, &settings);
+        assert_eq!(p.delete_builds, vec![build.metadata.name.clone().unwrap()]);
     }
 
     #[test]

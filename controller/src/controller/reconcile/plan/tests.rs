@@ -1324,7 +1324,7 @@ fn the_entitlement_reaches_only_configs_that_opt_in() {
 // A degraded pool (pool_wait.rs): no build, no Job, no rebuild, no pin until it recovers.
 
 /// `o`'s pool with the MCO's conditions `conditions` (`(type, reason, message)`, all True).
-fn degrade(o: &mut Observed, conditions: &[(&str, &str, &str)]) {
+pub(super) fn degrade(o: &mut Observed, conditions: &[(&str, &str, &str)]) {
     let pool = o.pool.as_mut().unwrap();
     pool.status.conditions = vec![view(json!({"type": "Updated", "status": "True"}))];
     for (ty, reason, message) in conditions {
@@ -1334,7 +1334,7 @@ fn degrade(o: &mut Observed, conditions: &[(&str, &str, &str)]) {
     }
 }
 
-const NODE_DEGRADED: (&str, &str, &str) = (
+pub(super) const NODE_DEGRADED: (&str, &str, &str) = (
     "NodeDegraded",
     "1 nodes are reporting degraded status on sync",
     "Node w1 is reporting: \"disk full\"",
