@@ -162,15 +162,8 @@ impl Resolver {
         let Some(word) = raw.first() else {
             return Err(FragmentError::new(line, "FROM names no image"));
         };
-        let image = words::expand(word, self.escape, &|n| self.global_value(n))
-            .map_err(|e| cannot_tell(line, &format!("FROM {word}"), &e, true))?;
+        let image = self.resolve(line, &format!("FROM {word}"), word, true)?;
         let lowered = image.to_ascii_lowercase();
-        if image.is_empty() {
-            return Err(FragmentError::new(
-                line,
-                format!("'FROM {word}' names no image"),
-            ));
-        }
         if !self.stages.contains(&lowered) && lowered != "scratch" {
             self.add(line, image)?;
         }
@@ -183,17 +176,34 @@ impl Resolver {
         Ok(())
     }
 
+    /// `raw` expanded with the global `ARG`s (a `FROM`) or the stage's; `what` is how the
+    /// instruction names it in an error.
+    fn resolve(
+        &self,
+        line: usize,
+        what: &str,
+        raw: &str,
+        global: bool,
+    ) -> Result<String, FragmentError> {
+        let lookup = |n: &str| {
+            if global {
+                self.global_value(n)
+            } else {
+                self.stage_value(n)
+            }
+        };
+        let value = words::expand(raw, self.escape, &lookup)
+            .map_err(|e| cannot_tell(line, what, &e, global))?;
+        if value.is_empty() {
+            return Err(FragmentError::new(line, format!("'{what}' names nothing")));
+        }
+        Ok(value)
+    }
+
     /// A `--from` or mount `from`: an earlier stage (by name or index) or an image.
     fn reference(&mut self, line: usize, what: &str, raw: &str) -> Result<(), FragmentError> {
-        let from = words::expand(raw, self.escape, &|n| self.stage_value(n))
-            .map_err(|e| cannot_tell(line, &format!("{what}={raw}"), &e, false))?;
+        let from = self.resolve(line, &format!("{what}={raw}"), raw, false)?;
         let lowered = from.to_ascii_lowercase();
-        if from.is_empty() {
-            return Err(FragmentError::new(
-                line,
-                format!("{what}={raw} names nothing"),
-            ));
-        }
         if let Ok(index) = from.parse::<usize>() {
             // The stage in progress is counted in `stages`: only earlier ones can be named.
             if index + 1 < self.stages.len() {

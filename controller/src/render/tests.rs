@@ -361,14 +361,19 @@ fn layering_examples_from_fixtures() {
     );
 }
 
-/// `text` with a default for every global `ARG` that has none (an image reference for names
-/// ending in IMAGE); checks first that `refusal` names a FROM line using one of them.
-fn with_global_defaults(text: &str, refusal: &str, path: &std::path::Path) -> String {
-    let line: usize = refusal
+/// The fragment line a refusal (`line N: …`) names.
+fn refusal_line(refusal: &str, path: &std::path::Path) -> usize {
+    refusal
         .strip_prefix("line ")
         .and_then(|r| r.split(':').next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{}: no line in {refusal}", path.display()));
+        .unwrap_or_else(|| panic!("{}: no line in {refusal}", path.display()))
+}
+
+/// `text` with a default for every global `ARG` that has none (an image reference for names
+/// ending in IMAGE); checks first that `refusal` names a FROM line using one of them.
+fn with_global_defaults(text: &str, refusal: &str, path: &std::path::Path) -> String {
+    let line = refusal_line(refusal, path);
     let lines: Vec<&str> = text.split('\n').collect();
     let first_from = lines
         .iter()
@@ -409,11 +414,7 @@ fn with_global_defaults(text: &str, refusal: &str, path: &std::path::Path) -> St
 /// `text` with the short name `refusal` names (at its line) given Docker Hub's registry, as
 /// containers/image would resolve it.
 fn qualified(text: &str, refusal: &str, path: &std::path::Path) -> String {
-    let line: usize = refusal
-        .strip_prefix("line ")
-        .and_then(|r| r.split(':').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("{}: no line in {refusal}", path.display()));
+    let line = refusal_line(refusal, path);
     let name = refusal
         .split('\'')
         .nth(1)
