@@ -11,7 +11,8 @@
 //! - fragment code stays in its own tree: a `chroot` escape (a static program, compiled here) and
 //!   `/proc/<pid>/root` reach neither the builder container's files nor the image storage, which
 //!   the cache claim shares between builds;
-//! - a fork bomb in RUN is stopped short by the node's per-pod PID limit.
+//! - a fork bomb in RUN is stopped short by the node's per-pod PID limit;
+//! - `unshare -Urn true` in RUN (a new user and network namespace) is refused.
 //!
 //! The first fragment is the one that read the push credentials before the builder was split
 //! (a bind mount through a symlink, buildah CVE-2024-1753).
@@ -144,6 +145,12 @@ fn pid_probe() -> String {
     )
 }
 
+/// A new user and network namespace from RUN (`unshare -Urn`): where it works, fragment code gets
+/// every capability inside it, a wider kernel surface than the build needs.
+const UNSHARE_PROBE: &str = "if command -v unshare >/dev/null; then \
+     unshare -Urn true 2>&1 && echo UNSHARE-ALLOWED || echo UNSHARE-REFUSED; \
+     else echo UNSHARE-MISSING; fi";
+
 /// The hostile fragments, by pool. `{probe}` is replaced by the network probe's targets,
 /// `escape` is [`chroot_escape_program`].
 fn fragments(probe: &str, escape: &str) -> Vec<(&'static str, String)> {
@@ -176,7 +183,8 @@ fn fragments(probe: &str, escape: &str) -> Vec<(&'static str, String)> {
             format!(
                 "RUN echo {escape} | base64 -d | gunzip > /escape && chmod +x /escape; /escape; \
                  for p in /proc/[0-9]*; do ls $p/root/var/lib/containers/storage >/dev/null 2>&1 && echo STORAGE-REACHED-$p; done; \
-                 echo PROBE-RAN; {}; exit 1\n",
+                 {}; echo PROBE-RAN; {}; exit 1\n",
+                UNSHARE_PROBE,
                 pid_probe()
             ),
         ),
@@ -442,6 +450,18 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
             .any(|l| *l == "ESCAPED-TO-BUILDER" || l.starts_with("STORAGE-REACHED-")),
         "fragment code reached the builder container or the image storage:\n{escape_log}"
     );
+    // A new user namespace: refused (the kernel refuses CLONE_NEWUSER to a chrooted process,
+    // and buildah's chroot isolation runs RUN in a chroot).
+    ensure!(
+        lines.contains(&"UNSHARE-REFUSED") && !lines.contains(&"UNSHARE-ALLOWED"),
+        "`unshare -Urn true` in RUN was not refused:\n{escape_log}"
+    );
+    let why = lines
+        .iter()
+        .find(|l| l.starts_with("unshare:"))
+        .copied()
+        .unwrap_or("(no message)");
+    eprintln!("ok: unshare -Urn in RUN refused: {why}");
     // The fork bomb: the node's per-pod PID limit stopped it short.
     // The pod's log and the build's log tail both hold the line.
     let started: std::collections::BTreeSet<u32> = lines

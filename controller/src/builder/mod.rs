@@ -23,11 +23,12 @@ pub mod environment;
 pub mod lint;
 pub mod message;
 pub mod redact;
+pub mod run_seccomp;
 pub mod shared_storage;
 pub mod store_quota;
 pub mod tree;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -615,6 +616,18 @@ fn run_volumes(
     })
 }
 
+/// The RUN steps' seccomp profile ([`run_seccomp`]), written into the work directory.
+fn run_profile(args: &BuildArgs) -> Result<PathBuf, TerminationMessage> {
+    run_seccomp::write(Path::new(run_seccomp::DEFAULT_PROFILE), &args.work_dir).map_err(|e| {
+        failure(
+            FailureClass::Terminal,
+            "BuilderMisconfigured",
+            format!("the RUN steps' seccomp profile: {e}"),
+            String::new(),
+        )
+    })
+}
+
 /// A failed `buildah bud`: classified by buildah's error, with the failed step's fragment and
 /// Containerfile lines when they can be told.
 fn build_failure(containerfile: &str, tail: String) -> TerminationMessage {
@@ -659,6 +672,7 @@ async fn build(
         "--force-rm".into(),
         "--format=oci".into(),
         format!("--iidfile={}", iidfile.display()),
+        format!("--security-opt=seccomp={}", run_profile(args)?.display()),
     ];
     bud.extend(buildah.policy_flag());
     bud.extend(run_volumes(args, &buildah, &containerfile)?);
