@@ -3,8 +3,9 @@
 //! of its own, so the pod's profile allows it), and containers' default allows `unshare`,
 //! `clone` and `clone3` outright: `unshare -Urn` in RUN gave fragment code every capability in a
 //! namespace of its own, a kernel surface no build needs. As moby's default profile does,
-//! `unshare` and `clone` are allowed only without `CLONE_NEWUSER`, and `clone3` (whose flags
-//! seccomp cannot read) fails with ENOSYS, so that the C library falls back to `clone`.
+//! `unshare` and `clone` are allowed only without `CLONE_NEWUSER` (EPERM with it), and `clone3`
+//! (whose flags seccomp cannot read) fails with ENOSYS, so that the C library falls back to
+//! `clone`.
 //! buildah applies the profile to RUN steps (`--security-opt seccomp=…`) on top of the pod's.
 
 use std::path::{Path, PathBuf};
@@ -15,8 +16,9 @@ use serde_json::{Value, json};
 pub const DEFAULT_PROFILE: &str = "/usr/share/containers/seccomp.json";
 /// `CLONE_NEWUSER` (linux/sched.h).
 const CLONE_NEWUSER: u64 = 0x1000_0000;
-/// ENOSYS on x86_64 and aarch64.
+/// ENOSYS and EPERM on x86_64 and aarch64.
 const ENOSYS: u64 = 38;
+const EPERM: u64 = 1;
 /// The syscalls that can make a namespace.
 const NAMESPACE_SYSCALLS: [&str; 3] = ["unshare", "clone", "clone3"];
 
@@ -50,6 +52,13 @@ pub fn without_user_namespaces(default: &str) -> Result<String, String> {
         "action": "SCMP_ACT_ALLOW",
         "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}],
         "comment": "strata: no new user namespace from RUN"
+    }));
+    syscalls.push(json!({
+        "names": ["unshare", "clone"],
+        "action": "SCMP_ACT_ERRNO",
+        "errnoRet": EPERM,
+        "args": [{"index": 0, "value": CLONE_NEWUSER, "valueTwo": CLONE_NEWUSER, "op": "SCMP_CMP_MASKED_EQ"}],
+        "comment": "strata: a new user namespace is not permitted (not ENOSYS: the call exists)"
     }));
     // clone3 falls to the default action when that is ENOSYS already (containers' is; libseccomp
     // refuses a rule that repeats the default).
@@ -109,15 +118,26 @@ mod tests {
         assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(rules_for(&profile, "read")[0]["action"], "SCMP_ACT_ALLOW");
         for name in ["unshare", "clone"] {
-            let allows: Vec<_> = rules_for(&profile, name)
-                .into_iter()
-                .filter(|r| r["action"] == "SCMP_ACT_ALLOW")
-                .collect();
+            let rules = rules_for(&profile, name);
+            let with = |action: &str| -> Vec<&Value> {
+                rules
+                    .iter()
+                    .copied()
+                    .filter(|r| r["action"] == action)
+                    .collect()
+            };
+            let allows = with("SCMP_ACT_ALLOW");
             assert_eq!(allows.len(), 1, "{name}: {allows:?}");
             assert_eq!(
                 allows[0]["args"],
                 json!([{"index": 0, "value": 0x1000_0000u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}])
             );
+            let refusals: Vec<_> = with("SCMP_ACT_ERRNO")
+                .into_iter()
+                .filter(|r| r["args"][0]["valueTwo"] == 0x1000_0000u64)
+                .collect();
+            assert_eq!(refusals.len(), 1, "{name}: {refusals:?}");
+            assert_eq!(refusals[0]["errnoRet"], 1);
         }
         // clone3 is left to the default action, ENOSYS.
         assert!(rules_for(&profile, "clone3").is_empty());
