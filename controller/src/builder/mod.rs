@@ -390,7 +390,8 @@ async fn pull(
     redactor: &Redactor,
 ) -> Result<Option<TerminationMessage>, TerminationMessage> {
     let started = now_ms();
-    let images = match args.source_image.as_ref().or(args.seed_image.as_ref()) {
+    let named_image = args.source_image.as_ref().or(args.seed_image.as_ref());
+    let images = match named_image {
         // The disk image pod: the pinned image only; a seeding build: the pre-built image.
         Some(image) => vec![image.clone()],
         None => crate::render::images_named(&read_containerfile(args)?).map_err(|e| {
@@ -432,7 +433,8 @@ async fn pull(
                 output.tail,
             ));
         }
-        if args.source_image.is_none() && args.seed_image.is_none() {
+        // Only a build from the Containerfile runs triggers (`FROM` the pulled image).
+        if named_image.is_none() {
             refuse_naming_triggers(&buildah, image).await?;
         }
     }

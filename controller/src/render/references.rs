@@ -76,6 +76,15 @@ impl Resolver {
         last(&self.stage, name).unwrap_or(Value::Unknown)
     }
 
+    /// `name`'s value among the global `ARG`s or the stage's.
+    fn value(&self, name: &str, global: bool) -> Value {
+        if global {
+            self.global_value(name)
+        } else {
+            self.stage_value(name)
+        }
+    }
+
     fn in_stage(&self) -> bool {
         !self.stages.is_empty()
     }
@@ -111,14 +120,8 @@ impl Resolver {
         for word in words::raw_words(args, self.escape) {
             let (name, value) = match word.split_once('=') {
                 Some((name, default)) => {
-                    let lookup = |n: &str| {
-                        if self.in_stage() {
-                            self.stage_value(n)
-                        } else {
-                            self.global_value(n)
-                        }
-                    };
-                    let value = words::expand(default, self.escape, &lookup)
+                    let global = !self.in_stage();
+                    let value = words::expand(default, self.escape, &|n| self.value(n, global))
                         .map_or(Value::Unknown, Value::Set);
                     (name, value)
                 }
@@ -185,14 +188,7 @@ impl Resolver {
         raw: &str,
         global: bool,
     ) -> Result<String, FragmentError> {
-        let lookup = |n: &str| {
-            if global {
-                self.global_value(n)
-            } else {
-                self.stage_value(n)
-            }
-        };
-        let value = words::expand(raw, self.escape, &lookup)
+        let value = words::expand(raw, self.escape, &|n| self.value(n, global))
             .map_err(|e| cannot_tell(line, what, &e, global))?;
         if value.is_empty() {
             return Err(FragmentError::new(line, format!("'{what}' names nothing")));
