@@ -15,6 +15,7 @@ pub mod cache_claim;
 pub mod console;
 pub mod deployed;
 pub mod first_boot;
+pub mod host_buildah;
 pub mod machine_roll;
 pub mod machines;
 pub mod mcd;

@@ -21,7 +21,8 @@
 //! the proxy's credentials printed by a failing RUN step stay out of the build's status, Events,
 //! Job and pod, and logs, and a config that does not opt in gets no entitlement; a success message
 //! forged by RUN in `/dev/termination-log` is not taken; a tag re-pointed in the image storage
-//! between the build and the push changes nothing pushed.
+//! between the build and the push changes nothing pushed; an image made to be another pool's
+//! layer cache (its history that pool's next step) is not taken by that pool's build.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -35,13 +36,14 @@ use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
 use serde_json::{Value, json};
-use strata_crds::contract::{annotations, builder_pod};
+use strata_crds::contract::{annotations, builder_pod, image_labels};
 use strata_crds::{BuildPhase, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, controller_pods, create_pool, create_push_secret, current_build,
     delete_config, delete_pool, ended_build, machine_configs, machine_os_config, pinned_by,
     pod_logs, running_builder_pod,
 };
+use strata_e2e::host_buildah::{self, HostBuildah};
 use strata_e2e::{Cluster, needs};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -519,6 +521,9 @@ fn proxies(client: &kube::Client) -> Api<DynamicObject> {
     )
 }
 
+/// The benign fragment [`pinned_pool`] builds first.
+const BENIGN_RUN: &str = "echo benign > /etc/benign";
+
 /// Pool `pool` with a config pinned by a benign build; returns (that build, its image).
 async fn pinned_pool(
     cluster: &Cluster,
@@ -526,14 +531,21 @@ async fn pinned_pool(
     pool: &str,
     push_secret: &str,
 ) -> Result<(String, String)> {
+    let fragment = format!("RUN {BENIGN_RUN}\n");
+    pinned_pool_with(cluster, client, pool, push_secret, &fragment).await
+}
+
+/// Pool `pool` (made anew) with a config of `fragment`, pinned; returns (its build, its image).
+async fn pinned_pool_with(
+    cluster: &Cluster,
+    client: &kube::Client,
+    pool: &str,
+    push_secret: &str,
+    fragment: &str,
+) -> Result<(String, String)> {
     delete_config(client, pool).await?;
     create_pool(client, pool).await?;
-    let config = machine_os_config(
-        cluster,
-        pool,
-        push_secret,
-        "RUN echo benign > /etc/benign\n",
-    )?;
+    let config = machine_os_config(cluster, pool, push_secret, fragment)?;
     apply_config(client, &config).await?;
     let build = current_build(client, pool, None).await?;
     let image = pinned_by(client, BUILD_TIMEOUT, pool, &build).await?;
@@ -1012,5 +1024,82 @@ async fn a_tag_repointed_between_build_and_push_changes_nothing_pushed() -> Resu
     eprintln!("ok: {pool}: the build pushed what it built ({pushed}), not what its tag named");
     delete_config(&client, pool).await?;
     delete_pool(&client, pool).await;
+    Ok(())
+}
+
+/// A poison for pool `victim`'s layer cache (issue 32): an image whose history says it is the
+/// victim's next `RUN` step on the victim's base, but whose layer writes something else, fetched
+/// by another pool's build. buildah's `--layers` takes any image in its storage whose parent layer
+/// and history match as that step's result, so on a storage shared between pools the victim's
+/// build would push the poison's layer under its own name. Each config has a store of its own: the
+/// poison is a cache hit only in the store of the pool that fetched it (the positive control: the
+/// same step in that pool's build takes it), not in the victim's.
+#[tokio::test]
+async fn an_image_made_to_be_another_pools_layer_cache_is_not_its_cache() -> Result<()> {
+    let test = "an_image_made_to_be_another_pools_layer_cache_is_not_its_cache";
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let client = cluster.client().await?;
+    let push = "e2e-hostile-holes-push";
+    create_push_secret(&client, push).await?;
+    let (victim, poisoner) = ("e2e-hostile-poisoned", "e2e-hostile-poisoner");
+    let (benign, benign_image) = pinned_pool(cluster, &client, victim, push).await?;
+    let buildah = HostBuildah::new(cluster.dir.join("e2e-hostile-poison"))?;
+    let benign_config = buildah.image_config(&benign_image)?;
+    let base = benign_config["config"]["Labels"][image_labels::BASE_IMAGE]
+        .as_str()
+        .context("the benign image's base-image label")?
+        .to_string();
+    // The history text buildah in the builder pod writes for a RUN step on this base, read from
+    // the benign build, with the victim's next command in it.
+    let benign_step = host_buildah::created_by(&benign_config)
+        .into_iter()
+        .find(|c| c.contains(BENIGN_RUN))
+        .context("no history entry of the benign RUN step")?;
+    let command = format!("echo {} > /etc/cache-target", nonce()?);
+    let step = benign_step.replace(BENIGN_RUN, &command);
+    let poison = buildah.derive(
+        &base,
+        &[("/etc/cache-target", "POISONED\n")],
+        Some(&step),
+        &format!("{}/strata-e2e/cache-poison", cluster.registry),
+    )?;
+    let poison_layer = host_buildah::diff_ids(&buildah.image_config(&poison)?)
+        .pop()
+        .context("the poison's layers")?;
+    eprintln!("{victim}: poison {poison} (layer {poison_layer}) says it is `{step}`");
+
+    // The poisoner runs the victim's step, then names the poison (so that its pull step fetches it).
+    let fragment = format!("RUN {command}\nCOPY --from={poison} /etc/cache-target /etc/copied\n");
+    let (_, poisoner_image) = pinned_pool_with(cluster, &client, poisoner, push, &fragment).await?;
+    ensure!(
+        host_buildah::diff_ids(&buildah.image_config(&poisoner_image)?).contains(&poison_layer),
+        "the poison was not taken as the step's cache even in the store it was fetched into \
+         ({poisoner_image}): the probe does not make what buildah matches"
+    );
+    eprintln!("{poisoner}: its own build took the poison as the step's cache (positive control)");
+
+    let build = apply_fragment(
+        cluster,
+        &client,
+        victim,
+        push,
+        &format!("RUN {command}\n"),
+        json!({}),
+        &benign,
+    )
+    .await?;
+    let victim_image = pinned_by(&client, BUILD_TIMEOUT, victim, &build).await?;
+    ensure!(
+        !host_buildah::diff_ids(&buildah.image_config(&victim_image)?).contains(&poison_layer),
+        "{victim}'s build {build} took the poison {poisoner}'s build fetched as its layer cache and \
+         pinned it: {victim_image}"
+    );
+    eprintln!(
+        "ok: {victim}: its build ran the step itself ({victim_image}), the poison stayed in {poisoner}'s store"
+    );
+    for pool in [victim, poisoner] {
+        delete_config(&client, pool).await?;
+        delete_pool(&client, pool).await;
+    }
     Ok(())
 }

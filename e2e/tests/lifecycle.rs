@@ -31,6 +31,7 @@ use strata_e2e::deployed::{
     delete_pool, ended_build, expect_event, jobs_of_build, machine_configs, machine_os_config,
     manifest_status, pinned_by, running_builder_pod, wait_for_condition,
 };
+use strata_e2e::host_buildah::HostBuildah;
 use strata_e2e::util::{install_strata_crds, set_crd_spec, wait_for};
 use strata_e2e::{Cluster, needs};
 
@@ -386,46 +387,10 @@ async fn seeded(cluster: &Cluster, client: &kube::Client) -> Result<()> {
 /// The release base with a file in `/boot` (which the gate refuses), made with buildah on the host
 /// and pushed to the local registry; digest-pinned.
 fn image_with_a_file_in_boot(cluster: &Cluster) -> Result<String> {
-    let dir = cluster.dir.join("e2e-seeded-bad");
-    std::fs::create_dir_all(&dir)?;
-    let buildah = |args: &[&str]| -> Result<String> {
-        let out = std::process::Command::new("buildah")
-            .args(["--storage-driver=vfs", "--root"])
-            .arg(dir.join("storage"))
-            .arg("--runroot")
-            .arg(dir.join("run"))
-            .args(args)
-            .output()?;
-        ensure!(
-            out.status.success(),
-            "buildah {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    };
-    let base = format!("docker://{}", cluster.os_base_image);
-    let container = buildah(&["from", "--tls-verify=false", "--quiet", &base])?;
-    std::fs::write(dir.join("vmlinuz"), "not where the kernel goes")?;
-    let file = dir.join("vmlinuz").display().to_string();
-    buildah(&["copy", &container, &file, "/boot/vmlinuz-e2e"])?;
-    buildah(&[
-        "commit",
-        "--quiet",
-        &container,
-        "localhost/e2e-seeded-bad:latest",
-    ])?;
-    let digestfile = dir.join("digest").display().to_string();
-    let target = format!("{}/strata-e2e/pre-built-bad", cluster.registry);
-    buildah(&[
-        "push",
-        "--tls-verify=false",
-        "--digestfile",
-        &digestfile,
-        "localhost/e2e-seeded-bad:latest",
-        &format!("docker://{target}:latest"),
-    ])?;
-    let digest = std::fs::read_to_string(&digestfile)?;
-    let _ = std::fs::remove_dir_all(dir.join("storage"));
-    Ok(format!("{target}@{}", digest.trim()))
+    HostBuildah::new(cluster.dir.join("e2e-seeded-bad"))?.derive(
+        &cluster.os_base_image,
+        &[("/boot/vmlinuz-e2e", "not where the kernel goes")],
+        None,
+        &format!("{}/strata-e2e/pre-built-bad", cluster.registry),
+    )
 }
