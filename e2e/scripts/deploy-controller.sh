@@ -38,26 +38,22 @@ COMPONENTS=""
 if [[ "${STRATA_METRICS_TLS:-}" == 1 ]]; then
   COMPONENTS=$(realpath --relative-to="$DEPLOY" "$ROOT/manifests/components/metrics-tls")
 fi
-# The kustomization and the controller's patch from e2e/manifests/deploy-*.yaml; the NetworkPolicy
-# patches add a port per server builder pods, and the controller, reach.
+# The kustomization and the controller's patch from e2e/manifests/deploy-*.yaml; the controller's
+# NetworkPolicy patch adds a port per server it reaches. Builder pods' policy is the controller's
+# own (--builder-egress): the cluster's networks and the package repository are its settings.
 REPLICAS=${STRATA_REPLICAS:-2}
+# The package repository's host:port (RUN steps install from it), for --builder-egress-allow.
+package_repo_endpoint() {
+  local repo=${STRATA_PACKAGE_REPO#*://}
+  echo "${repo%%/*}"
+}
 render "$ROOT/e2e/manifests/deploy-kustomization.yaml" REL="$REL" COMPONENTS="$COMPONENTS" \
   IMAGE_NAME="${BUILDER%@*}" IMAGE_DIGEST="${BUILDER#*@}" > "$DEPLOY/kustomization.yaml"
 render "$ROOT/e2e/manifests/deploy-controller-patch.yaml" REPLICAS="$REPLICAS" ARGS="$ARGS" \
   BUILDER_IMAGE="${STRATA_BUILDER_IMAGE_OVERRIDE:-$BUILDER}" STRATA_REGISTRY="$STRATA_REGISTRY" \
   CPU_REQUEST="${STRATA_BUILDER_CPU_REQUEST:-200m}" NODE_IP="$STRATA_E2E_NODE_IP" \
-  API_PORT="${STRATA_E2E_APISERVER##*:}" > "$DEPLOY/controller-patch.yaml"
-PORTS=("${STRATA_REGISTRY##*:}")
-if [[ -n "${STRATA_PACKAGE_REPO:-}" ]]; then
-  port=${STRATA_PACKAGE_REPO%/}; PORTS+=("${port##*:}")
-fi
-if [[ -n "${STRATA_PROXY:-}" ]]; then
-  # The cluster proxy (openshift-env.sh): the TLS registries and the HTTPS package repository are
-  # reachable from pods only through it, so its port is the only one more builders need.
-  port=${STRATA_PROXY%/}; PORTS+=("${port##*:}")
-fi
-printf -- '- op: add\n  path: /spec/egress/1/ports/-\n  value: {protocol: TCP, port: %s}\n' "${PORTS[@]}" \
-  > "$DEPLOY/builder-egress-patch.yaml"
+  API_PORT="${STRATA_E2E_APISERVER##*:}" CLUSTER_NETWORKS="$STRATA_E2E_CLUSTER_NETWORKS" \
+  EGRESS_ALLOW="$(package_repo_endpoint)" > "$DEPLOY/controller-patch.yaml"
 # The controller reaches the API server, the registry and the proxy on the node's address, on ports
 # of their own (the OpenShift environment's TLS registries only through the proxy).
 PORTS=("${STRATA_E2E_APISERVER##*:}" "${STRATA_REGISTRY##*:}")

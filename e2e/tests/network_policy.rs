@@ -10,6 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -17,6 +18,8 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, PostParams};
 use serde_json::json;
+use strata_crds::contract::labels;
+use strata_e2e::deployed::NAMESPACE;
 use strata_e2e::util::{delete_namespace, port_of, ready_pod_ip, test_namespace, wait_for};
 use strata_e2e::{Cluster, in_ci, needs, parse_env_file, skip, state_dir};
 
@@ -342,5 +345,169 @@ async fn ingress_policy_admits_only_labelled_pods() -> Result<()> {
         );
     }
     delete_namespace(&client, &ns).await;
+    result
+}
+
+/// Adds `address/32` to the host's loopback device for the life of the guard (a destination
+/// pods reach through the node, as they reach any address the node routes).
+struct HostAddress(&'static str);
+
+impl HostAddress {
+    fn add(address: &'static str) -> Result<Self> {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{address}/32"), "dev", "lo"])
+            .output();
+        let out = Command::new("ip")
+            .args(["addr", "add", &format!("{address}/32"), "dev", "lo"])
+            .output()
+            .context("running ip addr add")?;
+        ensure!(
+            out.status.success(),
+            "ip addr add {address}/32 dev lo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(Self(address))
+    }
+}
+
+impl Drop for HostAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
+/// The policy the deployed controller keeps for builder pods (`--builder-egress`, default
+/// `Internet`), probed from a pod labelled as a builder, with real listeners on 443: on the API
+/// server's address (where managed clusters serve it), on a pod in the cluster network (a router,
+/// an in-cluster service), on a link-local address (cloud metadata), and — the positive control —
+/// on an address outside the cluster, which a build may reach (package repositories). The
+/// registry and the package repository stay reachable on their own ports; the API server's own
+/// port does not.
+#[tokio::test]
+async fn the_controllers_builder_policy_keeps_builds_off_the_cluster_on_443() -> Result<()> {
+    let test = "the_controllers_builder_policy_keeps_builds_off_the_cluster_on_443";
+    let (cluster, metrics) = needs!(cluster_with_netpol(test)?);
+    needs!(Cluster::with_deployed_controller_or_skip(test));
+    let _guard = NETPOL_LOCK.lock().await;
+    let client = cluster.client().await?;
+    let node = cluster.node_ip.clone();
+    let policy = wait_for(
+        "the controller's NetworkPolicy strata-builder excepting the API server's address",
+        Duration::from_secs(60),
+        || async {
+            let policy = Api::<NetworkPolicy>::namespaced(client.clone(), NAMESPACE)
+                .get_opt("strata-builder")
+                .await?;
+            // The one the controller applied (labelled as Strata's), not one applied by hand.
+            Ok(policy.filter(|p| {
+                labels::managed_by_strata(&p.metadata)
+                    && serde_json::to_string(&p.spec)
+                        .is_ok_and(|t| t.contains(&format!("\"{node}/32\"")))
+            }))
+        },
+    )
+    .await?;
+    eprintln!(
+        "the controller's policy: {}",
+        serde_json::to_string(&policy.spec)?
+    );
+    let outside = "198.51.100.7";
+    let link_local = "169.254.77.1";
+    let _addresses = (HostAddress::add(outside)?, HostAddress::add(link_local)?);
+    let listener = TcpListener::bind("0.0.0.0:443").context("binding a listener on 443")?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let (builder, other) = ("e2e-netpol-builder", "e2e-netpol-in-cluster");
+    for name in [builder, other] {
+        let _ = pods.delete(name, &Default::default()).await;
+    }
+    wait_for(
+        "earlier probe pods gone",
+        Duration::from_secs(60),
+        || async {
+            let left = [pods.get_opt(builder).await?, pods.get_opt(other).await?];
+            Ok(left.iter().all(Option::is_none).then_some(()))
+        },
+    )
+    .await?;
+    let image = &cluster.os_base_image;
+    pods.create(
+        &PostParams::default(),
+        &sleeper(
+            other,
+            image,
+            json!({"app": "e2e-netpol-in-cluster"}),
+            "exec httpd -f -p 443 -h /etc",
+        )?,
+    )
+    .await?;
+    pods.create(
+        &PostParams::default(),
+        &sleeper(
+            builder,
+            image,
+            json!({"app.kubernetes.io/component": "builder"}),
+            "sleep 3600",
+        )?,
+    )
+    .await?;
+    let in_cluster = running_ip(&pods, other).await?;
+    running_ip(&pods, builder).await?;
+    let result = async {
+        // Every listener answers a pod the policy does not select (so a block is the policy's).
+        for host in [node.as_str(), outside, link_local] {
+            ensure!(
+                connects(cluster, NAMESPACE, other, host, 443)?,
+                "a pod without the builder label cannot reach {host}:443: the probe is broken"
+            );
+        }
+        ensure!(
+            connects(cluster, NAMESPACE, other, &in_cluster, 443)?,
+            "the in-cluster listener {in_cluster}:443 does not answer"
+        );
+        ensure!(
+            connects(cluster, NAMESPACE, builder, outside, 443)?,
+            "the builder cannot reach {outside}:443, outside the cluster"
+        );
+        eprintln!("ok: {builder} reaches {outside}:443 (outside the cluster)");
+        let registry_port = port_of(&cluster.registry)?;
+        let package_port = port_of(&cluster.package_repo)?;
+        for (what, port) in [
+            ("registry", registry_port),
+            ("package repository", package_port),
+        ] {
+            ensure!(
+                connects(cluster, NAMESPACE, builder, &node, port)?,
+                "the builder cannot reach the {what} at {node}:{port}"
+            );
+        }
+        eprintln!("ok: {builder} reaches the registry and the package repository");
+        let apiserver_port = port_of(&cluster.apiserver)?;
+        for (host, port) in [
+            (node.as_str(), 443),
+            (node.as_str(), apiserver_port),
+            (in_cluster.as_str(), 443),
+            (link_local, 443),
+        ] {
+            assert_blocked(cluster, &metrics, NAMESPACE, builder, host, port)?;
+        }
+        Ok(())
+    }
+    .await;
+    if result.is_err() {
+        eprintln!(
+            "kube-network-policies log tail:\n{}",
+            agent_log_tail(cluster)
+        );
+    }
+    for name in [builder, other] {
+        let _ = pods.delete(name, &Default::default()).await;
+    }
     result
 }

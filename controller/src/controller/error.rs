@@ -39,6 +39,8 @@ pub enum Write {
     RemoveRebuildAnnotation,
     /// Reading a builder pod's step logs to keep them.
     ReadLogs,
+    /// NetworkPolicy `strata-builder`, before a builder Job is made.
+    ApplyNetworkPolicy,
 }
 
 impl Write {
@@ -59,6 +61,7 @@ impl Write {
             Write::PatchConfigStatus => "patch status of MachineOSConfig",
             Write::RemoveRebuildAnnotation => "remove the rebuild annotation of MachineOSConfig",
             Write::ReadLogs => "read the step logs of builder Pod",
+            Write::ApplyNetworkPolicy => "apply NetworkPolicy",
         }
     }
 

@@ -30,6 +30,7 @@
 //! Shared with the builder, outside this module: [`crate::docker_config`] (registry
 //! credentials) and [`crate::registry_policy`] (mirrors, blocked and insecure registries).
 
+pub mod builder_egress;
 pub mod cache;
 pub mod conditions;
 pub mod environment;
@@ -84,6 +85,8 @@ pub struct Context {
     pub registry: Registry,
     pub metrics: Arc<Metrics>,
     pub events: events::EventSink,
+    /// NetworkPolicy `strata-builder`.
+    pub builder_egress: builder_egress::Keeper,
     /// Consecutive failed reconciles per MachineOSConfig, for back-off.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -108,6 +111,7 @@ impl Context {
             registry,
             metrics,
             events: events::EventSink::new(recorder),
+            builder_egress: builder_egress::Keeper::default(),
             failures: Mutex::default(),
         }
     }

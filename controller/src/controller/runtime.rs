@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::metrics::Metrics;
 use super::settings::Settings;
-use super::{Context, cache, error_policy, http, reconcile};
+use super::{Context, builder_egress, cache, error_policy, http, reconcile};
 
 /// How long after a change the reconcile starts, so a burst of changes makes one reconcile.
 const DEBOUNCE: Duration = Duration::from_millis(50);
@@ -70,7 +70,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         },
     );
     let ctx = Arc::new(Context::new(client, settings, stores, metrics, recorder));
-    reconcile_while_leading(ctx, triggers, &mut leader).await?;
+    let egress = tokio::spawn(builder_egress::keep(Arc::clone(&ctx)));
+    let result = reconcile_while_leading(ctx, triggers, &mut leader).await;
+    egress.abort();
+    result?;
     release(leader, lease_task).await;
     servers.abort();
     Ok(())

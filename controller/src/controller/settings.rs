@@ -145,6 +145,65 @@ pub struct BuilderPlacement {
     pub seccomp: String,
 }
 
+/// `--builder-egress`: what NetworkPolicy `strata-builder` lets builder pods reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuilderEgress {
+    /// DNS, the registries, mirrors and proxy the builds use, `--builder-egress-allow`, and TCP
+    /// 443 and 5000 anywhere outside the cluster (package repositories): not the cluster's pod
+    /// and Service networks, the API server's addresses or link-local addresses.
+    Internet,
+    /// DNS, the registries, mirrors and proxy the builds use, and `--builder-egress-allow`
+    /// only: RUN reaches package repositories through the cluster proxy or an allowed mirror.
+    Registries,
+    /// The controller leaves the policy to the administrator.
+    Unmanaged,
+}
+
+/// `address/prefix`, as a NetworkPolicy's ipBlock takes it.
+fn parse_cidr(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let (address, prefix) = value
+        .split_once('/')
+        .ok_or_else(|| format!("{value}: not a CIDR (address/prefix)"))?;
+    let address: std::net::IpAddr = address
+        .parse()
+        .map_err(|e| format!("{value}: bad address: {e}"))?;
+    let max = if address.is_ipv4() { 32 } else { 128 };
+    match prefix.parse::<u8>() {
+        Ok(p) if p <= max => Ok(value.to_string()),
+        _ => Err(format!("{value}: the prefix is not 0–{max}")),
+    }
+}
+
+/// The builder pods' network (NetworkPolicy `strata-builder`, kept by the controller).
+#[derive(Debug, Clone, Args)]
+pub struct BuilderNetwork {
+    #[arg(
+        long = "builder-egress",
+        env = "STRATA_BUILDER_EGRESS",
+        value_enum,
+        default_value_t = BuilderEgress::Internet
+    )]
+    pub egress: BuilderEgress,
+    /// More `host:port` endpoints builds reach (a package mirror, a Satellite server),
+    /// comma-separated; a name is resolved by the controller, as a registry's is.
+    #[arg(
+        long = "builder-egress-allow",
+        env = "STRATA_BUILDER_EGRESS_ALLOW",
+        value_delimiter = ','
+    )]
+    pub allow: Vec<String>,
+    /// The cluster's pod and Service networks (CIDRs, comma-separated), never reached by
+    /// builds; on OpenShift also read from the Network config (`networks.config.openshift.io`).
+    #[arg(
+        long = "cluster-networks",
+        env = "STRATA_CLUSTER_NETWORKS",
+        value_delimiter = ',',
+        value_parser = parse_cidr
+    )]
+    pub cluster_networks: Vec<String>,
+}
+
 impl BuilderPlacement {
     /// The pod's `seccompProfile`.
     pub fn seccomp_profile(&self) -> SeccompProfile {
@@ -180,6 +239,8 @@ pub struct Settings {
     pub builder_resources: BuilderResources,
     #[command(flatten)]
     pub builder_placement: BuilderPlacement,
+    #[command(flatten)]
+    pub builder_network: BuilderNetwork,
     #[command(flatten)]
     pub environment: super::environment::EnvironmentSettings,
     /// Registries (host:port), comma-separated, that the controller's registry checks reach over

@@ -243,6 +243,10 @@ pub async fn apply(
         requeue_after: _, // the reconciler's, not apply's
     } = plan;
     let apis = &Apis::new(&ctx.client, &ctx.settings.namespace);
+    // A builder pod reaches its registries from its first moment.
+    if build_objects.is_some() || disk_image_objects.is_some() {
+        ctx.builder_egress.ensure(ctx, false).await?;
+    }
     // Writes go at once where nothing orders them: while builds run, every write waits on a busy
     // API server, and a round's time is its longest chain of writes in series.
     // A build is recorded as ended before its Job goes: else the next round, finding no Job,

@@ -356,7 +356,7 @@ fn image_to_check(
 }
 
 /// The release's OS base image from the release ConfigMap.
-fn release_base(ctx: &Context) -> Result<String, BaseUnknown> {
+pub(crate) fn release_base(ctx: &Context) -> Result<String, BaseUnknown> {
     let s = &ctx.settings;
     let where_ = format!(
         "ConfigMap {}/{} key {}",
