@@ -113,6 +113,14 @@ impl ApiServer {
     }
 }
 
+/// What the first builder Job of a controller sends before it: the API server's EndpointSlice and
+/// OpenShift's Network config read, NetworkPolicy `strata-builder` applied.
+const EGRESS_REQUESTS: [&str; 3] = [
+    "GET /apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
+    "GET /apis/config.openshift.io/v1/networks/cluster",
+    "PATCH /apis/networking.k8s.io/v1/namespaces/strata-system/networkpolicies/strata-builder",
+];
+
 fn context(client: Client, machine_configs: Vec<DynamicObject>) -> Context {
     context_with_pods(client, machine_configs, Vec::new())
 }
@@ -220,15 +228,21 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     // Events go out in the background once the writes succeeded.
     ctx.events.flush().await;
     let job = format!("build-{name}-bbbbb");
+    // The builders' NetworkPolicy first (the cluster's addresses read, then applied), then the
+    // build's objects together.
     assert_eq!(
-        server.requests_sorting(&[(0, 5)]),
-        vec![
-            format!("PATCH {NS}/configmaps/containerfile-{name}"),
-            format!("PATCH {NS}/configmaps/environment-{name}"),
-            format!("PATCH {NS}/secrets/credentials-{name}"),
-            format!("PATCH {BUILDS}/{name}/status"),
-            "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
+        server.requests_sorting(&[(3, 8)]),
+        [
+            EGRESS_REQUESTS.map(String::from).to_vec(),
+            vec![
+                format!("PATCH {NS}/configmaps/containerfile-{name}"),
+                format!("PATCH {NS}/configmaps/environment-{name}"),
+                format!("PATCH {NS}/secrets/credentials-{name}"),
+                format!("PATCH {BUILDS}/{name}/status"),
+                "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
+            ]
         ]
+        .concat()
     );
 
     // Round 3: the builder pushed; the digest checks out. The build's status and the pinning
@@ -374,15 +388,19 @@ async fn strata_s_own_cache_claim_is_created_with_the_objects_until_it_exists() 
     .await
     .unwrap();
     assert_eq!(
-        server.requests_sorting(&[(0, 6)]),
-        vec![
-            format!("PATCH {NS}/configmaps/containerfile-{name}"),
-            format!("PATCH {NS}/configmaps/environment-{name}"),
-            format!("PATCH {NS}/secrets/credentials-{name}"),
-            format!("PATCH {BUILDS}/{name}/status"),
-            creates_claim.clone(),
-            "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
+        server.requests_sorting(&[(3, 9)]),
+        [
+            EGRESS_REQUESTS.map(String::from).to_vec(),
+            vec![
+                format!("PATCH {NS}/configmaps/containerfile-{name}"),
+                format!("PATCH {NS}/configmaps/environment-{name}"),
+                format!("PATCH {NS}/secrets/credentials-{name}"),
+                format!("PATCH {BUILDS}/{name}/status"),
+                creates_claim.clone(),
+                "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
+            ]
         ]
+        .concat()
     );
     // Once the cache holds it, the next build's objects leave it alone.
     let o = round(true);
@@ -394,6 +412,7 @@ async fn strata_s_own_cache_claim_is_created_with_the_objects_until_it_exists() 
     )
     .await
     .unwrap();
+    // The NetworkPolicy is as applied, the cluster's addresses read a moment ago: not again.
     let requests = server.requests();
     assert!(
         !requests.contains(&creates_claim) && requests.len() == 5,
