@@ -3,11 +3,12 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::Value;
+use std::process::Command;
 
 /// Poll `f` every 250 ms until it returns `Ok(Some(t))`, or fail after `timeout` with the last
 /// error / state.
@@ -285,6 +286,50 @@ pub async fn service_account_token(client: &kube::Client, ns: &str, name: &str) 
         .status
         .ok_or_else(|| anyhow::anyhow!("TokenRequest for {ns}/{name} without status"))?
         .token)
+}
+
+/// Adds `address/32` to the host's loopback device for the life of the guard (a destination
+/// pods reach through the node, as they reach any address the node routes).
+pub struct HostAddress(&'static str);
+
+impl HostAddress {
+    pub fn add(address: &'static str) -> Result<Self> {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{address}/32"), "dev", "lo"])
+            .output();
+        let out = Command::new("ip")
+            .args(["addr", "add", &format!("{address}/32"), "dev", "lo"])
+            .output()
+            .context("running ip addr add")?;
+        ensure!(
+            out.status.success(),
+            "ip addr add {address}/32 dev lo: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(Self(address))
+    }
+}
+
+impl Drop for HostAddress {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
+            .output();
+    }
+}
+
+/// A listener on `address` (`0.0.0.0:443`: every address of the host) that accepts and closes
+/// every connection, for the life of the test process: a target that answers, so a probe that
+/// does not connect was blocked.
+pub fn listen_and_close(address: &str) -> Result<()> {
+    let listener = std::net::TcpListener::bind(address)
+        .with_context(|| format!("binding a listener on {address}"))?;
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    Ok(())
 }
 
 #[cfg(test)]

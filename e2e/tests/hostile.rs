@@ -4,8 +4,9 @@
 //! - no credential value (canaries in the push and pull Secrets) appears in any builder log,
 //!   Event, MachineOSBuild or MachineOSConfig status, pod status (termination messages) or pushed
 //!   blob;
-//! - the blocked network targets (the API server, cloud metadata, the controller's /metrics) were
-//!   not reached, while the registry was (so the probe itself works);
+//! - the blocked network targets (the API server's port, and 443 at its address, cloud metadata,
+//!   a link-local address on 443, the controller's /metrics) were not reached, while the registry
+//!   and 443 outside the cluster were (so the probe itself works);
 //! - the pool keeps its image.
 //!
 //! - fragment code stays in its own tree: a `chroot` escape (a static program, compiled here) and
@@ -44,9 +45,14 @@ use strata_e2e::deployed::{
     pod_logs, running_builder_pod,
 };
 use strata_e2e::host_buildah::{self, HostBuildah};
+use strata_e2e::util::{HostAddress, listen_and_close};
 use strata_e2e::{Cluster, needs};
 
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+/// An address outside the cluster (TEST-NET-2) and a link-local one, put on the host for the
+/// network probe's listeners on 443.
+const OUTSIDE: &str = "198.51.100.7";
+const LINK_LOCAL: &str = "169.254.77.1";
 
 /// A `.dockerconfigjson` Secret whose password is `canary`, opted in for `configs`.
 async fn canary_secret(
@@ -268,11 +274,19 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
         .first()
         .map(|(_, ip)| ip.clone())
         .context("no controller pod")?;
+    // Listeners on 443 (where most registries, and on managed clusters the API server, serve):
+    // at the API server's address, at a link-local address (cloud metadata's range), and — the
+    // positive control — at an address outside the cluster, which builds may reach.
+    let _addresses = (HostAddress::add(OUTSIDE)?, HostAddress::add(LINK_LOCAL)?);
+    listen_and_close("0.0.0.0:443")?;
     let probe = [
         ("apiserver", format!("{api_host} {api_port}")),
+        ("apiserver-443", format!("{api_host} 443")),
         ("metadata", "169.254.169.254 80".to_string()),
+        ("link-local-443", format!("{LINK_LOCAL} 443")),
         ("metrics", format!("{controller_ip} 8080")),
         ("registry", cluster.registry.replace(':', " ")),
+        ("outside-443", format!("{OUTSIDE} 443")),
     ]
     .iter()
     .map(|(name, target)| {
@@ -418,11 +432,19 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
         .cloned()
         .unwrap_or_default();
     let said = |word: String| network_log.lines().any(|l| l.trim() == word);
-    ensure!(
-        said("REACHED-registry".into()),
-        "the probe did not reach the registry; its log:\n{network_log}"
-    );
-    for blocked in ["apiserver", "metadata", "metrics"] {
+    for reached in ["registry", "outside-443"] {
+        ensure!(
+            said(format!("REACHED-{reached}")),
+            "the probe did not reach {reached}; its log:\n{network_log}"
+        );
+    }
+    for blocked in [
+        "apiserver",
+        "apiserver-443",
+        "metadata",
+        "link-local-443",
+        "metrics",
+    ] {
         ensure!(
             !said(format!("REACHED-{blocked}")),
             "a build reached the {blocked}:\n{network_log}"
@@ -433,7 +455,8 @@ async fn hostile_fragments_reach_no_credential_and_no_blocked_target() -> Result
         );
     }
     eprintln!(
-        "ok: builds reached the registry, not the API server, cloud metadata or the controller's /metrics"
+        "ok: builds reached the registry and 443 outside the cluster, not the API server (its port \
+         or 443 at its address), cloud metadata, a link-local 443 or the controller's /metrics"
     );
 
     // The escape: it ran, and reached neither the builder container nor the image storage.

@@ -10,7 +10,6 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -20,7 +19,10 @@ use kube::api::{Api, PostParams};
 use serde_json::json;
 use strata_crds::contract::labels;
 use strata_e2e::deployed::NAMESPACE;
-use strata_e2e::util::{delete_namespace, port_of, ready_pod_ip, test_namespace, wait_for};
+use strata_e2e::util::{
+    HostAddress, delete_namespace, listen_and_close, port_of, ready_pod_ip, test_namespace,
+    wait_for,
+};
 use strata_e2e::{Cluster, in_ci, needs, parse_env_file, skip, state_dir};
 
 /// The tests read the agent's global drop counter: one at a time, so a drop is ours.
@@ -348,36 +350,6 @@ async fn ingress_policy_admits_only_labelled_pods() -> Result<()> {
     result
 }
 
-/// Adds `address/32` to the host's loopback device for the life of the guard (a destination
-/// pods reach through the node, as they reach any address the node routes).
-struct HostAddress(&'static str);
-
-impl HostAddress {
-    fn add(address: &'static str) -> Result<Self> {
-        let _ = Command::new("ip")
-            .args(["addr", "del", &format!("{address}/32"), "dev", "lo"])
-            .output();
-        let out = Command::new("ip")
-            .args(["addr", "add", &format!("{address}/32"), "dev", "lo"])
-            .output()
-            .context("running ip addr add")?;
-        ensure!(
-            out.status.success(),
-            "ip addr add {address}/32 dev lo: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(Self(address))
-    }
-}
-
-impl Drop for HostAddress {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["addr", "del", &format!("{}/32", self.0), "dev", "lo"])
-            .output();
-    }
-}
-
 /// The policy the deployed controller keeps for builder pods (`--builder-egress`, default
 /// `Internet`), probed from a pod labelled as a builder, with real listeners on 443: on the API
 /// server's address (where managed clusters serve it), on a pod in the cluster network (a router,
@@ -416,12 +388,7 @@ async fn the_controllers_builder_policy_keeps_builds_off_the_cluster_on_443() ->
     let outside = "198.51.100.7";
     let link_local = "169.254.77.1";
     let _addresses = (HostAddress::add(outside)?, HostAddress::add(link_local)?);
-    let listener = TcpListener::bind("0.0.0.0:443").context("binding a listener on 443")?;
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            drop(conn);
-        }
-    });
+    listen_and_close("0.0.0.0:443")?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     let (builder, other) = ("e2e-netpol-builder", "e2e-netpol-in-cluster");
     for name in [builder, other] {
@@ -437,26 +404,20 @@ async fn the_controllers_builder_policy_keeps_builds_off_the_cluster_on_443() ->
     )
     .await?;
     let image = &cluster.os_base_image;
-    pods.create(
-        &PostParams::default(),
-        &sleeper(
-            other,
-            image,
-            json!({"app": "e2e-netpol-in-cluster"}),
-            "exec httpd -f -p 443 -h /etc",
-        )?,
-    )
-    .await?;
-    pods.create(
-        &PostParams::default(),
-        &sleeper(
+    for (name, labels, command) in [
+        (other, json!({"app": other}), "exec httpd -f -p 443 -h /etc"),
+        (
             builder,
-            image,
             json!({"app.kubernetes.io/component": "builder"}),
             "sleep 3600",
-        )?,
-    )
-    .await?;
+        ),
+    ] {
+        pods.create(
+            &PostParams::default(),
+            &sleeper(name, image, labels, command)?,
+        )
+        .await?;
+    }
     let in_cluster = running_ip(&pods, other).await?;
     running_ip(&pods, builder).await?;
     let result = async {

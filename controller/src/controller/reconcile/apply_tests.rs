@@ -121,6 +121,21 @@ const EGRESS_REQUESTS: [&str; 3] = [
     "PATCH /apis/networking.k8s.io/v1/namespaces/strata-system/networkpolicies/strata-builder",
 ];
 
+/// The requests of a controller's first builder Job for build `name`: [`EGRESS_REQUESTS`] in
+/// order, then the build's objects (sorted), with `more` among them.
+fn first_job_requests(name: &str, more: &[String]) -> Vec<String> {
+    let mut objects = vec![
+        format!("PATCH {NS}/configmaps/containerfile-{name}"),
+        format!("PATCH {NS}/configmaps/environment-{name}"),
+        format!("PATCH {NS}/secrets/credentials-{name}"),
+        format!("PATCH {BUILDS}/{name}/status"),
+        "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
+    ];
+    objects.extend_from_slice(more);
+    objects.sort();
+    [EGRESS_REQUESTS.map(String::from).to_vec(), objects].concat()
+}
+
 fn context(client: Client, machine_configs: Vec<DynamicObject>) -> Context {
     context_with_pods(client, machine_configs, Vec::new())
 }
@@ -232,17 +247,7 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     // build's objects together.
     assert_eq!(
         server.requests_sorting(&[(3, 8)]),
-        [
-            EGRESS_REQUESTS.map(String::from).to_vec(),
-            vec![
-                format!("PATCH {NS}/configmaps/containerfile-{name}"),
-                format!("PATCH {NS}/configmaps/environment-{name}"),
-                format!("PATCH {NS}/secrets/credentials-{name}"),
-                format!("PATCH {BUILDS}/{name}/status"),
-                "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
-            ]
-        ]
-        .concat()
+        first_job_requests(&name, &[])
     );
 
     // Round 3: the builder pushed; the digest checks out. The build's status and the pinning
@@ -389,18 +394,7 @@ async fn strata_s_own_cache_claim_is_created_with_the_objects_until_it_exists() 
     .unwrap();
     assert_eq!(
         server.requests_sorting(&[(3, 9)]),
-        [
-            EGRESS_REQUESTS.map(String::from).to_vec(),
-            vec![
-                format!("PATCH {NS}/configmaps/containerfile-{name}"),
-                format!("PATCH {NS}/configmaps/environment-{name}"),
-                format!("PATCH {NS}/secrets/credentials-{name}"),
-                format!("PATCH {BUILDS}/{name}/status"),
-                creates_claim.clone(),
-                "POST /apis/batch/v1/namespaces/strata-system/jobs".to_string(),
-            ]
-        ]
-        .concat()
+        first_job_requests(&name, std::slice::from_ref(&creates_claim))
     );
     // Once the cache holds it, the next build's objects leave it alone.
     let o = round(true);
