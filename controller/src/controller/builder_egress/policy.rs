@@ -142,65 +142,10 @@ pub struct EgressInputs {
 /// and port; and in [`BuilderEgress::Internet`] mode [`INTERNET_PORTS`] anywhere but the
 /// cluster's networks, the API server's addresses and link-local addresses. No ingress.
 pub fn policy(namespace: &str, mode: BuilderEgress, inputs: &EgressInputs) -> NetworkPolicy {
-    let mut egress = vec![NetworkPolicyEgressRule {
-        ports: Some(
-            [("UDP", 53), ("TCP", 53), ("UDP", 5353), ("TCP", 5353)]
-                .into_iter()
-                .map(|(protocol, port)| tcp_or_udp(protocol, port))
-                .collect(),
-        ),
-        to: None,
-    }];
-    let mut by_port: BTreeMap<u16, Vec<NetworkPolicyPeer>> = BTreeMap::new();
-    for (peer, port) in inputs.reached.keys() {
-        by_port.entry(*port).or_default().push(match peer {
-            Peer::Address(ip) => ip_block(&host_cidr(*ip), vec![]),
-            Peer::Namespace(namespace) => NetworkPolicyPeer {
-                namespace_selector: Some(LabelSelector {
-                    match_labels: Some(BTreeMap::from([(
-                        "kubernetes.io/metadata.name".to_string(),
-                        namespace.clone(),
-                    )])),
-                    ..LabelSelector::default()
-                }),
-                ..NetworkPolicyPeer::default()
-            },
-        });
-    }
-    egress.extend(
-        by_port
-            .into_iter()
-            .map(|(port, to)| NetworkPolicyEgressRule {
-                ports: Some(vec![tcp_or_udp("TCP", port)]),
-                to: Some(to),
-            }),
-    );
+    let mut egress = vec![dns_rule()];
+    egress.extend(destination_rules(inputs));
     if mode == BuilderEgress::Internet {
-        let mut except: Vec<String> = inputs
-            .cluster_networks
-            .iter()
-            .filter(|c| !c.contains(':'))
-            .cloned()
-            .chain(
-                inputs
-                    .api_servers
-                    .iter()
-                    .filter(|ip| ip.is_ipv4())
-                    .map(|ip| host_cidr(*ip)),
-            )
-            .collect();
-        except.push(LINK_LOCAL.to_string());
-        except.sort();
-        except.dedup();
-        egress.push(NetworkPolicyEgressRule {
-            ports: Some(
-                INTERNET_PORTS
-                    .iter()
-                    .map(|p| tcp_or_udp("TCP", *p))
-                    .collect(),
-            ),
-            to: Some(vec![ip_block("0.0.0.0/0", except)]),
-        });
+        egress.push(internet_rule(inputs));
     }
     NetworkPolicy {
         metadata: ObjectMeta {
@@ -224,6 +169,76 @@ pub fn policy(namespace: &str, mode: BuilderEgress, inputs: &EgressInputs) -> Ne
             ingress: Some(vec![]),
             egress: Some(egress),
         }),
+    }
+}
+
+/// DNS, anywhere (the cluster's resolver, or the node's).
+fn dns_rule() -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        ports: Some(
+            [("UDP", 53), ("TCP", 53), ("UDP", 5353), ("TCP", 5353)]
+                .into_iter()
+                .map(|(protocol, port)| tcp_or_udp(protocol, port))
+                .collect(),
+        ),
+        to: None,
+    }
+}
+
+/// One rule per port: the destinations reached on it.
+fn destination_rules(inputs: &EgressInputs) -> Vec<NetworkPolicyEgressRule> {
+    let mut by_port: BTreeMap<u16, Vec<NetworkPolicyPeer>> = BTreeMap::new();
+    for (peer, port) in inputs.reached.keys() {
+        by_port.entry(*port).or_default().push(match peer {
+            Peer::Address(ip) => ip_block(&host_cidr(*ip), vec![]),
+            Peer::Namespace(namespace) => NetworkPolicyPeer {
+                namespace_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        "kubernetes.io/metadata.name".to_string(),
+                        namespace.clone(),
+                    )])),
+                    ..LabelSelector::default()
+                }),
+                ..NetworkPolicyPeer::default()
+            },
+        });
+    }
+    by_port
+        .into_iter()
+        .map(|(port, to)| NetworkPolicyEgressRule {
+            ports: Some(vec![tcp_or_udp("TCP", port)]),
+            to: Some(to),
+        })
+        .collect()
+}
+
+/// [`INTERNET_PORTS`] anywhere but the cluster's networks, the API server's addresses and
+/// link-local addresses (IPv4: the rule's `0.0.0.0/0` cannot except IPv6 ones).
+fn internet_rule(inputs: &EgressInputs) -> NetworkPolicyEgressRule {
+    let mut except: Vec<String> = inputs
+        .cluster_networks
+        .iter()
+        .filter(|c| !c.contains(':'))
+        .cloned()
+        .chain(
+            inputs
+                .api_servers
+                .iter()
+                .filter(|ip| ip.is_ipv4())
+                .map(|ip| host_cidr(*ip)),
+        )
+        .collect();
+    except.push(LINK_LOCAL.to_string());
+    except.sort();
+    except.dedup();
+    NetworkPolicyEgressRule {
+        ports: Some(
+            INTERNET_PORTS
+                .iter()
+                .map(|p| tcp_or_udp("TCP", *p))
+                .collect(),
+        ),
+        to: Some(vec![ip_block("0.0.0.0/0", except)]),
     }
 }
 
