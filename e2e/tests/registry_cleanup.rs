@@ -16,7 +16,7 @@ use kube::api::Api;
 use strata_crds::MachineOSBuild;
 use strata_e2e::deployed::{
     apply_config, create_pool, create_push_secret, current_build, delete_config, delete_pool,
-    expect_event, machine_os_config, manifest_status, pinned_by, pools,
+    expect_event, machine_configs, machine_os_config, manifest_status, pinned_by, pools,
 };
 use strata_e2e::measure::deploy::{DeployOptions, deploy};
 use strata_e2e::util::wait_for;
@@ -96,19 +96,31 @@ async fn check(cluster: &Cluster, client: &kube::Client) -> Result<()> {
     // The config deleted: its builds go, and the kept build's image with them; the pinned image
     // stays (the pool's machine runs it until the pool rolled back to the stock image). Once the
     // pool runs the pin: an image the machines still run or move to at deletion stays for good.
+    // Updated to the rendered config that carries the pin: a pool Updated on the config before
+    // (the render controller not yet past the third pin) still moves to it, and the second image
+    // would be kept as one the machines run (seen once in CI at 82661d4).
     wait_for(
         &format!("pool {POOL} updated to its pin"),
         Duration::from_secs(120),
         || async {
             let pool = pools(client).get(POOL).await?;
-            let target = &pool.data["spec"]["configuration"]["name"];
+            let target = pool.data["spec"]["configuration"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             let updated = pool.data["status"]["conditions"]
                 .as_array()
                 .is_some_and(|cs| {
                     cs.iter()
                         .any(|c| c["type"] == "Updated" && c["status"] == "True")
                 });
-            Ok((updated && pool.data["status"]["configuration"]["name"] == *target).then_some(()))
+            let rendered = machine_configs(client).get_opt(&target).await?;
+            let renders_pin = rendered
+                .is_some_and(|mc| mc.data["spec"]["osImageURL"].as_str() == Some(pinned.as_str()));
+            Ok((updated
+                && renders_pin
+                && pool.data["status"]["configuration"]["name"].as_str() == Some(target.as_str()))
+            .then_some(()))
         },
     )
     .await?;
