@@ -90,16 +90,23 @@ impl Keeper {
         if state.applied.as_ref() == Some(&desired) {
             return Ok(());
         }
-        Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ctx.settings.namespace)
-            .patch(
-                NAME,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&desired),
-            )
-            .await
-            .map_err(
-                Write::ApplyNetworkPolicy.failed(format!("{}/{NAME}", ctx.settings.namespace)),
-            )?;
+        let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ctx.settings.namespace);
+        // A new leader finds the policy its predecessor applied: no write when it is the same
+        // (a resync writes nothing).
+        if state.applied.is_none()
+            && let Ok(Some(existing)) = api.get_opt(NAME).await
+            && same_policy(&existing, &desired)
+        {
+            state.applied = Some(desired);
+            return Ok(());
+        }
+        api.patch(
+            NAME,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map_err(Write::ApplyNetworkPolicy.failed(format!("{}/{NAME}", ctx.settings.namespace)))?;
         tracing::info!(
             destinations = ?inputs.reached.values().flatten().collect::<BTreeSet<_>>(),
             api_servers = ?inputs.api_servers,
@@ -109,6 +116,12 @@ impl Keeper {
         state.applied = Some(desired);
         Ok(())
     }
+}
+
+/// Whether the stored policy `existing` is `desired`: its spec and Strata's label.
+fn same_policy(existing: &NetworkPolicy, desired: &NetworkPolicy) -> bool {
+    existing.spec == desired.spec
+        && strata_crds::contract::labels::managed_by_strata(&existing.metadata)
 }
 
 /// Every destination of the builds the controller knows of now.

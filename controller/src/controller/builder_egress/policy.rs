@@ -166,7 +166,8 @@ pub fn policy(namespace: &str, mode: BuilderEgress, inputs: &EgressInputs) -> Ne
                 ..LabelSelector::default()
             }),
             policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
-            ingress: Some(vec![]),
+            // No rule: no ingress (an empty list would not round-trip: the API server drops it).
+            ingress: None,
             egress: Some(egress),
         }),
     }

@@ -195,3 +195,19 @@ fn openshift_network_config_names_pod_and_service_networks() {
     );
     assert!(openshift_networks(&json!({})).is_empty());
 }
+
+#[test]
+fn a_stored_policy_with_the_same_spec_and_label_is_not_applied_again() {
+    let desired = policy("strata-system", BuilderEgress::Internet, &inputs());
+    let mut stored = desired.clone();
+    stored.metadata.resource_version = Some("42".into());
+    stored.metadata.uid = Some("u".into());
+    assert!(super::same_policy(&stored, &desired));
+    // Applied by hand, without Strata's label: taken over.
+    let mut by_hand = stored.clone();
+    by_hand.metadata.labels = None;
+    assert!(!super::same_policy(&by_hand, &desired));
+    // Another spec (the old shipped policy's, say): applied.
+    let other = policy("strata-system", BuilderEgress::Registries, &inputs());
+    assert!(!super::same_policy(&other, &desired));
+}

@@ -114,10 +114,11 @@ impl ApiServer {
 }
 
 /// What the first builder Job of a controller sends before it: the API server's EndpointSlice and
-/// OpenShift's Network config read, NetworkPolicy `strata-builder` applied.
-const EGRESS_REQUESTS: [&str; 3] = [
+/// OpenShift's Network config read, NetworkPolicy `strata-builder` read (none here) and applied.
+const EGRESS_REQUESTS: [&str; 4] = [
     "GET /apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes",
     "GET /apis/config.openshift.io/v1/networks/cluster",
+    "GET /apis/networking.k8s.io/v1/namespaces/strata-system/networkpolicies/strata-builder",
     "PATCH /apis/networking.k8s.io/v1/namespaces/strata-system/networkpolicies/strata-builder",
 ];
 
@@ -246,7 +247,7 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     // The builders' NetworkPolicy first (the cluster's addresses read, then applied), then the
     // build's objects together.
     assert_eq!(
-        server.requests_sorting(&[(3, 8)]),
+        server.requests_sorting(&[(4, 9)]),
         first_job_requests(&name, &[])
     );
 
@@ -393,7 +394,7 @@ async fn strata_s_own_cache_claim_is_created_with_the_objects_until_it_exists() 
     .await
     .unwrap();
     assert_eq!(
-        server.requests_sorting(&[(3, 9)]),
+        server.requests_sorting(&[(4, 10)]),
         first_job_requests(&name, std::slice::from_ref(&creates_claim))
     );
     // Once the cache holds it, the next build's objects leave it alone.
