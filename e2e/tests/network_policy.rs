@@ -157,11 +157,18 @@ fn assert_blocked(
     Ok(())
 }
 
-fn agent_log_tail(cluster: &Cluster) -> String {
+/// The agent's last log lines, when a test's `result` is a failure.
+fn print_agent_log_on_failure(cluster: &Cluster, result: &Result<()>) {
+    if result.is_ok() {
+        return;
+    }
     let log = std::fs::read_to_string(cluster.dir.join("logs/kube-network-policies.log"))
         .unwrap_or_default();
     let lines: Vec<&str> = log.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
+    eprintln!(
+        "kube-network-policies log tail:\n{}",
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    );
 }
 
 #[tokio::test]
@@ -259,12 +266,7 @@ async fn egress_policy_allows_only_dns_and_the_registry_port() -> Result<()> {
         Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!(
-            "kube-network-policies log tail:\n{}",
-            agent_log_tail(cluster)
-        );
-    }
+    print_agent_log_on_failure(cluster, &result);
     delete_namespace(&client, &ns).await;
     result
 }
@@ -340,12 +342,7 @@ async fn ingress_policy_admits_only_labelled_pods() -> Result<()> {
         Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!(
-            "kube-network-policies log tail:\n{}",
-            agent_log_tail(cluster)
-        );
-    }
+    print_agent_log_on_failure(cluster, &result);
     delete_namespace(&client, &ns).await;
     result
 }
@@ -461,12 +458,7 @@ async fn the_controllers_builder_policy_keeps_builds_off_the_cluster_on_443() ->
         Ok(())
     }
     .await;
-    if result.is_err() {
-        eprintln!(
-            "kube-network-policies log tail:\n{}",
-            agent_log_tail(cluster)
-        );
-    }
+    print_agent_log_on_failure(cluster, &result);
     for name in [builder, other] {
         let _ = pods.delete(name, &Default::default()).await;
     }

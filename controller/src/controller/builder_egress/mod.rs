@@ -3,7 +3,8 @@
 //! the proxy) nor what they must not reach on the ports registries use (the API server where it
 //! listens on 443, the cluster's pods and Services). The controller knows both: it applies the
 //! policy when it starts leading, before every builder Job it makes (a new registry is reachable
-//! before its first build), and every [`REFRESH`] (the addresses behind names change).
+//! before its first build), and every [`REFRESH`] (the addresses behind names change; a policy
+//! edited or deleted by hand is put back).
 
 mod policy;
 #[cfg(test)]
@@ -49,7 +50,9 @@ struct KeeperState {
 }
 
 impl Keeper {
-    /// Applies the policy if it changed; `fresh` reads and resolves everything again.
+    /// Applies the policy if it changed. `fresh` (every [`REFRESH`]) reads and resolves
+    /// everything again and compares with the stored policy too, so one edited or deleted by
+    /// hand is put back.
     pub async fn ensure(&self, ctx: &Context, fresh: bool) -> Result<(), Error> {
         let mode = ctx.settings.builder_network.egress;
         if mode == BuilderEgress::Unmanaged {
@@ -67,34 +70,34 @@ impl Keeper {
             inputs.api_servers = api_servers.clone();
             inputs.cluster_networks = networks.clone();
         }
-        for destination in wanted(ctx) {
-            let peers = match state.resolved.get(&destination) {
-                Some((at, peers)) if !stale(*at) => peers.clone(),
-                _ => {
-                    let peers = resolve(&destination).await;
-                    state
-                        .resolved
-                        .insert(destination.clone(), (now, peers.clone()));
-                    peers
-                }
-            };
+        let wanted = wanted(ctx);
+        // Names no build uses any more are forgotten; stale ones are resolved all at once.
+        state.resolved.retain(|d, _| wanted.contains(d));
+        let unresolved: Vec<&Destination> = wanted
+            .iter()
+            .filter(|d| state.resolved.get(*d).is_none_or(|(at, _)| stale(*at)))
+            .collect();
+        let peers = futures::future::join_all(unresolved.iter().map(|d| resolve(d))).await;
+        for (destination, peers) in unresolved.into_iter().zip(peers) {
+            state.resolved.insert(destination.clone(), (now, peers));
+        }
+        for (destination, (_, peers)) in &state.resolved {
             for peer in peers {
                 inputs
                     .reached
-                    .entry((peer, destination.port))
+                    .entry((peer.clone(), destination.port))
                     .or_default()
                     .insert(destination.host.clone());
             }
         }
         let desired = policy(&ctx.settings.namespace, mode, &inputs);
-        if state.applied.as_ref() == Some(&desired) {
+        if !fresh && state.applied.as_ref() == Some(&desired) {
             return Ok(());
         }
         let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &ctx.settings.namespace);
-        // A new leader finds the policy its predecessor applied: no write when it is the same
-        // (a resync writes nothing).
-        if state.applied.is_none()
-            && let Ok(Some(existing)) = api.get_opt(NAME).await
+        // The stored policy (a new leader's predecessor's, or this one's): no write when it is
+        // the same, so a resync writes nothing.
+        if let Ok(Some(existing)) = api.get_opt(NAME).await
             && same_policy(&existing, &desired)
         {
             state.applied = Some(desired);

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use strata_crds::contract::labels;
 
-use crate::controller::environment::Environment;
+use crate::controller::environment::{Environment, split_host_port};
 use crate::controller::settings::BuilderEgress;
 
 /// The NetworkPolicy's name.
@@ -34,21 +34,11 @@ pub struct Destination {
 impl Destination {
     /// `host[:port]` (a registry's domain, `[v6]:port` too), `port` when it names none.
     pub fn parse(address: &str, default_port: u16) -> Option<Self> {
-        let address = address.trim();
-        if address.is_empty() {
-            return None;
-        }
-        if let Ok(socket) = std::net::SocketAddr::from_str(address) {
-            return Some(Self {
-                host: socket.ip().to_string(),
-                port: socket.port(),
-            });
-        }
-        let (host, port) = match address.rsplit_once(':') {
-            Some((host, port)) if !host.contains(':') => (host, port.parse().ok()?),
-            _ => (address, default_port),
+        let (host, port) = split_host_port(address.trim());
+        let port = match port {
+            Some(port) => port.parse().ok()?,
+            None => default_port,
         };
-        let host = host.trim_start_matches('[').trim_end_matches(']');
         (!host.is_empty()).then(|| Self {
             host: host.to_string(),
             port,

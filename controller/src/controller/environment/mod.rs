@@ -436,7 +436,7 @@ impl Environment {
 }
 
 /// `host` and `port` of `host[:port]` (IPv6 addresses in brackets).
-fn split_host_port(address: &str) -> (&str, Option<&str>) {
+pub(crate) fn split_host_port(address: &str) -> (&str, Option<&str>) {
     if let Some(rest) = address.strip_prefix('[') {
         return match rest.split_once(']') {
             Some((host, tail)) => (host, tail.strip_prefix(':')),
