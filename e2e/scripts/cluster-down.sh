@@ -55,6 +55,7 @@ if [[ -f "$D/admin.kubeconfig" && -x "$KUBECTL" ]]; then
   mapfile -t PV_DIRS < <("$KUBECTL" --kubeconfig "$D/admin.kubeconfig" --request-timeout=10s get pv \
     -o jsonpath='{range .items[*]}{.spec.hostPath.path}{"\n"}{end}' 2>/dev/null | grep '^/tmp/hostpath_pv/.' || true)
 fi
+"$HERE/second-node.sh" down "$D" || log "WARNING: could not stop the second node"
 stop kubelet 15
 # 2. whatever is left in containerd: kill tasks, remove containers (remember their netns)
 NETNS=()
@@ -102,12 +103,7 @@ if [[ -n "$CIDR_PREFIX" ]]; then
 fi
 # 5. CNI leftovers: bridge (+ veths), host-local IPs, cached results, masquerade rules
 ip link del "$BRIDGE" 2>/dev/null && log "removed bridge $BRIDGE" || true
-rm -rf "/var/lib/cni/networks/$CNI_NET"
-{ grep -l "\"$CNI_NET\"" /var/lib/cni/results/* 2>/dev/null || true; } | xargs -r rm -f
-for tbl in nat; do
-  { iptables -t "$tbl" -S POSTROUTING 2>/dev/null || true; } | { grep -- "name: \"$CNI_NET\"" || true; } | sed 's/^-A/-D/' |
-    while read -r rule; do eval "iptables -t $tbl $rule" 2>/dev/null || true; done
-done
+cni_remove_state "$CNI_NET"
 # 6. kubelet cgroups (cgroupfs driver, v1 hierarchies and unified): first kill anything still in them
 #    (container processes orphaned when containerd or its shims died without cleaning up)
 for _ in 1 2 3; do

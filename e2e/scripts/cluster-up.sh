@@ -281,6 +281,15 @@ wait_for "kube-network-policies /metrics" 10 kube-network-policies curl -sf "htt
 "$HERE/netpol-divert.sh" add "$POD_CIDR" "$NETPOL_QUEUE" "$NP"
 log "NetworkPolicy enforcement on (kube-network-policies, queue $NETPOL_QUEUE, mangle/STRATA-NETPOL)"
 
+# --- the second node (e2e/scripts/second-node.sh): a kubelet and containerd in a network namespace
+#     of their own, tainted so that only the tests that ask for it place pods there
+SECOND_NODE_ENV=""
+if [[ "${STRATA_SECOND_NODE:-1}" == 1 ]]; then
+  SECOND_NODE_ENV=$(D="$D" NODE_IP="$NODE_IP" KUBECONFIG="$KUBECONFIG" PAUSE_TAR="$PAUSE_TAR" \
+    NETPOL_BIN="$NETPOL_BIN" NETPOL_QUEUE="$NETPOL_QUEUE" API_PORT="$AP" "$HERE/second-node.sh" up)
+  eval "$SECOND_NODE_ENV"  # STRATA_E2E_SECOND_NODE_NETWORKS: its pod network and address
+fi
+
 # --- a default StorageClass, as every OpenShift install has one --------------------------------
 # Upstream's development provisioner (kube-controller-manager --enable-hostpath-provisioner): a
 # claim becomes a directory /tmp/hostpath_pv/<uuid> on this node, removed with the claim;
@@ -345,12 +354,13 @@ export STRATA_PACKAGE_REPO=$STRATA_PACKAGE_REPO
 export STRATA_BUILDER_IMAGE=${STRATA_BUILDER_IMAGE:-}
 export STRATA_E2E_NODE_IP=$NODE_IP
 export STRATA_E2E_APISERVER=https://$NODE_IP:$AP
-export STRATA_E2E_CLUSTER_NETWORKS=$POD_CIDR,$SVC_CIDR
+export STRATA_E2E_CLUSTER_NETWORKS=$POD_CIDR,$SVC_CIDR${STRATA_E2E_SECOND_NODE_NETWORKS:+,$STRATA_E2E_SECOND_NODE_NETWORKS}
 export STRATA_E2E_DIR=$D
 export STRATA_E2E_NETPOL=kube-network-policies
 export STRATA_E2E_NETPOL_METRICS=http://127.0.0.1:$NPP/metrics
 export STRATA_E2E_MACHINES=$( ((MACHINES > 0)) && echo "$D/machines/machines.tsv")
 $(cat "$D/openshift-env/env")
+$SECOND_NODE_ENV
 ENV
 mv "$STATE/env.tmp" "$STATE/env"
 UP_OK=1

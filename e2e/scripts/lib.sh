@@ -80,3 +80,18 @@ name_release_base() {
   kubectl -n openshift-machine-config-operator patch configmap machine-config-osimageurl \
     --type merge -p "{\"data\":{\"baseOSContainerImage\":\"$1\"}}" >/dev/null
 }
+
+# cni_remove_state <network>: what the bridge plugin leaves on the host for CNI network <network>
+# when its pods were not torn down: host-local addresses, cached results, and the masquerade rules
+# (a jump per pod in nat/POSTROUTING, its comment `name: "<network>" id: …`, to a chain of its own).
+cni_remove_state() {
+  local net=$1 rule chain
+  rm -rf "/var/lib/cni/networks/$net"
+  { grep -l "\"$net\"" /var/lib/cni/results/* 2>/dev/null || true; } | xargs -r rm -f
+  # iptables -S prints the comment's quotes escaped: --comment "name: \"<network>\" id: \"…\""
+  while read -r rule; do
+    chain=${rule##*-j }
+    eval "ipt -t nat ${rule/#-A/-D}" 2>/dev/null || true
+    ipt -t nat -F "$chain" 2>/dev/null && ipt -t nat -X "$chain" 2>/dev/null || true
+  done < <(ipt -t nat -S POSTROUTING 2>/dev/null | grep -F -- "name: \\\"$net\\\" " || true)
+}

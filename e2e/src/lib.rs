@@ -65,6 +65,9 @@ pub struct Cluster {
     pub dir: PathBuf,
     /// The table of the pool's machines (`machines.sh`), when it started with some.
     pub machines: Option<PathBuf>,
+    /// The second node (`second-node.sh`), when the cluster started with one: its name and the
+    /// key of its `NoSchedule` taint (and label).
+    pub second_node: Option<(String, String)>,
     /// Whether this process started the cluster (and will stop it at exit).
     pub owned: bool,
     /// The OpenShift environment around it: release/internal/mirror registries, proxy, HTTPS
@@ -298,6 +301,11 @@ impl Cluster {
                 .get("STRATA_E2E_MACHINES")
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            second_node: env
+                .get("STRATA_E2E_SECOND_NODE")
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .zip(env.get("STRATA_E2E_SECOND_NODE_TAINT").cloned()),
             owned,
             openshift: OpenShiftEnv {
                 release_registry: get("STRATA_RELEASE_REGISTRY")?,

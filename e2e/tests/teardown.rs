@@ -127,6 +127,47 @@ fn openshift_env_rules() -> Result<Vec<String>> {
         .collect())
 }
 
+/// What the second node (`second-node.sh`) leaves on the host besides its processes and network
+/// namespace: its veth's host end, the route to its pod network, its cgroups, its CNI state.
+fn second_node_state() -> Vec<String> {
+    let mut found = Vec::new();
+    if Path::new("/sys/class/net/strata-n2h").exists() {
+        found.push("link strata-n2h".to_string());
+    }
+    let routes = Command::new("ip")
+        .args(["-4", "route", "show", "10.244.1.0/24"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if !routes.is_empty() {
+        found.push(format!("route {routes}"));
+    }
+    for h in ["memory", "cpu", "pids", "unified"] {
+        let cgroup = Path::new("/sys/fs/cgroup").join(h).join("strata-node-2");
+        if cgroup.exists() {
+            found.push(format!("cgroup {}", cgroup.display()));
+        }
+    }
+    if Path::new("/var/lib/cni/networks/strata-e2e-2").exists() {
+        found.push("host-local IPAM state of strata-e2e-2".to_string());
+    }
+    found
+}
+
+/// The masquerade rules the CNI bridge plugin adds per pod (`name: "strata-e2e…"` comments).
+fn cni_masquerade_rules() -> Result<Vec<String>> {
+    let out = Command::new("iptables")
+        .args(["-w", "10", "-t", "nat", "-S", "POSTROUTING"])
+        .output()
+        .context("running iptables -t nat -S")?;
+    ensure!(out.status.success(), "iptables -t nat -S failed: {out:?}");
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(r#"name: \"strata-e2e"#))
+        .map(str::to_string)
+        .collect())
+}
+
 fn netns() -> Vec<String> {
     std::fs::read_dir("/run/netns")
         .map(|d| {
@@ -236,6 +277,36 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
             "--timeout=120s",
         ])
         .status()?;
+    // And one on the second node (its own containerd, bridge and pod network).
+    let second = cluster
+        .second_node
+        .clone()
+        .context("the cluster has no second node")?;
+    let overrides = format!(
+        r#"{{"spec": {{"nodeName": "{}", "tolerations": [{{"key": "{}", "operator": "Exists"}}]}}}}"#,
+        second.0, second.1
+    );
+    let st2 = cluster
+        .kubectl()
+        .args([
+            "run",
+            "sleeper-2",
+            "--image",
+            &cluster.os_base_image,
+            "--restart=Never",
+        ])
+        .args(["--overrides", &overrides, "--", "sleep", "3600"])
+        .status()?;
+    ensure!(st2.success(), "kubectl run on the second node failed");
+    let st2 = cluster
+        .kubectl()
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "pod/sleeper-2",
+            "--timeout=120s",
+        ])
+        .status()?;
     // A claim of the default StorageClass: its volume is a directory under /tmp/hostpath_pv.
     let claim = claim_volume_dir(&cluster)?;
     ensure!(
@@ -249,9 +320,30 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     let before_netfilter = netpol_netfilter_state();
     let before_osenv = openshift_env_rules();
     let before_machines = machine_links();
+    let before_second = second_node_state();
+    let before_masquerade = cni_masquerade_rules()?;
     let down = run("cluster-down.sh");
     ensure!(st.success(), "pod sleeper never became Ready");
+    ensure!(
+        st2.success(),
+        "pod sleeper-2 never became Ready on the second node"
+    );
     down?;
+    ensure!(
+        before_second.len() >= 4 && !before_masquerade.is_empty(),
+        "expected the second node's link, route, cgroups and CNI state, and the masquerade rule \
+         of the first node's pod, before teardown: {before_second:?} {before_masquerade:?}"
+    );
+    let second_left = second_node_state();
+    ensure!(
+        second_left.is_empty(),
+        "the second node left behind: {second_left:?}"
+    );
+    let masquerade_left = cni_masquerade_rules()?;
+    ensure!(
+        masquerade_left.is_empty(),
+        "the pods' masquerade rules left behind: {masquerade_left:?}"
+    );
     let before_netfilter = before_netfilter?;
     ensure!(
         before_procs.len() >= 6,
