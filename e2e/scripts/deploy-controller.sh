@@ -28,7 +28,10 @@ STRATA_IMAGES_OUT="$STATE/controller-images.env" "$HERE/build-images.sh" --push 
 BUILDER=$(sed -n 's/^STRATA_BUILDER_IMAGE=//p' "$STATE/controller-images.env")
 [[ -n "$BUILDER" ]] || { echo "deploy-controller: no builder image was built (is STRATA_BIN set?)" >&2; exit 1; }
 ARGS="[controller"
-for a in ${STRATA_CONTROLLER_ARGS:-}; do ARGS+=", \"$a\""; done
+# each a YAML double-quoted string: its backslashes and quotes escaped (JSON values, e.g.
+# --builder-tolerations=[{"key":…}])
+read -ra EXTRA_ARGS <<< "${STRATA_CONTROLLER_ARGS:-}"  # split on spaces, no globbing
+for a in "${EXTRA_ARGS[@]}"; do a=${a//\\/\\\\}; ARGS+=", \"${a//\"/\\\"}\""; done
 ARGS+="]"
 
 DEPLOY="$STATE/deploy"

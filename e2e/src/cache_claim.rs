@@ -1,6 +1,8 @@
 //! A cache claim for the controller's `--cache-claim`: a PersistentVolumeClaim in the controller's
 //! namespace bound to a hostPath PersistentVolume of its own (a directory on the node). The local
-//! cluster has no volume provisioner; the builders see an ordinary ReadWriteOnce claim.
+//! cluster's hostPath provisioner is not used; the builders see an ordinary ReadWriteOnce claim.
+//! [`create_on_node`] makes it a node's local volume (as LVMS or a local-storage class offer): the
+//! scheduler places every pod that mounts it on that node.
 
 use std::path::Path;
 use std::time::Duration;
@@ -18,9 +20,19 @@ const MANAGER: &str = "strata-e2e";
 /// Creates the empty directory `dir`, the PersistentVolume `name` on it and the claim `name`
 /// bound to it; waits until the claim is bound.
 pub async fn create(client: &kube::Client, name: &str, dir: &Path) -> Result<()> {
+    create_on_node(client, name, dir, None).await
+}
+
+/// [`create`], the volume bound to `node` (its `nodeAffinity`) when one is given.
+pub async fn create_on_node(
+    client: &kube::Client,
+    name: &str,
+    dir: &Path,
+    node: Option<&str>,
+) -> Result<()> {
     remove(client, name, dir).await;
     std::fs::create_dir_all(dir)?;
-    let pv = json!({
+    let mut pv = json!({
         "apiVersion": "v1", "kind": "PersistentVolume",
         "metadata": {"name": name},
         "spec": {
@@ -32,6 +44,10 @@ pub async fn create(client: &kube::Client, name: &str, dir: &Path) -> Result<()>
             "claimRef": {"namespace": NAMESPACE, "name": name},
         },
     });
+    if let Some(node) = node {
+        pv["spec"]["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": [{"matchExpressions":
+            [{"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}});
+    }
     let apply = PatchParams::apply(MANAGER).force();
     Api::<PersistentVolume>::all(client.clone())
         .patch(name, &apply, &Patch::Apply(&pv))

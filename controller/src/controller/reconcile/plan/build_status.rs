@@ -2,7 +2,7 @@
 //! purely) and the status that follows.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use strata_crds::contract::{PhaseTiming, TerminationMessage, builder_pod};
@@ -117,9 +117,13 @@ fn success_message(ended: &[Ended]) -> Option<TerminationMessage> {
         .find(|m| matches!(m, TerminationMessage::Success { .. }))
 }
 
-/// The waiting reason of a builder container that is stuck, in a pod still running.
+/// The waiting reason of a builder container that is stuck, in a pod still running; else the
+/// scheduler's reason when no node can take a pod (its node selector, a taint, the cache claim's
+/// node, requests no node has room for): it may fit later, but the operator should know why it
+/// waits.
 fn stuck(pods: &[&Pod]) -> Option<Waiting> {
-    pods.iter()
+    let live: Vec<_> = pods
+        .iter()
         .filter(|p| {
             p.status
                 .as_ref()
@@ -127,6 +131,29 @@ fn stuck(pods: &[&Pod]) -> Option<Waiting> {
                 .is_none_or(|phase| phase == "Pending" || phase == "Running")
         })
         .filter_map(|p| p.status.as_ref())
+        .collect();
+    container_stuck(&live).or_else(|| unschedulable(&live))
+}
+
+/// The reason the scheduler gives for not placing a pod.
+const UNSCHEDULABLE: &str = "Unschedulable";
+
+fn unschedulable(live: &[&PodStatus]) -> Option<Waiting> {
+    live.iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .find(|c| {
+            c.type_ == "PodScheduled"
+                && c.status == "False"
+                && c.reason.as_deref() == Some(UNSCHEDULABLE)
+        })
+        .map(|c| Waiting {
+            reason: UNSCHEDULABLE.into(),
+            message: c.message.clone().unwrap_or_default(),
+        })
+}
+
+fn container_stuck(live: &[&PodStatus]) -> Option<Waiting> {
+    live.iter()
         .flat_map(|s| {
             let init = s.init_container_statuses.iter().flatten();
             init.chain(s.container_statuses.iter().flatten())
@@ -945,5 +972,42 @@ mod tests {
             job_observation(Some(&job(None)), &[&p]),
             JobObservation::Running { .. }
         ));
+    }
+
+    #[test]
+    fn a_pod_no_node_can_take_is_waiting_with_the_schedulers_reason() {
+        let message = "0/2 nodes are available: 1 node(s) didn't match PersistentVolume's node affinity, 1 node(s) didn't match Pod's node affinity/selector.";
+        let pending = |reason: &str, waiting: Option<&str>| -> Pod {
+            let containers: Vec<Value> = waiting
+                .map(|r| {
+                    json!({"name": "push", "image": "b", "imageID": "", "ready": false,
+                    "restartCount": 0, "state": {"waiting": {"reason": r, "message": "m"}}})
+                })
+                .into_iter()
+                .collect();
+            serde_json::from_value(json!({"status": {"phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "False", "reason": reason,
+                    "message": message}],
+                "containerStatuses": containers}}))
+            .unwrap()
+        };
+        let waiting = |p: &Pod| match job_observation(Some(&job(None)), &[p]) {
+            JobObservation::Running { waiting, .. } => waiting,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            waiting(&pending("Unschedulable", None)),
+            Some(Waiting {
+                reason: "Unschedulable".into(),
+                message: message.into()
+            })
+        );
+        // Not yet tried by the scheduler, or gated: nothing to say yet.
+        assert_eq!(waiting(&pending("SchedulingGated", None)), None);
+        // A container's own reason says more than the scheduler's (a pod placed before).
+        assert_eq!(
+            waiting(&pending("Unschedulable", Some("ImagePullBackOff"))).map(|w| w.reason),
+            Some("ImagePullBackOff".into())
+        );
     }
 }

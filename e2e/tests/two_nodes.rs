@@ -1,0 +1,243 @@
+//! Builds on a cluster of two nodes (the local cluster's second node, `second-node.sh`: its own
+//! kubelet, containerd and network namespace, tainted `e2e.strata.dev/second-node`). The
+//! controller is redeployed with `--builder-tolerations` for that taint and:
+//! - `--builder-node-selector` naming the second node: a build runs there (pulls the builder image
+//!   into that node's containerd, pushes from its pod network) and pins its pool; redeployed naming
+//!   the first node, the next pool's build runs there while the first still runs on the second;
+//!   both pin. Strata's own claim (the hostPath provisioner's) is mounted by both nodes at once: on
+//!   this one host it is one directory, where an attachable ReadWriteOnce volume would make the
+//!   second pod wait for the first (docs/reference.md, the cache claim);
+//! - an administrator's claim bound to the first node (a volume with node affinity, as a
+//!   local-storage class makes) with the selector naming the second: the builder pod cannot be
+//!   scheduled, and the MachineOSConfig says so (Building, `BuilderCannotStart`, the scheduler's
+//!   message), with an Event and `strata_build_waiting{reason="Unschedulable"}`; the pool is not
+//!   touched;
+//! - the runbook's way out (docs/runbooks/StrataBuilderCannotStart.md): redeployed with that claim
+//!   and no selector, the waiting MachineOSBuild deleted: Strata makes it again, the scheduler
+//!   places it on the claim's node, and it pins.
+//!
+//! Redeploys the controller, so it is a test binary of its own.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::Api;
+use strata_crds::{BuildPhase, MachineOSBuild};
+use strata_e2e::cache_claim;
+use strata_e2e::deployed::{
+    apply_config, create_pool, create_push_secret, current_build, delete_config, delete_pool,
+    expect_event, leader_metrics, machine_configs, machine_os_config, pinned_by,
+    running_builder_pod, wait_for_condition,
+};
+use strata_e2e::measure::deploy::{DeployOptions, deploy};
+use strata_e2e::{Cluster, needs, skip};
+
+const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
+const PUSH_SECRET: &str = "e2e-nodes-push";
+const CLAIM: &str = "e2e-node-local";
+const POOLS: [&str; 3] = ["e2e-nodes-a", "e2e-nodes-b", "e2e-nodes-c"];
+
+#[tokio::test]
+async fn builds_run_on_the_nodes_they_are_sent_to() -> Result<()> {
+    let test = "builds_run_on_the_nodes_they_are_sent_to";
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let Some((second, taint)) = cluster.second_node.clone() else {
+        skip(
+            test,
+            "the cluster has no second node (started with STRATA_SECOND_NODE=0)",
+        );
+        return Ok(());
+    };
+    let client = cluster.client().await?;
+    let first = first_node(cluster, &client).await?;
+    let nodes = Nodes {
+        first,
+        second,
+        tolerate: format!(
+            r#"--builder-tolerations=[{{"key":"{taint}","operator":"Exists","effect":"NoSchedule"}}]"#
+        ),
+    };
+    let dir = cluster.dir.join(CLAIM);
+    let result = check(cluster, &client, &nodes, &dir).await;
+    deploy(cluster, &DeployOptions::default()).await?;
+    for pool in POOLS {
+        delete_config(&client, pool).await?;
+        delete_pool(&client, pool).await;
+    }
+    cache_claim::remove(&client, CLAIM, &dir).await;
+    result
+}
+
+struct Nodes {
+    first: String,
+    second: String,
+    /// The controller flag that lets builder pods onto the second node.
+    tolerate: String,
+}
+
+impl Nodes {
+    /// Controller flags: tolerate the second node; select `node`, when given; `extra`.
+    fn deployment(&self, node: Option<&str>, extra: &[String]) -> DeployOptions {
+        let mut controller_args = vec![self.tolerate.clone()];
+        controller_args
+            .extend(node.map(|n| format!("--builder-node-selector=kubernetes.io/hostname={n}")));
+        controller_args.extend(extra.iter().cloned());
+        DeployOptions {
+            controller_args,
+            ..DeployOptions::default()
+        }
+    }
+}
+
+/// The name of the node whose address is the cluster's node IP (the first kubelet's).
+async fn first_node(cluster: &Cluster, client: &kube::Client) -> Result<String> {
+    let nodes = Api::<Node>::all(client.clone())
+        .list(&Default::default())
+        .await?;
+    nodes
+        .items
+        .iter()
+        .find(|n| {
+            n.status
+                .as_ref()
+                .and_then(|s| s.addresses.as_ref())
+                .is_some_and(|a| a.iter().any(|a| a.address == cluster.node_ip))
+        })
+        .and_then(|n| n.metadata.name.clone())
+        .context("no node has the cluster's node IP")
+}
+
+fn node_of(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default()
+}
+
+async fn check(
+    cluster: &Cluster,
+    client: &kube::Client,
+    nodes: &Nodes,
+    dir: &std::path::Path,
+) -> Result<()> {
+    create_push_secret(client, PUSH_SECRET).await?;
+    for pool in POOLS {
+        delete_config(client, pool).await?;
+        create_pool(client, pool).await?;
+    }
+    let [a, b, c] = POOLS;
+    // A nonce in every RUN: the layers of an earlier run, left in the configs' stores on the
+    // claim, must not turn a step into a cache hit.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let apply = |pool: &'static str, run: &'static str| async move {
+        let fragment = format!("RUN {run} && echo {pool}-{nonce} > /etc/e2e-node\n");
+        apply_config(
+            client,
+            &machine_os_config(cluster, pool, PUSH_SECRET, &fragment)?,
+        )
+        .await
+    };
+    let builds: Api<MachineOSBuild> = Api::all(client.clone());
+
+    // The selector names the second node: pool a's build runs there, long enough to outlast a
+    // redeployment of the controller.
+    deploy(cluster, &nodes.deployment(Some(&nodes.second), &[])).await?;
+    apply(a, "sleep 75").await?;
+    let build_a = current_build(client, a, None).await?;
+    let pod_a = running_builder_pod(client, &build_a).await?;
+    ensure!(
+        node_of(&pod_a) == nodes.second,
+        "{a}'s builder pod runs on {:?}, not on {} the node selector names",
+        node_of(&pod_a),
+        nodes.second
+    );
+    eprintln!("ok: {build_a} runs on {}", nodes.second);
+
+    // Now the first node: pool b's build runs there while a's still runs on the second.
+    deploy(cluster, &nodes.deployment(Some(&nodes.first), &[])).await?;
+    apply(b, "true").await?;
+    let build_b = current_build(client, b, None).await?;
+    let pod_b = running_builder_pod(client, &build_b).await?;
+    let a_now = builds.get(&build_a).await?;
+    ensure!(
+        node_of(&pod_b) == nodes.first,
+        "{b}'s builder pod runs on {:?}, not on {}",
+        node_of(&pod_b),
+        nodes.first
+    );
+    ensure!(
+        a_now.phase() == Some(BuildPhase::Building),
+        "{build_a} was no longer building when {build_b} ran ({:?}): the builds did not overlap",
+        a_now.phase()
+    );
+    eprintln!(
+        "ok: {build_b} runs on {} while {build_a} runs on {}",
+        nodes.first, nodes.second
+    );
+    let (image_a, image_b) = futures::future::try_join(
+        pinned_by(client, BUILD_TIMEOUT, a, &build_a),
+        pinned_by(client, BUILD_TIMEOUT, b, &build_b),
+    )
+    .await?;
+    ensure!(image_a != image_b, "both pools were pinned to {image_a}");
+    eprintln!("ok: both pinned ({image_a}, {image_b})");
+
+    // A claim bound to the first node, builds sent to the second: no node can take the pod.
+    cache_claim::create_on_node(client, CLAIM, dir, Some(&nodes.first)).await?;
+    let claim = [format!("--cache-claim={CLAIM}")];
+    deploy(cluster, &nodes.deployment(Some(&nodes.second), &claim)).await?;
+    apply(c, "true").await?;
+    let build_c = current_build(client, c, None).await?;
+    let said = wait_for_condition(client, c, "Building", ("True", "BuilderCannotStart")).await?;
+    ensure!(
+        said.contains("(Unschedulable)") && said.contains("PersistentVolume's node affinity"),
+        "{c}'s Building condition does not give the scheduler's reason: {said}"
+    );
+    expect_event(
+        client,
+        c,
+        "BuilderCannotStart",
+        "PersistentVolume's node affinity",
+    )
+    .await?;
+    let metrics = leader_metrics(client).await?;
+    let waiting = metrics.lines().find(|l| {
+        l.starts_with("strata_build_waiting{")
+            && l.contains(&format!("pool=\"{c}\""))
+            && l.contains("reason=\"Unschedulable\"")
+    });
+    ensure!(
+        waiting.is_some_and(|l| l.ends_with(" 1")),
+        "no strata_build_waiting{{pool=\"{c}\",reason=\"Unschedulable\"}} 1 in the leader's metrics"
+    );
+    ensure!(
+        machine_configs(client)
+            .get_opt(&format!("zz-strata-2-{c}"))
+            .await?
+            .is_none(),
+        "{c}'s pool was given a MachineConfig by a build that never ran"
+    );
+    eprintln!("ok: {build_c} cannot be scheduled, and {c} says why: {said}");
+
+    // The runbook's way out: the controller redeployed with that claim and no selector, the
+    // waiting build deleted; it is made again with the new placement, and the scheduler puts it
+    // on the claim's node.
+    deploy(cluster, &nodes.deployment(None, &claim)).await?;
+    builds.delete(&build_c, &Default::default()).await?;
+    let pod_c = running_builder_pod(client, &build_c).await?;
+    ensure!(
+        node_of(&pod_c) == nodes.first,
+        "{build_c}, made again, mounts a claim bound to {} but runs on {:?}",
+        nodes.first,
+        node_of(&pod_c)
+    );
+    pinned_by(client, BUILD_TIMEOUT, c, &build_c).await?;
+    eprintln!(
+        "ok: {build_c}, deleted and made again, ran on its claim's node {} and pinned",
+        nodes.first
+    );
+    Ok(())
+}
