@@ -176,12 +176,7 @@ start kube-scheduler kube-scheduler --kubeconfig="$KUBECONFIG" --leader-elect=fa
 
 # --- containerd + CNI ------------------------------------------------------------------------
 sysctl -qw net.ipv4.ip_forward=1
-cat > "$D/cni/10-$CNI_NET.conflist" <<CNI
-{"cniVersion":"1.0.0","name":"$CNI_NET","plugins":[
- {"type":"bridge","bridge":"$BRIDGE","isGateway":true,"ipMasq":true,"hairpinMode":true,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":"$POD_CIDR"}]],"routes":[{"dst":"0.0.0.0/0"}]}},
- {"type":"portmap","capabilities":{"portMappings":true}}]}
-CNI
+cni_conflist "$D/cni" "$CNI_NET" "$BRIDGE" "$POD_CIDR"
 mkdir -p "$D/certs.d/$NODE_IP:$RP"
 cat > "$D/certs.d/$NODE_IP:$RP/hosts.toml" <<HT
 server = "http://$NODE_IP:$RP"

@@ -95,3 +95,14 @@ cni_remove_state() {
     ipt -t nat -F "$chain" 2>/dev/null && ipt -t nat -X "$chain" 2>/dev/null || true
   done < <(ipt -t nat -S POSTROUTING 2>/dev/null | grep -F -- "name: \\\"$net\\\" " || true)
 }
+
+# cni_conflist <dir> <network> <bridge> <subnet>: a node's CNI network: a bridge of its own with
+# host-local addresses from <subnet>, masquerading traffic that leaves it, and port mappings.
+cni_conflist() {
+  cat > "$1/10-$2.conflist" <<CNI
+{"cniVersion":"1.0.0","name":"$2","plugins":[
+ {"type":"bridge","bridge":"$3","isGateway":true,"ipMasq":true,"hairpinMode":true,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":"$4"}]],"routes":[{"dst":"0.0.0.0/0"}]}},
+ {"type":"portmap","capabilities":{"portMappings":true}}]}
+CNI
+}

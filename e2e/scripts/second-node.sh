@@ -60,12 +60,7 @@ up() {
     fi
   done
   # --- containerd: the first node's settings, its own root, state, socket and CNI network --------
-  cat > "$N/cni/10-$CNI_NET2.conflist" <<CNI
-{"cniVersion":"1.0.0","name":"$CNI_NET2","plugins":[
- {"type":"bridge","bridge":"$BRIDGE2","isGateway":true,"ipMasq":true,"hairpinMode":true,
-  "ipam":{"type":"host-local","ranges":[[{"subnet":"$POD_CIDR2"}]],"routes":[{"dst":"0.0.0.0/0"}]}},
- {"type":"portmap","capabilities":{"portMappings":true}}]}
-CNI
+  cni_conflist "$N/cni" "$CNI_NET2" "$BRIDGE2" "$POD_CIDR2"
   local sock="$N/containerd/containerd.sock"
   sed -e "s|$D/containerd/|$N/containerd/|g" -e "s|$D/runc|$N/runc|" -e "s|$D/cni|$N/cni|" \
     "$D/containerd/config.toml" > "$N/containerd/config.toml"
