@@ -14,6 +14,11 @@
 //!   fragment edit then builds as usual; one the gate refuses (a file in `/boot`, made with buildah
 //!   on the host) fails `LintFailed` and pins nothing.
 //!
+//! - a builder pod refused at creation (here by a ValidatingAdmissionPolicy of the test's, as a
+//!   missing SCC or a ResourceQuota refuses it on OpenShift): the Job has no pod, and the
+//!   MachineOSConfig says so (`BuilderCannotStart`, `NoPodCreated`) with an Event, instead of a
+//!   builder "running"; once the policy is gone, the build deleted is made again and pins.
+//!
 //! History pruning is proved by `registry_cleanup.rs`, `PoolLayeredByOpenShift` by
 //! `openshift_layering.rs` (under `make conformance`: it installs OpenShift's CRD).
 
@@ -27,9 +32,9 @@ use kube::api::{Api, DeleteParams, ListParams};
 use strata_crds::contract::annotations::PRE_BUILT_IMAGE;
 use strata_crds::{BuildPhase, ContainerfileArch, MachineOSBuild, MachineOSConfig};
 use strata_e2e::deployed::{
-    NAMESPACE, apply_config, create_pool, create_push_secret, current_build, delete_config,
-    delete_pool, ended_build, expect_event, jobs_of_build, machine_configs, machine_os_config,
-    manifest_status, pinned_by, running_builder_pod, wait_for_condition,
+    NAMESPACE, apply_config, config_condition, create_pool, create_push_secret, current_build,
+    delete_config, delete_pool, ended_build, expect_event, jobs_of_build, machine_configs,
+    machine_os_config, manifest_status, pinned_by, running_builder_pod, wait_for_condition,
 };
 use strata_e2e::host_buildah::HostBuildah;
 use strata_e2e::util::{install_strata_crds, set_crd_spec, wait_for};
@@ -42,6 +47,7 @@ const LIFECYCLE: &str = "e2e-lifecycle";
 const SLOW: &str = "RUN sleep 600\n";
 const BUILD_TIMEOUT: Duration = Duration::from_secs(300);
 const SEEDED: &str = "e2e-seeded";
+const REFUSED: &str = "e2e-refused";
 const SEEDED_BAD: &str = "e2e-seeded-bad";
 
 /// The CRD rule that a MachineOSConfig be named after its pool, by its message.
@@ -393,4 +399,113 @@ fn image_with_a_file_in_boot(cluster: &Cluster) -> Result<String> {
         None,
         &format!("{}/strata-e2e/pre-built-bad", cluster.registry),
     )
+}
+
+#[tokio::test]
+async fn a_builder_pod_refused_at_creation_is_reported_not_running() -> Result<()> {
+    let test = "a_builder_pod_refused_at_creation_is_reported_not_running";
+    let (cluster, _) = needs!(Cluster::with_deployed_controller_or_skip(test));
+    let client = cluster.client().await?;
+    let result = refused(cluster, &client).await;
+    let _ = refuse_builder_pods(cluster, false);
+    delete_config(&client, REFUSED).await?;
+    delete_pool(&client, REFUSED).await;
+    result
+}
+
+/// Puts in place (or removes) a ValidatingAdmissionPolicy refusing the creation of REFUSED's
+/// builder pods, as a missing SCC or an exhausted ResourceQuota refuses them on OpenShift.
+fn refuse_builder_pods(cluster: &Cluster, on: bool) -> Result<()> {
+    let name = "e2e-refuse-builder-pods";
+    let manifest = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+         "metadata": {"name": name},
+         "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["pods"]}]},
+            "validations": [{
+                "expression": format!("!has(object.metadata.labels) || \
+                    !('strata.dev/machine-os-config' in object.metadata.labels) || \
+                    object.metadata.labels['strata.dev/machine-os-config'] != '{REFUSED}'"),
+                "message": "e2e: this builder pod is refused (as a missing SCC would refuse it)"}]}},
+        {"apiVersion": "admissionregistration.k8s.io/v1",
+         "kind": "ValidatingAdmissionPolicyBinding",
+         "metadata": {"name": name},
+         "spec": {"policyName": name, "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels":
+                {"kubernetes.io/metadata.name": NAMESPACE}}}}}]});
+    let verb = if on { "apply" } else { "delete" };
+    let mut kubectl = cluster
+        .kubectl()
+        .args([verb, "-f", "-"])
+        .args((!on).then_some("--ignore-not-found"))
+        .stdin(std::process::Stdio::piped())
+        .spawn()?;
+    use std::io::Write;
+    kubectl
+        .stdin
+        .take()
+        .context("kubectl's stdin")?
+        .write_all(manifest.to_string().as_bytes())?;
+    ensure!(
+        kubectl.wait()?.success(),
+        "kubectl {verb} of the policy failed"
+    );
+    Ok(())
+}
+
+async fn refused(cluster: &Cluster, client: &kube::Client) -> Result<()> {
+    let push_secret = "e2e-refused-push";
+    create_push_secret(client, push_secret).await?;
+    delete_config(client, REFUSED).await?;
+    create_pool(client, REFUSED).await?;
+    refuse_builder_pods(cluster, true)?;
+    // The API server enforces a new policy once it has compiled it: a second or so.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let config = machine_os_config(cluster, REFUSED, push_secret, "RUN true\n")?;
+    apply_config(client, &config).await?;
+    let build = current_build(client, REFUSED, None).await?;
+    let configs: Api<MachineOSConfig> = Api::all(client.clone());
+    // The Job controller gets 30 s to make the pod; Strata looks again every 15 s.
+    let said = wait_for(
+        &format!("{REFUSED}: Building=True (BuilderCannotStart)"),
+        Duration::from_secs(120),
+        || async {
+            Ok(config_condition(&configs, REFUSED, "Building")
+                .await?
+                .filter(|(s, r, _)| s == "True" && r == "BuilderCannotStart")
+                .map(|(_, _, message)| message))
+        },
+    )
+    .await?;
+    ensure!(
+        said.contains("(NoPodCreated)") && said.contains("has made no pod"),
+        "{REFUSED}'s Building condition does not say the Job has no pod: {said}"
+    );
+    expect_event(client, REFUSED, "BuilderCannotStart", "has made no pod").await?;
+    let jobs = jobs_of_build(client, &build).await?;
+    ensure!(
+        jobs.len() == 1,
+        "expected the build's one Job: {}",
+        jobs.len()
+    );
+    ensure!(
+        machine_configs(client)
+            .get_opt(&format!("zz-strata-2-{REFUSED}"))
+            .await?
+            .is_none(),
+        "{REFUSED}'s pool was given a MachineConfig by a build that never ran"
+    );
+    eprintln!("ok: {build}'s pod is refused at creation, and {REFUSED} says so: {said}");
+
+    // The way out the runbook gives: the cause gone, delete the build; it is made again at once.
+    refuse_builder_pods(cluster, false)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    Api::<MachineOSBuild>::all(client.clone())
+        .delete(&build, &DeleteParams::default())
+        .await?;
+    pinned_by(client, BUILD_TIMEOUT, REFUSED, &build).await?;
+    eprintln!("ok: once the policy is gone, {build}, made again, pinned the pool");
+    Ok(())
 }

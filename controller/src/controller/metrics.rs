@@ -164,7 +164,7 @@ impl Default for Metrics {
         );
         strata.register(
             "build_waiting",
-            "1 while a pool's builder pod cannot start, by the kubelet's reason (ImagePullBackOff, CreateContainerConfigError, …) or the scheduler's (Unschedulable)",
+            "1 while a pool's builder pod cannot start, by the kubelet's reason (ImagePullBackOff, CreateContainerConfigError, …) or the scheduler's (Unschedulable), or NoPodCreated for a Job without a pod",
             m.waiting.clone(),
         );
         strata.register(

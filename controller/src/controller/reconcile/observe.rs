@@ -61,8 +61,8 @@ pub async fn observe(ctx: &Context, config: &MachineOSConfig) -> Observed {
         .ok()
         .map(|b| BuildInputs::from_config(config, b).build_name())
         .and_then(|n| builds.iter().find(|b| b.metadata.name.as_ref() == Some(&n)));
-    let job = job_of(ctx, current, &owned.jobs);
-    let disk_job = disk_job_of(ctx, current, &owned.jobs);
+    let job = job_of(ctx, current, &owned.jobs, now);
+    let disk_job = disk_job_of(ctx, current, &owned.jobs, now);
     // A pre-built image is read as the machines will pull it: with the pull credentials.
     let check_auth = match current.and_then(MachineOSBuild::pre_built_image) {
         Some(_) => base_auth.clone(),
@@ -285,15 +285,25 @@ async fn base(
 }
 
 /// What the Job of `current` is doing, while the build has not ended.
-fn job_of(ctx: &Context, current: Option<&MachineOSBuild>, jobs: &[Job]) -> JobObservation {
+fn job_of(
+    ctx: &Context,
+    current: Option<&MachineOSBuild>,
+    jobs: &[Job],
+    now: Timestamp,
+) -> JobObservation {
     let Some(build) = current.filter(|b| b.phase().is_none_or(|p| !p.is_terminal())) else {
         return JobObservation::Missing;
     };
-    observe_job(ctx, &names::job(build), jobs)
+    observe_job(ctx, &names::job(build), jobs, now)
 }
 
 /// What the disk image Job of `current` is doing, while its status says it is being made.
-fn disk_job_of(ctx: &Context, current: Option<&MachineOSBuild>, jobs: &[Job]) -> JobObservation {
+fn disk_job_of(
+    ctx: &Context,
+    current: Option<&MachineOSBuild>,
+    jobs: &[Job],
+    now: Timestamp,
+) -> JobObservation {
     let Some(build) = current.filter(|b| {
         b.status
             .as_ref()
@@ -302,11 +312,11 @@ fn disk_job_of(ctx: &Context, current: Option<&MachineOSBuild>, jobs: &[Job]) ->
     }) else {
         return JobObservation::Missing;
     };
-    observe_job(ctx, &names::disk_image_job(build), jobs)
+    observe_job(ctx, &names::disk_image_job(build), jobs, now)
 }
 
 /// What the Job `job_name` and its pods say.
-fn observe_job(ctx: &Context, job_name: &str, jobs: &[Job]) -> JobObservation {
+fn observe_job(ctx: &Context, job_name: &str, jobs: &[Job], now: Timestamp) -> JobObservation {
     let pods = ctx.stores.pods.state();
     let pods: Vec<_> = pods
         .iter()
@@ -322,6 +332,7 @@ fn observe_job(ctx: &Context, job_name: &str, jobs: &[Job]) -> JobObservation {
         jobs.iter()
             .find(|j| j.metadata.name.as_deref() == Some(job_name)),
         &pods,
+        now,
     )
 }
 

@@ -170,6 +170,20 @@ fn container_stuck(live: &[&PodStatus]) -> Option<Waiting> {
         })
 }
 
+/// A Job with no pod for longer than the Job controller takes to make one.
+fn no_pod(job: &Job, pods: &[&Pod], now: Timestamp) -> Option<Waiting> {
+    let created = job.metadata.creation_timestamp.as_ref()?.0;
+    let age = now.duration_since(created).as_secs();
+    (pods.is_empty() && age > NO_POD_GRACE_SECONDS).then(|| Waiting {
+        reason: NO_POD_CREATED.into(),
+        message: format!(
+            "Job {} has made no pod in {age} s; its FailedCreate Events say why (the SCC, a \
+             ResourceQuota, an admission policy)",
+            job.metadata.name.as_deref().unwrap_or_default()
+        ),
+    })
+}
+
 /// The step running in the newest of `pods`: its init container (pull, build, boot) or
 /// container (push) that runs now.
 fn running_step(pods: &[&Pod]) -> Option<String> {
@@ -186,8 +200,19 @@ fn running_step(pods: &[&Pod]) -> Option<String> {
         .map(|c| c.name.clone())
 }
 
-/// What `job` and its `pods` say about the build (pure: read from the cached objects).
-pub fn job_observation(job: Option<&Job>, pods: &[&Pod]) -> JobObservation {
+/// How long a Job may be without a pod before Strata says so: the Job controller makes one within
+/// a second or two, and again at once after an eviction.
+const NO_POD_GRACE_SECONDS: i64 = 30;
+
+/// How often a build whose pod runs no step yet is looked at again.
+const NO_POD_RECHECK_SECONDS: u64 = 15;
+
+/// The reason for a Job that has made no pod for [`NO_POD_GRACE_SECONDS`]: its pod is refused at
+/// creation (the SCC, a ResourceQuota, an admission policy; the Job's `FailedCreate` Events).
+const NO_POD_CREATED: &str = "NoPodCreated";
+
+/// What `job` and its `pods` say about the build at `now` (pure: read from the cached objects).
+pub fn job_observation(job: Option<&Job>, pods: &[&Pod], now: Timestamp) -> JobObservation {
     let Some(job) = job else {
         return JobObservation::Missing;
     };
@@ -219,7 +244,7 @@ pub fn job_observation(job: Option<&Job>, pods: &[&Pod]) -> JobObservation {
             },
             None => JobObservation::Running {
                 attempts: attempts.max(1),
-                waiting: stuck(pods),
+                waiting: stuck(pods).or_else(|| no_pod(job, pods, now)),
                 step: running_step(pods),
             },
         };
@@ -386,6 +411,10 @@ fn follow_job(
             step,
         } => {
             let mut next = running(planner, build, old, rendered, *attempts, waiting.as_ref());
+            if step.is_none() && waiting.is_none() {
+                // No step runs yet: a pod refused at creation makes no event to wake on.
+                planner.requeue(NO_POD_RECHECK_SECONDS);
+            }
             next.current_step = step.clone();
             next
         }
@@ -830,6 +859,7 @@ mod tests {
         let at = |init: Vec<Value>, containers: Vec<Value>| match job_observation(
             Some(&job(None)),
             &[&pod(init, containers)],
+            Timestamp::UNIX_EPOCH,
         ) {
             JobObservation::Running { step, .. } => step,
             other => panic!("{other:?}"),
@@ -869,7 +899,7 @@ mod tests {
         );
         assert!(
             matches!(
-                job_observation(Some(&job(None)), &[&forged]),
+                job_observation(Some(&job(None)), &[&forged], Timestamp::UNIX_EPOCH),
                 JobObservation::Running { .. }
             ),
             "a build step's digest is taken as the build's"
@@ -889,7 +919,7 @@ mod tests {
             )],
         );
         for condition in [None, Some("Complete")] {
-            match job_observation(Some(&job(condition)), &[&pushed]) {
+            match job_observation(Some(&job(condition)), &[&pushed], Timestamp::UNIX_EPOCH) {
                 JobObservation::Succeeded {
                     message: Some(TerminationMessage::Success { digest, .. }),
                     ..
@@ -908,7 +938,11 @@ mod tests {
             vec![step("push", Some(0), "2026-01-01T00:00:03Z", "")],
         );
         assert_eq!(
-            job_observation(Some(&job(Some("Complete"))), &[&no_push_message]),
+            job_observation(
+                Some(&job(Some("Complete"))),
+                &[&no_push_message],
+                Timestamp::UNIX_EPOCH
+            ),
             JobObservation::Succeeded {
                 attempts: 1,
                 message: None
@@ -961,7 +995,7 @@ mod tests {
             )],
             vec![step("push", Some(4), "2026-01-01T00:00:03Z", failure)],
         );
-        match job_observation(Some(&job(Some("Failed"))), &[&p]) {
+        match job_observation(Some(&job(Some("Failed"))), &[&p], Timestamp::UNIX_EPOCH) {
             JobObservation::Failed { termination, .. } => assert!(
                 matches!(termination, Some(TerminationMessage::Failure { reason, .. }) if reason == "PushFailed")
             ),
@@ -969,7 +1003,7 @@ mod tests {
         }
         // Still running (the Job not failed yet): not a success either.
         assert!(matches!(
-            job_observation(Some(&job(None)), &[&p]),
+            job_observation(Some(&job(None)), &[&p], Timestamp::UNIX_EPOCH),
             JobObservation::Running { .. }
         ));
     }
@@ -991,7 +1025,8 @@ mod tests {
                 "containerStatuses": containers}}))
             .unwrap()
         };
-        let waiting = |p: &Pod| match job_observation(Some(&job(None)), &[p]) {
+        let waiting = |p: &Pod| match job_observation(Some(&job(None)), &[p], Timestamp::UNIX_EPOCH)
+        {
             JobObservation::Running { waiting, .. } => waiting,
             other => panic!("{other:?}"),
         };
@@ -1009,5 +1044,32 @@ mod tests {
             waiting(&pending("Unschedulable", Some("ImagePullBackOff"))).map(|w| w.reason),
             Some("ImagePullBackOff".into())
         );
+    }
+
+    #[test]
+    fn a_job_without_a_pod_for_30_s_is_waiting_with_no_pod_created() {
+        let created: Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut refused = job(None);
+        refused.metadata.name = Some("strata-build-x".into());
+        refused.metadata.creation_timestamp = Some(Time(created));
+        let at = |seconds: i64, pods: &[&Pod]| {
+            let now = created + jiff::SignedDuration::from_secs(seconds);
+            match job_observation(Some(&refused), pods, now) {
+                JobObservation::Running { waiting, .. } => waiting,
+                other => panic!("{other:?}"),
+            }
+        };
+        // The Job controller's first moments: nothing to say.
+        assert_eq!(at(30, &[]), None);
+        let waiting = at(31, &[]).expect("no pod after 31 s");
+        assert_eq!(waiting.reason, "NoPodCreated");
+        assert!(
+            waiting
+                .message
+                .contains("Job strata-build-x has made no pod in 31 s")
+        );
+        // A pod, even one not placed yet, is the pod's own story.
+        let placed = pod(vec![step("pull", None, "", "")], vec![]);
+        assert_eq!(at(300, &[&placed]), None);
     }
 }
