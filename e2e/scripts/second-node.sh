@@ -40,6 +40,9 @@ up() {
   mkdir -p "$N"/{containerd,cni,kubelet/seccomp/strata,kubelet/pki,pod-logs,netpol}
   PID_DIR="$D/pids" LOG_DIR="$D/logs"
   # --- the node's network: a veth to the host, a route to its pod network ---------------------
+  # (what a cluster killed without cluster-down.sh left of it goes first: no cluster is up)
+  ip netns delete "$NETNS" 2>/dev/null || true
+  ip link del "$HOST_LINK" 2>/dev/null || true
   ip netns add "$NETNS"
   ip link add "$HOST_LINK" type veth peer name eth0 netns "$NETNS"
   ip addr add "$HOST_ADDR/30" dev "$HOST_LINK"
