@@ -131,6 +131,17 @@ pub fn machine_configs(client: &kube::Client) -> Api<DynamicObject> {
     Api::all_with(client.clone(), &mco::machine_config())
 }
 
+/// The MachineConfig Strata writes for the tests' pool `pool` (`zz-strata-2-<pool>`: a custom
+/// pool), if there is one.
+pub async fn pool_machine_config(
+    client: &kube::Client,
+    pool: &str,
+) -> Result<Option<DynamicObject>> {
+    Ok(machine_configs(client)
+        .get_opt(&format!("zz-strata-2-{pool}"))
+        .await?)
+}
+
 /// A push Secret (legacy `.dockercfg`: the local registry needs no credentials) in the
 /// controller's namespace, which every MachineOSConfig may use (the opt-in annotation says `*`).
 pub async fn create_push_secret(client: &kube::Client, name: &str) -> Result<()> {

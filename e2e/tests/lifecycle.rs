@@ -34,7 +34,8 @@ use strata_crds::{BuildPhase, ContainerfileArch, MachineOSBuild, MachineOSConfig
 use strata_e2e::deployed::{
     NAMESPACE, apply_config, config_condition, create_pool, create_push_secret, current_build,
     delete_config, delete_pool, ended_build, expect_event, jobs_of_build, machine_configs,
-    machine_os_config, manifest_status, pinned_by, running_builder_pod, wait_for_condition,
+    machine_os_config, manifest_status, pinned_by, pool_machine_config, running_builder_pod,
+    wait_for_condition,
 };
 use strata_e2e::host_buildah::HostBuildah;
 use strata_e2e::util::{install_strata_crds, set_crd_spec, wait_for};
@@ -491,10 +492,7 @@ async fn refused(cluster: &Cluster, client: &kube::Client) -> Result<()> {
         jobs.len()
     );
     ensure!(
-        machine_configs(client)
-            .get_opt(&format!("zz-strata-2-{REFUSED}"))
-            .await?
-            .is_none(),
+        pool_machine_config(client, REFUSED).await?.is_none(),
         "{REFUSED}'s pool was given a MachineConfig by a build that never ran"
     );
     eprintln!("ok: {build}'s pod is refused at creation, and {REFUSED} says so: {said}");

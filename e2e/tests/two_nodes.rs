@@ -27,7 +27,7 @@ use strata_crds::{BuildPhase, MachineOSBuild};
 use strata_e2e::cache_claim;
 use strata_e2e::deployed::{
     apply_config, create_pool, create_push_secret, current_build, delete_config, delete_pool,
-    expect_event, leader_metrics, machine_configs, machine_os_config, pinned_by,
+    expect_event, leader_metrics, machine_os_config, pinned_by, pool_machine_config,
     running_builder_pod, wait_for_condition,
 };
 use strata_e2e::measure::deploy::{DeployOptions, deploy};
@@ -214,10 +214,7 @@ async fn check(
         "no strata_build_waiting{{pool=\"{c}\",reason=\"Unschedulable\"}} 1 in the leader's metrics"
     );
     ensure!(
-        machine_configs(client)
-            .get_opt(&format!("zz-strata-2-{c}"))
-            .await?
-            .is_none(),
+        pool_machine_config(client, c).await?.is_none(),
         "{c}'s pool was given a MachineConfig by a build that never ran"
     );
     eprintln!("ok: {build_c} cannot be scheduled, and {c} says why: {said}");
