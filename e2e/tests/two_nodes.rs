@@ -12,9 +12,9 @@
 //!   scheduled, and the MachineOSConfig says so (Building, `BuilderCannotStart`, the scheduler's
 //!   message), with an Event and `strata_build_waiting{reason="Unschedulable"}`; the pool is not
 //!   touched;
-//! - the runbook's way out (docs/runbooks/StrataBuilderCannotStart.md): redeployed with that claim
-//!   and no selector, the waiting MachineOSBuild deleted: Strata makes it again, the scheduler
-//!   places it on the claim's node, and it pins.
+//! - redeployed with that claim and no selector: Strata replaces the waiting Job, made with the
+//!   old selector (Event `BuilderReplaced`), the scheduler places the new pod on the claim's node,
+//!   and it pins.
 //!
 //! Redeploys the controller, so it is a test binary of its own.
 
@@ -219,11 +219,11 @@ async fn check(
     );
     eprintln!("ok: {build_c} cannot be scheduled, and {c} says why: {said}");
 
-    // The runbook's way out: the controller redeployed with that claim and no selector, the
-    // waiting build deleted; it is made again with the new placement, and the scheduler puts it
-    // on the claim's node.
+    // The way out: the controller redeployed with that claim and no selector. The waiting Job
+    // was made with the old selector: Strata replaces it (Event BuilderReplaced), and the
+    // scheduler puts the new pod on the claim's node.
     deploy(cluster, &nodes.deployment(None, &claim)).await?;
-    builds.delete(&build_c, &Default::default()).await?;
+    expect_event(client, c, "BuilderReplaced", "placement").await?;
     let pod_c = running_builder_pod(client, &build_c).await?;
     ensure!(
         node_of(&pod_c) == nodes.first,
@@ -233,7 +233,7 @@ async fn check(
     );
     pinned_by(client, BUILD_TIMEOUT, c, &build_c).await?;
     eprintln!(
-        "ok: {build_c}, deleted and made again, ran on its claim's node {} and pinned",
+        "ok: {build_c}'s Job, replaced with the new placement, ran on its claim's node {} and pinned",
         nodes.first
     );
     Ok(())

@@ -11,12 +11,12 @@ use strata_crds::{
     MachineOSBuildStatus, ObjectReference,
 };
 
-use super::{BuildAuth, EventType, Planner};
+use super::{AuthProblem, BuildAuth, EventType, Planner, placement};
 use crate::builder::redact::Redactor;
 use crate::controller::conditions::{end_after, set};
 use crate::controller::environment::Environment;
 use crate::controller::names;
-use crate::controller::objects::build_objects;
+use crate::controller::objects::{BuildObjects, build_objects};
 use crate::controller::registry_client::ImageCheck;
 use crate::render::Rendered;
 
@@ -136,7 +136,7 @@ fn stuck(pods: &[&Pod]) -> Option<Waiting> {
 }
 
 /// The reason the scheduler gives for not placing a pod.
-const UNSCHEDULABLE: &str = "Unschedulable";
+pub(super) const UNSCHEDULABLE: &str = "Unschedulable";
 
 fn unschedulable(live: &[&PodStatus]) -> Option<Waiting> {
     live.iter()
@@ -207,9 +207,36 @@ const NO_POD_GRACE_SECONDS: i64 = 30;
 /// How often a build whose pod runs no step yet is looked at again.
 const NO_POD_RECHECK_SECONDS: u64 = 15;
 
+/// The build's ConfigMaps, Secret and Job as the settings and the cluster make them now; the
+/// auth problem when the credentials cannot be read.
+pub(super) fn desired_objects<'a>(
+    planner: &Planner<'a>,
+    build: &MachineOSBuild,
+    rendered: &Rendered,
+) -> Result<BuildObjects, &'a AuthProblem> {
+    let observed = planner.observed;
+    let BuildAuth { push, base } = observed.auth.as_ref()?;
+    let environment = observed
+        .environment
+        .for_builds(observed.config.spec.mounts_entitlement());
+    let boot = strata_crds::contract::BootPlan::of(
+        observed.config.spec.boot_check.as_ref(),
+        observed.base_failed_units.clone(),
+    );
+    Ok(build_objects(
+        build,
+        &rendered.containerfile,
+        push,
+        base.as_deref(),
+        &environment,
+        boot.as_ref(),
+        planner.settings,
+    ))
+}
+
 /// The reason for a Job that has made no pod for [`NO_POD_GRACE_SECONDS`]: its pod is refused at
 /// creation (the SCC, a ResourceQuota, an admission policy; the Job's `FailedCreate` Events).
-const NO_POD_CREATED: &str = "NoPodCreated";
+pub(super) const NO_POD_CREATED: &str = "NoPodCreated";
 
 /// What `job` and its `pods` say about the build at `now` (pure: read from the cached objects).
 pub fn job_observation(job: Option<&Job>, pods: &[&Pod], now: Timestamp) -> JobObservation {
@@ -327,26 +354,8 @@ const OBJECTS_GRACE_SECONDS: u64 = 10;
 
 /// Plans the build's objects: its ConfigMaps, its credentials Secret and its Job.
 fn make_objects(planner: &mut Planner<'_>, build: &MachineOSBuild, rendered: &Rendered) {
-    let observed = planner.observed;
-    match &observed.auth {
-        Ok(BuildAuth { push, base }) => {
-            let environment = observed
-                .environment
-                .for_builds(observed.config.spec.mounts_entitlement());
-            let boot = strata_crds::contract::BootPlan::of(
-                observed.config.spec.boot_check.as_ref(),
-                observed.base_failed_units.clone(),
-            );
-            planner.plan.build_objects = Some(build_objects(
-                build,
-                &rendered.containerfile,
-                push,
-                base.as_deref(),
-                &environment,
-                boot.as_ref(),
-                planner.settings,
-            ));
-        }
+    match desired_objects(planner, build, rendered) {
+        Ok(objects) => planner.plan.build_objects = Some(objects),
         Err(problem) => {
             planner.status.set(
                 strata_crds::condition_types::DEGRADED,
@@ -411,6 +420,9 @@ fn follow_job(
             step,
         } => {
             let mut next = running(planner, build, old, rendered, *attempts, waiting.as_ref());
+            if let Some(waiting) = waiting {
+                placement::replace_if_moved(planner, build, rendered, waiting);
+            }
             if step.is_none() && waiting.is_none() {
                 // No step runs yet: a pod refused at creation makes no event to wake on.
                 planner.requeue(NO_POD_RECHECK_SECONDS);

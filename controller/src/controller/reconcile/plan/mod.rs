@@ -9,6 +9,7 @@ mod disk_image;
 mod history;
 mod hold;
 mod machines;
+mod placement;
 mod pool_wait;
 mod registry_cleanup;
 mod seed;

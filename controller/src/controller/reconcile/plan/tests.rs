@@ -389,6 +389,48 @@ fn a_builder_pod_that_cannot_start_says_why() {
 }
 
 #[test]
+fn a_waiting_job_made_with_another_placement_is_made_again() {
+    let mut o = observed(config("RUN true\n"));
+    o.builds = vec![created(&o)];
+    let job = plan(&o, &Settings::for_tests())
+        .build_objects
+        .expect("the build's objects")
+        .job;
+    let job_name = job.metadata.name.clone().unwrap();
+    let waiting = |reason: &str| JobObservation::Running {
+        step: None,
+        attempts: 1,
+        waiting: Some(Waiting {
+            reason: reason.into(),
+            message: "0/2 nodes are available".into(),
+        }),
+    };
+    let replaced = |o: &Observed| {
+        let p = plan(o, &Settings::for_tests());
+        let event = p.events.iter().any(|e| e.reason == "BuilderReplaced");
+        assert_eq!(event, !p.delete_jobs.is_empty(), "{:?}", p.delete_jobs);
+        p.delete_jobs == [job_name.clone()]
+    };
+    // Made with the placement the settings give: it waits on.
+    o.jobs = vec![job.clone()];
+    o.job = waiting("Unschedulable");
+    assert!(!replaced(&o));
+    // Made with a node selector the settings no longer give.
+    let mut moved = job.clone();
+    let spec = moved.spec.as_mut().unwrap().template.spec.as_mut().unwrap();
+    spec.node_selector
+        .get_or_insert_default()
+        .insert("kubernetes.io/hostname".into(), "gone".into());
+    o.jobs = vec![moved];
+    assert!(replaced(&o));
+    o.job = waiting("NoPodCreated");
+    assert!(replaced(&o));
+    // A pod that was placed and cannot pull its image is not a matter of placement.
+    o.job = waiting("ImagePullBackOff");
+    assert!(!replaced(&o));
+}
+
+#[test]
 fn verified_digest_pins_the_pool_and_tidies_up() {
     let mut o = observed(config("RUN true\n"));
     let build = created(&o);
