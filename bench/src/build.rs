@@ -384,6 +384,14 @@ impl Runner<'_> {
             .map(|(_, ip)| ip)
             .collect();
         let from_pod: Vec<&Request> = requests.iter().filter(|r| r.client == pod_ip).collect();
+        // Every build pushes: a pod with no request is one the log does not attribute, and each
+        // of its counts (the base bytes it pulled among them) would read 0 for nothing.
+        anyhow::ensure!(
+            !from_pod.is_empty(),
+            "no registry request came from the builder pod's address {pod_ip} ({} requests \
+             logged meanwhile): its counts would read 0 without measuring anything",
+            requests.len()
+        );
         Ok(Registry {
             pod: Counts::of(from_pod.iter().copied()),
             base_bytes_pulled: self.base.bytes_pulled(&from_pod),

@@ -122,6 +122,13 @@ fn rebuilds(state: &State, report: &mut Report) {
         each(&state.rebuild, |r| r.apply_to_pinned),
         "",
     );
+    report.add(
+        SECTION,
+        "Strata cold: base bytes pulled",
+        "B",
+        each(&state.cold, |r| r.base_bytes_pulled as f64),
+        "the positive control of the second pool's count: the same counter on an empty claim",
+    );
     if let Some(second) = &state.second {
         report.add(
             SECTION,

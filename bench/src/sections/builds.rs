@@ -65,6 +65,13 @@ impl Bench<'_> {
             bytes(cold.peak_disk_bytes as f64),
             bytes(cold.image_size_bytes as f64)
         );
+        // The positive control of the second pool's count: on an empty claim the same counter
+        // must see the base pulled.
+        anyhow::ensure!(
+            cold.base_bytes_pulled > 0,
+            "the cold build, on an empty claim, pulled no byte of the base by the registry's log: \
+             the second pool's base bytes pulled would read 0 without measuring anything"
+        );
         if state.builder_agent.is_none() {
             state.builder_agent = cold.agent.clone();
         }
