@@ -29,15 +29,8 @@ rm -f "$STATE/env"
 # 0b. the pool's machines (VMs, their DHCP, taps and bridge)
 "$HERE/machines.sh" down --dir "$D" || log "WARNING: could not stop the machines"
 CSOCK="$D/containerd/containerd.sock"
+PID_DIR="$D/pids"  # stop_started
 pid() { cat "$D/pids/$1" 2>/dev/null || true; }
-stop() { # stop <name> [timeout]: SIGTERM the process group, then SIGKILL
-  local p; p=$(pid "$1"); [[ -n "$p" ]] || return 0
-  kill -0 "$p" 2>/dev/null || return 0
-  kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
-  for _ in $(seq $(( ${2:-10} * 5 ))); do kill -0 "$p" 2>/dev/null || { log "stopped $1"; return 0; }; sleep 0.2; done
-  kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
-  log "killed $1"
-}
 ctrk() { ctr --address "$CSOCK" -n k8s.io "$@"; }
 
 # 1. let the kubelet tear pods down properly (CNI DEL, volume unmounts) while everything still runs
@@ -56,7 +49,7 @@ if [[ -f "$D/admin.kubeconfig" && -x "$KUBECTL" ]]; then
     -o jsonpath='{range .items[*]}{.spec.hostPath.path}{"\n"}{end}' 2>/dev/null | grep '^/tmp/hostpath_pv/.' || true)
 fi
 "$HERE/second-node.sh" down "$D" || log "WARNING: could not stop the second node"
-stop kubelet 15
+stop_started kubelet 15
 # 2. whatever is left in containerd: kill tasks, remove containers (remember their netns)
 NETNS=()
 if [[ -S "$CSOCK" ]]; then
@@ -64,18 +57,14 @@ if [[ -S "$CSOCK" ]]; then
     ns=$(ctrk containers info "$c" 2>/dev/null | jq -r '.Spec.linux.namespaces[]? | select(.type=="network") | .path // empty' 2>/dev/null || true)
     if [[ "$ns" == /var/run/netns/* || "$ns" == /run/netns/* ]]; then NETNS+=("$ns"); fi
   done
-  for t in $(ctrk tasks ls -q 2>/dev/null); do ctrk tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true; done
-  sleep 0.5
-  for t in $(ctrk tasks ls -q 2>/dev/null); do ctrk tasks delete -f "$t" >/dev/null 2>&1 || true; done
-  for c in $(ctrk containers ls -q 2>/dev/null); do ctrk containers delete "$c" >/dev/null 2>&1 || true; done
 fi
-stop containerd 15
-# shims belonging to this containerd
-for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $CSOCK" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
+containerd_clear "$CSOCK"
+stop_started containerd 15
+containerd_kill_shims "$CSOCK"
 # 3. the package repository's server, the NetworkPolicy agent, control plane + registry (reverse
 #    start order)
 [[ -d "$D/package-repo" ]] && { "$HERE/package-repo.sh" stop --dir "$D/package-repo" || log "WARNING: could not stop the package repository"; }
-for n in $(tac "$D/pids/order" 2>/dev/null); do stop "$n" 10; done
+for n in $(tac "$D/pids/order" 2>/dev/null); do stop_started "$n" 10; done
 # 3b. the rules that queued pod connections to the NetworkPolicy agent (it is gone now), and its
 #     own nftables table should it ever have created one (its rule sync fails on this kernel)
 "$HERE/netpol-divert.sh" del "$D/netpol" || log "WARNING: could not remove the NetworkPolicy rules (mangle/STRATA-NETPOL)"

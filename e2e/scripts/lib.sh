@@ -38,6 +38,38 @@ start() {
   echo $! > "$PID_DIR/$n"
   echo "$n" >> "$PID_DIR/order"
 }
+# stop_started <name> [timeout s]: SIGTERM the process group `start` began for <name>, SIGKILL
+# after the timeout (10 s); logs which. Nothing when it is not running.
+stop_started() {
+  local p; p=$(cat "$PID_DIR/$1" 2>/dev/null || true); [[ -n "$p" ]] || return 0
+  kill -0 "$p" 2>/dev/null || return 0
+  kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+  for _ in $(seq $(( ${2:-10} * 5 ))); do kill -0 "$p" 2>/dev/null || { log "stopped $1"; return 0; }; sleep 0.2; done
+  kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+  log "killed $1"
+}
+# containerd_clear <socket>: every task of containerd's k8s.io namespace killed and deleted, then
+# every container deleted (what a stopped kubelet left).
+containerd_clear() {
+  local sock=$1 t c p
+  if [[ -S "$sock" ]]; then
+    for t in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
+      ctr --address "$sock" -n k8s.io tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true
+    done
+    sleep 0.5
+    for t in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
+      ctr --address "$sock" -n k8s.io tasks delete -f "$t" >/dev/null 2>&1 || true
+    done
+    for c in $(ctr --address "$sock" -n k8s.io containers ls -q 2>/dev/null); do
+      ctr --address "$sock" -n k8s.io containers delete "$c" >/dev/null 2>&1 || true
+    done
+  fi
+}
+# containerd_kill_shims <socket>: the shims of that containerd (after it stopped).
+containerd_kill_shims() {
+  local p
+  for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $1" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
+}
 # alive <name>: dies with the last lines of its log unless the process start started is running.
 alive() { kill -0 "$(cat "$PID_DIR/$1")" 2>/dev/null || die "$1 exited; last log lines:$(echo; tail -20 "$LOG_DIR/$1.log")"; }
 # wait_for <what> <timeout s> <proc> <cmd...>: until <cmd> succeeds, every WAIT_FOR_POLL s (default

@@ -100,37 +100,17 @@ up() {
   echo "export STRATA_E2E_SECOND_NODE_NETWORKS=$POD_CIDR2,${HOST_ADDR%.*}.0/30"
   echo "export STRATA_E2E_SECOND_NODE=$NAME"
   echo "export STRATA_E2E_SECOND_NODE_TAINT=$TAINT"
-  echo "export STRATA_E2E_SECOND_NODE_CONTAINERD=$sock"
 }
 
 down() {
   local D=$1 N="$1/node2" sock="$1/node2/containerd/containerd.sock"
   [[ -d "$N" ]] || return 0
-  stop_pid() { # SIGTERM the process group, then SIGKILL
-    local p; p=$(cat "$D/pids/$1" 2>/dev/null || true); [[ -n "$p" ]] || return 0
-    kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM -- "-$p" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.2; done
-    kill -KILL -- "-$p" 2>/dev/null || true
-  }
-  stop_pid kubelet-2
-  if [[ -S "$sock" ]]; then
-    local c t
-    for t in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
-      ctr --address "$sock" -n k8s.io tasks kill -a -s SIGKILL "$t" >/dev/null 2>&1 || true
-    done
-    sleep 0.5
-    for t in $(ctr --address "$sock" -n k8s.io tasks ls -q 2>/dev/null); do
-      ctr --address "$sock" -n k8s.io tasks delete -f "$t" >/dev/null 2>&1 || true
-    done
-    for c in $(ctr --address "$sock" -n k8s.io containers ls -q 2>/dev/null); do
-      ctr --address "$sock" -n k8s.io containers delete "$c" >/dev/null 2>&1 || true
-    done
-  fi
-  stop_pid containerd-2
-  stop_pid kube-network-policies-2
-  local p
-  for p in $(pgrep -f "containerd-shim-runc-v2 .*-address $sock" 2>/dev/null || true); do kill -KILL "$p" 2>/dev/null || true; done
+  PID_DIR="$D/pids"  # stop_started
+  stop_started kubelet-2 15
+  containerd_clear "$sock"
+  stop_started containerd-2 15
+  containerd_kill_shims "$sock"
+  stop_started kube-network-policies-2
   # the pods' network namespaces (an address in its pod network), then its own (veth and bridge
   # go with it), the route, the CNI state
   local ns
