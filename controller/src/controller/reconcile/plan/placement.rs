@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{PodSpec, Toleration};
+use k8s_openapi::api::core::v1::Toleration;
 use strata_crds::MachineOSBuild;
 
 use super::build_status::{NO_POD_CREATED, UNSCHEDULABLE, Waiting, desired_objects};
@@ -16,7 +16,7 @@ use crate::controller::names;
 use crate::render::Rendered;
 
 /// What decides where a builder pod may run.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 struct Placement {
     node_selector: BTreeMap<String, String>,
     tolerations: Vec<Toleration>,
@@ -27,23 +27,15 @@ struct Placement {
 
 impl Placement {
     fn of(job: &Job) -> Placement {
-        let spec = job
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.spec.clone())
-            .unwrap_or_default();
-        let PodSpec {
-            node_selector,
-            tolerations,
-            priority_class_name,
-            volumes,
-            ..
-        } = spec;
+        let Some(spec) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+            return Placement::default();
+        };
         Placement {
-            node_selector: node_selector.unwrap_or_default(),
-            tolerations: tolerations.unwrap_or_default(),
-            priority_class: priority_class_name,
-            claims: volumes
+            node_selector: spec.node_selector.clone().unwrap_or_default(),
+            tolerations: spec.tolerations.clone().unwrap_or_default(),
+            priority_class: spec.priority_class_name.clone(),
+            claims: spec
+                .volumes
                 .iter()
                 .flatten()
                 .filter_map(|v| Some(v.persistent_volume_claim.as_ref()?.claim_name.clone()))
@@ -53,15 +45,15 @@ impl Placement {
 }
 
 /// When the current build's Job `waiting` for a node or a pod was made with another placement than
-/// the settings give now, plans its deletion (with an Event) and returns true.
+/// the settings give now, plans its deletion (with an Event).
 pub(super) fn replace_if_moved(
     planner: &mut Planner<'_>,
     build: &MachineOSBuild,
     rendered: &Rendered,
     waiting: &Waiting,
-) -> bool {
+) {
     if ![UNSCHEDULABLE, NO_POD_CREATED].contains(&waiting.reason.as_str()) {
-        return false;
+        return;
     }
     let job_name = names::job(build);
     let Some(made) = planner
@@ -70,14 +62,13 @@ pub(super) fn replace_if_moved(
         .iter()
         .find(|j| j.metadata.name.as_deref() == Some(job_name.as_str()))
     else {
-        return false;
+        return;
     };
     let Ok(desired) = desired_objects(planner, build, rendered) else {
-        return false;
+        return;
     };
-    let (was, now) = (Placement::of(made), Placement::of(&desired.job));
-    if was == now {
-        return false;
+    if Placement::of(made) == Placement::of(&desired.job) {
+        return;
     }
     planner.plan.delete_jobs.push(job_name.clone());
     planner.event(
@@ -91,7 +82,6 @@ pub(super) fn replace_if_moved(
             waiting.reason
         ),
     );
-    true
 }
 
 #[cfg(test)]
