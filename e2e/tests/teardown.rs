@@ -222,6 +222,41 @@ fn claim_volume_dir(cluster: &strata_e2e::Cluster) -> Result<std::path::PathBuf>
     anyhow::bail!("the claim was not bound within 60 s")
 }
 
+/// Runs pod `name` (a long sleep) on the first node, or on the `second` one (its name and taint);
+/// returns how waiting for it to be Ready ended.
+fn sleeper(
+    cluster: &strata_e2e::Cluster,
+    name: &str,
+    second: Option<&(String, String)>,
+) -> Result<std::process::ExitStatus> {
+    let mut run = cluster.kubectl();
+    run.args([
+        "run",
+        name,
+        "--image",
+        &cluster.os_base_image,
+        "--restart=Never",
+    ]);
+    if let Some((node, taint)) = second {
+        run.arg("--overrides").arg(format!(
+            r#"{{"spec": {{"nodeName": "{node}", "tolerations": [{{"key": "{taint}", "operator": "Exists"}}]}}}}"#
+        ));
+    }
+    ensure!(
+        run.args(["--", "sleep", "3600"]).status()?.success(),
+        "kubectl run {name} failed"
+    );
+    Ok(cluster
+        .kubectl()
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            &format!("pod/{name}"),
+            "--timeout=120s",
+        ])
+        .status()?)
+}
+
 #[test]
 fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     let test = "cluster_down_leaves_no_process_mount_or_network_state";
@@ -253,60 +288,14 @@ fn cluster_down_leaves_no_process_mount_or_network_state() -> Result<()> {
     run("cluster-up.sh")?;
     let cluster = strata_e2e::Cluster::from_env_file(&env, true)?;
     let dir = cluster.dir.to_string_lossy().to_string();
-    // Something for the kubelet/CNI to clean up: a running pod with a volume and a veth.
-    let st = cluster
-        .kubectl()
-        .args([
-            "run",
-            "sleeper",
-            "--image",
-            &cluster.os_base_image,
-            "--restart=Never",
-            "--",
-            "sleep",
-            "3600",
-        ])
-        .status()?;
-    ensure!(st.success(), "kubectl run failed");
-    let st = cluster
-        .kubectl()
-        .args([
-            "wait",
-            "--for=condition=Ready",
-            "pod/sleeper",
-            "--timeout=120s",
-        ])
-        .status()?;
-    // And one on the second node (its own containerd, bridge and pod network).
+    // Something for each node's kubelet/CNI to clean up: a running pod with a volume and a veth,
+    // on the first node and on the second (its own containerd, bridge and pod network).
+    let st = sleeper(&cluster, "sleeper", None)?;
     let second = cluster
         .second_node
         .clone()
         .context("the cluster has no second node")?;
-    let overrides = format!(
-        r#"{{"spec": {{"nodeName": "{}", "tolerations": [{{"key": "{}", "operator": "Exists"}}]}}}}"#,
-        second.0, second.1
-    );
-    let st2 = cluster
-        .kubectl()
-        .args([
-            "run",
-            "sleeper-2",
-            "--image",
-            &cluster.os_base_image,
-            "--restart=Never",
-        ])
-        .args(["--overrides", &overrides, "--", "sleep", "3600"])
-        .status()?;
-    ensure!(st2.success(), "kubectl run on the second node failed");
-    let st2 = cluster
-        .kubectl()
-        .args([
-            "wait",
-            "--for=condition=Ready",
-            "pod/sleeper-2",
-            "--timeout=120s",
-        ])
-        .status()?;
+    let st2 = sleeper(&cluster, "sleeper-2", Some(&second))?;
     // A claim of the default StorageClass: its volume is a directory under /tmp/hostpath_pv.
     let claim = claim_volume_dir(&cluster)?;
     ensure!(
