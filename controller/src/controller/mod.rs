@@ -16,7 +16,7 @@
 //! - The process
 //!   - [`runtime`]: HTTP servers, the leader Lease, the caches, the controller loop, shutdown.
 //!   - [`http`]: probes and `/metrics` (plain and TLS).
-//!   - [`metrics`]: Strata's Prometheus metrics.
+//!   - [`metrics`]: Strata's Prometheus metrics ([`queue_clock`]: how long a config waited for its reconcile).
 //!   - [`events`]: Kubernetes Events, sent in the background after a round's writes.
 //!   - [`settings`]: the controller's flags, each with an environment variable.
 //! - Model helpers
@@ -41,6 +41,7 @@ mod fixtures;
 pub mod http;
 pub mod metrics;
 pub mod names;
+mod queue_clock;
 pub mod reconcile;
 pub mod registry_client;
 pub mod registry_http;
@@ -55,6 +56,7 @@ use std::time::{Duration, Instant};
 use kube::runtime::controller::Action;
 use kube::runtime::events::Recorder;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use strata_crds::MachineOSConfig;
 use strata_crds::contract::FINALIZER;
@@ -122,6 +124,8 @@ async fn reconcile(config: Arc<MachineOSConfig>, ctx: Arc<Context>) -> Result<Ac
     let span = tracing::info_span!("reconcile", machineosconfig = %name);
     async move {
         let started = Instant::now();
+        ctx.metrics
+            .reconcile_started(&ObjectRef::from_obj(config.as_ref()));
         let api: Api<MachineOSConfig> = Api::all(ctx.client.clone());
         let result = finalizer(&api, FINALIZER, config, |event| async {
             match event {

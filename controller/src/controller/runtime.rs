@@ -136,6 +136,7 @@ async fn reconcile_while_leading(
     leader: &mut watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let events_ctx = Arc::clone(&ctx);
+    let queue_metrics = Arc::clone(&ctx.metrics);
     let controller = Controller::for_stream(
         futures::stream::pending::<Result<MachineOSConfig, watcher::Error>>(),
         ctx.stores.configs.clone(),
@@ -145,7 +146,10 @@ async fn reconcile_while_leading(
             .concurrency(ctx.settings.concurrency)
             .debounce(DEBOUNCE),
     )
-    .reconcile_on(tokio_stream_of(triggers))
+    // Each config named is stamped as it enters kube's queue (strata_reconcile_queue_wait_seconds).
+    .reconcile_on(tokio_stream_of(triggers).inspect(move |config| {
+        queue_metrics.reconcile_queued(config.clone());
+    }))
     .graceful_shutdown_on(terminated())
     .run(reconcile, error_policy, ctx)
     .for_each(|result| async move {
