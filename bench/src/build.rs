@@ -21,6 +21,7 @@ use strata_e2e::deployed::{NAMESPACE, apply_config, controller_pods, machine_con
 use strata_e2e::measure::pod_usage::{ContainerUsage, PodUsage, Sampler, pod_volumes_dir};
 use strata_e2e::measure::registry_log::{AccessLog, Counts, Request};
 
+use crate::lifecycle::{self, Phase, PodTimes};
 use crate::objects;
 use crate::watch::{Seen, Watch, watch};
 
@@ -30,12 +31,34 @@ pub struct Base {
     pub image: String,
     /// Layer digests and compressed sizes, in order.
     pub layers: Vec<(String, u64)>,
+    pub config_digest: String,
     pub config_bytes: u64,
 }
 
 impl Base {
     pub fn compressed_bytes(&self) -> u64 {
         self.layers.iter().map(|(_, s)| s).sum::<u64>() + self.config_bytes
+    }
+
+    /// Compressed bytes of this image's layers that `before` does not have.
+    pub fn new_layer_bytes(&self, before: &Base) -> u64 {
+        let old: HashSet<&str> = before.layers.iter().map(|(d, _)| d.as_str()).collect();
+        self.layers
+            .iter()
+            .filter(|(d, _)| !old.contains(d.as_str()))
+            .map(|(_, s)| s)
+            .sum()
+    }
+
+    /// The compressed size of this image's blob `digest` (a layer or the config).
+    pub fn blob_bytes(&self, digest: &str) -> Option<u64> {
+        if digest == self.config_digest {
+            return Some(self.config_bytes);
+        }
+        self.layers
+            .iter()
+            .find(|(d, _)| d == digest)
+            .map(|(_, s)| *s)
     }
 
     /// Bytes of the base's layers downloaded in `requests`.
@@ -69,6 +92,7 @@ pub async fn base(image: &str, registry: &str) -> Result<Base> {
             .iter()
             .map(|l| (l.digest.clone(), l.size.max(0) as u64))
             .collect(),
+        config_digest: manifest.config.digest.clone(),
         config_bytes: manifest.config.size.max(0) as u64,
     })
 }
@@ -78,6 +102,45 @@ pub async fn base(image: &str, registry: &str) -> Result<Base> {
 pub struct Step {
     pub name: String,
     pub usage: ContainerUsage,
+    /// Its requests and limits as the pod spec gives them (`requests cpu=…, memory=…; limits …`).
+    pub resources: String,
+}
+
+/// The requests and limits of each container of `pod`, by name.
+fn resources(pod: &Pod) -> Vec<(String, String)> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    let list = |m: Option<
+        &std::collections::BTreeMap<
+            String,
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+        >,
+    >| {
+        m.map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.0))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+    };
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .map(|c| {
+            let r = c.resources.as_ref();
+            (
+                c.name.clone(),
+                format!(
+                    "requests {}; limits {}",
+                    list(r.and_then(|r| r.requests.as_ref())),
+                    list(r.and_then(|r| r.limits.as_ref()))
+                ),
+            )
+        })
+        .collect()
 }
 
 /// One build through Strata.
@@ -94,11 +157,19 @@ pub struct StrataRun {
     pub apply_to_pinned: f64,
     /// The builder's own timings (MachineOSBuild `status.phases`): pull, build, lint, push.
     pub phases: Vec<(String, f64)>,
+    /// The pod's time split between its steps' work and its lifecycle (`lifecycle::split`).
+    pub lifecycle: Vec<(String, f64)>,
+    /// Of the pod's span, the seconds outside its steps' work.
+    pub lifecycle_seconds: f64,
     pub steps: Vec<Step>,
     /// The largest disk sample of the pod's volumes (and the cache claim, when used).
     pub peak_disk_bytes: u64,
     /// The built image, config and layers uncompressed (the builder's `sizeBytes`).
     pub image_size_bytes: u64,
+    /// The pushed image's digest (the push step's message).
+    pub digest: String,
+    /// The blobs whose upload the pod completed (a blob mounted or already there is not one).
+    pub uploaded: Vec<String>,
     /// The builder pod's requests to the registry (by its IP in the access log).
     pub pod_registry: Counts,
     /// Bytes of the base's layers the pod downloaded.
@@ -161,6 +232,8 @@ struct Followed {
     last_pod: Option<Pod>,
     /// The push container seen terminated, and its message.
     done: Option<(Instant, TerminationMessage)>,
+    /// The pod's containers' times from the node, read when the push container was seen ended.
+    times: Option<PodTimes>,
     /// Each MachineConfig event: its `osImageURL`.
     mc_seen: Vec<(Instant, String)>,
 }
@@ -280,6 +353,11 @@ impl Runner<'_> {
             let parsed = TerminationMessage::parse(&message)
                 .with_context(|| format!("{config}: push step message {message:?}"))?;
             followed.done = Some((at, parsed));
+            let seen = followed.pod.as_ref().map_or(at, |(seen, _)| *seen);
+            followed.times = Some(
+                lifecycle::read(self.cluster, &object, seen, at)
+                    .with_context(|| format!("{config}: the builder pod's times on the node"))?,
+            );
             // The pod's volumes go with its Job once the controller pins: stop now.
             if let Some(s) = followed.sampler.take() {
                 followed.usage = Some(s.stop().await);
@@ -301,7 +379,10 @@ impl Runner<'_> {
         let (pod_at, _) = followed.pod.context("no builder pod")?;
         let usage = followed.usage.unwrap_or_default();
         let (done_at, message) = followed.done.context("no termination message")?;
-        let TerminationMessage::Success { size_bytes, .. } = message else {
+        let TerminationMessage::Success {
+            size_bytes, digest, ..
+        } = message
+        else {
             bail!("{config}: the build failed");
         };
         let last_pod = followed.last_pod.context("no pod status")?;
@@ -315,15 +396,26 @@ impl Runner<'_> {
             .as_ref()
             .and_then(|s| s.pod_ip.clone())
             .unwrap_or_default();
+        let declared = resources(&last_pod);
         let steps = container_ids(&last_pod)
             .into_iter()
             .filter(|(name, _)| builder_pod::STEPS.contains(&name.as_str()))
             .map(|(name, id)| Step {
                 usage: usage.container(&id).cloned().unwrap_or_default(),
+                resources: declared
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or_default(),
                 name,
             })
             .collect();
-        let phases = self.phases(&build).await?;
+        let phase_times = self.phases(&build).await?;
+        let times = followed.times.context("no pod times")?;
+        let phases = phase_times
+            .iter()
+            .map(|p| (p.name.clone(), (p.end_ms - p.start_ms) as f64 / 1000.0))
+            .collect();
         let containerfile = self.containerfile(&build).await?;
         let registry = self.registry(&pod_ip).await?;
         Ok(StrataRun {
@@ -333,9 +425,13 @@ impl Runner<'_> {
             done_to_pinned: pinned.saturating_duration_since(done_at).as_secs_f64(),
             apply_to_pinned: (pinned - t0).as_secs_f64(),
             phases,
+            lifecycle: lifecycle::split(&times, &phase_times),
+            lifecycle_seconds: lifecycle::lifecycle_seconds(&times, &phase_times),
             steps,
             peak_disk_bytes: usage.peak_disk_bytes,
             image_size_bytes: size_bytes,
+            digest,
+            uploaded: registry.uploaded,
             pod_registry: registry.pod,
             base_bytes_pulled: registry.base_bytes_pulled,
             controller_registry: registry.controllers,
@@ -344,8 +440,8 @@ impl Runner<'_> {
         })
     }
 
-    /// The builder's own timings of `build` (its `status.phases`), in seconds.
-    async fn phases(&self, build: &str) -> Result<Vec<(String, f64)>> {
+    /// The builder's own timings of `build` (its `status.phases`).
+    async fn phases(&self, build: &str) -> Result<Vec<Phase>> {
         let built: MachineOSBuild = Api::<MachineOSBuild>::all(self.client.clone())
             .get(build)
             .await
@@ -355,7 +451,11 @@ impl Runner<'_> {
             .map(|s| {
                 s.phases
                     .into_iter()
-                    .map(|p| (p.phase, (p.end_ms - p.start_ms) as f64 / 1000.0))
+                    .map(|p| Phase {
+                        name: p.phase,
+                        start_ms: p.start_ms,
+                        end_ms: p.end_ms,
+                    })
                     .collect()
             })
             .unwrap_or_default())
@@ -397,6 +497,10 @@ impl Runner<'_> {
             base_bytes_pulled: self.base.bytes_pulled(&from_pod),
             controllers: Counts::of(requests.iter().filter(|r| controllers.contains(&r.client))),
             agent: from_pod.first().map(|r| r.agent.clone()),
+            uploaded: from_pod
+                .iter()
+                .filter_map(|r| r.uploaded_digest())
+                .collect(),
         })
     }
 }
@@ -409,4 +513,6 @@ struct Registry {
     controllers: Counts,
     /// The user agent of the pod's requests.
     agent: Option<String>,
+    /// The blobs the pod uploaded.
+    uploaded: Vec<String>,
 }

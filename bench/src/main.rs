@@ -14,6 +14,7 @@
 mod build;
 mod claim;
 mod host;
+mod lifecycle;
 mod mco_way;
 mod noop;
 mod objects;

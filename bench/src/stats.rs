@@ -169,9 +169,12 @@ impl AuditCounts {
     }
 
     /// Writes, leaving out the leader Lease's renewals (`leases`), which are the election itself.
+    /// Writes to objects others left in the shared cluster count too: any write is the
+    /// controller's own doing.
     pub fn writes_excluding_leases(&self) -> u64 {
         self.by_verb
             .iter()
+            .chain(self.foreign.iter())
             .filter(|(k, _)| {
                 let mut parts = k.split(' ');
                 let verb = parts.next().unwrap_or_default();
@@ -326,7 +329,9 @@ mod tests {
         );
         assert_eq!(c.total(), 3);
         assert_eq!(c.foreign.len(), 1);
-        assert_eq!(c.writes_excluding_leases(), 1);
+        // The patch of machineosconfigs, and the one of someone else's MachineConfig: a write
+        // is counted whoever's object it names.
+        assert_eq!(c.writes_excluding_leases(), 2);
         assert_eq!(c.beyond_lists_and_leases(), 2);
         assert_eq!(c.by_verb["get machineosbuilds"], 1);
     }

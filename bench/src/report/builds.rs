@@ -61,12 +61,19 @@ fn cold_times(cold: &[StrataRun], report: &mut Report) {
 fn cold_steps(cold: &[StrataRun], report: &mut Report) {
     for step in ["pull", "build", "push"] {
         let usage: Vec<_> = cold.iter().filter_map(|r| r.step(step)).collect();
+        // What the pod spec asked for, beside what the step used.
+        let declared = cold
+            .iter()
+            .flat_map(|r| &r.steps)
+            .find(|s| s.name == step)
+            .map(|s| s.resources.clone())
+            .unwrap_or_default();
         report.add(
             SECTION,
             format!("Strata cold: step {step} peak RSS"),
             "B",
             usage.iter().map(|u| u.peak_rss_bytes as f64).collect(),
-            "",
+            declared,
         );
         report.add(
             SECTION,
@@ -122,6 +129,30 @@ fn rebuilds(state: &State, report: &mut Report) {
         each(&state.rebuild, |r| r.apply_to_pinned),
         "",
     );
+    pod_split("Strata rebuild", &state.rebuild, report);
+    report.add(
+        SECTION,
+        "Strata rebuild: bytes uploaded",
+        "B",
+        state
+            .rebuild_push
+            .iter()
+            .map(|(up, _)| *up as f64)
+            .collect(),
+        "blobs whose upload the pod completed, by the registry's log",
+    );
+    report.add(
+        SECTION,
+        "Strata rebuild: its new layers and config (compressed)",
+        "B",
+        state
+            .rebuild_push
+            .iter()
+            .map(|(_, new)| *new as f64)
+            .collect(),
+        "the pushed manifest's blobs the previous image lacks",
+    );
+    upgrade(state, report);
     report.add(
         SECTION,
         "Strata cold: base bytes pulled",
@@ -145,6 +176,79 @@ fn rebuilds(state: &State, report: &mut Report) {
             "",
         );
     }
+}
+
+/// The release upgrade: time, base bytes pulled against the changed layers, its pod's split.
+fn upgrade(state: &State, report: &mut Report) {
+    let Some(u) = &state.upgrade else {
+        return;
+    };
+    let what = format!("release upgrade ({} base layers changed)", u.changed_layers);
+    report.add(
+        SECTION,
+        format!("{what}: apply → pinned"),
+        "s",
+        vec![u.run.apply_to_pinned],
+        "the last config rebuilt on the next release's base, its fragment unchanged",
+    );
+    report.add(
+        SECTION,
+        format!("{what}: base bytes pulled"),
+        "B",
+        vec![u.pulled as f64],
+        "",
+    );
+    report.add(
+        SECTION,
+        format!("{what}: changed layers (compressed)"),
+        "B",
+        vec![u.changed_bytes as f64],
+        "",
+    );
+    pod_split(&what, std::slice::from_ref(&u.run), report);
+}
+
+/// Where `runs`' time went: apply → pod, the pod's time split (its steps' work and its
+/// lifecycle, `lifecycle::split`), its end seen → pinned.
+fn pod_split(what: &str, runs: &[StrataRun], report: &mut Report) {
+    report.add(
+        SECTION,
+        format!("{what}: apply → builder pod seen"),
+        "s",
+        each(runs, |r| r.apply_to_pod),
+        "",
+    );
+    let names: Vec<&String> = runs
+        .first()
+        .map(|r| r.lifecycle.iter().map(|(n, _)| n).collect())
+        .unwrap_or_default();
+    for name in names {
+        let values = runs
+            .iter()
+            .filter_map(|r| r.lifecycle.iter().find(|(n, _)| n == name).map(|(_, s)| *s))
+            .collect();
+        report.add(
+            SECTION,
+            format!("{what}: {name}"),
+            "s",
+            values,
+            "containerd's times; phases: status.phases",
+        );
+    }
+    report.add(
+        SECTION,
+        format!("{what}: pod time outside its steps' work"),
+        "s",
+        each(runs, |r| r.lifecycle_seconds),
+        "pod seen → its end seen, less the phases",
+    );
+    report.add(
+        SECTION,
+        format!("{what}: pod end seen → pinned"),
+        "s",
+        each(runs, |r| r.done_to_pinned),
+        "",
+    );
 }
 
 /// What the builder pod and the controller asked the registry during the cold builds.

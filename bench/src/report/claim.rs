@@ -6,6 +6,22 @@ use super::Report;
 
 /// The first build on the empty storage, rebuilds, a second pool, and the storage's growth.
 pub fn rows(state: &State, report: &mut Report) {
+    if let Some(run) = &state.emptydir_rebuild {
+        report.add(
+            "claim",
+            "no cache claim (--cache-claim=off): rebuild apply → pinned",
+            "s",
+            vec![run.apply_to_pinned],
+            "an emptyDir per builder pod, as without a StorageClass",
+        );
+        report.add(
+            "claim",
+            "no cache claim: rebuild base bytes pulled",
+            "B",
+            vec![run.base_bytes_pulled as f64],
+            "",
+        );
+    }
     if let Some(first) = &state.claim_first {
         report.add(
             "claim",

@@ -41,15 +41,26 @@ fn strata_run(n: u64) -> StrataRun {
             .enumerate()
             .map(|(i, p)| (p.to_string(), f + i as f64))
             .collect(),
+        lifecycle: vec![
+            (
+                "pull ended → build created (kubelet noticing)".into(),
+                0.5 * f,
+            ),
+            ("phase build (work)".into(), f),
+        ],
+        lifecycle_seconds: 2.0 * f,
         steps: ["pull", "build", "push"]
             .iter()
             .map(|s| Step {
+                resources: "requests cpu=100m, memory=64Mi; limits memory=1Gi".into(),
                 name: s.to_string(),
                 usage: usage(100 * n),
             })
             .collect(),
         peak_disk_bytes: (3 << 30) * n,
         image_size_bytes: 2 << 30,
+        digest: format!("sha256:{n:064}"),
+        uploaded: Vec::new(),
         pod_registry: counts(&[("GET blob", 40 + n), ("HEAD manifest", 2)]),
         base_bytes_pulled: (1 << 30) * (n - 1),
         controller_registry: counts(&[("HEAD manifest", n)]),
@@ -86,6 +97,7 @@ fn state() -> State {
         base: Some(crate::build::Base {
             image: "registry/os@sha256:2".into(),
             layers: vec![("sha256:3".into(), 1 << 30)],
+            config_digest: "sha256:4".into(),
             config_bytes: 0,
         }),
         base_uncompressed: Some((4 << 30, 48)),
@@ -93,6 +105,13 @@ fn state() -> State {
         cold: vec![strata_run(1), strata_run(2), strata_run(3)],
         host: vec![host(1.0), host(2.0), host(3.0)],
         rebuild: vec![strata_run(1), strata_run(1)],
+        rebuild_push: vec![(1100, 1000), (1000, 1000)],
+        upgrade: Some(crate::sections::Upgrade {
+            run: strata_run(1),
+            changed_layers: 5,
+            changed_bytes: 25 << 20,
+            pulled: 26 << 20,
+        }),
         second: Some(strata_run(1)),
         mco: vec![mco(600.0, None), mco(0.0, Some("stopped: disk"))],
         mco_skipped: None,
@@ -100,6 +119,7 @@ fn state() -> State {
         claim_rebuild: vec![strata_run(1), strata_run(2)],
         claim_second: Some(strata_run(1)),
         claim_growth: vec![("after the first build".into(), 6 << 30)],
+        emptydir_rebuild: Some(strata_run(2)),
         scale: Some(scale::ScaleResult {
             configs: 50,
             total_configs: 52,
@@ -109,9 +129,12 @@ fn state() -> State {
             build_phase_p50: Some(0.004),
             build_phase_p99: Some(0.2),
             build_phase_slowest_bound: Some(0.5),
+            build_phase_queue_p99: Some(0.3),
+            build_phase_queue_waits: 420.0,
             build_phase_api: audit(&[("get pods", 10), ("patch machineosconfigs", 50)]),
             build_phase_registry: counts(&[("HEAD manifest", 50)]),
             rss_after_builds_mib: 30.0,
+            rss_split_after_builds_mib: Some((20.0, 10.0)),
             takeover_seconds: 2.5,
             takeover_by: "the standby",
             settle_upper_bound: true,

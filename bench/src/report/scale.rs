@@ -46,6 +46,36 @@ fn headline(s: &ScaleResult, report: &mut Report) {
         s.build_phase_p99.into_iter().collect(),
         "",
     );
+    if let Some((anon, file)) = s.rss_split_after_builds_mib {
+        one(
+            report,
+            "leader RSS after the builds: anonymous",
+            "MiB",
+            anon,
+            "heap, stacks",
+        );
+        one(
+            report,
+            "leader RSS after the builds: file-backed",
+            "MiB",
+            file,
+            "the executable's and libraries' pages",
+        );
+    }
+    report.add(
+        SECTION,
+        "builds running: queue wait p99",
+        "s",
+        s.build_phase_queue_p99.into_iter().collect(),
+        "a change → its config's reconcile starting (strata_reconcile_queue_wait_seconds)",
+    );
+    one(
+        report,
+        "builds running: queue waits counted",
+        "count",
+        s.build_phase_queue_waits,
+        "",
+    );
     one(
         report,
         "leader RSS after the builds",
@@ -79,7 +109,10 @@ fn headline(s: &ScaleResult, report: &mut Report) {
         "resync: writes (leases left out)",
         "",
         s.audit.writes_excluding_leases() as f64,
-        "",
+        format!(
+            "any object's; the positive control, the same counter while the builds ran: {}",
+            s.build_phase_api.writes_excluding_leases()
+        ),
     );
 }
 

@@ -37,10 +37,16 @@ pub struct ScaleResult {
     /// The smallest bucket bound holding every reconcile of the build phase (None: some fell
     /// above the last finite bucket).
     pub build_phase_slowest_bound: Option<f64>,
+    /// Time configs waited for their reconcile while the builds ran (p99) and how many waits
+    /// were counted.
+    pub build_phase_queue_p99: Option<f64>,
+    pub build_phase_queue_waits: f64,
     pub build_phase_api: AuditCounts,
     pub build_phase_registry: Counts,
     /// The leader's RSS once the builds settled.
     pub rss_after_builds_mib: f64,
+    /// Of it, (anonymous, file-backed) MiB, as /proc/<pid>/status counts them.
+    pub rss_split_after_builds_mib: Option<(f64, f64)>,
     /// Leader pod deleted → another replica takes the Lease (its `acquireTime`).
     pub takeover_seconds: f64,
     /// Which replica took over: "the standby" or "the replacement pod".
@@ -95,7 +101,8 @@ pub async fn run(a: ScaleArgs<'_>) -> Result<ScaleResult> {
     .buffer_unordered(16)
     .try_collect::<Vec<_>>()
     .await?;
-    let builds = build_phase(&a, &leader.ip, &mut logs).await?;
+    let mut builds = build_phase(&a, &leader.ip, &mut logs).await?;
+    builds.memory = Some(probe::process_memory(a.cluster, a.client, &leader.pod).await?);
     let resync = resync::leader_change(a.client, &leader.pod, &mut logs).await?;
     Ok(result(a.count, builds, resync))
 }
@@ -160,6 +167,8 @@ struct BuildPhase {
     after: Sample,
     api: AuditCounts,
     registry: Counts,
+    /// The leader's process memory after the builds: (anonymous, file-backed) MiB.
+    memory: Option<(f64, f64)>,
 }
 
 /// Applies the configs in batches, each batch waited for until pinned, then waits for the
@@ -181,12 +190,29 @@ async fn build_phase(a: &ScaleArgs<'_>, leader_ip: &str, logs: &mut Logs) -> Res
     let build_end = jiff::Timestamp::now();
     let registry = logs.registry_from(&controller_ips(a.client).await?)?;
     let api = logs.controller_api(audit_offset, build_start, build_end)?;
+    // The positive control of the resync's zero writes: the same counter over the builds, which
+    // write every config's status, must see them.
+    anyhow::ensure!(
+        api.writes_excluding_leases() > 0,
+        "scale: the audit log shows no write by the controller while {} configs built: the \
+         resync's write count would read 0 without measuring anything",
+        a.count
+    );
+    // Likewise the queue wait: every config was made due by its creation.
+    anyhow::ensure!(
+        stats::histogram_delta(&after.queue_wait, &before.queue_wait)
+            .last()
+            .is_some_and(|(_, n)| *n > 0.0),
+        "scale: no reconcile queue wait was counted while {} configs built",
+        a.count
+    );
     Ok(BuildPhase {
         all_pinned_seconds,
         before,
         after,
         api,
         registry,
+        memory: None,
     })
 }
 
@@ -227,6 +253,7 @@ async fn wait_pinned(a: &ScaleArgs<'_>, last: usize, started: Instant) -> Result
 fn result(configs: usize, b: BuildPhase, r: Resync) -> ScaleResult {
     let build_hist = stats::histogram_delta(&b.after.histogram, &b.before.histogram);
     let resync_hist = stats::histogram_delta(&r.after.histogram, &r.baseline.histogram);
+    let queue_hist = stats::histogram_delta(&b.after.queue_wait, &b.before.queue_wait);
     ScaleResult {
         configs,
         total_configs: r.total_configs,
@@ -236,9 +263,12 @@ fn result(configs: usize, b: BuildPhase, r: Resync) -> ScaleResult {
         build_phase_p50: stats::quantile(&build_hist, 0.5),
         build_phase_p99: stats::quantile(&build_hist, 0.99),
         build_phase_slowest_bound: stats::slowest_bound(&build_hist),
+        build_phase_queue_p99: stats::quantile(&queue_hist, 0.99),
+        build_phase_queue_waits: queue_hist.last().map_or(0.0, |(_, n)| *n),
         build_phase_api: b.api,
         build_phase_registry: b.registry,
         rss_after_builds_mib: b.after.rss_mib,
+        rss_split_after_builds_mib: b.memory,
         takeover_seconds: r.acquired.duration_since(r.deleted).as_secs_f64(),
         takeover_by: r.takeover_by,
         settle_seconds: r.last_rise.duration_since(r.acquired).as_secs_f64(),

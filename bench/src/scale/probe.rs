@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use strata_crds::MachineOSConfig;
+use strata_e2e::Cluster;
 use strata_e2e::deployed::{NAMESPACE, controller_pods, lease, scrape};
 
 use crate::stats;
@@ -19,6 +20,8 @@ pub(super) struct Sample {
     pub(super) rss_mib: f64,
     pub(super) reconciles: f64,
     pub(super) histogram: Vec<(f64, f64)>,
+    /// `strata_reconcile_queue_wait_seconds`' buckets.
+    pub(super) queue_wait: Vec<(f64, f64)>,
 }
 
 pub(super) async fn sample(ip: &str) -> Result<Sample> {
@@ -31,6 +34,7 @@ pub(super) async fn sample(ip: &str) -> Result<Sample> {
         rss_mib: get("process_resident_memory_bytes").unwrap_or(0.0) / 1024.0 / 1024.0,
         reconciles: get("strata_reconcile_duration_seconds_count").unwrap_or(0.0),
         histogram: stats::histogram(&text, "strata_reconcile_duration_seconds"),
+        queue_wait: stats::histogram(&text, "strata_reconcile_queue_wait_seconds"),
     })
 }
 
@@ -124,6 +128,35 @@ pub(super) async fn pod_ip(client: &kube::Client, name: &str, timeout: Duration)
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The resident memory of pod `name`'s (first) container process, split as the kernel counts
+/// it: (anonymous, file-backed — the executable's pages, mostly), in MiB.
+pub(super) async fn process_memory(
+    cluster: &Cluster,
+    client: &kube::Client,
+    name: &str,
+) -> Result<(f64, f64)> {
+    let pod = Api::<Pod>::namespaced(client.clone(), NAMESPACE)
+        .get(name)
+        .await?;
+    let id = pod
+        .status
+        .and_then(|s| s.container_statuses)
+        .and_then(|c| c.into_iter().next())
+        .and_then(|c| c.container_id)
+        .with_context(|| format!("pod {name} has no container ID"))?;
+    let pid = crate::lifecycle::container_status(cluster, &id)?.pid;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status of pod {name}"))?;
+    let kib = |key: &str| -> Result<f64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .with_context(|| format!("/proc/{pid}/status has no {key}"))
+    };
+    Ok((kib("RssAnon:")? / 1024.0, kib("RssFile:")? / 1024.0))
 }
 
 /// The IPs of the controller's pods now.

@@ -1,10 +1,10 @@
 //! Cold builds through Strata beside the same build on the host, rebuilds, a second pool.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use strata_e2e::deployed::create_pool;
 
-use super::{Bench, State, nonce};
-use crate::build::{Base, Runner};
+use super::{Bench, State, Upgrade, nonce};
+use crate::build::{self, Base, Runner, StrataRun};
 use crate::report::{self, Report, bytes};
 use crate::{claim, host, objects};
 
@@ -20,8 +20,12 @@ impl Bench<'_> {
         }
         let base = self.base(state).await?;
         let mut runner = self.runner(&base);
+        let mut last = None;
         for i in 1..=self.args.runs {
-            self.cold_host_rebuild(i, &base, &mut runner, state).await?;
+            last = Some(self.cold_host_rebuild(i, &base, &mut runner, state).await?);
+        }
+        if let Some((push, fragment)) = last {
+            self.upgrade(&base, &push, &fragment, state).await?;
         }
         let second = runner
             .run(
@@ -40,14 +44,15 @@ impl Bench<'_> {
     }
 
     /// Run `i`: a cold build through Strata, the same Containerfile built on the host, a
-    /// rebuild through Strata changing the last step.
+    /// rebuild through Strata changing the last step. Returns the push spec and the rebuild's
+    /// fragment.
     async fn cold_host_rebuild(
         &self,
         i: usize,
         base: &Base,
         runner: &mut Runner<'_>,
         state: &mut State,
-    ) -> Result<()> {
+    ) -> Result<(String, String)> {
         let reg = &self.cluster.registry;
         // Cold: nothing cached. Strata's own claim (the default where the cluster has a
         // default StorageClass, as this one has) is removed; the build makes it again.
@@ -92,20 +97,90 @@ impl Bench<'_> {
             h.total(),
             bytes(h.peak_disk_bytes as f64)
         );
-        let rebuild = runner
-            .run(
-                "bench-build",
-                &push,
-                &self.fragment(&format!("strata bench rebuild {n}"))?,
-            )
-            .await?;
+        let fragment = self.fragment(&format!("strata bench rebuild {n}"))?;
+        let rebuild = runner.run("bench-build", &push, &fragment).await?;
+        let pushed = self.push_bytes(&push, &cold, &rebuild).await?;
         eprintln!(
-            "bench: run {i}: Strata rebuild (last step changed) apply→pinned {:.1} s",
-            rebuild.apply_to_pinned
+            "bench: run {i}: Strata rebuild (last step changed) apply→pinned {:.1} s, uploaded {} \
+             for {} of new layers and config",
+            rebuild.apply_to_pinned,
+            bytes(pushed.0 as f64),
+            bytes(pushed.1 as f64)
         );
+        state.rebuild_push.push(pushed);
         state.cold.push(cold);
         state.host.push(h);
         state.rebuild.push(rebuild);
+        Ok((push, fragment))
+    }
+}
+
+impl Bench<'_> {
+    /// What the rebuild's pod uploaded against what it had to: (uploaded, new layers + config),
+    /// compressed bytes, from the two images' manifests in the registry.
+    async fn push_bytes(
+        &self,
+        push_spec: &str,
+        before: &StrataRun,
+        after: &StrataRun,
+    ) -> Result<(u64, u64)> {
+        let repo = push_spec.rsplit_once(':').map_or(push_spec, |(r, _)| r);
+        let reg = &self.cluster.registry;
+        let old = build::base(&format!("{repo}@{}", before.digest), reg).await?;
+        let new = build::base(&format!("{repo}@{}", after.digest), reg).await?;
+        let mut uploaded = 0;
+        for digest in &after.uploaded {
+            uploaded += new.blob_bytes(digest).with_context(|| {
+                format!("the rebuild uploaded {digest}, which its image does not name")
+            })?;
+        }
+        let needed = new.new_layer_bytes(&old) + new.config_bytes;
+        // The count's positive control: a rebuild changing a step has a new layer to send.
+        anyhow::ensure!(
+            uploaded > 0 && needed > 0,
+            "the rebuild uploaded {uploaded} B for {needed} B of new layers and config by the \
+             registry's log: the upload count would read 0 without measuring anything"
+        );
+        Ok((uploaded, needed))
+    }
+
+    /// The release upgrade: the config last built is rebuilt, its fragment unchanged, on the
+    /// next release's base (`os-image-next.sh`: some of its layers changed).
+    async fn upgrade(
+        &self,
+        base: &Base,
+        push: &str,
+        fragment: &str,
+        state: &mut State,
+    ) -> Result<()> {
+        let next = build::base(&self.cluster.os_image_next, &self.cluster.registry).await?;
+        let changed_bytes = next.new_layer_bytes(base);
+        let changed_layers = next
+            .layers
+            .iter()
+            .filter(|(d, _)| !base.layers.iter().any(|(b, _)| b == d))
+            .count();
+        anyhow::ensure!(
+            changed_bytes > 0,
+            "the next release's base {} has no layer the base lacks",
+            next.image
+        );
+        let mut runner = self.runner(&next);
+        let run = runner.run("bench-build", push, fragment).await?;
+        eprintln!(
+            "bench: release upgrade ({changed_layers} of {} base layers changed, {}): \
+             apply→pinned {:.1} s, {} of the next base pulled",
+            next.layers.len(),
+            bytes(changed_bytes as f64),
+            run.apply_to_pinned,
+            bytes(run.base_bytes_pulled as f64)
+        );
+        state.upgrade = Some(Upgrade {
+            pulled: run.base_bytes_pulled,
+            run,
+            changed_layers,
+            changed_bytes,
+        });
         Ok(())
     }
 }

@@ -78,7 +78,29 @@ impl Bench<'_> {
             .claim_growth
             .push(("after the second pool's build".into(), size));
         state.claim_second = Some(second);
+        self.emptydir(state).await?;
         report::claim::rows(state, report);
+        Ok(())
+    }
+
+    /// Without a cache claim (`--cache-claim=off`, as on a cluster with no StorageClass): a build,
+    /// then the measured rebuild, each on a fresh emptyDir that pulls the whole base.
+    async fn emptydir(&self, state: &mut State) -> Result<()> {
+        state.builder_image = self.deploy(vec!["--cache-claim=off".into()]).await?;
+        create_pool(&self.client, "bench-emptydir").await?;
+        let base = self.base(state).await?;
+        let mut runner = self.runner(&base);
+        let push = format!("{}/bench/emptydir:latest", self.cluster.registry);
+        for last in ["strata bench emptydir", "strata bench emptydir rebuild"] {
+            let fragment = self.fragment(&format!("{last} {}", nonce()))?;
+            let run = runner.run("bench-emptydir", &push, &fragment).await?;
+            eprintln!(
+                "bench: no cache claim, {last}: {:.1} s, {} of the base pulled",
+                run.apply_to_pinned,
+                bytes(run.base_bytes_pulled as f64)
+            );
+            state.emptydir_rebuild = Some(run);
+        }
         Ok(())
     }
 

@@ -32,6 +32,10 @@ pub struct State {
     pub cold: Vec<StrataRun>,
     pub host: Vec<host::HostBuild>,
     pub rebuild: Vec<StrataRun>,
+    /// Per rebuild: bytes its pod uploaded, and the compressed bytes of its new layers and config.
+    pub rebuild_push: Vec<(u64, u64)>,
+    /// The release upgrade: the rebuild on the next base.
+    pub upgrade: Option<Upgrade>,
     pub second: Option<StrataRun>,
     pub mco: Vec<mco_way::McoRun>,
     pub mco_skipped: Option<String>,
@@ -39,8 +43,21 @@ pub struct State {
     pub claim_rebuild: Vec<StrataRun>,
     pub claim_second: Option<StrataRun>,
     pub claim_growth: Vec<(String, u64)>,
+    /// A rebuild without a cache claim (`--cache-claim=off`).
+    pub emptydir_rebuild: Option<StrataRun>,
     pub scale: Option<crate::scale::ScaleResult>,
     pub section_seconds: Vec<(String, f64)>,
+}
+
+/// A rebuild onto the next release's base (some of its layers changed), fragments unchanged.
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    pub run: StrataRun,
+    /// Layers of the next base that the previous one does not have, and their compressed bytes.
+    pub changed_layers: usize,
+    pub changed_bytes: u64,
+    /// Bytes of the next base's layers the rebuild downloaded.
+    pub pulled: u64,
 }
 
 /// The cluster, the binary under test and the run's settings, shared by the sections.

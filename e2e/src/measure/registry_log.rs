@@ -88,6 +88,19 @@ impl Request {
         Some(&rest[..end])
     }
 
+    /// The blob an upload completed (`PUT …/blobs/uploads/<id>?…&digest=sha256%3A…` answered
+    /// 201): its content was sent in this request or the ones before it (a mount is a POST).
+    pub fn uploaded_digest(&self) -> Option<String> {
+        if self.method != "PUT" || self.kind() != Kind::Upload || self.status != 201 {
+            return None;
+        }
+        let query = self.path.split_once('?')?.1;
+        let value = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("digest="))?;
+        Some(value.replace("%3A", ":").replace("%3a", ":"))
+    }
+
     /// A blob's content sent back (`GET …/blobs/sha256:…` answered 200 or 206).
     pub fn is_blob_download(&self) -> bool {
         self.method == "GET"
@@ -242,6 +255,16 @@ mod tests {
         assert_eq!(counts.total(), 3);
         assert_eq!(counts.bytes_sent, 2 * 7079076);
         assert_eq!(counts.describe(), "GET blob: 2, HEAD manifest: 1");
+    }
+
+    #[test]
+    fn an_upload_is_known_by_the_digest_its_last_request_names() {
+        let put = parse_line(r#"10.244.0.5 - - [08/Dec/2026:00:02:01 +0000] "PUT /v2/x/worker/blobs/uploads/23b0?_state=mI6K&digest=sha256%3Afd7c HTTP/1.1" 201 0 "" "Buildah/1.39.3""#).unwrap();
+        assert_eq!(put.uploaded_digest().as_deref(), Some("sha256:fd7c"));
+        let mount = parse_line(r#"192.0.2.2 - - [08/Dec/2026:00:09:39 +0000] "POST /v2/a/blobs/uploads/?from=b&mount=sha256%3A7780 HTTP/1.1" 201 0 "" "Buildah/1.28.2""#).unwrap();
+        assert_eq!(mount.uploaded_digest(), None);
+        let refused = parse_line(r#"10.244.0.5 - - [08/Dec/2026:00:02:01 +0000] "PUT /v2/x/worker/blobs/uploads/23b0?digest=sha256%3Afd7c HTTP/1.1" 400 0 "" "Buildah/1.39.3""#).unwrap();
+        assert_eq!(refused.uploaded_digest(), None);
     }
 
     #[test]
