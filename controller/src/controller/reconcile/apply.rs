@@ -159,33 +159,51 @@ async fn keep_step_logs(
         .labels
         .as_ref()
         .and_then(|l| l.get(labels::BUILD));
-    let Some(pod_name) = ctx
+    let Some(pod) = ctx
         .stores
         .pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| p.labels().get(labels::BUILD) == build)
         .max_by_key(|p| p.metadata.creation_timestamp.clone())
-        .map(|p| p.name_any())
     else {
         return Ok(());
     };
+    let pod_name = pod.name_any();
+    // The steps this pod has (no boot step with the boot check off), read at once: one round
+    // waits for the slowest log, not for their sum.
+    let steps: Vec<&str> = builder_pod::STEPS
+        .into_iter()
+        .filter(|step| {
+            pod.spec.as_ref().is_some_and(|spec| {
+                spec.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(&spec.containers)
+                    .any(|c| c.name == *step)
+            })
+        })
+        .collect();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut data = std::collections::BTreeMap::new();
-    for step in builder_pod::STEPS {
+    let read = steps.iter().map(|step| {
         let params = LogParams {
-            container: Some(step.to_string()),
+            container: Some((*step).to_string()),
             tail_lines: Some(400),
             ..LogParams::default()
         };
-        match pods.logs(&pod_name, &params).await {
+        let (pods, pod_name) = (&pods, &pod_name);
+        async move { (*step, pods.logs(pod_name, &params).await) }
+    });
+    let mut data = std::collections::BTreeMap::new();
+    for (step, result) in futures::future::join_all(read).await {
+        match result {
             Ok(text) => {
                 data.insert(
                     step.to_string(),
                     tail_bytes(&text, KEPT_LOG_BYTES).to_string(),
                 );
             }
-            // No such step in this pod (the boot check off), or it never started.
+            // A step that never started.
             Err(kube::Error::Api(status)) if status.code == 400 || status.code == 404 => {}
             Err(err) => {
                 return Err(Write::ReadLogs.failed(object_name(Some(&ns), &pod_name))(

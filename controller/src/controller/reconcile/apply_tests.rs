@@ -209,9 +209,12 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     let p = plan::plan(&o, &settings);
     let build = p.create_build.clone().unwrap();
     let name = build.metadata.name.clone().unwrap();
-    // Its builder pod, as the cache of Strata's pods holds it (its logs are kept in round 3).
+    // Its builder pod, as the cache of Strata's pods holds it (its logs are kept in round 3):
+    // the boot check off, so no boot step.
     let pod = serde_json::from_value(json!({"metadata": {
-        "name": "p", "namespace": "strata-system", "labels": {"strata.dev/machine-os-build": name}}}))
+        "name": "p", "namespace": "strata-system", "labels": {"strata.dev/machine-os-build": name}},
+        "spec": {"initContainers": [{"name": "pull"}, {"name": "build"}],
+                 "containers": [{"name": "push"}]}}))
     .unwrap();
     let ctx = context_with_pods(client, vec![], vec![pod]);
     let written = p.config_status.clone();
@@ -284,13 +287,14 @@ async fn a_new_build_its_objects_and_a_pin_send_exactly_these_requests() {
     kept.build_config_maps.insert(format!("logs-{name}"));
     assert!(plan::plan(&o3, &settings).keep_logs.is_some());
     assert!(plan::plan(&kept, &settings).keep_logs.is_none());
-    // The build succeeded: its step logs are kept before its Job goes (its pod from the cache).
-    let mut expected: Vec<String> = vec![format!("GET {NS}/pods/p/log"); 4];
+    // The build succeeded: its step logs are kept before its Job goes (its pod from the cache),
+    // the log of each step the pod has.
+    let mut expected: Vec<String> = vec![format!("GET {NS}/pods/p/log"); 3];
     expected.push(format!("PATCH {NS}/configmaps/logs-{name}"));
-    let requests = server.requests_sorting(&[(5, 7), (7, 10)]);
-    assert_eq!(requests[..5], expected[..]);
+    let requests = server.requests_sorting(&[(4, 6), (6, 9)]);
+    assert_eq!(requests[..4], expected[..]);
     assert_eq!(
-        requests[5..],
+        requests[4..],
         vec![
             "PATCH /apis/machineconfiguration.openshift.io/v1/machineconfigs/zz-strata-1-worker"
                 .to_string(),
