@@ -38,6 +38,99 @@ pub async fn run(program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Which buildah runs on the host.
+#[derive(Debug, Clone)]
+pub enum Buildah {
+    /// The host's own (Debian's package).
+    Host,
+    /// The builder image's, in a privileged container of the node's containerd with the host's
+    /// network and the work dir at the same path: the builder pod's buildah version without
+    /// Kubernetes (no pod, no steps, no hand-over).
+    Image {
+        /// The node's containerd socket.
+        address: PathBuf,
+        /// The builder image, `repo@sha256:…`, pulled into the namespace [`CTR_NAMESPACE`].
+        image: String,
+    },
+}
+
+/// The node's containerd namespace the bench's own containers run in (not Kubernetes').
+const CTR_NAMESPACE: &str = "strata-bench";
+
+impl Buildah {
+    /// The builder image's buildah on `cluster`'s node, its image pulled first.
+    pub async fn image(cluster: &strata_e2e::Cluster, image: &str) -> Result<Self> {
+        let address = cluster.dir.join("containerd/containerd.sock");
+        let address_s = address.display().to_string();
+        run(
+            "ctr",
+            &[
+                "--address",
+                &address_s,
+                "-n",
+                CTR_NAMESPACE,
+                "images",
+                "pull",
+                "--plain-http",
+                image,
+            ],
+            &[],
+        )
+        .await?;
+        Ok(Self::Image {
+            address,
+            image: image.to_string(),
+        })
+    }
+
+    /// `buildah args…` with `envs`, run as this buildah runs. In a container, `blob_cache` is its
+    /// `/var/lib/containers/cache` (where buildah records which repository each blob came from,
+    /// so a push mounts a blob across repositories instead of sending it), kept from one run to
+    /// the next as the builder pod keeps it from step to step.
+    async fn run(&self, args: &[&str], envs: &[(&str, &str)], blob_cache: &Path) -> Result<String> {
+        match self {
+            Self::Host => run("buildah", args, envs).await,
+            Self::Image { address, image } => {
+                let address = address.display().to_string();
+                let work = work_dir().display().to_string();
+                let mount = format!("type=bind,src={work},dst={work},options=rbind:rw");
+                std::fs::create_dir_all(blob_cache)?;
+                let cache = format!(
+                    "type=bind,src={},dst=/var/lib/containers/cache,options=rbind:rw",
+                    blob_cache.display()
+                );
+                let id = format!("strata-bench-buildah-{}", std::process::id());
+                // `--env` replaces the image's environment: PATH given again.
+                let env: Vec<String> = std::iter::once(
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+                )
+                .chain(envs.iter().map(|(k, v)| format!("{k}={v}")))
+                .collect();
+                let mut all = vec![
+                    "--address",
+                    address.as_str(),
+                    "-n",
+                    CTR_NAMESPACE,
+                    "run",
+                    "--rm",
+                    "--privileged",
+                    "--net-host",
+                    "--mount",
+                    mount.as_str(),
+                    "--mount",
+                    cache.as_str(),
+                ];
+                for e in &env {
+                    all.extend(["--env", e.as_str()]);
+                }
+                all.extend([image.as_str(), id.as_str(), "/usr/bin/buildah"]);
+                all.extend_from_slice(args);
+                run("ctr", &all, &[]).await
+            }
+        }
+    }
+}
+
 /// A fresh buildah storage root (and run root and temporary directory) under the work dir.
 pub struct Storage {
     pub dir: PathBuf,
@@ -45,10 +138,16 @@ pub struct Storage {
     runroot: PathBuf,
     tmp: PathBuf,
     driver: &'static str,
+    buildah: Buildah,
 }
 
 impl Storage {
     pub async fn fresh(name: &str, driver: &'static str) -> Result<Self> {
+        Self::fresh_with(name, driver, Buildah::Host).await
+    }
+
+    /// A fresh storage that `buildah` works in.
+    pub async fn fresh_with(name: &str, driver: &'static str, buildah: Buildah) -> Result<Self> {
         let dir = work_dir().join(name);
         remove_dir(&dir).await;
         let storage = Self {
@@ -57,6 +156,7 @@ impl Storage {
             tmp: dir.join("tmp"),
             dir,
             driver,
+            buildah,
         };
         for d in [&storage.root, &storage.runroot, &storage.tmp] {
             std::fs::create_dir_all(d)?;
@@ -73,12 +173,13 @@ impl Storage {
         let mut all = vec![driver.as_str(), root.as_str(), runroot.as_str()];
         all.extend_from_slice(args);
         let tmp = self.tmp.display().to_string();
-        run(
-            "buildah",
-            &all,
-            &[("BUILDAH_ISOLATION", "chroot"), ("TMPDIR", &tmp)],
-        )
-        .await
+        self.buildah
+            .run(
+                &all,
+                &[("BUILDAH_ISOLATION", "chroot"), ("TMPDIR", &tmp)],
+                &self.dir.join("blob-info-cache"),
+            )
+            .await
     }
 
     /// The layers in the storage as containers/storage records them (`<driver>-layers/layers.json`).
@@ -191,9 +292,14 @@ impl HostBuild {
 
 /// `buildah pull` of the base, `buildah bud --pull=never --isolation=chroot --layers
 /// --format=oci` of `containerfile`, `buildah push --digestfile` to `image` — the builder's three
-/// steps without Strata (no image gate) — in a fresh overlay storage.
-pub async fn overlay_build(containerfile: &str, base: &str, image: &str) -> Result<HostBuild> {
-    let storage = Storage::fresh("host-overlay", "overlay").await?;
+/// steps without Strata (no image gate) — in a fresh overlay storage, by `buildah`.
+pub async fn overlay_build(
+    containerfile: &str,
+    base: &str,
+    image: &str,
+    buildah: Buildah,
+) -> Result<HostBuild> {
+    let storage = Storage::fresh_with("host-overlay", "overlay", buildah).await?;
     let result = build_in(&storage, containerfile, base, image).await;
     storage.remove().await;
     result

@@ -14,7 +14,7 @@ pub fn rows(state: &State, report: &mut Report) {
     cold_times(&state.cold, report);
     cold_steps(&state.cold, report);
     cold_sizes(&state.cold, report);
-    host(&state.host, report);
+    host(&state.host, &state.host_own, report);
     rebuilds(state, report);
     cold_registry(&state.cold, report);
     if let Some(last) = state.cold.last() {
@@ -102,14 +102,36 @@ fn cold_sizes(cold: &[StrataRun], report: &mut Report) {
     );
 }
 
-/// The same build on the host with buildah.
-fn host(host: &[HostBuild], report: &mut Report) {
+/// The same build on the host: by the builder image's buildah (each phase), by the host's own.
+fn host(host: &[HostBuild], own: &[HostBuild], report: &mut Report) {
     report.add(
         SECTION,
         "host buildah (pull + bud + push)",
         "s",
         host.iter().map(HostBuild::total).collect(),
-        "overlay storage, same Containerfile",
+        "the builder image's buildah in a container of the node's containerd; overlay storage, same Containerfile",
+    );
+    type Phase = fn(&HostBuild) -> f64;
+    let phases: [(&str, Phase); 3] = [
+        ("pull", |h| h.pull_seconds),
+        ("bud", |h| h.bud_seconds),
+        ("push", |h| h.push_seconds),
+    ];
+    for (phase, f) in phases {
+        report.add(
+            SECTION,
+            format!("host buildah: {phase}"),
+            "s",
+            host.iter().map(f).collect(),
+            "",
+        );
+    }
+    report.add(
+        SECTION,
+        "host's own buildah (pull + bud + push)",
+        "s",
+        own.iter().map(HostBuild::total).collect(),
+        "Debian's package on the host (its version in Machine and versions)",
     );
     report.add(
         SECTION,
@@ -153,6 +175,13 @@ fn rebuilds(state: &State, report: &mut Report) {
         "the pushed manifest's blobs the previous image lacks",
     );
     upgrade(state, report);
+    report.add(
+        SECTION,
+        "4 pools rebuilt at once: apply → each pinned",
+        "s",
+        state.concurrent.clone(),
+        "each its last step changed, on its own store on the claim",
+    );
     report.add(
         SECTION,
         "Strata cold: base bytes pulled",

@@ -30,6 +30,19 @@ fn build_goals(state: &State, report: &mut Report, runs: usize) {
     );
     rebuild_goals(state, report, runs);
     upgrade_goals(state, report, cold);
+    let all_at_once = state.concurrent.iter().copied().reduce(f64::max);
+    report.goal(
+        "concurrent_pools_over_single",
+        "4 pools rebuilt at once (the last pinned) / one pool's rebuild",
+        ratio(
+            all_at_once,
+            median(state.rebuild.iter().map(|r| r.apply_to_pinned)),
+        ),
+        "x",
+        "≤ 2",
+        2.0,
+        "",
+    );
     // Each MachineOSConfig has a store of its own on the claim (so no pool's build reads
     // another's images): a second pool pulls the base once, into its store, and no more.
     let base = state.base.as_ref().map(|b| b.compressed_bytes() as f64);

@@ -104,8 +104,10 @@ fn state() -> State {
         vfs_estimate: Some(90 << 30),
         cold: vec![strata_run(1), strata_run(2), strata_run(3)],
         host: vec![host(1.0), host(2.0), host(3.0)],
+        host_own: vec![host(2.0)],
         rebuild: vec![strata_run(1), strata_run(1)],
         rebuild_push: vec![(1100, 1000), (1000, 1000)],
+        concurrent: vec![50.0, 60.0, 70.0, 80.0],
         upgrade: Some(crate::sections::Upgrade {
             run: strata_run(1),
             changed_layers: 5,
@@ -143,6 +145,7 @@ fn state() -> State {
             resync_reconciles: 52.0,
             resync_cpu_seconds: 0.75,
             rss_after_resync_mib: 31.0,
+            idle_millicores: 2.5,
             resync_p50: Some(0.002),
             resync_p99: None,
             resync_slowest_bound: None,

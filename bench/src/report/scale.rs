@@ -15,6 +15,7 @@ pub fn rows(state: &State, report: &mut Report) {
     headline(s, report);
     resync(s, report);
     build_phase(s, report);
+    memory_and_queue(s, report);
     histogram_note(s, report);
     report.key("resync_api_requests_total", s.audit.total());
 }
@@ -44,36 +45,6 @@ fn headline(s: &ScaleResult, report: &mut Report) {
         "builds running: reconcile p99",
         "s",
         s.build_phase_p99.into_iter().collect(),
-        "",
-    );
-    if let Some((anon, file)) = s.rss_split_after_builds_mib {
-        one(
-            report,
-            "leader RSS after the builds: anonymous",
-            "MiB",
-            anon,
-            "heap, stacks",
-        );
-        one(
-            report,
-            "leader RSS after the builds: file-backed",
-            "MiB",
-            file,
-            "the executable's and libraries' pages",
-        );
-    }
-    report.add(
-        SECTION,
-        "builds running: queue wait p99",
-        "s",
-        s.build_phase_queue_p99.into_iter().collect(),
-        "a change → its config's reconcile starting (strata_reconcile_queue_wait_seconds)",
-    );
-    one(
-        report,
-        "builds running: queue waits counted",
-        "count",
-        s.build_phase_queue_waits,
         "",
     );
     one(
@@ -113,6 +84,47 @@ fn headline(s: &ScaleResult, report: &mut Report) {
             "any object's; the positive control, the same counter while the builds ran: {}",
             s.build_phase_api.writes_excluding_leases()
         ),
+    );
+}
+
+/// While the builds ran: the leader's memory split, the queue wait; the settled leader's idle CPU.
+fn memory_and_queue(s: &ScaleResult, report: &mut Report) {
+    one(
+        report,
+        "idle leader: CPU (millicores)",
+        "",
+        s.idle_millicores,
+        format!("30 s after the resync, {} configs cached", s.total_configs),
+    );
+    if let Some((anon, file)) = s.rss_split_after_builds_mib {
+        one(
+            report,
+            "leader RSS after the builds: anonymous",
+            "MiB",
+            anon,
+            "heap, stacks",
+        );
+        one(
+            report,
+            "leader RSS after the builds: file-backed",
+            "MiB",
+            file,
+            "the executable's and libraries' pages",
+        );
+    }
+    report.add(
+        SECTION,
+        "builds running: queue wait p99",
+        "s",
+        s.build_phase_queue_p99.into_iter().collect(),
+        "a change → its config's reconcile starting (strata_reconcile_queue_wait_seconds)",
+    );
+    one(
+        report,
+        "builds running: queue waits counted",
+        "count",
+        s.build_phase_queue_waits,
+        "",
     );
 }
 

@@ -62,6 +62,8 @@ pub struct ScaleResult {
     pub resync_reconciles: f64,
     pub resync_cpu_seconds: f64,
     pub rss_after_resync_mib: f64,
+    /// The settled leader's CPU while nothing changes, in millicores.
+    pub idle_millicores: f64,
     pub resync_p50: Option<f64>,
     pub resync_p99: Option<f64>,
     pub resync_slowest_bound: Option<f64>,
@@ -277,6 +279,7 @@ fn result(configs: usize, b: BuildPhase, r: Resync) -> ScaleResult {
         resync_reconciles: r.after.reconciles - r.baseline.reconciles,
         resync_cpu_seconds: r.after.cpu - r.baseline.cpu,
         rss_after_resync_mib: r.after.rss_mib,
+        idle_millicores: r.idle_millicores,
         resync_p50: stats::quantile(&resync_hist, 0.5),
         resync_p99: stats::quantile(&resync_hist, 0.99),
         resync_slowest_bound: stats::slowest_bound(&resync_hist),

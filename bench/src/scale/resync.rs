@@ -31,7 +31,12 @@ pub(super) struct Resync {
     pub(super) audit: AuditCounts,
     pub(super) audit_window_seconds: f64,
     pub(super) registry: Counts,
+    /// The new leader's CPU over [`IDLE_WINDOW`] after the resync, in millicores.
+    pub(super) idle_millicores: f64,
 }
+
+/// How long the settled leader is watched idle.
+const IDLE_WINDOW: Duration = Duration::from_secs(30);
 
 /// The new leader, and its counters before the resync.
 struct Takeover {
@@ -77,9 +82,16 @@ pub(super) async fn leader_change(
     let window_end = jiff::Timestamp::now();
     let audit = logs.controller_api(audit_offset, window_start, window_end)?;
     let mut ips = controller_ips(client).await?;
-    ips.extend([standby_ip, takeover.ip]);
+    ips.extend([standby_ip, takeover.ip.clone()]);
     let registry = logs.registry_from(&ips)?;
+    // Idle: nothing changes in the cluster; what the leader spends is its own upkeep (watches,
+    // Lease renewals, timers).
+    let idle_from = sample(&takeover.ip).await?;
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let idle_to = sample(&takeover.ip).await?;
+    let idle_millicores = (idle_to.cpu - idle_from.cpu) / IDLE_WINDOW.as_secs_f64() * 1000.0;
     Ok(Resync {
+        idle_millicores,
         total_configs,
         deleted: takeover.deleted,
         acquired: takeover.acquired,

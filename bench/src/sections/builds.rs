@@ -1,7 +1,11 @@
 //! Cold builds through Strata beside the same build on the host, rebuilds, a second pool.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result};
-use strata_e2e::deployed::create_pool;
+use kube::Api;
+use strata_crds::MachineOSConfig;
+use strata_e2e::deployed::{apply_config, create_pool};
 
 use super::{Bench, State, Upgrade, nonce};
 use crate::build::{self, Base, Runner, StrataRun};
@@ -15,7 +19,7 @@ impl Bench<'_> {
         objects::cleanup(&self.client).await?;
         state.builder_image = self.deploy(Vec::new()).await?;
         objects::push_secret(&self.client).await?;
-        for pool in ["bench-build", "bench-second"] {
+        for pool in ["bench-build", "bench-second", "bench-third", "bench-fourth"] {
             create_pool(&self.client, pool).await?;
         }
         let base = self.base(state).await?;
@@ -39,6 +43,7 @@ impl Bench<'_> {
             bytes(second.base_bytes_pulled as f64)
         );
         state.second = Some(second);
+        self.concurrent_pools(&base, &mut runner, state).await?;
         report::builds::rows(state, report);
         Ok(())
     }
@@ -80,23 +85,34 @@ impl Bench<'_> {
         if state.builder_agent.is_none() {
             state.builder_agent = cold.agent.clone();
         }
-        let host_containerfile = cold
-            .containerfile
-            .replace(&cold_last, &format!("strata bench host {n}"));
-        let h = host::overlay_build(
-            &host_containerfile,
-            &base.image,
-            &format!("{reg}/bench/host-{n}:latest"),
-        )
-        .await?;
-        eprintln!(
-            "bench: run {i}: host pull {:.1} s + bud {:.1} s + push {:.1} s = {:.1} s, peak disk {}",
-            h.pull_seconds,
-            h.bud_seconds,
-            h.push_seconds,
-            h.total(),
-            bytes(h.peak_disk_bytes as f64)
-        );
+        // The same build on the host: by the builder image's buildah (the graded comparison, the
+        // same version as in the pod), then by the host's own.
+        let image_buildah = host::Buildah::image(self.cluster, &state.builder_image).await?;
+        for (which, buildah) in [("image", image_buildah), ("own", host::Buildah::Host)] {
+            let h = host::overlay_build(
+                &cold
+                    .containerfile
+                    .replace(&cold_last, &format!("strata bench host {which} {n}")),
+                &base.image,
+                &format!("{reg}/bench/host-{which}-{n}:latest"),
+                buildah,
+            )
+            .await?;
+            eprintln!(
+                "bench: run {i}: host ({which} buildah) pull {:.1} s + bud {:.1} s + push {:.1} s \
+                 = {:.1} s, peak disk {}",
+                h.pull_seconds,
+                h.bud_seconds,
+                h.push_seconds,
+                h.total(),
+                bytes(h.peak_disk_bytes as f64)
+            );
+            if which == "image" {
+                state.host.push(h);
+            } else {
+                state.host_own.push(h);
+            }
+        }
         let fragment = self.fragment(&format!("strata bench rebuild {n}"))?;
         let rebuild = runner.run("bench-build", &push, &fragment).await?;
         let pushed = self.push_bytes(&push, &cold, &rebuild).await?;
@@ -109,7 +125,6 @@ impl Bench<'_> {
         );
         state.rebuild_push.push(pushed);
         state.cold.push(cold);
-        state.host.push(h);
         state.rebuild.push(rebuild);
         Ok((push, fragment))
     }
@@ -183,4 +198,68 @@ impl Bench<'_> {
         });
         Ok(())
     }
+}
+
+/// The pools rebuilt at once.
+const CONCURRENT: [&str; 4] = ["bench-build", "bench-second", "bench-third", "bench-fourth"];
+
+impl Bench<'_> {
+    /// Four pools, each built once, rebuilt at once (each its last step changed): apply → the
+    /// last of them pinned, against one pool's rebuild.
+    async fn concurrent_pools(
+        &self,
+        base: &Base,
+        runner: &mut Runner<'_>,
+        state: &mut State,
+    ) -> Result<()> {
+        let reg = &self.cluster.registry;
+        let push = |config: &str| format!("{reg}/bench/{config}:latest");
+        for config in &CONCURRENT[2..] {
+            let fragment = self.fragment(&format!("strata bench {config} {}", nonce()))?;
+            runner.run(config, &push(config), &fragment).await?;
+        }
+        let api: Api<MachineOSConfig> = Api::all(self.client.clone());
+        let mut before = Vec::new();
+        for config in CONCURRENT {
+            before.push(current_image(&api, config).await?);
+        }
+        let n = nonce();
+        let started = Instant::now();
+        for config in CONCURRENT {
+            let fragment = self.fragment(&format!("strata bench at once {n}"))?;
+            apply_config(
+                &self.client,
+                &objects::config(config, &push(config), &base.image, &fragment)?,
+            )
+            .await?;
+        }
+        let deadline = started + Duration::from_secs(600);
+        let mut pinned = vec![None; CONCURRENT.len()];
+        while pinned.iter().any(Option::is_none) {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "4 pools rebuilt at once: not all pinned within 600 s"
+            );
+            for (i, config) in CONCURRENT.iter().enumerate() {
+                if pinned[i].is_none() && current_image(&api, config).await? != before[i] {
+                    pinned[i] = Some(started.elapsed().as_secs_f64());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let each: Vec<f64> = pinned.into_iter().flatten().collect();
+        eprintln!("bench: 4 pools rebuilt at once: each pinned after {each:?} s");
+        state.concurrent = each;
+        Ok(())
+    }
+}
+
+/// The image a MachineOSConfig's pool runs (`status.currentImagePullSpec`).
+async fn current_image(api: &Api<MachineOSConfig>, config: &str) -> Result<Option<String>> {
+    Ok(api
+        .get(config)
+        .await
+        .with_context(|| format!("reading MachineOSConfig {config}"))?
+        .status
+        .and_then(|s| s.current_image_pull_spec))
 }

@@ -30,10 +30,15 @@ pub struct State {
     pub base_uncompressed: Option<(u64, usize)>,
     pub vfs_estimate: Option<u64>,
     pub cold: Vec<StrataRun>,
+    /// The cold build on the host by the builder image's buildah (the pod's version).
     pub host: Vec<host::HostBuild>,
+    /// The same by the host's own buildah.
+    pub host_own: Vec<host::HostBuild>,
     pub rebuild: Vec<StrataRun>,
     /// Per rebuild: bytes its pod uploaded, and the compressed bytes of its new layers and config.
     pub rebuild_push: Vec<(u64, u64)>,
+    /// Four pools rebuilt at once: seconds from the applies to each one's pin.
+    pub concurrent: Vec<f64>,
     /// The release upgrade: the rebuild on the next base.
     pub upgrade: Option<Upgrade>,
     pub second: Option<StrataRun>,
