@@ -51,6 +51,23 @@ pub mod builder_pod {
     pub const PUSH: &str = "push";
     /// The steps in the order they run (`boot` only where the boot check is on).
     pub const STEPS: [&str; 4] = [PULL, BUILD, BOOT, PUSH];
+
+    /// The steps `pod` has a container for, in the order they run.
+    pub fn steps_of(pod: &k8s_openapi::api::core::v1::Pod) -> Vec<&'static str> {
+        let Some(spec) = pod.spec.as_ref() else {
+            return Vec::new();
+        };
+        STEPS
+            .into_iter()
+            .filter(|step| {
+                spec.init_containers
+                    .iter()
+                    .flatten()
+                    .chain(&spec.containers)
+                    .any(|c| c.name == *step)
+            })
+            .collect()
+    }
     /// The boot step's environment variable holding its [`super::BootPlan`] as JSON.
     pub const BOOT_PLAN_ENV: &str = "STRATA_BOOT_PLAN";
     /// The pre-built image a seeding build takes (repo@sha256:…): the pull step pulls only it, the
@@ -361,6 +378,16 @@ pub mod mco;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pod_s_steps_are_its_step_containers_in_running_order() {
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "spec": {"initContainers": [{"name": "pull"}, {"name": "build"}],
+                     "containers": [{"name": "push"}, {"name": "sidecar"}]}}))
+        .unwrap();
+        assert_eq!(builder_pod::steps_of(&pod), ["pull", "build", "push"]);
+        assert!(builder_pod::steps_of(&k8s_openapi::api::core::v1::Pod::default()).is_empty());
+    }
+
     use super::*;
 
     #[test]

@@ -159,8 +159,8 @@ pub async fn logs(args: &LogsArgs) -> anyhow::Result<String> {
     let mut out = String::new();
     for pod in &found {
         let pod_name = pod.name().unwrap_or_default().into_owned();
-        for step in builder_pod::STEPS {
-            if args.step.as_deref().is_some_and(|s| s != step) || !has_container(pod, step) {
+        for step in builder_pod::steps_of(pod) {
+            if args.step.as_deref().is_some_and(|s| s != step) {
                 continue;
             }
             let params = LogParams {
@@ -179,15 +179,6 @@ pub async fn logs(args: &LogsArgs) -> anyhow::Result<String> {
         }
     }
     Ok(out)
-}
-
-fn has_container(pod: &Pod, name: &str) -> bool {
-    pod.spec.as_ref().is_some_and(|spec| {
-        spec.containers
-            .iter()
-            .chain(spec.init_containers.iter().flatten())
-            .any(|c| c.name == name)
-    })
 }
 
 pub async fn rebuild(args: &RebuildArgs) -> anyhow::Result<String> {

@@ -172,18 +172,7 @@ async fn keep_step_logs(
     let pod_name = pod.name_any();
     // The steps this pod has (no boot step with the boot check off), read at once: one round
     // waits for the slowest log, not for their sum.
-    let steps: Vec<&str> = builder_pod::STEPS
-        .into_iter()
-        .filter(|step| {
-            pod.spec.as_ref().is_some_and(|spec| {
-                spec.init_containers
-                    .iter()
-                    .flatten()
-                    .chain(&spec.containers)
-                    .any(|c| c.name == *step)
-            })
-        })
-        .collect();
+    let steps = builder_pod::steps_of(&pod);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let read = steps.iter().map(|step| {
         let params = LogParams {
