@@ -40,14 +40,18 @@ impl Base {
         self.layers.iter().map(|(_, s)| s).sum::<u64>() + self.config_bytes
     }
 
-    /// Compressed bytes of this image's layers that `before` does not have.
-    pub fn new_layer_bytes(&self, before: &Base) -> u64 {
+    /// This image's layers (digest, compressed size) that `before` does not have.
+    pub fn new_layers(&self, before: &Base) -> Vec<&(String, u64)> {
         let old: HashSet<&str> = before.layers.iter().map(|(d, _)| d.as_str()).collect();
         self.layers
             .iter()
             .filter(|(d, _)| !old.contains(d.as_str()))
-            .map(|(_, s)| s)
-            .sum()
+            .collect()
+    }
+
+    /// Compressed bytes of this image's layers that `before` does not have.
+    pub fn new_layer_bytes(&self, before: &Base) -> u64 {
+        self.new_layers(before).iter().map(|(_, s)| s).sum()
     }
 
     /// The compressed size of this image's blob `digest` (a layer or the config).

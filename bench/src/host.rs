@@ -96,8 +96,9 @@ impl Buildah {
                 let mount = format!("type=bind,src={work},dst={work},options=rbind:rw");
                 std::fs::create_dir_all(blob_cache)?;
                 let cache = format!(
-                    "type=bind,src={},dst=/var/lib/containers/cache,options=rbind:rw",
-                    blob_cache.display()
+                    "type=bind,src={},dst={},options=rbind:rw",
+                    blob_cache.display(),
+                    strata_crds::contract::builder_pod::BLOB_INFO_CACHE_DIR
                 );
                 let id = format!("strata-bench-buildah-{}", std::process::id());
                 // `--env` replaces the image's environment: PATH given again.

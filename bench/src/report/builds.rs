@@ -224,7 +224,7 @@ fn upgrade(state: &State, report: &mut Report) {
         SECTION,
         format!("{what}: base bytes pulled"),
         "B",
-        vec![u.pulled as f64],
+        vec![u.run.base_bytes_pulled as f64],
         "",
     );
     report.add(

@@ -123,7 +123,7 @@ fn upgrade_goals(state: &State, report: &mut Report, cold: Option<f64>) {
     report.goal(
         "upgrade_base_bytes_over_changed_layers",
         "release upgrade: base bytes pulled / compressed bytes of the changed layers",
-        upgrade.map(|u| u.pulled as f64 / u.changed_bytes.max(1) as f64),
+        upgrade.map(|u| u.run.base_bytes_pulled as f64 / u.changed_bytes.max(1) as f64),
         "x",
         "≤ 1.1",
         1.1,

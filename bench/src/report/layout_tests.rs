@@ -109,10 +109,12 @@ fn state() -> State {
         rebuild_push: vec![(1100, 1000), (1000, 1000)],
         concurrent: vec![50.0, 60.0, 70.0, 80.0],
         upgrade: Some(crate::sections::Upgrade {
-            run: strata_run(1),
+            run: StrataRun {
+                base_bytes_pulled: 26 << 20,
+                ..strata_run(1)
+            },
             changed_layers: 5,
             changed_bytes: 25 << 20,
-            pulled: 26 << 20,
         }),
         second: Some(strata_run(1)),
         mco: vec![mco(600.0, None), mco(0.0, Some("stopped: disk"))],

@@ -24,9 +24,13 @@ impl Bench<'_> {
         }
         let base = self.base(state).await?;
         let mut runner = self.runner(&base);
+        let image_buildah = host::Buildah::image(self.cluster, &state.builder_image).await?;
         let mut last = None;
         for i in 1..=self.args.runs {
-            last = Some(self.cold_host_rebuild(i, &base, &mut runner, state).await?);
+            last = Some(
+                self.cold_host_rebuild(i, &base, &image_buildah, &mut runner, state)
+                    .await?,
+            );
         }
         if let Some((push, fragment)) = last {
             self.upgrade(&base, &push, &fragment, state).await?;
@@ -48,13 +52,14 @@ impl Bench<'_> {
         Ok(())
     }
 
-    /// Run `i`: a cold build through Strata, the same Containerfile built on the host, a
-    /// rebuild through Strata changing the last step. Returns the push spec and the rebuild's
-    /// fragment.
+    /// Run `i`: a cold build through Strata, the same Containerfile built on the host (by
+    /// `image_buildah`, then the host's own), a rebuild through Strata changing the last step.
+    /// Returns the push spec and the rebuild's fragment.
     async fn cold_host_rebuild(
         &self,
         i: usize,
         base: &Base,
+        image_buildah: &host::Buildah,
         runner: &mut Runner<'_>,
         state: &mut State,
     ) -> Result<(String, String)> {
@@ -87,8 +92,10 @@ impl Bench<'_> {
         }
         // The same build on the host: by the builder image's buildah (the graded comparison, the
         // same version as in the pod), then by the host's own.
-        let image_buildah = host::Buildah::image(self.cluster, &state.builder_image).await?;
-        for (which, buildah) in [("image", image_buildah), ("own", host::Buildah::Host)] {
+        for (which, buildah) in [
+            ("image", image_buildah.clone()),
+            ("own", host::Buildah::Host),
+        ] {
             let h = host::overlay_build(
                 &cold
                     .containerfile
@@ -170,11 +177,7 @@ impl Bench<'_> {
     ) -> Result<()> {
         let next = build::base(&self.cluster.os_image_next, &self.cluster.registry).await?;
         let changed_bytes = next.new_layer_bytes(base);
-        let changed_layers = next
-            .layers
-            .iter()
-            .filter(|(d, _)| !base.layers.iter().any(|(b, _)| b == d))
-            .count();
+        let changed_layers = next.new_layers(base).len();
         anyhow::ensure!(
             changed_bytes > 0,
             "the next release's base {} has no layer the base lacks",
@@ -182,6 +185,12 @@ impl Bench<'_> {
         );
         let mut runner = self.runner(&next);
         let run = runner.run("bench-build", push, fragment).await?;
+        // The changed layers are not in the config's store: a rebuild that pulled none of the
+        // next base was not counted (a zero here would meet the goal for nothing).
+        anyhow::ensure!(
+            run.base_bytes_pulled > 0,
+            "the release upgrade pulled no byte of the next base by the registry's log"
+        );
         eprintln!(
             "bench: release upgrade ({changed_layers} of {} base layers changed, {}): \
              apply→pinned {:.1} s, {} of the next base pulled",
@@ -191,7 +200,6 @@ impl Bench<'_> {
             bytes(run.base_bytes_pulled as f64)
         );
         state.upgrade = Some(Upgrade {
-            pulled: run.base_bytes_pulled,
             run,
             changed_layers,
             changed_bytes,

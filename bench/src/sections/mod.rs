@@ -61,8 +61,6 @@ pub struct Upgrade {
     /// Layers of the next base that the previous one does not have, and their compressed bytes.
     pub changed_layers: usize,
     pub changed_bytes: u64,
-    /// Bytes of the next base's layers the rebuild downloaded.
-    pub pulled: u64,
 }
 
 /// The cluster, the binary under test and the run's settings, shared by the sections.
