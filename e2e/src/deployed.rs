@@ -319,7 +319,10 @@ pub async fn pinned_by(
     name: &str,
     build: &str,
 ) -> Result<String> {
-    let built = ended_build(client, build, timeout).await?;
+    let built = match ended_build(client, build, timeout).await {
+        Ok(built) => built,
+        Err(err) => return Err(err.context(crate::diagnose::build_pods(client, build).await)),
+    };
     ensure!(
         built.phase() == Some(BuildPhase::Succeeded),
         "build {build} ended {:?}: {:?}",
@@ -371,7 +374,7 @@ pub async fn running_builder_pod(client: &kube::Client, build: &str) -> Result<P
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     // Build names (`<config>-<12 hex>`) of the tests' short configs fit in a label value as is.
     let selector = format!("strata.dev/machine-os-build={build}");
-    wait_for(
+    let running = wait_for(
         &format!("a running builder pod of {build}"),
         Duration::from_secs(120),
         || async {
@@ -388,7 +391,11 @@ pub async fn running_builder_pod(client: &kube::Client, build: &str) -> Result<P
             }))
         },
     )
-    .await
+    .await;
+    match running {
+        Ok(pod) => Ok(pod),
+        Err(err) => Err(err.context(crate::diagnose::build_pods(client, build).await)),
+    }
 }
 
 /// `kubectl logs` of a pod in the controller's namespace (empty when not available).

@@ -14,6 +14,7 @@
 pub mod cache_claim;
 pub mod console;
 pub mod deployed;
+pub mod diagnose;
 pub mod first_boot;
 pub mod host_buildah;
 pub mod machine_roll;
