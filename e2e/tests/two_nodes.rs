@@ -22,12 +22,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::events::v1::Event;
 use kube::api::Api;
-use strata_crds::{BuildPhase, MachineOSBuild};
+use strata_crds::MachineOSBuild;
 use strata_e2e::cache_claim;
 use strata_e2e::deployed::{
-    apply_config, create_pool, create_push_secret, current_build, delete_config, delete_pool,
-    expect_event, leader_metrics, machine_os_config, pinned_by, pool_machine_config,
+    NAMESPACE, apply_config, create_pool, create_push_secret, current_build, delete_config,
+    delete_pool, expect_event, leader_metrics, machine_os_config, pinned_by, pool_machine_config,
     running_builder_pod, wait_for_condition,
 };
 use strata_e2e::measure::deploy::{DeployOptions, deploy};
@@ -108,6 +109,35 @@ async fn first_node(cluster: &Cluster, client: &kube::Client) -> Result<String> 
         .context("no node has the cluster's node IP")
 }
 
+/// The nodes whose kubelet started a container of build `build`'s builder pods, from the
+/// kubelet's `Started` Events (they outlive the pods; the Job's pods are named after it,
+/// `build-<build>-<uid>-<suffix>`).
+async fn nodes_that_ran(client: &kube::Client, build: &str) -> Result<Vec<String>> {
+    let events: Api<Event> = Api::namespaced(client.clone(), NAMESPACE);
+    let prefix = format!("build-{build}-");
+    let mut nodes: Vec<String> = events
+        .list(&Default::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|e| {
+            e.reason.as_deref() == Some("Started")
+                && e.regarding.as_ref().is_some_and(|r| {
+                    r.kind.as_deref() == Some("Pod")
+                        && r.name.as_deref().is_some_and(|n| n.starts_with(&prefix))
+                })
+        })
+        .filter_map(|e| {
+            e.reporting_instance
+                .filter(|i| !i.is_empty())
+                .or_else(|| e.deprecated_source.and_then(|s| s.host))
+        })
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    Ok(nodes)
+}
+
 fn node_of(pod: &Pod) -> String {
     pod.spec
         .as_ref()
@@ -156,32 +186,38 @@ async fn check(
     );
     eprintln!("ok: {build_a} runs on {}", nodes.second);
 
-    // Now the first node: pool b's build runs there while a's still runs on the second.
+    // Now the first node: pool b's build runs there, from apply to pin, while a's still runs on
+    // the second. b's build takes seconds: where it ran is read after, from the kubelet's Events
+    // (a poll for its running pod could come too late to see it).
     deploy(cluster, &nodes.deployment(Some(&nodes.first), &[])).await?;
     apply(b, "true").await?;
     let build_b = current_build(client, b, None).await?;
-    let pod_b = running_builder_pod(client, &build_b).await?;
-    let a_now = builds.get(&build_a).await?;
-    ensure!(
-        node_of(&pod_b) == nodes.first,
-        "{b}'s builder pod runs on {:?}, not on {}",
-        node_of(&pod_b),
-        nodes.first
-    );
-    ensure!(
-        a_now.phase() == Some(BuildPhase::Building),
-        "{build_a} was no longer building when {build_b} ran ({:?}): the builds did not overlap",
-        a_now.phase()
-    );
-    eprintln!(
-        "ok: {build_b} runs on {} while {build_a} runs on {}",
-        nodes.first, nodes.second
-    );
     let (image_a, image_b) = futures::future::try_join(
         pinned_by(client, BUILD_TIMEOUT, a, &build_a),
         pinned_by(client, BUILD_TIMEOUT, b, &build_b),
     )
     .await?;
+    let ran_b = nodes_that_ran(client, &build_b).await?;
+    ensure!(
+        ran_b == [nodes.first.clone()],
+        "{b}'s builder pod ran on {ran_b:?}, not on {}",
+        nodes.first
+    );
+    // b began after a's pod was seen running; it overlapped a if it ended first.
+    let ended = |build: MachineOSBuild| build.status.and_then(|s| s.build_end).map(|t| t.0);
+    let (end_a, end_b) = (
+        ended(builds.get(&build_a).await?),
+        ended(builds.get(&build_b).await?),
+    );
+    ensure!(
+        end_a.is_some() && end_b.is_some() && end_b < end_a,
+        "{build_b} ended at {end_b:?}, not before {build_a} at {end_a:?}: the builds did not \
+         overlap"
+    );
+    eprintln!(
+        "ok: {build_b} ran on {} while {build_a} ran on {}",
+        nodes.first, nodes.second
+    );
     ensure!(image_a != image_b, "both pools were pinned to {image_a}");
     eprintln!("ok: both pinned ({image_a}, {image_b})");
 
@@ -222,16 +258,17 @@ async fn check(
     // The way out: the controller redeployed with that claim and no selector. The waiting Job
     // was made with the old selector: Strata replaces it (Event BuilderReplaced), and the
     // scheduler puts the new pod on the claim's node.
+    // It may have run and pinned before the redeployment is seen through: where it ran is read
+    // from the kubelet's Events (CI once looked for its running pod after it had ended).
     deploy(cluster, &nodes.deployment(None, &claim)).await?;
     expect_event(client, c, "BuilderReplaced", "placement").await?;
-    let pod_c = running_builder_pod(client, &build_c).await?;
-    ensure!(
-        node_of(&pod_c) == nodes.first,
-        "{build_c}, made again, mounts a claim bound to {} but runs on {:?}",
-        nodes.first,
-        node_of(&pod_c)
-    );
     pinned_by(client, BUILD_TIMEOUT, c, &build_c).await?;
+    let ran_c = nodes_that_ran(client, &build_c).await?;
+    ensure!(
+        ran_c == [nodes.first.clone()],
+        "{build_c}, made again, mounts a claim bound to {} but ran on {ran_c:?}",
+        nodes.first
+    );
     eprintln!(
         "ok: {build_c}'s Job, replaced with the new placement, ran on its claim's node {} and pinned",
         nodes.first
