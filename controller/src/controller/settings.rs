@@ -325,8 +325,9 @@ pub struct Settings {
     #[arg(long, env = "STRATA_REGISTRY_TIMEOUT_SECONDS", default_value_t = 30)]
     pub registry_timeout_seconds: u64,
     /// MachineOSConfigs reconciled at the same time. Five, as Kubernetes' own controllers sync
-    /// (e.g. --concurrent-job-syncs): while builds start, the API server is the bottleneck, and
-    /// more rounds at once only make each wait longer (bench/RESULTS.md).
+    /// (e.g. --concurrent-job-syncs). At 500 configs building, measured both ways so far: 16 made
+    /// reconciles slower than 5 in one bench round, 20 made them and the queue wait faster in a
+    /// later one (docs/measurements.md).
     #[arg(long, env = "STRATA_CONCURRENCY", default_value_t = 5)]
     pub concurrency: u16,
     /// Address of /healthz and /readyz (plain HTTP), and of /metrics unless --metrics-tls-cert is set.
