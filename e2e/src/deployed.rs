@@ -369,18 +369,25 @@ pub fn manifest_status(image: &str) -> Result<u16> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
 }
 
-/// The builder pod of build `build` once one of its steps runs (the build is under way).
-pub async fn running_builder_pod(client: &kube::Client, build: &str) -> Result<Pod> {
+/// The builder pods of build `build` that exist now (by its label).
+pub async fn builder_pods(client: &kube::Client, build: &str) -> Result<Vec<Pod>> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     // Build names (`<config>-<12 hex>`) of the tests' short configs fit in a label value as is.
-    let selector = format!("strata.dev/machine-os-build={build}");
+    let selector = format!("{}={build}", strata_crds::contract::labels::BUILD);
+    Ok(pods
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items)
+}
+
+/// The builder pod of build `build` once one of its steps runs (the build is under way).
+pub async fn running_builder_pod(client: &kube::Client, build: &str) -> Result<Pod> {
     let running = wait_for(
         &format!("a running builder pod of {build}"),
         Duration::from_secs(120),
         || async {
-            let list = pods.list(&ListParams::default().labels(&selector)).await?;
             // Any step running: the pull and build steps are init containers.
-            Ok(list.items.into_iter().find(|p| {
+            Ok(builder_pods(client, build).await?.into_iter().find(|p| {
                 p.status.as_ref().is_some_and(|s| {
                     s.init_container_statuses
                         .iter()

@@ -10,7 +10,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
 use strata_crds::MachineOSBuild;
 
-use crate::deployed::{NAMESPACE, jobs_of_build};
+use crate::deployed::{NAMESPACE, builder_pods, jobs_of_build};
 
 /// The build's phase and conditions, its Jobs, its pods (node, phase, conditions not met, each
 /// step's state) and the Events about those Jobs and pods, newest last. Never fails: what cannot
@@ -49,20 +49,18 @@ pub async fn build_pods(client: &kube::Client, build: &str) -> String {
             let _ = writeln!(out, "  cannot list Jobs: {e:#}");
         }
     }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    let selector = format!("strata.dev/machine-os-build={build}");
-    match pods.list(&ListParams::default().labels(&selector)).await {
-        Ok(list) => {
-            for pod in &list.items {
+    match builder_pods(client, build).await {
+        Ok(pods) => {
+            for pod in &pods {
                 out.push_str(&pod_lines(pod));
                 names.extend(pod.metadata.name.clone());
             }
-            if list.items.is_empty() {
+            if pods.is_empty() {
                 out.push_str("  no pod\n");
             }
         }
         Err(e) => {
-            let _ = writeln!(out, "  cannot list pods: {e}");
+            let _ = writeln!(out, "  cannot list pods: {e:#}");
         }
     }
     out.push_str(&events_about(client, &names).await);
