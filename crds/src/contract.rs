@@ -378,6 +378,8 @@ pub mod mco;
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_pod_s_steps_are_its_step_containers_in_running_order() {
         let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
@@ -387,8 +389,6 @@ mod tests {
         assert_eq!(builder_pod::steps_of(&pod), ["pull", "build", "push"]);
         assert!(builder_pod::steps_of(&k8s_openapi::api::core::v1::Pod::default()).is_empty());
     }
-
-    use super::*;
 
     #[test]
     fn success_line_shape() {
